@@ -1,0 +1,205 @@
+// pybind11 bindings of the C++ core: argument checks, dtype dispatch and GIL release — nothing
+// else. The Python layer (python/thermossl) owns conversion, axis handling and user-facing error
+// messages; the checks here are a second line of defence so a wrong call can never crash.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "thermossl/gibbs.hpp"
+#include "thermossl/logsumexp.hpp"
+
+namespace py = pybind11;
+using thermossl::MatrixView;
+
+namespace {
+
+template <class T>
+bool has_dtype(const py::array& arr) {
+    return arr.dtype().is(py::dtype::of<T>());
+}
+
+template <class T>
+MatrixView<T> input_matrix(const py::object& obj, const char* name) {
+    if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy array");
+    const auto arr = py::reinterpret_borrow<py::array>(obj);
+    if (!has_dtype<T>(arr)) throw py::type_error(std::string(name) + ": dtype differs from the first argument");
+    if (arr.ndim() != 2) throw py::value_error(std::string(name) + " must be 2-D");
+    const auto item = static_cast<py::ssize_t>(sizeof(T));
+    if (arr.strides(0) % item != 0 || arr.strides(1) % item != 0)
+        throw py::value_error(std::string(name) + ": strides must be multiples of the item size");
+    return MatrixView<T>{static_cast<const T*>(arr.data()), arr.shape(0), arr.shape(1), arr.strides(0) / item,
+                         arr.strides(1) / item};
+}
+
+template <class T>
+const T* input_vector(const py::object& obj, py::ssize_t length, const char* name) {
+    if (obj.is_none()) return nullptr;
+    const auto arr = py::reinterpret_borrow<py::array>(obj);
+    if (!py::isinstance<py::array>(obj) || !has_dtype<T>(arr) || arr.ndim() != 1 ||
+        !(arr.flags() & py::array::c_style) || arr.shape(0) != length)
+        throw py::value_error(std::string(name) + ": expected a contiguous 1-D array of length " +
+                              std::to_string(length) + " and the input's dtype");
+    return static_cast<const T*>(arr.data());
+}
+
+// An output: C-contiguous, writeable, of dtype T and the given shape (cols < 0 for 1-D); or None.
+template <class T>
+T* output_array(const py::object& obj, py::ssize_t rows, py::ssize_t cols, const char* name) {
+    if (obj.is_none()) return nullptr;
+    if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy array");
+    auto arr = py::reinterpret_borrow<py::array>(obj);
+    const bool shape_ok = cols < 0 ? (arr.ndim() == 1 && arr.shape(0) == rows)
+                                   : (arr.ndim() == 2 && arr.shape(0) == rows && arr.shape(1) == cols);
+    if (!has_dtype<T>(arr) || !shape_ok || !(arr.flags() & py::array::c_style) || !arr.writeable())
+        throw py::value_error(std::string(name) + ": expected a writeable C-contiguous array of shape (" +
+                              std::to_string(rows) + (cols < 0 ? "" : ", " + std::to_string(cols)) +
+                              ") and the input's dtype");
+    return static_cast<T*>(arr.mutable_data());
+}
+
+template <class Fn>
+void dispatch_dtype(const py::array& a, Fn&& fn) {
+    if (has_dtype<float>(a)) {
+        fn(float{});
+    } else if (has_dtype<double>(a)) {
+        fn(double{});
+    } else {
+        throw py::type_error("thermossl kernels take float32 or float64 arrays, got " +
+                             std::string(py::str(a.dtype())));
+    }
+}
+
+void row_logsumexp(const py::array& a, double scale, const py::object& shift, const py::object& b,
+                   const py::object& out, const py::object& sign) {
+    dispatch_dtype(a, [&](auto tag) {
+        using T = decltype(tag);
+        const auto av = input_matrix<T>(a, "a");
+        MatrixView<T> bv;
+        const bool weighted = !b.is_none();
+        if (weighted) {
+            bv = input_matrix<T>(b, "b");
+            if (bv.rows != av.rows || bv.cols != av.cols) throw py::value_error("b must have the shape of a");
+        }
+        const T* shift_ptr = input_vector<T>(shift, av.cols, "shift");
+        T* out_ptr = output_array<T>(out, av.rows, -1, "out");
+        T* sign_ptr = output_array<T>(sign, av.rows, -1, "sign");
+        if (out_ptr == nullptr) throw py::value_error("out is required");
+        py::gil_scoped_release release;
+        thermossl::row_logsumexp<T>(av, static_cast<T>(scale), shift_ptr, weighted ? &bv : nullptr, out_ptr,
+                                    sign_ptr);
+    });
+}
+
+void col_logsumexp(const py::array& a, double scale, const py::object& shift, const py::object& out) {
+    dispatch_dtype(a, [&](auto tag) {
+        using T = decltype(tag);
+        const auto av = input_matrix<T>(a, "a");
+        const T* shift_ptr = input_vector<T>(shift, av.rows, "shift");
+        T* out_ptr = output_array<T>(out, av.cols, -1, "out");
+        if (out_ptr == nullptr) throw py::value_error("out is required");
+        py::gil_scoped_release release;
+        thermossl::col_logsumexp<T>(av, static_cast<T>(scale), shift_ptr, out_ptr);
+    });
+}
+
+void row_softmax(const py::array& a, double scale, const py::object& shift, const py::object& p,
+                 const py::object& log_z) {
+    dispatch_dtype(a, [&](auto tag) {
+        using T = decltype(tag);
+        const auto av = input_matrix<T>(a, "a");
+        const T* shift_ptr = input_vector<T>(shift, av.cols, "shift");
+        T* p_ptr = output_array<T>(p, av.rows, av.cols, "p");
+        T* log_z_ptr = output_array<T>(log_z, av.rows, -1, "log_z");
+        if (p_ptr == nullptr) throw py::value_error("p is required");
+        py::gil_scoped_release release;
+        thermossl::row_softmax<T>(av, static_cast<T>(scale), shift_ptr, p_ptr, log_z_ptr);
+    });
+}
+
+void row_log_softmax(const py::array& a, double scale, const py::object& shift, const py::object& log_p) {
+    dispatch_dtype(a, [&](auto tag) {
+        using T = decltype(tag);
+        const auto av = input_matrix<T>(a, "a");
+        const T* shift_ptr = input_vector<T>(shift, av.cols, "shift");
+        T* out_ptr = output_array<T>(log_p, av.rows, av.cols, "log_p");
+        if (out_ptr == nullptr) throw py::value_error("log_p is required");
+        py::gil_scoped_release release;
+        thermossl::row_log_softmax<T>(av, static_cast<T>(scale), shift_ptr, out_ptr);
+    });
+}
+
+void row_entropy(const py::array& a, double scale, const py::object& shift, const py::object& entropy,
+                 const py::object& log_z) {
+    dispatch_dtype(a, [&](auto tag) {
+        using T = decltype(tag);
+        const auto av = input_matrix<T>(a, "a");
+        const T* shift_ptr = input_vector<T>(shift, av.cols, "shift");
+        T* s_ptr = output_array<T>(entropy, av.rows, -1, "entropy");
+        T* log_z_ptr = output_array<T>(log_z, av.rows, -1, "log_z");
+        if (s_ptr == nullptr) throw py::value_error("entropy is required");
+        py::gil_scoped_release release;
+        thermossl::row_entropy<T>(av, static_cast<T>(scale), shift_ptr, s_ptr, log_z_ptr);
+    });
+}
+
+void row_cross_entropy(const py::array& q, const py::array& a, double scale, const py::object& shift,
+                       const py::object& loss, const py::object& grad, const py::object& log_z) {
+    dispatch_dtype(a, [&](auto tag) {
+        using T = decltype(tag);
+        const auto av = input_matrix<T>(a, "a");
+        const auto qv = input_matrix<T>(q, "q");
+        if (qv.rows != av.rows || qv.cols != av.cols) throw py::value_error("q must have the shape of a");
+        const T* shift_ptr = input_vector<T>(shift, av.cols, "shift");
+        T* loss_ptr = output_array<T>(loss, av.rows, -1, "loss");
+        T* grad_ptr = output_array<T>(grad, av.rows, av.cols, "grad");
+        T* log_z_ptr = output_array<T>(log_z, av.rows, -1, "log_z");
+        if (loss_ptr == nullptr) throw py::value_error("loss is required");
+        py::gil_scoped_release release;
+        thermossl::row_cross_entropy<T>(qv, av, static_cast<T>(scale), shift_ptr, loss_ptr, grad_ptr, log_z_ptr);
+    });
+}
+
+void row_entropy_grad(const py::array& a, double scale, const py::object& shift, const py::object& grad,
+                      const py::object& entropy, const py::object& log_z) {
+    dispatch_dtype(a, [&](auto tag) {
+        using T = decltype(tag);
+        const auto av = input_matrix<T>(a, "a");
+        const T* shift_ptr = input_vector<T>(shift, av.cols, "shift");
+        T* grad_ptr = output_array<T>(grad, av.rows, av.cols, "grad");
+        T* s_ptr = output_array<T>(entropy, av.rows, -1, "entropy");
+        T* log_z_ptr = output_array<T>(log_z, av.rows, -1, "log_z");
+        if (grad_ptr == nullptr) throw py::value_error("grad is required");
+        py::gil_scoped_release release;
+        thermossl::row_entropy_grad<T>(av, static_cast<T>(scale), shift_ptr, grad_ptr, s_ptr, log_z_ptr);
+    });
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "thermossl C++ core (CPU). Low-level: use the functions of the thermossl package.";
+    const auto none = py::none();
+    m.def("row_logsumexp", &row_logsumexp, py::arg("a"), py::arg("scale"), py::arg("shift") = none,
+          py::arg("b") = none, py::arg("out"), py::arg("sign") = none,
+          "out_i = log|sum_j b_ij exp(scale*a_ij + shift_j)|, scipy.special.logsumexp semantics per row.");
+    m.def("col_logsumexp", &col_logsumexp, py::arg("a"), py::arg("scale"), py::arg("shift") = none, py::arg("out"),
+          "out_j = log sum_i exp(scale*a_ij + shift_i).");
+    m.def("row_softmax", &row_softmax, py::arg("a"), py::arg("scale"), py::arg("shift") = none, py::arg("p"),
+          py::arg("log_z") = none, "p_ij = softmax_j(scale*a_ij + shift_j); optional log Z_i.");
+    m.def("row_log_softmax", &row_log_softmax, py::arg("a"), py::arg("scale"), py::arg("shift") = none,
+          py::arg("log_p"), "log_softmax of scale*a + shift along rows.");
+    m.def("row_entropy", &row_entropy, py::arg("a"), py::arg("scale"), py::arg("shift") = none,
+          py::arg("entropy"), py::arg("log_z") = none, "Shannon entropy of each row's softmax.");
+    m.def("row_cross_entropy", &row_cross_entropy, py::arg("q"), py::arg("a"), py::arg("scale"),
+          py::arg("shift") = none, py::arg("loss"), py::arg("grad") = none, py::arg("log_z") = none,
+          "-sum_j q_ij log softmax_j(scale*a_ij + shift_j), and its gradient in a.");
+    m.def("row_entropy_grad", &row_entropy_grad, py::arg("a"), py::arg("scale"), py::arg("shift") = none,
+          py::arg("grad"), py::arg("entropy") = none, py::arg("log_z") = none,
+          "Gradient in a of each row's softmax entropy.");
+#ifdef _OPENMP
+    m.attr("openmp") = true;
+#else
+    m.attr("openmp") = false;
+#endif
+}

@@ -1,0 +1,88 @@
+// thermossl — the Gibbs state and its entropies (THEORY.md §2).
+//
+// The row kernels below take the same affine exponent map as logsumexp.hpp,
+//     x_iy = scale * a_iy + shift_y ,
+// and work on p_i = softmax(x_i). With a = E, scale = -1/T and shift = mu/T this is the Gibbs
+// state (mu = 0) or a generalized Gibbs ensemble (GGE) of THEORY.md §3. The physics-named
+// inline wrappers at the end of this header do exactly that mapping.
+//
+// All outputs are C-contiguous (row-major) arrays owned by the caller; inputs may have any
+// strides. Every kernel reads each row of its inputs once from memory (the extra passes named
+// below run over a row already in cache) and writes its outputs once.
+//
+// Rows whose max of x is not finite (all states forbidden, an x = +inf, or nan) follow the
+// conventions of scipy.special.softmax/log_softmax: p is nan on the whole row; `log_z`
+// (optional output, log Z_i = LSE_y x_iy) is then -inf, +inf or nan, which lets a caller
+// diagnose the row without another pass.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "thermossl/logsumexp.hpp"
+#include "thermossl/view.hpp"
+
+namespace thermossl {
+
+/// p_iy = exp(x_iy - log Z_i). Passes per row: max, exp+sum (writes p), scale p.
+template <class T>
+void row_softmax(const MatrixView<T>& a, T scale, const T* shift, T* p, T* log_z);
+
+/// log p_iy = x_iy - log Z_i, with scipy.special.log_softmax's conventions for rows whose max is
+/// not finite. Passes per row: max, exp+sum, write.
+template <class T>
+void row_log_softmax(const MatrixView<T>& a, T scale, const T* shift, T* log_p);
+
+/// entropy_i = -sum_y p_iy log p_iy = log Z_i - sum_y p_iy x_iy, without materialising p
+/// (0 log 0 = 0: forbidden states contribute nothing). Passes per row: max, sums.
+template <class T>
+void row_entropy(const MatrixView<T>& a, T scale, const T* shift, T* entropy, T* log_z);
+
+/// loss_i = -sum_y q_iy log p_iy  (the cross-entropy of the label state q against p; 0 where
+/// q_iy = 0 even for forbidden states, +inf where q_iy > 0 on a forbidden state).
+/// grad (optional, N x K) = d loss_i / d a_iy = -scale * (q_iy - p_iy * sum_y q_iy), i.e.
+/// (q - p)/T for a row-stochastic q and a = E, scale = -1/T — computed in the same pass.
+/// Passes per row: max, exp+sums (stores exp in grad), gradient.
+template <class T>
+void row_cross_entropy(const MatrixView<T>& q, const MatrixView<T>& a, T scale, const T* shift,
+                       T* loss, T* grad, T* log_z);
+
+/// grad_iy = d S_i / d a_iy = -scale * p_iy (log p_iy + S_i), S_i the row entropy (optional
+/// output). For a = E, scale = -1/T this is (1/T) p (log p + S) of THEORY.md §2 (per row,
+/// before the sample weights w_i). Passes per row: max, exp+sums (stores exp in grad), gradient.
+template <class T>
+void row_entropy_grad(const MatrixView<T>& a, T scale, const T* shift, T* grad, T* entropy,
+                      T* log_z);
+
+// ---------------------------------------------------------------------------------------
+// Physics names: energies E (N x K), temperature T > 0, optional chemical potentials mu (K).
+// x_iy = (mu_y - E_iy) / T.
+
+namespace detail {
+template <class T>
+std::vector<T> potential_shift(const T* mu, std::int64_t k, T temperature) {
+    std::vector<T> shift;
+    if (mu != nullptr) {
+        shift.resize(static_cast<std::size_t>(k));
+        for (std::int64_t y = 0; y < k; ++y) shift[y] = mu[y] / temperature;
+    }
+    return shift;
+}
+}  // namespace detail
+
+/// log Z_i = LSE_y((mu_y - E_iy)/T)  (mu may be null).
+template <class T>
+void log_partition(const MatrixView<T>& energy, T temperature, const T* mu, T* log_z) {
+    const auto shift = detail::potential_shift(mu, energy.cols, temperature);
+    row_logsumexp(energy, T(-1) / temperature, shift.empty() ? nullptr : shift.data(), nullptr,
+                  log_z, nullptr);
+}
+
+/// p = Gibbs(E, T) (or the GGE at potentials mu).
+template <class T>
+void gibbs_state(const MatrixView<T>& energy, T temperature, const T* mu, T* p, T* log_z) {
+    const auto shift = detail::potential_shift(mu, energy.cols, temperature);
+    row_softmax(energy, T(-1) / temperature, shift.empty() ? nullptr : shift.data(), p, log_z);
+}
+
+}  // namespace thermossl

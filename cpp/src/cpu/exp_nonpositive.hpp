@@ -1,0 +1,83 @@
+// exp(x) on the max-shifted domain x <= 0, written branch-free so that the loops calling it
+// vectorise at the baseline ISA (SSE2 on x86-64) without -ffast-math and without libmvec.
+//
+// Method: Cody–Waite reduction x = n ln2 + r, |r| <= ln2/2, then a Taylor polynomial for e^r
+// (degree 7 for float: truncation 5e-9 relative; degree 13 for double: 4e-18) and the scale 2^n
+// built in the exponent bits. The rounding of n uses the 1.5 * 2^(mantissa bits) trick, so no
+// float->int conversion instruction is needed (AVX2 has none for int64).
+// Special values: exp(-inf) = 0, nan -> nan; results below the smallest normal number
+// (x < -87 for float, x < -708 for double) are flushed to 0. Arguments > 0 are not supported
+// (callers clamp: every argument is x - max(x)).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+namespace thermossl::detail {
+
+template <class To, class From>
+inline To bit_cast(const From& from) {
+    static_assert(sizeof(To) == sizeof(From), "bit_cast: size mismatch");
+    To to;
+    std::memcpy(&to, &from, sizeof(To));
+    return to;
+}
+
+inline float exp_nonpositive(float x) {
+    constexpr float kLowest = -87.0f;  // keeps 2^n normal (n >= -126)
+    constexpr float kLog2e = 1.44269504088896341f;
+    constexpr float kLn2Hi = 0.693359375f;
+    constexpr float kLn2Lo = -2.12194440e-4f;
+    constexpr float kRound = 12582912.0f;  // 1.5 * 2^23
+    const float xc = x < kLowest ? kLowest : x;
+    const float t = xc * kLog2e + kRound;
+    const float n = t - kRound;
+    const std::int32_t ni = bit_cast<std::int32_t>(t) - bit_cast<std::int32_t>(kRound);
+    const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
+    float poly = 1.0f / 5040.0f;
+    poly = poly * r + 1.0f / 720.0f;
+    poly = poly * r + 1.0f / 120.0f;
+    poly = poly * r + 1.0f / 24.0f;
+    poly = poly * r + 1.0f / 6.0f;
+    poly = poly * r + 0.5f;
+    poly = poly * r + 1.0f;
+    poly = poly * r + 1.0f;
+    const float two_n = bit_cast<float>((ni + 127) << 23);
+    const float result = poly * two_n;
+    const float flushed = x < kLowest ? 0.0f : result;
+    return x != x ? x : flushed;
+}
+
+inline double exp_nonpositive(double x) {
+    constexpr double kLowest = -708.0;  // keeps 2^n normal (n >= -1022)
+    constexpr double kLog2e = 1.4426950408889634074;
+    constexpr double kLn2Hi = 6.93147180369123816490e-01;
+    constexpr double kLn2Lo = 1.90821492927058770002e-10;
+    constexpr double kRound = 6755399441055744.0;  // 1.5 * 2^52
+    const double xc = x < kLowest ? kLowest : x;
+    const double t = xc * kLog2e + kRound;
+    const double n = t - kRound;
+    const std::int64_t ni = bit_cast<std::int64_t>(t) - bit_cast<std::int64_t>(kRound);
+    const double r = (xc - n * kLn2Hi) - n * kLn2Lo;
+    // Horner form of sum_{k=0}^{13} r^k / k!
+    double poly = 1.0 / 6227020800.0;
+    poly = poly * r + 1.0 / 479001600.0;
+    poly = poly * r + 1.0 / 39916800.0;
+    poly = poly * r + 1.0 / 3628800.0;
+    poly = poly * r + 1.0 / 362880.0;
+    poly = poly * r + 1.0 / 40320.0;
+    poly = poly * r + 1.0 / 5040.0;
+    poly = poly * r + 1.0 / 720.0;
+    poly = poly * r + 1.0 / 120.0;
+    poly = poly * r + 1.0 / 24.0;
+    poly = poly * r + 1.0 / 6.0;
+    poly = poly * r + 0.5;
+    poly = poly * r + 1.0;
+    poly = poly * r + 1.0;
+    const double two_n = bit_cast<double>((ni + 1023) << 52);
+    const double result = poly * two_n;
+    const double flushed = x < kLowest ? 0.0 : result;
+    return x != x ? x : flushed;
+}
+
+}  // namespace thermossl::detail

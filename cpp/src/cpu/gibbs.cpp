@@ -1,0 +1,261 @@
+// CPU implementation of gibbs.hpp. See the header for what each kernel computes; the pass
+// counts below are over one row, which stays in cache between passes (memory traffic is one
+// read of each input and one write of each output).
+#include "thermossl/gibbs.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "row_primitives.hpp"
+
+namespace thermossl {
+namespace detail {
+namespace {
+
+template <class T>
+void fill_row(T* row, std::int64_t k, T value) {
+    for (std::int64_t j = 0; j < k; ++j) row[j] = value;
+}
+
+/// Runs row_body(i, row_pointer) for each row of `a` in parallel; the body gets contiguous rows.
+template <class T, class RowBody>
+void for_each_row(const MatrixView<T>& a, RowBody&& row_body) {
+    parallel_row_tiles(a.rows, tile_rows<T>(a.cols), a.rows * a.cols, [&] {
+        return [&, reader = RowReader<T>(a)](std::int64_t i0, std::int64_t i1) mutable {
+            reader.load(i0, i1);
+            for (std::int64_t i = i0; i < i1; ++i) row_body(i, reader.row(i));
+        };
+    });
+}
+
+// Passes: max; exp and sum (e written into p); p *= 1/Z.
+template <class T, bool kShift>
+void softmax_impl(const MatrixView<T>& a, const Exponent<T> ex, T* p, T* log_z) {
+    const std::int64_t k = a.cols;
+    for_each_row(a, [&](std::int64_t i, const T* row) {
+        T* p_row = p + i * k;
+        const T m = row_max<T, kShift>(row, k, ex);
+        const double z = row_exp_sum<T, kShift>(row, k, ex, m, p_row);
+        if (log_z != nullptr) log_z[i] = static_cast<T>(static_cast<double>(m) + std::log(z));
+        if (!std::isfinite(m)) {
+            fill_row(p_row, k, quiet_nan<T>());
+            return;
+        }
+        const T inv_z = static_cast<T>(1.0 / z);  // nan when the row holds a nan
+#pragma omp simd
+        for (std::int64_t j = 0; j < k; ++j) p_row[j] *= inv_z;
+    });
+}
+
+// Passes: max; exp and sum; write x - max - log Z.
+template <class T, bool kShift>
+void log_softmax_impl(const MatrixView<T>& a, const Exponent<T> ex, T* log_p) {
+    const std::int64_t k = a.cols;
+    for_each_row(a, [&](std::int64_t i, const T* row) {
+        T* out = log_p + i * k;
+        const T m = row_max<T, kShift>(row, k, ex);
+        const double z = row_exp_sum<T, kShift>(row, k, ex, m, nullptr);
+        if (std::isfinite(m)) {
+            const double log_z = std::log(z);  // nan when the row holds a nan
+#pragma omp simd
+            for (std::int64_t j = 0; j < k; ++j) {
+                const T shifted = exponent_at<T, kShift>(ex, row, j) - m;
+                out[j] = static_cast<T>(static_cast<double>(shifted) - log_z);
+            }
+            return;
+        }
+        // scipy.special.log_softmax with a non-finite max shifts by 0 instead: an x = +inf gives
+        // inf - inf = nan and every other entry -inf; an all -inf row gives nan; nan poisons all.
+        const bool has_nan = std::isnan(z);
+        for (std::int64_t j = 0; j < k; ++j) {
+            const T x = exponent_at<T, kShift>(ex, row, j);
+            out[j] = (has_nan || m < 0 || x == m) ? quiet_nan<T>() : -infinity<T>();
+        }
+    });
+}
+
+// Passes: max; sums of e and e * (x - max). S = log Z' - sum(e (x - max)) / Z'.
+template <class T, bool kShift>
+void entropy_impl(const MatrixView<T>& a, const Exponent<T> ex, T* entropy, T* log_z) {
+    const std::int64_t k = a.cols;
+    for_each_row(a, [&](std::int64_t i, const T* row) {
+        const T m = row_max<T, kShift>(row, k, ex);
+        double z = 0.0;
+        double ez = 0.0;  // sum_y e_y (x_y - max); 0 log 0 = 0
+        for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+            const std::int64_t j1 = std::min(k, j0 + kChunk);
+            T z_part = 0;
+            T ez_part = 0;
+#pragma omp simd reduction(+ : z_part, ez_part)
+            for (std::int64_t j = j0; j < j1; ++j) {
+                const T x = exponent_at<T, kShift>(ex, row, j);
+                const T t = x - m;
+                const T e = x >= m ? T(1) : exp_nonpositive(t);  // as in row_exp_sum
+                z_part += e;
+                ez_part += e > T(0) ? e * t : T(0);
+            }
+            z += static_cast<double>(z_part);
+            ez += static_cast<double>(ez_part);
+        }
+        if (log_z != nullptr) log_z[i] = static_cast<T>(static_cast<double>(m) + std::log(z));
+        entropy[i] = std::isfinite(m) ? static_cast<T>(std::log(z) - ez / z) : quiet_nan<T>();
+    });
+}
+
+// Passes over the row of a: max; exp and sums (e stored in grad); gradient (reads q again).
+template <class T, bool kShift>
+void cross_entropy_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Exponent<T> ex,
+                        T* loss, T* grad, T* log_z) {
+    const std::int64_t k = a.cols;
+    parallel_row_tiles(a.rows, tile_rows<T>(k), a.rows * k, [&] {
+        return [&, ra = RowReader<T>(a), rq = RowReader<T>(q)](std::int64_t i0, std::int64_t i1) mutable {
+            ra.load(i0, i1);
+            rq.load(i0, i1);
+            for (std::int64_t i = i0; i < i1; ++i) {
+                const T* row = ra.row(i);
+                const T* q_row = rq.row(i);
+                T* g_row = grad != nullptr ? grad + i * k : nullptr;
+                const T m = row_max<T, kShift>(row, k, ex);
+                double z = 0.0;
+                double q_sum = 0.0;
+                double q_dot_t = 0.0;  // sum_y q_y (x_y - max), 0 where q_y = 0
+                for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+                    const std::int64_t j1 = std::min(k, j0 + kChunk);
+                    T z_part = 0;
+                    T q_part = 0;
+                    T qt_part = 0;
+#pragma omp simd reduction(+ : z_part, q_part, qt_part)
+                    for (std::int64_t j = j0; j < j1; ++j) {
+                        const T x = exponent_at<T, kShift>(ex, row, j);
+                        const T t = x - m;
+                        const T e = x >= m ? T(1) : exp_nonpositive(t);  // as in row_exp_sum
+                        if (g_row != nullptr) g_row[j] = e;
+                        z_part += e;
+                        q_part += q_row[j];
+                        qt_part += q_row[j] != T(0) ? q_row[j] * t : T(0);
+                    }
+                    z += static_cast<double>(z_part);
+                    q_sum += static_cast<double>(q_part);
+                    q_dot_t += static_cast<double>(qt_part);
+                }
+                const double log_zr = std::log(z);
+                if (log_z != nullptr) log_z[i] = static_cast<T>(static_cast<double>(m) + log_zr);
+                const bool finite_max = std::isfinite(m);
+                loss[i] = finite_max ? static_cast<T>(q_sum * log_zr - q_dot_t) : quiet_nan<T>();
+                if (g_row == nullptr) continue;
+                if (!finite_max) {
+                    fill_row(g_row, k, quiet_nan<T>());
+                    continue;
+                }
+                // d loss / d x_y = p_y * sum(q) - q_y; d x / d a = scale.
+                const T p_weight = static_cast<T>(q_sum / z);
+                const T minus_scale = -ex.scale;
+#pragma omp simd
+                for (std::int64_t j = 0; j < k; ++j) g_row[j] = minus_scale * (q_row[j] - g_row[j] * p_weight);
+            }
+        };
+    });
+}
+
+// Passes: max; exp and sums (e stored in grad); gradient. dS/dx_y = -p_y (log p_y + S).
+template <class T, bool kShift>
+void entropy_grad_impl(const MatrixView<T>& a, const Exponent<T> ex, T* grad, T* entropy, T* log_z) {
+    const std::int64_t k = a.cols;
+    for_each_row(a, [&](std::int64_t i, const T* row) {
+        T* g_row = grad + i * k;
+        const T m = row_max<T, kShift>(row, k, ex);
+        double z = 0.0;
+        double ez = 0.0;  // sum_y e_y (x_y - max); 0 log 0 = 0
+        for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+            const std::int64_t j1 = std::min(k, j0 + kChunk);
+            T z_part = 0;
+            T ez_part = 0;
+#pragma omp simd reduction(+ : z_part, ez_part)
+            for (std::int64_t j = j0; j < j1; ++j) {
+                const T x = exponent_at<T, kShift>(ex, row, j);
+                const T t = x - m;
+                const T e = x >= m ? T(1) : exp_nonpositive(t);  // as in row_exp_sum
+                g_row[j] = e;
+                z_part += e;
+                ez_part += e > T(0) ? e * t : T(0);
+            }
+            z += static_cast<double>(z_part);
+            ez += static_cast<double>(ez_part);
+        }
+        const double log_zr = std::log(z);
+        const double s = log_zr - ez / z;
+        if (log_z != nullptr) log_z[i] = static_cast<T>(static_cast<double>(m) + log_zr);
+        if (entropy != nullptr) entropy[i] = std::isfinite(m) ? static_cast<T>(s) : quiet_nan<T>();
+        if (!std::isfinite(m)) {
+            fill_row(g_row, k, quiet_nan<T>());
+            return;
+        }
+        const T inv_z = static_cast<T>(1.0 / z);
+        const T log_z_row = static_cast<T>(log_zr);
+        const T entropy_row = static_cast<T>(s);
+        const T minus_scale = -ex.scale;
+#pragma omp simd
+        for (std::int64_t j = 0; j < k; ++j) {
+            const T p = g_row[j] * inv_z;
+            const T t = exponent_at<T, kShift>(ex, row, j) - m;
+            const T log_p = p > T(0) ? t - log_z_row : T(0);  // p log p -> 0 where p = 0
+            g_row[j] = minus_scale * p * (log_p + entropy_row);
+        }
+    });
+}
+
+}  // namespace
+}  // namespace detail
+
+#define THERMOSSL_DISPATCH_SHIFT(impl, ...)                       \
+    do {                                                          \
+        const detail::Exponent<T> ex{scale, shift};               \
+        if (shift != nullptr) {                                   \
+            detail::impl<T, true>(__VA_ARGS__);                   \
+        } else {                                                  \
+            detail::impl<T, false>(__VA_ARGS__);                  \
+        }                                                         \
+    } while (0)
+
+template <class T>
+void row_softmax(const MatrixView<T>& a, T scale, const T* shift, T* p, T* log_z) {
+    THERMOSSL_DISPATCH_SHIFT(softmax_impl, a, ex, p, log_z);
+}
+
+template <class T>
+void row_log_softmax(const MatrixView<T>& a, T scale, const T* shift, T* log_p) {
+    THERMOSSL_DISPATCH_SHIFT(log_softmax_impl, a, ex, log_p);
+}
+
+template <class T>
+void row_entropy(const MatrixView<T>& a, T scale, const T* shift, T* entropy, T* log_z) {
+    THERMOSSL_DISPATCH_SHIFT(entropy_impl, a, ex, entropy, log_z);
+}
+
+template <class T>
+void row_cross_entropy(const MatrixView<T>& q, const MatrixView<T>& a, T scale, const T* shift, T* loss,
+                       T* grad, T* log_z) {
+    THERMOSSL_DISPATCH_SHIFT(cross_entropy_impl, q, a, ex, loss, grad, log_z);
+}
+
+template <class T>
+void row_entropy_grad(const MatrixView<T>& a, T scale, const T* shift, T* grad, T* entropy, T* log_z) {
+    THERMOSSL_DISPATCH_SHIFT(entropy_grad_impl, a, ex, grad, entropy, log_z);
+}
+
+#undef THERMOSSL_DISPATCH_SHIFT
+
+#define THERMOSSL_INSTANTIATE(T)                                                                        \
+    template void row_softmax<T>(const MatrixView<T>&, T, const T*, T*, T*);                            \
+    template void row_log_softmax<T>(const MatrixView<T>&, T, const T*, T*);                            \
+    template void row_entropy<T>(const MatrixView<T>&, T, const T*, T*, T*);                            \
+    template void row_cross_entropy<T>(const MatrixView<T>&, const MatrixView<T>&, T, const T*, T*, T*, \
+                                       T*);                                                             \
+    template void row_entropy_grad<T>(const MatrixView<T>&, T, const T*, T*, T*, T*);
+
+THERMOSSL_INSTANTIATE(float)
+THERMOSSL_INSTANTIATE(double)
+
+#undef THERMOSSL_INSTANTIATE
+
+}  // namespace thermossl

@@ -1,0 +1,208 @@
+// CPU implementation of logsumexp.hpp. See the header for what each kernel computes.
+#include "thermossl/logsumexp.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "row_primitives.hpp"
+
+namespace thermossl {
+namespace detail {
+namespace {
+
+// One read of each row of a (and b); per row: pass 1 max, pass 2 the two sums, from cache.
+template <class T, bool kShift>
+void logsumexp_rows(const MatrixView<T>& a, const Exponent<T> ex, const MatrixView<T>* b, T* out,
+                    T* sign) {
+    const std::int64_t k = a.cols;
+    const MatrixView<T> no_weights{};
+    parallel_row_tiles(a.rows, tile_rows<T>(k), a.rows * k, [&] {
+        return [&, ra = RowReader<T>(a), rb = RowReader<T>(b ? *b : no_weights)](
+                   std::int64_t i0, std::int64_t i1) mutable {
+            ra.load(i0, i1);
+            if (b != nullptr) rb.load(i0, i1);
+            for (std::int64_t i = i0; i < i1; ++i) {
+                const T* row = ra.row(i);
+                if (k == 0) {
+                    out[i] = -infinity<T>();
+                    if (sign != nullptr) sign[i] = T(-1);  // scipy: sign(-inf) for empty input
+                    continue;
+                }
+                double weight_at_max = 0.0;
+                double rest = 0.0;
+                T m;
+                if (b == nullptr) {
+                    m = row_max<T, kShift>(row, k, ex);
+                    for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+                        const std::int64_t j1 = std::min(k, j0 + kChunk);
+                        T count = 0;
+                        T part = 0;
+#pragma omp simd reduction(+ : count, part)
+                        for (std::int64_t j = j0; j < j1; ++j) {
+                            const T x = exponent_at<T, kShift>(ex, row, j);
+                            const bool at_max = x >= m;
+                            count += at_max ? T(1) : T(0);
+                            part += at_max ? T(0) : exp_nonpositive(x - m);
+                        }
+                        weight_at_max += static_cast<double>(count);
+                        rest += static_cast<double>(part);
+                    }
+                    finish_logsumexp<T>(weight_at_max, rest, m, [&] {
+                        T total = 0;
+                        for (std::int64_t j = 0; j < k; ++j) total += std::exp(exponent_at<T, kShift>(ex, row, j));
+                        return total;
+                    }, out + i, sign ? sign + i : nullptr);
+                } else {
+                    // Terms with b == 0 are dropped, even where x is +-inf or nan (scipy).
+                    const T* w = rb.row(i);
+                    m = -infinity<T>();
+#pragma omp simd reduction(max : m)
+                    for (std::int64_t j = 0; j < k; ++j) {
+                        const T x = w[j] != T(0) ? exponent_at<T, kShift>(ex, row, j) : -infinity<T>();
+                        m = x > m ? x : m;
+                    }
+                    for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+                        const std::int64_t j1 = std::min(k, j0 + kChunk);
+                        T weight = 0;
+                        T part = 0;
+#pragma omp simd reduction(+ : weight, part)
+                        for (std::int64_t j = j0; j < j1; ++j) {
+                            const T x = w[j] != T(0) ? exponent_at<T, kShift>(ex, row, j) : -infinity<T>();
+                            const bool at_max = x >= m;
+                            weight += at_max ? w[j] : T(0);
+                            part += at_max ? T(0) : w[j] * exp_nonpositive(x - m);
+                        }
+                        weight_at_max += static_cast<double>(weight);
+                        rest += static_cast<double>(part);
+                    }
+                    finish_logsumexp<T>(weight_at_max, rest, m, [&] {
+                        T total = 0;
+                        for (std::int64_t j = 0; j < k; ++j) total += w[j] * std::exp(exponent_at<T, kShift>(ex, row, j));
+                        return total;
+                    }, out + i, sign ? sign + i : nullptr);
+                }
+            }
+        };
+    });
+}
+
+// Rows per block of the column kernel: the block is read twice (max, then sums), so it should
+// stay in the per-core cache (~128 KiB) between the two reads.
+template <class T>
+std::int64_t col_block_rows(std::int64_t cols) {
+    const std::int64_t budget = (128 * 1024) / static_cast<std::int64_t>(sizeof(T));
+    return std::max<std::int64_t>(1, std::min<std::int64_t>(32, budget / std::max<std::int64_t>(cols, 1)));
+}
+
+template <class T, bool kShift>
+void logsumexp_cols(const MatrixView<T>& a, const Exponent<T> ex, T* out) {
+    const std::int64_t n = a.rows;
+    const std::int64_t k = a.cols;
+    if (k == 0) return;
+    const std::int64_t block = col_block_rows<T>(k);
+    const std::int64_t n_blocks = (n + block - 1) / block;
+    int n_threads = 1;
+#ifdef _OPENMP
+    if (n * k >= kParallelMinElements && n_blocks > 1)
+        n_threads = static_cast<int>(std::min<std::int64_t>(omp_get_max_threads(), n_blocks));
+#endif
+    // Per-thread running max and sum of exp(x - max) for every column; merged once at the end.
+    std::vector<T> maxes(static_cast<std::size_t>(n_threads * k), -infinity<T>());
+    std::vector<double> sums(static_cast<std::size_t>(n_threads * k), 0.0);
+
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+    {
+        int thread = 0;
+#ifdef _OPENMP
+        thread = omp_get_thread_num();
+#endif
+        T* m = maxes.data() + thread * k;
+        double* s = sums.data() + thread * k;
+        std::vector<T> block_max(static_cast<std::size_t>(k));
+        std::vector<T> block_sum(static_cast<std::size_t>(k));
+        RowReader<T> reader(a);
+#pragma omp for schedule(static)
+        for (std::int64_t blk = 0; blk < n_blocks; ++blk) {
+            const std::int64_t i0 = blk * block;
+            const std::int64_t i1 = std::min(n, i0 + block);
+            reader.load(i0, i1);
+            std::copy(m, m + k, block_max.begin());
+            T* bm = block_max.data();
+            for (std::int64_t i = i0; i < i1; ++i) {
+                const T* row = reader.row(i);
+                const T sh = kShift ? ex.shift[i] : T(0);
+#pragma omp simd
+                for (std::int64_t y = 0; y < k; ++y) {
+                    const T x = ex.scale * row[y] + sh;
+                    bm[y] = x > bm[y] ? x : bm[y];
+                }
+            }
+            // Rescale the running sums to the new max (exp(-inf) = 0 covers the first block).
+#pragma omp simd
+            for (std::int64_t y = 0; y < k; ++y) {
+                const bool grows = bm[y] > m[y];
+                const double shift_down = grows ? static_cast<double>(m[y]) - static_cast<double>(bm[y]) : 0.0;
+                s[y] *= exp_nonpositive(shift_down);
+                m[y] = grows ? bm[y] : m[y];
+            }
+            // Block sums in T (at most 32 terms each), folded into the double running sums.
+            std::fill(block_sum.begin(), block_sum.end(), T(0));
+            T* bs = block_sum.data();
+            for (std::int64_t i = i0; i < i1; ++i) {
+                const T* row = reader.row(i);
+                const T sh = kShift ? ex.shift[i] : T(0);
+#pragma omp simd
+                for (std::int64_t y = 0; y < k; ++y) {
+                    const T x = ex.scale * row[y] + sh;
+                    bs[y] += x >= m[y] ? T(1) : exp_nonpositive(x - m[y]);
+                }
+            }
+#pragma omp simd
+            for (std::int64_t y = 0; y < k; ++y) s[y] += static_cast<double>(bs[y]);
+        }
+    }
+
+    for (std::int64_t y = 0; y < k; ++y) {
+        T m = -infinity<T>();
+        for (int t = 0; t < n_threads; ++t) m = std::max(m, maxes[t * k + y]);
+        double s = 0.0;
+        for (int t = 0; t < n_threads; ++t) {
+            const T mt = maxes[t * k + y];
+            s += mt >= m ? sums[t * k + y]
+                         : sums[t * k + y] * exp_nonpositive(static_cast<double>(mt) - static_cast<double>(m));
+        }
+        out[y] = static_cast<T>(static_cast<double>(m) + std::log(s));
+    }
+}
+
+}  // namespace
+}  // namespace detail
+
+template <class T>
+void row_logsumexp(const MatrixView<T>& a, T scale, const T* shift, const MatrixView<T>* b, T* out,
+                   T* sign) {
+    const detail::Exponent<T> ex{scale, shift};
+    if (shift != nullptr) {
+        detail::logsumexp_rows<T, true>(a, ex, b, out, sign);
+    } else {
+        detail::logsumexp_rows<T, false>(a, ex, b, out, sign);
+    }
+}
+
+template <class T>
+void col_logsumexp(const MatrixView<T>& a, T scale, const T* shift, T* out) {
+    const detail::Exponent<T> ex{scale, shift};
+    if (shift != nullptr) {
+        detail::logsumexp_cols<T, true>(a, ex, out);
+    } else {
+        detail::logsumexp_cols<T, false>(a, ex, out);
+    }
+}
+
+template void row_logsumexp<float>(const MatrixView<float>&, float, const float*, const MatrixView<float>*, float*, float*);
+template void row_logsumexp<double>(const MatrixView<double>&, double, const double*, const MatrixView<double>*, double*, double*);
+template void col_logsumexp<float>(const MatrixView<float>&, float, const float*, float*);
+template void col_logsumexp<double>(const MatrixView<double>&, double, const double*, double*);
+
+}  // namespace thermossl

@@ -1,0 +1,94 @@
+// Internal machinery shared by the CPU kernels: the affine exponent map, contiguous access to
+// the rows of strided views, and the OpenMP driver over tiles of rows.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "thermossl/view.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace thermossl::detail {
+
+/// Below this many elements a kernel runs on the calling thread: a parallel region costs more.
+inline constexpr std::int64_t kParallelMinElements = 1 << 15;
+
+/// x_j = scale * a_j + shift_j. Evaluated identically in every pass over a row, so comparisons
+/// of x against the row max computed in an earlier pass are exact.
+template <class T>
+struct Exponent {
+    T scale;
+    const T* shift;  // may be null
+};
+
+/// Number of rows per tile: strided inputs are packed one tile at a time into a per-thread
+/// buffer of at most ~256 KiB (and at least one row).
+template <class T>
+std::int64_t tile_rows(std::int64_t cols) {
+    const std::int64_t budget = (256 * 1024) / static_cast<std::int64_t>(sizeof(T));
+    return std::max<std::int64_t>(1, std::min<std::int64_t>(64, budget / std::max<std::int64_t>(cols, 1)));
+}
+
+/// Gives a contiguous pointer to each row of a view: the row itself when rows are contiguous,
+/// otherwise a copy packed into a per-thread buffer one tile at a time. The packing loop walks
+/// memory in the order of the smaller stride, so transposed (Fortran-order) inputs are read
+/// with unit stride as well.
+template <class T>
+class RowReader {
+public:
+    explicit RowReader(const MatrixView<T>& view) : view_(view) {}
+
+    void load(std::int64_t i0, std::int64_t i1) {
+        first_ = i0;
+        if (view_.rows_contiguous()) return;
+        const std::int64_t cols = view_.cols;
+        buffer_.resize(static_cast<std::size_t>((i1 - i0) * cols));
+        const auto abs = [](std::int64_t s) { return s < 0 ? -s : s; };
+        if (abs(view_.row_stride) < abs(view_.col_stride)) {
+            for (std::int64_t j = 0; j < cols; ++j)
+                for (std::int64_t i = i0; i < i1; ++i)
+                    buffer_[(i - i0) * cols + j] = view_.data[i * view_.row_stride + j * view_.col_stride];
+        } else {
+            for (std::int64_t i = i0; i < i1; ++i)
+                for (std::int64_t j = 0; j < cols; ++j)
+                    buffer_[(i - i0) * cols + j] = view_.data[i * view_.row_stride + j * view_.col_stride];
+        }
+    }
+
+    const T* row(std::int64_t i) const {
+        return view_.rows_contiguous() ? view_.row(i) : buffer_.data() + (i - first_) * view_.cols;
+    }
+
+private:
+    MatrixView<T> view_;
+    std::vector<T> buffer_;
+    std::int64_t first_ = 0;
+};
+
+/// Runs body(i0, i1) over tiles [i0, i1) of rows, statically split over the OpenMP threads.
+/// `make_body()` is called once per thread so each thread owns its buffers.
+template <class MakeBody>
+void parallel_row_tiles(std::int64_t rows, std::int64_t tile, std::int64_t elements, MakeBody make_body) {
+    const std::int64_t n_tiles = (rows + tile - 1) / tile;
+#pragma omp parallel if (elements >= kParallelMinElements && n_tiles > 1)
+    {
+        auto body = make_body();
+#pragma omp for schedule(static)
+        for (std::int64_t t = 0; t < n_tiles; ++t) {
+            const std::int64_t i0 = t * tile;
+            body(i0, std::min(rows, i0 + tile));
+        }
+    }
+}
+
+template <class T>
+constexpr T infinity() { return std::numeric_limits<T>::infinity(); }
+template <class T>
+constexpr T quiet_nan() { return std::numeric_limits<T>::quiet_NaN(); }
+
+}  // namespace thermossl::detail

@@ -1,0 +1,74 @@
+"""Argument checking and conversion shared by the numpy-facing wrappers.
+
+Every check raises at the boundary with a message that names the argument, so a bad call never
+reaches the C++ core (which checks again, as a second line of defence).
+"""
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+
+try:  # numpy >= 2
+    from numpy.lib.array_utils import normalize_axis_tuple
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core.numeric import normalize_axis_tuple  # type: ignore[no-redef]
+
+__all__ = [
+    "as_real_array",
+    "compute_dtype",
+    "normalize_axes",
+    "positive_temperature",
+]
+
+
+def as_real_array(x, name: str) -> np.ndarray:
+    """`x` as a numpy array of a real numeric dtype (bool and integers are accepted, as in scipy)."""
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be array-like of real numbers: {exc}") from None
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name} must be real; complex input (dtype {arr.dtype}) is not supported")
+    if kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    if kind == "f" and arr.dtype.itemsize > 8:
+        raise TypeError(f"{name}: extended precision ({arr.dtype}) is not supported; use float64")
+    return arr
+
+
+def compute_dtype(*dtypes: np.dtype) -> tuple[np.dtype, np.dtype]:
+    """(result dtype, kernel dtype): numpy promotion, floating at least; float16 runs in float32."""
+    result = np.result_type(*dtypes, np.float16)
+    if result.kind != "f":
+        result = np.dtype(np.float64)
+    if result == np.float16:
+        return result, np.dtype(np.float32)
+    return result, result
+
+
+def normalize_axes(axis, ndim: int, name: str = "axis") -> tuple[int, ...]:
+    """axis=None -> every axis; int or tuple -> non-negative, unique axes (numpy's AxisError otherwise)."""
+    if axis is None:
+        return tuple(range(ndim))
+    if not isinstance(axis, tuple):
+        try:
+            axis = (operator.index(axis),)
+        except TypeError:
+            raise TypeError(f"{name} must be None, an int or a tuple of ints, got {axis!r}") from None
+    return normalize_axis_tuple(axis, ndim, argname=name)
+
+
+def positive_temperature(T, name: str = "T") -> float:
+    """A temperature: a real scalar, finite and > 0."""
+    if isinstance(T, (bool, np.bool_)) or not isinstance(T, (numbers.Real, np.ndarray, np.generic)):
+        raise TypeError(f"{name} must be a real number, got {type(T).__name__}")
+    arr = np.asarray(T)
+    if arr.ndim != 0 or arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real scalar, got {arr.dtype} array of shape {arr.shape}")
+    value = float(arr)
+    if not np.isfinite(value) or value <= 0.0:
+        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    return value
