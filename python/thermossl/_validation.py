@@ -41,9 +41,9 @@ def as_real_array(x, name: str) -> np.ndarray:
 
 def compute_dtype(*dtypes: np.dtype) -> tuple[np.dtype, np.dtype]:
     """(result dtype, kernel dtype): numpy promotion, floating at least; float16 runs in float32."""
-    result = np.result_type(*dtypes, np.float16)
-    if result.kind != "f":
-        result = np.dtype(np.float64)
+    # Integers and bool become float64 (as scipy's force_floating), then numpy promotion.
+    floats = [np.dtype(d) if np.dtype(d).kind == "f" else np.dtype(np.float64) for d in dtypes]
+    result = np.result_type(*floats)
     if result == np.float16:
         return result, np.dtype(np.float32)
     return result, result
