@@ -37,8 +37,8 @@ namespace thermossl {
 /// Passes: two over each row (max, then sums), the second from cache; memory traffic is one
 /// read of a (and of b) plus one write of `rows` results.
 template <class T>
-void row_logsumexp(const MatrixView<T>& a, T scale, const T* shift, const MatrixView<T>* b,
-                   T* out, T* sign);
+void row_logsumexp(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, const MatrixView<Same<T>>* b,
+                   Same<T>* out, Same<T>* sign);
 
 /// out_j = log sum_i exp(x_ij) for each column j, with x_ij = scale * a_ij + shift_i.
 ///
@@ -49,6 +49,6 @@ void row_logsumexp(const MatrixView<T>& a, T scale, const T* shift, const Matrix
 /// twice from cache (block max, then sums), so memory traffic is one read of `a`.
 /// Columns of +inf give +inf, columns all -inf (or rows == 0) give -inf, nan propagates.
 template <class T>
-void col_logsumexp(const MatrixView<T>& a, T scale, const T* shift, T* out);
+void col_logsumexp(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, Same<T>* out);
 
 }  // namespace thermossl

@@ -10,6 +10,18 @@
 
 namespace thermossl {
 
+namespace detail {
+template <class T>
+struct type_identity {
+    using type = T;
+};
+}  // namespace detail
+
+/// `Same<T>` is T in a non-deduced context: in the kernels' signatures only the matrix views
+/// fix T, so scalars (a double literal for a float kernel) and null pointers convert freely.
+template <class T>
+using Same = typename detail::type_identity<T>::type;
+
 /// Read-only view of a rows x cols matrix: element (i, j) is data[i * row_stride + j * col_stride].
 template <class T>
 struct MatrixView {

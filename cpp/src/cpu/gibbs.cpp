@@ -218,28 +218,29 @@ void entropy_grad_impl(const MatrixView<T>& a, const Exponent<T> ex, T* grad, T*
     } while (0)
 
 template <class T>
-void row_softmax(const MatrixView<T>& a, T scale, const T* shift, T* p, T* log_z) {
+void row_softmax(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, Same<T>* p, Same<T>* log_z) {
     THERMOSSL_DISPATCH_SHIFT(softmax_impl, a, ex, p, log_z);
 }
 
 template <class T>
-void row_log_softmax(const MatrixView<T>& a, T scale, const T* shift, T* log_p) {
+void row_log_softmax(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, Same<T>* log_p) {
     THERMOSSL_DISPATCH_SHIFT(log_softmax_impl, a, ex, log_p);
 }
 
 template <class T>
-void row_entropy(const MatrixView<T>& a, T scale, const T* shift, T* entropy, T* log_z) {
+void row_entropy(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, Same<T>* entropy, Same<T>* log_z) {
     THERMOSSL_DISPATCH_SHIFT(entropy_impl, a, ex, entropy, log_z);
 }
 
 template <class T>
-void row_cross_entropy(const MatrixView<T>& q, const MatrixView<T>& a, T scale, const T* shift, T* loss,
-                       T* grad, T* log_z) {
+void row_cross_entropy(const MatrixView<T>& q, const MatrixView<T>& a, Same<T> scale, const Same<T>* shift,
+                       Same<T>* loss, Same<T>* grad, Same<T>* log_z) {
     THERMOSSL_DISPATCH_SHIFT(cross_entropy_impl, q, a, ex, loss, grad, log_z);
 }
 
 template <class T>
-void row_entropy_grad(const MatrixView<T>& a, T scale, const T* shift, T* grad, T* entropy, T* log_z) {
+void row_entropy_grad(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, Same<T>* grad,
+                      Same<T>* entropy, Same<T>* log_z) {
     THERMOSSL_DISPATCH_SHIFT(entropy_grad_impl, a, ex, grad, entropy, log_z);
 }
 

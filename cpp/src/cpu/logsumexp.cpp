@@ -180,8 +180,8 @@ void logsumexp_cols(const MatrixView<T>& a, const Exponent<T> ex, T* out) {
 }  // namespace detail
 
 template <class T>
-void row_logsumexp(const MatrixView<T>& a, T scale, const T* shift, const MatrixView<T>* b, T* out,
-                   T* sign) {
+void row_logsumexp(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, const MatrixView<Same<T>>* b,
+                   Same<T>* out, Same<T>* sign) {
     const detail::Exponent<T> ex{scale, shift};
     if (shift != nullptr) {
         detail::logsumexp_rows<T, true>(a, ex, b, out, sign);
@@ -191,7 +191,7 @@ void row_logsumexp(const MatrixView<T>& a, T scale, const T* shift, const Matrix
 }
 
 template <class T>
-void col_logsumexp(const MatrixView<T>& a, T scale, const T* shift, T* out) {
+void col_logsumexp(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, Same<T>* out) {
     const detail::Exponent<T> ex{scale, shift};
     if (shift != nullptr) {
         detail::logsumexp_cols<T, true>(a, ex, out);
