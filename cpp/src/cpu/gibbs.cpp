@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "row_primitives.hpp"
 
@@ -30,9 +31,10 @@ void for_each_row(const MatrixView<T>& a, RowBody&& row_body) {
 
 // Passes: max; exp and sum (e written into p); p *= 1/Z.
 template <class T, bool kShift>
-void softmax_impl(const MatrixView<T>& a, const Exponent<T> ex, T* p, T* log_z) {
+void softmax_impl(const MatrixView<T>& a, const Exponent<T> ex_shared, T* p, T* log_z) {
     const std::int64_t k = a.cols;
     for_each_row(a, [&](std::int64_t i, const T* row) {
+        const Exponent<T> ex = ex_shared;  // a local copy: stores to outputs cannot alias it
         T* p_row = p + i * k;
         const T m = row_max<T, kShift>(row, k, ex);
         const double z = row_exp_sum<T, kShift>(row, k, ex, m, p_row);
@@ -49,9 +51,10 @@ void softmax_impl(const MatrixView<T>& a, const Exponent<T> ex, T* p, T* log_z) 
 
 // Passes: max; exp and sum; write x - max - log Z.
 template <class T, bool kShift>
-void log_softmax_impl(const MatrixView<T>& a, const Exponent<T> ex, T* log_p) {
+void log_softmax_impl(const MatrixView<T>& a, const Exponent<T> ex_shared, T* log_p) {
     const std::int64_t k = a.cols;
     for_each_row(a, [&](std::int64_t i, const T* row) {
+        const Exponent<T> ex = ex_shared;  // a local copy: stores to outputs cannot alias it
         T* out = log_p + i * k;
         const T m = row_max<T, kShift>(row, k, ex);
         const double z = row_exp_sum<T, kShift>(row, k, ex, m, nullptr);
@@ -76,9 +79,10 @@ void log_softmax_impl(const MatrixView<T>& a, const Exponent<T> ex, T* log_p) {
 
 // Passes: max; sums of e and e * (x - max). S = log Z' - sum(e (x - max)) / Z'.
 template <class T, bool kShift>
-void entropy_impl(const MatrixView<T>& a, const Exponent<T> ex, T* entropy, T* log_z) {
+void entropy_impl(const MatrixView<T>& a, const Exponent<T> ex_shared, T* entropy, T* log_z) {
     const std::int64_t k = a.cols;
     for_each_row(a, [&](std::int64_t i, const T* row) {
+        const Exponent<T> ex = ex_shared;  // a local copy: stores to outputs cannot alias it
         const T m = row_max<T, kShift>(row, k, ex);
         double z = 0.0;
         double ez = 0.0;  // sum_y e_y (x_y - max); 0 log 0 = 0
@@ -104,17 +108,23 @@ void entropy_impl(const MatrixView<T>& a, const Exponent<T> ex, T* entropy, T* l
 
 // Passes over the row of a: max; exp and sums (e stored in grad); gradient (reads q again).
 template <class T, bool kShift>
-void cross_entropy_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Exponent<T> ex,
+void cross_entropy_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Exponent<T> ex_shared,
                         T* loss, T* grad, T* log_z) {
     const std::int64_t k = a.cols;
     parallel_row_tiles(a.rows, tile_rows<T>(k), a.rows * k, [&] {
-        return [&, ra = RowReader<T>(a), rq = RowReader<T>(q)](std::int64_t i0, std::int64_t i1) mutable {
+        return [&, ra = RowReader<T>(a), rq = RowReader<T>(q),
+                scratch = std::vector<T>()](std::int64_t i0, std::int64_t i1) mutable {
+            const Exponent<T> ex = ex_shared;  // a local copy: stores to outputs cannot alias it
             ra.load(i0, i1);
             rq.load(i0, i1);
             for (std::int64_t i = i0; i < i1; ++i) {
                 const T* row = ra.row(i);
                 const T* q_row = rq.row(i);
                 T* g_row = grad != nullptr ? grad + i * k : nullptr;
+                // exp(x - max) goes to the gradient row, or to scratch when there is none, so the
+                // store in the loop below is unconditional (a conditional one blocks vectorising).
+                if (g_row == nullptr && scratch.size() < static_cast<std::size_t>(k)) scratch.resize(k);
+                T* e_row = g_row != nullptr ? g_row : scratch.data();
                 const T m = row_max<T, kShift>(row, k, ex);
                 double z = 0.0;
                 double q_sum = 0.0;
@@ -129,7 +139,7 @@ void cross_entropy_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Ex
                         const T x = exponent_at<T, kShift>(ex, row, j);
                         const T t = x - m;
                         const T e = x >= m ? T(1) : exp_nonpositive(t);  // as in row_exp_sum
-                        if (g_row != nullptr) g_row[j] = e;
+                        e_row[j] = e;
                         z_part += e;
                         q_part += q_row[j];
                         qt_part += q_row[j] != T(0) ? q_row[j] * t : T(0);
@@ -159,9 +169,10 @@ void cross_entropy_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Ex
 
 // Passes: max; exp and sums (e stored in grad); gradient. dS/dx_y = -p_y (log p_y + S).
 template <class T, bool kShift>
-void entropy_grad_impl(const MatrixView<T>& a, const Exponent<T> ex, T* grad, T* entropy, T* log_z) {
+void entropy_grad_impl(const MatrixView<T>& a, const Exponent<T> ex_shared, T* grad, T* entropy, T* log_z) {
     const std::int64_t k = a.cols;
     for_each_row(a, [&](std::int64_t i, const T* row) {
+        const Exponent<T> ex = ex_shared;  // a local copy: stores to outputs cannot alias it
         T* g_row = grad + i * k;
         const T m = row_max<T, kShift>(row, k, ex);
         double z = 0.0;

@@ -13,13 +13,14 @@ namespace {
 
 // One read of each row of a (and b); per row: pass 1 max, pass 2 the two sums, from cache.
 template <class T, bool kShift>
-void logsumexp_rows(const MatrixView<T>& a, const Exponent<T> ex, const MatrixView<T>* b, T* out,
+void logsumexp_rows(const MatrixView<T>& a, const Exponent<T> ex_shared, const MatrixView<T>* b, T* out,
                     T* sign) {
     const std::int64_t k = a.cols;
     const MatrixView<T> no_weights{};
     parallel_row_tiles(a.rows, tile_rows<T>(k), a.rows * k, [&] {
         return [&, ra = RowReader<T>(a), rb = RowReader<T>(b ? *b : no_weights)](
                    std::int64_t i0, std::int64_t i1) mutable {
+            const Exponent<T> ex = ex_shared;  // a local copy: the compiler need not reload it
             ra.load(i0, i1);
             if (b != nullptr) rb.load(i0, i1);
             for (std::int64_t i = i0; i < i1; ++i) {
@@ -96,7 +97,7 @@ std::int64_t col_block_rows(std::int64_t cols) {
 }
 
 template <class T, bool kShift>
-void logsumexp_cols(const MatrixView<T>& a, const Exponent<T> ex, T* out) {
+void logsumexp_cols(const MatrixView<T>& a, const Exponent<T> ex_shared, T* out) {
     const std::int64_t n = a.rows;
     const std::int64_t k = a.cols;
     if (k == 0) return;
@@ -113,6 +114,7 @@ void logsumexp_cols(const MatrixView<T>& a, const Exponent<T> ex, T* out) {
 
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
     {
+        const Exponent<T> ex = ex_shared;  // a local copy: stores to the accumulators cannot alias it
         int thread = 0;
 #ifdef _OPENMP
         thread = omp_get_thread_num();

@@ -12,7 +12,7 @@
 namespace thermossl::detail {
 
 template <class T, bool kShift>
-inline T exponent_at(const Exponent<T>& ex, const T* a, std::int64_t j) {
+inline T exponent_at(const Exponent<T> ex, const T* a, std::int64_t j) {
     if constexpr (kShift) {
         return ex.scale * a[j] + ex.shift[j];
     } else {
@@ -22,7 +22,7 @@ inline T exponent_at(const Exponent<T>& ex, const T* a, std::int64_t j) {
 
 /// max_j x_j, ignoring nan (a nan is caught later: it turns the sums into nan). -inf if k == 0.
 template <class T, bool kShift>
-inline T row_max(const T* a, std::int64_t k, const Exponent<T>& ex) {
+inline T row_max(const T* a, std::int64_t k, const Exponent<T> ex) {
     T m = -infinity<T>();
 #pragma omp simd reduction(max : m)
     for (std::int64_t j = 0; j < k; ++j) {
@@ -41,7 +41,7 @@ inline constexpr std::int64_t kChunk = 1024;
 /// finite counts instead of exp(inf - inf) = nan. Returns sum_j e_j; writes e to `e_out` when
 /// it is not null.
 template <class T, bool kShift>
-inline double row_exp_sum(const T* a, std::int64_t k, const Exponent<T>& ex, T m, T* e_out) {
+inline double row_exp_sum(const T* a, std::int64_t k, const Exponent<T> ex, T m, T* e_out) {
     double sum = 0.0;
     for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
         const std::int64_t j1 = j0 + kChunk < k ? j0 + kChunk : k;
