@@ -1,0 +1,309 @@
+// thermossl — Google Benchmark targets for the C++ API (built by bench/CMakeLists.txt when the
+// project is configured with -DTHERMOSSL_BENCH=ON).
+//
+// Data: energies E ~ 3 * N(0, 1), deterministic (mt19937 per block of rows, so the matrix does
+// not depend on the thread count), C-contiguous, temperature T = 0.1 (scale = -1/T = -10).
+//
+// Every benchmark sets bytes_per_second from the bytes its kernel has to move per call: each
+// input read once and each output written once (the traffic the headers promise). A store to a
+// line not in cache also costs a read of that line (write-allocate), so for kernels that write
+// an N x K output the DRAM traffic is higher than the bytes counted here.
+//
+// Yardsticks over the same matrices, OpenMP-parallel over rows like the kernels:
+//   BM_stream_read        out_i = sum_j a_ij          (one read of a: the read bandwidth)
+//   BM_stream_read_write  b_ij = -10 * a_ij           (one read of a, one write of b)
+// Compare a kernel's GB/s with the yardstick of the same size and dtype.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <random>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "thermossl/gibbs.hpp"
+#include "thermossl/logsumexp.hpp"
+
+namespace {
+
+using thermossl::MatrixView;
+
+constexpr double kTemperature = 0.1;
+constexpr std::uint32_t kEnergySeed = 12345;
+constexpr std::uint32_t kLabelSeed = 67890;
+constexpr std::int64_t kSeedBlockRows = 64;
+
+enum class Fill { kEnergy, kLabel };
+
+// Energies: 3 * N(0, 1). Labels: a dense row-stochastic q (uniform(0, 1) entries, rows
+// normalised), the shape of soft self-labels; the kernels read every entry of q either way.
+template <class T>
+std::vector<T> make_matrix(std::int64_t rows, std::int64_t cols, Fill fill) {
+    std::vector<T> m(static_cast<std::size_t>(rows * cols));
+    const std::int64_t n_blocks = (rows + kSeedBlockRows - 1) / kSeedBlockRows;
+#pragma omp parallel for schedule(static)
+    for (std::int64_t blk = 0; blk < n_blocks; ++blk) {
+        std::seed_seq seq{fill == Fill::kEnergy ? kEnergySeed : kLabelSeed, static_cast<std::uint32_t>(blk)};
+        std::mt19937 gen(seq);
+        std::normal_distribution<double> normal(0.0, 3.0);
+        std::uniform_real_distribution<double> uniform(0.0, 1.0);
+        const std::int64_t i1 = std::min(rows, (blk + 1) * kSeedBlockRows);
+        for (std::int64_t i = blk * kSeedBlockRows; i < i1; ++i) {
+            T* row = m.data() + i * cols;
+            if (fill == Fill::kEnergy) {
+                for (std::int64_t j = 0; j < cols; ++j) row[j] = static_cast<T>(normal(gen));
+            } else {
+                double total = 0.0;
+                std::vector<double> u(static_cast<std::size_t>(cols));
+                for (auto& v : u) total += (v = uniform(gen));
+                for (std::int64_t j = 0; j < cols; ++j) row[j] = static_cast<T>(u[j] / total);
+            }
+        }
+    }
+    return m;
+}
+
+// Matrices are made once per (kind, shape, dtype) and kept for the whole run (about 2.6 GB at
+// the sizes registered below), so every benchmark of a size reads the same data.
+template <class T>
+const std::vector<T>& cached_matrix(std::int64_t rows, std::int64_t cols, Fill fill) {
+    static std::map<std::tuple<int, std::int64_t, std::int64_t>, std::vector<T>> cache;
+    const auto key = std::make_tuple(static_cast<int>(fill), rows, cols);
+    auto it = cache.find(key);
+    if (it == cache.end()) it = cache.emplace(key, make_matrix<T>(rows, cols, fill)).first;
+    return it->second;
+}
+
+template <class T>
+const std::vector<T>& energies(std::int64_t rows, std::int64_t cols) {
+    return cached_matrix<T>(rows, cols, Fill::kEnergy);
+}
+
+template <class T>
+const std::vector<T>& labels(std::int64_t rows, std::int64_t cols) {
+    return cached_matrix<T>(rows, cols, Fill::kLabel);
+}
+
+void set_traffic(benchmark::State& state, std::int64_t bytes_read, std::int64_t bytes_written) {
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * (bytes_read + bytes_written));
+    state.counters["MB_per_call"] = static_cast<double>(bytes_read + bytes_written) / 1e6;
+}
+
+// A kernel whose results are not finite is measuring the wrong thing: report it, don't time it.
+template <class T>
+bool all_finite(benchmark::State& state, const std::vector<T>& v, const char* what) {
+    for (const T x : v) {
+        if (!std::isfinite(x)) {
+            state.SkipWithError((std::string(what) + " is not finite").c_str());
+            return false;
+        }
+    }
+    return true;
+}
+
+// ---------------------------------------------------------------------------------------
+// Kernels of the C++ API.
+
+template <class T>
+void BM_log_partition(benchmark::State& state) {
+    const std::int64_t n = state.range(0), k = state.range(1);
+    const auto& e = energies<T>(n, k);
+    const auto view = MatrixView<T>::contiguous(e.data(), n, k);
+    std::vector<T> log_z(static_cast<std::size_t>(n));
+    for (auto _ : state) {
+        thermossl::log_partition(view, kTemperature, nullptr, log_z.data());
+        benchmark::DoNotOptimize(log_z.data());
+        benchmark::ClobberMemory();
+    }
+    if (!all_finite(state, log_z, "log Z")) return;
+    set_traffic(state, n * k * sizeof(T), n * sizeof(T));
+}
+
+template <class T>
+void BM_row_softmax(benchmark::State& state) {
+    const std::int64_t n = state.range(0), k = state.range(1);
+    const auto& e = energies<T>(n, k);
+    const auto view = MatrixView<T>::contiguous(e.data(), n, k);
+    std::vector<T> p(static_cast<std::size_t>(n * k)), log_z(static_cast<std::size_t>(n));
+    const T scale = T(-1) / T(kTemperature);
+    for (auto _ : state) {
+        thermossl::row_softmax<T>(view, scale, nullptr, p.data(), log_z.data());
+        benchmark::DoNotOptimize(p.data());
+        benchmark::DoNotOptimize(log_z.data());
+        benchmark::ClobberMemory();
+    }
+    if (!all_finite(state, log_z, "log Z")) return;
+    set_traffic(state, n * k * sizeof(T), (n * k + n) * sizeof(T));
+}
+
+template <class T>
+void BM_row_entropy(benchmark::State& state) {
+    const std::int64_t n = state.range(0), k = state.range(1);
+    const auto& e = energies<T>(n, k);
+    const auto view = MatrixView<T>::contiguous(e.data(), n, k);
+    std::vector<T> entropy(static_cast<std::size_t>(n)), log_z(static_cast<std::size_t>(n));
+    const T scale = T(-1) / T(kTemperature);
+    for (auto _ : state) {
+        thermossl::row_entropy<T>(view, scale, nullptr, entropy.data(), log_z.data());
+        benchmark::DoNotOptimize(entropy.data());
+        benchmark::DoNotOptimize(log_z.data());
+        benchmark::ClobberMemory();
+    }
+    if (!all_finite(state, entropy, "entropy")) return;
+    set_traffic(state, n * k * sizeof(T), 2 * n * sizeof(T));
+}
+
+template <class T>
+void BM_row_cross_entropy_grad(benchmark::State& state) {
+    const std::int64_t n = state.range(0), k = state.range(1);
+    const auto& e = energies<T>(n, k);
+    const auto& q = labels<T>(n, k);
+    const auto a_view = MatrixView<T>::contiguous(e.data(), n, k);
+    const auto q_view = MatrixView<T>::contiguous(q.data(), n, k);
+    std::vector<T> loss(static_cast<std::size_t>(n)), log_z(static_cast<std::size_t>(n));
+    std::vector<T> grad(static_cast<std::size_t>(n * k));
+    const T scale = T(-1) / T(kTemperature);
+    for (auto _ : state) {
+        thermossl::row_cross_entropy<T>(q_view, a_view, scale, nullptr, loss.data(), grad.data(), log_z.data());
+        benchmark::DoNotOptimize(loss.data());
+        benchmark::DoNotOptimize(grad.data());
+        benchmark::ClobberMemory();
+    }
+    if (!all_finite(state, loss, "loss")) return;
+    set_traffic(state, 2 * n * k * sizeof(T), (n * k + 2 * n) * sizeof(T));
+}
+
+template <class T>
+void BM_row_entropy_grad(benchmark::State& state) {
+    const std::int64_t n = state.range(0), k = state.range(1);
+    const auto& e = energies<T>(n, k);
+    const auto view = MatrixView<T>::contiguous(e.data(), n, k);
+    std::vector<T> grad(static_cast<std::size_t>(n * k)), log_z(static_cast<std::size_t>(n));
+    const T scale = T(-1) / T(kTemperature);
+    for (auto _ : state) {
+        // As thermossl.entropy_grad calls it: the gradient and log Z, no entropy vector.
+        thermossl::row_entropy_grad<T>(view, scale, nullptr, grad.data(), nullptr, log_z.data());
+        benchmark::DoNotOptimize(grad.data());
+        benchmark::DoNotOptimize(log_z.data());
+        benchmark::ClobberMemory();
+    }
+    if (!all_finite(state, log_z, "log Z")) return;
+    set_traffic(state, n * k * sizeof(T), (n * k + n) * sizeof(T));
+}
+
+template <class T>
+void BM_col_logsumexp(benchmark::State& state) {
+    const std::int64_t n = state.range(0), k = state.range(1);
+    const auto& e = energies<T>(n, k);
+    const auto view = MatrixView<T>::contiguous(e.data(), n, k);
+    std::vector<T> out(static_cast<std::size_t>(k));
+    const T scale = T(-1) / T(kTemperature);
+    for (auto _ : state) {
+        thermossl::col_logsumexp<T>(view, scale, nullptr, out.data());
+        benchmark::DoNotOptimize(out.data());
+        benchmark::ClobberMemory();
+    }
+    if (!all_finite(state, out, "column LSE")) return;
+    set_traffic(state, n * k * sizeof(T), k * sizeof(T));
+}
+
+// ---------------------------------------------------------------------------------------
+// Yardsticks.
+
+template <class T>
+void BM_stream_read(benchmark::State& state) {
+    const std::int64_t n = state.range(0), k = state.range(1);
+    const auto& e = energies<T>(n, k);
+    const T* a = e.data();
+    std::vector<T> sums(static_cast<std::size_t>(n));
+    T* out = sums.data();
+    for (auto _ : state) {
+#pragma omp parallel for schedule(static) if (n * k >= (1 << 15))
+        for (std::int64_t i = 0; i < n; ++i) {
+            const T* row = a + i * k;
+            T s = 0;
+#pragma omp simd reduction(+ : s)
+            for (std::int64_t j = 0; j < k; ++j) s += row[j];
+            out[i] = s;
+        }
+        benchmark::DoNotOptimize(out);
+        benchmark::ClobberMemory();
+    }
+    set_traffic(state, n * k * sizeof(T), n * sizeof(T));
+}
+
+template <class T>
+void BM_stream_read_write(benchmark::State& state) {
+    const std::int64_t n = state.range(0), k = state.range(1);
+    const auto& e = energies<T>(n, k);
+    const T* a = e.data();
+    std::vector<T> b_store(static_cast<std::size_t>(n * k));
+    T* b = b_store.data();
+    const T scale = T(-1) / T(kTemperature);
+    for (auto _ : state) {
+#pragma omp parallel for schedule(static) if (n * k >= (1 << 15))
+        for (std::int64_t i = 0; i < n; ++i) {
+            const T* row = a + i * k;
+            T* out = b + i * k;
+#pragma omp simd
+            for (std::int64_t j = 0; j < k; ++j) out[j] = scale * row[j];
+        }
+        benchmark::DoNotOptimize(b);
+        benchmark::ClobberMemory();
+    }
+    set_traffic(state, n * k * sizeof(T), n * k * sizeof(T));
+}
+
+// ---------------------------------------------------------------------------------------
+// Registration. Kernels are OpenMP-parallel: time by the wall clock (UseRealTime).
+
+void small(benchmark::internal::Benchmark* b) {
+    b->Args({4096, 3000})->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+
+void small_and_large(benchmark::internal::Benchmark* b) {
+    b->Args({4096, 3000})->Args({65536, 3000})->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+
+BENCHMARK_TEMPLATE(BM_stream_read, float)->Apply(small_and_large);
+BENCHMARK_TEMPLATE(BM_stream_read, double)->Apply(small_and_large);
+BENCHMARK_TEMPLATE(BM_stream_read_write, float)->Apply(small);
+BENCHMARK_TEMPLATE(BM_stream_read_write, double)->Apply(small);
+
+BENCHMARK_TEMPLATE(BM_log_partition, float)->Apply(small_and_large);
+BENCHMARK_TEMPLATE(BM_log_partition, double)->Apply(small_and_large);
+
+BENCHMARK_TEMPLATE(BM_row_softmax, float)->Apply(small);
+BENCHMARK_TEMPLATE(BM_row_softmax, double)->Apply(small);
+BENCHMARK_TEMPLATE(BM_row_entropy, float)->Apply(small);
+BENCHMARK_TEMPLATE(BM_row_entropy, double)->Apply(small);
+BENCHMARK_TEMPLATE(BM_row_cross_entropy_grad, float)->Apply(small);
+BENCHMARK_TEMPLATE(BM_row_cross_entropy_grad, double)->Apply(small);
+BENCHMARK_TEMPLATE(BM_row_entropy_grad, float)->Apply(small);
+BENCHMARK_TEMPLATE(BM_row_entropy_grad, double)->Apply(small);
+BENCHMARK_TEMPLATE(BM_col_logsumexp, float)->Apply(small);
+BENCHMARK_TEMPLATE(BM_col_logsumexp, double)->Apply(small);
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+#ifdef _OPENMP
+    benchmark::AddCustomContext("omp_max_threads", std::to_string(omp_get_max_threads()));
+#else
+    benchmark::AddCustomContext("omp_max_threads", "1 (built without OpenMP)");
+#endif
+    benchmark::AddCustomContext("data", "E = 3 * N(0,1) (mt19937), T = 0.1, C-contiguous");
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
