@@ -308,20 +308,21 @@ def test_integer_energies_compute_in_float64():
 
 
 # ----------------------------------------------------------------------------- float32 claim
+@pytest.mark.parametrize("T", [1.0, 0.1])
 @pytest.mark.parametrize("scale", [1.0, 10.0, 1e2, 1e3, 1e4])
-def test_float32_accuracy_claim(scale):
+def test_float32_accuracy_claim(scale, T):
     """The accuracy stated in the README, against float64 on the same float32 inputs:
-    log Z: 2 eps32 relative; p: 8 eps32 absolute; S, L: 16 eps32 relative to max(|value|, 1)."""
+    log Z: 1 eps32 relative; p: 4 eps32 absolute; S: 8 eps32 and L: 2 eps32 relative to
+    max(|value|, 1)."""
     rng = np.random.default_rng(int(scale))
     E32 = (rng.normal(size=(1000, 3000)) * scale).astype(np.float32)
     E64 = E32.astype(np.float64)
     q32 = random_labels(rng, 1000, 3000).astype(np.float32)
-    T = 1.0
     lz = ref_log_z(E64, T)
-    assert np.all(np.abs(thermossl.log_partition(E32, T) - lz) <= 2 * EPS32 * np.maximum(np.abs(lz), 1))
+    assert np.all(np.abs(thermossl.log_partition(E32, T) - lz) <= EPS32 * np.maximum(np.abs(lz), 1))
     p = ref_p(E64, T)
-    assert np.max(np.abs(thermossl.gibbs(E32, T) - p)) <= 8 * EPS32
+    assert np.max(np.abs(thermossl.gibbs(E32, T) - p)) <= 4 * EPS32
     s = ref_entropy(p)
-    assert np.all(np.abs(thermossl.gibbs_entropy(E32, T) - s) <= 16 * EPS32 * np.maximum(s, 1))
+    assert np.all(np.abs(thermossl.gibbs_entropy(E32, T) - s) <= 8 * EPS32 * np.maximum(s, 1))
     L = ref_cross_entropy(q32, E64, T)
-    assert np.all(np.abs(thermossl.cross_entropy(q32, E32, T) - L) <= 16 * EPS32 * np.maximum(L, 1))
+    assert np.all(np.abs(thermossl.cross_entropy(q32, E32, T) - L) <= 2 * EPS32 * np.maximum(L, 1))

@@ -4,10 +4,13 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
+#include <cstdint>
 #include <string>
 
 #include "thermossl/gibbs.hpp"
 #include "thermossl/logsumexp.hpp"
+#include "thermossl/sinkhorn.hpp"
 
 namespace py = pybind11;
 using thermossl::MatrixView;
@@ -81,12 +84,12 @@ void row_logsumexp(const py::array& a, double scale, const py::object& shift, co
             bv = input_matrix<T>(b, "b");
             if (bv.rows != av.rows || bv.cols != av.cols) throw py::value_error("b must have the shape of a");
         }
-        const T* shift_ptr = input_vector<T>(shift, av.cols, "shift");
+        const double* shift_ptr = input_vector<double>(shift, av.cols, "shift");
         T* out_ptr = output_array<T>(out, av.rows, -1, "out");
         T* sign_ptr = output_array<T>(sign, av.rows, -1, "sign");
         if (out_ptr == nullptr) throw py::value_error("out is required");
         py::gil_scoped_release release;
-        thermossl::row_logsumexp<T>(av, static_cast<T>(scale), shift_ptr, weighted ? &bv : nullptr, out_ptr,
+        thermossl::row_logsumexp<T>(av, scale, shift_ptr, weighted ? &bv : nullptr, out_ptr,
                                     sign_ptr);
     });
 }
@@ -95,11 +98,11 @@ void col_logsumexp(const py::array& a, double scale, const py::object& shift, co
     dispatch_dtype(a, [&](auto tag) {
         using T = decltype(tag);
         const auto av = input_matrix<T>(a, "a");
-        const T* shift_ptr = input_vector<T>(shift, av.rows, "shift");
+        const double* shift_ptr = input_vector<double>(shift, av.rows, "shift");
         T* out_ptr = output_array<T>(out, av.cols, -1, "out");
         if (out_ptr == nullptr) throw py::value_error("out is required");
         py::gil_scoped_release release;
-        thermossl::col_logsumexp<T>(av, static_cast<T>(scale), shift_ptr, out_ptr);
+        thermossl::col_logsumexp<T>(av, scale, shift_ptr, out_ptr);
     });
 }
 
@@ -108,12 +111,12 @@ void row_softmax(const py::array& a, double scale, const py::object& shift, cons
     dispatch_dtype(a, [&](auto tag) {
         using T = decltype(tag);
         const auto av = input_matrix<T>(a, "a");
-        const T* shift_ptr = input_vector<T>(shift, av.cols, "shift");
+        const double* shift_ptr = input_vector<double>(shift, av.cols, "shift");
         T* p_ptr = output_array<T>(p, av.rows, av.cols, "p");
         T* log_z_ptr = output_array<T>(log_z, av.rows, -1, "log_z");
         if (p_ptr == nullptr) throw py::value_error("p is required");
         py::gil_scoped_release release;
-        thermossl::row_softmax<T>(av, static_cast<T>(scale), shift_ptr, p_ptr, log_z_ptr);
+        thermossl::row_softmax<T>(av, scale, shift_ptr, p_ptr, log_z_ptr);
     });
 }
 
@@ -121,11 +124,11 @@ void row_log_softmax(const py::array& a, double scale, const py::object& shift, 
     dispatch_dtype(a, [&](auto tag) {
         using T = decltype(tag);
         const auto av = input_matrix<T>(a, "a");
-        const T* shift_ptr = input_vector<T>(shift, av.cols, "shift");
+        const double* shift_ptr = input_vector<double>(shift, av.cols, "shift");
         T* out_ptr = output_array<T>(log_p, av.rows, av.cols, "log_p");
         if (out_ptr == nullptr) throw py::value_error("log_p is required");
         py::gil_scoped_release release;
-        thermossl::row_log_softmax<T>(av, static_cast<T>(scale), shift_ptr, out_ptr);
+        thermossl::row_log_softmax<T>(av, scale, shift_ptr, out_ptr);
     });
 }
 
@@ -134,12 +137,12 @@ void row_entropy(const py::array& a, double scale, const py::object& shift, cons
     dispatch_dtype(a, [&](auto tag) {
         using T = decltype(tag);
         const auto av = input_matrix<T>(a, "a");
-        const T* shift_ptr = input_vector<T>(shift, av.cols, "shift");
+        const double* shift_ptr = input_vector<double>(shift, av.cols, "shift");
         T* s_ptr = output_array<T>(entropy, av.rows, -1, "entropy");
         T* log_z_ptr = output_array<T>(log_z, av.rows, -1, "log_z");
         if (s_ptr == nullptr) throw py::value_error("entropy is required");
         py::gil_scoped_release release;
-        thermossl::row_entropy<T>(av, static_cast<T>(scale), shift_ptr, s_ptr, log_z_ptr);
+        thermossl::row_entropy<T>(av, scale, shift_ptr, s_ptr, log_z_ptr);
     });
 }
 
@@ -150,13 +153,13 @@ void row_cross_entropy(const py::array& q, const py::array& a, double scale, con
         const auto av = input_matrix<T>(a, "a");
         const auto qv = input_matrix<T>(q, "q");
         if (qv.rows != av.rows || qv.cols != av.cols) throw py::value_error("q must have the shape of a");
-        const T* shift_ptr = input_vector<T>(shift, av.cols, "shift");
+        const double* shift_ptr = input_vector<double>(shift, av.cols, "shift");
         T* loss_ptr = output_array<T>(loss, av.rows, -1, "loss");
         T* grad_ptr = output_array<T>(grad, av.rows, av.cols, "grad");
         T* log_z_ptr = output_array<T>(log_z, av.rows, -1, "log_z");
         if (loss_ptr == nullptr) throw py::value_error("loss is required");
         py::gil_scoped_release release;
-        thermossl::row_cross_entropy<T>(qv, av, static_cast<T>(scale), shift_ptr, loss_ptr, grad_ptr, log_z_ptr);
+        thermossl::row_cross_entropy<T>(qv, av, scale, shift_ptr, loss_ptr, grad_ptr, log_z_ptr);
     });
 }
 
@@ -165,14 +168,43 @@ void row_entropy_grad(const py::array& a, double scale, const py::object& shift,
     dispatch_dtype(a, [&](auto tag) {
         using T = decltype(tag);
         const auto av = input_matrix<T>(a, "a");
-        const T* shift_ptr = input_vector<T>(shift, av.cols, "shift");
+        const double* shift_ptr = input_vector<double>(shift, av.cols, "shift");
         T* grad_ptr = output_array<T>(grad, av.rows, av.cols, "grad");
         T* s_ptr = output_array<T>(entropy, av.rows, -1, "entropy");
         T* log_z_ptr = output_array<T>(log_z, av.rows, -1, "log_z");
         if (grad_ptr == nullptr) throw py::value_error("grad is required");
         py::gil_scoped_release release;
-        thermossl::row_entropy_grad<T>(av, static_cast<T>(scale), shift_ptr, grad_ptr, s_ptr, log_z_ptr);
+        thermossl::row_entropy_grad<T>(av, scale, shift_ptr, grad_ptr, s_ptr, log_z_ptr);
     });
+}
+
+py::tuple sinkhorn(const py::array& energy, double temperature, const py::object& weights,
+                   const py::object& charges, const py::object& mu0, std::int64_t fixed_iterations, double tolerance,
+                   std::int64_t max_iterations, const py::object& f, const py::object& mu, const py::object& q) {
+    if (!(temperature > 0) || !std::isfinite(temperature)) throw py::value_error("temperature must be finite and > 0");
+    if (fixed_iterations < 0 || max_iterations < 1) throw py::value_error("iteration counts out of range");
+    thermossl::SinkhornReport report;
+    dispatch_dtype(energy, [&](auto tag) {
+        using T = decltype(tag);
+        const auto ev = input_matrix<T>(energy, "E");
+        if (ev.rows < 1 || ev.cols < 1) throw py::value_error("E must have at least one row and one column");
+        const T* w_ptr = input_vector<T>(weights, ev.rows, "w");
+        const T* c_ptr = input_vector<T>(charges, ev.cols, "c");
+        const T* mu0_ptr = input_vector<T>(mu0, ev.cols, "mu0");
+        T* f_ptr = output_array<T>(f, ev.rows, -1, "f");
+        T* mu_ptr = output_array<T>(mu, ev.cols, -1, "mu");
+        T* q_ptr = output_array<T>(q, ev.rows, ev.cols, "q");
+        if (f_ptr == nullptr || mu_ptr == nullptr) throw py::value_error("f and mu are required");
+        thermossl::SinkhornOptions options;
+        options.temperature = temperature;
+        options.fixed_iterations = fixed_iterations;
+        options.tolerance = tolerance;
+        options.max_iterations = max_iterations;
+        py::gil_scoped_release release;
+        report = thermossl::sinkhorn<T>(ev, w_ptr, c_ptr, mu0_ptr, options, f_ptr, mu_ptr, q_ptr);
+    });
+    return py::make_tuple(report.iterations, report.charge_error, report.converged, static_cast<int>(report.status),
+                          report.index);
 }
 
 }  // namespace
@@ -197,6 +229,10 @@ PYBIND11_MODULE(_core, m) {
     m.def("row_entropy_grad", &row_entropy_grad, py::arg("a"), py::arg("scale"), py::arg("shift") = none,
           py::arg("grad"), py::arg("entropy") = none, py::arg("log_z") = none,
           "Gradient in a of each row's softmax entropy.");
+    m.def("sinkhorn", &sinkhorn, py::arg("E"), py::arg("temperature"), py::arg("w") = none, py::arg("c") = none,
+          py::arg("mu0") = none, py::arg("fixed_iterations") = 0, py::arg("tolerance") = 1e-6,
+          py::arg("max_iterations") = 1000, py::arg("f"), py::arg("mu"), py::arg("q") = none,
+          "Log-domain Sinkhorn balancing; returns (iterations, err, converged, status, index).");
 #ifdef _OPENMP
     m.attr("openmp") = true;
 #else

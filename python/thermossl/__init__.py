@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
+from . import compat
+from .balancing import SinkhornResult, sinkhorn
 from .gibbs import column_log_partition, cross_entropy, entropy_grad, gibbs, gibbs_entropy, log_partition
 from .special import log_softmax, logsumexp, softmax
 
@@ -28,4 +30,7 @@ __all__ = [
     "gibbs_entropy",
     "cross_entropy",
     "entropy_grad",
+    "sinkhorn",
+    "SinkhornResult",
+    "compat",
 ]

@@ -45,7 +45,7 @@ def _potential(v, length: int, T: float, dtype, name: str, what: str):
         raise ValueError(f"{name} must have shape ({length},) (one value per {what}), got {v.shape}")
     if not np.all(np.isfinite(v)):
         raise ValueError(f"{name} must be finite")
-    return np.ascontiguousarray(v / T, dtype=dtype)
+    return np.ascontiguousarray(v / T, dtype=np.float64)  # the core takes shifts in double
 
 
 def _check_rows(log_z: np.ndarray, name: str = "E") -> None:

@@ -26,17 +26,17 @@ namespace thermossl {
 
 /// p_iy = exp(x_iy - log Z_i). Passes per row: max, exp+sum (writes p), scale p.
 template <class T>
-void row_softmax(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, Same<T>* p, Same<T>* log_z);
+void row_softmax(const MatrixView<T>& a, double scale, const double* shift, Same<T>* p, Same<T>* log_z);
 
 /// log p_iy = x_iy - log Z_i, with scipy.special.log_softmax's conventions for rows whose max is
 /// not finite. Passes per row: max, exp+sum, write.
 template <class T>
-void row_log_softmax(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, Same<T>* log_p);
+void row_log_softmax(const MatrixView<T>& a, double scale, const double* shift, Same<T>* log_p);
 
 /// entropy_i = -sum_y p_iy log p_iy = log Z_i - sum_y p_iy x_iy, without materialising p
 /// (0 log 0 = 0: forbidden states contribute nothing). Passes per row: max, sums.
 template <class T>
-void row_entropy(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, Same<T>* entropy, Same<T>* log_z);
+void row_entropy(const MatrixView<T>& a, double scale, const double* shift, Same<T>* entropy, Same<T>* log_z);
 
 /// loss_i = -sum_y q_iy log p_iy  (the cross-entropy of the label state q against p; 0 where
 /// q_iy = 0 even for forbidden states, +inf where q_iy > 0 on a forbidden state).
@@ -44,14 +44,14 @@ void row_entropy(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, Sa
 /// (q - p)/T for a row-stochastic q and a = E, scale = -1/T — computed in the same pass.
 /// Passes per row: max, exp+sums (stores exp in grad), gradient.
 template <class T>
-void row_cross_entropy(const MatrixView<T>& q, const MatrixView<T>& a, Same<T> scale, const Same<T>* shift,
+void row_cross_entropy(const MatrixView<T>& q, const MatrixView<T>& a, double scale, const double* shift,
                        Same<T>* loss, Same<T>* grad, Same<T>* log_z);
 
 /// grad_iy = d S_i / d a_iy = -scale * p_iy (log p_iy + S_i), S_i the row entropy (optional
 /// output). For a = E, scale = -1/T this is (1/T) p (log p + S) of THEORY.md §2 (per row,
 /// before the sample weights w_i). Passes per row: max, exp+sums (stores exp in grad), gradient.
 template <class T>
-void row_entropy_grad(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, Same<T>* grad,
+void row_entropy_grad(const MatrixView<T>& a, double scale, const double* shift, Same<T>* grad,
                       Same<T>* entropy, Same<T>* log_z);
 
 // ---------------------------------------------------------------------------------------
@@ -60,11 +60,11 @@ void row_entropy_grad(const MatrixView<T>& a, Same<T> scale, const Same<T>* shif
 
 namespace detail {
 template <class T>
-std::vector<T> potential_shift(const T* mu, std::int64_t k, T temperature) {
-    std::vector<T> shift;
+std::vector<double> potential_shift(const T* mu, std::int64_t k, double temperature) {
+    std::vector<double> shift;
     if (mu != nullptr) {
         shift.resize(static_cast<std::size_t>(k));
-        for (std::int64_t y = 0; y < k; ++y) shift[y] = mu[y] / temperature;
+        for (std::int64_t y = 0; y < k; ++y) shift[y] = static_cast<double>(mu[y]) / temperature;
     }
     return shift;
 }
@@ -73,16 +73,17 @@ std::vector<T> potential_shift(const T* mu, std::int64_t k, T temperature) {
 /// log Z_i = LSE_y((mu_y - E_iy)/T)  (mu may be null).
 template <class T>
 void log_partition(const MatrixView<T>& energy, Same<T> temperature, const Same<T>* mu, Same<T>* log_z) {
-    const auto shift = detail::potential_shift(mu, energy.cols, temperature);
-    row_logsumexp(energy, T(-1) / temperature, shift.empty() ? nullptr : shift.data(), nullptr,
-                  log_z, nullptr);
+    const auto shift = detail::potential_shift<T>(mu, energy.cols, static_cast<double>(temperature));
+    row_logsumexp<T>(energy, -1.0 / static_cast<double>(temperature), shift.empty() ? nullptr : shift.data(),
+                     nullptr, log_z, nullptr);
 }
 
 /// p = Gibbs(E, T) (or the GGE at potentials mu).
 template <class T>
 void gibbs_state(const MatrixView<T>& energy, Same<T> temperature, const Same<T>* mu, Same<T>* p, Same<T>* log_z) {
-    const auto shift = detail::potential_shift(mu, energy.cols, temperature);
-    row_softmax(energy, T(-1) / temperature, shift.empty() ? nullptr : shift.data(), p, log_z);
+    const auto shift = detail::potential_shift<T>(mu, energy.cols, static_cast<double>(temperature));
+    row_softmax<T>(energy, -1.0 / static_cast<double>(temperature), shift.empty() ? nullptr : shift.data(), p,
+                   log_z);
 }
 
 }  // namespace thermossl

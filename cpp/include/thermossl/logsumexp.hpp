@@ -9,9 +9,11 @@
 // physics (a = E, scale = -1/T, shift = mu/T for a GGE with chemical potentials mu; see
 // gibbs.hpp for the named wrappers). A null `shift` means zero.
 //
-// Numerics: max-shifted, sums accumulated in double for both float and double inputs; +inf
-// entries of x dominate, -inf entries (forbidden states) contribute exactly 0; nan propagates.
-// Results below the smallest normal number of T are flushed to zero inside exp.
+// Numerics: x and x - max(x) are formed in double for float and double inputs alike (scale and
+// shift are double), exp is evaluated in T on the max-shifted argument, and sums are reduced in
+// chunks of 64 in T and added in double. +inf entries of x dominate, -inf entries (forbidden
+// states) contribute exactly 0; nan propagates. Results below the smallest normal number of T
+// are flushed to zero inside exp.
 //
 // All kernels run OpenMP-parallel over rows (or row blocks), release nothing and keep no global
 // state: they are re-entrant and safe to call from several host threads at once.
@@ -37,7 +39,7 @@ namespace thermossl {
 /// Passes: two over each row (max, then sums), the second from cache; memory traffic is one
 /// read of a (and of b) plus one write of `rows` results.
 template <class T>
-void row_logsumexp(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, const MatrixView<Same<T>>* b,
+void row_logsumexp(const MatrixView<T>& a, double scale, const double* shift, const MatrixView<Same<T>>* b,
                    Same<T>* out, Same<T>* sign);
 
 /// out_j = log sum_i exp(x_ij) for each column j, with x_ij = scale * a_ij + shift_i.
@@ -49,6 +51,6 @@ void row_logsumexp(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, 
 /// twice from cache (block max, then sums), so memory traffic is one read of `a`.
 /// Columns of +inf give +inf, columns all -inf (or rows == 0) give -inf, nan propagates.
 template <class T>
-void col_logsumexp(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, Same<T>* out);
+void col_logsumexp(const MatrixView<T>& a, double scale, const double* shift, Same<T>* out);
 
 }  // namespace thermossl

@@ -31,14 +31,14 @@ void for_each_row(const MatrixView<T>& a, RowBody&& row_body) {
 
 // Passes: max; exp and sum (e written into p); p *= 1/Z.
 template <class T, bool kShift>
-void softmax_impl(const MatrixView<T>& a, const Exponent<T> ex_shared, T* p, T* log_z) {
+void softmax_impl(const MatrixView<T>& a, const Exponent ex_shared, T* p, T* log_z) {
     const std::int64_t k = a.cols;
     for_each_row(a, [&](std::int64_t i, const T* row) {
-        const Exponent<T> ex = ex_shared;  // a local copy: stores to outputs cannot alias it
+        const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
         T* p_row = p + i * k;
-        const T m = row_max<T, kShift>(row, k, ex);
+        const double m = row_max<T, kShift>(row, k, ex);
         const double z = row_exp_sum<T, kShift>(row, k, ex, m, p_row);
-        if (log_z != nullptr) log_z[i] = static_cast<T>(static_cast<double>(m) + std::log(z));
+        if (log_z != nullptr) log_z[i] = static_cast<T>(m + std::log(z));
         if (!std::isfinite(m)) {
             fill_row(p_row, k, quiet_nan<T>());
             return;
@@ -51,19 +51,18 @@ void softmax_impl(const MatrixView<T>& a, const Exponent<T> ex_shared, T* p, T* 
 
 // Passes: max; exp and sum; write x - max - log Z.
 template <class T, bool kShift>
-void log_softmax_impl(const MatrixView<T>& a, const Exponent<T> ex_shared, T* log_p) {
+void log_softmax_impl(const MatrixView<T>& a, const Exponent ex_shared, T* log_p) {
     const std::int64_t k = a.cols;
     for_each_row(a, [&](std::int64_t i, const T* row) {
-        const Exponent<T> ex = ex_shared;  // a local copy: stores to outputs cannot alias it
+        const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
         T* out = log_p + i * k;
-        const T m = row_max<T, kShift>(row, k, ex);
+        const double m = row_max<T, kShift>(row, k, ex);
         const double z = row_exp_sum<T, kShift>(row, k, ex, m, nullptr);
         if (std::isfinite(m)) {
             const double log_z = std::log(z);  // nan when the row holds a nan
 #pragma omp simd
             for (std::int64_t j = 0; j < k; ++j) {
-                const T shifted = exponent_at<T, kShift>(ex, row, j) - m;
-                out[j] = static_cast<T>(static_cast<double>(shifted) - log_z);
+                out[j] = static_cast<T>((exponent_at<T, kShift>(ex, row, j) - m) - log_z);
             }
             return;
         }
@@ -71,7 +70,7 @@ void log_softmax_impl(const MatrixView<T>& a, const Exponent<T> ex_shared, T* lo
         // inf - inf = nan and every other entry -inf; an all -inf row gives nan; nan poisons all.
         const bool has_nan = std::isnan(z);
         for (std::int64_t j = 0; j < k; ++j) {
-            const T x = exponent_at<T, kShift>(ex, row, j);
+            const double x = exponent_at<T, kShift>(ex, row, j);
             out[j] = (has_nan || m < 0 || x == m) ? quiet_nan<T>() : -infinity<T>();
         }
     });
@@ -79,11 +78,11 @@ void log_softmax_impl(const MatrixView<T>& a, const Exponent<T> ex_shared, T* lo
 
 // Passes: max; sums of e and e * (x - max). S = log Z' - sum(e (x - max)) / Z'.
 template <class T, bool kShift>
-void entropy_impl(const MatrixView<T>& a, const Exponent<T> ex_shared, T* entropy, T* log_z) {
+void entropy_impl(const MatrixView<T>& a, const Exponent ex_shared, T* entropy, T* log_z) {
     const std::int64_t k = a.cols;
     for_each_row(a, [&](std::int64_t i, const T* row) {
-        const Exponent<T> ex = ex_shared;  // a local copy: stores to outputs cannot alias it
-        const T m = row_max<T, kShift>(row, k, ex);
+        const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
+        const double m = row_max<T, kShift>(row, k, ex);
         double z = 0.0;
         double ez = 0.0;  // sum_y e_y (x_y - max); 0 log 0 = 0
         for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
@@ -92,8 +91,8 @@ void entropy_impl(const MatrixView<T>& a, const Exponent<T> ex_shared, T* entrop
             T ez_part = 0;
 #pragma omp simd reduction(+ : z_part, ez_part)
             for (std::int64_t j = j0; j < j1; ++j) {
-                const T x = exponent_at<T, kShift>(ex, row, j);
-                const T t = x - m;
+                const double x = exponent_at<T, kShift>(ex, row, j);
+                const T t = static_cast<T>(x - m);
                 const T e = x >= m ? T(1) : exp_nonpositive(t);  // as in row_exp_sum
                 z_part += e;
                 ez_part += e > T(0) ? e * t : T(0);
@@ -101,20 +100,20 @@ void entropy_impl(const MatrixView<T>& a, const Exponent<T> ex_shared, T* entrop
             z += static_cast<double>(z_part);
             ez += static_cast<double>(ez_part);
         }
-        if (log_z != nullptr) log_z[i] = static_cast<T>(static_cast<double>(m) + std::log(z));
+        if (log_z != nullptr) log_z[i] = static_cast<T>(m + std::log(z));
         entropy[i] = std::isfinite(m) ? static_cast<T>(std::log(z) - ez / z) : quiet_nan<T>();
     });
 }
 
 // Passes over the row of a: max; exp and sums (e stored in grad); gradient (reads q again).
 template <class T, bool kShift>
-void cross_entropy_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Exponent<T> ex_shared,
+void cross_entropy_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Exponent ex_shared,
                         T* loss, T* grad, T* log_z) {
     const std::int64_t k = a.cols;
     parallel_row_tiles(a.rows, tile_rows<T>(k), a.rows * k, [&] {
         return [&, ra = RowReader<T>(a), rq = RowReader<T>(q),
                 scratch = std::vector<T>()](std::int64_t i0, std::int64_t i1) mutable {
-            const Exponent<T> ex = ex_shared;  // a local copy: stores to outputs cannot alias it
+            const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
             ra.load(i0, i1);
             rq.load(i0, i1);
             for (std::int64_t i = i0; i < i1; ++i) {
@@ -125,7 +124,7 @@ void cross_entropy_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Ex
                 // store in the loop below is unconditional (a conditional one blocks vectorising).
                 if (g_row == nullptr && scratch.size() < static_cast<std::size_t>(k)) scratch.resize(k);
                 T* e_row = g_row != nullptr ? g_row : scratch.data();
-                const T m = row_max<T, kShift>(row, k, ex);
+                const double m = row_max<T, kShift>(row, k, ex);
                 double z = 0.0;
                 double q_sum = 0.0;
                 double q_dot_t = 0.0;  // sum_y q_y (x_y - max), 0 where q_y = 0
@@ -136,8 +135,8 @@ void cross_entropy_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Ex
                     T qt_part = 0;
 #pragma omp simd reduction(+ : z_part, q_part, qt_part)
                     for (std::int64_t j = j0; j < j1; ++j) {
-                        const T x = exponent_at<T, kShift>(ex, row, j);
-                        const T t = x - m;
+                        const double x = exponent_at<T, kShift>(ex, row, j);
+                        const T t = static_cast<T>(x - m);
                         const T e = x >= m ? T(1) : exp_nonpositive(t);  // as in row_exp_sum
                         e_row[j] = e;
                         z_part += e;
@@ -149,7 +148,7 @@ void cross_entropy_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Ex
                     q_dot_t += static_cast<double>(qt_part);
                 }
                 const double log_zr = std::log(z);
-                if (log_z != nullptr) log_z[i] = static_cast<T>(static_cast<double>(m) + log_zr);
+                if (log_z != nullptr) log_z[i] = static_cast<T>(m + log_zr);
                 const bool finite_max = std::isfinite(m);
                 loss[i] = finite_max ? static_cast<T>(q_sum * log_zr - q_dot_t) : quiet_nan<T>();
                 if (g_row == nullptr) continue;
@@ -159,7 +158,7 @@ void cross_entropy_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Ex
                 }
                 // d loss / d x_y = p_y * sum(q) - q_y; d x / d a = scale.
                 const T p_weight = static_cast<T>(q_sum / z);
-                const T minus_scale = -ex.scale;
+                const T minus_scale = static_cast<T>(-ex.scale);
 #pragma omp simd
                 for (std::int64_t j = 0; j < k; ++j) g_row[j] = minus_scale * (q_row[j] - g_row[j] * p_weight);
             }
@@ -169,12 +168,12 @@ void cross_entropy_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Ex
 
 // Passes: max; exp and sums (e stored in grad); gradient. dS/dx_y = -p_y (log p_y + S).
 template <class T, bool kShift>
-void entropy_grad_impl(const MatrixView<T>& a, const Exponent<T> ex_shared, T* grad, T* entropy, T* log_z) {
+void entropy_grad_impl(const MatrixView<T>& a, const Exponent ex_shared, T* grad, T* entropy, T* log_z) {
     const std::int64_t k = a.cols;
     for_each_row(a, [&](std::int64_t i, const T* row) {
-        const Exponent<T> ex = ex_shared;  // a local copy: stores to outputs cannot alias it
+        const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
         T* g_row = grad + i * k;
-        const T m = row_max<T, kShift>(row, k, ex);
+        const double m = row_max<T, kShift>(row, k, ex);
         double z = 0.0;
         double ez = 0.0;  // sum_y e_y (x_y - max); 0 log 0 = 0
         for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
@@ -183,8 +182,8 @@ void entropy_grad_impl(const MatrixView<T>& a, const Exponent<T> ex_shared, T* g
             T ez_part = 0;
 #pragma omp simd reduction(+ : z_part, ez_part)
             for (std::int64_t j = j0; j < j1; ++j) {
-                const T x = exponent_at<T, kShift>(ex, row, j);
-                const T t = x - m;
+                const double x = exponent_at<T, kShift>(ex, row, j);
+                const T t = static_cast<T>(x - m);
                 const T e = x >= m ? T(1) : exp_nonpositive(t);  // as in row_exp_sum
                 g_row[j] = e;
                 z_part += e;
@@ -195,21 +194,20 @@ void entropy_grad_impl(const MatrixView<T>& a, const Exponent<T> ex_shared, T* g
         }
         const double log_zr = std::log(z);
         const double s = log_zr - ez / z;
-        if (log_z != nullptr) log_z[i] = static_cast<T>(static_cast<double>(m) + log_zr);
+        if (log_z != nullptr) log_z[i] = static_cast<T>(m + log_zr);
         if (entropy != nullptr) entropy[i] = std::isfinite(m) ? static_cast<T>(s) : quiet_nan<T>();
         if (!std::isfinite(m)) {
             fill_row(g_row, k, quiet_nan<T>());
             return;
         }
         const T inv_z = static_cast<T>(1.0 / z);
-        const T log_z_row = static_cast<T>(log_zr);
         const T entropy_row = static_cast<T>(s);
-        const T minus_scale = -ex.scale;
+        const T minus_scale = static_cast<T>(-ex.scale);
 #pragma omp simd
         for (std::int64_t j = 0; j < k; ++j) {
             const T p = g_row[j] * inv_z;
-            const T t = exponent_at<T, kShift>(ex, row, j) - m;
-            const T log_p = p > T(0) ? t - log_z_row : T(0);  // p log p -> 0 where p = 0
+            const T log_p_full = static_cast<T>((exponent_at<T, kShift>(ex, row, j) - m) - log_zr);
+            const T log_p = p > T(0) ? log_p_full : T(0);  // p log p -> 0 where p = 0
             g_row[j] = minus_scale * p * (log_p + entropy_row);
         }
     });
@@ -220,7 +218,7 @@ void entropy_grad_impl(const MatrixView<T>& a, const Exponent<T> ex_shared, T* g
 
 #define THERMOSSL_DISPATCH_SHIFT(impl, ...)                       \
     do {                                                          \
-        const detail::Exponent<T> ex{scale, shift};               \
+        const detail::Exponent ex{scale, shift};               \
         if (shift != nullptr) {                                   \
             detail::impl<T, true>(__VA_ARGS__);                   \
         } else {                                                  \
@@ -229,28 +227,28 @@ void entropy_grad_impl(const MatrixView<T>& a, const Exponent<T> ex_shared, T* g
     } while (0)
 
 template <class T>
-void row_softmax(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, Same<T>* p, Same<T>* log_z) {
+void row_softmax(const MatrixView<T>& a, double scale, const double* shift, Same<T>* p, Same<T>* log_z) {
     THERMOSSL_DISPATCH_SHIFT(softmax_impl, a, ex, p, log_z);
 }
 
 template <class T>
-void row_log_softmax(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, Same<T>* log_p) {
+void row_log_softmax(const MatrixView<T>& a, double scale, const double* shift, Same<T>* log_p) {
     THERMOSSL_DISPATCH_SHIFT(log_softmax_impl, a, ex, log_p);
 }
 
 template <class T>
-void row_entropy(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, Same<T>* entropy, Same<T>* log_z) {
+void row_entropy(const MatrixView<T>& a, double scale, const double* shift, Same<T>* entropy, Same<T>* log_z) {
     THERMOSSL_DISPATCH_SHIFT(entropy_impl, a, ex, entropy, log_z);
 }
 
 template <class T>
-void row_cross_entropy(const MatrixView<T>& q, const MatrixView<T>& a, Same<T> scale, const Same<T>* shift,
+void row_cross_entropy(const MatrixView<T>& q, const MatrixView<T>& a, double scale, const double* shift,
                        Same<T>* loss, Same<T>* grad, Same<T>* log_z) {
     THERMOSSL_DISPATCH_SHIFT(cross_entropy_impl, q, a, ex, loss, grad, log_z);
 }
 
 template <class T>
-void row_entropy_grad(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, Same<T>* grad,
+void row_entropy_grad(const MatrixView<T>& a, double scale, const double* shift, Same<T>* grad,
                       Same<T>* entropy, Same<T>* log_z) {
     THERMOSSL_DISPATCH_SHIFT(entropy_grad_impl, a, ex, grad, entropy, log_z);
 }
@@ -258,12 +256,12 @@ void row_entropy_grad(const MatrixView<T>& a, Same<T> scale, const Same<T>* shif
 #undef THERMOSSL_DISPATCH_SHIFT
 
 #define THERMOSSL_INSTANTIATE(T)                                                                        \
-    template void row_softmax<T>(const MatrixView<T>&, T, const T*, T*, T*);                            \
-    template void row_log_softmax<T>(const MatrixView<T>&, T, const T*, T*);                            \
-    template void row_entropy<T>(const MatrixView<T>&, T, const T*, T*, T*);                            \
-    template void row_cross_entropy<T>(const MatrixView<T>&, const MatrixView<T>&, T, const T*, T*, T*, \
+    template void row_softmax<T>(const MatrixView<T>&, double, const double*, T*, T*);                            \
+    template void row_log_softmax<T>(const MatrixView<T>&, double, const double*, T*);                            \
+    template void row_entropy<T>(const MatrixView<T>&, double, const double*, T*, T*);                            \
+    template void row_cross_entropy<T>(const MatrixView<T>&, const MatrixView<T>&, double, const double*, T*, T*, \
                                        T*);                                                             \
-    template void row_entropy_grad<T>(const MatrixView<T>&, T, const T*, T*, T*, T*);
+    template void row_entropy_grad<T>(const MatrixView<T>&, double, const double*, T*, T*, T*);
 
 THERMOSSL_INSTANTIATE(float)
 THERMOSSL_INSTANTIATE(double)

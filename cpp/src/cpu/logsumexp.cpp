@@ -13,14 +13,14 @@ namespace {
 
 // One read of each row of a (and b); per row: pass 1 max, pass 2 the two sums, from cache.
 template <class T, bool kShift>
-void logsumexp_rows(const MatrixView<T>& a, const Exponent<T> ex_shared, const MatrixView<T>* b, T* out,
+void logsumexp_rows(const MatrixView<T>& a, const Exponent ex_shared, const MatrixView<T>* b, T* out,
                     T* sign) {
     const std::int64_t k = a.cols;
     const MatrixView<T> no_weights{};
     parallel_row_tiles(a.rows, tile_rows<T>(k), a.rows * k, [&] {
         return [&, ra = RowReader<T>(a), rb = RowReader<T>(b ? *b : no_weights)](
                    std::int64_t i0, std::int64_t i1) mutable {
-            const Exponent<T> ex = ex_shared;  // a local copy: the compiler need not reload it
+            const Exponent ex = ex_shared;  // a local copy: the compiler need not reload it
             ra.load(i0, i1);
             if (b != nullptr) rb.load(i0, i1);
             for (std::int64_t i = i0; i < i1; ++i) {
@@ -32,7 +32,7 @@ void logsumexp_rows(const MatrixView<T>& a, const Exponent<T> ex_shared, const M
                 }
                 double weight_at_max = 0.0;
                 double rest = 0.0;
-                T m;
+                double m;
                 if (b == nullptr) {
                     m = row_max<T, kShift>(row, k, ex);
                     for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
@@ -41,26 +41,26 @@ void logsumexp_rows(const MatrixView<T>& a, const Exponent<T> ex_shared, const M
                         T part = 0;
 #pragma omp simd reduction(+ : count, part)
                         for (std::int64_t j = j0; j < j1; ++j) {
-                            const T x = exponent_at<T, kShift>(ex, row, j);
+                            const double x = exponent_at<T, kShift>(ex, row, j);
                             const bool at_max = x >= m;
                             count += at_max ? T(1) : T(0);
-                            part += at_max ? T(0) : exp_nonpositive(x - m);
+                            part += at_max ? T(0) : exp_nonpositive(static_cast<T>(x - m));
                         }
                         weight_at_max += static_cast<double>(count);
                         rest += static_cast<double>(part);
                     }
                     finish_logsumexp<T>(weight_at_max, rest, m, [&] {
                         T total = 0;
-                        for (std::int64_t j = 0; j < k; ++j) total += std::exp(exponent_at<T, kShift>(ex, row, j));
+                        for (std::int64_t j = 0; j < k; ++j) total += std::exp(static_cast<T>(exponent_at<T, kShift>(ex, row, j)));
                         return total;
                     }, out + i, sign ? sign + i : nullptr);
                 } else {
                     // Terms with b == 0 are dropped, even where x is +-inf or nan (scipy).
                     const T* w = rb.row(i);
-                    m = -infinity<T>();
+                    m = -infinity<double>();
 #pragma omp simd reduction(max : m)
                     for (std::int64_t j = 0; j < k; ++j) {
-                        const T x = w[j] != T(0) ? exponent_at<T, kShift>(ex, row, j) : -infinity<T>();
+                        const double x = w[j] != T(0) ? exponent_at<T, kShift>(ex, row, j) : -infinity<double>();
                         m = x > m ? x : m;
                     }
                     for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
@@ -69,17 +69,17 @@ void logsumexp_rows(const MatrixView<T>& a, const Exponent<T> ex_shared, const M
                         T part = 0;
 #pragma omp simd reduction(+ : weight, part)
                         for (std::int64_t j = j0; j < j1; ++j) {
-                            const T x = w[j] != T(0) ? exponent_at<T, kShift>(ex, row, j) : -infinity<T>();
+                            const double x = w[j] != T(0) ? exponent_at<T, kShift>(ex, row, j) : -infinity<double>();
                             const bool at_max = x >= m;
                             weight += at_max ? w[j] : T(0);
-                            part += at_max ? T(0) : w[j] * exp_nonpositive(x - m);
+                            part += at_max ? T(0) : w[j] * exp_nonpositive(static_cast<T>(x - m));
                         }
                         weight_at_max += static_cast<double>(weight);
                         rest += static_cast<double>(part);
                     }
                     finish_logsumexp<T>(weight_at_max, rest, m, [&] {
                         T total = 0;
-                        for (std::int64_t j = 0; j < k; ++j) total += w[j] * std::exp(exponent_at<T, kShift>(ex, row, j));
+                        for (std::int64_t j = 0; j < k; ++j) total += w[j] * std::exp(static_cast<T>(exponent_at<T, kShift>(ex, row, j)));
                         return total;
                     }, out + i, sign ? sign + i : nullptr);
                 }
@@ -97,7 +97,7 @@ std::int64_t col_block_rows(std::int64_t cols) {
 }
 
 template <class T, bool kShift>
-void logsumexp_cols(const MatrixView<T>& a, const Exponent<T> ex_shared, T* out) {
+void logsumexp_cols(const MatrixView<T>& a, const Exponent ex_shared, T* out) {
     const std::int64_t n = a.rows;
     const std::int64_t k = a.cols;
     if (k == 0) return;
@@ -109,19 +109,19 @@ void logsumexp_cols(const MatrixView<T>& a, const Exponent<T> ex_shared, T* out)
         n_threads = static_cast<int>(std::min<std::int64_t>(omp_get_max_threads(), n_blocks));
 #endif
     // Per-thread running max and sum of exp(x - max) for every column; merged once at the end.
-    std::vector<T> maxes(static_cast<std::size_t>(n_threads * k), -infinity<T>());
+    std::vector<double> maxes(static_cast<std::size_t>(n_threads * k), -infinity<double>());
     std::vector<double> sums(static_cast<std::size_t>(n_threads * k), 0.0);
 
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
     {
-        const Exponent<T> ex = ex_shared;  // a local copy: stores to the accumulators cannot alias it
+        const Exponent ex = ex_shared;  // a local copy: stores to the accumulators cannot alias it
         int thread = 0;
 #ifdef _OPENMP
         thread = omp_get_thread_num();
 #endif
-        T* m = maxes.data() + thread * k;
+        double* m = maxes.data() + thread * k;
         double* s = sums.data() + thread * k;
-        std::vector<T> block_max(static_cast<std::size_t>(k));
+        std::vector<double> block_max(static_cast<std::size_t>(k));
         std::vector<T> block_sum(static_cast<std::size_t>(k));
         RowReader<T> reader(a);
 #pragma omp for schedule(static)
@@ -130,13 +130,13 @@ void logsumexp_cols(const MatrixView<T>& a, const Exponent<T> ex_shared, T* out)
             const std::int64_t i1 = std::min(n, i0 + block);
             reader.load(i0, i1);
             std::copy(m, m + k, block_max.begin());
-            T* bm = block_max.data();
+            double* bm = block_max.data();
             for (std::int64_t i = i0; i < i1; ++i) {
                 const T* row = reader.row(i);
-                const T sh = kShift ? ex.shift[i] : T(0);
+                const double sh = kShift ? ex.shift[i] : 0.0;
 #pragma omp simd
                 for (std::int64_t y = 0; y < k; ++y) {
-                    const T x = ex.scale * row[y] + sh;
+                    const double x = ex.scale * static_cast<double>(row[y]) + sh;
                     bm[y] = x > bm[y] ? x : bm[y];
                 }
             }
@@ -144,7 +144,7 @@ void logsumexp_cols(const MatrixView<T>& a, const Exponent<T> ex_shared, T* out)
 #pragma omp simd
             for (std::int64_t y = 0; y < k; ++y) {
                 const bool grows = bm[y] > m[y];
-                const double shift_down = grows ? static_cast<double>(m[y]) - static_cast<double>(bm[y]) : 0.0;
+                const double shift_down = grows ? m[y] - bm[y] : 0.0;
                 s[y] *= exp_nonpositive(shift_down);
                 m[y] = grows ? bm[y] : m[y];
             }
@@ -153,11 +153,11 @@ void logsumexp_cols(const MatrixView<T>& a, const Exponent<T> ex_shared, T* out)
             T* bs = block_sum.data();
             for (std::int64_t i = i0; i < i1; ++i) {
                 const T* row = reader.row(i);
-                const T sh = kShift ? ex.shift[i] : T(0);
+                const double sh = kShift ? ex.shift[i] : 0.0;
 #pragma omp simd
                 for (std::int64_t y = 0; y < k; ++y) {
-                    const T x = ex.scale * row[y] + sh;
-                    bs[y] += x >= m[y] ? T(1) : exp_nonpositive(x - m[y]);
+                    const double x = ex.scale * static_cast<double>(row[y]) + sh;
+                    bs[y] += x >= m[y] ? T(1) : exp_nonpositive(static_cast<T>(x - m[y]));
                 }
             }
 #pragma omp simd
@@ -166,15 +166,14 @@ void logsumexp_cols(const MatrixView<T>& a, const Exponent<T> ex_shared, T* out)
     }
 
     for (std::int64_t y = 0; y < k; ++y) {
-        T m = -infinity<T>();
+        double m = -infinity<double>();
         for (int t = 0; t < n_threads; ++t) m = std::max(m, maxes[t * k + y]);
         double s = 0.0;
         for (int t = 0; t < n_threads; ++t) {
-            const T mt = maxes[t * k + y];
-            s += mt >= m ? sums[t * k + y]
-                         : sums[t * k + y] * exp_nonpositive(static_cast<double>(mt) - static_cast<double>(m));
+            const double mt = maxes[t * k + y];
+            s += mt >= m ? sums[t * k + y] : sums[t * k + y] * exp_nonpositive(mt - m);
         }
-        out[y] = static_cast<T>(static_cast<double>(m) + std::log(s));
+        out[y] = static_cast<T>(m + std::log(s));
     }
 }
 
@@ -182,9 +181,9 @@ void logsumexp_cols(const MatrixView<T>& a, const Exponent<T> ex_shared, T* out)
 }  // namespace detail
 
 template <class T>
-void row_logsumexp(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, const MatrixView<Same<T>>* b,
+void row_logsumexp(const MatrixView<T>& a, double scale, const double* shift, const MatrixView<Same<T>>* b,
                    Same<T>* out, Same<T>* sign) {
-    const detail::Exponent<T> ex{scale, shift};
+    const detail::Exponent ex{scale, shift};
     if (shift != nullptr) {
         detail::logsumexp_rows<T, true>(a, ex, b, out, sign);
     } else {
@@ -193,8 +192,8 @@ void row_logsumexp(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, 
 }
 
 template <class T>
-void col_logsumexp(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, Same<T>* out) {
-    const detail::Exponent<T> ex{scale, shift};
+void col_logsumexp(const MatrixView<T>& a, double scale, const double* shift, Same<T>* out) {
+    const detail::Exponent ex{scale, shift};
     if (shift != nullptr) {
         detail::logsumexp_cols<T, true>(a, ex, out);
     } else {
@@ -202,9 +201,9 @@ void col_logsumexp(const MatrixView<T>& a, Same<T> scale, const Same<T>* shift, 
     }
 }
 
-template void row_logsumexp<float>(const MatrixView<float>&, float, const float*, const MatrixView<float>*, float*, float*);
+template void row_logsumexp<float>(const MatrixView<float>&, double, const double*, const MatrixView<float>*, float*, float*);
 template void row_logsumexp<double>(const MatrixView<double>&, double, const double*, const MatrixView<double>*, double*, double*);
-template void col_logsumexp<float>(const MatrixView<float>&, float, const float*, float*);
+template void col_logsumexp<float>(const MatrixView<float>&, double, const double*, float*);
 template void col_logsumexp<double>(const MatrixView<double>&, double, const double*, double*);
 
 }  // namespace thermossl

@@ -12,21 +12,21 @@
 namespace thermossl::detail {
 
 template <class T, bool kShift>
-inline T exponent_at(const Exponent<T> ex, const T* a, std::int64_t j) {
+inline double exponent_at(const Exponent ex, const T* a, std::int64_t j) {
     if constexpr (kShift) {
-        return ex.scale * a[j] + ex.shift[j];
+        return ex.scale * static_cast<double>(a[j]) + ex.shift[j];
     } else {
-        return ex.scale * a[j];
+        return ex.scale * static_cast<double>(a[j]);
     }
 }
 
 /// max_j x_j, ignoring nan (a nan is caught later: it turns the sums into nan). -inf if k == 0.
 template <class T, bool kShift>
-inline T row_max(const T* a, std::int64_t k, const Exponent<T> ex) {
-    T m = -infinity<T>();
+inline double row_max(const T* a, std::int64_t k, const Exponent ex) {
+    double m = -infinity<double>();
 #pragma omp simd reduction(max : m)
     for (std::int64_t j = 0; j < k; ++j) {
-        const T x = exponent_at<T, kShift>(ex, a, j);
+        const double x = exponent_at<T, kShift>(ex, a, j);
         m = x > m ? x : m;
     }
     return m;
@@ -35,13 +35,13 @@ inline T row_max(const T* a, std::int64_t k, const Exponent<T> ex) {
 /// Sums over a row are taken in chunks: each chunk is reduced in T by a vectorised `omp simd`
 /// reduction (float lanes hold at most kChunk/4 terms each), and the chunk sums are added in
 /// double, which keeps float32 rows of any length accurate without mixed-width vector code.
-inline constexpr std::int64_t kChunk = 1024;
+inline constexpr std::int64_t kChunk = 64;
 
 /// e_j = exp(x_j - m), with e_j = 1 wherever x_j >= m so that rows whose max is +-inf give
 /// finite counts instead of exp(inf - inf) = nan. Returns sum_j e_j; writes e to `e_out` when
 /// it is not null.
 template <class T, bool kShift>
-inline double row_exp_sum(const T* a, std::int64_t k, const Exponent<T> ex, T m, T* e_out) {
+inline double row_exp_sum(const T* a, std::int64_t k, const Exponent ex, double m, T* e_out) {
     double sum = 0.0;
     for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
         const std::int64_t j1 = j0 + kChunk < k ? j0 + kChunk : k;
@@ -49,16 +49,16 @@ inline double row_exp_sum(const T* a, std::int64_t k, const Exponent<T> ex, T m,
         if (e_out != nullptr) {
 #pragma omp simd reduction(+ : part)
             for (std::int64_t j = j0; j < j1; ++j) {
-                const T x = exponent_at<T, kShift>(ex, a, j);
-                const T e = x >= m ? T(1) : exp_nonpositive(x - m);
+                const double x = exponent_at<T, kShift>(ex, a, j);
+                const T e = x >= m ? T(1) : exp_nonpositive(static_cast<T>(x - m));
                 e_out[j] = e;
                 part += e;
             }
         } else {
 #pragma omp simd reduction(+ : part)
             for (std::int64_t j = j0; j < j1; ++j) {
-                const T x = exponent_at<T, kShift>(ex, a, j);
-                part += x >= m ? T(1) : exp_nonpositive(x - m);
+                const double x = exponent_at<T, kShift>(ex, a, j);
+                part += x >= m ? T(1) : exp_nonpositive(static_cast<T>(x - m));
             }
         }
         sum += static_cast<double>(part);
@@ -78,13 +78,13 @@ inline double sign_of(double v) {
 /// falling back to log|sum_j b_j exp(x_j)| (computed by `naive_sum`, in T like scipy) whenever
 /// that form is not finite. Without `sign`, a negative sum gives nan.
 template <class T, class NaiveSum>
-inline void finish_logsumexp(double weight_at_max, double rest, T m, NaiveSum&& naive_sum, T* out,
+inline void finish_logsumexp(double weight_at_max, double rest, double m, NaiveSum&& naive_sum, T* out,
                              T* sign) {
     double s = rest;
     if (s != 0.0) s /= weight_at_max;
     const double sgn = sign_of(s + 1.0) * sign_of(weight_at_max);
     if (s < -1.0) s = -s - 2.0;
-    double value = std::log1p(s) + std::log(std::fabs(weight_at_max)) + static_cast<double>(m);
+    double value = std::log1p(s) + std::log(std::fabs(weight_at_max)) + m;
     if (sign == nullptr && sgn < 0) value = quiet_nan<double>();
     if (std::isfinite(value)) {
         *out = static_cast<T>(value);

@@ -1,0 +1,67 @@
+// thermossl — self-label balancing: the GGE of THEORY.md §3 by Sinkhorn–Knopp in the log domain.
+//
+// Given energies E (N x K), a reservoir temperature T' > 0, sample weights w (sum 1) and charge
+// targets c (sum 1), find potentials f (N) and chemical potentials mu (K) such that
+//
+//     q_iy = exp((f_i + mu_y - E_iy) / T')   has rows summing to 1 and charges N_y = sum_i w_i q_iy = c_y.
+//
+// Iteration convention (SwAV's published code, POT's sinkhorn_log): start from a constant f (or,
+// with a warm start, from the f of the given mu), then each iteration is
+//     mu_y <- T' log c_y - T' LSE_i(log w_i + (f_i - E_iy)/T')        (charges exact)
+//     f_i  <- -T' LSE_y((mu_y - E_iy)/T')                             (rows exact)
+// so the returned q is row-stochastic to rounding and the charges carry the residual
+// err = sum_y |N_y - c_y|.
+//
+// Passes over E: one fused pass per iteration. The pass computes the f-update of row i and, from
+// the exponentials it already holds, that row's contribution w_i q_iy to the charges N_y; the
+// next mu-update is then mu_y += T' (log c_y - log N_y), which equals the LSE form above exactly
+// in real arithmetic and costs no second pass. The same charges give err for the convergence
+// test. A cold start adds one column log-sum-exp pass; a column whose charge underflows to 0
+// (all its weights below ~1e-308, seen only at extreme E/T') takes that exact column pass in its
+// iteration instead. With `q` requested, a fixed-iteration run writes it in its last pass; a
+// run to tolerance writes it in one extra pass (a row softmax at the final mu).
+// Memory: O((threads + 1) * K + N) besides the optional q; E is never copied (strided inputs are
+// read tile by tile).
+//
+// Gauge: mu is defined up to a constant that f absorbs; the returned mu satisfies
+// sum_y c_y mu_y = 0.
+#pragma once
+
+#include <cstdint>
+
+#include "thermossl/view.hpp"
+
+namespace thermossl {
+
+struct SinkhornOptions {
+    double temperature = 1.0;         // T' > 0
+    std::int64_t fixed_iterations = 0;  // > 0: exactly this many iterations (SwAV); 0: run to tolerance
+    double tolerance = 1e-6;          // stop when sum_y |N_y - c_y| <= tolerance (tolerance mode)
+    std::int64_t max_iterations = 1000;  // tolerance mode: give up after this many
+};
+
+enum class SinkhornStatus : int {
+    kOk = 0,
+    kNanEnergy = 1,        // E holds a nan (index: its row)
+    kRowForbidden = 2,     // every state of a row is forbidden, E = +inf (index: the row)
+    kInfiniteScore = 3,    // E = -inf, or E/T' overflows (index: the row)
+    kColumnForbidden = 4,  // a state is forbidden for every sample but has c_y > 0 (index: the column)
+};
+
+struct SinkhornReport {
+    std::int64_t iterations = 0;  // iterations done (mu-update + f-update pairs)
+    double charge_error = 0.0;    // sum_y |N_y - c_y| of the returned state
+    bool converged = false;       // charge_error <= tolerance
+    SinkhornStatus status = SinkhornStatus::kOk;
+    std::int64_t index = -1;      // the offending row or column when status != kOk
+};
+
+/// Log-domain Sinkhorn balancing (see the header comment). `weights` (N) and `charges` (K) may be
+/// null for uniform 1/N and 1/K; `mu0` (K) may be null for a cold start. Outputs: f (N), mu (K),
+/// and q (N x K, C-contiguous) when `q` is not null. On a status other than kOk the outputs are
+/// unspecified.
+template <class T>
+SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, const Same<T>* charges,
+                        const Same<T>* mu0, const SinkhornOptions& options, Same<T>* f, Same<T>* mu, Same<T>* q);
+
+}  // namespace thermossl

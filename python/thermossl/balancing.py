@@ -1,0 +1,140 @@
+"""Self-label balancing: the generalized Gibbs ensemble of THEORY.md §3 by log-domain Sinkhorn.
+
+``sinkhorn(E, T, ...)`` finds the label state q*_iy = exp((f_i + mu_y - E_iy)/T) whose rows sum to
+1 and whose charges N_y = sum_i w_i q_iy equal the targets c_y — the entropic optimal-transport
+plan w_i q*_iy between marginals w and c with cost E and regularisation T. The whole loop runs in
+the C++ core, one fused pass over E per iteration.
+
+Modes: ``n_iter=k`` runs exactly k iterations (SwAV: T = 0.05, k = 3); otherwise iterations run
+until the charge error sum_y |N_y - c_y| <= tol or ``max_iter`` (SeLa). Each iteration is a
+mu-update followed by an f-update, starting from a constant f (or from ``mu0``, a warm start),
+so q is always row-stochastic to rounding and the charges carry the residual.
+
+Gauge: mu is defined up to a constant (f absorbs it); the returned mu satisfies
+sum_y c_y mu_y = 0.
+"""
+from __future__ import annotations
+
+import math
+import operator
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from . import _core
+from ._validation import as_real_array, compute_dtype, positive_temperature
+
+__all__ = ["SinkhornResult", "sinkhorn"]
+
+_STATUS_MESSAGES = {
+    1: "E contains NaN (row {index})",
+    2: "E: every state of row {index} is forbidden (+inf energy); the row cannot be labelled",
+    3: "E contains -inf (an infinite score) or E/T overflows (row {index})",
+    4: "infeasible: state {index} is forbidden (+inf energy) for every sample but its target charge c[{index}] > 0",
+}
+
+
+@dataclass(frozen=True)
+class SinkhornResult:
+    """Outcome of :func:`sinkhorn`.
+
+    q: (N, K) label state, row-stochastic, or None when ``return_q=False``.
+    f: (N,) row potentials, f_i = -T log sum_y exp((mu_y - E_iy)/T).
+    mu: (K,) chemical potentials of the charges, gauge sum_y c_y mu_y = 0.
+    n_iter: iterations done (mu-update + f-update pairs; a warm start at a converged mu may do 0).
+    err: charge error sum_y |N_y - c_y| of the returned state.
+    converged: err <= tol.
+    """
+
+    q: Optional[np.ndarray]
+    f: np.ndarray
+    mu: np.ndarray
+    n_iter: int
+    err: float
+    converged: bool
+
+
+def _distribution(v, length: int, dtype, name: str, what: str):
+    if v is None:
+        return None
+    v = as_real_array(v, name)
+    if v.shape != (length,):
+        raise ValueError(f"{name} must have shape ({length},) (one value per {what}), got {v.shape}")
+    if not np.all(np.isfinite(v)) or not np.all(v > 0):
+        raise ValueError(f"{name} must be finite and > 0 everywhere")
+    total = float(np.sum(v, dtype=np.float64))
+    if abs(total - 1.0) > 1e-6:
+        raise ValueError(f"{name} must sum to 1, got {total!r}")
+    return np.ascontiguousarray(v, dtype=dtype)
+
+
+def _count(value, name: str, minimum: int) -> int:
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def sinkhorn(E, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=None, return_q=True):
+    """Balance self-labels: the GGE of energies E at reservoir temperature T (THEORY.md §3).
+
+    Parameters
+    ----------
+    E : (N, K) array of energies (= -scores); +inf forbids a state (q = 0 there).
+    T : reservoir temperature T' > 0 (SwAV's epsilon 0.05; SeLa 1/lambda = 1/25).
+    w : (N,) sample weights, > 0, sum 1 (default 1/N).
+    c : (K,) charge targets, > 0, sum 1 (default 1/K: equipartition).
+    n_iter : run exactly this many iterations (SwAV mode); None runs to ``tol`` (SeLa mode).
+    tol : tolerance on the charge error sum_y |N_y - c_y| (also decides ``converged``).
+    max_iter : iteration limit of the tolerance mode.
+    mu0 : (K,) warm-start chemical potentials, e.g. the ``mu`` of the previous call.
+    return_q : also return the (N, K) label state (at SeLa scale as big as E).
+
+    Returns a :class:`SinkhornResult`. A tolerance-mode run that hits ``max_iter`` returns
+    ``converged=False`` and emits a RuntimeWarning. float32 stays float32, float64 stays float64.
+    """
+    T = positive_temperature(T)
+    E = as_real_array(E, "E")
+    if E.ndim != 2:
+        raise ValueError(f"E must be a 2-D array of shape (N, K), got ndim={E.ndim}")
+    if E.shape[0] < 1 or E.shape[1] < 1:
+        raise ValueError(f"E must have at least one sample and one state, got shape {E.shape}")
+    _, dtype = compute_dtype(E.dtype)
+    E = E.astype(dtype, copy=False)
+    n, k = E.shape
+    w = _distribution(w, n, dtype, "w", "sample")
+    c = _distribution(c, k, dtype, "c", "state")
+    if mu0 is not None:
+        mu0 = as_real_array(mu0, "mu0")
+        if mu0.shape != (k,):
+            raise ValueError(f"mu0 must have shape ({k},) (one value per state), got {mu0.shape}")
+        if not np.all(np.isfinite(mu0)):
+            raise ValueError("mu0 must be finite")
+        mu0 = np.ascontiguousarray(mu0, dtype=dtype)
+    fixed = 0 if n_iter is None else _count(n_iter, "n_iter", 1)
+    limit = _count(max_iter, "max_iter", 1)
+    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.integer, np.floating)):
+        raise TypeError(f"tol must be a real number, got {type(tol).__name__}")
+    if not (math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be finite and > 0, got {tol!r}")
+
+    f = np.empty(n, dtype=dtype)
+    mu = np.empty(k, dtype=dtype)
+    q = np.empty((n, k), dtype=dtype) if return_q else None
+    iterations, err, converged, status, index = _core.sinkhorn(
+        E, T, w, c, mu0, fixed, float(tol), limit, f, mu, q
+    )
+    if status:
+        raise ValueError(_STATUS_MESSAGES[status].format(index=index))
+    if not fixed and not converged:
+        warnings.warn(
+            f"sinkhorn did not converge in max_iter={limit} iterations: charge error {err:.3e} > tol={tol:g}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return SinkhornResult(q=q, f=f, mu=mu, n_iter=int(iterations), err=float(err), converged=bool(converged))

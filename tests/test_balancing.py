@@ -1,0 +1,306 @@
+"""Sinkhorn self-label balancing (THEORY.md §3): SwAV's published algorithm, POT, GGE identities,
+convergence, warm starts, stability and bad input."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.special as sp
+from numpy.testing import assert_allclose, assert_array_equal
+
+import thermossl
+from helpers import EPS32, EPS64, LAYOUTS, with_layout
+
+ot = pytest.importorskip("ot", reason="POT is part of the test extra: pip install '.[test]'")
+
+inf = np.inf
+
+
+def swav_distributed_sinkhorn(scores, epsilon=0.05, iterations=3):
+    """SwAV's published `distributed_sinkhorn` (Caron et al. 2020), single process, in numpy.
+
+    Q = exp(scores / eps)^T (K x B), normalised to total mass 1; then per iteration the
+    prototype rows are normalised to 1/K and the sample columns to 1/B; finally Q * B, transposed.
+    """
+    Q = np.exp(scores / epsilon).T
+    B = Q.shape[1]
+    K = Q.shape[0]
+    Q /= np.sum(Q)
+    for _ in range(iterations):
+        Q /= np.sum(Q, axis=1, keepdims=True)
+        Q /= K
+        Q /= np.sum(Q, axis=0, keepdims=True)
+        Q /= B
+    Q *= B
+    return Q.T
+
+
+def cosine_scores(rng, n, k, d=16):
+    x = rng.normal(size=(n, d))
+    p = rng.normal(size=(k, d))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    p /= np.linalg.norm(p, axis=1, keepdims=True)
+    return x @ p.T
+
+
+def random_simplex(rng, n, low=0.2):
+    v = rng.uniform(low, 1.0, size=n)
+    return v / v.sum()
+
+
+def charges(q, w):
+    return w @ np.asarray(q, np.float64)
+
+
+# ----------------------------------------------------------------------------- SwAV
+@pytest.mark.parametrize("n,k", [(256, 30), (1000, 300), (7, 3)])
+def test_swav_codes_float64(n, k):
+    scores = cosine_scores(np.random.default_rng(n), n, k)
+    ref = swav_distributed_sinkhorn(scores)
+    result = thermossl.sinkhorn(-scores, 0.05, n_iter=3)
+    assert result.n_iter == 3
+    assert_allclose(result.q, ref, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("n,k", [(256, 30), (1000, 300), (4096, 3000)])
+def test_swav_codes_float32(n, k):
+    scores = cosine_scores(np.random.default_rng(n + 1), n, k).astype(np.float32)
+    ref = swav_distributed_sinkhorn(scores.astype(np.float64))
+    result = thermossl.sinkhorn(-scores, 0.05, n_iter=3)
+    assert result.q.dtype == np.float32
+    q = result.q.astype(np.float64)
+    row_max = ref.max(axis=1, keepdims=True)
+    # 1e-6 relative on every code that carries weight (>= 1e-3 of its row's largest), and 1e-6
+    # of the row's largest code everywhere. Codes far below that (exp(-40) at |E|/T' = 20) are
+    # limited by float32 rounding of their exp argument, |t| 2^-24 ~ 2.4e-6 relative.
+    carries_weight = ref >= 1e-3 * row_max
+    assert np.max(np.abs(q - ref)[carries_weight] / ref[carries_weight]) <= 1e-6
+    assert np.max(np.abs(q - ref) / row_max) <= 1e-6
+    # ... which is closer than the published algorithm itself gets when run in float32.
+    published_in_float32 = swav_distributed_sinkhorn(scores.copy())
+    assert np.max(np.abs(q - ref) / row_max) < np.max(np.abs(published_in_float32 - ref) / row_max)
+
+
+# ----------------------------------------------------------------------------- POT
+@pytest.mark.parametrize("n_iter", [1, 3, 25])
+def test_plan_equals_pot_sinkhorn_log_iteration_by_iteration(n_iter):
+    rng = np.random.default_rng(n_iter)
+    n, k = 120, 17
+    M = rng.uniform(0, 1, size=(n, k))
+    # POT starts from u = 0 where u = log a + f/reg: a constant f (THEORY.md's start) exactly
+    # when a is uniform, so the iterates coincide for uniform a and any b. (Converged plans
+    # coincide for any marginals: next test.)
+    a, b = np.full(n, 1.0 / n), random_simplex(rng, k)
+    reg = 0.07
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = ot.sinkhorn(a, b, M, reg, method="sinkhorn_log", numItermax=n_iter, stopThr=0.0)
+    result = thermossl.sinkhorn(M, reg, w=a, c=b, n_iter=n_iter)
+    assert_allclose(a[:, None] * result.q, ref, rtol=1e-10, atol=1e-300)
+
+
+def test_converged_plan_equals_pot_and_compat_wrapper():
+    rng = np.random.default_rng(2)
+    n, k = 200, 23
+    M = rng.normal(size=(n, k))
+    a, b = random_simplex(rng, n) * 3.0, random_simplex(rng, k) * 3.0  # POT allows any equal mass
+    ref, ref_log = ot.sinkhorn(a, b, M, 0.2, method="sinkhorn_log", stopThr=1e-13, numItermax=100000, log=True)
+    plan, info = thermossl.compat.pot_sinkhorn(a, b, M, 0.2, stopThr=1e-13, numItermax=100000, log=True)
+    assert_allclose(plan, ref, rtol=1e-9, atol=1e-14)
+    assert_allclose(plan.sum(axis=1), a, rtol=1e-12)
+    assert_allclose(plan.sum(axis=0), b, atol=1e-12)
+    rebuilt = np.exp(info["log_u"][:, None] - M / 0.2 + info["log_v"][None, :])
+    assert_allclose(rebuilt, plan, rtol=1e-10)
+    assert set(ref_log) <= set(info)
+    assert_allclose(thermossl.compat.pot_sinkhorn([], [], M, 0.2, stopThr=1e-12), ot.sinkhorn([], [], M, 0.2, method="sinkhorn_log", stopThr=1e-12), rtol=1e-8, atol=1e-15)
+    with pytest.raises(ValueError, match="same total mass"):
+        thermossl.compat.pot_sinkhorn(a, b * 2, M, 0.2)
+    with pytest.warns(UserWarning, match="did not converge"):
+        thermossl.compat.pot_sinkhorn(a, b, M, 0.01, numItermax=2)
+
+
+# ----------------------------------------------------------------------------- identities
+def grand_potential(q, E, mu, T, w):
+    """Phi_mu[q] = U[q] - sum_y mu_y N_y[q] - T S[q] (float64, 0 log 0 = 0, 0 * inf = 0)."""
+    q = np.asarray(q, np.float64)
+    U = w @ np.where(q > 0, q * np.where(q > 0, E, 0), 0).sum(axis=1)
+    N = charges(q, w)
+    S = -w @ np.where(q > 0, q * np.log(np.where(q > 0, q, 1)), 0).sum(axis=1)
+    return U - mu @ N - T * S
+
+
+@pytest.mark.parametrize("n_iter", [None, 1, 3])
+def test_identities_GGE1_and_GGE2(n_iter):
+    rng = np.random.default_rng(10)
+    n, k, T = 150, 12, 0.3
+    E = rng.normal(size=(n, k))
+    E[rng.random((n, k)) < 0.1] = inf
+    E[np.arange(n), rng.integers(0, k, n)] = rng.normal(size=n)  # one allowed state per row
+    w, c = random_simplex(rng, n), random_simplex(rng, k)
+    res = thermossl.sinkhorn(E, T, w=w, c=c, n_iter=n_iter, tol=1e-12, max_iter=10000)
+    q_star, f, mu = res.q, res.f, res.mu
+    scale = np.abs(E[np.isfinite(E)]).max() + 1.0
+    phi_star = grand_potential(q_star, E, mu, T, w)
+    assert phi_star == pytest.approx(w @ f, abs=1e-12 * scale)  # (GGE1)
+    for trial in range(5):  # (GGE2) for arbitrary row-stochastic q on the allowed states
+        q = sp.softmax(rng.normal(size=(n, k)) * (trial + 1), axis=1)
+        q[np.isinf(E)] = 0.0
+        q /= q.sum(axis=1, keepdims=True)
+        d = w @ np.where(q > 0, q * (np.log(np.where(q > 0, q, 1)) - np.log(np.where(q > 0, q_star, 1))), 0).sum(axis=1)
+        assert grand_potential(q, E, mu, T, w) - phi_star == pytest.approx(T * d, abs=1e-12 * scale)
+        assert d >= 0
+    assert c @ mu == pytest.approx(0.0, abs=1e-12 * (np.abs(mu).max() + 1))  # the gauge
+
+
+# ----------------------------------------------------------------------------- convergence
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_rows_exact_and_converged_to_tolerance(dtype, layout):
+    rng = np.random.default_rng(3)
+    n, k = 300, 40
+    E = -cosine_scores(rng, n, k).astype(dtype)
+    w, c = random_simplex(rng, n), random_simplex(rng, k)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    res = thermossl.sinkhorn(with_layout(E, layout), 1 / 25, w=w, c=c, tol=tol)
+    assert res.converged and res.err <= tol
+    eps = EPS32 if dtype == np.float32 else EPS64
+    assert_allclose(res.q.sum(axis=1), 1.0, rtol=0, atol=4 * k * eps)
+    assert np.abs(charges(res.q, w) - c).sum() <= tol * 1.01 + 8 * k * eps
+    same = thermossl.sinkhorn(E, 1 / 25, w=w, c=c, tol=tol)  # layout does not change the answer
+    assert_allclose(res.q, same.q, rtol=0, atol=4 * eps)
+    fixed = thermossl.sinkhorn(with_layout(E, layout), 0.05, n_iter=4)
+    assert_allclose(fixed.q.sum(axis=1), 1.0, rtol=0, atol=4 * k * eps)
+    assert fixed.err == pytest.approx(np.abs(charges(fixed.q, np.full(n, 1 / n)) - 1 / k).sum(), rel=1e-3 if dtype == np.float32 else 1e-9)
+
+
+def test_f_is_the_row_potential():
+    rng = np.random.default_rng(4)
+    E = rng.normal(size=(50, 9))
+    res = thermossl.sinkhorn(E, 0.5)
+    assert_allclose(res.f, -0.5 * sp.logsumexp((res.mu - E) / 0.5, axis=1), rtol=1e-12)
+    assert_allclose(res.q, np.exp((res.f[:, None] + res.mu[None, :] - E) / 0.5), rtol=1e-10)
+
+
+def test_warm_start_needs_fewer_iterations():
+    rng = np.random.default_rng(5)
+    n, k = 2000, 100
+    E = -cosine_scores(rng, n, k)
+    first = thermossl.sinkhorn(E, 1 / 25, tol=1e-8)
+    E2 = E + 1e-3 * rng.normal(size=E.shape)  # the next step's slightly moved energies
+    cold = thermossl.sinkhorn(E2, 1 / 25, tol=1e-8)
+    warm = thermossl.sinkhorn(E2, 1 / 25, tol=1e-8, mu0=first.mu)
+    assert warm.converged and cold.converged
+    assert warm.n_iter < cold.n_iter
+    assert_allclose(warm.q, cold.q, atol=1e-7)
+    again = thermossl.sinkhorn(E2, 1 / 25, tol=1e-8, mu0=warm.mu)
+    assert again.n_iter == 0 and again.converged  # a converged mu needs no iteration
+
+
+def test_not_converged_warns_and_says_so():
+    rng = np.random.default_rng(6)
+    E = -cosine_scores(rng, 500, 50)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        res = thermossl.sinkhorn(E, 1e-3, tol=1e-12, max_iter=3)
+    assert not res.converged and res.n_iter == 3 and res.err > 1e-12
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fixed = thermossl.sinkhorn(E, 0.05, n_iter=3)  # a fixed count is a choice, not a failure
+    assert fixed.converged == (fixed.err <= 1e-6)
+
+
+# ----------------------------------------------------------------------------- stability
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("T", [1e-3, 1e-2])
+def test_cold_reservoir_and_large_energies_stay_finite(dtype, T):
+    rng = np.random.default_rng(7)
+    E = (rng.uniform(-1, 1, size=(200, 30)) * 1e3).astype(dtype)
+    E[rng.random(E.shape) < 0.05] = inf
+    E[np.arange(200), rng.integers(0, 30, 200)] = rng.uniform(-1e3, 1e3, 200)
+    res = thermossl.sinkhorn(E, T, n_iter=50)
+    assert np.all(np.isfinite(res.q)) and np.all(np.isfinite(res.mu)) and np.all(np.isfinite(res.f))
+    assert_array_equal(res.q[np.isinf(E)], 0.0)
+    assert_allclose(res.q.sum(axis=1), 1.0, atol=1e-5 if dtype == np.float32 else 1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res_tol = thermossl.sinkhorn(E, T, tol=1e-3 if dtype == np.float32 else 1e-8, max_iter=20000)
+    assert np.all(np.isfinite(res_tol.q)) and np.all(np.isfinite(res_tol.mu))
+
+
+def test_underflowing_charge_takes_the_exact_update():
+    # Column 0 costs 50 more than the rest for every sample: at T' = 1e-3 its charge is
+    # exp(-5e4), zero in double, yet the balanced state gives it its share.
+    rng = np.random.default_rng(8)
+    E = rng.uniform(0, 1, size=(400, 8))
+    E[:, 0] += 50.0
+    res = thermossl.sinkhorn(E, 1e-3, tol=1e-9, max_iter=5000)
+    assert res.converged
+    assert_allclose(charges(res.q, np.full(400, 1 / 400)), 1 / 8, atol=1e-9)
+
+
+def test_forbidden_states_get_zero_labels():
+    rng = np.random.default_rng(9)
+    E = rng.normal(size=(60, 6))
+    E[:30, 0] = inf
+    E[30:, 1] = inf
+    res = thermossl.sinkhorn(E, 0.1, tol=1e-10)
+    assert_array_equal(res.q[:30, 0], 0.0)
+    assert_array_equal(res.q[30:, 1], 0.0)
+    assert res.converged
+
+
+# ----------------------------------------------------------------------------- bad input
+E_OK = np.array([[0.0, 1.0, 2.0], [1.0, 0.5, 0.2]])
+
+
+@pytest.mark.parametrize(
+    "kwargs,error,match",
+    [
+        ({"E": np.array([[inf, inf, inf], [0.0, 1.0, 2.0]])}, ValueError, r"every state of row 0 is forbidden"),
+        ({"E": np.array([[inf, 0.0, 1.0], [inf, 2.0, 3.0]])}, ValueError, r"infeasible: state 0"),
+        ({"E": np.array([[0.0, np.nan, 1.0], [0.0, 1.0, 2.0]])}, ValueError, r"E contains NaN \(row 0\)"),
+        ({"E": np.array([[0.0, 1.0, 1.0], [0.0, -inf, 2.0]])}, ValueError, r"E contains -inf"),
+        ({"E": np.zeros(3)}, ValueError, r"E must be a 2-D"),
+        ({"E": np.zeros((0, 3))}, ValueError, r"E must have at least one sample"),
+        ({"E": np.array([["a", "b"]])}, TypeError, r"^E "),
+        ({"T": 0.0}, ValueError, r"^T must be finite and > 0"),
+        ({"T": -1.0}, ValueError, r"^T must be finite and > 0"),
+        ({"T": np.nan}, ValueError, r"^T must be finite and > 0"),
+        ({"w": np.array([0.5, 0.6])}, ValueError, r"w must sum to 1"),
+        ({"w": np.array([1.0, 0.0])}, ValueError, r"w must be finite and > 0"),
+        ({"w": np.array([1.5, -0.5])}, ValueError, r"w must be finite and > 0"),
+        ({"w": np.array([0.5, 0.25, 0.25])}, ValueError, r"w must have shape \(2,\)"),
+        ({"c": np.array([0.5, 0.5])}, ValueError, r"c must have shape \(3,\)"),
+        ({"c": np.array([0.5, 0.5, 0.0])}, ValueError, r"c must be finite and > 0"),
+        ({"c": np.array([0.5, 0.5, 0.5])}, ValueError, r"c must sum to 1"),
+        ({"c": np.array([0.5, np.nan, 0.5])}, ValueError, r"c must be finite"),
+        ({"mu0": np.zeros(2)}, ValueError, r"mu0 must have shape \(3,\)"),
+        ({"mu0": np.array([0.0, inf, 0.0])}, ValueError, r"mu0 must be finite"),
+        ({"n_iter": 0}, ValueError, r"n_iter must be >= 1"),
+        ({"n_iter": 2.5}, TypeError, r"n_iter must be an int"),
+        ({"max_iter": 0}, ValueError, r"max_iter must be >= 1"),
+        ({"tol": 0.0}, ValueError, r"tol must be finite and > 0"),
+        ({"tol": "x"}, TypeError, r"tol must be a real number"),
+    ],
+)
+def test_bad_input_raises_naming_the_argument(kwargs, error, match):
+    args = {"E": E_OK, "T": 0.1}
+    args.update(kwargs)
+    E, T = args.pop("E"), args.pop("T")
+    with pytest.raises(error, match=match):
+        thermossl.sinkhorn(E, T, **args)
+
+
+def test_inputs_are_not_modified_and_result_is_frozen():
+    rng = np.random.default_rng(11)
+    E = rng.normal(size=(40, 5))
+    w, c, mu0 = random_simplex(rng, 40), random_simplex(rng, 5), rng.normal(size=5)
+    copies = [x.copy() for x in (E, w, c, mu0)]
+    for x in (E, w, c, mu0):
+        x.flags.writeable = False
+    res = thermossl.sinkhorn(E, 0.2, w=w, c=c, mu0=mu0, return_q=False)
+    assert res.q is None
+    for x, copy in zip((E, w, c, mu0), copies):
+        assert_array_equal(x, copy)
+    with pytest.raises(AttributeError):
+        res.n_iter = 5
