@@ -19,8 +19,9 @@ def test_example_books_close_and_feedback_lowers_the_loss():
     assert L_after < L_before
     D_before, D_after = figures["D"]
     assert 0 <= D_after < D_before
+    assert 0 < figures["charge_error"] < 0.5  # three SwAV iterations: balanced, not converged
     text = report.getvalue()
-    assert "G1" in text and "D1" in text and "300 samples x 17 prototypes" in text
+    assert "G1" in text and "D1" in text and "GGE1" in text and "300 samples x 17 prototypes" in text
 
 
 def test_module_entry_point_runs():

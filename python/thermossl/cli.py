@@ -1,9 +1,10 @@
 """Command line: ``thermossl example`` (also ``python -m thermossl``).
 
 The worked example walks one batch of synthetic self-labelling scores through the kernels:
-the Gibbs state of the student (T), the sharper labels of a colder teacher (T'), the free energy,
-entropies, loss and relative entropy, the identities G1-G4 of THEORY.md closing to rounding,
-and one feedback step (an adiabatic stroke) whose extracted work satisfies D1.
+the Gibbs state of the student (T), self-labels balanced by a colder reservoir (T', SwAV's three
+Sinkhorn iterations), the free energy, entropies, loss and relative entropy, the identities
+G1-G4 and GGE1 of THEORY.md closing to rounding, and one feedback step (an adiabatic stroke)
+whose extracted work satisfies D1.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 import numpy as np
 
 from . import __version__
+from .balancing import sinkhorn
 from .gibbs import cross_entropy, gibbs, gibbs_entropy, log_partition
 from .special import log_softmax, logsumexp
 
@@ -42,11 +44,13 @@ def run_example(n: int, k: int, T: float, T_label: float, seed: int, out=sys.std
             "log_p": log_softmax(-E / T, axis=1),
         }
 
-    # Labels from a colder reservoir: the teacher's sharpened Gibbs state at T' < T.
-    q = gibbs(E, T_label)
-    log_q = log_softmax(-E / T_label, axis=1)
+    # Self-labels from a colder reservoir: SwAV's balancing, the GGE at T' with potentials mu.
+    labels = sinkhorn(E, T_label, n_iter=3)
+    q = labels.q
+    log_q = (labels.f[:, None] + labels.mu[None, :] - E) / T_label
     S_q = -w @ np.einsum("iy,iy->i", q, log_q)
     U_q = w @ np.einsum("iy,iy->i", q, E)
+    charges = w @ q
 
     before = books(E)
     loss, grad = cross_entropy(q, E, T, grad=True)
@@ -57,6 +61,7 @@ def run_example(n: int, k: int, T: float, T_label: float, seed: int, out=sys.std
         "G2  L = S[q] + D(q||p)": L - (S_q + D),
         "G3  F_T[q] - F = T D": (U_q - T * S_q - before["F"]) - T * D,
         "G4  L = (U[q] - F)/T": L - (U_q - before["F"]) / T,
+        "GGE1 Phi_mu[q] = sum w f": (U_q - labels.mu @ charges - T_label * S_q) - w @ labels.f,
     }
 
     # Feedback: one gradient step on the energies with the labels held fixed (adiabatic stroke).
@@ -95,6 +100,8 @@ def run_example(n: int, k: int, T: float, T_label: float, seed: int, out=sys.std
     p(f"  entropy of labels  S[q]   = {S_q: .10f}", file=out)
     p(f"  loss               L      = {L: .10f}", file=out)
     p(f"  relative entropy   D(q||p)= {D: .10f}", file=out)
+    p(f"  label charges      N_y in [{charges.min():.6f}, {charges.max():.6f}] vs c = 1/K = {1 / k:.6f}; "
+      f"error {labels.err:.3e} after {labels.n_iter} Sinkhorn iterations", file=out)
     p("", file=out)
     p(f"feedback step (labels fixed): W = {work:.6e}, W_ext = {extracted:.6e}, dF = {after['F'] - before['F']:.6e}", file=out)
     p(f"  loss {L:.8f} -> {L_after:.8f}; D(q||p) {D:.8f} -> {D_after:.8f}", file=out)
@@ -105,7 +112,14 @@ def run_example(n: int, k: int, T: float, T_label: float, seed: int, out=sys.std
     p("", file=out)
     for name, seconds in timings.items():
         p(f"  {name:<26s} {seconds * 1e3:8.3f} ms  (one call, {n}x{k} float64)", file=out)
-    return {"residuals": residuals, "loss": (L, L_after), "work": work, "D": (D, D_after), "F": before["F"]}
+    return {
+        "residuals": residuals,
+        "loss": (L, L_after),
+        "work": work,
+        "D": (D, D_after),
+        "F": before["F"],
+        "charge_error": labels.err,
+    }
 
 
 def main(argv=None) -> int:
@@ -116,7 +130,7 @@ def main(argv=None) -> int:
     ex.add_argument("--n", type=int, default=4096, help="samples in the batch (default 4096)")
     ex.add_argument("--k", type=int, default=300, help="prototypes / states (default 300)")
     ex.add_argument("--T", type=float, default=0.1, help="student temperature T (default 0.1)")
-    ex.add_argument("--T-label", type=float, default=0.05, help="label reservoir temperature T' (default 0.05)")
+    ex.add_argument("--T-label", type=float, default=0.05, help="label reservoir temperature T' (default 0.05, SwAV)")
     ex.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command is None:
