@@ -11,6 +11,7 @@
 #include "thermossl/gibbs.hpp"
 #include "thermossl/logsumexp.hpp"
 #include "thermossl/sinkhorn.hpp"
+#include "thermossl/thermo.hpp"
 
 namespace py = pybind11;
 using thermossl::MatrixView;
@@ -179,8 +180,9 @@ void row_entropy_grad(const py::array& a, double scale, const py::object& shift,
 }
 
 py::tuple sinkhorn(const py::array& energy, double temperature, const py::object& weights,
-                   const py::object& charges, const py::object& mu0, std::int64_t fixed_iterations, double tolerance,
-                   std::int64_t max_iterations, const py::object& f, const py::object& mu, const py::object& q) {
+                   const py::object& targets, const py::object& mu0, std::int64_t fixed_iterations, double tolerance,
+                   std::int64_t max_iterations, const py::object& f, const py::object& mu, const py::object& q,
+                   const py::object& charges) {
     if (!(temperature > 0) || !std::isfinite(temperature)) throw py::value_error("temperature must be finite and > 0");
     if (fixed_iterations < 0 || max_iterations < 1) throw py::value_error("iteration counts out of range");
     thermossl::SinkhornReport report;
@@ -189,11 +191,12 @@ py::tuple sinkhorn(const py::array& energy, double temperature, const py::object
         const auto ev = input_matrix<T>(energy, "E");
         if (ev.rows < 1 || ev.cols < 1) throw py::value_error("E must have at least one row and one column");
         const T* w_ptr = input_vector<T>(weights, ev.rows, "w");
-        const T* c_ptr = input_vector<T>(charges, ev.cols, "c");
+        const T* c_ptr = input_vector<T>(targets, ev.cols, "c");
         const T* mu0_ptr = input_vector<T>(mu0, ev.cols, "mu0");
         T* f_ptr = output_array<T>(f, ev.rows, -1, "f");
         T* mu_ptr = output_array<T>(mu, ev.cols, -1, "mu");
         T* q_ptr = output_array<T>(q, ev.rows, ev.cols, "q");
+        double* charges_ptr = output_array<double>(charges, ev.cols, -1, "charges");
         if (f_ptr == nullptr || mu_ptr == nullptr) throw py::value_error("f and mu are required");
         thermossl::SinkhornOptions options;
         options.temperature = temperature;
@@ -201,10 +204,66 @@ py::tuple sinkhorn(const py::array& energy, double temperature, const py::object
         options.tolerance = tolerance;
         options.max_iterations = max_iterations;
         py::gil_scoped_release release;
-        report = thermossl::sinkhorn<T>(ev, w_ptr, c_ptr, mu0_ptr, options, f_ptr, mu_ptr, q_ptr);
+        report = thermossl::sinkhorn<T>(ev, w_ptr, c_ptr, mu0_ptr, options, f_ptr, mu_ptr, q_ptr, charges_ptr);
     });
     return py::make_tuple(report.iterations, report.charge_error, report.converged, static_cast<int>(report.status),
                           report.index);
+}
+
+void ledger_rows(const py::array& q, const py::array& a, double scale, const py::object& shift,
+                 const py::object& weights, const py::object& energy_q, const py::object& energy_p,
+                 const py::object& log_z, const py::object& entropy_q, const py::object& entropy_p,
+                 const py::object& relative_entropy, const py::object& loss, const py::object& label_mass,
+                 const py::object& charges) {
+    dispatch_dtype(a, [&](auto tag) {
+        using T = decltype(tag);
+        const auto av = input_matrix<T>(a, "E");
+        const auto qv = input_matrix<T>(q, "q");
+        if (qv.rows != av.rows || qv.cols != av.cols) throw py::value_error("q must have the shape of E");
+        const double* shift_ptr = input_vector<double>(shift, av.cols, "shift");
+        const T* w_ptr = input_vector<T>(weights, av.rows, "w");
+        thermossl::LedgerRows rows;
+        rows.energy_q = output_array<double>(energy_q, av.rows, -1, "energy_q");
+        rows.energy_p = output_array<double>(energy_p, av.rows, -1, "energy_p");
+        rows.log_z = output_array<double>(log_z, av.rows, -1, "log_z");
+        rows.entropy_q = output_array<double>(entropy_q, av.rows, -1, "entropy_q");
+        rows.entropy_p = output_array<double>(entropy_p, av.rows, -1, "entropy_p");
+        rows.relative_entropy = output_array<double>(relative_entropy, av.rows, -1, "relative_entropy");
+        rows.loss = output_array<double>(loss, av.rows, -1, "loss");
+        rows.label_mass = output_array<double>(label_mass, av.rows, -1, "label_mass");
+        double* charges_ptr = output_array<double>(charges, av.cols, -1, "charges");
+        py::gil_scoped_release release;
+        thermossl::ledger_rows<T>(qv, av, scale, shift_ptr, w_ptr, rows, charges_ptr);
+    });
+}
+
+void label_rows(const py::array& q, const py::object& weights, const py::object& entropy_q,
+                const py::object& label_mass, const py::object& charges) {
+    dispatch_dtype(q, [&](auto tag) {
+        using T = decltype(tag);
+        const auto qv = input_matrix<T>(q, "q");
+        const T* w_ptr = input_vector<T>(weights, qv.rows, "w");
+        double* s_ptr = output_array<double>(entropy_q, qv.rows, -1, "entropy_q");
+        double* mass_ptr = output_array<double>(label_mass, qv.rows, -1, "label_mass");
+        double* charges_ptr = output_array<double>(charges, qv.cols, -1, "charges");
+        py::gil_scoped_release release;
+        thermossl::label_rows<T>(qv, w_ptr, s_ptr, mass_ptr, charges_ptr);
+    });
+}
+
+void row_difference_dot(const py::array& u, const py::array& v, const py::array& w, const py::object& out) {
+    dispatch_dtype(u, [&](auto tag) {
+        using T = decltype(tag);
+        const auto uv = input_matrix<T>(u, "u");
+        const auto vv = input_matrix<T>(v, "v");
+        const auto wv = input_matrix<T>(w, "w");
+        if (vv.rows != uv.rows || vv.cols != uv.cols || wv.rows != uv.rows || wv.cols != uv.cols)
+            throw py::value_error("u, v and w must have the same shape");
+        double* out_ptr = output_array<double>(out, uv.rows, -1, "out");
+        if (out_ptr == nullptr) throw py::value_error("out is required");
+        py::gil_scoped_release release;
+        thermossl::row_difference_dot<T>(uv, vv, wv, out_ptr);
+    });
 }
 
 }  // namespace
@@ -232,7 +291,18 @@ PYBIND11_MODULE(_core, m) {
     m.def("sinkhorn", &sinkhorn, py::arg("E"), py::arg("temperature"), py::arg("w") = none, py::arg("c") = none,
           py::arg("mu0") = none, py::arg("fixed_iterations") = 0, py::arg("tolerance") = 1e-6,
           py::arg("max_iterations") = 1000, py::arg("f"), py::arg("mu"), py::arg("q") = none,
+          py::arg("charges") = none,
           "Log-domain Sinkhorn balancing; returns (iterations, err, converged, status, index).");
+    m.def("ledger_rows", &ledger_rows, py::arg("q"), py::arg("a"), py::arg("scale"), py::arg("shift") = none,
+          py::arg("w") = none, py::arg("energy_q") = none, py::arg("energy_p") = none, py::arg("log_z") = none,
+          py::arg("entropy_q") = none, py::arg("entropy_p") = none, py::arg("relative_entropy") = none,
+          py::arg("loss") = none, py::arg("label_mass") = none, py::arg("charges") = none,
+          "Per-row U[q], U[p], log Z, S[q], S[p], D(q||p), L, sum q, and the charges, in one pass.");
+    m.def("label_rows", &label_rows, py::arg("q"), py::arg("w") = none, py::arg("entropy_q") = none,
+          py::arg("label_mass") = none, py::arg("charges") = none,
+          "Per-row S[q] and sum q, and the charges N_y = sum_i w_i q_iy, in one pass over q.");
+    m.def("row_difference_dot", &row_difference_dot, py::arg("u"), py::arg("v"), py::arg("w"), py::arg("out"),
+          "out_i = sum_j u_ij (v_ij - w_ij), skipping u = 0 or v = w.");
 #ifdef _OPENMP
     m.attr("openmp") = true;
 #else

@@ -46,6 +46,8 @@ class SinkhornResult:
     n_iter: iterations done (mu-update + f-update pairs; a warm start at a converged mu may do 0).
     err: charge error sum_y |N_y - c_y| of the returned state.
     converged: err <= tol.
+    charges: (K,) float64 charges N_y = sum_i w_i q_iy of the returned state (from the last
+        pass, at no extra cost).
     """
 
     q: Optional[np.ndarray]
@@ -54,6 +56,7 @@ class SinkhornResult:
     n_iter: int
     err: float
     converged: bool
+    charges: np.ndarray
 
 
 def _distribution(v, length: int, dtype, name: str, what: str):
@@ -126,8 +129,9 @@ def sinkhorn(E, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=Non
     f = np.empty(n, dtype=dtype)
     mu = np.empty(k, dtype=dtype)
     q = np.empty((n, k), dtype=dtype) if return_q else None
+    charges = np.empty(k, dtype=np.float64)
     iterations, err, converged, status, index = _core.sinkhorn(
-        E, T, w, c, mu0, fixed, float(tol), limit, f, mu, q
+        E, T, w, c, mu0, fixed, float(tol), limit, f, mu, q, charges
     )
     if status:
         raise ValueError(_STATUS_MESSAGES[status].format(index=index))
@@ -137,4 +141,6 @@ def sinkhorn(E, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=Non
             RuntimeWarning,
             stacklevel=2,
         )
-    return SinkhornResult(q=q, f=f, mu=mu, n_iter=int(iterations), err=float(err), converged=bool(converged))
+    return SinkhornResult(
+        q=q, f=f, mu=mu, n_iter=int(iterations), err=float(err), converged=bool(converged), charges=charges
+    )

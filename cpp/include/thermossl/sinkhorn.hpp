@@ -56,12 +56,14 @@ struct SinkhornReport {
     std::int64_t index = -1;      // the offending row or column when status != kOk
 };
 
-/// Log-domain Sinkhorn balancing (see the header comment). `weights` (N) and `charges` (K) may be
-/// null for uniform 1/N and 1/K; `mu0` (K) may be null for a cold start. Outputs: f (N), mu (K),
-/// and q (N x K, C-contiguous) when `q` is not null. On a status other than kOk the outputs are
-/// unspecified.
+/// Log-domain Sinkhorn balancing (see the header comment). `weights` (N) and `targets` (K, the
+/// charge targets c) may be null for uniform 1/N and 1/K; `mu0` (K) may be null for a cold
+/// start. Outputs: f (N), mu (K); q (N x K, C-contiguous) and the charges N_y of the returned
+/// state (K, from the last pass: no extra work) when not null. On a status other than kOk the
+/// outputs are unspecified.
 template <class T>
-SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, const Same<T>* charges,
-                        const Same<T>* mu0, const SinkhornOptions& options, Same<T>* f, Same<T>* mu, Same<T>* q);
+SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, const Same<T>* targets,
+                        const Same<T>* mu0, const SinkhornOptions& options, Same<T>* f, Same<T>* mu, Same<T>* q,
+                        double* charges = nullptr);
 
 }  // namespace thermossl

@@ -183,6 +183,8 @@ public:
         for (std::int64_t y = 0; y < k_; ++y) mu[y] = static_cast<T>(mu_[y]);
     }
 
+    void write_charges(double* out) const { std::copy(charges_.begin(), charges_.end(), out); }
+
     double scale() const { return scale_; }
 
 private:
@@ -208,10 +210,11 @@ private:
 }  // namespace detail
 
 template <class T>
-SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, const Same<T>* charges,
-                        const Same<T>* mu0, const SinkhornOptions& options, Same<T>* f, Same<T>* mu, Same<T>* q) {
+SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, const Same<T>* targets,
+                        const Same<T>* mu0, const SinkhornOptions& options, Same<T>* f, Same<T>* mu, Same<T>* q,
+                        double* charges) {
     SinkhornReport report;
-    detail::SinkhornSolver<T> solver(energy, weights, charges, options);
+    detail::SinkhornSolver<T> solver(energy, weights, targets, options);
     const bool fixed = options.fixed_iterations > 0;
     const std::int64_t limit = fixed ? options.fixed_iterations : options.max_iterations;
     // In fixed mode the last pass is known in advance and writes q itself.
@@ -243,6 +246,7 @@ SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, con
     }
     solver.fix_gauge();
     solver.write_state(f, mu);
+    if (charges != nullptr) solver.write_charges(charges);
     if (q != nullptr && !(fixed && iteration == limit && iteration > 0)) {
         // Tolerance mode (or a warm start asked for 0 iterations): q is the GGE at the final mu.
         std::vector<double> shift(static_cast<std::size_t>(energy.cols));
@@ -256,8 +260,8 @@ SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, con
 }
 
 template SinkhornReport sinkhorn<float>(const MatrixView<float>&, const float*, const float*, const float*,
-                                        const SinkhornOptions&, float*, float*, float*);
+                                        const SinkhornOptions&, float*, float*, float*, double*);
 template SinkhornReport sinkhorn<double>(const MatrixView<double>&, const double*, const double*, const double*,
-                                         const SinkhornOptions&, double*, double*, double*);
+                                         const SinkhornOptions&, double*, double*, double*, double*);
 
 }  // namespace thermossl

@@ -1,0 +1,243 @@
+// CPU implementation of thermo.hpp.
+#include "thermossl/thermo.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "log_positive.hpp"
+#include "row_primitives.hpp"
+
+namespace thermossl {
+namespace detail {
+namespace {
+
+template <class T, bool kShift>
+void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Exponent ex_shared, const T* weights,
+                      const LedgerRows& out, double* charges) {
+    const std::int64_t n = a.rows;
+    const std::int64_t k = a.cols;
+    const std::int64_t tile = tile_rows<T>(k);
+    const std::int64_t n_tiles = (n + tile - 1) / tile;
+    int n_threads = 1;
+#ifdef _OPENMP
+    if (n * k >= kParallelMinElements && n_tiles > 1)
+        n_threads = static_cast<int>(std::min<std::int64_t>(omp_get_max_threads(), n_tiles));
+#endif
+    std::vector<double> column_acc(charges != nullptr ? static_cast<std::size_t>(n_threads * k) : 0, 0.0);
+    const double uniform_weight = 1.0 / static_cast<double>(n);
+
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+    {
+        const Exponent ex = ex_shared;  // a local copy: stores cannot alias it
+        int thread = 0;
+#ifdef _OPENMP
+        thread = omp_get_thread_num();
+#endif
+        double* acc = charges != nullptr ? column_acc.data() + static_cast<std::size_t>(thread) * k : nullptr;
+        RowReader<T> ra(a);
+        RowReader<T> rq(q);
+        std::vector<T> e_row(static_cast<std::size_t>(k));
+#pragma omp for schedule(static)
+        for (std::int64_t t = 0; t < n_tiles; ++t) {
+            const std::int64_t i0 = t * tile;
+            const std::int64_t i1 = std::min(n, i0 + tile);
+            ra.load(i0, i1);
+            rq.load(i0, i1);
+            for (std::int64_t i = i0; i < i1; ++i) {
+                const T* row = ra.row(i);
+                const T* q_row = rq.row(i);
+                T* e = e_row.data();
+                const double m = row_max<T, kShift>(row, k, ex);
+                // Pass 2: e = exp(x - max); Z' = sum e; sum e a; sum e (x - max).
+                double z = 0.0, ea = 0.0, et = 0.0;
+                for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+                    const std::int64_t j1 = std::min(k, j0 + kChunk);
+                    T z_part = 0, ea_part = 0, et_part = 0;
+#pragma omp simd reduction(+ : z_part, ea_part, et_part)
+                    for (std::int64_t j = j0; j < j1; ++j) {
+                        const double x = exponent_at<T, kShift>(ex, row, j);
+                        const T tj = static_cast<T>(x - m);
+                        const T ej = x >= m ? T(1) : exp_nonpositive(tj);
+                        e[j] = ej;
+                        z_part += ej;
+                        ea_part += ej > T(0) ? ej * row[j] : T(0);
+                        et_part += ej > T(0) ? ej * tj : T(0);
+                    }
+                    z += static_cast<double>(z_part);
+                    ea += static_cast<double>(ea_part);
+                    et += static_cast<double>(et_part);
+                }
+                const double log_zr = std::log(z);
+                // Pass 3: the label sums, with log p = (x - max) - log Z' known.
+                double qa = 0.0, qlogq = 0.0, qlogp = 0.0, kl = 0.0, mass = 0.0;
+                for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+                    const std::int64_t j1 = std::min(k, j0 + kChunk);
+                    T qa_part = 0, qlogq_part = 0, qlogp_part = 0, kl_part = 0, mass_part = 0;
+#pragma omp simd reduction(+ : qa_part, qlogq_part, qlogp_part, kl_part, mass_part)
+                    for (std::int64_t j = j0; j < j1; ++j) {
+                        const T qj = q_row[j];
+                        const T log_p = static_cast<T>((exponent_at<T, kShift>(ex, row, j) - m) - log_zr);
+                        const T log_q = log_positive(qj);
+                        const bool on = qj != T(0);
+                        qa_part += on ? qj * row[j] : T(0);
+                        qlogq_part += on ? qj * log_q : T(0);
+                        qlogp_part += on ? qj * log_p : T(0);
+                        kl_part += on ? qj * (log_q - log_p) : T(0);
+                        mass_part += qj;
+                    }
+                    qa += static_cast<double>(qa_part);
+                    qlogq += static_cast<double>(qlogq_part);
+                    qlogp += static_cast<double>(qlogp_part);
+                    kl += static_cast<double>(kl_part);
+                    mass += static_cast<double>(mass_part);
+                }
+                const bool finite_max = std::isfinite(m);
+                const double nan = quiet_nan<double>();
+                if (out.energy_q != nullptr) out.energy_q[i] = qa;
+                if (out.energy_p != nullptr) out.energy_p[i] = finite_max ? ea / z : nan;
+                if (out.log_z != nullptr) out.log_z[i] = m + log_zr;
+                if (out.entropy_q != nullptr) out.entropy_q[i] = -qlogq;
+                if (out.entropy_p != nullptr) out.entropy_p[i] = finite_max ? log_zr - et / z : nan;
+                if (out.relative_entropy != nullptr) out.relative_entropy[i] = finite_max ? kl : nan;
+                if (out.loss != nullptr) out.loss[i] = finite_max ? -qlogp : nan;
+                if (out.label_mass != nullptr) out.label_mass[i] = mass;
+                if (acc != nullptr) {
+                    const double wi = weights != nullptr ? static_cast<double>(weights[i]) : uniform_weight;
+#pragma omp simd
+                    for (std::int64_t y = 0; y < k; ++y) acc[y] += wi * static_cast<double>(q_row[y]);
+                }
+            }
+        }
+    }
+    if (charges != nullptr) {
+        for (std::int64_t y = 0; y < k; ++y) {
+            double total = 0.0;
+            for (int t = 0; t < n_threads; ++t) total += column_acc[static_cast<std::size_t>(t) * k + y];
+            charges[y] = total;
+        }
+    }
+}
+
+template <class T>
+void label_rows_impl(const MatrixView<T>& q, const T* weights, double* entropy_q, double* label_mass,
+                     double* charges) {
+    const std::int64_t n = q.rows;
+    const std::int64_t k = q.cols;
+    const std::int64_t tile = tile_rows<T>(k);
+    const std::int64_t n_tiles = (n + tile - 1) / tile;
+    int n_threads = 1;
+#ifdef _OPENMP
+    if (n * k >= kParallelMinElements && n_tiles > 1)
+        n_threads = static_cast<int>(std::min<std::int64_t>(omp_get_max_threads(), n_tiles));
+#endif
+    std::vector<double> column_acc(charges != nullptr ? static_cast<std::size_t>(n_threads * k) : 0, 0.0);
+    const double uniform_weight = 1.0 / static_cast<double>(n);
+#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
+    {
+        int thread = 0;
+#ifdef _OPENMP
+        thread = omp_get_thread_num();
+#endif
+        double* acc = charges != nullptr ? column_acc.data() + static_cast<std::size_t>(thread) * k : nullptr;
+        RowReader<T> rq(q);
+#pragma omp for schedule(static)
+        for (std::int64_t t = 0; t < n_tiles; ++t) {
+            const std::int64_t i0 = t * tile;
+            const std::int64_t i1 = std::min(n, i0 + tile);
+            rq.load(i0, i1);
+            for (std::int64_t i = i0; i < i1; ++i) {
+                const T* q_row = rq.row(i);
+                double qlogq = 0.0, mass = 0.0;
+                for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+                    const std::int64_t j1 = std::min(k, j0 + kChunk);
+                    T qlogq_part = 0, mass_part = 0;
+#pragma omp simd reduction(+ : qlogq_part, mass_part)
+                    for (std::int64_t j = j0; j < j1; ++j) {
+                        const T qj = q_row[j];
+                        const T term = qj * log_positive(qj);
+                        qlogq_part += qj != T(0) ? term : T(0);
+                        mass_part += qj;
+                    }
+                    qlogq += static_cast<double>(qlogq_part);
+                    mass += static_cast<double>(mass_part);
+                }
+                if (entropy_q != nullptr) entropy_q[i] = -qlogq;
+                if (label_mass != nullptr) label_mass[i] = mass;
+                if (acc != nullptr) {
+                    const double wi = weights != nullptr ? static_cast<double>(weights[i]) : uniform_weight;
+#pragma omp simd
+                    for (std::int64_t y = 0; y < k; ++y) acc[y] += wi * static_cast<double>(q_row[y]);
+                }
+            }
+        }
+    }
+    if (charges != nullptr) {
+        for (std::int64_t y = 0; y < k; ++y) {
+            double total = 0.0;
+            for (int t = 0; t < n_threads; ++t) total += column_acc[static_cast<std::size_t>(t) * k + y];
+            charges[y] = total;
+        }
+    }
+}
+
+}  // namespace
+}  // namespace detail
+
+template <class T>
+void label_rows(const MatrixView<T>& q, const Same<T>* weights, double* entropy_q, double* label_mass,
+                double* charges) {
+    detail::label_rows_impl<T>(q, weights, entropy_q, label_mass, charges);
+}
+
+template <class T>
+void ledger_rows(const MatrixView<T>& q, const MatrixView<T>& a, double scale, const double* shift,
+                 const Same<T>* weights, const LedgerRows& out, double* charges) {
+    const detail::Exponent ex{scale, shift};
+    if (shift != nullptr) {
+        detail::ledger_rows_impl<T, true>(q, a, ex, weights, out, charges);
+    } else {
+        detail::ledger_rows_impl<T, false>(q, a, ex, weights, out, charges);
+    }
+}
+
+template <class T>
+void row_difference_dot(const MatrixView<T>& u, const MatrixView<T>& v, const MatrixView<T>& w, double* out) {
+    const std::int64_t k = u.cols;
+    detail::parallel_row_tiles(u.rows, detail::tile_rows<T>(k), u.rows * k, [&] {
+        return [&, ru = detail::RowReader<T>(u), rv = detail::RowReader<T>(v),
+                rw = detail::RowReader<T>(w)](std::int64_t i0, std::int64_t i1) mutable {
+            ru.load(i0, i1);
+            rv.load(i0, i1);
+            rw.load(i0, i1);
+            for (std::int64_t i = i0; i < i1; ++i) {
+                const T* ur = ru.row(i);
+                const T* vr = rv.row(i);
+                const T* wr = rw.row(i);
+                double total = 0.0;
+                for (std::int64_t j0 = 0; j0 < k; j0 += detail::kChunk) {
+                    const std::int64_t j1 = std::min(k, j0 + detail::kChunk);
+                    T part = 0;
+#pragma omp simd reduction(+ : part)
+                    for (std::int64_t j = j0; j < j1; ++j)
+                        part += ((ur[j] != T(0)) & (vr[j] != wr[j])) ? ur[j] * (vr[j] - wr[j]) : T(0);
+                    total += static_cast<double>(part);
+                }
+                out[i] = total;
+            }
+        };
+    });
+}
+
+template void ledger_rows<float>(const MatrixView<float>&, const MatrixView<float>&, double, const double*,
+                                 const float*, const LedgerRows&, double*);
+template void ledger_rows<double>(const MatrixView<double>&, const MatrixView<double>&, double, const double*,
+                                  const double*, const LedgerRows&, double*);
+template void label_rows<float>(const MatrixView<float>&, const float*, double*, double*, double*);
+template void label_rows<double>(const MatrixView<double>&, const double*, double*, double*, double*);
+template void row_difference_dot<float>(const MatrixView<float>&, const MatrixView<float>&,
+                                        const MatrixView<float>&, double*);
+template void row_difference_dot<double>(const MatrixView<double>&, const MatrixView<double>&,
+                                         const MatrixView<double>&, double*);
+
+}  // namespace thermossl

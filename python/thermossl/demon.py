@@ -1,0 +1,371 @@
+"""Strokes, cycles and the learning demon's ledger (THEORY.md §4–5).
+
+State (E, q): energies and labels, energy U[q; E] = sum_i w_i sum_y q_iy E_iy.
+
+- adiabatic stroke (parameters move, labels fixed): work W = sum w q (E' - E), no heat;
+- isochoric stroke (labels move, energies fixed): heat Q = sum w E (q' - q), no work;
+- a general step (E, q) -> (E', q') is split adiabatic-then-isochoric, so dU = W + Q exactly.
+W > 0 is work done on the system; W < 0 is work extracted.
+
+The demon runs cycles. ``measure(E)`` is the isochoric stroke into the reservoir's GGE: the
+labels jump from the previous cycle's q (the Gibbs state of E at T in the first cycle) to the
+reservoir's q_t, exchanging heat Q_t and producing entropy Sigma_t. ``feedback(E_after)`` is the
+adiabatic stroke: the learner moves the energies with q_t fixed, doing work W_t; the demon extracts
+W_ext = -W_t. Each completed cycle appends one row to ``ledger``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _core
+from ._validation import as_real_array, compute_dtype, positive_temperature
+from .gibbs import gibbs
+from .reservoirs import LabelState, Reservoir
+from .thermo import ledger_rows, reduce
+from .thermo import weights as validated_weights
+
+__all__ = ["Stroke", "adiabatic", "isochoric", "step", "Ledger", "Demon", "LEDGER_FIELDS"]
+
+
+@dataclass(frozen=True)
+class Stroke:
+    """Work and heat of a stroke (floats) and their per-sample terms w_i sum_y (...) (arrays (N,))."""
+
+    W: float
+    Q: float
+    work_per_sample: np.ndarray
+    heat_per_sample: np.ndarray
+
+    @property
+    def dU(self) -> float:
+        """The energy change, W + Q (the first law, exact by construction of the split)."""
+        return self.W + self.Q
+
+
+def _matrices(*arrays_and_names):
+    """Validated 2-D arrays of one shape, in one kernel dtype."""
+    arrays = [as_real_array(a, name) for a, name in arrays_and_names]
+    shape = arrays[0].shape
+    for arr, (_, name) in zip(arrays, arrays_and_names):
+        if arr.ndim != 2:
+            raise ValueError(f"{name} must be a 2-D array of shape (N, K), got ndim={arr.ndim}")
+        if arr.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    _, dtype = compute_dtype(*(a.dtype for a in arrays))
+    return [a.astype(dtype, copy=False) for a in arrays]
+
+
+def _difference_dot(u, v, w_rows):
+    """Per-sample sum_y u (v - w) as float64 (N,)."""
+    out = np.empty(u.shape[0])
+    _core.row_difference_dot(u, v, w_rows, out)
+    return out
+
+
+def _weighted(w, rows):
+    n = rows.shape[0]
+    return rows / n if w is None else rows * w
+
+
+def adiabatic(q, E_before, E_after, w=None) -> Stroke:
+    """Labels fixed, energies E_before -> E_after: W = sum_i w_i sum_y q_iy (E'_iy - E_iy), Q = 0."""
+    q, E_before, E_after = _matrices((q, "q"), (E_before, "E_before"), (E_after, "E_after"))
+    w = validated_weights(w, q.shape[0])
+    work = _weighted(w, _difference_dot(q, E_after, E_before))
+    return Stroke(W=float(work.sum()), Q=0.0, work_per_sample=work, heat_per_sample=np.zeros_like(work))
+
+
+def isochoric(E, q_before, q_after, w=None) -> Stroke:
+    """Energies fixed, labels q_before -> q_after: Q = sum_i w_i sum_y E_iy (q'_iy - q_iy), W = 0."""
+    E, q_before, q_after = _matrices((E, "E"), (q_before, "q_before"), (q_after, "q_after"))
+    w = validated_weights(w, E.shape[0])
+    heat = _weighted(w, _difference_dot(E, q_after, q_before))
+    return Stroke(W=0.0, Q=float(heat.sum()), work_per_sample=np.zeros_like(heat), heat_per_sample=heat)
+
+
+def step(E, q, E_after, q_after, w=None) -> Stroke:
+    """A general step (E, q) -> (E', q'), split adiabatic then isochoric:
+    W = sum w q (E' - E), Q = sum w E' (q' - q), so U[q'; E'] - U[q; E] = W + Q exactly."""
+    work = adiabatic(q, E, E_after, w)
+    heat = isochoric(E_after, q, q_after, w)
+    return Stroke(W=work.W, Q=heat.Q, work_per_sample=work.work_per_sample, heat_per_sample=heat.heat_per_sample)
+
+
+LEDGER_FIELDS = (
+    "t",
+    "W", "Q", "dU", "W_ext",
+    "U_start", "U_measured", "U_end",
+    "F_before", "F_after", "dF",
+    "S_q", "S_p", "D_before", "D_after", "L_before", "L_after",
+    "Sigma", "I", "H_N", "charge_err", "mu_min", "mu_max", "mu_mean",
+    "eta", "W_ext_over_TI",
+    "res_first_law", "res_D1", "res_G1", "res_G2", "res_G4", "res_E2",
+)
+_FIELD_DOC = {
+    "t": "cycle index, from 0",
+    "W": "work of the feedback stroke, sum w q_t (E_after - E_before)",
+    "Q": "heat of the measurement stroke, sum w E (q_t - q_prev)",
+    "dU": "energy change over the cycle, from the stroke end points",
+    "W_ext": "extracted work, -W",
+    "U_start": "U[q_prev; E] before the measurement",
+    "U_measured": "U[q_t; E] after the measurement",
+    "U_end": "U[q_t; E_after] after the feedback",
+    "F_before": "free energy of the Gibbs state of E_before at T",
+    "F_after": "free energy of the Gibbs state of E_after at T",
+    "dF": "F_after - F_before",
+    "S_q": "entropy of the labels S[q_t]",
+    "S_p": "entropy of the Gibbs state S[p] of E_before",
+    "D_before": "D(q_t || p(E_before))",
+    "D_after": "D(q_t || p(E_after))",
+    "L_before": "loss L[q_t, E_before]",
+    "L_after": "loss L[q_t, E_after]",
+    "Sigma": "entropy production of the measurement, dS - (Q - mu.dN)/T'",
+    "I": "information of the labels, H(N) - S[q_t]",
+    "H_N": "entropy of the charges, -sum N log N",
+    "charge_err": "sum_y |N_y - c_y| of q_t",
+    "mu_min": "smallest chemical potential", "mu_max": "largest chemical potential",
+    "mu_mean": "mean chemical potential",
+    "eta": "feedback efficiency 1 - D_after / D_before",
+    "W_ext_over_TI": "Sagawa-Ueda-style ratio W_ext / (T I) (a diagnostic)",
+    "res_first_law": "dU - (W + Q)",
+    "res_D1": "W_ext - (T (D_before - D_after) - dF)",
+    "res_G1": "F - (U[p] - T S[p]) at E_before",
+    "res_G2": "L - (S[q] + D) at E_before",
+    "res_G4": "L - (U[q] - F)/T at E_before",
+    "res_E2": "Sigma - D(q_prev || q_t)",
+}
+
+
+class Ledger:
+    """The demon's books: one row (a dict of floats, 't' an int) per completed cycle."""
+
+    fields = LEDGER_FIELDS
+    descriptions = _FIELD_DOC
+
+    def __init__(self, rows=()):
+        self._rows = []
+        for row in rows:
+            self.append(row)
+
+    def append(self, row) -> None:
+        missing = [f for f in self.fields if f not in row]
+        if missing:
+            raise ValueError(f"ledger row lacks fields {missing}")
+        self._rows.append({f: (int(row[f]) if f == "t" else float(row[f])) for f in self.fields})
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index):
+        return dict(self._rows[index])
+
+    def __iter__(self):
+        return (dict(r) for r in self._rows)
+
+    def column(self, field: str) -> np.ndarray:
+        if field not in self.fields:
+            raise KeyError(field)
+        return np.array([r[field] for r in self._rows])
+
+    def to_numpy(self) -> np.ndarray:
+        """A structured array, one record per cycle ('t' int64, every other field float64)."""
+        dtype = [(f, np.int64 if f == "t" else np.float64) for f in self.fields]
+        return np.array([tuple(r[f] for f in self.fields) for r in self._rows], dtype=dtype)
+
+    def totals(self) -> dict:
+        """Sums over the cycles of W, Q, dU, W_ext and Sigma, and the number of cycles."""
+        out = {"cycles": len(self._rows)}
+        for f in ("W", "Q", "dU", "W_ext", "Sigma"):
+            out[f] = float(math.fsum(r[f] for r in self._rows))
+        return out
+
+    def to_csv(self, path) -> None:
+        """Write a header line and one line per cycle; floats round-trip exactly (repr)."""
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(self.fields)
+            for r in self._rows:
+                writer.writerow([repr(r[f]) for f in self.fields])
+
+    @classmethod
+    def from_csv(cls, path) -> "Ledger":
+        with open(path, newline="") as handle:
+            reader = csv.DictReader(handle)
+            return cls({f: (int(v) if f == "t" else float(v)) for f, v in row.items()} for row in reader)
+
+    def to_json(self, path) -> None:
+        """Write {"fields": {name: description}, "rows": [...]}; nan and inf as JSON strings."""
+
+        def encode(v):
+            return v if isinstance(v, int) or math.isfinite(v) else repr(v)
+
+        payload = {
+            "fields": {f: self.descriptions[f] for f in self.fields},
+            "rows": [{f: encode(r[f]) for f in self.fields} for r in self._rows],
+        }
+        with open(path, "w") as handle:
+            json.dump(payload, handle, indent=1)
+
+    @classmethod
+    def from_json(cls, path) -> "Ledger":
+        with open(path) as handle:
+            payload = json.load(handle)
+        return cls({f: (float(v) if isinstance(v, str) else v) for f, v in row.items()} for row in payload["rows"])
+
+    def __repr__(self) -> str:
+        return f"Ledger({len(self)} cycles)"
+
+
+def _mu_summary(mu):
+    return float(np.min(mu)), float(np.max(mu)), float(np.mean(mu))
+
+
+def _shannon(distribution: np.ndarray) -> float:
+    positive = distribution[distribution > 0]
+    return float(-np.sum(positive * np.log(positive)))
+
+
+class Demon:
+    """The learning demon: measurement (labels from a reservoir) and feedback (learning), in cycles.
+
+    ``Demon(T, reservoir, w=None)``: T is the representation temperature (the student softmax);
+    the reservoir supplies the labels at its own temperature T'. ``w`` fixes the sample weights
+    (default 1/N per batch).
+
+    Cycles chain the labels: a measurement starts from the previous cycle's labels when they have
+    the shape of the new energies (the same N samples, e.g. SeLa over a data set), else from the
+    Gibbs state of E at T (always in the first cycle); ``measure(E, q_before=...)`` sets it
+    explicitly.
+    """
+
+    def __init__(self, T, reservoir: Reservoir, w=None):
+        self.T = positive_temperature(T)
+        if not isinstance(reservoir, Reservoir):
+            raise TypeError(f"reservoir must be a thermossl.reservoirs.Reservoir, got {type(reservoir).__name__}")
+        self.reservoir = reservoir
+        self._w = None if w is None else np.asarray(w, dtype=np.float64)
+        self.ledger = Ledger()
+        self.work_per_sample = None  # (N,) w_i sum_y q_iy (E'_iy - E_iy) of the last cycle
+        self.heat_per_sample = None  # (N,) w_i sum_y E_iy (q_iy - q_prev_iy) of the last cycle
+        self._q_prev = None
+        self._pending = None
+
+    @property
+    def labels(self):
+        """The labels of the last measurement (None before the first)."""
+        return self._pending["label"].q if self._pending is not None else self._q_prev
+
+    def measure(self, E, q_before=None) -> LabelState:
+        """The isochoric stroke: labels move to the reservoir's GGE of E; returns the label state."""
+        if self._pending is not None:
+            raise RuntimeError("measure() called twice without feedback(): complete the cycle first")
+        E = as_real_array(E, "E")
+        if E.ndim != 2:
+            raise ValueError(f"E must be a 2-D array of shape (N, K), got ndim={E.ndim}")
+        w = validated_weights(self._w, E.shape[0]) if self._w is not None else None
+        if q_before is None:
+            q_before = self._q_prev if self._q_prev is not None and self._q_prev.shape == E.shape else gibbs(E, self.T)
+        label = self.reservoir.assign(E, w)
+        Tl = label.T
+        E_k, q_prev, q_t = _matrices((E, "E"), (q_before, "q_before"), (label.q, "labels"))
+        # Rows of the old labels against the new GGE: U[q_prev], S[q_prev], N[q_prev], D(q_prev||q_t).
+        prev_rows, prev_charges, _ = ledger_rows(q_prev, E_k, Tl, w, mu=label.mu)
+        # Rows of the new labels against the representation's Gibbs state at T.
+        rows, charges, _ = ledger_rows(q_t, E_k, self.T, w)
+        heat = _weighted(w, _difference_dot(E_k, q_t, q_prev))
+        Q = float(heat.sum())
+        S_prev = reduce(w, prev_rows["entropy_q"])
+        S_t = reduce(w, rows["entropy_q"])
+        sigma = (S_t - S_prev) - (Q - float(label.mu @ (charges - prev_charges))) / Tl
+        self._pending = {
+            "E": E_k, "w": w, "label": label, "rows": rows, "charges": charges, "heat": heat, "Q": Q,
+            "U_start": reduce(w, prev_rows["energy_q"]), "Sigma": sigma,
+            "D_prev_to_new": reduce(w, prev_rows["relative_entropy"]),
+        }
+        return label
+
+    def feedback(self, E_after, E_before=None) -> dict:
+        """The adiabatic stroke with the measured labels fixed; closes the cycle and returns its
+        ledger row. ``E_before`` defaults to the measured energies; pass view b's energies for
+        SwAV's swapped prediction (the labels come from view a, the work is done on view b)."""
+        if self._pending is None:
+            raise RuntimeError("feedback() called before measure()")
+        pending = self._pending
+        T = self.T
+        w = pending["w"]
+        q_t = pending["label"].q
+        if E_before is None:
+            E_b = pending["E"]
+            rows_b = pending["rows"]
+        else:
+            (E_b,) = _matrices((E_before, "E_before"))
+            if E_b.shape != q_t.shape:
+                raise ValueError(f"E_before must have shape {q_t.shape}, got {E_b.shape}")
+            q_t, E_b = _matrices((q_t, "labels"), (E_b, "E_before"))
+            rows_b, _, _ = ledger_rows(q_t, E_b, T, w)
+        (E_a,) = _matrices((E_after, "E_after"))
+        if E_a.shape != q_t.shape:
+            raise ValueError(f"E_after must have shape {q_t.shape}, got {E_a.shape}")
+        q_t, E_a, E_b = _matrices((q_t, "labels"), (E_a, "E_after"), (E_b, "E_before"))
+        rows_a, _, _ = ledger_rows(q_t, E_a, T, w)
+        work = _weighted(w, _difference_dot(q_t, E_a, E_b))
+        W = float(work.sum())
+
+        def total(rows, field):
+            return reduce(w, rows[field])
+
+        F_before = -T * total(rows_b, "log_z")
+        F_after = -T * total(rows_a, "log_z")
+        D_before, D_after = total(rows_b, "relative_entropy"), total(rows_a, "relative_entropy")
+        L_before, L_after = total(rows_b, "loss"), total(rows_a, "loss")
+        U_b, U_a = total(rows_b, "energy_q"), total(rows_a, "energy_q")
+        U_measured = total(pending["rows"], "energy_q")
+        S_q, S_p = total(pending["rows"], "entropy_q"), total(rows_b, "entropy_p")
+        U_p = total(rows_b, "energy_p")
+        charges = pending["charges"]
+        H_N = _shannon(charges)
+        information = H_N - S_q
+        Q = pending["Q"]
+        W_ext = -W
+        dF = F_after - F_before
+        dU = (U_measured - pending["U_start"]) + (U_a - U_b)
+        mu_min, mu_max, mu_mean = _mu_summary(pending["label"].mu)
+        row = {
+            "t": len(self.ledger),
+            "W": W, "Q": Q, "dU": dU, "W_ext": W_ext,
+            "U_start": pending["U_start"], "U_measured": U_measured, "U_end": U_a,
+            "F_before": F_before, "F_after": F_after, "dF": dF,
+            "S_q": S_q, "S_p": S_p, "D_before": D_before, "D_after": D_after,
+            "L_before": L_before, "L_after": L_after,
+            "Sigma": pending["Sigma"], "I": information, "H_N": H_N,
+            "charge_err": pending["label"].charge_err,
+            "mu_min": mu_min, "mu_max": mu_max, "mu_mean": mu_mean,
+            "eta": 1.0 - D_after / D_before if D_before > 0 else math.nan,
+            "W_ext_over_TI": W_ext / (T * information) if information > 0 else math.nan,
+            "res_first_law": dU - (W + Q),
+            "res_D1": W_ext - (T * (D_before - D_after) - dF),
+            "res_G1": F_before - (U_p - T * S_p),
+            "res_G2": L_before - (S_q + D_before),
+            "res_G4": L_before - (U_b - F_before) / T,
+            "res_E2": pending["Sigma"] - pending["D_prev_to_new"],
+        }
+        self.ledger.append(row)
+        self.work_per_sample = work
+        self.heat_per_sample = pending["heat"]
+        self._q_prev = pending["label"].q
+        self._pending = None
+        return self.ledger[-1]
+
+    def reset(self) -> None:
+        """Start new books: empty ledger, no previous labels, the reservoir reset."""
+        self.ledger = Ledger()
+        self._q_prev = None
+        self._pending = None
+        self.work_per_sample = None
+        self.heat_per_sample = None
+        self.reservoir.reset()

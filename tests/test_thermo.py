@@ -1,0 +1,178 @@
+"""thermossl.thermo: state functions against numpy references, the identities G1-G4 and
+GGE1-GGE2, and State."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.special as sp
+from numpy.testing import assert_allclose
+
+import thermossl
+from thermossl import thermo
+from helpers import EPS32, LAYOUTS, with_layout
+
+inf = np.inf
+
+
+def xlogy0(a, b):
+    return np.where(a > 0, a * np.where(a > 0, b, 0.0), 0.0)
+
+
+def reference(q, E, T, w):
+    """Every state function in float64 numpy/scipy."""
+    q = np.asarray(q, np.float64)
+    E = np.asarray(E, np.float64)
+    log_z = sp.logsumexp(-E / T, axis=1)
+    p = sp.softmax(-E / T, axis=1)
+    log_p = sp.log_softmax(-E / T, axis=1)
+    log_q = np.log(np.where(q > 0, q, 1.0))
+    N = w @ q
+    return {
+        "U": w @ xlogy0(q, E).sum(1),
+        "U_p": w @ xlogy0(p, E).sum(1),
+        "F": -T * (w @ log_z),
+        "S": -(w @ xlogy0(q, log_q).sum(1)),
+        "S_p": -(w @ xlogy0(p, np.log(np.where(p > 0, p, 1.0))).sum(1)),
+        "D": w @ xlogy0(q, log_q - log_p).sum(1),
+        "L": -(w @ xlogy0(q, log_p).sum(1)),
+        "N": N,
+        "H_N": -np.sum(xlogy0(N, np.log(np.where(N > 0, N, 1.0)))),
+    }
+
+
+def random_case(rng, n=120, k=15, forbidden=0.1, dtype=np.float64):
+    E = rng.normal(size=(n, k)) * 2
+    mask = rng.random((n, k)) < forbidden
+    mask[np.arange(n), rng.integers(0, k, n)] = False
+    E[mask] = inf
+    q = sp.softmax(rng.normal(size=(n, k)) * 3, axis=1)
+    q[mask] = 0.0
+    q[0, :] = 0.0  # a one-hot row: 0 log 0 terms
+    q[0, np.flatnonzero(~mask[0])[0]] = 1.0
+    q /= q.sum(axis=1, keepdims=True)
+    w = rng.uniform(0.5, 1.5, n)
+    w /= w.sum()
+    return E.astype(dtype), q.astype(dtype), w
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("T", [0.05, 1.0, 10.0])
+def test_functions_match_reference(T, layout):
+    rng = np.random.default_rng(int(T * 100))
+    E, q, w = random_case(rng)
+    ref = reference(q, E, T, w)
+    Ev, qv = with_layout(E, layout), with_layout(q, layout)
+    assert thermo.energy(qv, Ev, w) == pytest.approx(ref["U"], rel=1e-13, abs=1e-13)
+    assert thermo.free_energy(Ev, T, w) == pytest.approx(ref["F"], rel=1e-13)
+    assert thermo.entropy(qv, w) == pytest.approx(ref["S"], rel=1e-13)
+    assert thermo.relative_entropy(qv, Ev, T, w) == pytest.approx(ref["D"], rel=1e-12)
+    assert thermo.loss(qv, Ev, T, w) == pytest.approx(ref["L"], rel=1e-13)
+    assert_allclose(thermo.charges(qv, w), ref["N"], rtol=1e-13)
+    assert thermo.information(qv, w) == pytest.approx(ref["H_N"] - ref["S"], rel=1e-12)
+    # I as defined: sum w q log(q / N)
+    direct = w @ xlogy0(q, np.log(np.where(q > 0, q, 1.0)) - np.log(ref["N"])).sum(1)
+    assert thermo.information(q, w) == pytest.approx(direct, rel=1e-12)
+    state = thermo.State(Ev, T, qv, w)
+    for name in ("U", "U_p", "F", "S", "S_p", "D", "L", "H_N"):
+        assert getattr(state, name) == pytest.approx(ref[name], rel=1e-12, abs=1e-13), name
+    assert_allclose(state.N, ref["N"], rtol=1e-13)
+    assert state.I == pytest.approx(ref["H_N"] - ref["S"], rel=1e-12)
+    assert state.F_T == pytest.approx(ref["U"] - T * ref["S"], rel=1e-12)
+
+
+def test_default_weights_are_uniform():
+    rng = np.random.default_rng(1)
+    E, q, _ = random_case(rng, forbidden=0.0)
+    n = E.shape[0]
+    assert thermo.loss(q, E, 0.3) == pytest.approx(thermo.loss(q, E, 0.3, np.full(n, 1 / n)), rel=1e-14)
+    assert_allclose(thermo.charges(q), q.mean(axis=0), rtol=1e-13)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_identities_G1_to_G4_float64(seed):
+    rng = np.random.default_rng(100 + seed)
+    T = float(rng.uniform(0.02, 5.0))
+    E, q, w = random_case(rng, n=200, k=31)
+    s = thermo.State(E, T, q, w)
+    scale = abs(s.U) + abs(s.F) + T * (s.S + s.S_p) + 1.0
+    assert s.F - (s.U_p - T * s.S_p) == pytest.approx(0.0, abs=1e-13 * scale)  # G1
+    assert s.L - (s.S + s.D) == pytest.approx(0.0, abs=1e-13 * scale / T)  # G2
+    assert (s.F_T - s.F) - T * s.D == pytest.approx(0.0, abs=1e-13 * scale)  # G3
+    assert s.D >= 0
+    assert s.L - (s.U - s.F) / T == pytest.approx(0.0, abs=1e-13 * scale / T)  # G4
+
+
+def test_gibbs_state_has_zero_relative_entropy():
+    rng = np.random.default_rng(2)
+    E, _, w = random_case(rng)
+    s = thermo.State(E, 0.7, w=w)  # q = Gibbs(E, T)
+    assert abs(s.D) < 1e-14
+    assert s.F == pytest.approx(s.F_T, abs=1e-13)
+
+
+def test_relative_entropy_keeps_accuracy_near_zero():
+    # q a hair away from p: D ~ 1e-10 is recovered to ~1e-6 relative, not lost to L - S.
+    rng = np.random.default_rng(3)
+    E = rng.normal(size=(300, 20))
+    p = thermossl.gibbs(E, 1.0)
+    q = p * (1 + 1e-5 * rng.normal(size=p.shape))
+    q /= q.sum(axis=1, keepdims=True)
+    exact = np.mean(np.sum(q * (np.log(q) - np.log(p)), axis=1))
+    assert thermo.relative_entropy(q, E, 1.0) == pytest.approx(exact, rel=1e-5)
+
+
+def test_gge_identities_with_sinkhorn_potentials():
+    rng = np.random.default_rng(4)
+    n, k, Tl = 150, 12, 0.2
+    E = rng.normal(size=(n, k))
+    w = rng.uniform(0.5, 1.5, n)
+    w /= w.sum()
+    res = thermossl.sinkhorn(E, Tl, w=w, n_iter=5)
+    # GGE1: Phi_mu[q*] = U[q*] - mu.N[q*] - T' S[q*] = sum w f
+    s = thermo.State(E, 1.0, res.q, w)
+    phi_star = s.U - res.mu @ s.N - Tl * s.S
+    assert phi_star == pytest.approx(w @ res.f, abs=1e-12)
+    # GGE2: Phi_mu[q] - Phi_mu[q*] = T' D(q||q*) with q* = GGE(E, T', mu) = Gibbs(E - mu, T')
+    for _ in range(3):
+        q = sp.softmax(rng.normal(size=(n, k)) * 2, axis=1)
+        sq = thermo.State(E, 1.0, q, w)
+        phi = sq.U - res.mu @ sq.N - Tl * sq.S
+        d = thermo.relative_entropy(q, E - res.mu, Tl, w)
+        assert phi - phi_star == pytest.approx(Tl * d, abs=1e-12)
+        assert d > 0
+
+
+def test_float32_state_to_stated_accuracy():
+    rng = np.random.default_rng(5)
+    E, q, w = random_case(rng, n=500, k=300, forbidden=0.0)
+    s32 = thermo.State(E.astype(np.float32), 0.1, q.astype(np.float32), w)
+    ref = reference(q.astype(np.float32), E.astype(np.float32), 0.1, w)
+    for name in ("U", "F", "S", "S_p", "L"):
+        assert getattr(s32, name) == pytest.approx(ref[name], rel=16 * EPS32, abs=16 * EPS32), name
+    assert s32.D == pytest.approx(ref["D"], rel=1e-4, abs=64 * EPS32)
+
+
+def test_bad_input():
+    E = np.array([[0.0, 1.0], [2.0, 3.0]])
+    q = np.array([[0.5, 0.5], [0.2, 0.8]])
+    with pytest.raises(ValueError, match="rows summing to 1"):
+        thermo.loss(q * 2, E, 1.0)
+    with pytest.raises(ValueError, match="finite and nonnegative"):
+        thermo.entropy(np.array([[1.5, -0.5], [0.5, 0.5]]))
+    with pytest.raises(ValueError, match="q must have the shape of E"):
+        thermo.energy(q[:1], E)
+    with pytest.raises(ValueError, match="w must sum to 1"):
+        thermo.free_energy(E, 1.0, w=np.array([0.5, 0.6]))
+    with pytest.raises(ValueError, match="w must have shape"):
+        thermo.charges(q, w=np.ones(3) / 3)
+    with pytest.raises(ValueError, match="E contains NaN"):
+        thermo.State(np.array([[np.nan, 1.0], [0.0, 0.0]]), 1.0, q)
+    with pytest.raises(ValueError, match="T must be finite"):
+        thermo.relative_entropy(q, E, 0.0)
+    with pytest.raises(ValueError, match="every state of row 1 is forbidden"):
+        thermo.State(np.array([[0.0, 1.0], [inf, inf]]), 1.0, q)
+    s = thermo.State(E, 1.0, q)
+    with pytest.raises(AttributeError):
+        s.U = 0.0
+    with pytest.raises(ValueError):
+        s.N[0] = 1.0
