@@ -9,6 +9,14 @@
 // line not in cache also costs a read of that line (write-allocate), so for kernels that write
 // an N x K output the DRAM traffic is higher than the bytes counted here.
 //
+// Sinkhorn (sinkhorn.hpp) instead reads realistic self-labelling energies: E = -cos(x_i, p_y),
+// the negative cosine similarity of random unit embeddings x_i (dim 128) and prototypes p_y
+// (3 * N(0, 1) at SwAV's T' = 0.05 would make every row a near one-hot). Its bytes are the passes
+// over E the solver makes (one column pass for the cold start, one fused pass per iteration,
+// plus in tolerance mode one softmax pass writing q) times the bytes of E, plus q written once;
+// a column whose charge underflows takes an extra exact pass that is not counted (it does not
+// happen with these energies).
+//
 // Yardsticks over the same matrices, OpenMP-parallel over rows like the kernels:
 //   BM_stream_read        out_i = sum_j a_ij          (one read of a: the read bandwidth)
 //   BM_stream_read_write  b_ij = -10 * a_ij           (one read of a, one write of b)
@@ -31,6 +39,7 @@
 
 #include "thermossl/gibbs.hpp"
 #include "thermossl/logsumexp.hpp"
+#include "thermossl/sinkhorn.hpp"
 
 namespace {
 
@@ -41,12 +50,63 @@ constexpr std::uint32_t kEnergySeed = 12345;
 constexpr std::uint32_t kLabelSeed = 67890;
 constexpr std::int64_t kSeedBlockRows = 64;
 
-enum class Fill { kEnergy, kLabel };
+constexpr std::uint32_t kEmbeddingSeed = 2468;
+constexpr std::uint32_t kPrototypeSeed = 1357;
+constexpr std::uint32_t kNoiseSeed = 97531;
+constexpr std::int64_t kEmbeddingDim = 128;
+
+enum class Fill { kEnergy, kLabel, kCosine };
+
+// Rows of unit vectors in R^kEmbeddingDim, N(0, 1) directions, deterministic per block of rows.
+std::vector<double> unit_vectors(std::int64_t rows, std::uint32_t seed) {
+    std::vector<double> v(static_cast<std::size_t>(rows * kEmbeddingDim));
+    const std::int64_t n_blocks = (rows + kSeedBlockRows - 1) / kSeedBlockRows;
+#pragma omp parallel for schedule(static)
+    for (std::int64_t blk = 0; blk < n_blocks; ++blk) {
+        std::seed_seq seq{seed, static_cast<std::uint32_t>(blk)};
+        std::mt19937 gen(seq);
+        std::normal_distribution<double> normal(0.0, 1.0);
+        const std::int64_t i1 = std::min(rows, (blk + 1) * kSeedBlockRows);
+        for (std::int64_t i = blk * kSeedBlockRows; i < i1; ++i) {
+            double* x = v.data() + i * kEmbeddingDim;
+            double norm2 = 0.0;
+            for (std::int64_t d = 0; d < kEmbeddingDim; ++d) {
+                x[d] = normal(gen);
+                norm2 += x[d] * x[d];
+            }
+            const double inv = 1.0 / std::sqrt(norm2);
+            for (std::int64_t d = 0; d < kEmbeddingDim; ++d) x[d] *= inv;
+        }
+    }
+    return v;
+}
+
+// E_iy = -<x_i, p_y>: SSL energies (negative cosine scores), in [-1, 1], std about 1/sqrt(128).
+template <class T>
+std::vector<T> make_cosine_energies(std::int64_t rows, std::int64_t cols) {
+    const std::vector<double> x = unit_vectors(rows, kEmbeddingSeed);
+    const std::vector<double> p = unit_vectors(cols, kPrototypeSeed);
+    std::vector<T> m(static_cast<std::size_t>(rows * cols));
+#pragma omp parallel for schedule(static)
+    for (std::int64_t i = 0; i < rows; ++i) {
+        const double* xi = x.data() + i * kEmbeddingDim;
+        T* row = m.data() + i * cols;
+        for (std::int64_t y = 0; y < cols; ++y) {
+            const double* py = p.data() + y * kEmbeddingDim;
+            double dot = 0.0;
+#pragma omp simd reduction(+ : dot)
+            for (std::int64_t d = 0; d < kEmbeddingDim; ++d) dot += xi[d] * py[d];
+            row[y] = static_cast<T>(-dot);
+        }
+    }
+    return m;
+}
 
 // Energies: 3 * N(0, 1). Labels: a dense row-stochastic q (uniform(0, 1) entries, rows
 // normalised), the shape of soft self-labels; the kernels read every entry of q either way.
 template <class T>
 std::vector<T> make_matrix(std::int64_t rows, std::int64_t cols, Fill fill) {
+    if (fill == Fill::kCosine) return make_cosine_energies<T>(rows, cols);
     std::vector<T> m(static_cast<std::size_t>(rows * cols));
     const std::int64_t n_blocks = (rows + kSeedBlockRows - 1) / kSeedBlockRows;
 #pragma omp parallel for schedule(static)
@@ -71,7 +131,7 @@ std::vector<T> make_matrix(std::int64_t rows, std::int64_t cols, Fill fill) {
     return m;
 }
 
-// Matrices are made once per (kind, shape, dtype) and kept for the whole run (about 2.6 GB at
+// Matrices are made once per (kind, shape, dtype) and kept for the whole run (about 3.5 GB at
 // the sizes registered below), so every benchmark of a size reads the same data.
 template <class T>
 const std::vector<T>& cached_matrix(std::int64_t rows, std::int64_t cols, Fill fill) {
@@ -90,6 +150,11 @@ const std::vector<T>& energies(std::int64_t rows, std::int64_t cols) {
 template <class T>
 const std::vector<T>& labels(std::int64_t rows, std::int64_t cols) {
     return cached_matrix<T>(rows, cols, Fill::kLabel);
+}
+
+template <class T>
+const std::vector<T>& cosine_energies(std::int64_t rows, std::int64_t cols) {
+    return cached_matrix<T>(rows, cols, Fill::kCosine);
 }
 
 void set_traffic(benchmark::State& state, std::int64_t bytes_read, std::int64_t bytes_written) {
@@ -215,6 +280,90 @@ void BM_col_logsumexp(benchmark::State& state) {
     set_traffic(state, n * k * sizeof(T), k * sizeof(T));
 }
 
+// Sinkhorn. SwAV: T' = 0.05, exactly 3 iterations, uniform w and c, q written (in the last fused
+// pass). Passes over E: 1 column pass + 3 fused passes.
+template <class T>
+void BM_sinkhorn_swav(benchmark::State& state) {
+    const std::int64_t n = state.range(0), k = state.range(1);
+    const auto& e = cosine_energies<T>(n, k);
+    const auto view = MatrixView<T>::contiguous(e.data(), n, k);
+    std::vector<T> f(static_cast<std::size_t>(n)), mu(static_cast<std::size_t>(k)), q(static_cast<std::size_t>(n * k));
+    thermossl::SinkhornOptions options;
+    options.temperature = 0.05;
+    options.fixed_iterations = 3;
+    thermossl::SinkhornReport report;
+    for (auto _ : state) {
+        report = thermossl::sinkhorn<T>(view, nullptr, nullptr, nullptr, options, f.data(), mu.data(), q.data());
+        benchmark::DoNotOptimize(q.data());
+        benchmark::ClobberMemory();
+    }
+    if (report.status != thermossl::SinkhornStatus::kOk) {
+        state.SkipWithError("sinkhorn failed");
+        return;
+    }
+    if (!all_finite(state, f, "f")) return;
+    const std::int64_t passes = 1 + report.iterations;
+    set_traffic(state, passes * n * k * static_cast<std::int64_t>(sizeof(T)), n * k * static_cast<std::int64_t>(sizeof(T)));
+    state.counters["iterations"] = static_cast<double>(report.iterations);
+    state.counters["passes_over_E"] = static_cast<double>(passes);
+}
+
+// SeLa: T' = 1/25 (lambda = 25), to tolerance 1e-6 on sum_y |N_y - c_y|, uniform w and c, q
+// written. range(2) = 0: cold start; 1: warm start from the converged mu of E, run on
+// E + 1e-3 N(0, 1) (labels re-balanced each epoch on slightly moved energies).
+// Passes over E: 1 (cold: column pass; warm: the fused pass at mu0) + 1 per iteration + 1 (q).
+template <class T>
+void BM_sinkhorn_sela(benchmark::State& state) {
+    const std::int64_t n = state.range(0), k = state.range(1);
+    const bool warm = state.range(2) != 0;
+    const auto& e = cosine_energies<T>(n, k);
+    std::vector<T> f(static_cast<std::size_t>(n)), mu(static_cast<std::size_t>(k)), q(static_cast<std::size_t>(n * k));
+    thermossl::SinkhornOptions options;
+    options.temperature = 1.0 / 25.0;
+    options.tolerance = 1e-6;
+    options.max_iterations = 10000;
+
+    std::vector<T> moved;  // warm: E + 1e-3 noise
+    std::vector<T> mu0;    // warm: converged mu of E
+    const T* data = e.data();
+    if (warm) {
+        const auto cold = thermossl::sinkhorn<T>(MatrixView<T>::contiguous(e.data(), n, k), nullptr, nullptr, nullptr,
+                                                 options, f.data(), mu.data(), nullptr);
+        if (cold.status != thermossl::SinkhornStatus::kOk || !cold.converged) {
+            state.SkipWithError("cold sinkhorn for the warm start failed");
+            return;
+        }
+        mu0 = mu;
+        moved.resize(e.size());
+        std::mt19937 gen(kNoiseSeed);
+        std::normal_distribution<double> normal(0.0, 1e-3);
+        for (std::size_t j = 0; j < e.size(); ++j) moved[j] = static_cast<T>(e[j] + normal(gen));
+        data = moved.data();
+    }
+    const auto view = MatrixView<T>::contiguous(data, n, k);
+    thermossl::SinkhornReport report;
+    for (auto _ : state) {
+        report = thermossl::sinkhorn<T>(view, nullptr, nullptr, warm ? mu0.data() : nullptr, options, f.data(),
+                                        mu.data(), q.data());
+        benchmark::DoNotOptimize(q.data());
+        benchmark::ClobberMemory();
+    }
+    if (report.status != thermossl::SinkhornStatus::kOk) {
+        state.SkipWithError("sinkhorn failed");
+        return;
+    }
+    if (!report.converged) {
+        state.SkipWithError("sinkhorn did not converge");
+        return;
+    }
+    if (!all_finite(state, f, "f")) return;
+    const std::int64_t passes = 1 + report.iterations + 1;
+    set_traffic(state, passes * n * k * static_cast<std::int64_t>(sizeof(T)), n * k * static_cast<std::int64_t>(sizeof(T)));
+    state.counters["iterations"] = static_cast<double>(report.iterations);
+    state.counters["passes_over_E"] = static_cast<double>(passes);
+    state.counters["charge_error"] = report.charge_error;
+}
+
 // ---------------------------------------------------------------------------------------
 // Yardsticks.
 
@@ -292,6 +441,17 @@ BENCHMARK_TEMPLATE(BM_row_entropy_grad, double)->Apply(small);
 BENCHMARK_TEMPLATE(BM_col_logsumexp, float)->Apply(small);
 BENCHMARK_TEMPLATE(BM_col_logsumexp, double)->Apply(small);
 
+// Sinkhorn on cosine energies (see the header). The read yardstick of the same E is
+// BM_stream_read at the same size and dtype (8192x1000 double: registered here too).
+BENCHMARK_TEMPLATE(BM_sinkhorn_swav, float)->Apply(small_and_large);
+BENCHMARK_TEMPLATE(BM_sinkhorn_sela, double)
+    ->ArgNames({"", "", "warm"})
+    ->Args({8192, 1000, 0})
+    ->Args({8192, 1000, 1})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_stream_read, double)->Args({8192, 1000})->UseRealTime()->Unit(benchmark::kMillisecond);
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -302,7 +462,7 @@ int main(int argc, char** argv) {
 #else
     benchmark::AddCustomContext("omp_max_threads", "1 (built without OpenMP)");
 #endif
-    benchmark::AddCustomContext("data", "E = 3 * N(0,1) (mt19937), T = 0.1, C-contiguous");
+    benchmark::AddCustomContext("data", "E = 3 * N(0,1) (mt19937), T = 0.1, C-contiguous; sinkhorn: E = -cos(x_i, p_y), dim 128");
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
     return 0;
