@@ -10,6 +10,7 @@
 
 #include "thermossl/gibbs.hpp"
 #include "thermossl/logsumexp.hpp"
+#include "thermossl/simd.hpp"
 #include "thermossl/sinkhorn.hpp"
 #include "thermossl/thermo.hpp"
 
@@ -266,6 +267,12 @@ void row_difference_dot(const py::array& u, const py::array& v, const py::array&
     });
 }
 
+thermossl::SimdLevel simd_level_from_name(const std::string& name) {
+    for (auto level : {thermossl::SimdLevel::kBaseline, thermossl::SimdLevel::kAvx2})
+        if (name == thermossl::simd_level_name(level)) return level;
+    throw py::value_error("unknown SIMD level '" + name + "': expected 'baseline' or 'avx2'");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -303,6 +310,20 @@ PYBIND11_MODULE(_core, m) {
           "Per-row S[q] and sum q, and the charges N_y = sum_i w_i q_iy, in one pass over q.");
     m.def("row_difference_dot", &row_difference_dot, py::arg("u"), py::arg("v"), py::arg("w"), py::arg("out"),
           "out_i = sum_j u_ij (v_ij - w_ij), skipping u = 0 or v = w.");
+    m.def("simd_level", [] { return std::string(thermossl::simd_level_name(thermossl::simd_level())); },
+          "The SIMD level the kernels run at ('baseline' or 'avx2').");
+    m.def("simd_levels", [] {
+        py::list names;
+        for (auto level : {thermossl::SimdLevel::kBaseline, thermossl::SimdLevel::kAvx2})
+            if (thermossl::simd_level_supported(level)) names.append(thermossl::simd_level_name(level));
+        return names;
+    }, "The SIMD levels this build and CPU support.");
+    m.def("set_simd_level", [](const std::string& name) {
+        const auto level = simd_level_from_name(name);
+        if (!thermossl::simd_level_supported(level))
+            throw py::value_error("SIMD level '" + name + "' is not supported by this build or CPU");
+        thermossl::set_simd_level(level);
+    }, py::arg("name"), "Switch the SIMD level for the whole process (for tests and benchmarks).");
 #ifdef _OPENMP
     m.attr("openmp") = true;
 #else

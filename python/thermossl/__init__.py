@@ -14,6 +14,34 @@ from .balancing import SinkhornResult, sinkhorn
 from .gibbs import column_log_partition, cross_entropy, entropy_grad, gibbs, gibbs_entropy, log_partition
 from .special import log_softmax, logsumexp, softmax
 
+from . import _core
+
+
+def simd_level() -> str:
+    """The SIMD level the C++ kernels run at: 'avx2' (AVX2 + FMA) or 'baseline'.
+
+    Chosen when thermossl is imported: the best the CPU supports, or the level named by the
+    environment variable THERMOSSL_SIMD ('baseline' or 'avx2') when the CPU supports it.
+    """
+    return _core.simd_level()
+
+
+def _check_simd_request() -> None:
+    import os
+    import warnings
+
+    requested = os.environ.get("THERMOSSL_SIMD")
+    if requested and requested != _core.simd_level():
+        warnings.warn(
+            f"THERMOSSL_SIMD={requested!r} is not a SIMD level this machine supports "
+            f"{_core.simd_levels()}; using {_core.simd_level()!r}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+_check_simd_request()
+
 try:
     __version__ = _version("thermossl")
 except PackageNotFoundError:  # pragma: no cover - not installed
@@ -21,6 +49,7 @@ except PackageNotFoundError:  # pragma: no cover - not installed
 
 __all__ = [
     "__version__",
+    "simd_level",
     "logsumexp",
     "softmax",
     "log_softmax",

@@ -13,7 +13,11 @@
 #include <cstdint>
 #include <cstring>
 
-namespace thermossl::detail {
+#ifndef THERMOSSL_MADD
+#error "include isa_begin.hpp first: it defines THERMOSSL_MADD and the SIMD level of this build"
+#endif
+
+namespace thermossl::THERMOSSL_ISA_NS::detail {
 
 template <class To, class From>
 inline To bit_cast(const From& from) {
@@ -33,15 +37,15 @@ inline float exp_nonpositive(float x) {
     const float t = xc * kLog2e + kRound;
     const float n = t - kRound;
     const std::int32_t ni = bit_cast<std::int32_t>(t) - bit_cast<std::int32_t>(kRound);
-    const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
+    const float r = THERMOSSL_MADD(-n, kLn2Lo, THERMOSSL_MADD(-n, kLn2Hi, xc));
     float poly = 1.0f / 5040.0f;
-    poly = poly * r + 1.0f / 720.0f;
-    poly = poly * r + 1.0f / 120.0f;
-    poly = poly * r + 1.0f / 24.0f;
-    poly = poly * r + 1.0f / 6.0f;
-    poly = poly * r + 0.5f;
-    poly = poly * r + 1.0f;
-    poly = poly * r + 1.0f;
+    poly = THERMOSSL_MADD(poly, r, 1.0f / 720.0f);
+    poly = THERMOSSL_MADD(poly, r, 1.0f / 120.0f);
+    poly = THERMOSSL_MADD(poly, r, 1.0f / 24.0f);
+    poly = THERMOSSL_MADD(poly, r, 1.0f / 6.0f);
+    poly = THERMOSSL_MADD(poly, r, 0.5f);
+    poly = THERMOSSL_MADD(poly, r, 1.0f);
+    poly = THERMOSSL_MADD(poly, r, 1.0f);
     const float two_n = bit_cast<float>((ni + 127) << 23);
     const float result = poly * two_n;
     const float flushed = x < kLowest ? 0.0f : result;
@@ -58,26 +62,26 @@ inline double exp_nonpositive(double x) {
     const double t = xc * kLog2e + kRound;
     const double n = t - kRound;
     const std::int64_t ni = bit_cast<std::int64_t>(t) - bit_cast<std::int64_t>(kRound);
-    const double r = (xc - n * kLn2Hi) - n * kLn2Lo;
+    const double r = THERMOSSL_MADD(-n, kLn2Lo, THERMOSSL_MADD(-n, kLn2Hi, xc));
     // Horner form of sum_{k=0}^{13} r^k / k!
     double poly = 1.0 / 6227020800.0;
-    poly = poly * r + 1.0 / 479001600.0;
-    poly = poly * r + 1.0 / 39916800.0;
-    poly = poly * r + 1.0 / 3628800.0;
-    poly = poly * r + 1.0 / 362880.0;
-    poly = poly * r + 1.0 / 40320.0;
-    poly = poly * r + 1.0 / 5040.0;
-    poly = poly * r + 1.0 / 720.0;
-    poly = poly * r + 1.0 / 120.0;
-    poly = poly * r + 1.0 / 24.0;
-    poly = poly * r + 1.0 / 6.0;
-    poly = poly * r + 0.5;
-    poly = poly * r + 1.0;
-    poly = poly * r + 1.0;
+    poly = THERMOSSL_MADD(poly, r, 1.0 / 479001600.0);
+    poly = THERMOSSL_MADD(poly, r, 1.0 / 39916800.0);
+    poly = THERMOSSL_MADD(poly, r, 1.0 / 3628800.0);
+    poly = THERMOSSL_MADD(poly, r, 1.0 / 362880.0);
+    poly = THERMOSSL_MADD(poly, r, 1.0 / 40320.0);
+    poly = THERMOSSL_MADD(poly, r, 1.0 / 5040.0);
+    poly = THERMOSSL_MADD(poly, r, 1.0 / 720.0);
+    poly = THERMOSSL_MADD(poly, r, 1.0 / 120.0);
+    poly = THERMOSSL_MADD(poly, r, 1.0 / 24.0);
+    poly = THERMOSSL_MADD(poly, r, 1.0 / 6.0);
+    poly = THERMOSSL_MADD(poly, r, 0.5);
+    poly = THERMOSSL_MADD(poly, r, 1.0);
+    poly = THERMOSSL_MADD(poly, r, 1.0);
     const double two_n = bit_cast<double>((ni + 1023) << 52);
     const double result = poly * two_n;
     const double flushed = x < kLowest ? 0.0 : result;
     return x != x ? x : flushed;
 }
 
-}  // namespace thermossl::detail
+}  // namespace thermossl::THERMOSSL_ISA_NS::detail

@@ -1,15 +1,12 @@
 // CPU implementation of gibbs.hpp. See the header for what each kernel computes; the pass
 // counts below are over one row, which stays in cache between passes (memory traffic is one
 // read of each input and one write of each output).
-#include "thermossl/gibbs.hpp"
-
-#include <algorithm>
-#include <cmath>
-#include <vector>
-
+#include "isa_begin.hpp"
+#include "kernels.hpp"
 #include "row_primitives.hpp"
 
 namespace thermossl {
+namespace THERMOSSL_ISA_NS {
 namespace detail {
 namespace {
 
@@ -268,4 +265,7 @@ THERMOSSL_INSTANTIATE(double)
 
 #undef THERMOSSL_INSTANTIATE
 
+}  // namespace THERMOSSL_ISA_NS
 }  // namespace thermossl
+
+#include "isa_end.hpp"

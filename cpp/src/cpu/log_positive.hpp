@@ -15,7 +15,7 @@
 
 #include "exp_nonpositive.hpp"  // bit_cast
 
-namespace thermossl::detail {
+namespace thermossl::THERMOSSL_ISA_NS::detail {
 
 inline float log_positive(float x) {
     constexpr float kSqrt2 = 1.41421356237309505f;
@@ -32,9 +32,9 @@ inline float log_positive(float x) {
     const float z = (m - 1.0f) / (m + 1.0f);
     const float z2 = z * z;
     float poly = 1.0f / 9.0f;
-    poly = poly * z2 + 1.0f / 7.0f;
-    poly = poly * z2 + 1.0f / 5.0f;
-    poly = poly * z2 + 1.0f / 3.0f;
+    poly = THERMOSSL_MADD(poly, z2, 1.0f / 7.0f);
+    poly = THERMOSSL_MADD(poly, z2, 1.0f / 5.0f);
+    poly = THERMOSSL_MADD(poly, z2, 1.0f / 3.0f);
     const float log_m = 2.0f * z + 2.0f * z * z2 * poly;
     const float ef = static_cast<float>(e);
     float result = (ef * kLn2Lo + log_m) + ef * kLn2Hi;
@@ -59,15 +59,15 @@ inline double log_positive(double x) {
     const double z = (m - 1.0) / (m + 1.0);
     const double z2 = z * z;
     double poly = 1.0 / 21.0;
-    poly = poly * z2 + 1.0 / 19.0;
-    poly = poly * z2 + 1.0 / 17.0;
-    poly = poly * z2 + 1.0 / 15.0;
-    poly = poly * z2 + 1.0 / 13.0;
-    poly = poly * z2 + 1.0 / 11.0;
-    poly = poly * z2 + 1.0 / 9.0;
-    poly = poly * z2 + 1.0 / 7.0;
-    poly = poly * z2 + 1.0 / 5.0;
-    poly = poly * z2 + 1.0 / 3.0;
+    poly = THERMOSSL_MADD(poly, z2, 1.0 / 19.0);
+    poly = THERMOSSL_MADD(poly, z2, 1.0 / 17.0);
+    poly = THERMOSSL_MADD(poly, z2, 1.0 / 15.0);
+    poly = THERMOSSL_MADD(poly, z2, 1.0 / 13.0);
+    poly = THERMOSSL_MADD(poly, z2, 1.0 / 11.0);
+    poly = THERMOSSL_MADD(poly, z2, 1.0 / 9.0);
+    poly = THERMOSSL_MADD(poly, z2, 1.0 / 7.0);
+    poly = THERMOSSL_MADD(poly, z2, 1.0 / 5.0);
+    poly = THERMOSSL_MADD(poly, z2, 1.0 / 3.0);
     const double log_m = 2.0 * z + 2.0 * z * z2 * poly;
     const double ed = bit_cast<double>(e + bit_cast<std::int64_t>(kRound)) - kRound;
     double result = (ed * kLn2Lo + log_m) + ed * kLn2Hi;
@@ -76,4 +76,4 @@ inline double log_positive(double x) {
     return (x < 0.0 || x != x) ? std::numeric_limits<double>::quiet_NaN() : result;
 }
 
-}  // namespace thermossl::detail
+}  // namespace thermossl::THERMOSSL_ISA_NS::detail

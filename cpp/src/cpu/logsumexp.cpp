@@ -1,13 +1,10 @@
 // CPU implementation of logsumexp.hpp. See the header for what each kernel computes.
-#include "thermossl/logsumexp.hpp"
-
-#include <algorithm>
-#include <cmath>
-#include <vector>
-
+#include "isa_begin.hpp"
+#include "kernels.hpp"
 #include "row_primitives.hpp"
 
 namespace thermossl {
+namespace THERMOSSL_ISA_NS {
 namespace detail {
 namespace {
 
@@ -206,4 +203,7 @@ template void row_logsumexp<double>(const MatrixView<double>&, double, const dou
 template void col_logsumexp<float>(const MatrixView<float>&, double, const double*, float*);
 template void col_logsumexp<double>(const MatrixView<double>&, double, const double*, double*);
 
+}  // namespace THERMOSSL_ISA_NS
 }  // namespace thermossl
+
+#include "isa_end.hpp"

@@ -9,7 +9,7 @@
 #include "exp_nonpositive.hpp"
 #include "rows.hpp"
 
-namespace thermossl::detail {
+namespace thermossl::THERMOSSL_ISA_NS::detail {
 
 template <class T, bool kShift>
 inline double exponent_at(const Exponent ex, const T* a, std::int64_t j) {
@@ -96,4 +96,4 @@ inline void finish_logsumexp(double weight_at_max, double rest, double m, NaiveS
     if (sign != nullptr) *sign = static_cast<T>(sign_of(static_cast<double>(total)));
 }
 
-}  // namespace thermossl::detail
+}  // namespace thermossl::THERMOSSL_ISA_NS::detail

@@ -13,7 +13,7 @@
 #include <omp.h>
 #endif
 
-namespace thermossl::detail {
+namespace thermossl::THERMOSSL_ISA_NS::detail {
 
 /// Below this many elements a kernel runs on the calling thread: a parallel region costs more.
 inline constexpr std::int64_t kParallelMinElements = 1 << 15;
@@ -93,4 +93,4 @@ constexpr T infinity() { return std::numeric_limits<T>::infinity(); }
 template <class T>
 constexpr T quiet_nan() { return std::numeric_limits<T>::quiet_NaN(); }
 
-}  // namespace thermossl::detail
+}  // namespace thermossl::THERMOSSL_ISA_NS::detail

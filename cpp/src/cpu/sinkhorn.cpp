@@ -1,16 +1,10 @@
 // CPU implementation of sinkhorn.hpp: the fused log-domain Sinkhorn iteration.
-#include "thermossl/sinkhorn.hpp"
-
-#include <algorithm>
-#include <cmath>
-#include <limits>
-#include <vector>
-
-#include "thermossl/gibbs.hpp"
-#include "thermossl/logsumexp.hpp"
+#include "isa_begin.hpp"
+#include "kernels.hpp"
 #include "row_primitives.hpp"
 
 namespace thermossl {
+namespace THERMOSSL_ISA_NS {
 namespace detail {
 namespace {
 
@@ -146,7 +140,7 @@ public:
         for (std::int64_t i = 0; i < n_; ++i)
             row_shift[i] = std::log(weight_[i]) + (use_f ? f_[i] / temperature_ : 0.0);
         std::vector<T> lse(static_cast<std::size_t>(k_));
-        col_logsumexp<T>(energy_, scale_, row_shift.data(), lse.data());
+        THERMOSSL_ISA_NS::col_logsumexp<T>(energy_, scale_, row_shift.data(), lse.data());
         bool finite = true;
         for (std::int64_t y = 0; y < k_; ++y) finite &= std::isfinite(lse[y]);
         if (!finite) {
@@ -251,7 +245,7 @@ SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, con
         // Tolerance mode (or a warm start asked for 0 iterations): q is the GGE at the final mu.
         std::vector<double> shift(static_cast<std::size_t>(energy.cols));
         for (std::int64_t y = 0; y < energy.cols; ++y) shift[y] = solver.mu()[y] / options.temperature;
-        row_softmax<T>(energy, solver.scale(), shift.data(), q, nullptr);
+        THERMOSSL_ISA_NS::row_softmax<T>(energy, solver.scale(), shift.data(), q, nullptr);
     }
     report.iterations = iteration;
     report.charge_error = err;
@@ -264,4 +258,7 @@ template SinkhornReport sinkhorn<float>(const MatrixView<float>&, const float*, 
 template SinkhornReport sinkhorn<double>(const MatrixView<double>&, const double*, const double*, const double*,
                                          const SinkhornOptions&, double*, double*, double*, double*);
 
+}  // namespace THERMOSSL_ISA_NS
 }  // namespace thermossl
+
+#include "isa_end.hpp"

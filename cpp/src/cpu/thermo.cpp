@@ -1,14 +1,11 @@
 // CPU implementation of thermo.hpp.
-#include "thermossl/thermo.hpp"
-
-#include <algorithm>
-#include <cmath>
-#include <vector>
-
+#include "isa_begin.hpp"
+#include "kernels.hpp"
 #include "log_positive.hpp"
 #include "row_primitives.hpp"
 
 namespace thermossl {
+namespace THERMOSSL_ISA_NS {
 namespace detail {
 namespace {
 
@@ -240,4 +237,7 @@ template void row_difference_dot<float>(const MatrixView<float>&, const MatrixVi
 template void row_difference_dot<double>(const MatrixView<double>&, const MatrixView<double>&,
                                          const MatrixView<double>&, double*);
 
+}  // namespace THERMOSSL_ISA_NS
 }  // namespace thermossl
+
+#include "isa_end.hpp"
