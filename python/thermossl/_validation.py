@@ -20,6 +20,7 @@ __all__ = [
     "compute_dtype",
     "normalize_axes",
     "positive_temperature",
+    "probability_vector",
 ]
 
 
@@ -72,3 +73,19 @@ def positive_temperature(T, name: str = "T") -> float:
     if not np.isfinite(value) or value <= 0.0:
         raise ValueError(f"{name} must be finite and > 0, got {value!r}")
     return value
+
+
+def probability_vector(v, length: int, name: str, what: str):
+    """A distribution over `length` items (weights w, charge targets c): finite, > 0, summing to 1
+    (to 1e-6). Returned as float64 (length,), or None when `v` is None (the uniform default)."""
+    if v is None:
+        return None
+    v = as_real_array(v, name)
+    if v.shape != (length,):
+        raise ValueError(f"{name} must have shape ({length},) (one value per {what}), got {v.shape}")
+    if not np.all(np.isfinite(v)) or not np.all(v > 0):
+        raise ValueError(f"{name} must be finite and > 0 everywhere")
+    total = float(np.sum(v, dtype=np.float64))
+    if abs(total - 1.0) > 1e-6:
+        raise ValueError(f"{name} must sum to 1, got {total!r}")
+    return np.ascontiguousarray(v, dtype=np.float64)

@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 
 from . import _core
-from ._validation import as_real_array, compute_dtype, positive_temperature
+from ._validation import as_real_array, compute_dtype, positive_temperature, probability_vector
 
 __all__ = ["SinkhornResult", "sinkhorn"]
 
@@ -60,17 +60,8 @@ class SinkhornResult:
 
 
 def _distribution(v, length: int, dtype, name: str, what: str):
-    if v is None:
-        return None
-    v = as_real_array(v, name)
-    if v.shape != (length,):
-        raise ValueError(f"{name} must have shape ({length},) (one value per {what}), got {v.shape}")
-    if not np.all(np.isfinite(v)) or not np.all(v > 0):
-        raise ValueError(f"{name} must be finite and > 0 everywhere")
-    total = float(np.sum(v, dtype=np.float64))
-    if abs(total - 1.0) > 1e-6:
-        raise ValueError(f"{name} must sum to 1, got {total!r}")
-    return np.ascontiguousarray(v, dtype=dtype)
+    v = probability_vector(v, length, name, what)
+    return None if v is None else v.astype(dtype)
 
 
 def _count(value, name: str, minimum: int) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
-from ._validation import as_real_array, compute_dtype, positive_temperature
+from ._validation import as_real_array, compute_dtype, positive_temperature, probability_vector
 from .gibbs import _check_rows, log_partition
 
 __all__ = [
@@ -34,17 +34,7 @@ _ROW_FIELDS = ("energy_q", "energy_p", "log_z", "entropy_q", "entropy_p", "relat
 
 def weights(w, n: int, name: str = "w"):
     """Validated sample weights as float64 (n,), or None for uniform 1/n."""
-    if w is None:
-        return None
-    w = as_real_array(w, name)
-    if w.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},) (one weight per sample), got {w.shape}")
-    if not np.all(np.isfinite(w)) or not np.all(w > 0):
-        raise ValueError(f"{name} must be finite and > 0 everywhere")
-    total = float(np.sum(w, dtype=np.float64))
-    if abs(total - 1.0) > 1e-6:
-        raise ValueError(f"{name} must sum to 1, got {total!r}")
-    return np.ascontiguousarray(w, dtype=np.float64)
+    return probability_vector(w, n, name, "sample")
 
 
 def reduce(w, rows: np.ndarray) -> float:
