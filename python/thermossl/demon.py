@@ -26,7 +26,7 @@ from . import _core
 from ._validation import as_real_array, compute_dtype, positive_temperature
 from .gibbs import gibbs
 from .reservoirs import LabelState, Reservoir
-from .thermo import ledger_rows, reduce
+from .thermo import ledger_rows, reduce, shannon_entropy
 from .thermo import weights as validated_weights
 
 __all__ = ["Stroke", "adiabatic", "isochoric", "step", "Ledger", "Demon", "LEDGER_FIELDS"]
@@ -225,11 +225,6 @@ def _mu_summary(mu):
     return float(np.min(mu)), float(np.max(mu)), float(np.mean(mu))
 
 
-def _shannon(distribution: np.ndarray) -> float:
-    positive = distribution[distribution > 0]
-    return float(-np.sum(positive * np.log(positive)))
-
-
 class Demon:
     """The learning demon: measurement (labels from a reservoir) and feedback (learning), in cycles.
 
@@ -298,21 +293,14 @@ class Demon:
         pending = self._pending
         T = self.T
         w = pending["w"]
-        q_t = pending["label"].q
-        if E_before is None:
-            E_b = pending["E"]
-            rows_b = pending["rows"]
-        else:
-            (E_b,) = _matrices((E_before, "E_before"))
-            if E_b.shape != q_t.shape:
-                raise ValueError(f"E_before must have shape {q_t.shape}, got {E_b.shape}")
-            q_t, E_b = _matrices((q_t, "labels"), (E_b, "E_before"))
-            rows_b, _, _ = ledger_rows(q_t, E_b, T, w)
-        (E_a,) = _matrices((E_after, "E_after"))
-        if E_a.shape != q_t.shape:
-            raise ValueError(f"E_after must have shape {q_t.shape}, got {E_a.shape}")
-        q_t, E_a, E_b = _matrices((q_t, "labels"), (E_a, "E_after"), (E_b, "E_before"))
-        rows_a, _, _ = ledger_rows(q_t, E_a, T, w)
+        # Labels, energies after and before, validated to one shape and one kernel dtype.
+        q_t, E_a, E_b = _matrices(
+            (pending["label"].q, "labels"),
+            (E_after, "E_after"),
+            (pending["E"] if E_before is None else E_before, "E_before"),
+        )
+        rows_b = pending["rows"] if E_before is None else ledger_rows(q_t, E_b, T, w)[0]
+        rows_a = ledger_rows(q_t, E_a, T, w)[0]
         work = _weighted(w, _difference_dot(q_t, E_a, E_b))
         W = float(work.sum())
 
@@ -328,7 +316,7 @@ class Demon:
         S_q, S_p = total(pending["rows"], "entropy_q"), total(rows_b, "entropy_p")
         U_p = total(rows_b, "energy_p")
         charges = pending["charges"]
-        H_N = _shannon(charges)
+        H_N = shannon_entropy(charges)
         information = H_N - S_q
         Q = pending["Q"]
         W_ext = -W

@@ -114,7 +114,8 @@ def _label_rows(q, w):
     return w, entropy_rows, charges_out
 
 
-def _shannon(distribution: np.ndarray) -> float:
+def shannon_entropy(distribution: np.ndarray) -> float:
+    """-sum_y N_y log N_y of a distribution (0 log 0 = 0): H(N) of the charges."""
     positive = distribution[distribution > 0]
     return float(-np.sum(positive * np.log(positive)))
 
@@ -158,7 +159,7 @@ def charges(q, w=None) -> np.ndarray:
 def information(q, w=None) -> float:
     """I = sum_i w_i sum_y q_iy log(q_iy / N_y) = H(N) - S[q]: what the labels say about the samples."""
     w, entropy_rows, charges_out = _label_rows(q, w)
-    return _shannon(charges_out) - reduce(w, entropy_rows)
+    return shannon_entropy(charges_out) - reduce(w, entropy_rows)
 
 
 class State:
@@ -191,7 +192,7 @@ class State:
             "N": charges_out,
         }
         values["F_T"] = values["U"] - T * values["S"]
-        values["H_N"] = _shannon(charges_out)
+        values["H_N"] = shannon_entropy(charges_out)
         values["I"] = values["H_N"] - values["S"]
         charges_out.flags.writeable = False
         for name, value in values.items():

@@ -100,11 +100,7 @@ void logsumexp_cols(const MatrixView<T>& a, const Exponent ex_shared, T* out) {
     if (k == 0) return;
     const std::int64_t block = col_block_rows<T>(k);
     const std::int64_t n_blocks = (n + block - 1) / block;
-    int n_threads = 1;
-#ifdef _OPENMP
-    if (n * k >= kParallelMinElements && n_blocks > 1)
-        n_threads = static_cast<int>(std::min<std::int64_t>(omp_get_max_threads(), n_blocks));
-#endif
+    const int n_threads = pass_threads(n * k, n_blocks);
     // Per-thread running max and sum of exp(x - max) for every column; merged once at the end.
     std::vector<double> maxes(static_cast<std::size_t>(n_threads * k), -infinity<double>());
     std::vector<double> sums(static_cast<std::size_t>(n_threads * k), 0.0);
@@ -112,10 +108,7 @@ void logsumexp_cols(const MatrixView<T>& a, const Exponent ex_shared, T* out) {
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
     {
         const Exponent ex = ex_shared;  // a local copy: stores to the accumulators cannot alias it
-        int thread = 0;
-#ifdef _OPENMP
-        thread = omp_get_thread_num();
-#endif
+        const int thread = thread_index();
         double* m = maxes.data() + thread * k;
         double* s = sums.data() + thread * k;
         std::vector<double> block_max(static_cast<std::size_t>(k));

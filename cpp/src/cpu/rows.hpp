@@ -88,6 +88,52 @@ void parallel_row_tiles(std::int64_t rows, std::int64_t tile, std::int64_t eleme
     }
 }
 
+/// Threads for a parallel pass over `work_items` units (tiles or blocks of rows) of a matrix of
+/// `elements` entries: 1 below the parallel threshold, never more than there are units.
+inline int pass_threads(std::int64_t elements, std::int64_t work_items) {
+#ifdef _OPENMP
+    if (elements >= kParallelMinElements && work_items > 1)
+        return static_cast<int>(std::min<std::int64_t>(omp_get_max_threads(), work_items));
+#endif
+    (void)elements;
+    (void)work_items;
+    return 1;
+}
+
+/// The OpenMP thread number inside a parallel region (0 without OpenMP).
+inline int thread_index() {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/// Per-thread column sums, one K-vector per thread, merged once after a parallel pass: the
+/// charge accumulators (N_y = sum_i w_i q_iy) of the ledger, label and Sinkhorn passes.
+class ColumnSums {
+public:
+    ColumnSums(int n_threads, std::int64_t cols)
+        : cols_(cols), n_threads_(n_threads), sums_(static_cast<std::size_t>(n_threads) * cols, 0.0) {}
+
+    void clear() { std::fill(sums_.begin(), sums_.end(), 0.0); }
+    double* of_thread(int thread) { return sums_.data() + static_cast<std::size_t>(thread) * cols_; }
+
+    /// out_y = sum over threads of their column y.
+    void merge_into(double* out) const {
+        for (std::int64_t y = 0; y < cols_; ++y) {
+            double total = 0.0;
+            for (int t = 0; t < n_threads_; ++t) total += sums_[static_cast<std::size_t>(t) * cols_ + y];
+            out[y] = total;
+        }
+    }
+
+private:
+    std::int64_t cols_;
+    int n_threads_;
+    std::vector<double> sums_;
+};
+
 template <class T>
 constexpr T infinity() { return std::numeric_limits<T>::infinity(); }
 template <class T>

@@ -23,20 +23,15 @@ public:
           f_(static_cast<std::size_t>(n_), 0.0),
           mu_(static_cast<std::size_t>(k_), 0.0),
           charges_(static_cast<std::size_t>(k_), 0.0),
-          shift_(static_cast<std::size_t>(k_)) {
+          shift_(static_cast<std::size_t>(k_)),
+          n_threads_(pass_threads(n_ * k_, (n_ + tile_rows<T>(k_) - 1) / tile_rows<T>(k_))),
+          accumulators_(n_threads_, k_) {
         for (std::int64_t i = 0; i < n_; ++i)
             weight_[i] = weights != nullptr ? static_cast<double>(weights[i]) : 1.0 / static_cast<double>(n_);
         for (std::int64_t y = 0; y < k_; ++y) {
             charge_target_[y] = charges != nullptr ? static_cast<double>(charges[y]) : 1.0 / static_cast<double>(k_);
             log_charge_target_[y] = std::log(charge_target_[y]);
         }
-        n_threads_ = 1;
-#ifdef _OPENMP
-        const std::int64_t tiles = (n_ + tile_rows<T>(k_) - 1) / tile_rows<T>(k_);
-        if (n_ * k_ >= kParallelMinElements && tiles > 1)
-            n_threads_ = static_cast<int>(std::min<std::int64_t>(omp_get_max_threads(), tiles));
-#endif
-        accumulators_.assign(static_cast<std::size_t>(n_threads_) * static_cast<std::size_t>(k_), 0.0);
     }
 
     std::vector<double>& mu() { return mu_; }
@@ -56,7 +51,7 @@ public:
     /// per-thread column accumulators, merged at the end into N_y. Writes q when `q` is set.
     bool fused_pass(T* q) {
         for (std::int64_t y = 0; y < k_; ++y) shift_[y] = mu_[y] / temperature_;
-        std::fill(accumulators_.begin(), accumulators_.end(), 0.0);
+        accumulators_.clear();
         std::vector<std::int64_t> first_bad(static_cast<std::size_t>(n_threads_), n_);
         std::vector<SinkhornStatus> bad_status(static_cast<std::size_t>(n_threads_), SinkhornStatus::kOk);
         const std::int64_t tile = tile_rows<T>(k_);
@@ -65,13 +60,10 @@ public:
 
 #pragma omp parallel num_threads(n_threads_) if (n_threads_ > 1)
         {
-            int thread = 0;
-#ifdef _OPENMP
-            thread = omp_get_thread_num();
-#endif
+            const int thread = thread_index();
             const Exponent ex{scale_, shift_.data()};
             const double temperature = temperature_;
-            double* acc = accumulators_.data() + static_cast<std::size_t>(thread) * static_cast<std::size_t>(k);
+            double* acc = accumulators_.of_thread(thread);
             RowReader<T> reader(energy_);
             std::vector<T> scratch(q == nullptr ? static_cast<std::size_t>(k) : 0);
 #pragma omp for schedule(static)
@@ -113,11 +105,7 @@ public:
             }
         }
         if (status_ != SinkhornStatus::kOk) return false;
-        for (std::int64_t y = 0; y < k_; ++y) {
-            double total = 0.0;
-            for (int t = 0; t < n_threads_; ++t) total += accumulators_[static_cast<std::size_t>(t) * k_ + y];
-            charges_[y] = total;
-        }
+        accumulators_.merge_into(charges_.data());
         return true;
     }
 
@@ -194,8 +182,8 @@ private:
     std::vector<double> mu_;
     std::vector<double> charges_;
     std::vector<double> shift_;  // mu/T'
-    std::vector<double> accumulators_;
-    int n_threads_ = 1;
+    int n_threads_;
+    ColumnSums accumulators_;  // per-thread charges N_y of a fused pass
     SinkhornStatus status_ = SinkhornStatus::kOk;
     std::int64_t bad_index_ = -1;
 };

@@ -16,22 +16,14 @@ void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Expo
     const std::int64_t k = a.cols;
     const std::int64_t tile = tile_rows<T>(k);
     const std::int64_t n_tiles = (n + tile - 1) / tile;
-    int n_threads = 1;
-#ifdef _OPENMP
-    if (n * k >= kParallelMinElements && n_tiles > 1)
-        n_threads = static_cast<int>(std::min<std::int64_t>(omp_get_max_threads(), n_tiles));
-#endif
-    std::vector<double> column_acc(charges != nullptr ? static_cast<std::size_t>(n_threads * k) : 0, 0.0);
+    const int n_threads = pass_threads(n * k, n_tiles);
+    ColumnSums column_sums(charges != nullptr ? n_threads : 0, k);
     const double uniform_weight = 1.0 / static_cast<double>(n);
 
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
     {
         const Exponent ex = ex_shared;  // a local copy: stores cannot alias it
-        int thread = 0;
-#ifdef _OPENMP
-        thread = omp_get_thread_num();
-#endif
-        double* acc = charges != nullptr ? column_acc.data() + static_cast<std::size_t>(thread) * k : nullptr;
+        double* acc = charges != nullptr ? column_sums.of_thread(thread_index()) : nullptr;
         RowReader<T> ra(a);
         RowReader<T> rq(q);
         std::vector<T> e_row(static_cast<std::size_t>(k));
@@ -107,13 +99,7 @@ void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Expo
             }
         }
     }
-    if (charges != nullptr) {
-        for (std::int64_t y = 0; y < k; ++y) {
-            double total = 0.0;
-            for (int t = 0; t < n_threads; ++t) total += column_acc[static_cast<std::size_t>(t) * k + y];
-            charges[y] = total;
-        }
-    }
+    if (charges != nullptr) column_sums.merge_into(charges);
 }
 
 template <class T>
@@ -123,20 +109,12 @@ void label_rows_impl(const MatrixView<T>& q, const T* weights, double* entropy_q
     const std::int64_t k = q.cols;
     const std::int64_t tile = tile_rows<T>(k);
     const std::int64_t n_tiles = (n + tile - 1) / tile;
-    int n_threads = 1;
-#ifdef _OPENMP
-    if (n * k >= kParallelMinElements && n_tiles > 1)
-        n_threads = static_cast<int>(std::min<std::int64_t>(omp_get_max_threads(), n_tiles));
-#endif
-    std::vector<double> column_acc(charges != nullptr ? static_cast<std::size_t>(n_threads * k) : 0, 0.0);
+    const int n_threads = pass_threads(n * k, n_tiles);
+    ColumnSums column_sums(charges != nullptr ? n_threads : 0, k);
     const double uniform_weight = 1.0 / static_cast<double>(n);
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)
     {
-        int thread = 0;
-#ifdef _OPENMP
-        thread = omp_get_thread_num();
-#endif
-        double* acc = charges != nullptr ? column_acc.data() + static_cast<std::size_t>(thread) * k : nullptr;
+        double* acc = charges != nullptr ? column_sums.of_thread(thread_index()) : nullptr;
         RowReader<T> rq(q);
 #pragma omp for schedule(static)
         for (std::int64_t t = 0; t < n_tiles; ++t) {
@@ -169,13 +147,7 @@ void label_rows_impl(const MatrixView<T>& q, const T* weights, double* entropy_q
             }
         }
     }
-    if (charges != nullptr) {
-        for (std::int64_t y = 0; y < k; ++y) {
-            double total = 0.0;
-            for (int t = 0; t < n_threads; ++t) total += column_acc[static_cast<std::size_t>(t) * k + y];
-            charges[y] = total;
-        }
-    }
+    if (charges != nullptr) column_sums.merge_into(charges);
 }
 
 }  // namespace
