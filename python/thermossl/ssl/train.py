@@ -1,0 +1,339 @@
+"""Self-labelling training (SeLa, SwAV, DINO) with the demon's books kept as the model learns.
+
+Every training step is one demon cycle (THEORY.md §5):
+
+1. measurement: the method's reservoir turns the current energies into labels (an isochoric
+   stroke: heat, entropy production, information). A minibatch holds new samples, so the labels
+   the measurement starts from are the representation's own Gibbs state of them (SwAV, DINO);
+   SeLa labels the same data set every step and chains its labels from cycle to cycle;
+2. feedback: one optimiser step on the cross-entropy of those labels (an adiabatic stroke: the
+   energy levels move with the labels fixed; the demon extracts the work -W).
+
+What the methods measure and where the feedback acts:
+
+- **SwAV**: two views a, b of a batch; labels q_a are Sinkhorn-balanced (3 iterations,
+  T' = 0.05) codes of view a, q_b those of view b; the loss is the swapped prediction
+  [L(q_a, E_b) + L(q_b, E_a)] / 2. The ledger follows q_a: measured on view a's energies, the
+  work done on view b's energies (``Demon.feedback(E_b_after, E_before=E_b)``).
+- **SeLa**: labels of the whole data set, Sinkhorn-balanced to tolerance (T' = 1/25, float64,
+  warm-started), measured on the clean inputs every step; the feedback is a step on an augmented
+  batch with those labels, and the work is counted on the clean energies of the whole data set.
+- **DINO**: a teacher (exponential moving average of the student) labels view a by centering
+  and sharpening (T' = 0.04, center momentum 0.9); the student learns to predict them from
+  view b (and view b's teacher labels from view a, with the same center). The ledger follows the
+  teacher's labels of view a and the work done on the student's energies of view b.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .._validation import as_real_array, positive_temperature
+from ..balancing import sinkhorn
+from ..demon import Demon, Ledger
+from ..gibbs import cross_entropy, gibbs
+from ..reservoirs import CenteringReservoir, LabelState, SinkhornReservoir
+from .model import Adam, Encoder
+from .views import Views
+
+__all__ = ["METHODS", "DEFAULTS", "TrainResult", "train"]
+
+METHODS = ("sela", "swav", "dino")
+
+#: Options of :func:`train` and their defaults. ``T_label`` None means the method's own:
+#: SeLa 1/25, SwAV 0.05, DINO 0.04.
+DEFAULTS = {
+    "batch_size": 256,
+    "lr": 2e-3,
+    "weight_decay": 1e-4,
+    "hidden": 256,
+    "dim": 32,
+    "T": 0.1,
+    "T_label": None,
+    "noise": 0.1,
+    "mask": 0.1,
+    "shift": 1,
+    "sinkhorn_iters": 3,
+    "tol": 1e-6,
+    "freeze_prototypes_epochs": 1,
+    "teacher_momentum": 0.99,
+    "center_momentum": 0.9,
+    "progress": False,
+}
+_LABEL_TEMPERATURE = {"sela": 1.0 / 25.0, "swav": 0.05, "dino": 0.04}
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    labels: (n,) each sample's self-label, the argmax of its final label state.
+    label_state: that final :class:`~thermossl.reservoirs.LabelState` (clean inputs).
+    ledger: the demon's :class:`~thermossl.demon.Ledger`, one row per training step.
+    history: (epochs,) mean training loss per epoch.
+    work_per_sample / work_cycle: the per-sample work w_i sum_y q_iy (E'_iy - E_iy) of the last
+    cycle and that cycle's index (the distribution behind W).
+    T, T_label: the representation and reservoir temperatures.
+    """
+
+    method: str
+    labels: np.ndarray
+    label_state: LabelState
+    ledger: Ledger
+    history: np.ndarray
+    work_per_sample: np.ndarray
+    work_cycle: int
+    T: float
+    T_label: float
+    options: dict
+    model: Encoder = field(repr=False)
+    views: Views = field(repr=False)
+
+    def embed(self, X) -> np.ndarray:
+        """The learned representation of X (n, d): L2-normalised embeddings (n, dim)."""
+        X = _check_inputs(X, "X", n_features=self.views.mean.shape[0])
+        return self.model.embed(self.views.clean(X))
+
+    def scores(self, X) -> np.ndarray:
+        """Cosine scores (n, K) of X against the prototypes; the energies are their negatives."""
+        X = _check_inputs(X, "X", n_features=self.views.mean.shape[0])
+        return self.model.forward(self.views.clean(X)).scores
+
+
+def _check_inputs(X, name: str, n_features: Optional[int] = None) -> np.ndarray:
+    X = as_real_array(X, name)
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array of shape (n_samples, n_features), got ndim={X.ndim}")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"{name} must have {n_features} features (as in training), got {X.shape[1]}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError(f"{name} must be finite (no nan or inf)")
+    return X.astype(np.float64)
+
+
+def _integer(value, name: str, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _real(value, name: str, low: float, high: float = math.inf, low_open=False, high_open=False) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if not math.isfinite(value) or too_low or too_high:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {lo}{low:g}, {high:g}{hi}, got {value!r}")
+    return value
+
+
+def _options(method: str, options: dict) -> dict:
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown}; known: {sorted(DEFAULTS)}")
+    opts = {**DEFAULTS, **options}
+    for name in ("batch_size", "hidden", "dim", "sinkhorn_iters"):
+        opts[name] = _integer(opts[name], name, 2 if name == "batch_size" else 1)
+    opts["shift"] = _integer(opts["shift"], "shift", 0)
+    opts["freeze_prototypes_epochs"] = _integer(opts["freeze_prototypes_epochs"], "freeze_prototypes_epochs", 0)
+    opts["lr"] = _real(opts["lr"], "lr", 0.0, low_open=True)
+    opts["weight_decay"] = _real(opts["weight_decay"], "weight_decay", 0.0)
+    opts["noise"] = _real(opts["noise"], "noise", 0.0)
+    opts["mask"] = _real(opts["mask"], "mask", 0.0, 1.0, high_open=True)
+    opts["tol"] = _real(opts["tol"], "tol", 0.0, low_open=True)
+    opts["teacher_momentum"] = _real(opts["teacher_momentum"], "teacher_momentum", 0.0, 1.0, high_open=True)
+    opts["center_momentum"] = _real(opts["center_momentum"], "center_momentum", 0.0, 1.0, high_open=True)
+    opts["T"] = positive_temperature(opts["T"])
+    opts["T_label"] = positive_temperature(_LABEL_TEMPERATURE[method] if opts["T_label"] is None else opts["T_label"])
+    return opts
+
+
+def _image_shape(image_shape, n_features: int):
+    if image_shape is None:
+        return None
+    try:
+        h, w = (int(v) for v in image_shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"image_shape must be a pair (height, width), got {image_shape!r}") from None
+    if h < 1 or w < 1 or h * w != n_features:
+        raise ValueError(f"image_shape {image_shape!r} does not match the {n_features} features of X (h * w)")
+    return (h, w)
+
+
+def _swapped_loss(model: Encoder, view_a, view_b, q_a, q_b, T: float):
+    """[L(q_a, E_b) + L(q_b, E_a)] / 2 averaged over the batch, and its parameter gradients.
+
+    The kernel returns dL/dE; the scores are s = -E, so dLoss/ds = -dL/dE.
+    """
+    n = view_a.scores.shape[0]
+    loss_b, grad_b = cross_entropy(q_a, -view_b.scores, T, grad=True)
+    loss_a, grad_a = cross_entropy(q_b, -view_a.scores, T, grad=True)
+    grads = model.backward(view_b, grad_b * (-0.5 / n))
+    model.backward(view_a, grad_a * (-0.5 / n), grads)
+    return 0.5 * (float(loss_a.mean()) + float(loss_b.mean())), grads
+
+
+class _Run:
+    """State shared by the methods: data, views, model, optimiser, demon, random stream."""
+
+    def __init__(self, method, X, n_prototypes, image_shape, seed, opts):
+        self.method = method
+        self.X = X
+        self.opts = opts
+        self.rng = np.random.default_rng(seed)
+        self.views = Views.fit(X, image_shape, noise=opts["noise"], mask=opts["mask"], shift=opts["shift"])
+        self.clean = self.views.clean(X)
+        self.model = Encoder(X.shape[1], n_prototypes, opts["hidden"], opts["dim"], self.rng)
+        self.optimiser = Adam(self.model.params, opts["lr"], weight_decay=opts["weight_decay"])
+        self.T, self.T_label = opts["T"], opts["T_label"]
+        if method == "sela":
+            reservoir = SinkhornReservoir(self.T_label, tol=opts["tol"], max_iter=1000, warm_start=True)
+        elif method == "swav":
+            reservoir = SinkhornReservoir(self.T_label, n_iter=opts["sinkhorn_iters"], warm_start=False)
+        else:
+            reservoir = CenteringReservoir(self.T_label, momentum=opts["center_momentum"])
+        self.demon = Demon(self.T, reservoir)
+        self.teacher = self.model.copy() if method == "dino" else None
+        self.frozen = ()
+
+    def step(self, batch: np.ndarray) -> float:
+        return getattr(self, f"_{self.method}_step")(batch)
+
+    def _swav_step(self, batch):
+        x = self.X[batch]
+        a = self.model.forward(self.views(x, self.rng))
+        b = self.model.forward(self.views(x, self.rng))
+        # A new batch: its labels before the measurement are the student's own Gibbs state.
+        q_a = self.demon.measure(-a.scores, q_before=gibbs(-a.scores, self.T)).q
+        q_b = sinkhorn(-b.scores, self.T_label, n_iter=self.opts["sinkhorn_iters"]).q
+        loss, grads = _swapped_loss(self.model, a, b, q_a, q_b, self.T)
+        self.optimiser.step(grads, frozen=self.frozen)
+        self.demon.feedback(-self.model.forward(b.x).scores, E_before=-b.scores)
+        return loss
+
+    def _sela_step(self, batch):
+        E_all = -self.model.forward(self.clean).scores
+        q_all = self.demon.measure(E_all).q
+        view = self.model.forward(self.views(self.X[batch], self.rng))
+        loss, grad = cross_entropy(q_all[batch], -view.scores, self.T, grad=True)
+        grads = self.model.backward(view, grad * (-1.0 / len(batch)))
+        self.optimiser.step(grads, frozen=self.frozen)
+        self.demon.feedback(-self.model.forward(self.clean).scores)
+        return float(loss.mean())
+
+    def _dino_step(self, batch):
+        x = self.X[batch]
+        view_a, view_b = self.views(x, self.rng), self.views(x, self.rng)
+        E_teacher = -self.teacher.forward(view_a).scores
+        label_a = self.demon.measure(E_teacher, q_before=gibbs(E_teacher, self.T))
+        q_b = gibbs(-self.teacher.forward(view_b).scores, self.T_label, mu=label_a.mu)
+        a, b = self.model.forward(view_a), self.model.forward(view_b)
+        loss, grads = _swapped_loss(self.model, a, b, label_a.q, q_b, self.T)
+        self.optimiser.step(grads, frozen=self.frozen)
+        m = self.opts["teacher_momentum"]
+        for name, value in self.teacher.params.items():
+            value *= m
+            value += (1.0 - m) * self.model.params[name]
+        self.demon.feedback(-self.model.forward(view_b).scores, E_before=-b.scores)
+        return loss
+
+    def final_labels(self) -> LabelState:
+        """The method's label state of the clean inputs after training."""
+        if self.method == "dino":
+            E = -self.teacher.forward(self.clean).scores
+            mu = -self.demon.reservoir.center
+            q = gibbs(E, self.T_label, mu=mu)
+            charges = q.mean(axis=0)
+            k = q.shape[1]
+            return LabelState(q, mu, charges, float(np.abs(charges - 1.0 / k).sum()), self.T_label, "centering")
+        E = -self.model.forward(self.clean).scores
+        if self.method == "swav":
+            reservoir = SinkhornReservoir(self.T_label, n_iter=self.opts["sinkhorn_iters"], warm_start=False)
+        else:
+            reservoir = SinkhornReservoir(self.T_label, tol=self.opts["tol"], max_iter=1000, warm_start=False)
+        return reservoir.assign(E)
+
+
+def _progress_bar(total: int, method: str):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        raise ImportError('progress=True needs tqdm: pip install "thermossl[demo]"') from None
+    return tqdm(total=total, desc=f"{method} training", unit="step", leave=False)
+
+
+def train(X, method: str = "swav", n_prototypes: int = 10, epochs: int = 50, seed: int = 0, image_shape=None, **options):
+    """Train a small self-labelling model on X with SeLa, SwAV or DINO; keep the demon's ledger.
+
+    Parameters
+    ----------
+    X : (n, d) real array of inputs (raw: standardised inside, with the clean data's statistics).
+    method : 'sela', 'swav' or 'dino'.
+    n_prototypes : K, the number of prototypes (states, self-label classes).
+    epochs : passes over the data; each epoch is ceil-free ``n // batch_size`` steps (at least 1),
+        each step one demon cycle.
+    seed : the one seed of every random choice (initialisation, batches, views): a run is
+        reproducible for a given seed on a given machine.
+    image_shape : (h, w) with h * w = d turns on image augmentations (shifts).
+    **options : see :data:`DEFAULTS` — batch_size, lr, weight_decay (Adam with decoupled decay),
+        hidden, dim (encoder sizes), T (student temperature, 0.1), T_label (reservoir
+        temperature; method default), noise, mask, shift (augmentations), sinkhorn_iters (SwAV),
+        tol (SeLa), freeze_prototypes_epochs (SwAV/SeLa: prototypes fixed at first, as in SwAV),
+        teacher_momentum, center_momentum (DINO), progress (a tqdm bar).
+
+    Returns a :class:`TrainResult`.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    X = _check_inputs(X, "X")
+    if X.shape[0] < 2:
+        raise ValueError(f"X must have at least 2 samples, got {X.shape[0]}")
+    n_prototypes = _integer(n_prototypes, "n_prototypes", 2)
+    epochs = _integer(epochs, "epochs", 1)
+    seed = _integer(seed, "seed", 0)
+    image_shape = _image_shape(image_shape, X.shape[1])
+    opts = _options(method, options)
+
+    run = _Run(method, X, n_prototypes, image_shape, seed, opts)
+    n = X.shape[0]
+    n_batches = max(1, n // opts["batch_size"])
+    bar = _progress_bar(epochs * n_batches, method) if opts["progress"] else None
+    history = np.empty(epochs)
+    try:
+        for epoch in range(epochs):
+            run.frozen = ("P",) if epoch < opts["freeze_prototypes_epochs"] and method != "dino" else ()
+            losses = []
+            for batch in np.array_split(run.rng.permutation(n), n_batches):
+                losses.append(run.step(batch))
+                if bar is not None:
+                    bar.update()
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}", refresh=False)
+            history[epoch] = float(np.mean(losses))
+    finally:
+        if bar is not None:
+            bar.close()
+
+    final = run.final_labels()
+    return TrainResult(
+        method=method,
+        labels=np.argmax(final.q, axis=1),
+        label_state=final,
+        ledger=run.demon.ledger,
+        history=history,
+        work_per_sample=run.demon.work_per_sample,
+        work_cycle=len(run.demon.ledger) - 1,
+        T=run.T,
+        T_label=run.T_label,
+        options={**opts, "n_prototypes": n_prototypes, "epochs": epochs, "seed": seed, "image_shape": image_shape},
+        model=run.model,
+        views=run.views,
+    )

@@ -1,0 +1,215 @@
+"""thermossl.ssl: the model's gradients against finite differences, the views, the optimiser, and
+SeLa/SwAV/DINO training with the demon's books (first law, D1, D2, charges) on real data."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.special as sp
+from numpy.testing import assert_allclose, assert_array_equal
+
+from thermossl import ssl
+from thermossl.ssl.model import Adam, Encoder
+from thermossl.ssl.train import _swapped_loss
+from thermossl.ssl.views import Views
+
+sklearn = pytest.importorskip("sklearn", reason="the digits and the metrics come from scikit-learn (test extra)")
+
+
+def blobs(seed=0, n=240, d=6, k=4, spread=0.3):
+    """k well-separated Gaussian clusters in d dimensions and their labels."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(scale=3.0, size=(k, d))
+    y = np.repeat(np.arange(k), n // k)
+    return centers[y] + spread * rng.normal(size=(len(y), d)), y
+
+
+def numerical_gradient(f, x, h=1e-6):
+    g = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        old = x[index]
+        x[index] = old + h
+        up = f()
+        x[index] = old - h
+        down = f()
+        x[index] = old
+        g[index] = (up - down) / (2 * h)
+    return g
+
+
+# ----------------------------------------------------------------------------- model
+def test_encoder_backward_matches_finite_differences():
+    rng = np.random.default_rng(1)
+    model = Encoder(5, 4, hidden=7, dim=3, rng=rng)
+    x = rng.normal(size=(6, 5))
+    G = rng.normal(size=(6, 4))  # loss = sum G * scores, so dLoss/dscores = G
+
+    def loss():
+        return float(np.sum(G * model.forward(x).scores))
+
+    grads = model.backward(model.forward(x), G)
+    for name, value in model.params.items():
+        assert_allclose(grads[name], numerical_gradient(loss, value), rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+def test_scores_are_cosines_and_embeddings_unit_vectors():
+    rng = np.random.default_rng(2)
+    model = Encoder(4, 3, hidden=8, dim=5, rng=rng)
+    x = rng.normal(size=(10, 4))
+    out = model.forward(x)
+    assert_allclose(np.linalg.norm(out.z, axis=1), 1.0, rtol=1e-10)
+    hidden = np.maximum(x @ model.params["W1"] + model.params["b1"], 0)
+    e = hidden @ model.params["W2"] + model.params["b2"]
+    P = model.params["P"]
+    cosine = (e @ P.T) / np.linalg.norm(e, axis=1)[:, None] / np.linalg.norm(P, axis=1)[None, :]
+    assert_allclose(out.scores, cosine, rtol=1e-10, atol=1e-12)  # the norm's eps is 1e-6
+    assert np.all(np.abs(out.scores) <= 1 + 1e-12)
+
+
+def test_swapped_loss_and_gradient_match_numpy():
+    rng = np.random.default_rng(3)
+    model = Encoder(4, 5, hidden=12, dim=3, rng=rng)
+    model.params["b1"] += 0.5  # no sample with every hidden unit off: the loss is smooth here
+    xa, xb = rng.normal(size=(7, 4)), rng.normal(size=(7, 4))
+    qa = sp.softmax(rng.normal(size=(7, 5)), axis=1)
+    qb = sp.softmax(rng.normal(size=(7, 5)), axis=1)
+    T = 0.1
+
+    def reference():  # the swapped cross-entropy written with scipy
+        sa, sb = model.forward(xa).scores, model.forward(xb).scores
+        la = -(qa * sp.log_softmax(sb / T, axis=1)).sum(axis=1).mean()
+        lb = -(qb * sp.log_softmax(sa / T, axis=1)).sum(axis=1).mean()
+        return 0.5 * (la + lb)
+
+    loss, grads = _swapped_loss(model, model.forward(xa), model.forward(xb), qa, qb, T)
+    assert_allclose(loss, reference(), rtol=1e-13)
+    for name, value in model.params.items():
+        assert_allclose(grads[name], numerical_gradient(reference, value), rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_adam_first_steps_follow_the_formula():
+    params = {"W": np.array([1.0, -2.0]), "P": np.array([0.5])}
+    opt = Adam(params, lr=0.1, weight_decay=0.5)
+    g = {"W": np.array([0.2, -0.4]), "P": np.array([3.0])}
+    opt.step(g, frozen=("P",))
+    # step 1: m/c1 = g, v/c2 = g^2, so the update is lr * sign(g) (up to eps); decay on W first.
+    assert_allclose(params["W"], np.array([1.0, -2.0]) * (1 - 0.05) - 0.1 * np.sign(g["W"]), rtol=1e-7)
+    assert_array_equal(params["P"], [0.5])  # frozen
+
+
+# ----------------------------------------------------------------------------- views
+def test_image_views_are_shifts_of_the_clean_image():
+    rng = np.random.default_rng(4)
+    X = rng.integers(0, 17, size=(30, 20)).astype(float)
+    views = Views.fit(X, image_shape=(4, 5), noise=0.0, mask=0.0, shift=1)
+    out = views(X, np.random.default_rng(5))
+    clean = views.clean(X)
+    background = views.clean(np.zeros((1, 20)))[0, 0]
+    images = X.reshape(30, 4, 5)
+    moved = 0
+    for i in range(30):
+        candidates = []
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                shifted = np.zeros((6, 7))
+                shifted[1 + dy : 5 + dy, 1 + dx : 6 + dx] = images[i]
+                candidates.append(views.clean(shifted[1:5, 1:6].reshape(1, 20))[0])
+        assert any(np.array_equal(out[i], c) for c in candidates), i
+        moved += not np.array_equal(out[i], clean[i])
+    assert moved > 10  # most of the 30 images were moved
+    assert background == views.clean(np.zeros((1, 20)))[0, 7]  # one scale for all pixels
+
+
+def test_feature_views_noise_and_mask_at_the_stated_rates():
+    rng = np.random.default_rng(6)
+    X = rng.normal(loc=5.0, scale=[1.0, 2.0, 3.0], size=(20000, 3))
+    views = Views.fit(X, noise=0.0, mask=0.25)
+    out = views(X, np.random.default_rng(7))
+    masked = out == 0.0
+    assert abs(masked.mean() - 0.25) < 0.01
+    assert_allclose(out[~masked], views.clean(X)[~masked], rtol=1e-15)
+    noisy = Views.fit(X, noise=0.3, mask=0.0)(X, np.random.default_rng(8)) - views.clean(X)
+    assert abs(noisy.std() - 0.3) < 0.01
+    X_before = X.copy()
+    views(X, np.random.default_rng(9))
+    assert_array_equal(X, X_before)
+
+
+# ----------------------------------------------------------------------------- training
+@pytest.mark.parametrize("method", ["sela", "swav", "dino"])
+def test_training_books_close_and_runs_are_reproducible(method):
+    X, _ = blobs()
+    X_before = X.copy()
+    kwargs = dict(method=method, n_prototypes=4, epochs=3, seed=11, batch_size=60, hidden=16, dim=8)
+    result = ssl.train(X, **kwargs)
+    assert_array_equal(X, X_before)  # the input is not modified
+    ledger = result.ledger
+    assert len(ledger) == 3 * (240 // 60)  # one cycle per step
+    assert result.history.shape == (3,) and np.all(np.isfinite(result.history))
+    assert result.labels.shape == (240,) and result.labels.min() >= 0 and result.labels.max() < 4
+    assert_array_equal(result.labels, result.label_state.q.argmax(axis=1))
+    for field in ("res_first_law", "res_D1", "res_G1", "res_G2", "res_G4", "res_E2"):
+        assert np.max(np.abs(ledger.column(field))) < 1e-12, field
+    # D2: extracted work never beats the free energy the measurement created.
+    T = result.T
+    assert np.all(ledger.column("W_ext") + ledger.column("dF") <= T * ledger.column("D_before") + 1e-12)
+    assert np.all(ledger.column("Sigma") >= -1e-12)  # E2: the measurement produces entropy
+    if method == "sela":
+        assert np.all(ledger.column("charge_err") <= 1e-6)  # balanced to tolerance every cycle
+    z = result.embed(X)
+    assert z.shape == (240, 8)
+    assert_allclose(np.linalg.norm(z, axis=1), 1.0, rtol=1e-9)
+    assert result.work_per_sample.shape == (240 if method == "sela" else 60,)
+    assert_allclose(result.work_per_sample.sum(), ledger[-1]["W"], rtol=1e-12, atol=1e-15)
+
+    again = ssl.train(X, **kwargs)
+    assert_array_equal(again.ledger.to_numpy(), ledger.to_numpy())
+    assert_array_equal(again.labels, result.labels)
+    other = ssl.train(X, **{**kwargs, "seed": 12})
+    assert not np.array_equal(other.ledger.column("W"), ledger.column("W"))
+
+
+def test_swav_learns_the_digits_and_the_demon_extracts_work():
+    X, y, shape = ssl.load_digits()
+    result = ssl.train(X, method="swav", n_prototypes=10, epochs=25, seed=0, image_shape=shape)
+    scores = ssl.evaluate(result, X, y)
+    # Far above chance (NMI ~0, 5-NN ~0.1); the demo's longer runs are reported in the README.
+    assert scores["nmi"] > 0.5 and scores["ari"] > 0.35 and scores["knn"] > 0.9
+    assert scores["clusters_used"] == 10  # no collapse: Sinkhorn keeps every prototype in use
+    assert result.ledger.totals()["W"] < 0  # learning extracts work
+    assert result.history[-1] < result.history[0]
+
+
+def test_sela_labels_are_balanced_over_the_data_set():
+    X, _ = blobs(seed=3, n=200, k=4)
+    result = ssl.train(X, method="sela", n_prototypes=4, epochs=4, seed=0, batch_size=50, hidden=16, dim=8)
+    assert_allclose(result.label_state.charges, 0.25, atol=1e-6)
+    assert result.label_state.converged
+
+
+def test_train_rejects_bad_input_with_named_arguments():
+    X, _ = blobs(n=40)
+    with pytest.raises(ValueError, match="method"):
+        ssl.train(X, method="byol")
+    bad = X.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="X must be finite"):
+        ssl.train(bad, epochs=1)
+    with pytest.raises(ValueError, match="X must be a 2-D"):
+        ssl.train(X[0], epochs=1)
+    with pytest.raises(ValueError, match="image_shape"):
+        ssl.train(X, image_shape=(2, 2), epochs=1)
+    with pytest.raises(TypeError, match="unknown option"):
+        ssl.train(X, epochs=1, learning_rate=0.1)
+    with pytest.raises(ValueError, match="n_prototypes"):
+        ssl.train(X, n_prototypes=1, epochs=1)
+    with pytest.raises(ValueError, match="epochs"):
+        ssl.train(X, epochs=0)
+    with pytest.raises(ValueError, match="mask"):
+        ssl.train(X, epochs=1, mask=1.0)
+    with pytest.raises(ValueError, match="T must be"):
+        ssl.train(X, epochs=1, T=0.0)
+    with pytest.raises(TypeError, match="batch_size"):
+        ssl.train(X, epochs=1, batch_size=2.5)
+    result = ssl.train(X, n_prototypes=3, epochs=1, hidden=8, dim=4)
+    with pytest.raises(ValueError, match="X must have 6 features"):
+        result.embed(np.zeros((3, 5)))
