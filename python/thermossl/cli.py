@@ -1,4 +1,12 @@
-"""Command line: ``thermossl example`` (also ``python -m thermossl``).
+"""Command line ``thermossl`` (also ``python -m thermossl``):
+
+- ``thermossl demo``: self-labelling SSL (SeLa, SwAV, DINO) on scikit-learn's handwritten digits
+  with the demon's ledger, an evaluation table beside k-means, ledger files and plots;
+- ``thermossl analyze RUN.npz``: the same ledger and plots for scores saved from any training;
+- ``thermossl example`` (the default): a worked example through the kernels.
+
+Bad use (a missing or unreadable file, wrong shapes, unknown option values) prints one line on
+stderr and exits with status 2.
 
 The worked example walks one batch of synthetic self-labelling scores through the kernels:
 the Gibbs state of the student (T), self-labels balanced by a colder reservoir (T', SwAV's three
@@ -9,8 +17,11 @@ whose extracted work satisfies D1.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -122,22 +133,203 @@ def run_example(n: int, k: int, T: float, T_label: float, seed: int, out=sys.std
     }
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="thermossl", description="Thermodynamics of self-supervised learning.")
+
+
+class UsageError(Exception):
+    """Bad use of the command line: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line on stderr, no usage block
+        raise UsageError(message)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _nonnegative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _temperature(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _output_dir(path) -> Path:
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the output folder {str(out)!r}: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK):
+        raise UsageError(f"the output folder {str(out)!r} is not writable")
+    return out
+
+
+def _write_books(ledger, summary, out: Path, T, work_per_sample, work_cycle, extra=None):
+    """ledger.csv, ledger.json, summary.json and the plots; returns the paths written."""
+    written = [out / "ledger.csv", out / "ledger.json", out / "summary.json"]
+    ledger.to_csv(written[0])
+    ledger.to_json(written[1])
+    with open(written[2], "w") as handle:
+        json.dump({**summary, **(extra or {})}, handle, indent=1, default=float)
+    try:
+        from .plots import save_plots
+
+        written += save_plots(ledger, out, T, work_per_sample=work_per_sample, work_cycle=work_cycle)
+    except ImportError as exc:
+        print(f"thermossl: plots skipped ({exc})", file=sys.stderr)
+    return written
+
+
+def _evaluation_table(rows) -> str:
+    header = f"{'method':<16s} {'NMI':>7s} {'ARI':>7s} {'k-NN acc':>9s} {'clusters':>9s} {'W total':>10s} {'seconds':>8s}"
+    lines = [header, "-" * len(header)]
+    for name, r in rows:
+        w = f"{r['W']:+10.4f}" if "W" in r else f"{'':>10s}"
+        secs = f"{r['seconds']:8.1f}" if "seconds" in r else f"{'':>8s}"
+        used = f"{r['clusters_used']:>9d}" if "clusters_used" in r else f"{'':>9s}"
+        lines.append(f"{name:<16s} {r['nmi']:7.3f} {r['ari']:7.3f} {r['knn']:9.3f} {used} {w} {secs}")
+    return "\n".join(lines)
+
+
+def run_demo(methods, epochs, seed, out_dir, n_prototypes=10, progress=True, stream=sys.stdout) -> dict:
+    """Train each method on the digits, keep its books, evaluate beside k-means; returns the figures."""
+    from . import ssl
+    from .analysis import format_summary, summarize
+
+    try:
+        X, y, image_shape = ssl.load_digits()
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+    out = _output_dir(out_dir)
+    p = lambda *a: print(*a, file=stream)  # noqa: E731
+    p(f"thermossl {__version__} demo: {', '.join(methods)} on scikit-learn's handwritten digits "
+      f"({X.shape[0]} images 8x8, {len(np.unique(y))} classes; labels used only to evaluate), "
+      f"K = {n_prototypes} prototypes, {epochs} epochs, seed {seed}")
+    baseline = ssl.kmeans_baseline(ssl.Views.fit(X, image_shape).clean(X), y, n_prototypes, seed)
+    results = {}
+    rows = []
+    for method in methods:
+        started = time.perf_counter()
+        result = ssl.train(X, method=method, n_prototypes=n_prototypes, epochs=epochs, seed=seed,
+                           image_shape=image_shape, progress=progress)
+        seconds = time.perf_counter() - started
+        scores = ssl.evaluate(result, X, y, seed)
+        summary = summarize(result.ledger, result.T)
+        method_out = out if len(methods) == 1 else _output_dir(out / method)
+        extra = {"method": method, "T": result.T, "T_label": result.T_label, "evaluation": scores,
+                 "kmeans": baseline, "seconds": seconds, "history": result.history.tolist(),
+                 "options": {k: v for k, v in result.options.items() if k != "progress"}}
+        written = _write_books(result.ledger, summary, method_out, result.T, result.work_per_sample,
+                               result.work_cycle, extra)
+        p("")
+        p(f"{method}: T = {result.T:g}, T' = {result.T_label:g}, loss {result.history[0]:.4f} -> "
+          f"{result.history[-1]:.4f} over {epochs} epochs, {seconds:.1f} s")
+        p(format_summary(summary))
+        p(f"  wrote {len(written)} files to {method_out}/ ({', '.join(w.name for w in written)})")
+        rows.append((method, {**scores, "W": summary["W"], "seconds": seconds}))
+        results[method] = {"evaluation": scores, "summary": summary, "seconds": seconds, "out": str(method_out)}
+    rows.append((f"k-means (K={n_prototypes})", baseline))
+    p("")
+    p("evaluation against the true digits (NMI/ARI of the self-labels, 5-NN cosine accuracy of the")
+    p("representation in 5-fold CV; k-means and k-NN on the standardised pixels as the baseline)")
+    p(_evaluation_table(rows))
+    return {"methods": results, "kmeans": baseline}
+
+
+def run_analyze(path, T, reservoir, out_dir, T_label=None, stream=sys.stdout) -> dict:
+    """Ledger, summary and plots of scores saved from a user's training run."""
+    from .analysis import RESERVOIRS, analyze, format_summary, load_scores, summarize
+
+    try:
+        scores, weights = load_scores(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    out = _output_dir(out_dir)
+    res = RESERVOIRS[reservoir](**({} if T_label is None else {"T": T_label}))
+    try:
+        analysis = analyze(scores, T, res, weights)
+    except ValueError as exc:  # e.g. weights that are not a distribution
+        raise UsageError(f"{path}: {exc}") from None
+    summary = summarize(analysis.ledger, T)
+    written = _write_books(analysis.ledger, summary, out, T, analysis.work_per_sample, analysis.work_cycle,
+                           {"source": str(path), "T": T, "reservoir": repr(res)})
+    print(f"thermossl {__version__} analyze {path}: {scores.shape[0]} steps of {scores.shape[1]} samples x "
+          f"{scores.shape[2]} states, T = {T:g}, reservoir {res!r}", file=stream)
+    print(format_summary(summary), file=stream)
+    print(f"  wrote {len(written)} files to {out}/ ({', '.join(w.name for w in written)})", file=stream)
+    return {"summary": summary, "out": str(out)}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="thermossl", description="Thermodynamics of self-supervised learning.")
     parser.add_argument("--version", action="version", version=f"thermossl {__version__}")
-    sub = parser.add_subparsers(dest="command")
-    ex = sub.add_parser("example", help="worked example through the kernels (default)")
-    ex.add_argument("--n", type=int, default=4096, help="samples in the batch (default 4096)")
-    ex.add_argument("--k", type=int, default=300, help="prototypes / states (default 300)")
-    ex.add_argument("--T", type=float, default=0.1, help="student temperature T (default 0.1)")
-    ex.add_argument("--T-label", type=float, default=0.05, help="label reservoir temperature T' (default 0.05, SwAV)")
-    ex.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["example", *(argv or [])])
-    if args.n < 1 or args.k < 1:
-        parser.error("--n and --k must be >= 1")
-    if not (args.T > 0 and args.T_label > 0):
-        parser.error("--T and --T-label must be > 0")
-    run_example(args.n, args.k, args.T, args.T_label, args.seed)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    demo = sub.add_parser("demo", help="SeLa/SwAV/DINO on the digits: ledger, evaluation, plots")
+    demo.add_argument("--method", choices=["sela", "swav", "dino", "all"], default="swav",
+                      help="the SSL method, or all three (default swav)")
+    demo.add_argument("--epochs", type=_positive_int, default=60, help="training epochs (default 60)")
+    demo.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default 0)")
+    demo.add_argument("--prototypes", type=_positive_int, default=10, help="prototypes K (default 10)")
+    demo.add_argument("--out", default="thermossl-demo", help="output folder (default ./thermossl-demo)")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    an = sub.add_parser("analyze", help="ledger and plots for scores saved from your own training (.npz)")
+    an.add_argument("run", metavar="RUN.npz", help="scores per step: 'scores' (steps, N, K) or 'scores_<t>' (N, K)")
+    an.add_argument("--T", type=_temperature, default=0.1, help="representation (student) temperature (default 0.1)")
+    an.add_argument("--reservoir", choices=["sela", "swav", "dino"], default="swav",
+                    help="where the labels come from (default swav)")
+    an.add_argument("--T-label", type=_temperature, default=None, help="reservoir temperature T' (default: the method's)")
+    an.add_argument("--out", default="thermossl-analysis", help="output folder (default ./thermossl-analysis)")
+
+    ex = sub.add_parser("example", help="worked example through the kernels (the default command)")
+    ex.add_argument("--n", type=_positive_int, default=4096, help="samples in the batch (default 4096)")
+    ex.add_argument("--k", type=_positive_int, default=300, help="prototypes / states (default 300)")
+    ex.add_argument("--T", type=_temperature, default=0.1, help="student temperature T (default 0.1)")
+    ex.add_argument("--T-label", type=_temperature, default=0.05, help="label reservoir temperature T' (default 0.05, SwAV)")
+    ex.add_argument("--seed", type=_nonnegative_int, default=0)
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            args = parser.parse_args(["example", *argv])
+        if args.command == "demo":
+            methods = ["sela", "swav", "dino"] if args.method == "all" else [args.method]
+            run_demo(methods, args.epochs, args.seed, args.out, args.prototypes, progress=not args.no_progress)
+        elif args.command == "analyze":
+            run_analyze(args.run, args.T, args.reservoir, args.out, args.T_label)
+        else:
+            run_example(args.n, args.k, args.T, args.T_label, args.seed)
+    except UsageError as exc:
+        print(f"thermossl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("thermossl: interrupted", file=sys.stderr)
+        return 130
     return 0
