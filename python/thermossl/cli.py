@@ -287,8 +287,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="SeLa/SwAV/DINO on the digits: ledger, evaluation, plots")
-    demo.add_argument("--method", choices=["sela", "swav", "dino", "all"], default="swav",
-                      help="the SSL method, or all three (default swav)")
+    demo.add_argument("--method", choices=["sela", "swav", "dino", "all"], default="all",
+                      help="one SSL method (files in OUT), or all three (default; files in OUT/<method>)")
     demo.add_argument("--epochs", type=_positive_int, default=60, help="training epochs (default 60)")
     demo.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default 0)")
     demo.add_argument("--prototypes", type=_positive_int, default=10, help="prototypes K (default 10)")
