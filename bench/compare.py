@@ -594,7 +594,14 @@ def main(argv=None) -> int:
                         help="sela: POT iterations timed when POT is not run to tolerance (default 10)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes for every kernel and 3 repeats: runs in well under a minute")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: run bench/compare_cuda.py instead (torch CUDA peers, CUDA events)")
     args = parser.parse_args(argv)
+    if args.device == "cuda":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import compare_cuda
+
+        return compare_cuda.main((["--quick"] if args.quick else []) + ["--repeats", str(args.repeats)])
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
     if args.slow_repeats < 1:

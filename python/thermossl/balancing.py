@@ -24,6 +24,7 @@ from typing import Optional
 import numpy as np
 
 from . import _core
+from . import cuda as _device
 from ._validation import as_real_array, compute_dtype, positive_temperature, probability_vector
 
 __all__ = ["SinkhornResult", "sinkhorn"]
@@ -92,6 +93,8 @@ def sinkhorn(E, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=Non
     Returns a :class:`SinkhornResult`. A tolerance-mode run that hits ``max_iter`` returns
     ``converged=False`` and emits a RuntimeWarning. float32 stays float32, float64 stays float64.
     """
+    if _device.is_device_array(E):
+        return _device.sinkhorn(E, T, w, c, n_iter, tol, max_iter, mu0, return_q)
     T = positive_temperature(T)
     E = as_real_array(E, "E")
     if E.ndim != 2:

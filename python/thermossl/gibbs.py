@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
+from . import cuda as _device
 from ._validation import as_real_array, compute_dtype, positive_temperature
 
 __all__ = [
@@ -77,6 +78,8 @@ def log_partition(E, T=1.0, *, mu=None):
     With chemical potentials ``mu`` (K,) this is the log-partition function of a generalized
     Gibbs ensemble (THEORY.md §3); Sinkhorn's row update is f_i = -T log Z_i.
     """
+    if _device.is_device_array(E):
+        return _device.log_partition(E, T, mu=mu)
     T = positive_temperature(T)
     E, dtype = _energies(E)
     _check_states(E)
@@ -111,6 +114,8 @@ def gibbs(E, T=1.0, *, mu=None):
     Forbidden states (E = +inf) get probability exactly 0. With ``mu``, the GGE at those
     chemical potentials.
     """
+    if _device.is_device_array(E):
+        return _device.gibbs(E, T, mu=mu)
     T = positive_temperature(T)
     E, dtype = _energies(E)
     _check_states(E)
@@ -124,6 +129,8 @@ def gibbs(E, T=1.0, *, mu=None):
 
 def gibbs_entropy(E, T=1.0):
     """S_i = -sum_y p_iy log p_iy of the Gibbs state, per row, without materialising p (N,)."""
+    if _device.is_device_array(E):
+        return _device.gibbs_entropy(E, T)
     T = positive_temperature(T)
     E, dtype = _energies(E)
     _check_states(E)
@@ -141,6 +148,8 @@ def cross_entropy(q, E, T=1.0, grad=False):
     i.e. (q - p)/T for a row-stochastic q, computed in the same pass. q need not be normalised
     (the gradient is exact for any q). A label on a forbidden state gives L_i = +inf.
     """
+    if _device.any_device_array(q, E):
+        return _device.cross_entropy(q, E, T, grad)
     T = positive_temperature(T)
     q = as_real_array(q, "q")
     E, dtype = _energies(E, q)
@@ -163,6 +172,8 @@ def entropy_grad(E, T=1.0):
 
     Multiply row i by the sample weight w_i for the gradient of the weighted entropy S[p].
     """
+    if _device.is_device_array(E):
+        return _device.entropy_grad(E, T)
     T = positive_temperature(T)
     E, dtype = _energies(E)
     _check_states(E)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
+from . import cuda as _device
 from ._validation import as_real_array, compute_dtype, normalize_axes
 
 __all__ = ["logsumexp", "softmax", "log_softmax"]
@@ -49,6 +50,8 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     returns ``(log|sum|, sign)``; otherwise a negative sum gives nan. Terms with ``b == 0`` are
     ignored even where ``a`` is infinite.
     """
+    if _device.any_device_array(a, b):
+        return _device.logsumexp(a, axis, b, keepdims, return_sign)
     a = as_real_array(a, "a")
     if b is not None:
         b = as_real_array(b, "b")
@@ -102,9 +105,13 @@ def _row_transform(kernel, x, axis, name):
 
 def softmax(x, axis=None):
     """``exp(x) / sum(exp(x), axis)``, as ``scipy.special.softmax``."""
+    if _device.is_device_array(x):
+        return _device.softmax(x, axis)
     return _row_transform(_core.row_softmax, x, axis, "x")
 
 
 def log_softmax(x, axis=None):
     """``x - logsumexp(x, axis)``, as ``scipy.special.log_softmax``."""
+    if _device.is_device_array(x):
+        return _device.log_softmax(x, axis)
     return _row_transform(_core.row_log_softmax, x, axis, "x")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
+from . import cuda as _device
 from ._validation import as_real_array, compute_dtype, positive_temperature, probability_vector
 from .gibbs import _check_rows, log_partition
 
@@ -38,7 +39,8 @@ def weights(w, n: int, name: str = "w"):
 
 
 def reduce(w, rows: np.ndarray) -> float:
-    """sum_i w_i rows_i (the mean when w is None)."""
+    """sum_i w_i rows_i (the mean when w is None). Device rows (CUDA input) are copied to the host."""
+    rows = _device.to_numpy(rows)
     return float(np.mean(rows)) if w is None else float(w @ rows)
 
 
@@ -73,6 +75,8 @@ def ledger_rows(q, E, T, w=None, *, mu=None):
     Rows against p = GGE(E, T, mu) (mu = None: the Gibbs state). Validates q (a label state of
     E's shape) and E (2-D, no nan, no -inf, one allowed state per row).
     """
+    if _device.any_device_array(q, E):
+        return _device.ledger_rows(q, E, T, w, mu=mu)
     T = positive_temperature(T)
     E = as_real_array(E, "E")
     if E.ndim != 2:
@@ -191,6 +195,7 @@ class State:
             "L": reduce(w, rows["loss"]),
             "N": charges_out,
         }
+        values["N"] = charges_out = _device.to_numpy(charges_out)  # (K,) on the host for CUDA input
         values["F_T"] = values["U"] - T * values["S"]
         values["H_N"] = shannon_entropy(charges_out)
         values["I"] = values["H_N"] - values["S"]
