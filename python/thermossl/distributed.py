@@ -26,7 +26,6 @@ the lowest failing rank — instead of leaving the others blocked in a collectiv
 """
 from __future__ import annotations
 
-import builtins
 import math
 import warnings
 from contextlib import contextmanager
@@ -472,8 +471,12 @@ def sinkhorn(E_local, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, m
 
     # --- the iteration of thermossl.sinkhorn (cpp/src/cpu/sinkhorn.cpp) ---
     def run_pass(mu, last):
-        q = np.empty((n, k), dtype=dtype) if (last and return_q) else None
-        row_error = solver.row_pass(mu, q)
+        q, row_error = None, None
+        try:
+            q = np.empty((n, k), dtype=dtype) if (last and return_q) else None
+            row_error = solver.row_pass(mu, q)
+        except Exception as exc:  # e.g. MemoryError: reported to every rank in the column step
+            row_error = exc
         return solver.column_step(True, row_error), q
 
     iteration = 0
@@ -492,9 +495,14 @@ def sinkhorn(E_local, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, m
     charges = solver.charges(mu, G)
     if return_q and q is None:
         # Tolerance mode (or a warm start that did 0 iterations): q is the GGE at the final mu.
-        q = np.empty((n, k), dtype=dtype)
-        if n:
-            _core.row_softmax(E, solver.scale, np.ascontiguousarray(mu / T), q, None)
+        error = None
+        try:
+            q = np.empty((n, k), dtype=dtype)
+            if n:
+                _core.row_softmax(E, solver.scale, np.ascontiguousarray(mu / T), q, None)
+        except Exception as exc:
+            error = exc
+        _check(comm, error)
     # Gauge sum_y c_y mu_y = 0 (f absorbs the constant, q is unchanged).
     a = float(np.dot(c_exact, mu))
     mu = mu - a
