@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from . import compat, demon, reservoirs, thermo
+from . import compat, demon, distributed, reservoirs, thermo
 from .balancing import SinkhornResult, sinkhorn
 from .gibbs import column_log_partition, cross_entropy, entropy_grad, gibbs, gibbs_entropy, log_partition
 from .special import log_softmax, logsumexp, softmax
@@ -65,4 +65,5 @@ __all__ = [
     "thermo",
     "reservoirs",
     "demon",
+    "distributed",
 ]

@@ -262,25 +262,30 @@ class Demon:
         E = as_real_array(E, "E")
         if E.ndim != 2:
             raise ValueError(f"E must be a 2-D array of shape (N, K), got ndim={E.ndim}")
-        w = validated_weights(self._w, E.shape[0]) if self._w is not None else None
+        w = self._sample_weights(E.shape[0])
         if q_before is None:
             q_before = self._q_prev if self._q_prev is not None and self._q_prev.shape == E.shape else gibbs(E, self.T)
         label = self.reservoir.assign(E, w)
         Tl = label.T
         E_k, q_prev, q_t = _matrices((E, "E"), (q_before, "q_before"), (label.q, "labels"))
         # Rows of the old labels against the new GGE: U[q_prev], S[q_prev], N[q_prev], D(q_prev||q_t).
-        prev_rows, prev_charges, _ = ledger_rows(q_prev, E_k, Tl, w, mu=label.mu)
+        prev_rows, prev_charges = self._ledger_rows(q_prev, E_k, Tl, w, mu=label.mu)
         # Rows of the new labels against the representation's Gibbs state at T.
-        rows, charges, _ = ledger_rows(q_t, E_k, self.T, w)
+        rows, charges = self._ledger_rows(q_t, E_k, self.T, w)
         heat = _weighted(w, _difference_dot(E_k, q_t, q_prev))
-        Q = float(heat.sum())
-        S_prev = reduce(w, prev_rows["entropy_q"])
-        S_t = reduce(w, rows["entropy_q"])
+        k = charges.shape[0]
+        sums = self._sum_over_samples(np.concatenate((
+            [heat.sum(), reduce(w, prev_rows["entropy_q"]), reduce(w, rows["entropy_q"]),
+             reduce(w, prev_rows["energy_q"]), reduce(w, prev_rows["relative_entropy"]), reduce(w, rows["energy_q"])],
+            charges, prev_charges,
+        )))
+        Q, S_prev, S_t, U_start, D_prev_to_new, U_measured = (float(v) for v in sums[:6])
+        charges, prev_charges = sums[6 : 6 + k], sums[6 + k :]
         sigma = (S_t - S_prev) - (Q - float(label.mu @ (charges - prev_charges))) / Tl
         self._pending = {
             "E": E_k, "w": w, "label": label, "rows": rows, "charges": charges, "heat": heat, "Q": Q,
-            "U_start": reduce(w, prev_rows["energy_q"]), "Sigma": sigma,
-            "D_prev_to_new": reduce(w, prev_rows["relative_entropy"]),
+            "U_start": U_start, "U_measured": U_measured, "S_q": S_t, "Sigma": sigma,
+            "D_prev_to_new": D_prev_to_new,
         }
         return label
 
@@ -299,22 +304,20 @@ class Demon:
             (E_after, "E_after"),
             (pending["E"] if E_before is None else E_before, "E_before"),
         )
-        rows_b = pending["rows"] if E_before is None else ledger_rows(q_t, E_b, T, w)[0]
-        rows_a = ledger_rows(q_t, E_a, T, w)[0]
+        rows_b = pending["rows"] if E_before is None else self._ledger_rows(q_t, E_b, T, w)[0]
+        rows_a = self._ledger_rows(q_t, E_a, T, w)[0]
         work = _weighted(w, _difference_dot(q_t, E_a, E_b))
-        W = float(work.sum())
-
-        def total(rows, field):
-            return reduce(w, rows[field])
-
-        F_before = -T * total(rows_b, "log_z")
-        F_after = -T * total(rows_a, "log_z")
-        D_before, D_after = total(rows_b, "relative_entropy"), total(rows_a, "relative_entropy")
-        L_before, L_after = total(rows_b, "loss"), total(rows_a, "loss")
-        U_b, U_a = total(rows_b, "energy_q"), total(rows_a, "energy_q")
-        U_measured = total(pending["rows"], "energy_q")
-        S_q, S_p = total(pending["rows"], "entropy_q"), total(rows_b, "entropy_p")
-        U_p = total(rows_b, "energy_p")
+        fields_b = ("log_z", "relative_entropy", "loss", "energy_q", "entropy_p", "energy_p")
+        fields_a = ("log_z", "relative_entropy", "loss", "energy_q")
+        sums = self._sum_over_samples(np.array(
+            [work.sum()] + [reduce(w, rows_b[f]) for f in fields_b] + [reduce(w, rows_a[f]) for f in fields_a]
+        ))
+        W = float(sums[0])
+        log_z_b, D_before, L_before, U_b, S_p, U_p = (float(v) for v in sums[1:7])
+        log_z_a, D_after, L_after, U_a = (float(v) for v in sums[7:11])
+        F_before = -T * log_z_b
+        F_after = -T * log_z_a
+        U_measured, S_q = pending["U_measured"], pending["S_q"]
         charges = pending["charges"]
         H_N = shannon_entropy(charges)
         information = H_N - S_q
@@ -348,6 +351,21 @@ class Demon:
         self._q_prev = pending["label"].q
         self._pending = None
         return self.ledger[-1]
+
+    # Hooks for samples sharded across processes (thermossl.distributed.Demon overrides them).
+    def _sample_weights(self, n: int):
+        """The weights of this process's n samples: validated float64 (n,), or None for uniform 1/n."""
+        return validated_weights(self._w, n) if self._w is not None else None
+
+    def _ledger_rows(self, q, E, T, w, mu=None):
+        """Per-row sums of a ledger row and this process's charges sum_i w_i q_iy."""
+        rows, charges, _ = ledger_rows(q, E, T, w, mu=mu)
+        return rows, charges
+
+    def _sum_over_samples(self, partial: np.ndarray) -> np.ndarray:
+        """Sums over samples from this process's partial sums (a float64 vector): in one process,
+        the partial sums themselves; sharded, their sum over every process."""
+        return partial
 
     def reset(self) -> None:
         """Start new books: empty ledger, no previous labels, the reservoir reset."""
