@@ -20,6 +20,7 @@
 // Yardsticks over the same matrices, OpenMP-parallel over rows like the kernels:
 //   BM_stream_read        out_i = sum_j a_ij          (one read of a: the read bandwidth)
 //   BM_stream_read_write  b_ij = -10 * a_ij           (one read of a, one write of b)
+//   BM_stream_read2       out_i = sum_j (a_ij + q_ij) (one read of a and of q: the ledger's bytes)
 // Compare a kernel's GB/s with the yardstick of the same size and dtype.
 #include <benchmark/benchmark.h>
 
@@ -40,6 +41,7 @@
 #include "thermossl/gibbs.hpp"
 #include "thermossl/logsumexp.hpp"
 #include "thermossl/sinkhorn.hpp"
+#include "thermossl/thermo.hpp"
 
 namespace {
 
@@ -364,6 +366,60 @@ void BM_sinkhorn_sela(benchmark::State& state) {
     state.counters["charge_error"] = report.charge_error;
 }
 
+
+// The fused ledger row (thermo.hpp): all eight row outputs and the charges, T = 0.1, no mu.
+// Bytes: one read of E and of q (the per-row outputs, 8 doubles a row, are counted too).
+template <class T>
+void BM_ledger_rows(benchmark::State& state) {
+    const std::int64_t n = state.range(0), k = state.range(1);
+    const auto& e = energies<T>(n, k);
+    const auto& q = labels<T>(n, k);
+    const auto a_view = MatrixView<T>::contiguous(e.data(), n, k);
+    const auto q_view = MatrixView<T>::contiguous(q.data(), n, k);
+    std::vector<double> rows(static_cast<std::size_t>(8 * n)), charges(static_cast<std::size_t>(k));
+    thermossl::LedgerRows out;
+    double* r = rows.data();
+    out.energy_q = r;
+    out.energy_p = r + n;
+    out.log_z = r + 2 * n;
+    out.entropy_q = r + 3 * n;
+    out.entropy_p = r + 4 * n;
+    out.relative_entropy = r + 5 * n;
+    out.loss = r + 6 * n;
+    out.label_mass = r + 7 * n;
+    for (auto _ : state) {
+        thermossl::ledger_rows<T>(q_view, a_view, -1.0 / kTemperature, nullptr, nullptr, out, charges.data());
+        benchmark::DoNotOptimize(rows.data());
+        benchmark::DoNotOptimize(charges.data());
+        benchmark::ClobberMemory();
+    }
+    if (!all_finite(state, rows, "ledger rows")) return;
+    set_traffic(state, 2 * n * k * static_cast<std::int64_t>(sizeof(T)), 8 * n * static_cast<std::int64_t>(sizeof(double)));
+}
+
+template <class T>
+void BM_stream_read2(benchmark::State& state) {
+    const std::int64_t n = state.range(0), k = state.range(1);
+    const T* a = energies<T>(n, k).data();
+    const T* q = labels<T>(n, k).data();
+    std::vector<T> sums(static_cast<std::size_t>(n));
+    T* out = sums.data();
+    for (auto _ : state) {
+#pragma omp parallel for schedule(static) if (n * k >= (1 << 15))
+        for (std::int64_t i = 0; i < n; ++i) {
+            const T* row = a + i * k;
+            const T* q_row = q + i * k;
+            T s = 0;
+#pragma omp simd reduction(+ : s)
+            for (std::int64_t j = 0; j < k; ++j) s += row[j] + q_row[j];
+            out[i] = s;
+        }
+        benchmark::DoNotOptimize(out);
+        benchmark::ClobberMemory();
+    }
+    set_traffic(state, 2 * n * k * static_cast<std::int64_t>(sizeof(T)), n * static_cast<std::int64_t>(sizeof(T)));
+}
+
 // ---------------------------------------------------------------------------------------
 // Yardsticks.
 
@@ -438,6 +494,11 @@ BENCHMARK_TEMPLATE(BM_row_cross_entropy_grad, float)->Apply(small);
 BENCHMARK_TEMPLATE(BM_row_cross_entropy_grad, double)->Apply(small);
 BENCHMARK_TEMPLATE(BM_row_entropy_grad, float)->Apply(small);
 BENCHMARK_TEMPLATE(BM_row_entropy_grad, double)->Apply(small);
+BENCHMARK_TEMPLATE(BM_row_cross_entropy_grad, float)->Args({65536, 3000})->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_ledger_rows, float)->Apply(small_and_large);
+BENCHMARK_TEMPLATE(BM_ledger_rows, double)->Apply(small_and_large);
+BENCHMARK_TEMPLATE(BM_stream_read2, float)->Apply(small_and_large);
+BENCHMARK_TEMPLATE(BM_stream_read2, double)->Apply(small_and_large);
 BENCHMARK_TEMPLATE(BM_col_logsumexp, float)->Apply(small);
 BENCHMARK_TEMPLATE(BM_col_logsumexp, double)->Apply(small);
 

@@ -31,6 +31,19 @@ sela
     and the table shows its measured time per iteration times thermossl's iteration count,
     labelled as an estimate (a lower bound: POT needs at least as many iterations).
 
+xent
+    thermossl.cross_entropy(q, E, 0.1, grad=True) (per-row loss and dL/dE in one pass) vs torch CPU
+    forward + backward of the same loss, L = -(q * log_softmax(-E / T)).sum(1), backward of
+    L.sum() to E (leaf tensor from_numpy, grad reset each call). E = 3 * N(0, 1), q = softmax of
+    N(0, 1) rows. Checked first: loss and gradient agree (rtol 1e-4 of the largest value).
+    Bytes: E and q read, the gradient written (3 N K items).
+
+ledger
+    The fused ledger-row kernel (_core.ledger_rows: U[q], U[p], log Z, S[q], S[p], D(q||p), L,
+    label mass, charges; one read of E and q, no N x K output) vs its yardstick: one streaming
+    read of E and one of q (a.sum(axis=1), the faster of numpy and torch for each, summed).
+    Target: kernel time <= 1.5 x the yardstick.
+
 Data for swav / sela: E = -(X @ P.T), the negative cosine similarity of random unit embeddings
 X (N x 128) and prototypes P (K x 128), float32 for swav, float64 for sela, the same arrays for
 every library. POT is slow at these sizes, so its timings are the median of ``--slow-repeats``
@@ -86,7 +99,10 @@ TOLERANCE = {
 }
 SEED = 20240611
 
-KERNELS = ("logsumexp", "swav", "sela")
+KERNELS = ("logsumexp", "swav", "sela", "xent", "ledger")
+XENT_QUICK_SIZES = "1024x3000"
+XENT_FULL_SIZES = "65536x3000"
+XENT_T = 0.1
 SWAV_QUICK_SIZES = "256x300,1024x3000"
 SWAV_FULL_SIZES = "4096x3000,65536x3000"
 SELA_QUICK_SIZES = "256x300,1024x1000"
@@ -558,6 +574,98 @@ def run_sela(rows: int, cols: int, repeats: int, slow_repeats: int, budget_s: fl
     gc.collect()
     return table, yard
 
+# ----------------------------------------------------------------------------- cross-entropy, ledger
+def make_labels(rows: int, cols: int, dtype: np.dtype) -> np.ndarray:
+    """Row-stochastic q: softmax of N(0, 1) rows, in dtype."""
+    rng = np.random.default_rng([SEED, rows, cols, 2])
+    q = rng.standard_normal((rows, cols))
+    q -= q.max(axis=1, keepdims=True)
+    np.exp(q, out=q)
+    q /= q.sum(axis=1, keepdims=True)
+    return q.astype(dtype)
+
+
+def torch_xent_fwd_bwd(E_t, q_t, T: float):
+    """Loss per row and dL/dE by torch autograd: L = -(q * log_softmax(-E/T)).sum(1); backward of L.sum()."""
+    E_t.grad = None
+    loss = -(q_t * torch.log_softmax(-E_t / T, dim=1)).sum(dim=1)
+    loss.sum().backward()
+    return loss.detach(), E_t.grad
+
+
+def read_ms_of(a: np.ndarray, repeats: int) -> float:
+    """The faster of numpy a.sum(axis=1) and torch t.sum(dim=1) on a (median ms)."""
+    numpy_ms, torch_ms = read_yardstick(a, torch.from_numpy(a) if torch is not None else None, repeats)
+    return min(v for v in (numpy_ms, torch_ms) if v is not None)
+
+
+def run_xent(rows: int, cols: int, dtype: np.dtype, repeats: int) -> dict:
+    label = f"xent {rows}x{cols} {dtype.name}"
+    E = make_data(rows, cols, dtype)
+    q = make_labels(rows, cols, dtype)
+    loss, grad = thermossl.cross_entropy(q, E, XENT_T, grad=True)  # also the warm-up call
+    torch_ms = None
+    if torch is not None:
+        E_t = torch.from_numpy(E).requires_grad_(True)
+        q_t = torch.from_numpy(q)
+        tl, tg = torch_xent_fwd_bwd(E_t, q_t, XENT_T)
+        for name, got, ref in (("loss", loss, tl.numpy()), ("gradient", grad, tg.numpy())):
+            scale = float(np.max(np.abs(ref)))
+            err = float(np.max(np.abs(got.astype(np.float64) - ref)))
+            if not err <= 1e-4 * scale:
+                raise SystemExit(f"ABORT ({label}): thermossl vs torch {name}: max |diff| {err:.3g} > 1e-4 x {scale:.3g}")
+        del tl, tg
+        torch_ms = median_ms(lambda: torch_xent_fwd_bwd(E_t, q_t, XENT_T), repeats)
+        E_t.grad = None
+    del loss, grad
+    gc.collect()
+    th_ms = median_ms(lambda: thermossl.cross_entropy(q, E, XENT_T, grad=True), repeats)
+    read_ms = read_ms_of(E, repeats) + read_ms_of(q, repeats)
+    nbytes = 3 * E.nbytes  # E and q read, gradient written
+    read_gbs = gbs(2 * E.nbytes, read_ms)
+    th_gbs = gbs(nbytes, th_ms)
+    return {
+        "size": f"{rows}x{cols}",
+        "dtype": dtype.name,
+        "thermossl ms": fmt_ms(th_ms),
+        f"torch fwd+bwd ({TORCH_THREADS} thr) ms": fmt_ms(torch_ms),
+        "torch / thermossl": fmt_x(torch_ms, th_ms),
+        "read E+q ms": fmt_ms(read_ms),
+        "thermossl GB/s": f"{th_gbs:.2f}",
+        "% of read bw": f"{100 * th_gbs / read_gbs:.0f}%",
+    }
+
+
+def run_ledger(rows: int, cols: int, dtype: np.dtype, repeats: int) -> dict:
+    from thermossl import _core
+
+    E = make_data(rows, cols, dtype)
+    q = make_labels(rows, cols, dtype)
+    fields = ("energy_q", "energy_p", "log_z", "entropy_q", "entropy_p", "relative_entropy", "loss", "label_mass")
+    out = {f: np.empty(rows) for f in fields}
+    charges = np.empty(cols)
+
+    def kernel():
+        _core.ledger_rows(q, E, -1.0 / XENT_T, None, None, charges=charges, **out)
+
+    kernel()  # warm-up; agreement with float64 references is the test suite's job (tests/test_thermo.py)
+    th_ms = median_ms(kernel, repeats)
+    read_e, read_q = read_ms_of(E, repeats), read_ms_of(q, repeats)
+    read_ms = read_e + read_q
+    nbytes = 2 * E.nbytes
+    th_gbs = gbs(nbytes, th_ms)
+    return {
+        "size": f"{rows}x{cols}",
+        "dtype": dtype.name,
+        "ledger kernel ms": fmt_ms(th_ms),
+        "read E ms": fmt_ms(read_e),
+        "read q ms": fmt_ms(read_q),
+        "kernel / read(E, q)": f"{th_ms / read_ms:.2f}x",
+        "target": "<= 1.5x",
+        "thermossl GB/s": f"{th_gbs:.2f}",
+        "% of read bw": f"{100 * th_gbs / gbs(nbytes, read_ms):.0f}%",
+    }
+
 
 def markdown_table(rows: list[dict]) -> str:
     headers = list(rows[0])
@@ -585,6 +693,8 @@ def main(argv=None) -> int:
                         help=f"swav (float32): ROWSxCOLS list (default {SWAV_FULL_SIZES}; {SWAV_QUICK_SIZES} with --quick)")
     parser.add_argument("--sela-sizes", default=None,
                         help=f"sela (float64): ROWSxCOLS list (default {SELA_FULL_SIZES}; {SELA_QUICK_SIZES} with --quick)")
+    parser.add_argument("--xent-sizes", default=None,
+                        help=f"xent and ledger: ROWSxCOLS list (default {XENT_FULL_SIZES}; {XENT_QUICK_SIZES} with --quick)")
     parser.add_argument("--slow-repeats", type=int, default=3,
                         help="timed calls of the slow peers (POT; median; default 3, fewer when a call is long: see --pot-budget)")
     parser.add_argument("--pot-budget", type=float, default=900.0,
@@ -615,6 +725,7 @@ def main(argv=None) -> int:
     swav_sizes = parse_sizes(args.swav_sizes or (SWAV_QUICK_SIZES if args.quick else SWAV_FULL_SIZES))
     sela_sizes = parse_sizes(args.sela_sizes or (SELA_QUICK_SIZES if args.quick else SELA_FULL_SIZES))
     dtypes = parse_dtypes(args.dtypes)
+    xent_sizes = parse_sizes(args.xent_sizes or (XENT_QUICK_SIZES if args.quick else XENT_FULL_SIZES))
     repeats = min(args.repeats, 3) if args.quick else args.repeats
     slow_repeats = min(args.slow_repeats, repeats)
 
@@ -700,6 +811,26 @@ def main(argv=None) -> int:
         if notes:
             print("\nNotes:\n")
             print("\n".join(f"- {n}" for n in notes))
+        sys.stdout.flush()
+
+    if "xent" in kernels:
+        print(f"\n## Cross-entropy + gradient: thermossl.cross_entropy(q, E, {XENT_T}, grad=True) vs torch forward + backward\n")
+        print(machine_report())
+        print(f"- median of {repeats} calls after a check call; E = 3 N(0,1), q = softmax(N(0,1)) rows, float32; "
+              "torch: L = -(q * log_softmax(-E/T)).sum(1), L.sum().backward() to E")
+        print("- GB/s: E and q read + gradient written; % of read bw: over one streaming read of E and of q "
+              "(best of numpy/torch sum(axis=1), same run)\n")
+        print(markdown_table([run_xent(r, c, np.dtype(np.float32), repeats) for r, c in xent_sizes]))
+        sys.stdout.flush()
+
+    if "ledger" in kernels:
+        print("\n## Ledger-row kernel (one read of E and q) vs one streaming read of E and q\n")
+        print(machine_report())
+        print(f"- median of {repeats} calls; T = {XENT_T}, E = 3 N(0,1), q = softmax(N(0,1)) rows; all 8 row "
+              "outputs and the charges requested; read yardstick: the faster of numpy/torch sum(axis=1), for E "
+              "and for q, summed\n")
+        results = [run_ledger(r, c, dt, repeats) for r, c in xent_sizes for dt in (np.dtype(np.float32), np.dtype(np.float64))]
+        print(markdown_table(results))
         sys.stdout.flush()
     return 0
 

@@ -33,10 +33,13 @@ inline float exp_nonpositive(float x) {
     constexpr float kLn2Hi = 0.693359375f;
     constexpr float kLn2Lo = -2.12194440e-4f;
     constexpr float kRound = 12582912.0f;  // 1.5 * 2^23
-    const float xc = x < kLowest ? kLowest : x;
-    const float t = xc * kLog2e + kRound;
+    // kLowest > x ? kLowest : x is one max instruction that passes a nan through (x86 max
+    // returns its second operand when either is nan), so no separate nan test is needed.
+    const float xc = kLowest > x ? kLowest : x;
+    const float t = THERMOSSL_MADD(xc, kLog2e, kRound);
     const float n = t - kRound;
-    const std::int32_t ni = bit_cast<std::int32_t>(t) - bit_cast<std::int32_t>(kRound);
+    // 2^n: bits(t) - bits(kRound) = n, so bits(t) + kBias = n + 127, the biased exponent.
+    constexpr std::int32_t kBias = 127 - 0x4B400000;  // 0x4B400000 = bits of kRound
     const float r = THERMOSSL_MADD(-n, kLn2Lo, THERMOSSL_MADD(-n, kLn2Hi, xc));
     float poly = 1.0f / 5040.0f;
     poly = THERMOSSL_MADD(poly, r, 1.0f / 720.0f);
@@ -46,10 +49,9 @@ inline float exp_nonpositive(float x) {
     poly = THERMOSSL_MADD(poly, r, 0.5f);
     poly = THERMOSSL_MADD(poly, r, 1.0f);
     poly = THERMOSSL_MADD(poly, r, 1.0f);
-    const float two_n = bit_cast<float>((ni + 127) << 23);
+    const float two_n = bit_cast<float>((bit_cast<std::int32_t>(t) + kBias) << 23);
     const float result = poly * two_n;
-    const float flushed = x < kLowest ? 0.0f : result;
-    return x != x ? x : flushed;
+    return x < kLowest ? 0.0f : result;  // nan < kLowest is false: result is nan
 }
 
 inline double exp_nonpositive(double x) {
@@ -58,10 +60,10 @@ inline double exp_nonpositive(double x) {
     constexpr double kLn2Hi = 6.93147180369123816490e-01;
     constexpr double kLn2Lo = 1.90821492927058770002e-10;
     constexpr double kRound = 6755399441055744.0;  // 1.5 * 2^52
-    const double xc = x < kLowest ? kLowest : x;
-    const double t = xc * kLog2e + kRound;
+    const double xc = kLowest > x ? kLowest : x;  // passes a nan through, as above
+    const double t = THERMOSSL_MADD(xc, kLog2e, kRound);
     const double n = t - kRound;
-    const std::int64_t ni = bit_cast<std::int64_t>(t) - bit_cast<std::int64_t>(kRound);
+    constexpr std::int64_t kBias = 1023 - 0x4338000000000000LL;  // bits of kRound
     const double r = THERMOSSL_MADD(-n, kLn2Lo, THERMOSSL_MADD(-n, kLn2Hi, xc));
     // Horner form of sum_{k=0}^{13} r^k / k!
     double poly = 1.0 / 6227020800.0;
@@ -78,10 +80,9 @@ inline double exp_nonpositive(double x) {
     poly = THERMOSSL_MADD(poly, r, 0.5);
     poly = THERMOSSL_MADD(poly, r, 1.0);
     poly = THERMOSSL_MADD(poly, r, 1.0);
-    const double two_n = bit_cast<double>((ni + 1023) << 52);
+    const double two_n = bit_cast<double>((bit_cast<std::int64_t>(t) + kBias) << 52);
     const double result = poly * two_n;
-    const double flushed = x < kLowest ? 0.0 : result;
-    return x != x ? x : flushed;
+    return x < kLowest ? 0.0 : result;  // nan < kLowest is false: result is nan
 }
 
 }  // namespace thermossl::THERMOSSL_ISA_NS::detail

@@ -33,8 +33,11 @@ void softmax_impl(const MatrixView<T>& a, const Exponent ex_shared, T* p, T* log
     for_each_row(a, [&](std::int64_t i, const T* row) {
         const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
         T* p_row = p + i * k;
-        const double m = row_max<T, kShift>(row, k, ex);
-        const double z = row_exp_sum<T, kShift>(row, k, ex, m, p_row);
+        double m = 0.0, z = 0.0;
+        with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
+            m = m_row;
+            z = row_exp_sum<T>(k, arg, p_row);
+        });
         if (log_z != nullptr) log_z[i] = static_cast<T>(m + std::log(z));
         if (!std::isfinite(m)) {
             fill_row(p_row, k, quiet_nan<T>());
@@ -79,24 +82,28 @@ void entropy_impl(const MatrixView<T>& a, const Exponent ex_shared, T* entropy, 
     const std::int64_t k = a.cols;
     for_each_row(a, [&](std::int64_t i, const T* row) {
         const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
-        const double m = row_max<T, kShift>(row, k, ex);
+        double m = 0.0;
         double z = 0.0;
         double ez = 0.0;  // sum_y e_y (x_y - max); 0 log 0 = 0
-        for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-            const std::int64_t j1 = std::min(k, j0 + kChunk);
-            T z_part = 0;
-            T ez_part = 0;
+        with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
+            m = m_row;
+            for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+                const std::int64_t j1 = std::min(k, j0 + kChunk);
+                T z_part = 0;
+                T ez_part = 0;
 #pragma omp simd reduction(+ : z_part, ez_part)
-            for (std::int64_t j = j0; j < j1; ++j) {
-                const double x = exponent_at<T, kShift>(ex, row, j);
-                const T t = static_cast<T>(x - m);
-                const T e = x >= m ? T(1) : exp_nonpositive(t);  // as in row_exp_sum
-                z_part += e;
-                ez_part += e > T(0) ? e * t : T(0);
+                for (std::int64_t j = j0; j < j1; ++j) {
+                    T t;
+                    const bool at_max = arg(j, t);
+                    const T ej = exp_nonpositive(t);
+                    const T e = at_max ? T(1) : ej;  // as in row_exp_sum
+                    z_part += e;
+                    ez_part += e > T(0) ? e * t : T(0);
+                }
+                z += static_cast<double>(z_part);
+                ez += static_cast<double>(ez_part);
             }
-            z += static_cast<double>(z_part);
-            ez += static_cast<double>(ez_part);
-        }
+        });
         if (log_z != nullptr) log_z[i] = static_cast<T>(m + std::log(z));
         entropy[i] = std::isfinite(m) ? static_cast<T>(std::log(z) - ez / z) : quiet_nan<T>();
     });
@@ -121,29 +128,33 @@ void cross_entropy_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Ex
                 // store in the loop below is unconditional (a conditional one blocks vectorising).
                 if (g_row == nullptr && scratch.size() < static_cast<std::size_t>(k)) scratch.resize(k);
                 T* e_row = g_row != nullptr ? g_row : scratch.data();
-                const double m = row_max<T, kShift>(row, k, ex);
+                double m = 0.0;
                 double z = 0.0;
                 double q_sum = 0.0;
                 double q_dot_t = 0.0;  // sum_y q_y (x_y - max), 0 where q_y = 0
-                for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-                    const std::int64_t j1 = std::min(k, j0 + kChunk);
-                    T z_part = 0;
-                    T q_part = 0;
-                    T qt_part = 0;
+                with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
+                    m = m_row;
+                    for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+                        const std::int64_t j1 = std::min(k, j0 + kChunk);
+                        T z_part = 0;
+                        T q_part = 0;
+                        T qt_part = 0;
 #pragma omp simd reduction(+ : z_part, q_part, qt_part)
-                    for (std::int64_t j = j0; j < j1; ++j) {
-                        const double x = exponent_at<T, kShift>(ex, row, j);
-                        const T t = static_cast<T>(x - m);
-                        const T e = x >= m ? T(1) : exp_nonpositive(t);  // as in row_exp_sum
-                        e_row[j] = e;
-                        z_part += e;
-                        q_part += q_row[j];
-                        qt_part += q_row[j] != T(0) ? q_row[j] * t : T(0);
+                        for (std::int64_t j = j0; j < j1; ++j) {
+                            T t;
+                            const bool at_max = arg(j, t);
+                            const T ej = exp_nonpositive(t);
+                            const T e = at_max ? T(1) : ej;  // as in row_exp_sum
+                            e_row[j] = e;
+                            z_part += e;
+                            q_part += q_row[j];
+                            qt_part += q_row[j] != T(0) ? q_row[j] * t : T(0);
+                        }
+                        z += static_cast<double>(z_part);
+                        q_sum += static_cast<double>(q_part);
+                        q_dot_t += static_cast<double>(qt_part);
                     }
-                    z += static_cast<double>(z_part);
-                    q_sum += static_cast<double>(q_part);
-                    q_dot_t += static_cast<double>(qt_part);
-                }
+                });
                 const double log_zr = std::log(z);
                 if (log_z != nullptr) log_z[i] = static_cast<T>(m + log_zr);
                 const bool finite_max = std::isfinite(m);

@@ -31,21 +31,24 @@ void logsumexp_rows(const MatrixView<T>& a, const Exponent ex_shared, const Matr
                 double rest = 0.0;
                 double m;
                 if (b == nullptr) {
-                    m = row_max<T, kShift>(row, k, ex);
-                    for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-                        const std::int64_t j1 = std::min(k, j0 + kChunk);
-                        T count = 0;
-                        T part = 0;
+                    with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
+                        m = m_row;
+                        for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+                            const std::int64_t j1 = std::min(k, j0 + kChunk);
+                            T count = 0;
+                            T part = 0;
 #pragma omp simd reduction(+ : count, part)
-                        for (std::int64_t j = j0; j < j1; ++j) {
-                            const double x = exponent_at<T, kShift>(ex, row, j);
-                            const bool at_max = x >= m;
-                            count += at_max ? T(1) : T(0);
-                            part += at_max ? T(0) : exp_nonpositive(static_cast<T>(x - m));
+                            for (std::int64_t j = j0; j < j1; ++j) {
+                                T t;
+                                const bool at_max = arg(j, t);
+                                const T e = exp_nonpositive(t);  // unconditional: no masked lanes
+                                count += at_max ? T(1) : T(0);
+                                part += at_max ? T(0) : e;
+                            }
+                            weight_at_max += static_cast<double>(count);
+                            rest += static_cast<double>(part);
                         }
-                        weight_at_max += static_cast<double>(count);
-                        rest += static_cast<double>(part);
-                    }
+                    });
                     finish_logsumexp<T>(weight_at_max, rest, m, [&] {
                         T total = 0;
                         for (std::int64_t j = 0; j < k; ++j) total += std::exp(static_cast<T>(exponent_at<T, kShift>(ex, row, j)));

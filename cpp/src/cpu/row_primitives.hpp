@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "exp_nonpositive.hpp"
 #include "rows.hpp"
@@ -32,6 +33,78 @@ inline double row_max(const T* a, std::int64_t k, const Exponent ex) {
     return m;
 }
 
+/// The exponent of one row relative to its max, t_j = x_j - m, in T, and whether x_j is at the
+/// max. Two evaluations of the same map, picked per row by with_row_frame:
+///
+/// ExactArg (any T, any shift): x_j and m in double, t_j = T(x_j - m): one rounding of t_j.
+///
+/// PivotArg (float data, no shift): x_j = scale * a_j is monotone in a_j, so the max sits at the
+/// pivot a* = max_j a_j (scale > 0) or min_j a_j (scale < 0), found by a float max/min (exact),
+/// and t_j = s * (a_j - a*) with s = float(scale), all in float lanes (8 per AVX2 register, twice
+/// the double lanes). Each factor is rounded once (a_j - a* to 2^-24 of itself, s to 2^-24 of
+/// scale) and so is the product, so t_j carries at most 3 * 2^-24 of |t_j| (ExactArg: 2^-24) and,
+/// as before, never the 2^-24 |x_j| that forming x_j in float would cost. x_j is at the max
+/// exactly where a_j == a*; m = scale * double(a*) is the m of ExactArg to the bit.
+template <class T, bool kShift>
+struct ExactArg {
+    const T* a;
+    Exponent ex;
+    double m;
+    /// Writes t_j, returns x_j >= m.
+    bool operator()(std::int64_t j, T& t) const {
+        const double x = exponent_at<T, kShift>(ex, a, j);
+        t = static_cast<T>(x - m);
+        return x >= m;
+    }
+};
+
+struct PivotArg {
+    const float* a;
+    float pivot;
+    float scale;
+    bool operator()(std::int64_t j, float& t) const {
+        const float d = a[j] - pivot;
+        t = scale * d;
+        return d == 0.0f;
+    }
+};
+
+inline float row_max_raw(const float* a, std::int64_t k) {
+    float m = -infinity<float>();
+#pragma omp simd reduction(max : m)
+    for (std::int64_t j = 0; j < k; ++j) m = a[j] > m ? a[j] : m;
+    return m;
+}
+
+inline float row_min_raw(const float* a, std::int64_t k) {
+    float m = infinity<float>();
+#pragma omp simd reduction(min : m)
+    for (std::int64_t j = 0; j < k; ++j) m = a[j] < m ? a[j] : m;
+    return m;
+}
+
+/// Finds the max m of the exponents x_j of a row (k >= 1) and calls body(m, arg) with the
+/// evaluator of t_j = x_j - m that fits the row: PivotArg for float rows without a shift whose
+/// scale is a normal float of moderate size and whose max is finite, ExactArg otherwise (double
+/// data, shifted exponents, rows whose max is +-inf or that are all nan). `body` is a generic
+/// lambda, compiled once per evaluator.
+template <class T, bool kShift, class Body>
+inline void with_row_frame(const T* a, std::int64_t k, const Exponent ex, Body&& body) {
+    if constexpr (std::is_same<T, float>::value && !kShift) {
+        const double mag = std::fabs(ex.scale);
+        if (mag >= 0x1p-60 && mag <= 0x1p60) {
+            const float pivot = ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
+            const double m = ex.scale * static_cast<double>(pivot);
+            if (std::isfinite(m)) {
+                body(m, PivotArg{a, pivot, static_cast<float>(ex.scale)});
+                return;
+            }
+        }
+    }
+    const double m = row_max<T, kShift>(a, k, ex);
+    body(m, ExactArg<T, kShift>{a, ex, m});
+}
+
 /// Sums over a row are taken in chunks: each chunk is reduced in T by a vectorised `omp simd`
 /// reduction (float lanes hold at most kChunk/4 terms each), and the chunk sums are added in
 /// double, which keeps float32 rows of any length accurate without mixed-width vector code.
@@ -40,8 +113,8 @@ inline constexpr std::int64_t kChunk = 64;
 /// e_j = exp(x_j - m), with e_j = 1 wherever x_j >= m so that rows whose max is +-inf give
 /// finite counts instead of exp(inf - inf) = nan. Returns sum_j e_j; writes e to `e_out` when
 /// it is not null.
-template <class T, bool kShift>
-inline double row_exp_sum(const T* a, std::int64_t k, const Exponent ex, double m, T* e_out) {
+template <class T, class Arg>
+inline double row_exp_sum(std::int64_t k, const Arg arg, T* e_out) {
     double sum = 0.0;
     for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
         const std::int64_t j1 = j0 + kChunk < k ? j0 + kChunk : k;
@@ -49,21 +122,30 @@ inline double row_exp_sum(const T* a, std::int64_t k, const Exponent ex, double 
         if (e_out != nullptr) {
 #pragma omp simd reduction(+ : part)
             for (std::int64_t j = j0; j < j1; ++j) {
-                const double x = exponent_at<T, kShift>(ex, a, j);
-                const T e = x >= m ? T(1) : exp_nonpositive(static_cast<T>(x - m));
+                T t;
+                const bool at_max = arg(j, t);
+                const T ej = exp_nonpositive(t);
+                const T e = at_max ? T(1) : ej;
                 e_out[j] = e;
                 part += e;
             }
         } else {
 #pragma omp simd reduction(+ : part)
             for (std::int64_t j = j0; j < j1; ++j) {
-                const double x = exponent_at<T, kShift>(ex, a, j);
-                part += x >= m ? T(1) : exp_nonpositive(static_cast<T>(x - m));
+                T t;
+                const bool at_max = arg(j, t);
+                const T e = exp_nonpositive(t);
+                part += at_max ? T(1) : e;
             }
         }
         sum += static_cast<double>(part);
     }
     return sum;
+}
+
+template <class T, bool kShift>
+inline double row_exp_sum(const T* a, std::int64_t k, const Exponent ex, double m, T* e_out) {
+    return row_exp_sum<T>(k, ExactArg<T, kShift>{a, ex, m}, e_out);
 }
 
 inline double sign_of(double v) {
