@@ -155,9 +155,13 @@ def test_training_books_close_and_runs_are_reproducible(method):
     assert np.all(ledger.column("Sigma") >= -1e-12)  # E2: the measurement produces entropy
     if method == "sela":
         assert np.all(ledger.column("charge_err") <= 1e-6)  # balanced to tolerance every cycle
-    z = result.embed(X)
+    features = result.embed(X)
+    assert features.shape == (240, 16) and np.all(features >= 0)  # the ReLU backbone
+    z = result.project(X)
     assert z.shape == (240, 8)
     assert_allclose(np.linalg.norm(z, axis=1), 1.0, rtol=1e-9)
+    assert_allclose(z @ (result.model.params["P"] / np.linalg.norm(result.model.params["P"], axis=1)[:, None]).T,
+                    result.scores(X), rtol=1e-12, atol=1e-14)
     assert result.work_per_sample.shape == (240 if method == "sela" else 60,)
     assert_allclose(result.work_per_sample.sum(), ledger[-1]["W"], rtol=1e-12, atol=1e-15)
 
@@ -173,7 +177,7 @@ def test_swav_learns_the_digits_and_the_demon_extracts_work():
     result = ssl.train(X, method="swav", n_prototypes=10, epochs=25, seed=0, image_shape=shape)
     scores = ssl.evaluate(result, X, y)
     # Far above chance (NMI ~0, 5-NN ~0.1); the demo's longer runs are reported in the README.
-    assert scores["nmi"] > 0.5 and scores["ari"] > 0.35 and scores["knn"] > 0.9
+    assert scores["nmi"] > 0.5 and scores["ari"] > 0.35 and scores["knn"] > 0.95
     assert scores["clusters_used"] == 10  # no collapse: Sinkhorn keeps every prototype in use
     assert result.ledger.totals()["W"] < 0  # learning extracts work
     assert result.history[-1] < result.history[0]

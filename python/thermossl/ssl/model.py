@@ -1,5 +1,8 @@
 """The small self-labelling model: an MLP encoder, L2-normalised embeddings and prototypes.
 
+Backbone: one hidden ReLU layer (its output is the learned representation); projection: a linear
+layer to the embedding e, normalised to z = e/|e|; head: K prototypes.
+
 scores s_iy = <z_i, c_y> with z_i = e_i / |e_i| (e = MLP(x)) and c_y = P_y / |P_y|: cosine
 similarities in [-1, 1], as in SwAV and DINO. The energies of the thermodynamic model are
 E = -s; the student's Gibbs state at T is softmax(s / T).
@@ -80,8 +83,14 @@ class Encoder:
         prototypes, prototype_norm = _unit_rows(p["P"])
         return _Forward(x, pre, hidden, norm, z, prototypes, prototype_norm, z @ prototypes.T)
 
-    def embed(self, x: np.ndarray) -> np.ndarray:
-        """The learned representation: the L2-normalised embeddings z (n, D)."""
+    def features(self, x: np.ndarray) -> np.ndarray:
+        """The backbone's output, relu(x W1 + b1) (n, H): the representation SSL evaluates (the
+        embedding z after it is the projection the loss sees, as in SimCLR, SwAV and DINO)."""
+        p = self.params
+        return np.maximum(x @ p["W1"] + p["b1"], 0.0)
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        """The L2-normalised embeddings z (n, D) that are scored against the prototypes."""
         return self.forward(x).z
 
     def backward(self, cache: _Forward, d_scores: np.ndarray, grads: dict | None = None) -> dict:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -59,6 +60,7 @@ DEFAULTS = {
     "shift": 1,
     "sinkhorn_iters": 3,
     "tol": 1e-6,
+    "max_iter": 1000,
     "freeze_prototypes_epochs": 1,
     "teacher_momentum": 0.99,
     "center_momentum": 0.9,
@@ -94,9 +96,15 @@ class TrainResult:
     views: Views = field(repr=False)
 
     def embed(self, X) -> np.ndarray:
-        """The learned representation of X (n, d): L2-normalised embeddings (n, dim)."""
+        """The learned representation of X (n, d): the backbone's features (n, hidden), what a
+        k-NN or linear probe evaluates (SSL's convention; the loss sees ``project``)."""
         X = _check_inputs(X, "X", n_features=self.views.mean.shape[0])
-        return self.model.embed(self.views.clean(X))
+        return self.model.features(self.views.clean(X))
+
+    def project(self, X) -> np.ndarray:
+        """The L2-normalised embeddings (n, dim) of X that are scored against the prototypes."""
+        X = _check_inputs(X, "X", n_features=self.views.mean.shape[0])
+        return self.model.project(self.views.clean(X))
 
     def scores(self, X) -> np.ndarray:
         """Cosine scores (n, K) of X against the prototypes; the energies are their negatives."""
@@ -141,7 +149,7 @@ def _options(method: str, options: dict) -> dict:
     if unknown:
         raise TypeError(f"unknown option(s) {unknown}; known: {sorted(DEFAULTS)}")
     opts = {**DEFAULTS, **options}
-    for name in ("batch_size", "hidden", "dim", "sinkhorn_iters"):
+    for name in ("batch_size", "hidden", "dim", "sinkhorn_iters", "max_iter"):
         opts[name] = _integer(opts[name], name, 2 if name == "batch_size" else 1)
     opts["shift"] = _integer(opts["shift"], "shift", 0)
     opts["freeze_prototypes_epochs"] = _integer(opts["freeze_prototypes_epochs"], "freeze_prototypes_epochs", 0)
@@ -196,7 +204,7 @@ class _Run:
         self.optimiser = Adam(self.model.params, opts["lr"], weight_decay=opts["weight_decay"])
         self.T, self.T_label = opts["T"], opts["T_label"]
         if method == "sela":
-            reservoir = SinkhornReservoir(self.T_label, tol=opts["tol"], max_iter=1000, warm_start=True)
+            reservoir = SinkhornReservoir(self.T_label, tol=opts["tol"], max_iter=opts["max_iter"], warm_start=True)
         elif method == "swav":
             reservoir = SinkhornReservoir(self.T_label, n_iter=opts["sinkhorn_iters"], warm_start=False)
         else:
@@ -255,12 +263,8 @@ class _Run:
             charges = q.mean(axis=0)
             k = q.shape[1]
             return LabelState(q, mu, charges, float(np.abs(charges - 1.0 / k).sum()), self.T_label, "centering")
-        E = -self.model.forward(self.clean).scores
-        if self.method == "swav":
-            reservoir = SinkhornReservoir(self.T_label, n_iter=self.opts["sinkhorn_iters"], warm_start=False)
-        else:
-            reservoir = SinkhornReservoir(self.T_label, tol=self.opts["tol"], max_iter=1000, warm_start=False)
-        return reservoir.assign(E)
+        # The training reservoir: SwAV's three iterations; SeLa warm-started from the last potentials.
+        return self.demon.reservoir.assign(-self.model.forward(self.clean).scores)
 
 
 def _progress_bar(total: int, method: str):
@@ -269,6 +273,24 @@ def _progress_bar(total: int, method: str):
     except ImportError:
         raise ImportError('progress=True needs tqdm: pip install "thermossl[demo]"') from None
     return tqdm(total=total, desc=f"{method} training", unit="step", leave=False)
+
+
+def _train_epochs(run: "_Run", epochs: int, n_batches: int, bar, history: np.ndarray) -> None:
+    n = run.X.shape[0]
+    freeze = run.opts["freeze_prototypes_epochs"]
+    try:
+        for epoch in range(epochs):
+            run.frozen = ("P",) if epoch < freeze and run.method != "dino" else ()
+            losses = []
+            for batch in np.array_split(run.rng.permutation(n), n_batches):
+                losses.append(run.step(batch))
+                if bar is not None:
+                    bar.update()
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}", refresh=False)
+            history[epoch] = float(np.mean(losses))
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def train(X, method: str = "swav", n_prototypes: int = 10, epochs: int = 50, seed: int = 0, image_shape=None, **options):
@@ -287,7 +309,8 @@ def train(X, method: str = "swav", n_prototypes: int = 10, epochs: int = 50, see
     **options : see :data:`DEFAULTS` — batch_size, lr, weight_decay (Adam with decoupled decay),
         hidden, dim (encoder sizes), T (student temperature, 0.1), T_label (reservoir
         temperature; method default), noise, mask, shift (augmentations), sinkhorn_iters (SwAV),
-        tol (SeLa), freeze_prototypes_epochs (SwAV/SeLa: prototypes fixed at first, as in SwAV),
+        tol, max_iter (SeLa; cycles that stop at max_iter are counted in one RuntimeWarning after
+        training and show in the ledger's charge_err), freeze_prototypes_epochs (SwAV/SeLa: prototypes fixed at first, as in SwAV),
         teacher_momentum, center_momentum (DINO), progress (a tqdm bar).
 
     Returns a :class:`TrainResult`.
@@ -308,21 +331,23 @@ def train(X, method: str = "swav", n_prototypes: int = 10, epochs: int = 50, see
     n_batches = max(1, n // opts["batch_size"])
     bar = _progress_bar(epochs * n_batches, method) if opts["progress"] else None
     history = np.empty(epochs)
-    try:
-        for epoch in range(epochs):
-            run.frozen = ("P",) if epoch < opts["freeze_prototypes_epochs"] and method != "dino" else ()
-            losses = []
-            for batch in np.array_split(run.rng.permutation(n), n_batches):
-                losses.append(run.step(batch))
-                if bar is not None:
-                    bar.update()
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}", refresh=False)
-            history[epoch] = float(np.mean(losses))
-    finally:
-        if bar is not None:
-            bar.close()
+    # SeLa: a cycle whose Sinkhorn stops at max_iter is recorded in the ledger (charge_err > tol);
+    # one warning after training says how many, instead of one per step.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="sinkhorn did not converge", category=RuntimeWarning)
+        _train_epochs(run, epochs, n_batches, bar, history)
+        final = run.final_labels()
+    if method == "sela":
+        errors = np.append(run.demon.ledger.column("charge_err"), final.charge_err)
+        late = int(np.sum(errors > opts["tol"]))
+        if late:
+            warnings.warn(
+                f"SeLa's Sinkhorn stopped at max_iter={opts['max_iter']} before tol={opts['tol']:g} in {late} of "
+                f"{len(errors)} label updates (largest charge error {errors.max():.2e}); raise max_iter or tol",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
-    final = run.final_labels()
     return TrainResult(
         method=method,
         labels=np.argmax(final.q, axis=1),
