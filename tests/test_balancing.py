@@ -304,3 +304,40 @@ def test_inputs_are_not_modified_and_result_is_frozen():
         assert_array_equal(x, copy)
     with pytest.raises(AttributeError):
         res.n_iter = 5
+
+
+# ----------------------------------------------------------------------------- over-relaxation
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_over_relaxation_reaches_the_same_labels_in_fewer_iterations(dtype):
+    rng = np.random.default_rng(21)
+    E = rng.normal(size=(2000, 50)).astype(dtype)  # T' = 0.02: a slowly converging problem
+    tol = 1e-9 if dtype == np.float64 else 1e-5
+    plain = thermossl.sinkhorn(E, 0.02, tol=tol, max_iter=100000)
+    auto = thermossl.sinkhorn(E, 0.02, tol=tol, max_iter=100000, relaxation="auto")
+    fixed = thermossl.sinkhorn(E, 0.02, tol=tol, max_iter=100000, relaxation=1.5)
+    assert plain.converged and auto.converged and fixed.converged
+    assert auto.n_iter < 0.7 * plain.n_iter and fixed.n_iter < plain.n_iter
+    # One solution (the GGE is unique): the labels agree to the accuracy the tolerance allows.
+    atol = 1e-7 if dtype == np.float64 else 5e-4
+    assert_allclose(auto.q, plain.q, atol=atol)
+    assert_allclose(fixed.q, plain.q, atol=atol)
+    assert_allclose(auto.q.sum(axis=1), 1.0, rtol=10 * np.finfo(dtype).eps * 50)
+    assert abs(float(auto.mu @ np.full(50, 1 / 50))) < 1e-6  # the gauge holds
+
+
+def test_over_relaxation_arguments():
+    E = np.random.default_rng(0).normal(size=(20, 4))
+    with pytest.raises(ValueError, match="relaxation must be in"):
+        thermossl.sinkhorn(E, 0.1, relaxation=2.0)
+    with pytest.raises(ValueError, match="relaxation must be in"):
+        thermossl.sinkhorn(E, 0.1, relaxation=0.0)
+    with pytest.raises(ValueError, match="'auto'"):
+        thermossl.sinkhorn(E, 0.1, relaxation="fast")
+    with pytest.raises(ValueError, match="tolerance mode"):
+        thermossl.sinkhorn(E, 0.1, n_iter=3, relaxation="auto")
+    with pytest.raises(TypeError, match="relaxation"):
+        thermossl.sinkhorn(E, 0.1, relaxation=True)
+    # A fixed omega in fixed-iteration mode is the relaxed iteration, done exactly n_iter times.
+    res = thermossl.sinkhorn(E, 0.1, n_iter=4, relaxation=1.3)
+    assert res.n_iter == 4
+    assert_allclose(res.q.sum(axis=1), 1.0, rtol=1e-14)

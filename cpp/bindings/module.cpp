@@ -183,8 +183,9 @@ void row_entropy_grad(const py::array& a, double scale, const py::object& shift,
 py::tuple sinkhorn(const py::array& energy, double temperature, const py::object& weights,
                    const py::object& targets, const py::object& mu0, std::int64_t fixed_iterations, double tolerance,
                    std::int64_t max_iterations, const py::object& f, const py::object& mu, const py::object& q,
-                   const py::object& charges) {
+                   const py::object& charges, double relaxation) {
     if (!(temperature > 0) || !std::isfinite(temperature)) throw py::value_error("temperature must be finite and > 0");
+    if (!(relaxation < 2.0) || std::isnan(relaxation)) throw py::value_error("relaxation must be < 2 (<= 0: automatic)");
     if (fixed_iterations < 0 || max_iterations < 1) throw py::value_error("iteration counts out of range");
     thermossl::SinkhornReport report;
     dispatch_dtype(energy, [&](auto tag) {
@@ -204,6 +205,7 @@ py::tuple sinkhorn(const py::array& energy, double temperature, const py::object
         options.fixed_iterations = fixed_iterations;
         options.tolerance = tolerance;
         options.max_iterations = max_iterations;
+        options.relaxation = relaxation;
         py::gil_scoped_release release;
         report = thermossl::sinkhorn<T>(ev, w_ptr, c_ptr, mu0_ptr, options, f_ptr, mu_ptr, q_ptr, charges_ptr);
     });
@@ -298,7 +300,7 @@ PYBIND11_MODULE(_core, m) {
     m.def("sinkhorn", &sinkhorn, py::arg("E"), py::arg("temperature"), py::arg("w") = none, py::arg("c") = none,
           py::arg("mu0") = none, py::arg("fixed_iterations") = 0, py::arg("tolerance") = 1e-6,
           py::arg("max_iterations") = 1000, py::arg("f"), py::arg("mu"), py::arg("q") = none,
-          py::arg("charges") = none,
+          py::arg("charges") = none, py::arg("relaxation") = 1.0,
           "Log-domain Sinkhorn balancing; returns (iterations, err, converged, status, index).");
     m.def("ledger_rows", &ledger_rows, py::arg("q"), py::arg("a"), py::arg("scale"), py::arg("shift") = none,
           py::arg("w") = none, py::arg("energy_q") = none, py::arg("energy_p") = none, py::arg("log_z") = none,

@@ -75,7 +75,22 @@ def _count(value, name: str, minimum: int) -> int:
     return value
 
 
-def sinkhorn(E, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=None, return_q=True):
+def _relaxation(relaxation, fixed: int) -> float:
+    """omega for the core: a number in (0, 2), or 0.0 for "auto" (tolerance mode only)."""
+    if isinstance(relaxation, str):
+        if relaxation != "auto":
+            raise ValueError(f"relaxation must be a number in (0, 2) or 'auto', got {relaxation!r}")
+        if fixed:
+            raise ValueError("relaxation='auto' needs the tolerance mode (n_iter=None); give a number with n_iter")
+        return 0.0
+    if isinstance(relaxation, (bool, np.bool_)) or not isinstance(relaxation, (int, float, np.integer, np.floating)):
+        raise TypeError(f"relaxation must be a number or 'auto', got {type(relaxation).__name__}")
+    if not (0.0 < relaxation < 2.0):
+        raise ValueError(f"relaxation must be in (0, 2), got {relaxation!r}")
+    return float(relaxation)
+
+
+def sinkhorn(E, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=None, return_q=True, relaxation=1.0):
     """Balance self-labels: the GGE of energies E at reservoir temperature T (THEORY.md §3).
 
     Parameters
@@ -89,6 +104,11 @@ def sinkhorn(E, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=Non
     max_iter : iteration limit of the tolerance mode.
     mu0 : (K,) warm-start chemical potentials, e.g. the ``mu`` of the previous call.
     return_q : also return the (N, K) label state (at SeLa scale as big as E).
+    relaxation : over-relaxation omega of the mu-update, mu += omega T (log c - log N): 1.0 is
+        plain Sinkhorn (SwAV, POT); a number in (0, 2) fixes omega; ``"auto"`` (tolerance mode)
+        runs plain iterations until the charge error contracts at a steady rate lambda, then
+        uses omega = 2 / (2 - lambda) (at most 1.9), falling back to omega = 1 if the error
+        grows. Same solution; up to ~2x fewer iterations when Sinkhorn converges slowly.
 
     Returns a :class:`SinkhornResult`. A tolerance-mode run that hits ``max_iter`` returns
     ``converged=False`` and emits a RuntimeWarning. float32 stays float32, float64 stays float64.
@@ -120,12 +140,13 @@ def sinkhorn(E, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=Non
     if not (math.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be finite and > 0, got {tol!r}")
 
+    omega = _relaxation(relaxation, fixed)
     f = np.empty(n, dtype=dtype)
     mu = np.empty(k, dtype=dtype)
     q = np.empty((n, k), dtype=dtype) if return_q else None
     charges = np.empty(k, dtype=np.float64)
     iterations, err, converged, status, index = _core.sinkhorn(
-        E, T, w, c, mu0, fixed, float(tol), limit, f, mu, q, charges
+        E, T, w, c, mu0, fixed, float(tol), limit, f, mu, q, charges, relaxation=omega
     )
     if status:
         raise ValueError(_STATUS_MESSAGES[status].format(index=index))

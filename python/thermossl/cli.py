@@ -251,8 +251,8 @@ def run_demo(methods, epochs, seed, out_dir, n_prototypes=10, progress=True, str
         results[method] = {"evaluation": scores, "summary": summary, "seconds": seconds, "out": str(method_out)}
     rows.append((f"k-means (K={n_prototypes})", baseline))
     p("")
-    p("evaluation against the true digits (NMI/ARI of the self-labels, 5-NN cosine accuracy of the")
-    p("representation in 5-fold CV; k-means and k-NN on the standardised pixels as the baseline)")
+    p("evaluation against the true digits: NMI/ARI of the self-labels, 5-NN cosine accuracy of the")
+    p("representation (backbone features) in 5-fold CV; baseline: k-means and 5-NN on the standardised pixels")
     p(_evaluation_table(rows))
     return {"methods": results, "kmeans": baseline}
 

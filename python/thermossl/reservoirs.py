@@ -77,12 +77,14 @@ class SinkhornReservoir(Reservoir):
 
     T: reservoir temperature T'. n_iter: fixed iteration count (SwAV) or None to run to ``tol``
     (SeLa). c: (K,) charge targets (default 1/K). warm_start: start each call from the previous
-    call's mu (when K matches).
+    call's mu (when K matches). relaxation: over-relaxation of the mu-update (see
+    :func:`thermossl.sinkhorn`; 1.0 plain, "auto" adaptive in tolerance mode).
     """
 
-    def __init__(self, T, n_iter=None, tol=1e-6, max_iter=1000, c=None, warm_start=True):
+    def __init__(self, T, n_iter=None, tol=1e-6, max_iter=1000, c=None, warm_start=True, relaxation=1.0):
         self.T = positive_temperature(T)
         self.n_iter = n_iter
+        self.relaxation = relaxation
         self.tol = tol
         self.max_iter = max_iter
         self.c = None if c is None else np.asarray(c, dtype=np.float64)
@@ -94,7 +96,10 @@ class SinkhornReservoir(Reservoir):
         mu0 = None
         if self.warm_start and self._mu is not None and E.ndim == 2 and self._mu.shape == (E.shape[1],):
             mu0 = self._mu
-        result = sinkhorn(E, self.T, w=w, c=self.c, n_iter=self.n_iter, tol=self.tol, max_iter=self.max_iter, mu0=mu0)
+        result = sinkhorn(
+            E, self.T, w=w, c=self.c, n_iter=self.n_iter, tol=self.tol, max_iter=self.max_iter, mu0=mu0,
+            relaxation=self.relaxation,
+        )
         self._mu = result.mu
         return LabelState(
             q=result.q,
@@ -113,7 +118,8 @@ class SinkhornReservoir(Reservoir):
 
     def __repr__(self) -> str:
         mode = f"n_iter={self.n_iter}" if self.n_iter is not None else f"tol={self.tol:g}, max_iter={self.max_iter}"
-        return f"SinkhornReservoir(T={self.T:g}, {mode}, warm_start={self.warm_start})"
+        relax = "" if self.relaxation == 1.0 else f", relaxation={self.relaxation!r}"
+        return f"SinkhornReservoir(T={self.T:g}, {mode}, warm_start={self.warm_start}{relax})"
 
 
 class CenteringReservoir(Reservoir):
@@ -162,8 +168,11 @@ class CenteringReservoir(Reservoir):
 
 
 def sela(**overrides) -> SinkhornReservoir:
-    """SeLa (Asano et al. 2020): Sinkhorn to tolerance, T' = 1/lambda with lambda = 25, warm starts."""
-    return SinkhornReservoir(**{"T": 1.0 / 25.0, "tol": 1e-6, "max_iter": 1000, "warm_start": True, **overrides})
+    """SeLa (Asano et al. 2020): Sinkhorn to tolerance, T' = 1/lambda with lambda = 25, warm starts,
+    adaptive over-relaxation (the same labels, fewer iterations when Sinkhorn is slow)."""
+    return SinkhornReservoir(
+        **{"T": 1.0 / 25.0, "tol": 1e-6, "max_iter": 1000, "warm_start": True, "relaxation": "auto", **overrides}
+    )
 
 
 def swav(**overrides) -> SinkhornReservoir:

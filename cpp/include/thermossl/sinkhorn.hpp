@@ -38,6 +38,9 @@ struct SinkhornOptions {
     std::int64_t fixed_iterations = 0;  // > 0: exactly this many iterations (SwAV); 0: run to tolerance
     double tolerance = 1e-6;          // stop when sum_y |N_y - c_y| <= tolerance (tolerance mode)
     std::int64_t max_iterations = 1000;  // tolerance mode: give up after this many
+    // Over-relaxation of the mu-update, mu += omega T' (log c - log N): 1 is plain Sinkhorn,
+    // (1, 2) over-relaxed; <= 0 (tolerance mode) picks omega from the observed convergence rate.
+    double relaxation = 1.0;
 };
 
 enum class SinkhornStatus : int {

@@ -109,15 +109,21 @@ public:
         return true;
     }
 
-    /// The mu-update from the charges of the last fused pass: mu_y += T' (log c_y - log N_y).
+    /// The mu-update from the charges of the last fused pass: mu_y += omega T' (log c_y - log N_y)
+    /// (omega = 1: the exact Sinkhorn column update; 1 < omega < 2: over-relaxed).
     /// A charge that underflowed (N_y below the smallest normal double) carries no information,
-    /// so that iteration takes the exact column log-sum-exp instead.
-    bool update_potentials() {
+    /// so that iteration takes the exact column log-sum-exp instead (relaxed the same way).
+    bool update_potentials(double omega) {
         bool underflow = false;
         for (std::int64_t y = 0; y < k_; ++y) underflow |= !(charges_[y] >= std::numeric_limits<double>::min());
-        if (underflow) return exact_column_update(true);
+        if (underflow) {
+            const std::vector<double> before = mu_;
+            if (!exact_column_update(true)) return false;
+            for (std::int64_t y = 0; y < k_; ++y) mu_[y] = before[y] + omega * (mu_[y] - before[y]);
+            return true;
+        }
         for (std::int64_t y = 0; y < k_; ++y)
-            mu_[y] += temperature_ * (log_charge_target_[y] - std::log(charges_[y]));
+            mu_[y] += omega * temperature_ * (log_charge_target_[y] - std::log(charges_[y]));
         return true;
     }
 
@@ -188,6 +194,55 @@ private:
     std::int64_t bad_index_ = -1;
 };
 
+/// The over-relaxation factor omega of the mu-update. A fixed omega > 0 as given; omega <= 0
+/// (tolerance mode only) chooses it: plain Sinkhorn iterations (omega = 1) until the charge
+/// error contracts at a steady linear rate lambda, then omega = 2 / (2 - lambda), capped at 1.9.
+/// Why that value: near the solution the mu-update is a Richardson step on N(mu) = c whose
+/// linearisation has eigenvalues sigma in [1 - lambda, 1]; a step omega contracts each mode by
+/// |1 - omega sigma|, minimised over the range at omega = 2 / (sigma_min + sigma_max). The slow
+/// mode then contracts by about 1 - 2 (1 - lambda): at most ~2x fewer iterations (a larger
+/// gain needs relaxing the f-update too, which would break the row-stochastic q of every
+/// iteration). Safeguard: if the error rises above twice its value when omega was set, go back
+/// to omega = 1 for good (plain Sinkhorn converges globally).
+class Relaxation {
+public:
+    Relaxation(double requested, bool fixed_iterations)
+        : adaptive_(requested <= 0.0 && !fixed_iterations), omega_(requested > 0.0 ? requested : 1.0) {}
+
+    double omega() const { return omega_; }
+
+    void observe(double err) {
+        if (!adaptive_ || !(err > 0.0) || !std::isfinite(err)) return;
+        if (omega_ != 1.0) {
+            if (err > 2.0 * err_at_switch_) {
+                omega_ = 1.0;
+                adaptive_ = false;
+            }
+            return;
+        }
+        history_[count_ % kWindow] = err;
+        ++count_;
+        if (count_ <= kWindow) return;
+        // Mean contraction per iteration over the window, and the last step's: steady if close.
+        const double oldest = history_[count_ % kWindow];  // the error kWindow - 1 iterations ago
+        const double previous = history_[(count_ - 2) % kWindow];
+        const double rate = std::pow(err / oldest, 1.0 / (kWindow - 1));
+        const double last = err / previous;
+        if (rate > 0.5 && rate < 1.0 && std::fabs(last - rate) < 0.05 * (1.0 - rate) + 1e-3) {
+            omega_ = std::min(1.9, 2.0 / (2.0 - rate));
+            err_at_switch_ = err;
+        }
+    }
+
+private:
+    static constexpr int kWindow = 5;
+    bool adaptive_;
+    double omega_;
+    double history_[kWindow] = {0.0, 0.0, 0.0, 0.0, 0.0};
+    std::int64_t count_ = 0;
+    double err_at_switch_ = 0.0;
+};
+
 }  // namespace
 }  // namespace detail
 
@@ -220,11 +275,13 @@ SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, con
         if (!solver.fused_pass(q_for_pass(1))) return fail();
     }
     double err = solver.charge_error();
+    detail::Relaxation relaxation(options.relaxation, fixed);
     while (iteration < limit && (fixed || !(err <= options.tolerance))) {
-        if (!solver.update_potentials()) return fail();
+        if (!solver.update_potentials(relaxation.omega())) return fail();
         ++iteration;
         if (!solver.fused_pass(q_for_pass(iteration))) return fail();
         err = solver.charge_error();
+        relaxation.observe(err);
     }
     solver.fix_gauge();
     solver.write_state(f, mu);

@@ -204,7 +204,9 @@ class _Run:
         self.optimiser = Adam(self.model.params, opts["lr"], weight_decay=opts["weight_decay"])
         self.T, self.T_label = opts["T"], opts["T_label"]
         if method == "sela":
-            reservoir = SinkhornReservoir(self.T_label, tol=opts["tol"], max_iter=opts["max_iter"], warm_start=True)
+            reservoir = SinkhornReservoir(
+                self.T_label, tol=opts["tol"], max_iter=opts["max_iter"], warm_start=True, relaxation="auto"
+            )
         elif method == "swav":
             reservoir = SinkhornReservoir(self.T_label, n_iter=opts["sinkhorn_iters"], warm_start=False)
         else:
