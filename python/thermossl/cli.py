@@ -289,7 +289,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="SeLa/SwAV/DINO on the digits: ledger, evaluation, plots")
     demo.add_argument("--method", choices=["sela", "swav", "dino", "all"], default="all",
                       help="one SSL method (files in OUT), or all three (default; files in OUT/<method>)")
-    demo.add_argument("--epochs", type=_positive_int, default=60, help="training epochs (default 60)")
+    demo.add_argument("--epochs", type=_positive_int, default=100, help="training epochs (default 100)")
     demo.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default 0)")
     demo.add_argument("--prototypes", type=_positive_int, default=10, help="prototypes K (default 10)")
     demo.add_argument("--out", default="thermossl-demo", help="output folder (default ./thermossl-demo)")
