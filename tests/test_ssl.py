@@ -214,6 +214,8 @@ def test_train_rejects_bad_input_with_named_arguments():
         ssl.train(X, epochs=1, T=0.0)
     with pytest.raises(TypeError, match="batch_size"):
         ssl.train(X, epochs=1, batch_size=2.5)
+    with pytest.raises(ValueError, match="blas_threads"):
+        ssl.train(X, epochs=1, blas_threads=0)
     result = ssl.train(X, n_prototypes=3, epochs=1, hidden=8, dim=4)
     with pytest.raises(ValueError, match="X must have 6 features"):
         result.embed(np.zeros((3, 5)))

@@ -25,6 +25,7 @@ What the methods measure and where the feedback acts:
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import warnings
@@ -65,6 +66,7 @@ DEFAULTS = {
     "teacher_momentum": 0.99,
     "center_momentum": 0.9,
     "progress": False,
+    "blas_threads": 1,
 }
 _LABEL_TEMPERATURE = {"sela": 1.0 / 25.0, "swav": 0.05, "dino": 0.04}
 
@@ -160,6 +162,8 @@ def _options(method: str, options: dict) -> dict:
     opts["tol"] = _real(opts["tol"], "tol", 0.0, low_open=True)
     opts["teacher_momentum"] = _real(opts["teacher_momentum"], "teacher_momentum", 0.0, 1.0, high_open=True)
     opts["center_momentum"] = _real(opts["center_momentum"], "center_momentum", 0.0, 1.0, high_open=True)
+    if opts["blas_threads"] is not None:
+        opts["blas_threads"] = _integer(opts["blas_threads"], "blas_threads", 1)
     opts["T"] = positive_temperature(opts["T"])
     opts["T_label"] = positive_temperature(_LABEL_TEMPERATURE[method] if opts["T_label"] is None else opts["T_label"])
     return opts
@@ -269,6 +273,22 @@ class _Run:
         return self.demon.reservoir.assign(-self.model.forward(self.clean).scores)
 
 
+def _blas_threads(limit):
+    """Limit numpy's BLAS to ``limit`` threads while training (threadpoolctl, if installed).
+
+    The model's matrices are small (a batch times a few hundred units): a multi-threaded BLAS
+    gains nothing there and its spinning threads collapse when the cores are shared (measured:
+    10-17x slower SwAV/DINO epochs on a loaded 2-core machine). None leaves BLAS alone.
+    """
+    if limit is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=limit, user_api="blas")
+
+
 def _progress_bar(total: int, method: str):
     try:
         from tqdm.auto import tqdm
@@ -313,7 +333,8 @@ def train(X, method: str = "swav", n_prototypes: int = 10, epochs: int = 50, see
         temperature; method default), noise, mask, shift (augmentations), sinkhorn_iters (SwAV),
         tol, max_iter (SeLa; cycles that stop at max_iter are counted in one RuntimeWarning after
         training and show in the ledger's charge_err), freeze_prototypes_epochs (SwAV/SeLa: prototypes fixed at first, as in SwAV),
-        teacher_momentum, center_momentum (DINO), progress (a tqdm bar).
+        teacher_momentum, center_momentum (DINO), progress (a tqdm bar), blas_threads (numpy's
+        BLAS threads while training, default 1 through threadpoolctl when installed; None: leave).
 
     Returns a :class:`TrainResult`.
     """
@@ -335,7 +356,7 @@ def train(X, method: str = "swav", n_prototypes: int = 10, epochs: int = 50, see
     history = np.empty(epochs)
     # SeLa: a cycle whose Sinkhorn stops at max_iter is recorded in the ledger (charge_err > tol);
     # one warning after training says how many, instead of one per step.
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _blas_threads(opts["blas_threads"]):
         warnings.filterwarnings("ignore", message="sinkhorn did not converge", category=RuntimeWarning)
         _train_epochs(run, epochs, n_batches, bar, history)
         final = run.final_labels()
