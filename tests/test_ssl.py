@@ -154,7 +154,7 @@ def test_training_books_close_and_runs_are_reproducible(method):
     assert np.all(ledger.column("W_ext") + ledger.column("dF") <= T * ledger.column("D_before") + 1e-12)
     assert np.all(ledger.column("Sigma") >= -1e-12)  # E2: the measurement produces entropy
     if method == "sela":
-        assert np.all(ledger.column("charge_err") <= 1e-6)  # balanced to tolerance every cycle
+        assert np.all(ledger.column("charge_err") <= 1e-5)  # balanced to tolerance every cycle
     features = result.embed(X)
     assert features.shape == (240, 16) and np.all(features >= 0)  # the ReLU backbone
     z = result.project(X)
@@ -186,7 +186,7 @@ def test_swav_learns_the_digits_and_the_demon_extracts_work():
 def test_sela_labels_are_balanced_over_the_data_set():
     X, _ = blobs(seed=3, n=200, k=4)
     result = ssl.train(X, method="sela", n_prototypes=4, epochs=4, seed=0, batch_size=50, hidden=16, dim=8)
-    assert_allclose(result.label_state.charges, 0.25, atol=1e-6)
+    assert_allclose(result.label_state.charges, 0.25, atol=1e-5)
     assert result.label_state.converged
 
 

@@ -16,7 +16,8 @@ What the methods measure and where the feedback acts:
   [L(q_a, E_b) + L(q_b, E_a)] / 2. The ledger follows q_a: measured on view a's energies, the
   work done on view b's energies (``Demon.feedback(E_b_after, E_before=E_b)``).
 - **SeLa**: labels of the whole data set, Sinkhorn-balanced to tolerance (T' = 1/25, float64,
-  warm-started), measured on the clean inputs every step; the feedback is a step on an augmented
+  warm-started, over-relaxed; charge error sum_y |N_y - c_y| <= 1e-5 by default — SeLa's own
+  code stops at a 10% relative change of the scalings), measured on the clean inputs every step; the feedback is a step on an augmented
   batch with those labels, and the work is counted on the clean energies of the whole data set.
 - **DINO**: a teacher (exponential moving average of the student) labels view a by centering
   and sharpening (T' = 0.04, center momentum 0.9); the student learns to predict them from
@@ -60,8 +61,8 @@ DEFAULTS = {
     "mask": 0.1,
     "shift": 1,
     "sinkhorn_iters": 3,
-    "tol": 1e-6,
-    "max_iter": 1000,
+    "tol": 1e-5,
+    "max_iter": 2000,
     "freeze_prototypes_epochs": 1,
     "teacher_momentum": 0.99,
     "center_momentum": 0.9,
