@@ -8,6 +8,40 @@ namespace THERMOSSL_ISA_NS {
 namespace detail {
 namespace {
 
+/// Charge accumulation of float rows in float lanes: acc_y += r_i e_iy is taken in float over
+/// groups of kGroup rows (one fma per element, 8 lanes per AVX2 register) and each group's sums
+/// are added to the double accumulators, so a float sum holds at most kGroup terms (relative
+/// error <= kGroup 2^-24 worst case, ~sqrt(kGroup) 2^-24 typically) and the double sums carry the
+/// rest. For double data it is never used (k = 0).
+template <class T>
+class FloatCharges {
+public:
+    static constexpr int kGroup = 8;
+    explicit FloatCharges(std::int64_t k) : sums_(static_cast<std::size_t>(k), T(0)) {}
+
+    void add(T r, const T* e, std::int64_t k, double* acc) {
+        T* s = sums_.data();
+#pragma omp simd
+        for (std::int64_t y = 0; y < k; ++y) s[y] = THERMOSSL_MADD(r, e[y], s[y]);
+        if (++rows_ == kGroup) flush(k, acc);
+    }
+
+    void flush(std::int64_t k, double* acc) {
+        if (rows_ == 0) return;
+        T* s = sums_.data();
+#pragma omp simd
+        for (std::int64_t y = 0; y < k; ++y) {
+            acc[y] += static_cast<double>(s[y]);
+            s[y] = T(0);
+        }
+        rows_ = 0;
+    }
+
+private:
+    std::vector<T> sums_;
+    int rows_ = 0;
+};
+
 template <class T>
 class SinkhornSolver {
 public:
@@ -25,7 +59,8 @@ public:
           charges_(static_cast<std::size_t>(k_), 0.0),
           shift_(static_cast<std::size_t>(k_)),
           n_threads_(pass_threads(n_ * k_, (n_ + tile_rows<T>(k_) - 1) / tile_rows<T>(k_))),
-          accumulators_(n_threads_, k_) {
+          accumulators_(n_threads_, k_),
+          uniform_weights_(weights == nullptr) {
         for (std::int64_t i = 0; i < n_; ++i)
             weight_[i] = weights != nullptr ? static_cast<double>(weights[i]) : 1.0 / static_cast<double>(n_);
         for (std::int64_t y = 0; y < k_; ++y) {
@@ -49,8 +84,13 @@ public:
     /// One read of E. For every row: f_i <- -T' LSE_y((mu_y - E_iy)/T') and its charge
     /// contribution w_i q_iy = w_i e_iy / s_i (e_iy = exp(x_iy - max), s_i = sum_y e_iy) added to
     /// per-thread column accumulators, merged at the end into N_y. Writes q when `q` is set.
+    ///
+    /// float data takes float lanes (FloatFrame) for every row whose exponents are finite; a row
+    /// the frame cannot take (a nan, -inf, every state forbidden) goes through the double-lane
+    /// path, which also names the error.
     bool fused_pass(T* q) {
         for (std::int64_t y = 0; y < k_; ++y) shift_[y] = mu_[y] / temperature_;
+        const bool float_lanes = prepare_float_frame();
         accumulators_.clear();
         std::vector<std::int64_t> first_bad(static_cast<std::size_t>(n_threads_), n_);
         std::vector<SinkhornStatus> bad_status(static_cast<std::size_t>(n_threads_), SinkhornStatus::kOk);
@@ -66,6 +106,10 @@ public:
             double* acc = accumulators_.of_thread(thread);
             RowReader<T> reader(energy_);
             std::vector<T> scratch(q == nullptr ? static_cast<std::size_t>(k) : 0);
+            FloatCharges<T> float_acc(float_lanes ? k : 0);
+            const T* mu_f = frame_mu_.data();
+            const T* low = frame_low_.data();
+            const T s_f = static_cast<T>(scale_);
 #pragma omp for schedule(static)
             for (std::int64_t t = 0; t < n_tiles; ++t) {
                 const std::int64_t i0 = t * tile;
@@ -74,6 +118,48 @@ public:
                 for (std::int64_t i = i0; i < i1; ++i) {
                     const T* row = reader.row(i);
                     T* e_row = q != nullptr ? q + i * k : scratch.data();
+                    if (float_lanes) {
+                        // d_j = E_j - mu'_j; the row max of x sits at d* = min_j d_j (scale < 0);
+                        // t_j = s (d_j - d*) + (low_j - max low) <= 0.
+                        T d_min = infinity<T>();
+#pragma omp simd reduction(min : d_min)
+                        for (std::int64_t j = 0; j < k; ++j) {
+                            const T d = row[j] - mu_f[j];
+                            d_min = d < d_min ? d : d_min;
+                        }
+                        if (std::isfinite(d_min)) {
+                            double s = 0.0;
+                            for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+                                const std::int64_t j1 = std::min(k, j0 + kChunk);
+                                T part = 0;
+#pragma omp simd reduction(+ : part)
+                                for (std::int64_t j = j0; j < j1; ++j) {
+                                    // d_j = E_j - mu'_j and its rounding error (TwoSum, exact),
+                                    // so that d_j - d* is rounded once, at its own scale.
+                                    const T d = row[j] - mu_f[j];
+                                    const T back = d - row[j];
+                                    const T err = (row[j] - (d - back)) - (mu_f[j] + back);
+                                    const T tj = THERMOSSL_MADD(s_f, d - d_min, THERMOSSL_MADD(s_f, err, low[j]));
+                                    const T e = exp_nonpositive(tj);
+                                    e_row[j] = e;
+                                    part += e;
+                                }
+                                s += static_cast<double>(part);
+                            }
+                            if (std::isfinite(s)) {
+                                const double m = scale_ * static_cast<double>(d_min) + frame_base_;
+                                f_[i] = -temperature * (m + std::log(s));
+                                const double r = weight_[i] / s;
+                                float_acc.add(static_cast<T>(r), e_row, k, acc);
+                                if (q != nullptr) {
+                                    const T inv_s = static_cast<T>(1.0 / s);
+#pragma omp simd
+                                    for (std::int64_t y = 0; y < k; ++y) e_row[y] *= inv_s;
+                                }
+                                continue;
+                            }
+                        }
+                    }
                     const double m = row_max<T, true>(row, k, ex);
                     const double s = row_exp_sum<T, true>(row, k, ex, m, e_row);
                     if (!std::isfinite(m) || !std::isfinite(s)) {
@@ -96,6 +182,7 @@ public:
                     }
                 }
             }
+            float_acc.flush(k, acc);
         }
 
         for (int t = 0; t < n_threads_; ++t) {
@@ -107,6 +194,43 @@ public:
         if (status_ != SinkhornStatus::kOk) return false;
         accumulators_.merge_into(charges_.data());
         return true;
+    }
+
+    /// The float-lane frame of a pass over float data (THEORY.md §3 exponents x_y = (mu_y - E_y)/T'):
+    /// with mu_c the midrange of mu, mu'_y = mu_y - mu_c is split into its float part
+    /// frame_mu_[y] and a remainder rho_y (|rho_y| <= 2^-24 |mu'_y|), so that
+    ///   x_y = s (E_y - frame_mu_[y]) + rho_y/T' + mu_c/T'   (s = -1/T').
+    /// frame_low_[y] = rho_y/T' - max_y rho_y/T' <= 0 (tiny) and frame_base_ = max rho/T' + mu_c/T'.
+    /// Centering keeps |mu'| at the spread of mu, so E - mu' is rounded at the scale of E; the
+    /// row max is subtracted before the scale (as in PivotArg), so the dominant codes carry
+    /// about 2^-24 |x - max| of relative error, not 2^-24 |x|. Returns false (double lanes)
+    /// for double data or a scale outside [2^-60, 2^60].
+    bool prepare_float_frame() {
+        if constexpr (!std::is_same<T, float>::value) {
+            return false;
+        } else {
+            const double mag = std::fabs(scale_);
+            if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
+            double lo = mu_[0], hi = mu_[0];
+            for (std::int64_t y = 1; y < k_; ++y) {
+                lo = std::min(lo, mu_[y]);
+                hi = std::max(hi, mu_[y]);
+            }
+            const double center = 0.5 * (lo + hi);
+            frame_mu_.resize(static_cast<std::size_t>(k_));
+            frame_low_.resize(static_cast<std::size_t>(k_));
+            std::vector<double> rest(static_cast<std::size_t>(k_));
+            double top = -infinity<double>();
+            for (std::int64_t y = 0; y < k_; ++y) {
+                const double centered = mu_[y] - center;
+                frame_mu_[y] = static_cast<float>(centered);
+                rest[y] = (centered - static_cast<double>(frame_mu_[y])) / temperature_;
+                top = std::max(top, rest[y]);
+            }
+            for (std::int64_t y = 0; y < k_; ++y) frame_low_[y] = static_cast<float>(rest[y] - top);
+            frame_base_ = top + center / temperature_;
+            return std::isfinite(frame_base_);
+        }
     }
 
     /// The mu-update from the charges of the last fused pass: mu_y += T' (log c_y - log N_y).
@@ -124,6 +248,9 @@ public:
     /// mu_y <- T' log c_y - T' LSE_i(log w_i + (f_i - E_iy)/T'), one read of E (col_logsumexp).
     /// With use_f false, f is the constant 0 of a cold start.
     bool exact_column_update(bool use_f) {
+        if constexpr (std::is_same<T, float>::value) {
+            if (!use_f && uniform_weights_ && cold_column_float_lanes()) return true;
+        }
         std::vector<double> row_shift(static_cast<std::size_t>(n_));
         for (std::int64_t i = 0; i < n_; ++i)
             row_shift[i] = std::log(weight_[i]) + (use_f ? f_[i] / temperature_ : 0.0);
@@ -149,6 +276,95 @@ public:
         }
         for (std::int64_t y = 0; y < k_; ++y)
             mu_[y] = temperature_ * (log_charge_target_[y] - static_cast<double>(lse[y]));
+        return true;
+    }
+
+    /// The cold-start mu-update for float data and uniform weights in float lanes:
+    /// LSE_i(log w + s E_iy) = log(1/N) + s p_y + log sum_i exp(s (E_iy - p_y)) with the column
+    /// pivot p_y = min_i E_iy (the max of s E, s < 0), as PivotArg does for rows: blocks of rows
+    /// are read twice from cache (pivot, then sums in float), and running sums in double are
+    /// rescaled when a block lowers the pivot.
+    /// Returns false (nothing changed) for an input it does not take: a nan or -inf, a scale
+    /// outside [2^-60, 2^60], a column with no finite entry; the exact pass then decides.
+    bool cold_column_float_lanes() {
+        const double mag = std::fabs(scale_);
+        if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
+        const std::int64_t k = k_;
+        const std::int64_t block = std::max<std::int64_t>(1, std::min<std::int64_t>(32, (128 * 1024 / 4) / k));
+        const std::int64_t n_blocks = (n_ + block - 1) / block;
+        std::vector<float> pivots(static_cast<std::size_t>(n_threads_ * k), infinity<float>());
+        std::vector<double> sums(static_cast<std::size_t>(n_threads_ * k), 0.0);
+        std::vector<char> bad(static_cast<std::size_t>(n_threads_), 0);
+        const float s_f = static_cast<float>(scale_);
+        const double scale = scale_;
+#pragma omp parallel num_threads(n_threads_) if (n_threads_ > 1)
+        {
+            const int thread = thread_index();
+            float* p = pivots.data() + thread * k;
+            double* sum = sums.data() + thread * k;
+            std::vector<float> block_pivot(static_cast<std::size_t>(k));
+            std::vector<float> block_sum(static_cast<std::size_t>(k));
+            float* bp = block_pivot.data();
+            float* bs = block_sum.data();
+            bool nan_or_neg_inf = false;
+            RowReader<T> reader(energy_);
+#pragma omp for schedule(static)
+            for (std::int64_t b = 0; b < n_blocks; ++b) {
+                const std::int64_t i0 = b * block;
+                const std::int64_t i1 = std::min(n_, i0 + block);
+                reader.load(i0, i1);
+                std::copy(p, p + k, bp);
+                for (std::int64_t i = i0; i < i1; ++i) {
+                    const float* row = reader.row(i);
+                    float low = infinity<float>();
+#pragma omp simd reduction(min : low)
+                    for (std::int64_t y = 0; y < k; ++y) {
+                        bp[y] = row[y] < bp[y] ? row[y] : bp[y];
+                        low = row[y] != row[y] ? -infinity<float>() : (row[y] < low ? row[y] : low);
+                    }
+                    nan_or_neg_inf |= low == -infinity<float>();
+                }
+#pragma omp simd
+                for (std::int64_t y = 0; y < k; ++y) {
+                    const bool lower = bp[y] < p[y];
+                    // exp(s (p - bp)) <= 1; p = +inf (no finite entry yet) gives 0.
+                    const double down = lower ? scale * (static_cast<double>(p[y]) - static_cast<double>(bp[y])) : 0.0;
+                    sum[y] *= exp_nonpositive(down != down ? -infinity<double>() : down);
+                    p[y] = lower ? bp[y] : p[y];
+                    bs[y] = 0.0f;
+                }
+                for (std::int64_t i = i0; i < i1; ++i) {
+                    const float* row = reader.row(i);
+#pragma omp simd
+                    for (std::int64_t y = 0; y < k; ++y) {
+                        const float e = exp_nonpositive(s_f * (row[y] - p[y]));
+                        bs[y] += row[y] < infinity<float>() ? e : 0.0f;
+                    }
+                }
+#pragma omp simd
+                for (std::int64_t y = 0; y < k; ++y) sum[y] += static_cast<double>(bs[y]);
+            }
+            bad[thread] = nan_or_neg_inf ? 1 : 0;
+        }
+        for (int t = 0; t < n_threads_; ++t)
+            if (bad[t]) return false;
+        std::vector<double> mu(static_cast<std::size_t>(k));
+        const double log_w = std::log(1.0 / static_cast<double>(n_));
+        for (std::int64_t y = 0; y < k; ++y) {
+            float p = infinity<float>();
+            for (int t = 0; t < n_threads_; ++t) p = std::min(p, pivots[t * k + y]);
+            if (!(p < infinity<float>())) return false;  // a column no sample can occupy
+            double total = 0.0;
+            for (int t = 0; t < n_threads_; ++t) {
+                const float pt = pivots[t * k + y];
+                if (pt < infinity<float>())
+                    total += sums[t * k + y] * exp_nonpositive(scale * (static_cast<double>(pt) - static_cast<double>(p)));
+            }
+            const double lse = log_w + scale * static_cast<double>(p) + std::log(total);
+            if (!std::isfinite(lse)) return false;
+            mu[y] = temperature_ * (log_charge_target_[y] - lse);
+        }
+        std::copy(mu.begin(), mu.end(), mu_.begin());
         return true;
     }
 
@@ -182,8 +398,12 @@ private:
     std::vector<double> mu_;
     std::vector<double> charges_;
     std::vector<double> shift_;  // mu/T'
+    std::vector<T> frame_mu_;    // float lanes: mu - mu_c, rounded (prepare_float_frame)
+    std::vector<T> frame_low_;   // float lanes: the rounding remainders / T', minus their max
+    double frame_base_ = 0.0;    // float lanes: x_max = s d* + frame_base_
     int n_threads_;
     ColumnSums accumulators_;  // per-thread charges N_y of a fused pass
+    bool uniform_weights_;
     SinkhornStatus status_ = SinkhornStatus::kOk;
     std::int64_t bad_index_ = -1;
 };
