@@ -304,3 +304,49 @@ def test_inputs_are_not_modified_and_result_is_frozen():
         assert_array_equal(x, copy)
     with pytest.raises(AttributeError):
         res.n_iter = 5
+
+
+# ----------------------------------------------------------------------------- float32 lanes
+@pytest.mark.parametrize("T", [1e-3, 0.05, 1.0, 1e3])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("forbidden", [False, True])
+def test_float32_lanes_agree_with_float64(T, weighted, forbidden):
+    # float32 runs the fused pass (and, for uniform w, the cold column pass) in float lanes;
+    # float64 in double lanes. Same energies (float32-representable), same iterations.
+    rng = np.random.default_rng(11)
+    n, k = 300, 40
+    E = (-cosine_scores(rng, n, k) + rng.uniform(-3, 3, size=k)).astype(np.float32)  # shifted columns: mu spreads
+    if forbidden:
+        E[rng.random(E.shape) < 0.1] = inf
+        E[np.arange(n), rng.integers(0, k, n)] = 0.5
+    w = random_simplex(rng, n) if weighted else None
+    r32 = thermossl.sinkhorn(E, T, w=w, n_iter=5)
+    r64 = thermossl.sinkhorn(E.astype(np.float64), T, w=w, n_iter=5)
+    q32, q64 = r32.q.astype(np.float64), r64.q
+    assert np.all(np.isfinite(q32))
+    if forbidden:
+        assert_array_equal(r32.q[np.isinf(E)], 0.0)
+    row_max = q64.max(axis=1, keepdims=True)
+    # float32 rounding of |x - max| (up to 87) and of the charges, amplified by the
+    # mu-updates at a cold reservoir
+    assert np.max(np.abs(q32 - q64) / row_max) <= (1e-4 if T < 0.01 else 2e-5)
+    assert_allclose(r32.q.sum(axis=1), 1.0, atol=1e-5)
+    assert_allclose(r32.charges, r64.charges, rtol=1e-4, atol=1e-7)
+    # warm start at the float64 potentials: iteration 0 is a fused pass in float lanes
+    warm = thermossl.sinkhorn(E, T, w=w, mu0=r64.mu.astype(np.float32), n_iter=1)
+    assert np.all(np.isfinite(warm.q))
+
+
+def test_float32_lanes_report_bad_rows():
+    E = np.zeros((64, 600), dtype=np.float32)
+    E[7, 3] = np.nan
+    with pytest.raises(ValueError, match="row 7"):
+        thermossl.sinkhorn(E, 0.05, n_iter=3)
+    E[7, 3] = 0.0
+    E[9, :] = inf
+    with pytest.raises(ValueError, match="every state of row 9"):
+        thermossl.sinkhorn(E, 0.05, n_iter=3)
+    E[9, :] = 0.0
+    E[:, 5] = inf
+    with pytest.raises(ValueError, match="infeasible: state 5"):
+        thermossl.sinkhorn(E, 0.05, n_iter=3)
