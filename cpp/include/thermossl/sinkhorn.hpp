@@ -66,4 +66,24 @@ SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, con
                         const Same<T>* mu0, const SinkhornOptions& options, Same<T>* f, Same<T>* mu, Same<T>* q,
                         double* charges = nullptr);
 
+/// Outcome of sinkhorn_pass: kOk, or the first bad row (kNanEnergy, kRowForbidden, kInfiniteScore).
+struct SinkhornPassReport {
+    SinkhornStatus status = SinkhornStatus::kOk;
+    std::int64_t index = -1;
+};
+
+/// One fused pass over E at the given mu (K) — the pass each iteration of `sinkhorn` makes, exposed
+/// for sharded solvers (python/thermossl/distributed.py): for every row the f-update
+///     f_i = -T' LSE_y((mu_y - E_iy)/T')
+/// and, from the same exponentials, the row's charge contribution, summed over the rows:
+///     charges_y = sum_i weights_i q_iy,  q_iy = exp((f_i + mu_y - E_iy)/T').
+/// weights (N, any positive values: a shard passes its slice of the global weights) are
+/// required; f (N) and charges (K) are written; q (N x K, C-contiguous) too when not null. The
+/// next mu-update is mu_y += T' (log c_y - log N_y) with N the charges summed over shards.
+/// float data runs in float lanes as in `sinkhorn`. On a status other than kOk the outputs are
+/// unspecified.
+template <class T>
+SinkhornPassReport sinkhorn_pass(const MatrixView<T>& energy, const double* weights, const double* mu,
+                                 double temperature, double* f, double* charges, Same<T>* q);
+
 }  // namespace thermossl

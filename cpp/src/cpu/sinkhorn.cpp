@@ -70,6 +70,7 @@ public:
     }
 
     std::vector<double>& mu() { return mu_; }
+    std::vector<double>& weights() { return weight_; }
     const std::vector<double>& f() const { return f_; }
     SinkhornStatus status() const { return status_; }
     std::int64_t bad_index() const { return bad_index_; }
@@ -461,6 +462,29 @@ SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, con
     return report;
 }
 
+template <class T>
+SinkhornPassReport sinkhorn_pass(const MatrixView<T>& energy, const double* weights, const double* mu,
+                                 double temperature, double* f, double* charges, Same<T>* q) {
+    SinkhornOptions options;
+    options.temperature = temperature;
+    detail::SinkhornSolver<T> solver(energy, nullptr, nullptr, options);
+    std::copy(weights, weights + energy.rows, solver.weights().begin());
+    std::copy(mu, mu + energy.cols, solver.mu().begin());
+    SinkhornPassReport report;
+    if (!solver.fused_pass(q)) {
+        report.status = solver.status();
+        report.index = solver.bad_index();
+        return report;
+    }
+    std::copy(solver.f().begin(), solver.f().end(), f);
+    solver.write_charges(charges);
+    return report;
+}
+
+template SinkhornPassReport sinkhorn_pass<float>(const MatrixView<float>&, const double*, const double*, double,
+                                                 double*, double*, float*);
+template SinkhornPassReport sinkhorn_pass<double>(const MatrixView<double>&, const double*, const double*, double,
+                                                  double*, double*, double*);
 template SinkhornReport sinkhorn<float>(const MatrixView<float>&, const float*, const float*, const float*,
                                         const SinkhornOptions&, float*, float*, float*, double*);
 template SinkhornReport sinkhorn<double>(const MatrixView<double>&, const double*, const double*, const double*,
