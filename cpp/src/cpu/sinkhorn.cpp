@@ -335,6 +335,194 @@ public:
         return true;
     }
 
+    /// The scaled form of the iteration for float data (SwAV's exp-once algorithm, kept stable
+    /// per row). K_iy = exp(s (E_iy - p_i)) with the row pivot p_i = min_y E_iy (so K <= 1, its
+    /// max is 1, m_i = s p_i the row max of s E) is computed once (double argument and exp,
+    /// rounded once to float) into `buf`
+    /// (q's storage). With b_y = exp(mu_y/T' - beta), beta = max_y mu_y/T':
+    ///     q_iy = K_iy b_y / s_i,  s_i = sum_y K_iy b_y,  f_i = -T' (m_i + beta + log s_i),
+    ///     N_y = b_y sum_i (w_i / s_i) K_iy,
+    /// the same state as the log-domain pass, with two multiply-adds per element instead of an
+    /// exp. Cold start: the same read of E gives the column sums LSE_i(log w_i + s E_iy) =
+    /// M + log sum_i w_i exp(m_i - M) K_iy (M = max_i m_i). Guards (else false, and the caller
+    /// uses the log-domain passes): every row pivot finite (no nan, -inf or fully forbidden
+    /// row), max_i m_i - min_i m_i <= kSpread and, per pass, the spread of mu/T' <= kSpread, so
+    /// no row sum s_i comes near the float underflow.
+    static constexpr double kSpread = 40.0;
+
+    bool build_kernel(T* buf, bool cold) {
+        if constexpr (!std::is_same<T, float>::value) {
+            (void)buf;
+            (void)cold;
+            return false;
+        } else {
+            const double mag = std::fabs(scale_);
+            if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
+            const std::int64_t k = k_;
+            const std::int64_t tile = tile_rows<T>(k_);
+            const std::int64_t n_tiles = (n_ + tile - 1) / tile;
+            row_max_.assign(static_cast<std::size_t>(n_), 0.0);
+            std::vector<double> top(static_cast<std::size_t>(n_threads_), -infinity<double>());
+            std::vector<double> bottom(static_cast<std::size_t>(n_threads_), infinity<double>());
+            std::vector<char> bad(static_cast<std::size_t>(n_threads_), 0);
+            accumulators_.clear();
+            const double scale = scale_;
+#pragma omp parallel num_threads(n_threads_) if (n_threads_ > 1)
+            {
+                const int thread = thread_index();
+                double* acc = accumulators_.of_thread(thread);
+                FloatCharges<T> float_acc(cold ? k : 0);
+                double running = -infinity<double>();  // this thread's M so far (acc is relative to it)
+                double low = infinity<double>();
+                bool failed = false;
+                RowReader<T> reader(energy_);
+#pragma omp for schedule(static)
+                for (std::int64_t t = 0; t < n_tiles; ++t) {
+                    const std::int64_t i0 = t * tile;
+                    const std::int64_t i1 = std::min(n_, i0 + tile);
+                    reader.load(i0, i1);
+                    for (std::int64_t i = i0; i < i1; ++i) {
+                        const float* row = reader.row(i);
+                        float* out = buf + i * k;
+                        const float pivot = row_min_raw(row, k);
+                        const double m = scale_ * static_cast<double>(pivot);
+                        if (!std::isfinite(m) || failed) {
+                            failed = true;
+                            continue;
+                        }
+                        row_max_[i] = m;
+                        low = std::min(low, m);
+                        double total = 0.0;
+                        for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+                            const std::int64_t j1 = std::min(k, j0 + kChunk);
+                            float part = 0.0f;
+                            // K in double lanes (computed once): exp of the exact argument,
+                            // rounded once to float.
+#pragma omp simd reduction(+ : part)
+                            for (std::int64_t j = j0; j < j1; ++j) {
+                                const double x = scale * (static_cast<double>(row[j]) - static_cast<double>(pivot));
+                                const float e = static_cast<float>(exp_nonpositive(x));
+                                out[j] = e;
+                                part += e;
+                            }
+                            total += static_cast<double>(part);
+                        }
+                        if (!std::isfinite(total)) {  // a nan
+                            failed = true;
+                            continue;
+                        }
+                        if (cold) {
+                            if (m > running) {
+                                float_acc.flush(k, acc);
+                                const double down = std::exp(running - m);  // 0 for the first row
+#pragma omp simd
+                                for (std::int64_t y = 0; y < k; ++y) acc[y] *= down;
+                                running = m;
+                            }
+                            float_acc.add(static_cast<float>(weight_[i] * std::exp(m - running)), out, k, acc);
+                        }
+                    }
+                }
+                float_acc.flush(k, acc);
+                top[thread] = running;
+                bottom[thread] = low;
+                bad[thread] = failed ? 1 : 0;
+            }
+            for (int t = 0; t < n_threads_; ++t)
+                if (bad[t]) return false;
+            const double lo = *std::min_element(bottom.begin(), bottom.end());
+            double hi = -infinity<double>();
+            for (std::int64_t i = 0; i < n_; ++i) hi = std::max(hi, row_max_[i]);
+            if (!(hi - lo <= kSpread)) return false;
+            if (cold) {
+                // Merge the threads' sums (each relative to its own running max) at M = hi.
+                std::vector<double> col(static_cast<std::size_t>(k), 0.0);
+                for (int t = 0; t < n_threads_; ++t) {
+                    if (!(top[t] > -infinity<double>())) continue;
+                    const double factor = std::exp(top[t] - hi);
+                    const double* a = accumulators_.of_thread(t);
+                    for (std::int64_t y = 0; y < k; ++y) col[y] += factor * a[y];
+                }
+                for (std::int64_t y = 0; y < k; ++y) {
+                    if (!(col[y] >= std::numeric_limits<double>::min()) || !std::isfinite(col[y])) return false;
+                }
+                for (std::int64_t y = 0; y < k; ++y)
+                    mu_[y] = temperature_ * (log_charge_target_[y] - (hi + std::log(col[y])));
+            }
+            return true;
+        }
+    }
+
+    /// One pass of the scaled form at the current mu (see build_kernel); on the last pass writes
+    /// q_iy = K_iy b_y / s_i over K in `buf`. False (state untouched except f_ and the
+    /// accumulators) when the spread of mu/T' exceeds kSpread or a row sum is not a normal
+    /// positive number.
+    bool scaled_pass(T* buf, bool last) {
+        if constexpr (!std::is_same<T, float>::value) {
+            (void)buf;
+            (void)last;
+            return false;
+        } else {
+            double beta = -infinity<double>(), floor = infinity<double>();
+            for (std::int64_t y = 0; y < k_; ++y) {
+                beta = std::max(beta, mu_[y] / temperature_);
+                floor = std::min(floor, mu_[y] / temperature_);
+            }
+            if (!(beta - floor <= kSpread)) return false;
+            std::vector<float> b(static_cast<std::size_t>(k_));
+            for (std::int64_t y = 0; y < k_; ++y) b[y] = static_cast<float>(std::exp(mu_[y] / temperature_ - beta));
+            const std::int64_t k = k_;
+            const std::int64_t tile = tile_rows<T>(k_);
+            const std::int64_t n_tiles = (n_ + tile - 1) / tile;
+            std::vector<char> bad(static_cast<std::size_t>(n_threads_), 0);
+            accumulators_.clear();
+            const float* bv = b.data();
+#pragma omp parallel num_threads(n_threads_) if (n_threads_ > 1)
+            {
+                const int thread = thread_index();
+                double* acc = accumulators_.of_thread(thread);
+                FloatCharges<T> float_acc(k);
+                bool failed = false;
+#pragma omp for schedule(static)
+                for (std::int64_t t = 0; t < n_tiles; ++t) {
+                    const std::int64_t i0 = t * tile;
+                    const std::int64_t i1 = std::min(n_, i0 + tile);
+                    for (std::int64_t i = i0; i < i1 && !failed; ++i) {
+                        float* row = buf + i * k;
+                        double s = 0.0;
+                        for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+                            const std::int64_t j1 = std::min(k, j0 + kChunk);
+                            float part = 0.0f;
+#pragma omp simd reduction(+ : part)
+                            for (std::int64_t j = j0; j < j1; ++j) part = THERMOSSL_MADD(row[j], bv[j], part);
+                            s += static_cast<double>(part);
+                        }
+                        if (!(s >= 0x1p-100) || !std::isfinite(s)) {
+                            failed = true;
+                            break;
+                        }
+                        f_[i] = -temperature_ * (row_max_[i] + beta + std::log(s));
+                        float_acc.add(static_cast<float>(weight_[i] / s), row, k, acc);
+                        if (last) {
+                            // q = K b / s rounded once: the product in double.
+                            const double inv_s = 1.0 / s;
+#pragma omp simd
+                            for (std::int64_t y = 0; y < k; ++y)
+                                row[y] = static_cast<float>(static_cast<double>(row[y]) * (static_cast<double>(bv[y]) * inv_s));
+                        }
+                    }
+                }
+                float_acc.flush(k, acc);
+                bad[thread] = failed ? 1 : 0;
+            }
+            for (int t = 0; t < n_threads_; ++t)
+                if (bad[t]) return false;
+            accumulators_.merge_into(charges_.data());
+            for (std::int64_t y = 0; y < k_; ++y) charges_[y] *= static_cast<double>(b[y]);
+            return true;
+        }
+    }
+
     /// Gauge sum_y c_y mu_y = 0 (f absorbs the constant, q is unchanged).
     void fix_gauge() {
         double a = 0.0;
@@ -367,6 +555,7 @@ private:
     std::vector<double> shift_;  // mu/T'
     std::vector<T> frame_mu_;    // float lanes: mu - mu_c, rounded (prepare_float_frame)
     std::vector<T> frame_low_;   // float lanes: the rounding remainders / T', minus their max
+    std::vector<double> row_max_;  // scaled form: m_i = s p_i
     double frame_base_ = 0.0;    // float lanes: x_max = s d* + frame_base_
     int n_threads_;
     ColumnSums accumulators_;  // per-thread charges N_y of a fused pass
@@ -395,22 +584,37 @@ SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, con
         return report;
     };
 
+    // float data, fixed iterations with q: the scaled form (build_kernel / scaled_pass) reads E
+    // once, keeps K = exp(x - row max) in q and makes every pass from it without exp; any pass it
+    // cannot take falls back to the log-domain passes from E for the rest of the run.
+    bool scaled = false;
+    if (mu0 != nullptr)
+        for (std::int64_t y = 0; y < energy.cols; ++y) solver.mu()[y] = static_cast<double>(mu0[y]);
+    if (fixed && q != nullptr) scaled = solver.build_kernel(q, mu0 == nullptr);
+    const auto pass = [&](std::int64_t it) {
+        if (scaled) {
+            if (solver.scaled_pass(q, it == limit)) return true;
+            scaled = false;
+        }
+        return solver.fused_pass(q_for_pass(it));
+    };
+
     std::int64_t iteration = 0;
     if (mu0 != nullptr) {
         // Warm start: the state of the given mu (its f-update) is iteration 0.
-        for (std::int64_t y = 0; y < energy.cols; ++y) solver.mu()[y] = static_cast<double>(mu0[y]);
-        if (!solver.fused_pass(q_for_pass(0))) return fail();
+        if (!pass(0)) return fail();
     } else {
-        // Cold start: f constant, so the first mu-update is an exact column pass.
-        if (!solver.exact_column_update(false)) return fail();
+        // Cold start: f constant, so the first mu-update is an exact column pass (done by
+        // build_kernel in the scaled form).
+        if (!scaled && !solver.exact_column_update(false)) return fail();
         iteration = 1;
-        if (!solver.fused_pass(q_for_pass(1))) return fail();
+        if (!pass(1)) return fail();
     }
     double err = solver.charge_error();
     while (iteration < limit && (fixed || !(err <= options.tolerance))) {
         if (!solver.update_potentials()) return fail();
         ++iteration;
-        if (!solver.fused_pass(q_for_pass(iteration))) return fail();
+        if (!pass(iteration)) return fail();
         err = solver.charge_error();
     }
     solver.fix_gauge();
