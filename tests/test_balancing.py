@@ -350,3 +350,21 @@ def test_float32_lanes_report_bad_rows():
     E[:, 5] = inf
     with pytest.raises(ValueError, match="infeasible: state 5"):
         thermossl.sinkhorn(E, 0.05, n_iter=3)
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.5, 3.0])
+def test_float32_scaled_form_equals_log_domain(offset):
+    # Fixed iterations with q take the scaled form (K = exp(x - row max) once, then no exp);
+    # without q, the log-domain passes. Column offsets spread mu: 0.5/T' = 10 stays in the
+    # scaled form, 3/T' = 60 exceeds its guard and falls back mid-run. Same state either way.
+    rng = np.random.default_rng(12)
+    E = (-cosine_scores(rng, 700, 90) + rng.uniform(-offset, offset, size=90)).astype(np.float32)
+    E[rng.random(E.shape) < 0.05] = inf
+    with_q = thermossl.sinkhorn(E, 0.05, n_iter=3)
+    without_q = thermossl.sinkhorn(E, 0.05, n_iter=3, return_q=False)
+    assert_allclose(with_q.f, without_q.f, rtol=1e-6, atol=1e-6)
+    assert_allclose(with_q.mu, without_q.mu, rtol=0, atol=1e-6)
+    assert_allclose(with_q.charges, without_q.charges, rtol=1e-5)
+    assert with_q.err == pytest.approx(without_q.err, rel=1e-3, abs=1e-7)
+    assert_array_equal(with_q.q[np.isinf(E)], 0.0)
+    assert_allclose(with_q.q.sum(axis=1), 1.0, atol=1e-5)
