@@ -20,6 +20,16 @@
 // (all its weights below ~1e-308, seen only at extreme E/T') takes that exact column pass in its
 // iteration instead. With `q` requested, a fixed-iteration run writes it in its last pass; a
 // run to tolerance writes it in one extra pass (a row softmax at the final mu).
+// float32 data: the passes run in float lanes (8 per AVX2 register): mu is centred and split
+// into a float part and a remainder, E - mu' is formed with its exact rounding error (TwoSum)
+// and the row max is subtracted before the scale, so dominant codes keep ~2^-24 |x - max|
+// relative accuracy; the charges are summed in float over groups of 8 rows, then in double.
+// A fixed-iteration run that writes q takes the scaled form instead: one read of E computes
+// K_iy = exp((E_i* - E_iy)/T') (E_i* the row min; double argument, rounded once) into q's
+// storage together with the cold-start column sums, and every iteration is then a pass over K
+// with two multiply-adds per element and no exp (q = K b / s, b_y = exp(mu_y/T' - max mu/T'));
+// it is taken while the spreads of the row maxima and of mu/T' stay <= 40 (no underflow of a
+// row sum), else the run continues with the log-domain passes from E.
 // Memory: O((threads + 1) * K + N) besides the optional q; E is never copied (strided inputs are
 // read tile by tile).
 //

@@ -337,8 +337,8 @@ public:
 
     /// The scaled form of the iteration for float data (SwAV's exp-once algorithm, kept stable
     /// per row). K_iy = exp(s (E_iy - p_i)) with the row pivot p_i = min_y E_iy (so K <= 1, its
-    /// max is 1, m_i = s p_i the row max of s E) is computed once (double argument and exp,
-    /// rounded once to float) into `buf`
+    /// max is 1, m_i = s p_i the row max of s E) is computed once (double argument, float exp
+    /// with the argument's rounding error restored to first order) into `buf`
     /// (q's storage). With b_y = exp(mu_y/T' - beta), beta = max_y mu_y/T':
     ///     q_iy = K_iy b_y / s_i,  s_i = sum_y K_iy b_y,  f_i = -T' (m_i + beta + log s_i),
     ///     N_y = b_y sum_i (w_i / s_i) K_iy,
@@ -396,12 +396,19 @@ public:
                         for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
                             const std::int64_t j1 = std::min(k, j0 + kChunk);
                             float part = 0.0f;
-                            // K in double lanes (computed once): exp of the exact argument,
-                            // rounded once to float.
+                            // K (computed once): the argument x in double (exact difference,
+                            // one rounding), split x = x_hi + x_lo with x_hi = float(x); the exp
+                            // in float lanes at x_hi, times 1 + x_lo (|x_lo| <= 2^-24 |x|), so
+                            // the argument's float rounding does not reach K.
 #pragma omp simd reduction(+ : part)
                             for (std::int64_t j = j0; j < j1; ++j) {
-                                const double x = scale * (static_cast<double>(row[j]) - static_cast<double>(pivot));
-                                const float e = static_cast<float>(exp_nonpositive(x));
+                                const double x_raw = scale * (static_cast<double>(row[j]) - static_cast<double>(pivot));
+                                // clamp (+inf energies give -inf; a nan passes through, as in exp)
+                                const double x = -1000.0 > x_raw ? -1000.0 : x_raw;
+                                const float x_hi = static_cast<float>(x);
+                                const float x_lo = static_cast<float>(x - static_cast<double>(x_hi));
+                                const float e_hi = exp_nonpositive(x_hi);
+                                const float e = THERMOSSL_MADD(e_hi, x_lo, e_hi);
                                 out[j] = e;
                                 part += e;
                             }
