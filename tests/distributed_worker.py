@@ -48,6 +48,8 @@ def problems():
         "swav_fixed": (E, dict(T=0.05, n_iter=3)),
         "fixed_w_c": (E * 3.0, dict(T=0.2, n_iter=7, w=w, c=c)),
         "sela_tol": (E, dict(T=0.1, tol=1e-10, max_iter=2000)),
+        "sela_auto_relaxed": (E, dict(T=0.1, tol=1e-10, max_iter=2000, relaxation="auto")),
+        "fixed_relaxed": (E, dict(T=0.2, n_iter=6, relaxation=1.4)),
         "tol_w_c_inf": (E_inf, dict(T=0.3, tol=1e-9, w=w, c=c)),
         "warm_start": (E, dict(T=0.1, tol=1e-9, mu0=np.linspace(-0.2, 0.2, K))),
         "warm_no_q": (E, dict(T=0.25, n_iter=4, mu0=np.linspace(0.1, -0.1, K), return_q=False)),
@@ -66,7 +68,7 @@ def demon_energies(cycles: int = 4):
 def demon_configs():
     """name -> (T of the demon, reservoir kwargs, use non-uniform weights)."""
     return {
-        "sela": (0.1, dict(T=0.04, tol=1e-9, max_iter=5000, warm_start=True), False),
+        "sela": (0.1, dict(T=0.04, tol=1e-9, max_iter=5000, warm_start=True, relaxation="auto"), False),
         "swav_w": (0.1, dict(T=0.05, n_iter=3, warm_start=False), True),
     }
 

@@ -341,3 +341,67 @@ def test_over_relaxation_arguments():
     res = thermossl.sinkhorn(E, 0.1, n_iter=4, relaxation=1.3)
     assert res.n_iter == 4
     assert_allclose(res.q.sum(axis=1), 1.0, rtol=1e-14)
+
+
+# ----------------------------------------------------------------------------- float32 lanes
+@pytest.mark.parametrize("T", [1e-3, 0.05, 1.0, 1e3])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("forbidden", [False, True])
+def test_float32_lanes_agree_with_float64(T, weighted, forbidden):
+    # float32 runs the fused pass (and, for uniform w, the cold column pass) in float lanes;
+    # float64 in double lanes. Same energies (float32-representable), same iterations.
+    rng = np.random.default_rng(11)
+    n, k = 300, 40
+    E = (-cosine_scores(rng, n, k) + rng.uniform(-3, 3, size=k)).astype(np.float32)  # shifted columns: mu spreads
+    if forbidden:
+        E[rng.random(E.shape) < 0.1] = inf
+        E[np.arange(n), rng.integers(0, k, n)] = 0.5
+    w = random_simplex(rng, n) if weighted else None
+    r32 = thermossl.sinkhorn(E, T, w=w, n_iter=5)
+    r64 = thermossl.sinkhorn(E.astype(np.float64), T, w=w, n_iter=5)
+    q32, q64 = r32.q.astype(np.float64), r64.q
+    assert np.all(np.isfinite(q32))
+    if forbidden:
+        assert_array_equal(r32.q[np.isinf(E)], 0.0)
+    row_max = q64.max(axis=1, keepdims=True)
+    # float32 rounding of |x - max| (up to 87) and of the charges, amplified by the
+    # mu-updates at a cold reservoir
+    assert np.max(np.abs(q32 - q64) / row_max) <= (1e-4 if T < 0.01 else 2e-5)
+    assert_allclose(r32.q.sum(axis=1), 1.0, atol=1e-5)
+    assert_allclose(r32.charges, r64.charges, rtol=1e-4, atol=1e-7)
+    # warm start at the float64 potentials: iteration 0 is a fused pass in float lanes
+    warm = thermossl.sinkhorn(E, T, w=w, mu0=r64.mu.astype(np.float32), n_iter=1)
+    assert np.all(np.isfinite(warm.q))
+
+
+def test_float32_lanes_report_bad_rows():
+    E = np.zeros((64, 600), dtype=np.float32)
+    E[7, 3] = np.nan
+    with pytest.raises(ValueError, match="row 7"):
+        thermossl.sinkhorn(E, 0.05, n_iter=3)
+    E[7, 3] = 0.0
+    E[9, :] = inf
+    with pytest.raises(ValueError, match="every state of row 9"):
+        thermossl.sinkhorn(E, 0.05, n_iter=3)
+    E[9, :] = 0.0
+    E[:, 5] = inf
+    with pytest.raises(ValueError, match="infeasible: state 5"):
+        thermossl.sinkhorn(E, 0.05, n_iter=3)
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.5, 3.0])
+def test_float32_scaled_form_equals_log_domain(offset):
+    # Fixed iterations with q take the scaled form (K = exp(x - row max) once, then no exp);
+    # without q, the log-domain passes. Column offsets spread mu: 0.5/T' = 10 stays in the
+    # scaled form, 3/T' = 60 exceeds its guard and falls back mid-run. Same state either way.
+    rng = np.random.default_rng(12)
+    E = (-cosine_scores(rng, 700, 90) + rng.uniform(-offset, offset, size=90)).astype(np.float32)
+    E[rng.random(E.shape) < 0.05] = inf
+    with_q = thermossl.sinkhorn(E, 0.05, n_iter=3)
+    without_q = thermossl.sinkhorn(E, 0.05, n_iter=3, return_q=False)
+    assert_allclose(with_q.f, without_q.f, rtol=1e-6, atol=1e-6)
+    assert_allclose(with_q.mu, without_q.mu, rtol=0, atol=1e-6)
+    assert_allclose(with_q.charges, without_q.charges, rtol=1e-5)
+    assert with_q.err == pytest.approx(without_q.err, rel=1e-3, abs=1e-7)
+    assert_array_equal(with_q.q[np.isinf(E)], 0.0)
+    assert_allclose(with_q.q.sum(axis=1), 1.0, atol=1e-5)

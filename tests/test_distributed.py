@@ -267,3 +267,41 @@ def test_as_comm_and_lazy_imports():
     subprocess.run([sys.executable, "-c", code], check=True)
     with pytest.raises(TypeError, match="sharded"):
         distributed.Demon(0.1, reservoirs.swav())
+
+
+def test_self_comm_underflowing_charge_takes_the_two_pass_update():
+    # Column 0's charge underflows at T = 1e-3 (exp(-5e4)): that iteration takes the exact
+    # column log-sum-exp (two passes, the stable fallback), as the single-process solver does.
+    rng = np.random.default_rng(8)
+    E = rng.uniform(0, 1, size=(400, 8))
+    E[:, 0] += 50.0
+    ref = thermossl.sinkhorn(E, 1e-3, tol=1e-9, max_iter=5000)
+    got = distributed.sinkhorn(E, 1e-3, tol=1e-9, max_iter=5000, comm=None)
+    assert got.converged and got.n_iter == ref.n_iter
+    assert_allclose(got.mu, ref.mu, rtol=1e-9, atol=1e-12)
+    assert_allclose(got.q, ref.q, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_core_sinkhorn_pass_is_the_solver_pass(dtype):
+    # One fused pass at the converged mu reproduces f and the charges of thermossl.sinkhorn.
+    from thermossl import _core
+
+    rng = np.random.default_rng(3)
+    E = rng.normal(size=(500, 70)).astype(dtype)
+    E[rng.random(E.shape) < 0.05] = np.inf
+    w = rng.uniform(0.5, 1.0, size=500)
+    w /= w.sum()
+    ref = thermossl.sinkhorn(E, 0.2, w=w.astype(dtype), n_iter=4)
+    f = np.empty(500)
+    charges = np.empty(70)
+    q = np.empty_like(E)
+    status, index = _core.sinkhorn_pass(E, 0.2, w.astype(dtype).astype(np.float64), ref.mu.astype(np.float64),
+                                        f, charges, q)
+    assert (status, index) == (0, -1)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    assert_allclose(f, ref.f, **tol)
+    assert_allclose(charges, ref.charges, **tol)
+    assert_allclose(q, ref.q, **tol)
+    E[17, :] = np.inf
+    assert _core.sinkhorn_pass(E, 0.2, w, np.zeros(70), f, charges)[0:2] == (2, 17)

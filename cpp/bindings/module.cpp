@@ -213,6 +213,26 @@ py::tuple sinkhorn(const py::array& energy, double temperature, const py::object
                           report.index);
 }
 
+py::tuple sinkhorn_pass(const py::array& energy, double temperature, const py::array& weights, const py::array& mu,
+                        const py::object& f, const py::object& charges, const py::object& q) {
+    if (!(temperature > 0) || !std::isfinite(temperature)) throw py::value_error("temperature must be finite and > 0");
+    thermossl::SinkhornPassReport report;
+    dispatch_dtype(energy, [&](auto tag) {
+        using T = decltype(tag);
+        const auto ev = input_matrix<T>(energy, "E");
+        const double* w_ptr = input_vector<double>(weights, ev.rows, "w");
+        const double* mu_ptr = input_vector<double>(mu, ev.cols, "mu");
+        double* f_ptr = output_array<double>(f, ev.rows, -1, "f");
+        double* charges_ptr = output_array<double>(charges, ev.cols, -1, "charges");
+        T* q_ptr = output_array<T>(q, ev.rows, ev.cols, "q");
+        if (w_ptr == nullptr || mu_ptr == nullptr || f_ptr == nullptr || charges_ptr == nullptr)
+            throw py::value_error("w, mu, f and charges are required");
+        py::gil_scoped_release release;
+        report = thermossl::sinkhorn_pass<T>(ev, w_ptr, mu_ptr, temperature, f_ptr, charges_ptr, q_ptr);
+    });
+    return py::make_tuple(static_cast<int>(report.status), report.index);
+}
+
 void ledger_rows(const py::array& q, const py::array& a, double scale, const py::object& shift,
                  const py::object& weights, const py::object& energy_q, const py::object& energy_p,
                  const py::object& log_z, const py::object& entropy_q, const py::object& entropy_p,
@@ -297,11 +317,20 @@ PYBIND11_MODULE(_core, m) {
     m.def("row_entropy_grad", &row_entropy_grad, py::arg("a"), py::arg("scale"), py::arg("shift") = none,
           py::arg("grad"), py::arg("entropy") = none, py::arg("log_z") = none,
           "Gradient in a of each row's softmax entropy.");
+    py::class_<thermossl::SinkhornRelaxation>(m, "SinkhornRelaxation",
+                                              "The mu-update's over-relaxation controller of the C++ solver.")
+        .def(py::init<double, bool>(), py::arg("requested"), py::arg("fixed_iterations"))
+        .def("omega", &thermossl::SinkhornRelaxation::omega)
+        .def("observe", &thermossl::SinkhornRelaxation::observe, py::arg("err"));
     m.def("sinkhorn", &sinkhorn, py::arg("E"), py::arg("temperature"), py::arg("w") = none, py::arg("c") = none,
           py::arg("mu0") = none, py::arg("fixed_iterations") = 0, py::arg("tolerance") = 1e-6,
           py::arg("max_iterations") = 1000, py::arg("f"), py::arg("mu"), py::arg("q") = none,
           py::arg("charges") = none, py::arg("relaxation") = 1.0,
           "Log-domain Sinkhorn balancing; returns (iterations, err, converged, status, index).");
+    m.def("sinkhorn_pass", &sinkhorn_pass, py::arg("E"), py::arg("temperature"), py::arg("w"), py::arg("mu"),
+          py::arg("f"), py::arg("charges"), py::arg("q") = none,
+          "One fused Sinkhorn pass at mu: f (float64, N) and the weighted charges (float64, K), q when given; "
+          "returns (status, index).");
     m.def("ledger_rows", &ledger_rows, py::arg("q"), py::arg("a"), py::arg("scale"), py::arg("shift") = none,
           py::arg("w") = none, py::arg("energy_q") = none, py::arg("energy_p") = none, py::arg("log_z") = none,
           py::arg("entropy_q") = none, py::arg("entropy_p") = none, py::arg("relative_entropy") = none,

@@ -114,6 +114,8 @@ def sinkhorn(E, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=Non
     ``converged=False`` and emits a RuntimeWarning. float32 stays float32, float64 stays float64.
     """
     if _device.is_device_array(E):
+        if not (isinstance(relaxation, (int, float)) and relaxation == 1.0):
+            raise NotImplementedError("relaxation other than 1.0 is not implemented for device arrays yet")
         return _device.sinkhorn(E, T, w, c, n_iter, tol, max_iter, mu0, return_q)
     T = positive_temperature(T)
     E = as_real_array(E, "E")

@@ -13,11 +13,13 @@ mpi4py and torch are imported only when an adapter is made: ``import thermossl``
 
 ``sinkhorn(E_local, T, comm=...)`` equals :func:`thermossl.sinkhorn` on the stacked rows to
 rounding (same iteration convention, gauge, starts, weights, error and stopping rule; float64
-results agree to ~1e-14, the iteration count of a tolerance run is the same). Each iteration is a
-row pass (the f-update, ``row_logsumexp`` at mu) and a column pass (the local column log-sum-exp at
-the new f, ``col_logsumexp``) over the local rows, and two allreduces of K + 2 and K doubles: the
-max and the sum of shifted exponentials of the column LSE, from which every rank computes the same
-global mu-update, charges and charge error. See docs/distributed.md for the cost model.
+results agree to ~1e-14, the iteration count of a tolerance run is the same). Each iteration is
+ONE fused pass over the local rows (``_core.sinkhorn_pass``: the f-update and, from the same
+exponentials, the local charges sum_i w_i q_iy) and ONE sum-allreduce of K + 1 doubles (the charges
+and a failure flag), from which every rank computes the same global charges, charge error and
+mu-update mu_y += T (log c_y - log N_y). The cold start adds one column log-sum-exp pass (two
+allreduces); an iteration whose charge underflows (N_y below ~1e-308, extreme E/T) takes that
+exact column pass instead. See docs/distributed.md for the cost model.
 
 Failure behaviour: an exception raised on some ranks inside a thermossl collective call (bad input
 on one shard, a nan row, ...) is raised on *every* rank with the same type and message — the one of
@@ -36,7 +38,7 @@ import numpy as np
 
 from . import _core
 from . import demon as _demon
-from .balancing import _STATUS_MESSAGES, _count
+from .balancing import _STATUS_MESSAGES, _count, _relaxation
 from .reservoirs import LabelState, SinkhornReservoir
 from ._validation import as_real_array, compute_dtype, positive_temperature
 
@@ -285,14 +287,15 @@ def _charge_targets(c, k: int):
 class _ShardedSinkhorn:
     """The state of one rank's run; every method that communicates is a collective."""
 
-    def __init__(self, comm, E, T, dtype, log_w, log_c, c_exact, offset):
+    def __init__(self, comm, E, T, dtype, w, log_c, c_exact, offset):
         self.comm = comm
         self.E = E
         self.T = T
         self.dtype = dtype
         self.n, self.k = E.shape
         self.scale = -1.0 / T
-        self.log_w = log_w  # (n,) float64
+        self.w = w  # (n,) float64 sample weights, as the single-process kernel reads them
+        self.log_w = np.log(w)
         self.log_c = log_c  # (K,) float64
         self.c = c_exact  # (K,) float64 targets (as the kernel dtype rounds them)
         self.offset = offset
@@ -322,6 +325,39 @@ class _ShardedSinkhorn:
         if error is None:
             self.f = -self.T * log_z.astype(np.float64)
         return error
+
+    def fused_pass(self, mu, charges, q=None) -> Optional[ValueError]:
+        """One read of the local rows at mu (``_core.sinkhorn_pass``): f_i <- -T LSE_y((mu_y - E_iy)/T)
+        and the local charges sum_i w_i q_iy into ``charges`` (and q when given); returns a row
+        error or None."""
+        if self.n == 0:
+            charges[:] = 0.0
+            return None
+        f = np.empty(self.n)
+        status, index = _core.sinkhorn_pass(self.E, self.T, self.w, np.ascontiguousarray(mu, dtype=np.float64), f,
+                                            charges, q)
+        if status:
+            return ValueError(_STATUS_MESSAGES[status].format(index=self.offset + index))
+        self.f = f
+        return None
+
+    def pass_step(self, mu, q=None) -> np.ndarray:
+        """A collective: the fused pass on every rank and ONE sum-allreduce of K + 1 doubles (the
+        local charges and a failure flag); returns the global charges N_y. Raises everywhere on a
+        row error of any rank."""
+        local = np.zeros(self.k + 1)
+        error = None
+        try:
+            error = self.fused_pass(mu, local[: self.k], q)
+        except Exception as exc:  # e.g. MemoryError
+            error = exc
+        if error is not None:
+            local[:] = 0.0
+            local[self.k] = 1.0
+        total = self.comm.allreduce(local, "sum")
+        if total[self.k] > 0:
+            _check(self.comm, error)  # every rank: raise the lowest failing rank's error
+        return total[: self.k]
 
     def local_column_lse(self, use_f: bool) -> np.ndarray:
         """LSE_i(log w_i + (f_i - E_iy)/T) over the local rows, (K,) float64 (-inf with no rows)."""
@@ -386,14 +422,17 @@ def _raise_everywhere(exc: BaseException):
     raise _mark(exc, -1)
 
 
-def sinkhorn(E_local, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=None, return_q=True, comm=None):
+def sinkhorn(E_local, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=None, return_q=True, comm=None,
+             relaxation=1.0):
     """Sinkhorn balancing (:func:`thermossl.sinkhorn`) of energies whose rows are sharded over ranks.
 
     A collective: every rank of ``comm`` calls it with its rows ``E_local`` (N_r, K) — any number
     of rows, 0 included, as long as some rank has one; the rows of rank 0 come first in the global
     order, then rank 1's, and so on. ``w`` is this rank's slice of the global sample weights
     (> 0, summing to 1 over all ranks; default 1/N with N the global count). ``T``, ``c``,
-    ``n_iter``, ``tol``, ``max_iter``, ``mu0`` and the dtype of E must be the same on every rank.
+    ``n_iter``, ``tol``, ``max_iter``, ``mu0``, ``relaxation`` and the dtype of E must be the same on
+    every rank (``relaxation="auto"`` makes the same choices as the single-process solver: the
+    controller is the C++ solver's, fed the same global errors).
 
     Returns a :class:`DistributedSinkhornResult`: this rank's q and f, the global mu, n_iter, err,
     converged and charges. Errors (the argument checks of :func:`thermossl.sinkhorn` with the same
@@ -429,18 +468,20 @@ def sinkhorn(E_local, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, m
         if not (math.isfinite(tol) and tol > 0):
             raise ValueError(f"tol must be finite and > 0, got {tol!r}")
         tol = float(tol)
+        omega_requested = _relaxation(relaxation, fixed)
     except Exception as exc:
         error = exc
     _check(comm, error)
 
     # --- agreement on the replicated arguments, and the global row count and offsets ---
     scalars = np.array(
-        [k, T, np.dtype(dtype).itemsize, fixed, tol, limit, c is not None, mu0 is not None, w_local is not None],
+        [k, T, np.dtype(dtype).itemsize, fixed, tol, limit, c is not None, mu0 is not None, w_local is not None,
+         omega_requested],
         dtype=np.float64,
     )
     spread = comm.allreduce(np.concatenate((scalars, -scalars)), "max")
     names = ("K (the number of states, E.shape[1])", "T", "the dtype of E", "n_iter", "tol", "max_iter",
-             "whether c is given", "whether mu0 is given", "whether w is given")
+             "whether c is given", "whether mu0 is given", "whether w is given", "relaxation")
     for j, name in enumerate(names):
         if spread[j] != -spread[len(names) + j]:
             _raise_everywhere(ValueError(f"{name} differs between ranks; it must be the same on every rank"))
@@ -463,21 +504,35 @@ def sinkhorn(E_local, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, m
 
     # Weights and targets as the single-process kernel reads them (rounded to the kernel dtype).
     if w_local is None:
-        log_w = np.full(n, math.log(1.0 / n_total))
+        w_kernel = np.full(n, 1.0 / n_total)
     else:
-        log_w = np.log(w_local.astype(dtype).astype(np.float64))
+        w_kernel = w_local.astype(dtype).astype(np.float64)
     c_exact = np.full(k, 1.0 / k) if c is None else c.astype(dtype).astype(np.float64)
-    solver = _ShardedSinkhorn(comm, E, T, dtype, log_w, np.log(c_exact), c_exact, offset)
+    solver = _ShardedSinkhorn(comm, E, T, dtype, w_kernel, np.log(c_exact), c_exact, offset)
 
-    # --- the iteration of thermossl.sinkhorn (cpp/src/cpu/sinkhorn.cpp) ---
+    # --- the iteration of thermossl.sinkhorn (cpp/src/cpu/sinkhorn.cpp): one fused pass per
+    # iteration (f-update and local charges in one read of E) and one K-vector sum-allreduce ---
     def run_pass(mu, last):
-        q, row_error = None, None
-        try:
-            q = np.empty((n, k), dtype=dtype) if (last and return_q) else None
-            row_error = solver.row_pass(mu, q)
-        except Exception as exc:  # e.g. MemoryError: reported to every rank in the column step
-            row_error = exc
-        return solver.column_step(True, row_error), q
+        q = None
+        if last and return_q:
+            try:
+                q = np.empty((n, k), dtype=dtype)
+            except Exception:  # MemoryError: the pass reports it to every rank
+                q = None
+        return solver.pass_step(mu, q), q
+
+    # The over-relaxation controller of the C++ solver: every rank sees the same errors, so
+    # every rank (and the single-process solver) picks the same omega.
+    controller = _core.SinkhornRelaxation(omega_requested, bool(fixed))
+
+    def next_mu(mu, N):
+        """mu_y += omega T (log c_y - log N_y); a charge below the smallest normal double carries
+        no information, so that iteration takes the exact column log-sum-exp at the current f
+        (the stable two-pass log-domain path: col_logsumexp and two allreduces), relaxed alike."""
+        omega = controller.omega()
+        if np.all(N >= np.finfo(np.float64).tiny):
+            return mu + omega * T * (solver.log_c - np.log(N))
+        return mu + omega * (solver.mu_update(solver.column_step(True)) - mu)
 
     iteration = 0
     if mu0 is not None:
@@ -485,14 +540,15 @@ def sinkhorn(E_local, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, m
     else:
         mu = solver.mu_update(solver.column_step(False))  # cold start: constant f
         iteration = 1
-    G, q = run_pass(mu, fixed and iteration == fixed)
-    err = float(np.abs(solver.charges(mu, G) - c_exact).sum())
+    N, q = run_pass(mu, fixed and iteration == fixed)
+    err = float(np.abs(N - c_exact).sum())
     while iteration < (fixed or limit) and (fixed or not (err <= tol)):
-        mu = solver.mu_update(G)
+        mu = next_mu(mu, N)
         iteration += 1
-        G, q = run_pass(mu, fixed and iteration == fixed)
-        err = float(np.abs(solver.charges(mu, G) - c_exact).sum())
-    charges = solver.charges(mu, G)
+        N, q = run_pass(mu, fixed and iteration == fixed)
+        err = float(np.abs(N - c_exact).sum())
+        controller.observe(err)
+    charges = N
     if return_q and q is None:
         # Tolerance mode (or a warm start that did 0 iterations): q is the GGE at the final mu.
         error = None
@@ -526,15 +582,16 @@ class ShardedSinkhornReservoir(SinkhornReservoir):
     ``assign`` is a collective that balances the charges of all ranks' samples (:func:`sinkhorn`)
     and returns this rank's labels with the global mu, charges and charge error."""
 
-    def __init__(self, T, n_iter=None, tol=1e-6, max_iter=1000, c=None, warm_start=True, comm=None):
-        super().__init__(T, n_iter=n_iter, tol=tol, max_iter=max_iter, c=c, warm_start=warm_start)
+    def __init__(self, T, n_iter=None, tol=1e-6, max_iter=1000, c=None, warm_start=True, comm=None, relaxation=1.0):
+        super().__init__(T, n_iter=n_iter, tol=tol, max_iter=max_iter, c=c, warm_start=warm_start,
+                         relaxation=relaxation)
         self.comm = as_comm(comm)
 
     @classmethod
     def like(cls, reservoir: SinkhornReservoir, comm=None) -> "ShardedSinkhornReservoir":
         """The sharded twin of a SinkhornReservoir (same T, mode, targets, warm start)."""
         return cls(reservoir.T, n_iter=reservoir.n_iter, tol=reservoir.tol, max_iter=reservoir.max_iter,
-                   c=reservoir.c, warm_start=reservoir.warm_start, comm=comm)
+                   c=reservoir.c, warm_start=reservoir.warm_start, comm=comm, relaxation=reservoir.relaxation)
 
     def assign(self, E, w=None) -> LabelState:
         mu0 = None
@@ -542,7 +599,7 @@ class ShardedSinkhornReservoir(SinkhornReservoir):
         if self.warm_start and self._mu is not None and len(shape) == 2 and self._mu.shape == (shape[1],):
             mu0 = self._mu
         result = sinkhorn(E, self.T, w=w, c=self.c, n_iter=self.n_iter, tol=self.tol, max_iter=self.max_iter,
-                          mu0=mu0, comm=self.comm)
+                          mu0=mu0, comm=self.comm, relaxation=self.relaxation)
         self._mu = result.mu
         return LabelState(q=result.q, mu=result.mu, charges=result.charges, charge_err=result.err, T=self.T,
                           method="sinkhorn", n_iter=result.n_iter, converged=result.converged, f=result.f)

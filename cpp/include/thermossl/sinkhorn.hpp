@@ -20,6 +20,16 @@
 // (all its weights below ~1e-308, seen only at extreme E/T') takes that exact column pass in its
 // iteration instead. With `q` requested, a fixed-iteration run writes it in its last pass; a
 // run to tolerance writes it in one extra pass (a row softmax at the final mu).
+// float32 data: the passes run in float lanes (8 per AVX2 register): mu is centred and split
+// into a float part and a remainder, E - mu' is formed with its exact rounding error (TwoSum)
+// and the row max is subtracted before the scale, so dominant codes keep ~2^-24 |x - max|
+// relative accuracy; the charges are summed in float over groups of 8 rows, then in double.
+// A fixed-iteration run that writes q takes the scaled form instead: one read of E computes
+// K_iy = exp((E_i* - E_iy)/T') (E_i* the row min; double argument, rounded once) into q's
+// storage together with the cold-start column sums, and every iteration is then a pass over K
+// with two multiply-adds per element and no exp (q = K b / s, b_y = exp(mu_y/T' - max mu/T'));
+// it is taken while the spreads of the row maxima and of mu/T' stay <= 40 (no underflow of a
+// row sum), else the run continues with the log-domain passes from E.
 // Memory: O((threads + 1) * K + N) besides the optional q; E is never copied (strided inputs are
 // read tile by tile).
 //
@@ -27,6 +37,8 @@
 // sum_y c_y mu_y = 0.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "thermossl/view.hpp"
@@ -41,6 +53,57 @@ struct SinkhornOptions {
     // Over-relaxation of the mu-update, mu += omega T' (log c - log N): 1 is plain Sinkhorn,
     // (1, 2) over-relaxed; <= 0 (tolerance mode) picks omega from the observed convergence rate.
     double relaxation = 1.0;
+};
+
+/// The over-relaxation factor omega of the mu-update. A fixed omega > 0 as given; omega <= 0
+/// (tolerance mode only) chooses it: plain Sinkhorn iterations (omega = 1) until the charge
+/// error contracts at a steady linear rate lambda, then omega = 2 / (2 - lambda), capped at 1.9.
+/// Why that value: near the solution the mu-update is a Richardson step on N(mu) = c whose
+/// linearisation has eigenvalues sigma in [1 - lambda, 1]; a step omega contracts each mode by
+/// |1 - omega sigma|, minimised over the range at omega = 2 / (sigma_min + sigma_max). The slow
+/// mode then contracts by about 1 - 2 (1 - lambda): at most ~2x fewer iterations (a larger
+/// gain needs relaxing the f-update too, which would break the row-stochastic q of every
+/// iteration). Safeguard: if the error rises above twice its value when omega was set, go back
+/// to omega = 1 for good (plain Sinkhorn converges globally). Plain host code (no SIMD): the
+/// CPU solver, the sharded solver (thermossl.distributed, through the binding) and any other
+/// host loop make the same choices from the same errors.
+class SinkhornRelaxation {
+public:
+    SinkhornRelaxation(double requested, bool fixed_iterations)
+        : adaptive_(requested <= 0.0 && !fixed_iterations), omega_(requested > 0.0 ? requested : 1.0) {}
+
+    double omega() const { return omega_; }
+
+    void observe(double err) {
+        if (!adaptive_ || !(err > 0.0) || !std::isfinite(err)) return;
+        if (omega_ != 1.0) {
+            if (err > 2.0 * err_at_switch_) {
+                omega_ = 1.0;
+                adaptive_ = false;
+            }
+            return;
+        }
+        history_[count_ % kWindow] = err;
+        ++count_;
+        if (count_ <= kWindow) return;
+        // Mean contraction per iteration over the window, and the last step's: steady if close.
+        const double oldest = history_[count_ % kWindow];  // the error kWindow - 1 iterations ago
+        const double previous = history_[(count_ - 2) % kWindow];
+        const double rate = std::pow(err / oldest, 1.0 / (kWindow - 1));
+        const double last = err / previous;
+        if (rate > 0.5 && rate < 1.0 && std::fabs(last - rate) < 0.05 * (1.0 - rate) + 1e-3) {
+            omega_ = std::min(1.9, 2.0 / (2.0 - rate));
+            err_at_switch_ = err;
+        }
+    }
+
+private:
+    static constexpr int kWindow = 5;
+    bool adaptive_;
+    double omega_;
+    double history_[kWindow] = {0.0, 0.0, 0.0, 0.0, 0.0};
+    std::int64_t count_ = 0;
+    double err_at_switch_ = 0.0;
 };
 
 enum class SinkhornStatus : int {
@@ -68,5 +131,25 @@ template <class T>
 SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, const Same<T>* targets,
                         const Same<T>* mu0, const SinkhornOptions& options, Same<T>* f, Same<T>* mu, Same<T>* q,
                         double* charges = nullptr);
+
+/// Outcome of sinkhorn_pass: kOk, or the first bad row (kNanEnergy, kRowForbidden, kInfiniteScore).
+struct SinkhornPassReport {
+    SinkhornStatus status = SinkhornStatus::kOk;
+    std::int64_t index = -1;
+};
+
+/// One fused pass over E at the given mu (K) — the pass each iteration of `sinkhorn` makes, exposed
+/// for sharded solvers (python/thermossl/distributed.py): for every row the f-update
+///     f_i = -T' LSE_y((mu_y - E_iy)/T')
+/// and, from the same exponentials, the row's charge contribution, summed over the rows:
+///     charges_y = sum_i weights_i q_iy,  q_iy = exp((f_i + mu_y - E_iy)/T').
+/// weights (N, any positive values: a shard passes its slice of the global weights) are
+/// required; f (N) and charges (K) are written; q (N x K, C-contiguous) too when not null. The
+/// next mu-update is mu_y += T' (log c_y - log N_y) with N the charges summed over shards.
+/// float data runs in float lanes as in `sinkhorn`. On a status other than kOk the outputs are
+/// unspecified.
+template <class T>
+SinkhornPassReport sinkhorn_pass(const MatrixView<T>& energy, const double* weights, const double* mu,
+                                 double temperature, double* f, double* charges, Same<T>* q);
 
 }  // namespace thermossl

@@ -136,6 +136,12 @@ SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, con
 }
 
 template <class T>
+SinkhornPassReport sinkhorn_pass(const MatrixView<T>& energy, const double* weights, const double* mu,
+                                 double temperature, double* f, double* charges, Same<T>* q) {
+    THERMOSSL_DISPATCH(sinkhorn_pass<T>(energy, weights, mu, temperature, f, charges, q));
+}
+
+template <class T>
 void ledger_rows(const MatrixView<T>& q, const MatrixView<T>& a, double scale, const double* shift,
                  const Same<T>* weights, const LedgerRows& out, double* charges) {
     THERMOSSL_DISPATCH(ledger_rows<T>(q, a, scale, shift, weights, out, charges));
@@ -165,6 +171,8 @@ void row_difference_dot(const MatrixView<T>& u, const MatrixView<T>& v, const Ma
     template void row_entropy_grad<T>(const MatrixView<T>&, double, const double*, T*, T*, T*);                  \
     template SinkhornReport sinkhorn<T>(const MatrixView<T>&, const T*, const T*, const T*,                       \
                                         const SinkhornOptions&, T*, T*, T*, double*);                           \
+    template SinkhornPassReport sinkhorn_pass<T>(const MatrixView<T>&, const double*, const double*, double,     \
+                                                 double*, double*, T*);                                          \
     template void ledger_rows<T>(const MatrixView<T>&, const MatrixView<T>&, double, const double*, const T*,    \
                                  const LedgerRows&, double*);                                                    \
     template void label_rows<T>(const MatrixView<T>&, const T*, double*, double*, double*);                      \

@@ -28,6 +28,9 @@ SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, con
                         const Same<T>* mu0, const SinkhornOptions& options, Same<T>* f, Same<T>* mu, Same<T>* q,
                         double* charges);
 template <class T>
+SinkhornPassReport sinkhorn_pass(const MatrixView<T>& energy, const double* weights, const double* mu,
+                                 double temperature, double* f, double* charges, Same<T>* q);
+template <class T>
 void ledger_rows(const MatrixView<T>& q, const MatrixView<T>& a, double scale, const double* shift,
                  const Same<T>* weights, const LedgerRows& out, double* charges);
 template <class T>

@@ -1,9 +1,10 @@
 // log(x) for x >= 0, written branch-free so that the loops calling it vectorise at the baseline
 // ISA (SSE2 on x86-64) without -ffast-math and without libmvec (the companion of exp_nonpositive).
 //
-// Method: x = 2^e m with m in [sqrt(1/2), sqrt(2)), then log m = 2 atanh(z) with z = (m-1)/(m+1),
-// |z| <= 0.1716, as the odd series 2 z (1 + z^2/3 + z^4/5 + ...) truncated at z^9 for float
-// (relative truncation 2e-9) and z^21 for double (6e-19), plus e ln 2 split in two parts.
+// Method: x = 2^e m with m in [sqrt(1/2), sqrt(2)), plus e ln 2 split in two parts. float: a
+// division-free polynomial in u = m - 1 (Cephes logf, relative error ~1e-7). double:
+// log m = 2 atanh(z) with z = (m-1)/(m+1), |z| <= 0.1716, as the odd series
+// 2 z (1 + z^2/3 + z^4/5 + ...) truncated at z^21 (6e-19).
 // Relative accuracy is kept near x = 1 (where log x ~ 2z), which relative entropies need.
 // Special values: log 0 = -inf, log(+inf) = +inf, x < 0 or nan -> nan; subnormal x are scaled
 // into the normal range first. The integer-to-float step uses the 1.5 * 2^(mantissa bits) trick
@@ -18,6 +19,9 @@
 namespace thermossl::THERMOSSL_ISA_NS::detail {
 
 inline float log_positive(float x) {
+    // Division-free (Cephes logf): with u = m - 1 (exact, m in [sqrt(1/2), sqrt(2))),
+    // log m = u - u^2/2 + u^3 P(u), P a degree-8 minimax polynomial (relative error ~1e-7 on the
+    // interval; relative accuracy near x = 1 is kept since log m ~ u there).
     constexpr float kSqrt2 = 1.41421356237309505f;
     constexpr float kLn2Hi = 0.693359375f;
     constexpr float kLn2Lo = -2.12194440e-4f;
@@ -29,15 +33,22 @@ inline float log_positive(float x) {
     const bool high = m > kSqrt2;
     m = high ? m * 0.5f : m;
     e = high ? e + 1 : e;
-    const float z = (m - 1.0f) / (m + 1.0f);
-    const float z2 = z * z;
-    float poly = 1.0f / 9.0f;
-    poly = THERMOSSL_MADD(poly, z2, 1.0f / 7.0f);
-    poly = THERMOSSL_MADD(poly, z2, 1.0f / 5.0f);
-    poly = THERMOSSL_MADD(poly, z2, 1.0f / 3.0f);
-    const float log_m = 2.0f * z + 2.0f * z * z2 * poly;
+    const float u = m - 1.0f;
+    const float u2 = u * u;
+    float poly = 7.0376836292e-2f;
+    poly = THERMOSSL_MADD(poly, u, -1.1514610310e-1f);
+    poly = THERMOSSL_MADD(poly, u, 1.1676998740e-1f);
+    poly = THERMOSSL_MADD(poly, u, -1.2420140846e-1f);
+    poly = THERMOSSL_MADD(poly, u, 1.4249322787e-1f);
+    poly = THERMOSSL_MADD(poly, u, -1.6668057665e-1f);
+    poly = THERMOSSL_MADD(poly, u, 2.0000714765e-1f);
+    poly = THERMOSSL_MADD(poly, u, -2.4999993993e-1f);
+    poly = THERMOSSL_MADD(poly, u, 3.3333331174e-1f);
     const float ef = static_cast<float>(e);
-    float result = (ef * kLn2Lo + log_m) + ef * kLn2Hi;
+    float y = u * u2 * poly;
+    y = THERMOSSL_MADD(ef, kLn2Lo, y);
+    y = THERMOSSL_MADD(-0.5f, u2, y);
+    float result = THERMOSSL_MADD(ef, kLn2Hi, u + y);
     result = x == std::numeric_limits<float>::infinity() ? x : result;
     result = x == 0.0f ? -std::numeric_limits<float>::infinity() : result;
     return (x < 0.0f || x != x) ? std::numeric_limits<float>::quiet_NaN() : result;

@@ -148,6 +148,40 @@ inline double row_exp_sum(const T* a, std::int64_t k, const Exponent ex, double 
     return row_exp_sum<T>(k, ExactArg<T, kShift>{a, ex, m}, e_out);
 }
 
+/// Charge accumulation of float rows in float lanes: acc_y += r_i e_iy is taken in float over
+/// groups of kGroup rows (one fma per element, 8 lanes per AVX2 register) and each group's sums
+/// are added to the double accumulators, so a float sum holds at most kGroup terms (relative
+/// error <= kGroup 2^-24 worst case, ~sqrt(kGroup) 2^-24 typically) and the double sums carry the
+/// rest. For double data it is never used (k = 0).
+template <class T>
+class FloatCharges {
+public:
+    static constexpr int kGroup = 8;
+    explicit FloatCharges(std::int64_t k) : sums_(static_cast<std::size_t>(k), T(0)) {}
+
+    void add(T r, const T* e, std::int64_t k, double* acc) {
+        T* s = sums_.data();
+#pragma omp simd
+        for (std::int64_t y = 0; y < k; ++y) s[y] = THERMOSSL_MADD(r, e[y], s[y]);
+        if (++rows_ == kGroup) flush(k, acc);
+    }
+
+    void flush(std::int64_t k, double* acc) {
+        if (rows_ == 0) return;
+        T* s = sums_.data();
+#pragma omp simd
+        for (std::int64_t y = 0; y < k; ++y) {
+            acc[y] += static_cast<double>(s[y]);
+            s[y] = T(0);
+        }
+        rows_ = 0;
+    }
+
+private:
+    std::vector<T> sums_;
+    int rows_ = 0;
+};
+
 inline double sign_of(double v) {
     if (v > 0) return 1.0;
     if (v < 0) return -1.0;

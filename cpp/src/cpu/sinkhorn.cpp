@@ -25,7 +25,8 @@ public:
           charges_(static_cast<std::size_t>(k_), 0.0),
           shift_(static_cast<std::size_t>(k_)),
           n_threads_(pass_threads(n_ * k_, (n_ + tile_rows<T>(k_) - 1) / tile_rows<T>(k_))),
-          accumulators_(n_threads_, k_) {
+          accumulators_(n_threads_, k_),
+          uniform_weights_(weights == nullptr) {
         for (std::int64_t i = 0; i < n_; ++i)
             weight_[i] = weights != nullptr ? static_cast<double>(weights[i]) : 1.0 / static_cast<double>(n_);
         for (std::int64_t y = 0; y < k_; ++y) {
@@ -35,6 +36,7 @@ public:
     }
 
     std::vector<double>& mu() { return mu_; }
+    std::vector<double>& weights() { return weight_; }
     const std::vector<double>& f() const { return f_; }
     SinkhornStatus status() const { return status_; }
     std::int64_t bad_index() const { return bad_index_; }
@@ -49,8 +51,13 @@ public:
     /// One read of E. For every row: f_i <- -T' LSE_y((mu_y - E_iy)/T') and its charge
     /// contribution w_i q_iy = w_i e_iy / s_i (e_iy = exp(x_iy - max), s_i = sum_y e_iy) added to
     /// per-thread column accumulators, merged at the end into N_y. Writes q when `q` is set.
+    ///
+    /// float data takes float lanes (FloatFrame) for every row whose exponents are finite; a row
+    /// the frame cannot take (a nan, -inf, every state forbidden) goes through the double-lane
+    /// path, which also names the error.
     bool fused_pass(T* q) {
         for (std::int64_t y = 0; y < k_; ++y) shift_[y] = mu_[y] / temperature_;
+        const bool float_lanes = prepare_float_frame();
         accumulators_.clear();
         std::vector<std::int64_t> first_bad(static_cast<std::size_t>(n_threads_), n_);
         std::vector<SinkhornStatus> bad_status(static_cast<std::size_t>(n_threads_), SinkhornStatus::kOk);
@@ -66,6 +73,10 @@ public:
             double* acc = accumulators_.of_thread(thread);
             RowReader<T> reader(energy_);
             std::vector<T> scratch(q == nullptr ? static_cast<std::size_t>(k) : 0);
+            FloatCharges<T> float_acc(float_lanes ? k : 0);
+            const T* mu_f = frame_mu_.data();
+            const T* low = frame_low_.data();
+            const T s_f = static_cast<T>(scale_);
 #pragma omp for schedule(static)
             for (std::int64_t t = 0; t < n_tiles; ++t) {
                 const std::int64_t i0 = t * tile;
@@ -74,6 +85,48 @@ public:
                 for (std::int64_t i = i0; i < i1; ++i) {
                     const T* row = reader.row(i);
                     T* e_row = q != nullptr ? q + i * k : scratch.data();
+                    if (float_lanes) {
+                        // d_j = E_j - mu'_j; the row max of x sits at d* = min_j d_j (scale < 0);
+                        // t_j = s (d_j - d*) + (low_j - max low) <= 0.
+                        T d_min = infinity<T>();
+#pragma omp simd reduction(min : d_min)
+                        for (std::int64_t j = 0; j < k; ++j) {
+                            const T d = row[j] - mu_f[j];
+                            d_min = d < d_min ? d : d_min;
+                        }
+                        if (std::isfinite(d_min)) {
+                            double s = 0.0;
+                            for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+                                const std::int64_t j1 = std::min(k, j0 + kChunk);
+                                T part = 0;
+#pragma omp simd reduction(+ : part)
+                                for (std::int64_t j = j0; j < j1; ++j) {
+                                    // d_j = E_j - mu'_j and its rounding error (TwoSum, exact),
+                                    // so that d_j - d* is rounded once, at its own scale.
+                                    const T d = row[j] - mu_f[j];
+                                    const T back = d - row[j];
+                                    const T err = (row[j] - (d - back)) - (mu_f[j] + back);
+                                    const T tj = THERMOSSL_MADD(s_f, d - d_min, THERMOSSL_MADD(s_f, err, low[j]));
+                                    const T e = exp_nonpositive(tj);
+                                    e_row[j] = e;
+                                    part += e;
+                                }
+                                s += static_cast<double>(part);
+                            }
+                            if (std::isfinite(s)) {
+                                const double m = scale_ * static_cast<double>(d_min) + frame_base_;
+                                f_[i] = -temperature * (m + std::log(s));
+                                const double r = weight_[i] / s;
+                                float_acc.add(static_cast<T>(r), e_row, k, acc);
+                                if (q != nullptr) {
+                                    const T inv_s = static_cast<T>(1.0 / s);
+#pragma omp simd
+                                    for (std::int64_t y = 0; y < k; ++y) e_row[y] *= inv_s;
+                                }
+                                continue;
+                            }
+                        }
+                    }
                     const double m = row_max<T, true>(row, k, ex);
                     const double s = row_exp_sum<T, true>(row, k, ex, m, e_row);
                     if (!std::isfinite(m) || !std::isfinite(s)) {
@@ -96,6 +149,7 @@ public:
                     }
                 }
             }
+            float_acc.flush(k, acc);
         }
 
         for (int t = 0; t < n_threads_; ++t) {
@@ -107,6 +161,43 @@ public:
         if (status_ != SinkhornStatus::kOk) return false;
         accumulators_.merge_into(charges_.data());
         return true;
+    }
+
+    /// The float-lane frame of a pass over float data (THEORY.md §3 exponents x_y = (mu_y - E_y)/T'):
+    /// with mu_c the midrange of mu, mu'_y = mu_y - mu_c is split into its float part
+    /// frame_mu_[y] and a remainder rho_y (|rho_y| <= 2^-24 |mu'_y|), so that
+    ///   x_y = s (E_y - frame_mu_[y]) + rho_y/T' + mu_c/T'   (s = -1/T').
+    /// frame_low_[y] = rho_y/T' - max_y rho_y/T' <= 0 (tiny) and frame_base_ = max rho/T' + mu_c/T'.
+    /// Centering keeps |mu'| at the spread of mu, so E - mu' is rounded at the scale of E; the
+    /// row max is subtracted before the scale (as in PivotArg), so the dominant codes carry
+    /// about 2^-24 |x - max| of relative error, not 2^-24 |x|. Returns false (double lanes)
+    /// for double data or a scale outside [2^-60, 2^60].
+    bool prepare_float_frame() {
+        if constexpr (!std::is_same<T, float>::value) {
+            return false;
+        } else {
+            const double mag = std::fabs(scale_);
+            if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
+            double lo = mu_[0], hi = mu_[0];
+            for (std::int64_t y = 1; y < k_; ++y) {
+                lo = std::min(lo, mu_[y]);
+                hi = std::max(hi, mu_[y]);
+            }
+            const double center = 0.5 * (lo + hi);
+            frame_mu_.resize(static_cast<std::size_t>(k_));
+            frame_low_.resize(static_cast<std::size_t>(k_));
+            std::vector<double> rest(static_cast<std::size_t>(k_));
+            double top = -infinity<double>();
+            for (std::int64_t y = 0; y < k_; ++y) {
+                const double centered = mu_[y] - center;
+                frame_mu_[y] = static_cast<float>(centered);
+                rest[y] = (centered - static_cast<double>(frame_mu_[y])) / temperature_;
+                top = std::max(top, rest[y]);
+            }
+            for (std::int64_t y = 0; y < k_; ++y) frame_low_[y] = static_cast<float>(rest[y] - top);
+            frame_base_ = top + center / temperature_;
+            return std::isfinite(frame_base_);
+        }
     }
 
     /// The mu-update from the charges of the last fused pass: mu_y += omega T' (log c_y - log N_y)
@@ -130,6 +221,9 @@ public:
     /// mu_y <- T' log c_y - T' LSE_i(log w_i + (f_i - E_iy)/T'), one read of E (col_logsumexp).
     /// With use_f false, f is the constant 0 of a cold start.
     bool exact_column_update(bool use_f) {
+        if constexpr (std::is_same<T, float>::value) {
+            if (!use_f && uniform_weights_ && cold_column_float_lanes()) return true;
+        }
         std::vector<double> row_shift(static_cast<std::size_t>(n_));
         for (std::int64_t i = 0; i < n_; ++i)
             row_shift[i] = std::log(weight_[i]) + (use_f ? f_[i] / temperature_ : 0.0);
@@ -156,6 +250,290 @@ public:
         for (std::int64_t y = 0; y < k_; ++y)
             mu_[y] = temperature_ * (log_charge_target_[y] - static_cast<double>(lse[y]));
         return true;
+    }
+
+    /// The cold-start mu-update for float data and uniform weights in float lanes:
+    /// LSE_i(log w + s E_iy) = log(1/N) + s p_y + log sum_i exp(s (E_iy - p_y)) with the column
+    /// pivot p_y = min_i E_iy (the max of s E, s < 0), as PivotArg does for rows: blocks of rows
+    /// are read twice from cache (pivot, then sums in float), and running sums in double are
+    /// rescaled when a block lowers the pivot.
+    /// Returns false (nothing changed) for an input it does not take: a nan or -inf, a scale
+    /// outside [2^-60, 2^60], a column with no finite entry; the exact pass then decides.
+    bool cold_column_float_lanes() {
+        const double mag = std::fabs(scale_);
+        if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
+        const std::int64_t k = k_;
+        const std::int64_t block = std::max<std::int64_t>(1, std::min<std::int64_t>(32, (128 * 1024 / 4) / k));
+        const std::int64_t n_blocks = (n_ + block - 1) / block;
+        std::vector<float> pivots(static_cast<std::size_t>(n_threads_ * k), infinity<float>());
+        std::vector<double> sums(static_cast<std::size_t>(n_threads_ * k), 0.0);
+        std::vector<char> bad(static_cast<std::size_t>(n_threads_), 0);
+        const float s_f = static_cast<float>(scale_);
+        const double scale = scale_;
+#pragma omp parallel num_threads(n_threads_) if (n_threads_ > 1)
+        {
+            const int thread = thread_index();
+            float* p = pivots.data() + thread * k;
+            double* sum = sums.data() + thread * k;
+            std::vector<float> block_pivot(static_cast<std::size_t>(k));
+            std::vector<float> block_sum(static_cast<std::size_t>(k));
+            float* bp = block_pivot.data();
+            float* bs = block_sum.data();
+            bool nan_or_neg_inf = false;
+            RowReader<T> reader(energy_);
+#pragma omp for schedule(static)
+            for (std::int64_t b = 0; b < n_blocks; ++b) {
+                const std::int64_t i0 = b * block;
+                const std::int64_t i1 = std::min(n_, i0 + block);
+                reader.load(i0, i1);
+                std::copy(p, p + k, bp);
+                for (std::int64_t i = i0; i < i1; ++i) {
+                    const float* row = reader.row(i);
+                    float low = infinity<float>();
+#pragma omp simd reduction(min : low)
+                    for (std::int64_t y = 0; y < k; ++y) {
+                        bp[y] = row[y] < bp[y] ? row[y] : bp[y];
+                        low = row[y] != row[y] ? -infinity<float>() : (row[y] < low ? row[y] : low);
+                    }
+                    nan_or_neg_inf |= low == -infinity<float>();
+                }
+#pragma omp simd
+                for (std::int64_t y = 0; y < k; ++y) {
+                    const bool lower = bp[y] < p[y];
+                    // exp(s (p - bp)) <= 1; p = +inf (no finite entry yet) gives 0.
+                    const double down = lower ? scale * (static_cast<double>(p[y]) - static_cast<double>(bp[y])) : 0.0;
+                    sum[y] *= exp_nonpositive(down != down ? -infinity<double>() : down);
+                    p[y] = lower ? bp[y] : p[y];
+                    bs[y] = 0.0f;
+                }
+                for (std::int64_t i = i0; i < i1; ++i) {
+                    const float* row = reader.row(i);
+#pragma omp simd
+                    for (std::int64_t y = 0; y < k; ++y) {
+                        const float e = exp_nonpositive(s_f * (row[y] - p[y]));
+                        bs[y] += row[y] < infinity<float>() ? e : 0.0f;
+                    }
+                }
+#pragma omp simd
+                for (std::int64_t y = 0; y < k; ++y) sum[y] += static_cast<double>(bs[y]);
+            }
+            bad[thread] = nan_or_neg_inf ? 1 : 0;
+        }
+        for (int t = 0; t < n_threads_; ++t)
+            if (bad[t]) return false;
+        std::vector<double> mu(static_cast<std::size_t>(k));
+        const double log_w = std::log(1.0 / static_cast<double>(n_));
+        for (std::int64_t y = 0; y < k; ++y) {
+            float p = infinity<float>();
+            for (int t = 0; t < n_threads_; ++t) p = std::min(p, pivots[t * k + y]);
+            if (!(p < infinity<float>())) return false;  // a column no sample can occupy
+            double total = 0.0;
+            for (int t = 0; t < n_threads_; ++t) {
+                const float pt = pivots[t * k + y];
+                if (pt < infinity<float>())
+                    total += sums[t * k + y] * exp_nonpositive(scale * (static_cast<double>(pt) - static_cast<double>(p)));
+            }
+            const double lse = log_w + scale * static_cast<double>(p) + std::log(total);
+            if (!std::isfinite(lse)) return false;
+            mu[y] = temperature_ * (log_charge_target_[y] - lse);
+        }
+        std::copy(mu.begin(), mu.end(), mu_.begin());
+        return true;
+    }
+
+    /// The scaled form of the iteration for float data (SwAV's exp-once algorithm, kept stable
+    /// per row). K_iy = exp(s (E_iy - p_i)) with the row pivot p_i = min_y E_iy (so K <= 1, its
+    /// max is 1, m_i = s p_i the row max of s E) is computed once (double argument, float exp
+    /// with the argument's rounding error restored to first order) into `buf`
+    /// (q's storage). With b_y = exp(mu_y/T' - beta), beta = max_y mu_y/T':
+    ///     q_iy = K_iy b_y / s_i,  s_i = sum_y K_iy b_y,  f_i = -T' (m_i + beta + log s_i),
+    ///     N_y = b_y sum_i (w_i / s_i) K_iy,
+    /// the same state as the log-domain pass, with two multiply-adds per element instead of an
+    /// exp. Cold start: the same read of E gives the column sums LSE_i(log w_i + s E_iy) =
+    /// M + log sum_i w_i exp(m_i - M) K_iy (M = max_i m_i). Guards (else false, and the caller
+    /// uses the log-domain passes): every row pivot finite (no nan, -inf or fully forbidden
+    /// row), max_i m_i - min_i m_i <= kSpread and, per pass, the spread of mu/T' <= kSpread, so
+    /// no row sum s_i comes near the float underflow.
+    static constexpr double kSpread = 40.0;
+
+    bool build_kernel(T* buf, bool cold) {
+        if constexpr (!std::is_same<T, float>::value) {
+            (void)buf;
+            (void)cold;
+            return false;
+        } else {
+            const double mag = std::fabs(scale_);
+            if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
+            const std::int64_t k = k_;
+            const std::int64_t tile = tile_rows<T>(k_);
+            const std::int64_t n_tiles = (n_ + tile - 1) / tile;
+            row_max_.assign(static_cast<std::size_t>(n_), 0.0);
+            std::vector<double> top(static_cast<std::size_t>(n_threads_), -infinity<double>());
+            std::vector<double> bottom(static_cast<std::size_t>(n_threads_), infinity<double>());
+            std::vector<char> bad(static_cast<std::size_t>(n_threads_), 0);
+            accumulators_.clear();
+            const double scale = scale_;
+#pragma omp parallel num_threads(n_threads_) if (n_threads_ > 1)
+            {
+                const int thread = thread_index();
+                double* acc = accumulators_.of_thread(thread);
+                FloatCharges<T> float_acc(cold ? k : 0);
+                double running = -infinity<double>();  // this thread's M so far (acc is relative to it)
+                double low = infinity<double>();
+                bool failed = false;
+                RowReader<T> reader(energy_);
+#pragma omp for schedule(static)
+                for (std::int64_t t = 0; t < n_tiles; ++t) {
+                    const std::int64_t i0 = t * tile;
+                    const std::int64_t i1 = std::min(n_, i0 + tile);
+                    reader.load(i0, i1);
+                    for (std::int64_t i = i0; i < i1; ++i) {
+                        const float* row = reader.row(i);
+                        float* out = buf + i * k;
+                        const float pivot = row_min_raw(row, k);
+                        const double m = scale_ * static_cast<double>(pivot);
+                        if (!std::isfinite(m) || failed) {
+                            failed = true;
+                            continue;
+                        }
+                        row_max_[i] = m;
+                        low = std::min(low, m);
+                        double total = 0.0;
+                        for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+                            const std::int64_t j1 = std::min(k, j0 + kChunk);
+                            float part = 0.0f;
+                            // K (computed once): the argument x in double (exact difference,
+                            // one rounding), split x = x_hi + x_lo with x_hi = float(x); the exp
+                            // in float lanes at x_hi, times 1 + x_lo (|x_lo| <= 2^-24 |x|), so
+                            // the argument's float rounding does not reach K.
+#pragma omp simd reduction(+ : part)
+                            for (std::int64_t j = j0; j < j1; ++j) {
+                                const double x_raw = scale * (static_cast<double>(row[j]) - static_cast<double>(pivot));
+                                // clamp (+inf energies give -inf; a nan passes through, as in exp)
+                                const double x = -1000.0 > x_raw ? -1000.0 : x_raw;
+                                const float x_hi = static_cast<float>(x);
+                                const float x_lo = static_cast<float>(x - static_cast<double>(x_hi));
+                                const float e_hi = exp_nonpositive(x_hi);
+                                const float e = THERMOSSL_MADD(e_hi, x_lo, e_hi);
+                                out[j] = e;
+                                part += e;
+                            }
+                            total += static_cast<double>(part);
+                        }
+                        if (!std::isfinite(total)) {  // a nan
+                            failed = true;
+                            continue;
+                        }
+                        if (cold) {
+                            if (m > running) {
+                                float_acc.flush(k, acc);
+                                const double down = std::exp(running - m);  // 0 for the first row
+#pragma omp simd
+                                for (std::int64_t y = 0; y < k; ++y) acc[y] *= down;
+                                running = m;
+                            }
+                            float_acc.add(static_cast<float>(weight_[i] * std::exp(m - running)), out, k, acc);
+                        }
+                    }
+                }
+                float_acc.flush(k, acc);
+                top[thread] = running;
+                bottom[thread] = low;
+                bad[thread] = failed ? 1 : 0;
+            }
+            for (int t = 0; t < n_threads_; ++t)
+                if (bad[t]) return false;
+            const double lo = *std::min_element(bottom.begin(), bottom.end());
+            double hi = -infinity<double>();
+            for (std::int64_t i = 0; i < n_; ++i) hi = std::max(hi, row_max_[i]);
+            if (!(hi - lo <= kSpread)) return false;
+            if (cold) {
+                // Merge the threads' sums (each relative to its own running max) at M = hi.
+                std::vector<double> col(static_cast<std::size_t>(k), 0.0);
+                for (int t = 0; t < n_threads_; ++t) {
+                    if (!(top[t] > -infinity<double>())) continue;
+                    const double factor = std::exp(top[t] - hi);
+                    const double* a = accumulators_.of_thread(t);
+                    for (std::int64_t y = 0; y < k; ++y) col[y] += factor * a[y];
+                }
+                for (std::int64_t y = 0; y < k; ++y) {
+                    if (!(col[y] >= std::numeric_limits<double>::min()) || !std::isfinite(col[y])) return false;
+                }
+                for (std::int64_t y = 0; y < k; ++y)
+                    mu_[y] = temperature_ * (log_charge_target_[y] - (hi + std::log(col[y])));
+            }
+            return true;
+        }
+    }
+
+    /// One pass of the scaled form at the current mu (see build_kernel); on the last pass writes
+    /// q_iy = K_iy b_y / s_i over K in `buf`. False (state untouched except f_ and the
+    /// accumulators) when the spread of mu/T' exceeds kSpread or a row sum is not a normal
+    /// positive number.
+    bool scaled_pass(T* buf, bool last) {
+        if constexpr (!std::is_same<T, float>::value) {
+            (void)buf;
+            (void)last;
+            return false;
+        } else {
+            double beta = -infinity<double>(), floor = infinity<double>();
+            for (std::int64_t y = 0; y < k_; ++y) {
+                beta = std::max(beta, mu_[y] / temperature_);
+                floor = std::min(floor, mu_[y] / temperature_);
+            }
+            if (!(beta - floor <= kSpread)) return false;
+            std::vector<float> b(static_cast<std::size_t>(k_));
+            for (std::int64_t y = 0; y < k_; ++y) b[y] = static_cast<float>(std::exp(mu_[y] / temperature_ - beta));
+            const std::int64_t k = k_;
+            const std::int64_t tile = tile_rows<T>(k_);
+            const std::int64_t n_tiles = (n_ + tile - 1) / tile;
+            std::vector<char> bad(static_cast<std::size_t>(n_threads_), 0);
+            accumulators_.clear();
+            const float* bv = b.data();
+#pragma omp parallel num_threads(n_threads_) if (n_threads_ > 1)
+            {
+                const int thread = thread_index();
+                double* acc = accumulators_.of_thread(thread);
+                FloatCharges<T> float_acc(k);
+                bool failed = false;
+#pragma omp for schedule(static)
+                for (std::int64_t t = 0; t < n_tiles; ++t) {
+                    const std::int64_t i0 = t * tile;
+                    const std::int64_t i1 = std::min(n_, i0 + tile);
+                    for (std::int64_t i = i0; i < i1 && !failed; ++i) {
+                        float* row = buf + i * k;
+                        double s = 0.0;
+                        for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+                            const std::int64_t j1 = std::min(k, j0 + kChunk);
+                            float part = 0.0f;
+#pragma omp simd reduction(+ : part)
+                            for (std::int64_t j = j0; j < j1; ++j) part = THERMOSSL_MADD(row[j], bv[j], part);
+                            s += static_cast<double>(part);
+                        }
+                        if (!(s >= 0x1p-100) || !std::isfinite(s)) {
+                            failed = true;
+                            break;
+                        }
+                        f_[i] = -temperature_ * (row_max_[i] + beta + std::log(s));
+                        float_acc.add(static_cast<float>(weight_[i] / s), row, k, acc);
+                        if (last) {
+                            // q = K b / s rounded once: the product in double.
+                            const double inv_s = 1.0 / s;
+#pragma omp simd
+                            for (std::int64_t y = 0; y < k; ++y)
+                                row[y] = static_cast<float>(static_cast<double>(row[y]) * (static_cast<double>(bv[y]) * inv_s));
+                        }
+                    }
+                }
+                float_acc.flush(k, acc);
+                bad[thread] = failed ? 1 : 0;
+            }
+            for (int t = 0; t < n_threads_; ++t)
+                if (bad[t]) return false;
+            accumulators_.merge_into(charges_.data());
+            for (std::int64_t y = 0; y < k_; ++y) charges_[y] *= static_cast<double>(b[y]);
+            return true;
+        }
     }
 
     /// Gauge sum_y c_y mu_y = 0 (f absorbs the constant, q is unchanged).
@@ -188,59 +566,15 @@ private:
     std::vector<double> mu_;
     std::vector<double> charges_;
     std::vector<double> shift_;  // mu/T'
+    std::vector<T> frame_mu_;    // float lanes: mu - mu_c, rounded (prepare_float_frame)
+    std::vector<T> frame_low_;   // float lanes: the rounding remainders / T', minus their max
+    std::vector<double> row_max_;  // scaled form: m_i = s p_i
+    double frame_base_ = 0.0;    // float lanes: x_max = s d* + frame_base_
     int n_threads_;
     ColumnSums accumulators_;  // per-thread charges N_y of a fused pass
+    bool uniform_weights_;
     SinkhornStatus status_ = SinkhornStatus::kOk;
     std::int64_t bad_index_ = -1;
-};
-
-/// The over-relaxation factor omega of the mu-update. A fixed omega > 0 as given; omega <= 0
-/// (tolerance mode only) chooses it: plain Sinkhorn iterations (omega = 1) until the charge
-/// error contracts at a steady linear rate lambda, then omega = 2 / (2 - lambda), capped at 1.9.
-/// Why that value: near the solution the mu-update is a Richardson step on N(mu) = c whose
-/// linearisation has eigenvalues sigma in [1 - lambda, 1]; a step omega contracts each mode by
-/// |1 - omega sigma|, minimised over the range at omega = 2 / (sigma_min + sigma_max). The slow
-/// mode then contracts by about 1 - 2 (1 - lambda): at most ~2x fewer iterations (a larger
-/// gain needs relaxing the f-update too, which would break the row-stochastic q of every
-/// iteration). Safeguard: if the error rises above twice its value when omega was set, go back
-/// to omega = 1 for good (plain Sinkhorn converges globally).
-class Relaxation {
-public:
-    Relaxation(double requested, bool fixed_iterations)
-        : adaptive_(requested <= 0.0 && !fixed_iterations), omega_(requested > 0.0 ? requested : 1.0) {}
-
-    double omega() const { return omega_; }
-
-    void observe(double err) {
-        if (!adaptive_ || !(err > 0.0) || !std::isfinite(err)) return;
-        if (omega_ != 1.0) {
-            if (err > 2.0 * err_at_switch_) {
-                omega_ = 1.0;
-                adaptive_ = false;
-            }
-            return;
-        }
-        history_[count_ % kWindow] = err;
-        ++count_;
-        if (count_ <= kWindow) return;
-        // Mean contraction per iteration over the window, and the last step's: steady if close.
-        const double oldest = history_[count_ % kWindow];  // the error kWindow - 1 iterations ago
-        const double previous = history_[(count_ - 2) % kWindow];
-        const double rate = std::pow(err / oldest, 1.0 / (kWindow - 1));
-        const double last = err / previous;
-        if (rate > 0.5 && rate < 1.0 && std::fabs(last - rate) < 0.05 * (1.0 - rate) + 1e-3) {
-            omega_ = std::min(1.9, 2.0 / (2.0 - rate));
-            err_at_switch_ = err;
-        }
-    }
-
-private:
-    static constexpr int kWindow = 5;
-    bool adaptive_;
-    double omega_;
-    double history_[kWindow] = {0.0, 0.0, 0.0, 0.0, 0.0};
-    std::int64_t count_ = 0;
-    double err_at_switch_ = 0.0;
 };
 
 }  // namespace
@@ -263,23 +597,38 @@ SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, con
         return report;
     };
 
+    // float data, fixed iterations with q: the scaled form (build_kernel / scaled_pass) reads E
+    // once, keeps K = exp(x - row max) in q and makes every pass from it without exp; any pass it
+    // cannot take falls back to the log-domain passes from E for the rest of the run.
+    bool scaled = false;
+    if (mu0 != nullptr)
+        for (std::int64_t y = 0; y < energy.cols; ++y) solver.mu()[y] = static_cast<double>(mu0[y]);
+    if (fixed && q != nullptr) scaled = solver.build_kernel(q, mu0 == nullptr);
+    const auto pass = [&](std::int64_t it) {
+        if (scaled) {
+            if (solver.scaled_pass(q, it == limit)) return true;
+            scaled = false;
+        }
+        return solver.fused_pass(q_for_pass(it));
+    };
+
     std::int64_t iteration = 0;
     if (mu0 != nullptr) {
         // Warm start: the state of the given mu (its f-update) is iteration 0.
-        for (std::int64_t y = 0; y < energy.cols; ++y) solver.mu()[y] = static_cast<double>(mu0[y]);
-        if (!solver.fused_pass(q_for_pass(0))) return fail();
+        if (!pass(0)) return fail();
     } else {
-        // Cold start: f constant, so the first mu-update is an exact column pass.
-        if (!solver.exact_column_update(false)) return fail();
+        // Cold start: f constant, so the first mu-update is an exact column pass (done by
+        // build_kernel in the scaled form).
+        if (!scaled && !solver.exact_column_update(false)) return fail();
         iteration = 1;
-        if (!solver.fused_pass(q_for_pass(1))) return fail();
+        if (!pass(1)) return fail();
     }
     double err = solver.charge_error();
-    detail::Relaxation relaxation(options.relaxation, fixed);
+    SinkhornRelaxation relaxation(options.relaxation, fixed);
     while (iteration < limit && (fixed || !(err <= options.tolerance))) {
         if (!solver.update_potentials(relaxation.omega())) return fail();
         ++iteration;
-        if (!solver.fused_pass(q_for_pass(iteration))) return fail();
+        if (!pass(iteration)) return fail();
         err = solver.charge_error();
         relaxation.observe(err);
     }
@@ -298,6 +647,29 @@ SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, con
     return report;
 }
 
+template <class T>
+SinkhornPassReport sinkhorn_pass(const MatrixView<T>& energy, const double* weights, const double* mu,
+                                 double temperature, double* f, double* charges, Same<T>* q) {
+    SinkhornOptions options;
+    options.temperature = temperature;
+    detail::SinkhornSolver<T> solver(energy, nullptr, nullptr, options);
+    std::copy(weights, weights + energy.rows, solver.weights().begin());
+    std::copy(mu, mu + energy.cols, solver.mu().begin());
+    SinkhornPassReport report;
+    if (!solver.fused_pass(q)) {
+        report.status = solver.status();
+        report.index = solver.bad_index();
+        return report;
+    }
+    std::copy(solver.f().begin(), solver.f().end(), f);
+    solver.write_charges(charges);
+    return report;
+}
+
+template SinkhornPassReport sinkhorn_pass<float>(const MatrixView<float>&, const double*, const double*, double,
+                                                 double*, double*, float*);
+template SinkhornPassReport sinkhorn_pass<double>(const MatrixView<double>&, const double*, const double*, double,
+                                                  double*, double*, double*);
 template SinkhornReport sinkhorn<float>(const MatrixView<float>&, const float*, const float*, const float*,
                                         const SinkhornOptions&, float*, float*, float*, double*);
 template SinkhornReport sinkhorn<double>(const MatrixView<double>&, const double*, const double*, const double*,

@@ -27,6 +27,8 @@ void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Expo
         RowReader<T> ra(a);
         RowReader<T> rq(q);
         std::vector<T> e_row(static_cast<std::size_t>(k));
+        // float charges: summed in float over groups of rows (FloatCharges), then in double
+        FloatCharges<T> float_acc(std::is_same<T, float>::value && acc != nullptr ? k : 0);
 #pragma omp for schedule(static)
         for (std::int64_t t = 0; t < n_tiles; ++t) {
             const std::int64_t i0 = t * tile;
@@ -37,50 +39,58 @@ void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Expo
                 const T* row = ra.row(i);
                 const T* q_row = rq.row(i);
                 T* e = e_row.data();
-                const double m = row_max<T, kShift>(row, k, ex);
-                // Pass 2: e = exp(x - max); Z' = sum e; sum e a; sum e (x - max).
+                double m = 0.0;
                 double z = 0.0, ea = 0.0, et = 0.0;
-                for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-                    const std::int64_t j1 = std::min(k, j0 + kChunk);
-                    T z_part = 0, ea_part = 0, et_part = 0;
-#pragma omp simd reduction(+ : z_part, ea_part, et_part)
-                    for (std::int64_t j = j0; j < j1; ++j) {
-                        const double x = exponent_at<T, kShift>(ex, row, j);
-                        const T tj = static_cast<T>(x - m);
-                        const T ej = x >= m ? T(1) : exp_nonpositive(tj);
-                        e[j] = ej;
-                        z_part += ej;
-                        ea_part += ej > T(0) ? ej * row[j] : T(0);
-                        et_part += ej > T(0) ? ej * tj : T(0);
-                    }
-                    z += static_cast<double>(z_part);
-                    ea += static_cast<double>(ea_part);
-                    et += static_cast<double>(et_part);
-                }
-                const double log_zr = std::log(z);
-                // Pass 3: the label sums, with log p = (x - max) - log Z' known.
                 double qa = 0.0, qlogq = 0.0, qlogp = 0.0, kl = 0.0, mass = 0.0;
-                for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-                    const std::int64_t j1 = std::min(k, j0 + kChunk);
-                    T qa_part = 0, qlogq_part = 0, qlogp_part = 0, kl_part = 0, mass_part = 0;
-#pragma omp simd reduction(+ : qa_part, qlogq_part, qlogp_part, kl_part, mass_part)
-                    for (std::int64_t j = j0; j < j1; ++j) {
-                        const T qj = q_row[j];
-                        const T log_p = static_cast<T>((exponent_at<T, kShift>(ex, row, j) - m) - log_zr);
-                        const T log_q = log_positive(qj);
-                        const bool on = qj != T(0);
-                        qa_part += on ? qj * row[j] : T(0);
-                        qlogq_part += on ? qj * log_q : T(0);
-                        qlogp_part += on ? qj * log_p : T(0);
-                        kl_part += on ? qj * (log_q - log_p) : T(0);
-                        mass_part += qj;
+                // t_j = x_j - max in T: float rows without a shift take float lanes (PivotArg),
+                // the others double lanes (ExactArg); see with_row_frame.
+                with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
+                    m = m_row;
+                    // Pass 2: e = exp(t); Z' = sum e; sum e a; sum e t.
+                    for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+                        const std::int64_t j1 = std::min(k, j0 + kChunk);
+                        T z_part = 0, ea_part = 0, et_part = 0;
+#pragma omp simd reduction(+ : z_part, ea_part, et_part)
+                        for (std::int64_t j = j0; j < j1; ++j) {
+                            T tj;
+                            const bool at_max = arg(j, tj);
+                            const T ej = at_max ? T(1) : exp_nonpositive(tj);
+                            e[j] = ej;
+                            z_part += ej;
+                            ea_part += ej > T(0) ? ej * row[j] : T(0);
+                            et_part += ej > T(0) ? ej * tj : T(0);
+                        }
+                        z += static_cast<double>(z_part);
+                        ea += static_cast<double>(ea_part);
+                        et += static_cast<double>(et_part);
                     }
-                    qa += static_cast<double>(qa_part);
-                    qlogq += static_cast<double>(qlogq_part);
-                    qlogp += static_cast<double>(qlogp_part);
-                    kl += static_cast<double>(kl_part);
-                    mass += static_cast<double>(mass_part);
-                }
+                    const T log_zr = static_cast<T>(std::log(z));
+                    // Pass 3: the label sums, with log p = t - log Z'.
+                    for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+                        const std::int64_t j1 = std::min(k, j0 + kChunk);
+                        T qa_part = 0, qlogq_part = 0, qlogp_part = 0, kl_part = 0, mass_part = 0;
+#pragma omp simd reduction(+ : qa_part, qlogq_part, qlogp_part, kl_part, mass_part)
+                        for (std::int64_t j = j0; j < j1; ++j) {
+                            const T qj = q_row[j];
+                            T tj;
+                            arg(j, tj);
+                            const T log_p = tj - log_zr;
+                            const T log_q = log_positive(qj);
+                            const bool on = qj != T(0);
+                            qa_part += on ? qj * row[j] : T(0);
+                            qlogq_part += on ? qj * log_q : T(0);
+                            qlogp_part += on ? qj * log_p : T(0);
+                            kl_part += on ? qj * (log_q - log_p) : T(0);
+                            mass_part += qj;
+                        }
+                        qa += static_cast<double>(qa_part);
+                        qlogq += static_cast<double>(qlogq_part);
+                        qlogp += static_cast<double>(qlogp_part);
+                        kl += static_cast<double>(kl_part);
+                        mass += static_cast<double>(mass_part);
+                    }
+                });
+                const double log_zr = std::log(z);
                 const bool finite_max = std::isfinite(m);
                 const double nan = quiet_nan<double>();
                 if (out.energy_q != nullptr) out.energy_q[i] = qa;
@@ -93,11 +103,16 @@ void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Expo
                 if (out.label_mass != nullptr) out.label_mass[i] = mass;
                 if (acc != nullptr) {
                     const double wi = weights != nullptr ? static_cast<double>(weights[i]) : uniform_weight;
+                    if constexpr (std::is_same<T, float>::value) {
+                        float_acc.add(static_cast<T>(wi), q_row, k, acc);
+                    } else {
 #pragma omp simd
-                    for (std::int64_t y = 0; y < k; ++y) acc[y] += wi * static_cast<double>(q_row[y]);
+                        for (std::int64_t y = 0; y < k; ++y) acc[y] += wi * static_cast<double>(q_row[y]);
+                    }
                 }
             }
         }
+        if (acc != nullptr) float_acc.flush(k, acc);
     }
     if (charges != nullptr) column_sums.merge_into(charges);
 }
