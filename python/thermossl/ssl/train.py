@@ -295,7 +295,8 @@ def _progress_bar(total: int, method: str):
         from tqdm.auto import tqdm
     except ImportError:
         raise ImportError('progress=True needs tqdm: pip install "thermossl[demo]"') from None
-    return tqdm(total=total, desc=f"{method} training", unit="step", leave=False)
+    # disable=None: no bar when stderr is not a terminal (logs, CI), where each update is a line.
+    return tqdm(total=total, desc=f"{method} training", unit="step", leave=False, disable=None)
 
 
 def _train_epochs(run: "_Run", epochs: int, n_batches: int, bar, history: np.ndarray) -> None:
