@@ -8,9 +8,9 @@
 Each rank maps the file (np.load(mmap_mode='r')) and takes a contiguous block of rows; the
 kernels read it in place (no copy). Runs a warm start at mu = 0 for a few fixed iterations
 (``--iters``), ``--repeats`` times, and prints on rank 0 the median seconds per iteration (the
-run's time divided by iters + 1: the warm start's first f-update is a pass like the others; each is a row pass + a column pass over the local rows and
-two allreduces of about K doubles) and, for comparison on one rank, thermossl.sinkhorn (one fused
-pass per iteration). ``--rows`` limits the rows used (a prefix of the file). Without mpi4py or
+run's time divided by iters + 1: the warm start's first f-update is a pass like the others; each
+iteration is one fused pass over the local rows and one allreduce of K + 1 doubles) and, for
+comparison on one rank, thermossl.sinkhorn (also one fused pass per iteration). ``--rows`` limits the rows used (a prefix of the file). Without mpi4py or
 under plain python it runs on one rank.
 """
 from __future__ import annotations
@@ -72,7 +72,7 @@ def main() -> None:
         print(f"E {n}x{k} {E.dtype} ({gb:.2f} GB), ranks {comm.size}, OMP_NUM_THREADS {threads}, T {args.T}")
         print(f"distributed.sinkhorn: {args.iters} iterations x {args.repeats} repeats, s/iteration "
               f"{[round(s, 4) for s in per_iter]}, median {med:.4f} "
-              f"(2 passes: {2 * gb / med:.2f} GB/s of E read)")
+              f"(1 fused pass: {gb / med:.2f} GB/s of E read)")
         if single:
             ms = statistics.median(single)
             print(f"thermossl.sinkhorn (fused, 1 pass): s/iteration {[round(s, 4) for s in single]}, median {ms:.4f} "
