@@ -79,6 +79,15 @@ def _root_figure(ax):
     return fig
 
 
+
+def _figure_and_axes(ax, size):
+    """(figure, axes) to draw into: the given axes and its figure, or a new figure of ``size``."""
+    if ax is None:
+        fig, axes = _new_figure(size)
+        return fig, axes[0, 0]
+    _mpl()
+    return _root_figure(ax), ax
+
 def _is_axes(obj):
     from matplotlib.axes import Axes
 
@@ -186,12 +195,7 @@ def plot_cycles(ledger, ax=None):
     (with ``ax=None``, a new one with the plot axes and a colorbar axes).
     """
     _check_ledger(ledger)
-    if ax is None:
-        fig, axes = _new_figure((7.0, 5.2))
-        ax = axes[0, 0]
-    else:
-        _mpl()
-        fig = _root_figure(ax)
+    fig, ax = _figure_and_axes(ax, (7.0, 5.2))
     from matplotlib.collections import LineCollection
     from matplotlib.colors import Normalize
     from matplotlib.lines import Line2D
@@ -358,12 +362,7 @@ def plot_feedback_bound(ledger, T, ax=None):
     the title says in how many cycles the bound holds. Returns the Figure."""
     _check_ledger(ledger)
     T = _check_T(T)
-    if ax is None:
-        fig, axes = _new_figure((7.0, 4.6))
-        ax = axes[0, 0]
-    else:
-        _mpl()
-        fig = _root_figure(ax)
+    fig, ax = _figure_and_axes(ax, (7.0, 4.6))
     t = _cycles(ledger)
     n = t.size
     style = _line_style(n)
@@ -401,12 +400,7 @@ def plot_information(ledger, ax=None):
     (right axis; log scale when all its finite values are positive, symlog when some are zero).
     Returns the Figure (with ``ax=None``, the axes and its twin)."""
     _check_ledger(ledger)
-    if ax is None:
-        fig, axes = _new_figure((7.0, 4.6))
-        ax = axes[0, 0]
-    else:
-        _mpl()
-        fig = _root_figure(ax)
+    fig, ax = _figure_and_axes(ax, (7.0, 4.6))
     t = _cycles(ledger)
     n = t.size
     style = _line_style(n)
@@ -451,12 +445,7 @@ def plot_work_distribution(work_per_sample, cycle=None, ax=None):
     and zero are marked; the title gives the cycle (``cycle``, when known) and the fraction of
     samples with negative work (work extracted from them). Returns the Figure."""
     work = _check_work(work_per_sample)
-    if ax is None:
-        fig, axes = _new_figure((6.5, 4.4))
-        ax = axes[0, 0]
-    else:
-        _mpl()
-        fig = _root_figure(ax)
+    fig, ax = _figure_and_axes(ax, (6.5, 4.4))
     N = work.size
     x = N * work
     mean = float(x.mean())
