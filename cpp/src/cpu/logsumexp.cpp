@@ -117,10 +117,7 @@ void logsumexp_cols(const MatrixView<T>& a, const Exponent ex_shared, T* out) {
         std::vector<double> block_max(static_cast<std::size_t>(k));
         std::vector<T> block_sum(static_cast<std::size_t>(k));
         RowReader<T> reader(a);
-#pragma omp for schedule(static)
-        for (std::int64_t blk = 0; blk < n_blocks; ++blk) {
-            const std::int64_t i0 = blk * block;
-            const std::int64_t i1 = std::min(n, i0 + block);
+        for_row_tiles(n, block, [&](std::int64_t i0, std::int64_t i1) {
             reader.load(i0, i1);
             std::copy(m, m + k, block_max.begin());
             double* bm = block_max.data();
@@ -155,7 +152,7 @@ void logsumexp_cols(const MatrixView<T>& a, const Exponent ex_shared, T* out) {
             }
 #pragma omp simd
             for (std::int64_t y = 0; y < k; ++y) s[y] += static_cast<double>(bs[y]);
-        }
+        });
     }
 
     for (std::int64_t y = 0; y < k; ++y) {

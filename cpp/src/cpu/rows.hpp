@@ -72,6 +72,19 @@ private:
     std::int64_t first_ = 0;
 };
 
+/// Called by every thread of a parallel region (or outside one): the team shares the tiles
+/// [i0, i1) of `rows` rows statically and runs body(i0, i1) on each (an orphaned omp for, so
+/// the region keeps its per-thread state: readers, column accumulators).
+template <class Body>
+void for_row_tiles(std::int64_t rows, std::int64_t tile, Body body) {
+    const std::int64_t n_tiles = (rows + tile - 1) / tile;
+#pragma omp for schedule(static)
+    for (std::int64_t t = 0; t < n_tiles; ++t) {
+        const std::int64_t i0 = t * tile;
+        body(i0, std::min(rows, i0 + tile));
+    }
+}
+
 /// Runs body(i0, i1) over tiles [i0, i1) of rows, statically split over the OpenMP threads.
 /// `make_body()` is called once per thread so each thread owns its buffers.
 template <class MakeBody>
@@ -79,12 +92,7 @@ void parallel_row_tiles(std::int64_t rows, std::int64_t tile, std::int64_t eleme
     const std::int64_t n_tiles = (rows + tile - 1) / tile;
 #pragma omp parallel if (elements >= kParallelMinElements && n_tiles > 1)
     {
-        auto body = make_body();
-#pragma omp for schedule(static)
-        for (std::int64_t t = 0; t < n_tiles; ++t) {
-            const std::int64_t i0 = t * tile;
-            body(i0, std::min(rows, i0 + tile));
-        }
+        for_row_tiles(rows, tile, make_body());
     }
 }
 

@@ -62,7 +62,6 @@ public:
         std::vector<std::int64_t> first_bad(static_cast<std::size_t>(n_threads_), n_);
         std::vector<SinkhornStatus> bad_status(static_cast<std::size_t>(n_threads_), SinkhornStatus::kOk);
         const std::int64_t tile = tile_rows<T>(k_);
-        const std::int64_t n_tiles = (n_ + tile - 1) / tile;
         const std::int64_t k = k_;
 
 #pragma omp parallel num_threads(n_threads_) if (n_threads_ > 1)
@@ -77,10 +76,7 @@ public:
             const T* mu_f = frame_mu_.data();
             const T* low = frame_low_.data();
             const T s_f = static_cast<T>(scale_);
-#pragma omp for schedule(static)
-            for (std::int64_t t = 0; t < n_tiles; ++t) {
-                const std::int64_t i0 = t * tile;
-                const std::int64_t i1 = std::min(n_, i0 + tile);
+            for_row_tiles(n_, tile, [&](std::int64_t i0, std::int64_t i1) {
                 reader.load(i0, i1);
                 for (std::int64_t i = i0; i < i1; ++i) {
                     const T* row = reader.row(i);
@@ -148,7 +144,7 @@ public:
                         for (std::int64_t y = 0; y < k; ++y) e_row[y] *= inv_s;
                     }
                 }
-            }
+            });
             float_acc.flush(k, acc);
         }
 
@@ -264,7 +260,6 @@ public:
         if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
         const std::int64_t k = k_;
         const std::int64_t block = std::max<std::int64_t>(1, std::min<std::int64_t>(32, (128 * 1024 / 4) / k));
-        const std::int64_t n_blocks = (n_ + block - 1) / block;
         std::vector<float> pivots(static_cast<std::size_t>(n_threads_ * k), infinity<float>());
         std::vector<double> sums(static_cast<std::size_t>(n_threads_ * k), 0.0);
         std::vector<char> bad(static_cast<std::size_t>(n_threads_), 0);
@@ -281,10 +276,7 @@ public:
             float* bs = block_sum.data();
             bool nan_or_neg_inf = false;
             RowReader<T> reader(energy_);
-#pragma omp for schedule(static)
-            for (std::int64_t b = 0; b < n_blocks; ++b) {
-                const std::int64_t i0 = b * block;
-                const std::int64_t i1 = std::min(n_, i0 + block);
+            for_row_tiles(n_, block, [&](std::int64_t i0, std::int64_t i1) {
                 reader.load(i0, i1);
                 std::copy(p, p + k, bp);
                 for (std::int64_t i = i0; i < i1; ++i) {
@@ -316,7 +308,7 @@ public:
                 }
 #pragma omp simd
                 for (std::int64_t y = 0; y < k; ++y) sum[y] += static_cast<double>(bs[y]);
-            }
+            });
             bad[thread] = nan_or_neg_inf ? 1 : 0;
         }
         for (int t = 0; t < n_threads_; ++t)
@@ -366,7 +358,6 @@ public:
             if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
             const std::int64_t k = k_;
             const std::int64_t tile = tile_rows<T>(k_);
-            const std::int64_t n_tiles = (n_ + tile - 1) / tile;
             row_max_.assign(static_cast<std::size_t>(n_), 0.0);
             std::vector<double> top(static_cast<std::size_t>(n_threads_), -infinity<double>());
             std::vector<double> bottom(static_cast<std::size_t>(n_threads_), infinity<double>());
@@ -382,10 +373,7 @@ public:
                 double low = infinity<double>();
                 bool failed = false;
                 RowReader<T> reader(energy_);
-#pragma omp for schedule(static)
-                for (std::int64_t t = 0; t < n_tiles; ++t) {
-                    const std::int64_t i0 = t * tile;
-                    const std::int64_t i1 = std::min(n_, i0 + tile);
+                for_row_tiles(n_, tile, [&](std::int64_t i0, std::int64_t i1) {
                     reader.load(i0, i1);
                     for (std::int64_t i = i0; i < i1; ++i) {
                         const float* row = reader.row(i);
@@ -435,7 +423,7 @@ public:
                             float_acc.add(static_cast<float>(weight_[i] * std::exp(m - running)), out, k, acc);
                         }
                     }
-                }
+                });
                 float_acc.flush(k, acc);
                 top[thread] = running;
                 bottom[thread] = low;
@@ -486,7 +474,6 @@ public:
             for (std::int64_t y = 0; y < k_; ++y) b[y] = static_cast<float>(std::exp(mu_[y] / temperature_ - beta));
             const std::int64_t k = k_;
             const std::int64_t tile = tile_rows<T>(k_);
-            const std::int64_t n_tiles = (n_ + tile - 1) / tile;
             std::vector<char> bad(static_cast<std::size_t>(n_threads_), 0);
             accumulators_.clear();
             const float* bv = b.data();
@@ -496,10 +483,7 @@ public:
                 double* acc = accumulators_.of_thread(thread);
                 FloatCharges<T> float_acc(k);
                 bool failed = false;
-#pragma omp for schedule(static)
-                for (std::int64_t t = 0; t < n_tiles; ++t) {
-                    const std::int64_t i0 = t * tile;
-                    const std::int64_t i1 = std::min(n_, i0 + tile);
+                for_row_tiles(n_, tile, [&](std::int64_t i0, std::int64_t i1) {
                     for (std::int64_t i = i0; i < i1 && !failed; ++i) {
                         float* row = buf + i * k;
                         double s = 0.0;
@@ -524,7 +508,7 @@ public:
                                 row[y] = static_cast<float>(static_cast<double>(row[y]) * (static_cast<double>(bv[y]) * inv_s));
                         }
                     }
-                }
+                });
                 float_acc.flush(k, acc);
                 bad[thread] = failed ? 1 : 0;
             }

@@ -29,10 +29,7 @@ void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Expo
         std::vector<T> e_row(static_cast<std::size_t>(k));
         // float charges: summed in float over groups of rows (FloatCharges), then in double
         FloatCharges<T> float_acc(std::is_same<T, float>::value && acc != nullptr ? k : 0);
-#pragma omp for schedule(static)
-        for (std::int64_t t = 0; t < n_tiles; ++t) {
-            const std::int64_t i0 = t * tile;
-            const std::int64_t i1 = std::min(n, i0 + tile);
+        for_row_tiles(n, tile, [&](std::int64_t i0, std::int64_t i1) {
             ra.load(i0, i1);
             rq.load(i0, i1);
             for (std::int64_t i = i0; i < i1; ++i) {
@@ -111,7 +108,7 @@ void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Expo
                     }
                 }
             }
-        }
+        });
         if (acc != nullptr) float_acc.flush(k, acc);
     }
     if (charges != nullptr) column_sums.merge_into(charges);
@@ -131,10 +128,7 @@ void label_rows_impl(const MatrixView<T>& q, const T* weights, double* entropy_q
     {
         double* acc = charges != nullptr ? column_sums.of_thread(thread_index()) : nullptr;
         RowReader<T> rq(q);
-#pragma omp for schedule(static)
-        for (std::int64_t t = 0; t < n_tiles; ++t) {
-            const std::int64_t i0 = t * tile;
-            const std::int64_t i1 = std::min(n, i0 + tile);
+        for_row_tiles(n, tile, [&](std::int64_t i0, std::int64_t i1) {
             rq.load(i0, i1);
             for (std::int64_t i = i0; i < i1; ++i) {
                 const T* q_row = rq.row(i);
@@ -160,7 +154,7 @@ void label_rows_impl(const MatrixView<T>& q, const T* weights, double* entropy_q
                     for (std::int64_t y = 0; y < k; ++y) acc[y] += wi * static_cast<double>(q_row[y]);
                 }
             }
-        }
+        });
     }
     if (charges != nullptr) column_sums.merge_into(charges);
 }
