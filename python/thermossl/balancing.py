@@ -75,6 +75,28 @@ def _count(value, name: str, minimum: int) -> int:
     return value
 
 
+def _warm_start(mu0, k: int) -> np.ndarray:
+    """Validated warm-start potentials: a finite real (k,) array (any real dtype)."""
+    mu0 = as_real_array(mu0, "mu0")
+    if mu0.shape != (k,):
+        raise ValueError(f"mu0 must have shape ({k},) (one value per state), got {mu0.shape}")
+    if not np.all(np.isfinite(mu0)):
+        raise ValueError("mu0 must be finite")
+    return mu0
+
+
+def _iteration_controls(n_iter, tol, max_iter, relaxation):
+    """(fixed, limit, tol, omega) for the core from the iteration arguments every Sinkhorn entry
+    point takes (here, thermossl.distributed, thermossl.cuda): fixed = 0 in tolerance mode."""
+    fixed = 0 if n_iter is None else _count(n_iter, "n_iter", 1)
+    limit = _count(max_iter, "max_iter", 1)
+    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.integer, np.floating)):
+        raise TypeError(f"tol must be a real number, got {type(tol).__name__}")
+    if not (math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be finite and > 0, got {tol!r}")
+    return fixed, limit, float(tol), _relaxation(relaxation, fixed)
+
+
 def _relaxation(relaxation, fixed: int) -> float:
     """omega for the core: a number in (0, 2), or 0.0 for "auto" (tolerance mode only)."""
     if isinstance(relaxation, str):
@@ -128,21 +150,9 @@ def sinkhorn(E, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=Non
     n, k = E.shape
     w = _distribution(w, n, dtype, "w", "sample")
     c = _distribution(c, k, dtype, "c", "state")
-    if mu0 is not None:
-        mu0 = as_real_array(mu0, "mu0")
-        if mu0.shape != (k,):
-            raise ValueError(f"mu0 must have shape ({k},) (one value per state), got {mu0.shape}")
-        if not np.all(np.isfinite(mu0)):
-            raise ValueError("mu0 must be finite")
-        mu0 = np.ascontiguousarray(mu0, dtype=dtype)
-    fixed = 0 if n_iter is None else _count(n_iter, "n_iter", 1)
-    limit = _count(max_iter, "max_iter", 1)
-    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.integer, np.floating)):
-        raise TypeError(f"tol must be a real number, got {type(tol).__name__}")
-    if not (math.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be finite and > 0, got {tol!r}")
+    mu0 = None if mu0 is None else np.ascontiguousarray(_warm_start(mu0, k), dtype=dtype)
+    fixed, limit, tol, omega = _iteration_controls(n_iter, tol, max_iter, relaxation)
 
-    omega = _relaxation(relaxation, fixed)
     f = np.empty(n, dtype=dtype)
     mu = np.empty(k, dtype=dtype)
     q = np.empty((n, k), dtype=dtype) if return_q else None

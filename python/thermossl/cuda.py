@@ -372,7 +372,7 @@ def _distribution(like: _Array, v, length: int, name: str, what: str):
 def sinkhorn(E, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=None, return_q=True,
              check_every=8):
     """Device version of :func:`thermossl.sinkhorn` (same arguments and result; arrays on the device)."""
-    from .balancing import _STATUS_MESSAGES, SinkhornResult, _count
+    from .balancing import _STATUS_MESSAGES, SinkhornResult, _iteration_controls, _warm_start
 
     T = positive_temperature(T)
     a = _energies(E)
@@ -383,18 +383,9 @@ def sinkhorn(E, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=Non
     c_dev = _distribution(a, c, k, "c", "state")
     mu0_dev = None
     if mu0 is not None:
-        mu0 = np.asarray(_host_vector(mu0, "mu0"), dtype=np.float64)
-        if mu0.shape != (k,):
-            raise ValueError(f"mu0 must have shape ({k},) (one value per state), got {mu0.shape}")
-        if not np.all(np.isfinite(mu0)):
-            raise ValueError("mu0 must be finite")
+        mu0 = _warm_start(np.asarray(_host_vector(mu0, "mu0"), dtype=np.float64), k)
         mu0_dev = _upload(a, mu0.astype(a.dtype))
-    fixed = 0 if n_iter is None else _count(n_iter, "n_iter", 1)
-    limit = _count(max_iter, "max_iter", 1)
-    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.integer, np.floating)):
-        raise TypeError(f"tol must be a real number, got {type(tol).__name__}")
-    if not (math.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be finite and > 0, got {tol!r}")
+    fixed, limit, tol, _ = _iteration_controls(n_iter, tol, max_iter, 1.0)
 
     f = _empty(a, (n,))
     mu = _empty(a, (k,))

@@ -38,7 +38,7 @@ import numpy as np
 
 from . import _core
 from . import demon as _demon
-from .balancing import _STATUS_MESSAGES, _count, _relaxation
+from .balancing import _STATUS_MESSAGES, _iteration_controls, _warm_start
 from .reservoirs import LabelState, SinkhornReservoir
 from ._validation import as_real_array, compute_dtype, positive_temperature
 
@@ -455,20 +455,8 @@ def sinkhorn(E_local, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, m
         w_local = _local_weights(w, n)
         c = _charge_targets(c, k)
         if mu0 is not None:
-            mu0 = as_real_array(mu0, "mu0")
-            if mu0.shape != (k,):
-                raise ValueError(f"mu0 must have shape ({k},) (one value per state), got {mu0.shape}")
-            if not np.all(np.isfinite(mu0)):
-                raise ValueError("mu0 must be finite")
-            mu0 = mu0.astype(dtype).astype(np.float64)  # as the kernel reads it
-        fixed = 0 if n_iter is None else _count(n_iter, "n_iter", 1)
-        limit = _count(max_iter, "max_iter", 1)
-        if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.integer, np.floating)):
-            raise TypeError(f"tol must be a real number, got {type(tol).__name__}")
-        if not (math.isfinite(tol) and tol > 0):
-            raise ValueError(f"tol must be finite and > 0, got {tol!r}")
-        tol = float(tol)
-        omega_requested = _relaxation(relaxation, fixed)
+            mu0 = _warm_start(mu0, k).astype(dtype).astype(np.float64)  # as the kernel reads it
+        fixed, limit, tol, omega_requested = _iteration_controls(n_iter, tol, max_iter, relaxation)
     except Exception as exc:
         error = exc
     _check(comm, error)

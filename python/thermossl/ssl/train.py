@@ -40,6 +40,7 @@ from ..balancing import sinkhorn
 from ..demon import Demon, Ledger
 from ..gibbs import cross_entropy, gibbs
 from ..reservoirs import CenteringReservoir, LabelState, SinkhornReservoir
+from ..thermo import charges as label_charges
 from .model import Adam, Encoder
 from .views import Views
 
@@ -267,9 +268,9 @@ class _Run:
             E = -self.teacher.forward(self.clean).scores
             mu = -self.demon.reservoir.center
             q = gibbs(E, self.T_label, mu=mu)
-            charges = q.mean(axis=0)
-            k = q.shape[1]
-            return LabelState(q, mu, charges, float(np.abs(charges - 1.0 / k).sum()), self.T_label, "centering")
+            occupation = label_charges(q)
+            charge_err = float(np.abs(occupation - 1.0 / q.shape[1]).sum())
+            return LabelState(q, mu, occupation, charge_err, self.T_label, "centering")
         # The training reservoir: SwAV's three iterations; SeLa warm-started from the last potentials.
         return self.demon.reservoir.assign(-self.model.forward(self.clean).scores)
 
