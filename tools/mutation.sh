@@ -41,15 +41,13 @@ find "$stage" -name __pycache__ -prune -exec rm -rf {} +
 cat > "$stage/pyproject.toml" <<'TOML'
 [tool.mutmut]
 source_paths = ["src/thermossl"]
-only_mutate = [
-  "src/thermossl/thermo.py", "src/thermossl/demon.py", "src/thermossl/reservoirs.py",
-  "src/thermossl/balancing.py", "src/thermossl/analysis.py",
-]
+only_mutate = [ONLY_MUTATE]
 also_copy = ["src/thermossl"]
-pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x", "--hypothesis-seed=0"]
 pytest_add_cli_args_test_selection = [
   "tests/test_thermo.py", "tests/test_demon.py", "tests/test_analysis.py", "tests/test_balancing.py",
   "tests/test_validation.py", "tests/test_reference_ledger.py", "tests/test_properties.py",
+  "tests/test_physics_contract.py",
 ]
 
 [tool.pytest.ini_options]
