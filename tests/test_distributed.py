@@ -153,6 +153,7 @@ needs_mpi = pytest.mark.skipif(
 )
 
 
+@pytest.mark.requires("mpi")  # with THERMOSSL_REQUIRE=mpi (CI) a skip here fails: tests/conftest.py
 @needs_mpi
 @pytest.mark.parametrize("size", [2, 3])
 def test_mpi_matches_single_process(size, tmp_path):
@@ -174,6 +175,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.requires("torch")
 @needs_torch
 def test_torch_gloo_matches_single_process(tmp_path):
     size = 2

@@ -65,7 +65,7 @@ def _check_labels(entropy_rows, mass_rows, dtype, name: str = "q") -> None:
     off = np.abs(mass_rows - 1.0) > _mass_tolerance(dtype)
     if off.any():
         i = int(np.flatnonzero(off)[0])
-        raise ValueError(f"{name} must be a label state with rows summing to 1 (row {i} sums to {mass_rows[i]!r})")
+        raise ValueError(f"{name} must be a label state with rows summing to 1 (row {i} sums to {float(mass_rows[i])!r})")
 
 
 def ledger_rows(q, E, T, w=None, *, mu=None):

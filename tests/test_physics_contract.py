@@ -1,0 +1,326 @@
+"""The physics layer's documented contract, to the letter (issue 20, found by mutation testing):
+the exact message of every error of thermo, demon, reservoirs, balancing and analysis (each
+names its argument), the stroke records, the ledger's files, and summarize's edge cases."""
+from __future__ import annotations
+
+import json
+import math
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+import thermossl
+from thermossl import analysis, demon, reservoirs, thermo
+
+inf, nan = np.inf, np.nan
+E2 = np.array([[0.0, 1.0, 2.0], [3.0, -1.0, 0.5]])
+Q2 = np.full((2, 3), 1 / 3)
+
+
+def raises_exactly(exc, message, fn, *args, **kwargs):
+    with pytest.raises(exc) as info:
+        fn(*args, **kwargs)
+    got = str(info.value) if exc is not KeyError else info.value.args[0]
+    assert got == message, (got, message)
+
+
+# ----------------------------------------------------------------------------- messages
+MESSAGES = [
+    # thermo
+    (ValueError, "q must be a 2-D array of shape (N, K), got ndim=1", thermo.energy, np.ones(3) / 3, E2),
+    (ValueError, "q must have the shape of E (2, 3), got (3, 2)", thermo.energy, np.full((3, 2), 0.5), E2),
+    (ValueError, "q must be finite and nonnegative (row 1)", thermo.energy, np.array([[1 / 3] * 3, [1.5, -0.5, 0.0]]), E2),
+    (ValueError, "q must be a label state with rows summing to 1 (row 1 sums to 0.75)", thermo.energy,
+     np.array([[1 / 3] * 3, [0.25, 0.25, 0.25]]), E2),
+    (ValueError, "E must be a 2-D array of shape (N, K), got ndim=1", thermo.loss, Q2, np.zeros(3), 1.0),
+    (ValueError, "E must have at least one sample and one state, got shape (0, 3)", thermo.loss, np.zeros((0, 3)), np.zeros((0, 3)), 1.0),
+    (ValueError, "q must have at least one sample and one state, got shape (0, 3)", thermo.entropy, np.zeros((0, 3))),
+    (ValueError, "q must be a label state with rows summing to 1 (row 0 sums to 2.0)", thermo.charges, np.full((1, 2), 1.0)),
+    # demon
+    (ValueError, "q must be a 2-D array of shape (N, K), got ndim=1", demon.adiabatic, np.ones(3), E2, E2),
+    (ValueError, "E_before must have shape (2, 3), got (3, 2)", demon.adiabatic, Q2, E2.T, E2),
+    (ValueError, "E_after must have shape (2, 3), got (2, 2)", demon.adiabatic, Q2, E2, E2[:, :2]),
+    (ValueError, "E must be a 2-D array of shape (N, K), got ndim=3", demon.isochoric, E2[None], Q2, Q2),
+    (ValueError, "q_before must have shape (2, 3), got (1, 3)", demon.isochoric, E2, Q2[:1], Q2),
+    (ValueError, "q_after must have shape (2, 3), got (2, 1)", demon.isochoric, E2, Q2, Q2[:, :1]),
+    (TypeError, "reservoir must be a thermossl.reservoirs.Reservoir, got str", demon.Demon, 0.1, "sinkhorn"),
+    # reservoirs
+    (ValueError, "momentum must be in [0, 1), got 1.0", reservoirs.CenteringReservoir, 0.1, 1.0),
+    (ValueError, "momentum must be in [0, 1), got -0.5", reservoirs.CenteringReservoir, 0.1, -0.5),
+    (ValueError, "E must be a 2-D array of shape (N, K), got ndim=1", reservoirs.dino().assign, np.zeros(3)),
+    (ValueError, "E must be finite for centering (the batch mean of the scores is not)", reservoirs.dino().assign,
+     np.array([[0.0, inf], [1.0, 2.0]])),
+    # balancing
+    (TypeError, "n_iter must be an int, got float", thermossl.sinkhorn, E2, 0.1, None, None, 2.5),
+    (ValueError, "n_iter must be >= 1, got 0", thermossl.sinkhorn, E2, 0.1, None, None, 0),
+    (ValueError, "max_iter must be >= 1, got 0", thermossl.sinkhorn, E2, 0.1, None, None, None, 1e-6, 0),
+    (ValueError, "mu0 must have shape (3,) (one value per state), got (2,)", thermossl.sinkhorn, E2, 0.1,
+     None, None, None, 1e-6, 10, np.zeros(2)),
+    (ValueError, "mu0 must be finite", thermossl.sinkhorn, E2, 0.1, None, None, None, 1e-6, 10, np.array([0, nan, 0])),
+    (TypeError, "tol must be a real number, got str", thermossl.sinkhorn, E2, 0.1, None, None, None, "1e-6"),
+    (TypeError, "tol must be a real number, got bool", thermossl.sinkhorn, E2, 0.1, None, None, None, True),
+    (ValueError, "tol must be finite and > 0, got 0.0", thermossl.sinkhorn, E2, 0.1, None, None, None, 0.0),
+    (ValueError, "tol must be finite and > 0, got inf", thermossl.sinkhorn, E2, 0.1, None, None, None, inf),
+    (ValueError, "E must be a 2-D array of shape (N, K), got ndim=1", thermossl.sinkhorn, np.zeros(3), 0.1),
+    (ValueError, "E must have at least one sample and one state, got shape (2, 0)", thermossl.sinkhorn, np.zeros((2, 0)), 0.1),
+    (ValueError, "E contains NaN (row 1)", thermossl.sinkhorn, np.array([[0.0, 1.0], [nan, 0.0]]), 0.1),
+    (ValueError, "E: every state of row 0 is forbidden (+inf energy); the row cannot be labelled", thermossl.sinkhorn,
+     np.array([[inf, inf], [0.0, 0.0]]), 0.1),
+    (ValueError, "E contains -inf (an infinite score) or E/T overflows (row 1)", thermossl.sinkhorn,
+     np.array([[0.0, 1.0], [-inf, 0.0]]), 0.1),
+    (ValueError, "infeasible: state 1 is forbidden (+inf energy) for every sample but its target charge c[1] > 0",
+     thermossl.sinkhorn, np.array([[0.0, inf], [0.0, inf]]), 0.1),
+    # analysis
+    (ValueError, "reservoir must be one of ['dino', 'sela', 'swav'] or a Reservoir, got 'byol'", analysis.analyze,
+     np.zeros((2, 3, 2)), 0.1, "byol"),
+    (TypeError, "reservoir must be a name or a Reservoir, got int", analysis.analyze, np.zeros((2, 3, 2)), 0.1, 3),
+    (ValueError, "scores must have shape (steps >= 2, N, K), got (1, 3, 2)", analysis.analyze, np.zeros((1, 3, 2))),
+    (ValueError, "scores must have shape (steps >= 2, N, K), got (3, 2)", analysis.analyze, np.zeros((3, 2))),
+    (ValueError, "ledger is empty", analysis.summarize, demon.Ledger(), 0.1),
+]
+
+
+@pytest.mark.parametrize("exc, message, fn, args", [(m[0], m[1], m[2], m[3:]) for m in MESSAGES],
+                         ids=[f"{m[2].__qualname__}-{i}" for i, m in enumerate(MESSAGES)])
+def test_error_messages_name_the_argument(exc, message, fn, args):
+    raises_exactly(exc, message, fn, *args)
+
+
+@pytest.mark.parametrize(
+    "relaxation, n_iter, exc, message",
+    [
+        ("fast", None, ValueError, "relaxation must be a number in (0, 2) or 'auto', got 'fast'"),
+        ("auto", 3, ValueError, "relaxation='auto' needs the tolerance mode (n_iter=None); give a number with n_iter"),
+        ([1.0], None, TypeError, "relaxation must be a number or 'auto', got list"),
+        (True, None, TypeError, "relaxation must be a number or 'auto', got bool"),
+        (2.0, None, ValueError, "relaxation must be in (0, 2), got 2.0"),
+        (0.0, None, ValueError, "relaxation must be in (0, 2), got 0.0"),
+    ],
+)
+def test_relaxation_messages(relaxation, n_iter, exc, message):
+    raises_exactly(exc, message, thermossl.sinkhorn, E2, 0.1, n_iter=n_iter, relaxation=relaxation)
+
+
+def test_relaxation_edges_are_accepted():
+    for omega in (0.5, 1.9, np.float64(1.5), 1):
+        res = thermossl.sinkhorn(E2, 0.5, relaxation=omega, tol=1e-10)
+        assert res.converged and res.err <= 1e-10
+
+
+def test_sinkhorn_does_not_warn_when_converged_and_warns_when_not():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        thermossl.sinkhorn(E2, 0.5, tol=1e-10)
+        thermossl.sinkhorn(E2, 0.5, n_iter=1)  # fixed iterations never warn
+    with pytest.warns(RuntimeWarning, match=r"^sinkhorn did not converge in max_iter=1 iterations: charge error "):
+        thermossl.sinkhorn(E2, 0.05, tol=1e-14, max_iter=1)
+
+
+def test_demon_order_messages():
+    d = demon.Demon(0.1, reservoirs.swav())
+    raises_exactly(RuntimeError, "feedback() called before measure()", d.feedback, E2)
+    d.measure(E2)
+    raises_exactly(RuntimeError, "measure() called twice without feedback(): complete the cycle first", d.measure, E2)
+    raises_exactly(ValueError, "E must be a 2-D array of shape (N, K), got ndim=1", demon.Demon(0.1, reservoirs.swav()).measure, np.zeros(3))
+
+
+def test_ledger_messages_and_column():
+    raises_exactly(ValueError, "ledger row lacks fields ['W']", demon.Ledger, [{f: 0.0 for f in demon.LEDGER_FIELDS if f != "W"}])
+    ledger = demon.Ledger([{f: float(i) for i, f in enumerate(demon.LEDGER_FIELDS)}])
+    raises_exactly(KeyError, "nope", ledger.column, "nope")
+    assert ledger.column("W").tolist() == [float(demon.LEDGER_FIELDS.index("W"))]
+    assert repr(ledger) == "Ledger(1 cycles)"
+
+
+def test_state_is_immutable_and_says_so():
+    s = thermo.State(E2, 0.5, Q2)
+    raises_exactly(AttributeError, "State is immutable", setattr, s, "U", 1.0)
+    assert not s.N.flags.writeable
+    assert repr(s).startswith("State(T=0.5, U=")
+
+
+# ----------------------------------------------------------------------------- strokes
+def test_stroke_records_are_complete():
+    rng = np.random.default_rng(0)
+    E, E_after = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    q, q_after = np.full((5, 3), 1 / 3), np.eye(3)[[0, 1, 2, 0, 1]]
+    w = np.array([0.1, 0.2, 0.3, 0.25, 0.15])
+    work = demon.adiabatic(q, E, E_after, w)
+    assert work.Q == 0.0 and isinstance(work.W, float)
+    np.testing.assert_array_equal(work.heat_per_sample, np.zeros(5))
+    np.testing.assert_allclose(work.work_per_sample, w * (q * (E_after - E)).sum(1), rtol=1e-14)
+    heat = demon.isochoric(E, q, q_after, w)
+    assert heat.W == 0.0 and isinstance(heat.Q, float)
+    np.testing.assert_array_equal(heat.work_per_sample, np.zeros(5))
+    np.testing.assert_allclose(heat.heat_per_sample, w * (E * (q_after - q)).sum(1), rtol=1e-14)
+    general = demon.step(E, q, E_after, q_after, w)
+    np.testing.assert_array_equal(general.work_per_sample, work.work_per_sample)
+    np.testing.assert_allclose(general.heat_per_sample, w * (E_after * (q_after - q)).sum(1), rtol=1e-14)
+    assert general.dU == general.W + general.Q
+    # Uniform weights: 1/N per sample.
+    uniform = demon.adiabatic(q, E, E_after)
+    np.testing.assert_allclose(uniform.work_per_sample, (q * (E_after - E)).sum(1) / 5, rtol=1e-14)
+
+
+def test_demon_reset_starts_new_books():
+    rng = np.random.default_rng(1)
+    E = [rng.normal(size=(6, 3)) for _ in range(3)]
+    d = demon.Demon(0.1, reservoirs.dino())
+    first = [d.measure(E[0]), d.feedback(E[1])]
+    d.measure(E[1])
+    d.feedback(E[2])
+    d.reset()
+    assert len(d.ledger) == 0 and d.labels is None and d.work_per_sample is None and d.heat_per_sample is None
+    assert d.reservoir.center is None
+    again = [d.measure(E[0]), d.feedback(E[1])]
+    assert again[1] == first[1]  # the same first cycle: no labels or center carried over
+    sela = reservoirs.sela()
+    sela.assign(E[0])
+    sela.reset()
+    cold = sela.assign(E[0])
+    assert cold.n_iter == reservoirs.sela().assign(E[0]).n_iter
+
+
+def test_labels_property_follows_the_cycle():
+    E = np.random.default_rng(2).normal(size=(6, 3))
+    d = demon.Demon(0.1, reservoirs.swav())
+    assert d.labels is None
+    label = d.measure(E)
+    assert d.labels is label.q
+    d.feedback(E)
+    assert d.labels is label.q
+
+
+# ----------------------------------------------------------------------------- ledger files
+def small_ledger():
+    rows = []
+    for t in range(2):
+        row = {f: 0.1 * (i + 1) + t for i, f in enumerate(demon.LEDGER_FIELDS)}
+        row["t"] = t
+        rows.append(row)
+    rows[1]["eta"] = nan
+    rows[1]["W_ext_over_TI"] = -inf
+    return demon.Ledger(rows)
+
+
+def test_csv_file_format(tmp_path):
+    ledger = small_ledger()
+    ledger.to_csv(tmp_path / "l.csv")
+    lines = (tmp_path / "l.csv").read_text().splitlines()
+    assert lines[0] == ",".join(demon.LEDGER_FIELDS)
+    assert len(lines) == 3
+    assert lines[2].split(",")[0] == "1"
+    values = dict(zip(demon.LEDGER_FIELDS, lines[2].split(",")))
+    assert values["eta"] == "nan" and values["W_ext_over_TI"] == "-inf"
+    assert float(values["W"]) == ledger[1]["W"]
+    back = demon.Ledger.from_csv(tmp_path / "l.csv")
+    assert isinstance(back[1]["t"], int) and back[1]["t"] == 1
+    assert back[0] == ledger[0] and math.isnan(back[1]["eta"]) and back[1]["W_ext_over_TI"] == -inf
+
+
+def test_json_file_format(tmp_path):
+    ledger = small_ledger()
+    ledger.to_json(tmp_path / "l.json")
+    payload = json.loads((tmp_path / "l.json").read_text())
+    assert list(payload) == ["fields", "rows"]
+    assert payload["fields"] == {f: demon.Ledger.descriptions[f] for f in demon.LEDGER_FIELDS}
+    assert payload["rows"][1]["eta"] == "nan" and payload["rows"][1]["W_ext_over_TI"] == "-inf"
+    assert payload["rows"][0]["t"] == 0 and payload["rows"][0]["W"] == ledger[0]["W"]
+    back = demon.Ledger.from_json(tmp_path / "l.json")
+    assert back[0] == ledger[0] and math.isnan(back[1]["eta"]) and back[1]["W_ext_over_TI"] == -inf
+    assert isinstance(back[1]["t"], int)
+
+
+# ----------------------------------------------------------------------------- summarize edges
+def rows_with(**columns):
+    n = len(next(iter(columns.values())))
+    rows = []
+    for t in range(n):
+        row = {f: 0.0 for f in demon.LEDGER_FIELDS}
+        row["t"] = t
+        row["eta"] = 0.5
+        for name, values in columns.items():
+            row[name] = values[t]
+        rows.append(row)
+    return demon.Ledger(rows)
+
+
+def test_d2_tolerance_is_relative_to_the_terms():
+    # all terms 0: the bound holds with equality
+    s = analysis.summarize(rows_with(D_before=[0.0], dF=[0.0], W_ext=[0.0]), 0.1)
+    assert s["D2_held"] == 1 and s["D2_every_cycle"]
+    # terms ~1e-3 and a slack of -1e-14: within 1e-12 of the terms' size -> held
+    s = analysis.summarize(rows_with(D_before=[1e-2], dF=[0.0], W_ext=[1e-3 + 1e-17]), 0.1)
+    assert s["D2_held"] == 1
+    # ...but a slack of -1e-13 against terms of 1e-3 is a violation (not within 1e-12 relative)
+    s = analysis.summarize(rows_with(D_before=[1e-2], dF=[0.0], W_ext=[1e-3 + 1e-13]), 0.1)
+    assert s["D2_held"] == 0 and not s["D2_every_cycle"]
+    # the temperature multiplies D in the bound
+    s = analysis.summarize(rows_with(D_before=[1.0], dF=[0.0], W_ext=[0.15]), 0.1)
+    assert s["D2_held"] == 0
+    s = analysis.summarize(rows_with(D_before=[1.0], dF=[0.0], W_ext=[0.15]), 0.2)
+    assert s["D2_held"] == 1 and s["W_ext_bound"] == pytest.approx(0.2)
+    # dF enters with its sign: W_ext + dF <= T D
+    s = analysis.summarize(rows_with(D_before=[1.0], dF=[0.05], W_ext=[0.06]), 0.1)
+    assert s["D2_held"] == 0 and s["W_ext_bound"] == pytest.approx(0.05)
+    s = analysis.summarize(rows_with(D_before=[1.0], dF=[-0.05], W_ext=[0.14]), 0.1)
+    assert s["D2_held"] == 1 and s["W_ext_bound"] == pytest.approx(0.15)
+
+
+def test_all_undefined_efficiencies_give_nan_quietly():
+    ledger = rows_with(eta=[nan, nan])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = analysis.summarize(ledger, 0.1)
+    assert math.isnan(s["eta_median"])
+
+
+def test_analysis_record_and_temperature():
+    scores = np.random.default_rng(3).normal(size=(3, 8, 4))
+    result = analysis.analyze(scores, T=0.25, reservoir=reservoirs.swav())
+    assert result.T == 0.25 and result.work_cycle == 1 and len(result.ledger) == 2
+    row = result.ledger[0]
+    assert row["res_G4"] == pytest.approx(0.0, abs=1e-12)
+    # T is the representation temperature of the ledger: F = -T sum w log Z
+    lz = np.log(np.exp(scores[0] / 0.25).sum(axis=1))
+    assert row["F_before"] == pytest.approx(-0.25 * lz.mean(), rel=1e-12)
+    for name in analysis.RESERVOIRS:
+        assert len(analysis.analyze(scores, reservoir=name).ledger) == 2
+
+
+def test_load_scores_messages(tmp_path):
+    cases = [
+        ({"scores": np.zeros((3, 4))}, "'scores' must be 3-D (steps, N, K), got shape (3, 4)"),
+        ({"scores": np.zeros((1, 4, 3))}, "need the scores of at least 2 steps for one cycle, got 1"),
+        ({"scores": np.zeros((2, 0, 3))}, "scores need N >= 1 samples and K >= 2 states, got shape (0, 3)"),
+        ({"scores": np.zeros((2, 4, 1))}, "scores need N >= 1 samples and K >= 2 states, got shape (4, 1)"),
+        ({"scores_0": np.zeros((4, 3)), "scores_1": np.zeros((5, 3))},
+         "'scores_1' must be 2-D of the shape of 'scores_0' (4, 3), got (5, 3)"),
+        ({"logits": np.zeros((2, 4, 3))}, "no 'scores' or 'scores_<t>' arrays (found ['logits'])"),
+        ({"scores": np.full((2, 4, 3), nan)}, "scores must be finite"),
+        ({"scores": np.zeros((2, 4, 3)), "weights": np.ones(3)}, "'weights' must have shape (4,), got (3,)"),
+        ({"scores": np.array([[["a", "b"]], [["c", "d"]]])}, "scores must be real numbers, got dtype <U1"),
+        ({"scores": np.zeros((2, 4, 3)), "scores_0": np.zeros((4, 3))},
+         "holds both 'scores' and 'scores_<t>' arrays; keep one form"),
+    ]
+    for i, (arrays, message) in enumerate(cases):
+        path = tmp_path / f"run{i}.npz"
+        np.savez(path, **arrays)
+        raises_exactly(ValueError, f"{path}: {message}", analysis.load_scores, path)
+    raises_exactly(FileNotFoundError, f"{tmp_path / 'missing.npz'}: no such file", analysis.load_scores, tmp_path / "missing.npz")
+    single = tmp_path / "single.npy"
+    np.save(single, np.zeros((2, 3, 4)))
+    raises_exactly(ValueError, f"{single}: a single .npy array, not an .npz archive of scores", analysis.load_scores, single)
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip archive at all")
+    with pytest.raises(ValueError, match="^" + re.escape(f"{junk}: not a readable .npz archive (")):
+        analysis.load_scores(junk)
+    # integer and bool scores are real numbers; numbered arrays load in step order with weights
+    path = tmp_path / "ints.npz"
+    w = np.array([0.5, 0.25, 0.25])
+    np.savez(path, scores_1=np.ones((3, 2), int), scores_0=np.zeros((3, 2), int), weights=w)
+    scores, weights = analysis.load_scores(path)
+    assert scores.tolist() == [np.zeros((3, 2)).tolist(), np.ones((3, 2)).tolist()]
+    np.testing.assert_array_equal(weights, w)
