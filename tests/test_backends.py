@@ -37,7 +37,7 @@ def test_backends_define_the_same_kernels():
     for name in _backends.KERNELS:
         assert callable(getattr(cpu, name)), name
         assert callable(getattr(cuda_backend, name)), name
-    adapters = ("array", "matrix", "to_kernel", "to_host", "first_nonfinite", "first_nan", "any_posinf",
+    adapters = ("array", "matrix", "to_kernel", "to_host", "from_result", "first_nonfinite", "first_nan", "any_posinf",
                 "first_off_one")
     for name in adapters:
         assert callable(getattr(cpu, name)) and callable(getattr(cuda_backend, name)), name
@@ -201,6 +201,11 @@ def test_cuda_backend_plumbing_gives_the_cpu_result(stand_in_device, dtype):
         assert getattr(state, name) == getattr(ref_state, name)
     assert_array_equal(state.N, ref_state.N)
     assert thermo.free_energy(t, 0.5, w) == thermo.free_energy(E, 0.5, w)
+    qt = torch.from_numpy(q)
+    assert thermo.energy(qt, t, w) == thermo.energy(q, E, w)
+    assert thermo.loss(qt, t, 0.5, w) == thermo.loss(q, E, 0.5, w)
+    assert thermo.relative_entropy(qt, t, 0.5) == thermo.relative_entropy(q, E, 0.5)
+    assert thermo.State(t, 0.5).D == thermo.State(E, 0.5).D
 
 
 def test_cuda_backend_plumbing_raises_the_cpu_errors(stand_in_device):

@@ -97,6 +97,13 @@ def ledger_rows(q: npt.ArrayLike, E: npt.ArrayLike, T: float, w: Optional[npt.Ar
     return rows, charges_out, w
 
 
+def _ledger_sum(q, E, T, w, field: str) -> float:
+    """sum_i w_i (a per-row sum of the ledger kernel), for the public functions below."""
+    backend, q, E, T, w, shift = _ledger_args(q, E, T, w, None)
+    rows, _ = _ledger_rows(q, E, T, w, shift, backend)
+    return reduce(w, backend.to_host(rows[field]))
+
+
 def _label_rows(q, w):
     q = label_state(q)
     check_nonempty(q.shape, "q")
@@ -123,8 +130,7 @@ def shannon_entropy(distribution: np.ndarray) -> float:
 
 def energy(q, E, w=None) -> float:
     """U[q] = sum_i w_i sum_y q_iy E_iy (0 where q = 0, even on forbidden states)."""
-    rows, _, w = ledger_rows(q, E, 1.0, w)
-    return reduce(w, rows["energy_q"])
+    return _ledger_sum(q, E, 1.0, w, "energy_q")
 
 
 def free_energy(E, T, w=None) -> float:
@@ -144,14 +150,12 @@ def entropy(q, w=None) -> float:
 
 def relative_entropy(q, E, T, w=None) -> float:
     """D(q || Gibbs(E, T)) = sum_i w_i sum_y q_iy log(q_iy / p_iy) >= 0."""
-    rows, _, w = ledger_rows(q, E, T, w)
-    return reduce(w, rows["relative_entropy"])
+    return _ledger_sum(q, E, T, w, "relative_entropy")
 
 
 def loss(q, E, T, w=None) -> float:
     """L[q, E] = -sum_i w_i sum_y q_iy log p_iy, the SSL cross-entropy loss."""
-    rows, _, w = ledger_rows(q, E, T, w)
-    return reduce(w, rows["loss"])
+    return _ledger_sum(q, E, T, w, "loss")
 
 
 def charges(q, w=None) -> np.ndarray:
@@ -182,7 +186,7 @@ class State:
             T = positive_temperature(T)
             E = _energies(backend, E)
             check_nonempty(E.shape)
-            q = _gibbs(E, T, None, backend)
+            q = backend.from_result(_gibbs(E, T, None, backend), like=E)
             w = weights(backend.to_host(w), E.shape[0])
             shift = None
         else:

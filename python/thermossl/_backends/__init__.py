@@ -11,7 +11,7 @@ code), which the public layer turns into errors (``thermossl._status``). A backe
 a public module of thermossl.
 
 Every backend has: ``name``; the argument adapters ``array``, ``matrix``, ``to_kernel``,
-``to_host``; the kernels listed in ``KERNELS``; the status readers ``first_nonfinite``,
+``to_host``, ``from_result``; the kernels listed in ``KERNELS``; the status readers ``first_nonfinite``,
 ``first_nan``, ``any_posinf``, ``first_off_one``. A kernel a backend has no implementation of
 raises NotImplementedError naming the function.
 """

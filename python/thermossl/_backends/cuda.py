@@ -137,6 +137,15 @@ def matrix(x, name: str = "E", like: DeviceArray | None = None) -> DeviceArray:
     return a
 
 
+def from_result(x, like: DeviceArray) -> DeviceArray:
+    """A result of this backend's kernels (a tensor or CuPy array of `like`'s library, device and
+    dtype) as the argument of another kernel: adopted without checks."""
+    if like.lib == "torch":
+        return DeviceArray(x, "torch", x.data_ptr(), tuple(x.shape), tuple(x.stride()), like.dtype, like.device)
+    return DeviceArray(x, "cupy", x.data.ptr, tuple(x.shape), tuple(s // x.itemsize for s in x.strides), like.dtype,
+                       like.device)
+
+
 def to_kernel(*arrays: DeviceArray):
     """The arrays in their kernel dtype: already one dtype (``array`` checks it)."""
     return list(arrays), arrays[0].dtype
