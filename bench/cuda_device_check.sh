@@ -2,7 +2,8 @@
 # The GPU checks of issue 7 in one call, for a session with a lent GPU (H100/H200; its image has
 # CUDA, PyTorch, CuPy, pybind11, scikit-build-core, cmake and ninja, and no registry access).
 #   1. builds and installs thermossl with the CUDA kernels (THERMOSSL_CUDA=ON), timed;
-#   2. runs tests/test_cuda.py (every kernel vs the CPU, SwAV, zero-copy) and the CPU suite;
+#   2. runs the kernel tests on torch CUDA and CuPy (GPU parity), tests/test_cuda.py (zero-copy,
+#      streams, CuPy in/out) and the CPU suite;
 #   3. runs the CUDA benchmarks (bench/compare_cuda.py), quick then full sizes.
 # Everything goes to $OUT (default ./cuda-check-out): build.log, pytest-*.txt, bench-*.json/.txt.
 #   bash bench/cuda_device_check.sh            # full run (~5-8 minutes on an H100)
@@ -22,7 +23,12 @@ echo "build: $(( $(date +%s) - start )) s" | tee "$OUT/build-time.txt"
 
 (cd /tmp && "$PYTHON" -c "import thermossl.cuda as c; print('is_available', c.is_available(), 'devices', c.device_count())") \
   | tee "$OUT/available.txt"
-"$PYTHON" -m pytest -q -rs tests/test_cuda.py tests/test_cuda_available.py 2>&1 | tee "$OUT/pytest-cuda.txt" | tail -30
+# GPU parity: the kernel tests' torch-cuda and cupy parameters (the `backend` fixture), then what
+# is device-specific (zero-copy, streams, CuPy in/out).
+"$PYTHON" -m pytest -q -rs tests/test_gibbs.py tests/test_special.py tests/test_balancing.py tests/test_thermo.py \
+  -k "torch-cuda or cupy" 2>&1 | tee "$OUT/pytest-parity.txt" | tail -30
+"$PYTHON" -m pytest -q -rs tests/test_cuda.py tests/test_cuda_available.py tests/test_backends.py 2>&1 \
+  | tee "$OUT/pytest-cuda.txt" | tail -30
 "$PYTHON" -m pytest -q -x --ignore=tests/test_install.py --ignore=tests/test_readme.py 2>&1 \
   | tee "$OUT/pytest-all.txt" | tail -5
 "$PYTHON" bench/compare_cuda.py --quick --json "$OUT/bench-quick.json" 2>&1 | tee "$OUT/bench-quick.txt"

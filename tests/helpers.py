@@ -32,3 +32,66 @@ def with_layout(a: np.ndarray, layout: str) -> np.ndarray:
 def tol(dtype) -> float:
     """A relative tolerance for comparing a kernel result with a float64 reference."""
     return 16 * EPS32 if np.dtype(dtype) == np.float32 else 64 * EPS64
+
+
+# ----------------------------------------------------------------------------- backends
+# The kernel tests (test_gibbs, test_special, test_balancing, test_thermo) take the `backend`
+# fixture: the same test runs on numpy input (the CPU backend) and, where a GPU is present, on
+# torch CUDA tensors and CuPy arrays (the CUDA backend), so GPU parity is those tests. Without a
+# GPU (or torch/CuPy) the device parameters are skipped, saying why. Test modules import the
+# fixture: `from helpers import backend  # noqa: F401`.
+import pytest  # noqa: E402
+
+BACKENDS = ("numpy", "torch-cuda", "cupy")
+
+
+class ArrayBackend:
+    """How a test hands its numpy data to thermossl (``backend(a)``) and reads a result back
+    (``backend.host(x)``: numpy, after checking the result is of the input's kind)."""
+
+    def __init__(self, name: str, to_device=None, to_host=None):
+        self.name = name
+        self.device = to_device is not None
+        self._to_device = to_device
+        self._to_host = to_host
+
+    def __call__(self, a):
+        return self._to_device(np.ascontiguousarray(a)) if self.device else a
+
+    def host(self, x):
+        return self._to_host(x) if self.device else x
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def _device_backend(name: str) -> ArrayBackend:
+    import thermossl.cuda
+
+    if name == "torch-cuda":
+        torch = pytest.importorskip("torch", reason="torch-cuda: torch is not installed")
+        if not (thermossl.cuda.is_available() and torch.cuda.is_available()):
+            pytest.skip("torch-cuda: no CUDA device (thermossl built without CUDA, or no driver/GPU)")
+
+        def to_host(t):
+            assert isinstance(t, torch.Tensor) and t.is_cuda, "results must stay on the device as torch tensors"
+            return t.cpu().numpy()
+
+        return ArrayBackend(name, lambda a: torch.from_numpy(a).to("cuda"), to_host)
+    cupy = pytest.importorskip("cupy", reason="cupy: CuPy is not installed")
+    if not thermossl.cuda.is_available():
+        pytest.skip("cupy: no CUDA device (thermossl built without CUDA, or no driver/GPU)")
+
+    def to_host(x):
+        assert isinstance(x, cupy.ndarray), "results must stay on the device as CuPy arrays"
+        return cupy.asnumpy(x)
+
+    return ArrayBackend(name, cupy.asarray, to_host)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request) -> ArrayBackend:
+    """numpy, torch CUDA or CuPy input for the kernel tests (session scope: hypothesis-friendly)."""
+    if request.param == "numpy":
+        return ArrayBackend("numpy")
+    return _device_backend(request.param)

@@ -3,6 +3,7 @@ convergence, warm starts, stability and bad input."""
 from __future__ import annotations
 
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import scipy.special as sp
 from numpy.testing import assert_allclose, assert_array_equal
 
 import thermossl
-from helpers import EPS32, EPS64, LAYOUTS, with_layout
+from helpers import EPS32, EPS64, LAYOUTS, backend, with_layout  # noqa: F401 (backend: a fixture)
 
 ot = pytest.importorskip("ot", reason="POT is part of the test extra: pip install '.[test]'")
 
@@ -53,21 +54,28 @@ def charges(q, w):
     return w @ np.asarray(q, np.float64)
 
 
+def solve(backend, E, T, **kwargs):
+    """thermossl.sinkhorn on `backend`'s copy of E; the result's arrays on the host."""
+    res = thermossl.sinkhorn(backend(E), T, **kwargs)
+    arrays = {f: None if getattr(res, f) is None else backend.host(getattr(res, f)) for f in ("q", "f", "mu", "charges")}
+    return SimpleNamespace(**arrays, n_iter=res.n_iter, err=res.err, converged=res.converged)
+
+
 # ----------------------------------------------------------------------------- SwAV
 @pytest.mark.parametrize("n,k", [(256, 30), (1000, 300), (7, 3)])
-def test_swav_codes_float64(n, k):
+def test_swav_codes_float64(backend, n, k):
     scores = cosine_scores(np.random.default_rng(n), n, k)
     ref = swav_distributed_sinkhorn(scores)
-    result = thermossl.sinkhorn(-scores, 0.05, n_iter=3)
+    result = solve(backend, -scores, 0.05, n_iter=3)
     assert result.n_iter == 3
     assert_allclose(result.q, ref, rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("n,k", [(256, 30), (1000, 300), (4096, 3000)])
-def test_swav_codes_float32(n, k):
+def test_swav_codes_float32(backend, n, k):
     scores = cosine_scores(np.random.default_rng(n + 1), n, k).astype(np.float32)
     ref = swav_distributed_sinkhorn(scores.astype(np.float64))
-    result = thermossl.sinkhorn(-scores, 0.05, n_iter=3)
+    result = solve(backend, -scores, 0.05, n_iter=3)
     assert result.q.dtype == np.float32
     q = result.q.astype(np.float64)
     row_max = ref.max(axis=1, keepdims=True)
@@ -156,44 +164,44 @@ def test_identities_GGE1_and_GGE2(n_iter):
 # ----------------------------------------------------------------------------- convergence
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_rows_exact_and_converged_to_tolerance(dtype, layout):
+def test_rows_exact_and_converged_to_tolerance(backend, dtype, layout):
     rng = np.random.default_rng(3)
     n, k = 300, 40
     E = -cosine_scores(rng, n, k).astype(dtype)
     w, c = random_simplex(rng, n), random_simplex(rng, k)
     tol = 1e-4 if dtype == np.float32 else 1e-10
-    res = thermossl.sinkhorn(with_layout(E, layout), 1 / 25, w=w, c=c, tol=tol)
+    res = solve(backend, with_layout(E, layout), 1 / 25, w=w, c=c, tol=tol)
     assert res.converged and res.err <= tol
     eps = EPS32 if dtype == np.float32 else EPS64
     assert_allclose(res.q.sum(axis=1), 1.0, rtol=0, atol=4 * k * eps)
     assert np.abs(charges(res.q, w) - c).sum() <= tol * 1.01 + 8 * k * eps
-    same = thermossl.sinkhorn(E, 1 / 25, w=w, c=c, tol=tol)  # layout does not change the answer
+    same = solve(backend, E, 1 / 25, w=w, c=c, tol=tol)  # layout does not change the answer
     assert_allclose(res.q, same.q, rtol=0, atol=4 * eps)
-    fixed = thermossl.sinkhorn(with_layout(E, layout), 0.05, n_iter=4)
+    fixed = solve(backend, with_layout(E, layout), 0.05, n_iter=4)
     assert_allclose(fixed.q.sum(axis=1), 1.0, rtol=0, atol=4 * k * eps)
     assert fixed.err == pytest.approx(np.abs(charges(fixed.q, np.full(n, 1 / n)) - 1 / k).sum(), rel=1e-3 if dtype == np.float32 else 1e-9)
 
 
-def test_f_is_the_row_potential():
+def test_f_is_the_row_potential(backend):
     rng = np.random.default_rng(4)
     E = rng.normal(size=(50, 9))
-    res = thermossl.sinkhorn(E, 0.5)
+    res = solve(backend, E, 0.5)
     assert_allclose(res.f, -0.5 * sp.logsumexp((res.mu - E) / 0.5, axis=1), rtol=1e-12)
     assert_allclose(res.q, np.exp((res.f[:, None] + res.mu[None, :] - E) / 0.5), rtol=1e-10)
 
 
-def test_warm_start_needs_fewer_iterations():
+def test_warm_start_needs_fewer_iterations(backend):
     rng = np.random.default_rng(5)
     n, k = 2000, 100
     E = -cosine_scores(rng, n, k)
-    first = thermossl.sinkhorn(E, 1 / 25, tol=1e-8)
+    first = solve(backend, E, 1 / 25, tol=1e-8)
     E2 = E + 1e-3 * rng.normal(size=E.shape)  # the next step's slightly moved energies
-    cold = thermossl.sinkhorn(E2, 1 / 25, tol=1e-8)
-    warm = thermossl.sinkhorn(E2, 1 / 25, tol=1e-8, mu0=first.mu)
+    cold = solve(backend, E2, 1 / 25, tol=1e-8)
+    warm = solve(backend, E2, 1 / 25, tol=1e-8, mu0=first.mu)
     assert warm.converged and cold.converged
     assert warm.n_iter < cold.n_iter
     assert_allclose(warm.q, cold.q, atol=1e-7)
-    again = thermossl.sinkhorn(E2, 1 / 25, tol=1e-8, mu0=warm.mu)
+    again = solve(backend, E2, 1 / 25, tol=1e-8, mu0=warm.mu)
     assert again.n_iter == 0 and again.converged  # a converged mu needs no iteration
 
 
@@ -238,12 +246,12 @@ def test_underflowing_charge_takes_the_exact_update():
     assert_allclose(charges(res.q, np.full(400, 1 / 400)), 1 / 8, atol=1e-9)
 
 
-def test_forbidden_states_get_zero_labels():
+def test_forbidden_states_get_zero_labels(backend):
     rng = np.random.default_rng(9)
     E = rng.normal(size=(60, 6))
     E[:30, 0] = inf
     E[30:, 1] = inf
-    res = thermossl.sinkhorn(E, 0.1, tol=1e-10)
+    res = solve(backend, E, 0.1, tol=1e-10)
     assert_array_equal(res.q[:30, 0], 0.0)
     assert_array_equal(res.q[30:, 1], 0.0)
     assert res.converged
@@ -405,3 +413,19 @@ def test_float32_scaled_form_equals_log_domain(offset):
     assert with_q.err == pytest.approx(without_q.err, rel=1e-3, abs=1e-7)
     assert_array_equal(with_q.q[np.isinf(E)], 0.0)
     assert_allclose(with_q.q.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_bad_rows_and_states_are_named(backend):
+    rng = np.random.default_rng(11)
+    E = rng.normal(size=(20, 5))
+    E[:, 3] = inf
+    with pytest.raises(ValueError, match="infeasible: state 3"):
+        thermossl.sinkhorn(backend(E), 0.1, n_iter=3)
+    E = rng.normal(size=(20, 5))
+    E[7, :] = inf
+    with pytest.raises(ValueError, match="every state of row 7 is forbidden"):
+        thermossl.sinkhorn(backend(E), 0.1, n_iter=3)
+    E = rng.normal(size=(20, 5))
+    E[9, 2] = np.nan
+    with pytest.raises(ValueError, match=r"E contains NaN \(row 9\)"):
+        thermossl.sinkhorn(backend(E), 0.1, tol=1e-6)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
 import thermossl
-from helpers import EPS32, EPS64, LAYOUTS, with_layout
+from helpers import EPS32, EPS64, LAYOUTS, backend, with_layout  # noqa: F401 (backend: a fixture)
 
 inf = np.inf
 
@@ -80,19 +80,19 @@ def close(ours, ref, dtype, scale=1.0):
 
 
 @given(energy_cases())
-def test_log_partition_matches_reference(case):
+def test_log_partition_matches_reference(backend, case):
     E, T, layout = case
     E_view = with_layout(E, layout)
-    ours = thermossl.log_partition(E_view, T)
+    ours = backend.host(thermossl.log_partition(backend(E_view), T))
     assert ours.dtype == E.dtype and ours.shape == (E.shape[0],)
     ref = ref_log_z(E, T)
     close(ours, ref, E.dtype, scale=np.max(np.abs(E[np.isfinite(E)]), initial=0) / T * 1e-3 + 1.0)
 
 
 @given(energy_cases())
-def test_gibbs_state_matches_reference(case):
+def test_gibbs_state_matches_reference(backend, case):
     E, T, layout = case
-    p = thermossl.gibbs(with_layout(E, layout), T)
+    p = backend.host(thermossl.gibbs(backend(with_layout(E, layout)), T))
     assert p.dtype == E.dtype and p.shape == E.shape and p.flags.c_contiguous
     ref = ref_p(E, T)
     atol = 8 * EPS32 if E.dtype == np.float32 else 64 * EPS64
@@ -102,24 +102,25 @@ def test_gibbs_state_matches_reference(case):
 
 
 @given(energy_cases())
-def test_entropy_matches_reference(case):
+def test_entropy_matches_reference(backend, case):
     E, T, layout = case
-    ours = thermossl.gibbs_entropy(with_layout(E, layout), T)
+    ours = backend.host(thermossl.gibbs_entropy(backend(with_layout(E, layout)), T))
     assert ours.dtype == E.dtype
     close(ours, ref_entropy(ref_p(E, T)), E.dtype)
     assert np.all(ours >= -16 * EPS32) and np.all(ours <= np.log(E.shape[1]) * (1 + 1e-5) + 1e-6)
 
 
 @given(energy_cases(), st.booleans())
-def test_cross_entropy_and_gradient_match_reference(case, sharp_labels):
+def test_cross_entropy_and_gradient_match_reference(backend, case, sharp_labels):
     E, T, layout = case
     rng = np.random.default_rng(E.shape[0] * 31 + E.shape[1])
     q = random_labels(rng, *E.shape, sharp=5.0 if sharp_labels else 1.0)
     q[np.isinf(E)] = 0.0  # labels only on allowed states (else L = inf: tested below)
     q /= q.sum(axis=1, keepdims=True)
     q = q.astype(E.dtype)
-    loss, grad = thermossl.cross_entropy(with_layout(q, layout), with_layout(E, layout), T, grad=True)
-    loss_only = thermossl.cross_entropy(q, E, T)
+    loss, grad = thermossl.cross_entropy(backend(with_layout(q, layout)), backend(with_layout(E, layout)), T, grad=True)
+    loss, grad = backend.host(loss), backend.host(grad)
+    loss_only = backend.host(thermossl.cross_entropy(backend(q), backend(E), T))
     assert_array_equal(loss, loss_only)
     ref = ref_cross_entropy(q, E, T)
     close(loss, ref, E.dtype, scale=1.0)
@@ -130,9 +131,9 @@ def test_cross_entropy_and_gradient_match_reference(case, sharp_labels):
 
 
 @given(energy_cases())
-def test_entropy_grad_matches_reference(case):
+def test_entropy_grad_matches_reference(backend, case):
     E, T, layout = case
-    ours = thermossl.entropy_grad(with_layout(E, layout), T)
+    ours = backend.host(thermossl.entropy_grad(backend(with_layout(E, layout)), T))
     p = ref_p(E, T)
     s = ref_entropy(p)[:, None]
     log_p = np.log(np.where(p > 0, p, 1.0))
@@ -254,30 +255,31 @@ def test_unnormalised_labels_gradient_is_exact():
 
 # ----------------------------------------------------------------------------- stability
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_extreme_ratios_are_stable(dtype):
+def test_extreme_ratios_are_stable(backend, dtype):
     # |E|/T up to 1e4 (and beyond): no overflow, no nan, probabilities still sum to 1.
     rng = np.random.default_rng(8)
     E = (rng.uniform(-1, 1, size=(64, 50)) * 1e3).astype(dtype)
     T = 0.1 if dtype == np.float64 else 0.1
-    p = thermossl.gibbs(E, T)
+    p = backend.host(thermossl.gibbs(backend(E), T))
     assert np.all(np.isfinite(p))
     assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5 if dtype == np.float32 else 1e-13)
-    log_z = thermossl.log_partition(E, T)
+    log_z = backend.host(thermossl.log_partition(backend(E), T))
     assert_allclose(log_z, ref_log_z(E, T), rtol=4 * (EPS32 if dtype == np.float32 else EPS64))
-    assert np.all(np.isfinite(thermossl.gibbs_entropy(E, T)))
-    loss, grad = thermossl.cross_entropy(p, E, T, grad=True)
-    assert np.all(np.isfinite(loss)) and np.all(np.isfinite(grad))
+    assert np.all(np.isfinite(backend.host(thermossl.gibbs_entropy(backend(E), T))))
+    loss, grad = thermossl.cross_entropy(backend(p), backend(E), T, grad=True)
+    assert np.all(np.isfinite(backend.host(loss))) and np.all(np.isfinite(backend.host(grad)))
     E64 = rng.uniform(-1, 1, size=(8, 8)) * 1e300  # x = -E/T ~ 1e303: still finite
-    assert np.all(np.isfinite(thermossl.log_partition(E64, 1e-3)))
+    assert np.all(np.isfinite(backend.host(thermossl.log_partition(backend(E64), 1e-3))))
 
 
-def test_forbidden_label_gives_infinite_loss():
+def test_forbidden_label_gives_infinite_loss(backend):
     E = np.array([[0.0, inf], [1.0, 2.0]])
     q = np.array([[0.5, 0.5], [0.5, 0.5]])
-    loss, grad = thermossl.cross_entropy(q, E, 1.0, grad=True)
+    loss, grad = thermossl.cross_entropy(backend(q), backend(E), 1.0, grad=True)
+    loss = backend.host(loss)
     assert loss[0] == inf and np.isfinite(loss[1])
     q = np.array([[1.0, 0.0], [0.5, 0.5]])
-    assert np.isfinite(thermossl.cross_entropy(q, E, 1.0)).all()
+    assert np.isfinite(backend.host(thermossl.cross_entropy(backend(q), backend(E), 1.0))).all()
 
 
 def test_single_state_and_single_row():
@@ -326,3 +328,42 @@ def test_float32_accuracy_claim(scale, T):
     assert np.all(np.abs(thermossl.gibbs_entropy(E32, T) - s) <= 8 * EPS32 * np.maximum(s, 1))
     L = ref_cross_entropy(q32, E64, T)
     assert np.all(np.abs(thermossl.cross_entropy(q32, E32, T) - L) <= 2 * EPS32 * np.maximum(L, 1))
+
+
+# ----------------------------------------------------------------------------- every backend
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 7, 300, 3000, 5000])  # 5000 > 4096: the kernels' uncached path
+def test_long_rows_and_potentials_match_reference(backend, dtype, k):
+    rng = np.random.default_rng(k)
+    E = random_energies(rng, 65, k, scale=3.0, forbidden=0.1 if k > 1 else 0.0, dtype=dtype)
+    T = 0.5
+    mu = np.linspace(-1, 1, k)
+    x = backend(E)
+    close(backend.host(thermossl.log_partition(x, T, mu=mu)), ref_log_z(E, T, mu), dtype)
+    p = backend.host(thermossl.gibbs(x, T, mu=mu))
+    atol = 8 * EPS32 if dtype == np.float32 else 64 * EPS64
+    assert_allclose(p, sp.softmax((mu - np.asarray(E, np.float64)) / T, axis=1), rtol=0, atol=atol)
+    close(backend.host(thermossl.gibbs_entropy(x, T)), ref_entropy(ref_p(E, T)), dtype, scale=np.log(k) + 1.0)
+    q = random_labels(rng, *E.shape).astype(dtype)
+    q[np.isinf(E)] = 0.0
+    loss = backend.host(thermossl.cross_entropy(backend(q), x, T))
+    close(loss, ref_cross_entropy(q, E, T), dtype, scale=np.max(np.abs(E[np.isfinite(E)])) / T + np.log(k))
+
+
+def test_row_errors_name_the_row(backend):
+    E = random_energies(np.random.default_rng(0), 6, 5)
+    for bad, message in ((np.nan, r"E contains NaN \(row 3\)"), (-inf, "E contains -inf .* row 3")):
+        b = E.copy()
+        b[3, 1] = bad
+        with pytest.raises(ValueError, match=message):
+            thermossl.log_partition(backend(b), 1.0)
+        with pytest.raises(ValueError, match=message):
+            thermossl.entropy_grad(backend(b), 1.0)
+    b = E.copy()
+    b[2, :] = inf
+    with pytest.raises(ValueError, match="every state of row 2 is forbidden"):
+        thermossl.gibbs(backend(b), 1.0)
+    with pytest.raises(ValueError, match=r"q contains NaN or inf \(row 4\)"):
+        q = np.full(E.shape, 0.2)
+        q[4, 0] = np.nan
+        thermossl.cross_entropy(backend(q), backend(E), 1.0)

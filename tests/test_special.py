@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 from numpy.testing import assert_allclose, assert_array_equal
 
 import thermossl
-from helpers import EPS32, EPS64, LAYOUTS, tol, with_layout
+from helpers import EPS32, EPS64, LAYOUTS, backend, tol, with_layout  # noqa: F401 (backend: a fixture)
 
 inf, nan = np.inf, np.nan
 
@@ -62,12 +62,17 @@ EDGE_ROWS = [
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("row", EDGE_ROWS, ids=[str(r) for r in EDGE_ROWS])
-def test_edge_rows_match_scipy(row, dtype):
+def test_edge_rows_match_scipy(backend, row, dtype):
     a = np.array([row, row[::-1]], dtype=dtype)
-    for axis in (None, 0, 1, -1):
-        assert_same(thermossl.logsumexp(a, axis=axis), scipy_quiet(sp.logsumexp, a, axis=axis), dtype)
-        assert_same(thermossl.softmax(a, axis=axis), scipy_quiet(sp.softmax, a, axis=axis), dtype)
-        assert_same(thermossl.log_softmax(a, axis=axis), scipy_quiet(sp.log_softmax, a, axis=axis), dtype)
+    # Device arrays: the last axis of a 2-D array, without b or return_sign.
+    for axis in (1, -1) if backend.device else (None, 0, 1, -1):
+        x = backend(a)
+        assert_same(backend.host(thermossl.logsumexp(x, axis=axis)), scipy_quiet(sp.logsumexp, a, axis=axis), dtype)
+        assert_same(backend.host(thermossl.softmax(x, axis=axis)), scipy_quiet(sp.softmax, a, axis=axis), dtype)
+        assert_same(backend.host(thermossl.log_softmax(x, axis=axis)), scipy_quiet(sp.log_softmax, a, axis=axis),
+                    dtype)
+        if backend.device:
+            continue
         ours, sign = thermossl.logsumexp(a, axis=axis, return_sign=True)
         ref, ref_sign = scipy_quiet(sp.logsumexp, a, axis=axis, return_sign=True)
         assert_same(ours, ref, dtype)
@@ -282,10 +287,11 @@ def test_softmax_matches_scipy_property(case):
 
 
 @pytest.mark.parametrize("k", [1, 7, 1023, 1024, 1025, 3000, 5000])
-def test_long_rows_float32_accuracy(k):
+def test_long_rows_float32_accuracy(backend, k):
     # Rows longer than the kernels' summation chunk (1024) stay within the float32 accuracy.
     rng = np.random.default_rng(k)
     a = (rng.normal(size=(8, k)) * 4).astype(np.float32)
     ref = sp.logsumexp(a.astype(np.float64), axis=1)
-    assert_allclose(thermossl.logsumexp(a, axis=1), ref, rtol=2 * EPS32)
-    assert_allclose(thermossl.softmax(a, axis=1), sp.softmax(a.astype(np.float64), axis=1), atol=8 * EPS32, rtol=0)
+    assert_allclose(backend.host(thermossl.logsumexp(backend(a), axis=1)), ref, rtol=2 * EPS32)
+    assert_allclose(backend.host(thermossl.softmax(backend(a), axis=1)), sp.softmax(a.astype(np.float64), axis=1),
+                    atol=8 * EPS32, rtol=0)

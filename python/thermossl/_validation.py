@@ -5,10 +5,13 @@ reaches the C++ core (which checks again, as a second line of defence).
 """
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 
 import numpy as np
+
+from . import _messages as msg
 
 try:  # numpy >= 2
     from numpy.lib.array_utils import normalize_axis_tuple
@@ -21,6 +24,18 @@ __all__ = [
     "normalize_axes",
     "positive_temperature",
     "probability_vector",
+    "real_matrix",
+    "check_matrix",
+    "check_states",
+    "check_nonempty",
+    "check_shape_of",
+    "kernel_dtype",
+    "finite_vector",
+    "potential",
+    "positive_vector",
+    "count",
+    "iteration_controls",
+    "relaxation",
 ]
 
 
@@ -82,10 +97,121 @@ def probability_vector(v, length: int, name: str, what: str):
         return None
     v = as_real_array(v, name)
     if v.shape != (length,):
-        raise ValueError(f"{name} must have shape ({length},) (one value per {what}), got {v.shape}")
+        raise ValueError(msg.VECTOR_SHAPE.format(name=name, length=length, what=what, shape=v.shape))
     if not np.all(np.isfinite(v)) or not np.all(v > 0):
-        raise ValueError(f"{name} must be finite and > 0 everywhere")
+        raise ValueError(msg.NOT_POSITIVE.format(name=name))
     total = float(np.sum(v, dtype=np.float64))
     if abs(total - 1.0) > 1e-6:
-        raise ValueError(f"{name} must sum to 1, got {total!r}")
+        raise ValueError(msg.NOT_NORMALISED.format(name=name, total=total))
     return np.ascontiguousarray(v, dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Composite checks: what the public functions of several modules (and both backends) ask of
+# their arguments, written once. Shapes are plain tuples so device arrays use the same checks.
+
+def check_matrix(ndim: int, name: str = "E") -> None:
+    """An (N, K) matrix: ndim must be 2."""
+    if ndim != 2:
+        raise ValueError(msg.NOT_MATRIX.format(name=name, ndim=ndim))
+
+
+def real_matrix(x, name: str = "E") -> np.ndarray:
+    """`x` as a 2-D numpy array of a real dtype (not yet cast to the kernel dtype)."""
+    arr = as_real_array(x, name)
+    if arr.ndim != 2:
+        raise ValueError(msg.NOT_MATRIX.format(name=name, ndim=arr.ndim))
+    return arr
+
+
+def check_states(shape: tuple, name: str = "E") -> None:
+    """At least one state per row (K >= 1) whenever there are rows."""
+    if shape[1] == 0 and shape[0] > 0:
+        raise ValueError(msg.NO_STATES.format(name=name, shape=shape))
+
+
+def check_nonempty(shape: tuple, name: str = "E") -> None:
+    """At least one sample and one state (N >= 1, K >= 1)."""
+    if shape[0] < 1 or shape[1] < 1:
+        raise ValueError(msg.EMPTY.format(name=name, shape=shape))
+
+
+def check_shape_of(shape: tuple, of: tuple, name: str = "q") -> None:
+    """`name` has the shape of E."""
+    if tuple(shape) != tuple(of):
+        raise ValueError(msg.SHAPE_OF_E.format(name=name, shape=tuple(of), got=tuple(shape)))
+
+
+def kernel_dtype(*dtypes: np.dtype) -> np.dtype:
+    """The dtype the kernels compute in for inputs of these dtypes (see compute_dtype)."""
+    return compute_dtype(*dtypes)[1]
+
+
+def finite_vector(v, length: int, name: str, what: str) -> np.ndarray:
+    """A finite real (length,) array, one value per `what` (any real dtype: the caller casts)."""
+    v = as_real_array(v, name)
+    if v.shape != (length,):
+        raise ValueError(msg.VECTOR_SHAPE.format(name=name, length=length, what=what, shape=v.shape))
+    if not np.all(np.isfinite(v)):
+        raise ValueError(msg.NOT_FINITE.format(name=name))
+    return v
+
+
+def potential(v, length: int, T: float, name: str, what: str):
+    """A per-state (or per-sample) potential divided by T as the kernels take it (contiguous
+    float64), or None for None."""
+    if v is None:
+        return None
+    v = finite_vector(v, length, name, what)
+    return np.ascontiguousarray(v / T, dtype=np.float64)
+
+
+def positive_vector(v, length: int, name: str, what: str):
+    """A (length,) float64 vector, finite and > 0 (a shard of sample weights: its sum is checked
+    over every rank), or None for None."""
+    if v is None:
+        return None
+    v = as_real_array(v, name)
+    if v.shape != (length,):
+        raise ValueError(msg.VECTOR_SHAPE.format(name=name, length=length, what=what, shape=v.shape))
+    if not np.all(np.isfinite(v)) or not np.all(v > 0):
+        raise ValueError(msg.NOT_POSITIVE.format(name=name))
+    return np.ascontiguousarray(v, dtype=np.float64)
+
+
+def count(value, name: str, minimum: int) -> int:
+    """An int >= minimum."""
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def iteration_controls(n_iter, tol, max_iter, relaxation_arg) -> tuple[int, int, float, float]:
+    """(fixed, limit, tol, omega) for the Sinkhorn solvers from the iteration arguments every
+    Sinkhorn entry point takes (single process, sharded, CUDA): fixed = 0 in tolerance mode."""
+    fixed = 0 if n_iter is None else count(n_iter, "n_iter", 1)
+    limit = count(max_iter, "max_iter", 1)
+    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.integer, np.floating)):
+        raise TypeError(f"tol must be a real number, got {type(tol).__name__}")
+    if not (math.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be finite and > 0, got {tol!r}")
+    return fixed, limit, float(tol), relaxation(relaxation_arg, fixed)
+
+
+def relaxation(value, fixed: int) -> float:
+    """omega for the solvers: a number in (0, 2), or 0.0 for "auto" (tolerance mode only)."""
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f"relaxation must be a number in (0, 2) or 'auto', got {value!r}")
+        if fixed:
+            raise ValueError("relaxation='auto' needs the tolerance mode (n_iter=None); give a number with n_iter")
+        return 0.0
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"relaxation must be a number or 'auto', got {type(value).__name__}")
+    if not (0.0 < value < 2.0):
+        raise ValueError(f"relaxation must be in (0, 2), got {value!r}")
+    return float(value)

@@ -15,26 +15,23 @@ sum_y c_y mu_y = 0.
 """
 from __future__ import annotations
 
-import math
-import operator
-import warnings
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
+import numpy.typing as npt
 
-from . import _core
-from . import cuda as _device
-from ._validation import as_real_array, compute_dtype, positive_temperature, probability_vector
+from . import _status
+from ._backends import backend_for, cpu
+from ._validation import (
+    check_nonempty,
+    finite_vector,
+    iteration_controls,
+    positive_temperature,
+    probability_vector,
+)
 
 __all__ = ["SinkhornResult", "sinkhorn"]
-
-_STATUS_MESSAGES = {
-    1: "E contains NaN (row {index})",
-    2: "E: every state of row {index} is forbidden (+inf energy); the row cannot be labelled",
-    3: "E contains -inf (an infinite score) or E/T overflows (row {index})",
-    4: "infeasible: state {index} is forbidden (+inf energy) for every sample but its target charge c[{index}] > 0",
-}
 
 
 @dataclass(frozen=True)
@@ -60,59 +57,36 @@ class SinkhornResult:
     charges: np.ndarray
 
 
-def _distribution(v, length: int, dtype, name: str, what: str):
-    v = probability_vector(v, length, name, what)
-    return None if v is None else v.astype(dtype)
+def _sinkhorn(E, T: float, w=None, c=None, mu0=None, fixed: int = 0, tol: float = 1e-6, limit: int = 1000,
+              omega: float = 1.0, return_q: bool = True, backend=cpu, stacklevel: int = 2) -> SinkhornResult:
+    """The validated twin of :func:`sinkhorn`: E 2-D in its kernel dtype with N, K >= 1, T a
+    positive float, w and c float64 distributions or None, mu0 a finite real (K,) or None, the
+    iteration controls as :func:`thermossl._validation.iteration_controls` returns them.
+    ``stacklevel`` places the not-converged warning (1: this function, 2: its caller)."""
+    q, f, mu, charges, iterations, err, converged, status, index = backend.sinkhorn(
+        E, T, w, c, mu0, fixed, tol, limit, omega, return_q
+    )
+    if status:
+        raise _status.sinkhorn_error(status, index)
+    if not fixed and not converged:
+        _status.warn_not_converged(limit, err, tol, stacklevel)
+    return SinkhornResult(
+        q=q, f=f, mu=mu, n_iter=int(iterations), err=float(err), converged=bool(converged), charges=charges
+    )
 
 
-def _count(value, name: str, minimum: int) -> int:
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _warm_start(mu0, k: int) -> np.ndarray:
-    """Validated warm-start potentials: a finite real (k,) array (any real dtype)."""
-    mu0 = as_real_array(mu0, "mu0")
-    if mu0.shape != (k,):
-        raise ValueError(f"mu0 must have shape ({k},) (one value per state), got {mu0.shape}")
-    if not np.all(np.isfinite(mu0)):
-        raise ValueError("mu0 must be finite")
-    return mu0
-
-
-def _iteration_controls(n_iter, tol, max_iter, relaxation):
-    """(fixed, limit, tol, omega) for the core from the iteration arguments every Sinkhorn entry
-    point takes (here, thermossl.distributed, thermossl.cuda): fixed = 0 in tolerance mode."""
-    fixed = 0 if n_iter is None else _count(n_iter, "n_iter", 1)
-    limit = _count(max_iter, "max_iter", 1)
-    if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.integer, np.floating)):
-        raise TypeError(f"tol must be a real number, got {type(tol).__name__}")
-    if not (math.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be finite and > 0, got {tol!r}")
-    return fixed, limit, float(tol), _relaxation(relaxation, fixed)
-
-
-def _relaxation(relaxation, fixed: int) -> float:
-    """omega for the core: a number in (0, 2), or 0.0 for "auto" (tolerance mode only)."""
-    if isinstance(relaxation, str):
-        if relaxation != "auto":
-            raise ValueError(f"relaxation must be a number in (0, 2) or 'auto', got {relaxation!r}")
-        if fixed:
-            raise ValueError("relaxation='auto' needs the tolerance mode (n_iter=None); give a number with n_iter")
-        return 0.0
-    if isinstance(relaxation, (bool, np.bool_)) or not isinstance(relaxation, (int, float, np.integer, np.floating)):
-        raise TypeError(f"relaxation must be a number or 'auto', got {type(relaxation).__name__}")
-    if not (0.0 < relaxation < 2.0):
-        raise ValueError(f"relaxation must be in (0, 2), got {relaxation!r}")
-    return float(relaxation)
-
-
-def sinkhorn(E, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=None, return_q=True, relaxation=1.0):
+def sinkhorn(
+    E: npt.ArrayLike,
+    T: float,
+    w: Optional[npt.ArrayLike] = None,
+    c: Optional[npt.ArrayLike] = None,
+    n_iter: Optional[int] = None,
+    tol: float = 1e-6,
+    max_iter: int = 1000,
+    mu0: Optional[npt.ArrayLike] = None,
+    return_q: bool = True,
+    relaxation: Union[float, str] = 1.0,
+) -> SinkhornResult:
     """Balance self-labels: the GGE of energies E at reservoir temperature T (THEORY.md §3).
 
     Parameters
@@ -135,39 +109,13 @@ def sinkhorn(E, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=Non
     Returns a :class:`SinkhornResult`. A tolerance-mode run that hits ``max_iter`` returns
     ``converged=False`` and emits a RuntimeWarning. float32 stays float32, float64 stays float64.
     """
-    if _device.is_device_array(E):
-        if not (isinstance(relaxation, (int, float)) and relaxation == 1.0):
-            raise NotImplementedError("relaxation other than 1.0 is not implemented for device arrays yet")
-        return _device.sinkhorn(E, T, w, c, n_iter, tol, max_iter, mu0, return_q)
+    backend = backend_for(E)
     T = positive_temperature(T)
-    E = as_real_array(E, "E")
-    if E.ndim != 2:
-        raise ValueError(f"E must be a 2-D array of shape (N, K), got ndim={E.ndim}")
-    if E.shape[0] < 1 or E.shape[1] < 1:
-        raise ValueError(f"E must have at least one sample and one state, got shape {E.shape}")
-    _, dtype = compute_dtype(E.dtype)
-    E = E.astype(dtype, copy=False)
+    (E,), _ = backend.to_kernel(backend.matrix(E))
+    check_nonempty(E.shape)
     n, k = E.shape
-    w = _distribution(w, n, dtype, "w", "sample")
-    c = _distribution(c, k, dtype, "c", "state")
-    mu0 = None if mu0 is None else np.ascontiguousarray(_warm_start(mu0, k), dtype=dtype)
-    fixed, limit, tol, omega = _iteration_controls(n_iter, tol, max_iter, relaxation)
-
-    f = np.empty(n, dtype=dtype)
-    mu = np.empty(k, dtype=dtype)
-    q = np.empty((n, k), dtype=dtype) if return_q else None
-    charges = np.empty(k, dtype=np.float64)
-    iterations, err, converged, status, index = _core.sinkhorn(
-        E, T, w, c, mu0, fixed, float(tol), limit, f, mu, q, charges, relaxation=omega
-    )
-    if status:
-        raise ValueError(_STATUS_MESSAGES[status].format(index=index))
-    if not fixed and not converged:
-        warnings.warn(
-            f"sinkhorn did not converge in max_iter={limit} iterations: charge error {err:.3e} > tol={tol:g}",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return SinkhornResult(
-        q=q, f=f, mu=mu, n_iter=int(iterations), err=float(err), converged=bool(converged), charges=charges
-    )
+    w = probability_vector(backend.to_host(w), n, "w", "sample")
+    c = probability_vector(backend.to_host(c), k, "c", "state")
+    mu0 = None if mu0 is None else finite_vector(backend.to_host(mu0), k, "mu0", "state")
+    fixed, limit, tol, omega = iteration_controls(n_iter, tol, max_iter, relaxation)
+    return _sinkhorn(E, T, w, c, mu0, fixed, tol, limit, omega, return_q, backend, stacklevel=3)

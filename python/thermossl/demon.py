@@ -20,13 +20,17 @@ import json
 import math
 from dataclasses import dataclass
 
-import numpy as np
+from typing import Optional
 
-from . import _core
-from ._validation import as_real_array, compute_dtype, positive_temperature
-from .gibbs import gibbs
+import numpy as np
+import numpy.typing as npt
+
+from . import _messages as msg
+from ._backends import cpu
+from ._validation import check_states, positive_temperature, potential, real_matrix
+from .gibbs import _gibbs
 from .reservoirs import LabelState, Reservoir
-from .thermo import ledger_rows, reduce, shannon_entropy
+from .thermo import _ledger_rows, reduce, shannon_entropy
 from .thermo import weights as validated_weights
 
 __all__ = ["Stroke", "adiabatic", "isochoric", "step", "Ledger", "Demon", "LEDGER_FIELDS"]
@@ -47,24 +51,24 @@ class Stroke:
         return self.W + self.Q
 
 
+def _check_matrix(a, name: str, shape=None) -> np.ndarray:
+    """A user's (N, K) array, validated: real, 2-D and (when given) of `shape`. Not cast."""
+    a = real_matrix(a, name)
+    if shape is not None and a.shape != shape:
+        raise ValueError(msg.SAME_SHAPE.format(name=name, shape=shape, got=a.shape))
+    return a
+
+
 def _matrices(*arrays_and_names):
-    """Validated 2-D arrays of one shape, in one kernel dtype."""
-    arrays = [as_real_array(a, name) for a, name in arrays_and_names]
-    shape = arrays[0].shape
-    for arr, (_, name) in zip(arrays, arrays_and_names):
-        if arr.ndim != 2:
-            raise ValueError(f"{name} must be a 2-D array of shape (N, K), got ndim={arr.ndim}")
-        if arr.shape != shape:
-            raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
-    _, dtype = compute_dtype(*(a.dtype for a in arrays))
-    return [a.astype(dtype, copy=False) for a in arrays]
+    """Validated 2-D arrays of one shape, in one kernel dtype (each array checked once, here)."""
+    first = _check_matrix(*arrays_and_names[0])
+    arrays = [first] + [_check_matrix(a, name, first.shape) for a, name in arrays_and_names[1:]]
+    return cpu.to_kernel(*arrays)[0]
 
 
 def _difference_dot(u, v, w_rows):
     """Per-sample sum_y u (v - w) as float64 (N,)."""
-    out = np.empty(u.shape[0])
-    _core.row_difference_dot(u, v, w_rows, out)
-    return out
+    return cpu.row_difference_dot(u, v, w_rows)
 
 
 def _weighted(w, rows):
@@ -72,27 +76,45 @@ def _weighted(w, rows):
     return rows / n if w is None else rows * w
 
 
-def adiabatic(q, E_before, E_after, w=None) -> Stroke:
-    """Labels fixed, energies E_before -> E_after: W = sum_i w_i sum_y q_iy (E'_iy - E_iy), Q = 0."""
-    q, E_before, E_after = _matrices((q, "q"), (E_before, "E_before"), (E_after, "E_after"))
-    w = validated_weights(w, q.shape[0])
+def _adiabatic(q, E_before, E_after, w) -> Stroke:
+    q, E_before, E_after = cpu.to_kernel(q, E_before, E_after)[0]
     work = _weighted(w, _difference_dot(q, E_after, E_before))
     return Stroke(W=float(work.sum()), Q=0.0, work_per_sample=work, heat_per_sample=np.zeros_like(work))
 
 
-def isochoric(E, q_before, q_after, w=None) -> Stroke:
-    """Energies fixed, labels q_before -> q_after: Q = sum_i w_i sum_y E_iy (q'_iy - q_iy), W = 0."""
-    E, q_before, q_after = _matrices((E, "E"), (q_before, "q_before"), (q_after, "q_after"))
-    w = validated_weights(w, E.shape[0])
+def _isochoric(E, q_before, q_after, w) -> Stroke:
+    E, q_before, q_after = cpu.to_kernel(E, q_before, q_after)[0]
     heat = _weighted(w, _difference_dot(E, q_after, q_before))
     return Stroke(W=0.0, Q=float(heat.sum()), work_per_sample=np.zeros_like(heat), heat_per_sample=heat)
 
 
-def step(E, q, E_after, q_after, w=None) -> Stroke:
+def adiabatic(q: npt.ArrayLike, E_before: npt.ArrayLike, E_after: npt.ArrayLike,
+              w: Optional[npt.ArrayLike] = None) -> Stroke:
+    """Labels fixed, energies E_before -> E_after: W = sum_i w_i sum_y q_iy (E'_iy - E_iy), Q = 0."""
+    q = _check_matrix(q, "q")
+    E_before, E_after = (_check_matrix(a, name, q.shape) for a, name in ((E_before, "E_before"), (E_after, "E_after")))
+    return _adiabatic(q, E_before, E_after, validated_weights(w, q.shape[0]))
+
+
+def isochoric(E: npt.ArrayLike, q_before: npt.ArrayLike, q_after: npt.ArrayLike,
+              w: Optional[npt.ArrayLike] = None) -> Stroke:
+    """Energies fixed, labels q_before -> q_after: Q = sum_i w_i sum_y E_iy (q'_iy - q_iy), W = 0."""
+    E = _check_matrix(E, "E")
+    q_before, q_after = (_check_matrix(a, name, E.shape) for a, name in ((q_before, "q_before"), (q_after, "q_after")))
+    return _isochoric(E, q_before, q_after, validated_weights(w, E.shape[0]))
+
+
+def step(E: npt.ArrayLike, q: npt.ArrayLike, E_after: npt.ArrayLike, q_after: npt.ArrayLike,
+         w: Optional[npt.ArrayLike] = None) -> Stroke:
     """A general step (E, q) -> (E', q'), split adiabatic then isochoric:
     W = sum w q (E' - E), Q = sum w E' (q' - q), so U[q'; E'] - U[q; E] = W + Q exactly."""
-    work = adiabatic(q, E, E_after, w)
-    heat = isochoric(E_after, q, q_after, w)
+    q = _check_matrix(q, "q")
+    E, E_after, q_after = (
+        _check_matrix(a, name, q.shape) for a, name in ((E, "E_before"), (E_after, "E_after"), (q_after, "q_after"))
+    )
+    w = validated_weights(w, q.shape[0])
+    work = _adiabatic(q, E, E_after, w)
+    heat = _isochoric(E_after, q, q_after, w)
     return Stroke(W=work.W, Q=heat.Q, work_per_sample=work.work_per_sample, heat_per_sample=heat.heat_per_sample)
 
 
@@ -221,6 +243,21 @@ class Ledger:
         return f"Ledger({len(self)} cycles)"
 
 
+def _gibbs_of(E: np.ndarray, T: float) -> np.ndarray:
+    """The Gibbs state of validated energies (a real 2-D array) at T, in E's own kernel dtype."""
+    check_states(E.shape)
+    (E,), _ = cpu.to_kernel(E)
+    return _gibbs(E, T)
+
+
+def _checked_label(label: LabelState, shape: tuple):
+    """What the demon reads of a reservoir's answer, checked once as it comes in: the labels (a
+    real array of E's shape, not cast), the reservoir temperature T' and its shift mu / T'."""
+    labels = _check_matrix(label.q, "labels", shape)
+    Tl = positive_temperature(label.T)
+    return labels, Tl, potential(label.mu, shape[1], Tl, "mu", "state")
+
+
 def _mu_summary(mu):
     return float(np.min(mu)), float(np.max(mu)), float(np.mean(mu))
 
@@ -259,17 +296,17 @@ class Demon:
         """The isochoric stroke: labels move to the reservoir's GGE of E; returns the label state."""
         if self._pending is not None:
             raise RuntimeError("measure() called twice without feedback(): complete the cycle first")
-        E = as_real_array(E, "E")
-        if E.ndim != 2:
-            raise ValueError(f"E must be a 2-D array of shape (N, K), got ndim={E.ndim}")
+        E = real_matrix(E, "E")
         w = self._sample_weights(E.shape[0])
+        if q_before is not None:
+            q_before = _check_matrix(q_before, "q_before", E.shape)
         if q_before is None:
-            q_before = self._q_prev if self._q_prev is not None and self._q_prev.shape == E.shape else gibbs(E, self.T)
-        label = self.reservoir.assign(E, w)
-        Tl = label.T
-        E_k, q_prev, q_t = _matrices((E, "E"), (q_before, "q_before"), (label.q, "labels"))
+            q_before = self._q_prev if self._q_prev is not None and self._q_prev.shape == E.shape else _gibbs_of(E, self.T)
+        label = self.reservoir._assign(E, w)
+        labels, Tl, shift = _checked_label(label, E.shape)
+        E_k, q_prev, q_t = cpu.to_kernel(E, q_before, labels)[0]
         # Rows of the old labels against the new GGE: U[q_prev], S[q_prev], N[q_prev], D(q_prev||q_t).
-        prev_rows, prev_charges = self._ledger_rows(q_prev, E_k, Tl, w, mu=label.mu)
+        prev_rows, prev_charges = self._ledger_rows(q_prev, E_k, Tl, w, shift)
         # Rows of the new labels against the representation's Gibbs state at T.
         rows, charges = self._ledger_rows(q_t, E_k, self.T, w)
         heat = _weighted(w, _difference_dot(E_k, q_t, q_prev))
@@ -283,7 +320,7 @@ class Demon:
         charges, prev_charges = sums[6 : 6 + k], sums[6 + k :]
         sigma = (S_t - S_prev) - (Q - float(label.mu @ (charges - prev_charges))) / Tl
         self._pending = {
-            "E": E_k, "w": w, "label": label, "rows": rows, "charges": charges, "heat": heat, "Q": Q,
+            "E": E_k, "w": w, "label": label, "labels": labels, "rows": rows, "charges": charges, "heat": heat, "Q": Q,
             "U_start": U_start, "U_measured": U_measured, "S_q": S_t, "Sigma": sigma,
             "D_prev_to_new": D_prev_to_new,
         }
@@ -298,12 +335,11 @@ class Demon:
         pending = self._pending
         T = self.T
         w = pending["w"]
-        # Labels, energies after and before, validated to one shape and one kernel dtype.
-        q_t, E_a, E_b = _matrices(
-            (pending["label"].q, "labels"),
-            (E_after, "E_after"),
-            (pending["E"] if E_before is None else E_before, "E_before"),
-        )
+        # Labels (checked by measure), energies after and before, in one shape and one kernel dtype.
+        labels = pending["labels"]
+        E_a = _check_matrix(E_after, "E_after", labels.shape)
+        E_b = pending["E"] if E_before is None else _check_matrix(E_before, "E_before", labels.shape)
+        q_t, E_a, E_b = cpu.to_kernel(labels, E_a, E_b)[0]
         rows_b = pending["rows"] if E_before is None else self._ledger_rows(q_t, E_b, T, w)[0]
         rows_a = self._ledger_rows(q_t, E_a, T, w)[0]
         work = _weighted(w, _difference_dot(q_t, E_a, E_b))
@@ -357,10 +393,10 @@ class Demon:
         """The weights of this process's n samples: validated float64 (n,), or None for uniform 1/n."""
         return validated_weights(self._w, n) if self._w is not None else None
 
-    def _ledger_rows(self, q, E, T, w, mu=None):
-        """Per-row sums of a ledger row and this process's charges sum_i w_i q_iy."""
-        rows, charges, _ = ledger_rows(q, E, T, w, mu=mu)
-        return rows, charges
+    def _ledger_rows(self, q, E, T, w, shift=None):
+        """Per-row sums of a ledger row and this process's charges sum_i w_i q_iy (validated
+        arguments: q, E of one shape and kernel dtype; shift = mu/T float64 or None)."""
+        return _ledger_rows(q, E, T, w, shift)
 
     def _sum_over_samples(self, partial: np.ndarray) -> np.ndarray:
         """Sums over samples from this process's partial sums (a float64 vector): in one process,

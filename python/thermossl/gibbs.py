@@ -12,11 +12,14 @@ extra pass over the matrix.
 """
 from __future__ import annotations
 
-import numpy as np
+from typing import Optional, Union
 
-from . import _core
-from . import cuda as _device
-from ._validation import as_real_array, compute_dtype, positive_temperature
+import numpy as np
+import numpy.typing as npt
+
+from . import _status
+from ._backends import backend_for, cpu
+from ._validation import check_shape_of, check_states, potential, positive_temperature
 
 __all__ = [
     "log_partition",
@@ -27,158 +30,121 @@ __all__ = [
     "entropy_grad",
 ]
 
-
-def _energies(E, *others, name: str = "E"):
-    """E (and arrays promoted with it) as 2-D kernel-dtype arrays; no copy when already right."""
-    E = as_real_array(E, name)
-    if E.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array of shape (N, K), got ndim={E.ndim}")
-    _, dtype = compute_dtype(E.dtype, *(o.dtype for o in others))
-    return E.astype(dtype, copy=False), dtype
+ArrayLike = npt.ArrayLike
 
 
-def _potential(v, length: int, T: float, dtype, name: str, what: str):
-    """A per-state (or per-sample) potential divided by T, as a contiguous kernel-dtype vector."""
-    if v is None:
-        return None
-    v = as_real_array(v, name)
-    if v.shape != (length,):
-        raise ValueError(f"{name} must have shape ({length},) (one value per {what}), got {v.shape}")
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"{name} must be finite")
-    return np.ascontiguousarray(v / T, dtype=np.float64)  # the core takes shifts in double
+def _energies(backend, E, name: str = "E"):
+    """E validated for a per-row kernel: a 2-D array of the backend in its kernel dtype, K >= 1."""
+    (E,), _ = backend.to_kernel(backend.matrix(E, name))
+    check_states(E.shape, name)
+    return E
 
 
-def _check_rows(log_z: np.ndarray, name: str = "E") -> None:
-    """Raise for rows whose Gibbs state does not exist, from log Z_i alone."""
-    bad = ~np.isfinite(log_z)
-    if not bad.any():
-        return
-    i = int(np.flatnonzero(bad)[0])
-    value = log_z[i]
-    if np.isnan(value):
-        raise ValueError(f"{name} contains NaN (row {i})")
-    if value > 0:
-        raise ValueError(
-            f"{name} contains -inf (an infinite score) or E/T overflows in row {i}; energies must be > -inf"
-        )
-    raise ValueError(
-        f"{name}: every state of row {i} is forbidden (+inf energy); a Gibbs state needs at least one finite energy per row"
-    )
+# ---------------------------------------------------------------------------------------------
+# Validated twins: arguments already checked (E 2-D in its kernel dtype with K >= 1, T a positive
+# float, shift = mu/T as float64 or None); internal callers use these.
+
+def _log_partition(E, T: float, shift=None, backend=cpu):
+    log_z = backend.row_logsumexp(E, -1.0 / T, shift)
+    _status.check_rows(backend, log_z)
+    return log_z
 
 
-def _check_states(E: np.ndarray, name: str = "E") -> None:
-    if E.shape[1] == 0 and E.shape[0] > 0:
-        raise ValueError(f"{name} must have at least one state per row (K >= 1), got shape {E.shape}")
+def _gibbs(E, T: float, shift=None, backend=cpu):
+    p, log_z = backend.row_softmax(E, -1.0 / T, shift)
+    _status.check_rows(backend, log_z)
+    return p
 
 
-def log_partition(E, T=1.0, *, mu=None):
+# ---------------------------------------------------------------------------------------------
+# Public functions: validate once, pick the backend once, call the twin or the kernel.
+
+def log_partition(E: ArrayLike, T: float = 1.0, *, mu: Optional[ArrayLike] = None) -> npt.NDArray[np.floating]:
     """log Z_i = log sum_y exp((mu_y - E_iy) / T) for each row (mu = 0 by default).
 
     With chemical potentials ``mu`` (K,) this is the log-partition function of a generalized
     Gibbs ensemble (THEORY.md §3); Sinkhorn's row update is f_i = -T log Z_i.
     """
-    if _device.is_device_array(E):
-        return _device.log_partition(E, T, mu=mu)
+    backend = backend_for(E)
     T = positive_temperature(T)
-    E, dtype = _energies(E)
-    _check_states(E)
-    shift = _potential(mu, E.shape[1], T, dtype, "mu", "state")
-    out = np.empty(E.shape[0], dtype=dtype)
-    _core.row_logsumexp(E, -1.0 / T, shift, None, out, None)
-    _check_rows(out)
-    return out
+    E = _energies(backend, E)
+    shift = potential(backend.to_host(mu), E.shape[1], T, "mu", "state")
+    return _log_partition(E, T, shift, backend)
 
 
-def column_log_partition(E, T=1.0, *, f=None):
+def column_log_partition(E: ArrayLike, T: float = 1.0, *, f: Optional[ArrayLike] = None) -> npt.NDArray[np.floating]:
     """out_y = log sum_i exp((f_i - E_iy) / T) for each column (f = 0 by default).
 
     Sinkhorn's column half: with f_i + T log w_i in place of f_i, mu_y = T log c_y - T out_y.
     One read of E, rows split over threads with per-thread column accumulators.
     """
+    backend = backend_for(E)
     T = positive_temperature(T)
-    E, dtype = _energies(E)
-    shift = _potential(f, E.shape[0], T, dtype, "f", "sample")
-    out = np.empty(E.shape[1], dtype=dtype)
-    _core.col_logsumexp(E, -1.0 / T, shift, out)
-    if np.isnan(out).any():
-        raise ValueError(f"E contains NaN (column {int(np.flatnonzero(np.isnan(out))[0])})")
-    if np.isposinf(out).any():
-        raise ValueError("E contains -inf (an infinite score) or E/T overflows; energies must be > -inf")
+    (E,), _ = backend.to_kernel(backend.matrix(E))
+    shift = potential(backend.to_host(f), E.shape[0], T, "f", "sample")
+    out = backend.col_logsumexp(E, -1.0 / T, shift)
+    _status.check_columns(backend, out)
     return out
 
 
-def gibbs(E, T=1.0, *, mu=None):
+def gibbs(E: ArrayLike, T: float = 1.0, *, mu: Optional[ArrayLike] = None) -> npt.NDArray[np.floating]:
     """The Gibbs state p_iy = exp(-E_iy / T) / Z_i (softmax of -E/T); (N, K).
 
     Forbidden states (E = +inf) get probability exactly 0. With ``mu``, the GGE at those
     chemical potentials.
     """
-    if _device.is_device_array(E):
-        return _device.gibbs(E, T, mu=mu)
+    backend = backend_for(E)
     T = positive_temperature(T)
-    E, dtype = _energies(E)
-    _check_states(E)
-    shift = _potential(mu, E.shape[1], T, dtype, "mu", "state")
-    p = np.empty(E.shape, dtype=dtype)
-    log_z = np.empty(E.shape[0], dtype=dtype)
-    _core.row_softmax(E, -1.0 / T, shift, p, log_z)
-    _check_rows(log_z)
-    return p
+    E = _energies(backend, E)
+    shift = potential(backend.to_host(mu), E.shape[1], T, "mu", "state")
+    return _gibbs(E, T, shift, backend)
 
 
-def gibbs_entropy(E, T=1.0):
+def gibbs_entropy(E: ArrayLike, T: float = 1.0) -> npt.NDArray[np.floating]:
     """S_i = -sum_y p_iy log p_iy of the Gibbs state, per row, without materialising p (N,)."""
-    if _device.is_device_array(E):
-        return _device.gibbs_entropy(E, T)
+    backend = backend_for(E)
     T = positive_temperature(T)
-    E, dtype = _energies(E)
-    _check_states(E)
-    entropy = np.empty(E.shape[0], dtype=dtype)
-    log_z = np.empty_like(entropy)
-    _core.row_entropy(E, -1.0 / T, None, entropy, log_z)
-    _check_rows(log_z)
+    E = _energies(backend, E)
+    entropy, log_z = backend.row_entropy(E, -1.0 / T)
+    _status.check_rows(backend, log_z)
     return entropy
 
 
-def cross_entropy(q, E, T=1.0, grad=False):
+def cross_entropy(
+    q: ArrayLike, E: ArrayLike, T: float = 1.0, grad: bool = False
+) -> Union[npt.NDArray[np.floating], tuple[npt.NDArray[np.floating], npt.NDArray[np.floating]]]:
     """L_i = -sum_y q_iy log p_iy with p = Gibbs(E, T): the SSL loss of labels q, per row (N,).
 
     With ``grad=True`` returns ``(L, dL/dE)`` where dL_i/dE_iy = (q_iy - p_iy sum_y q_iy) / T,
     i.e. (q - p)/T for a row-stochastic q, computed in the same pass. q need not be normalised
     (the gradient is exact for any q). A label on a forbidden state gives L_i = +inf.
     """
-    if _device.any_device_array(q, E):
-        return _device.cross_entropy(q, E, T, grad)
+    backend = backend_for(q, E)
     T = positive_temperature(T)
-    q = as_real_array(q, "q")
-    E, dtype = _energies(E, q)
-    if q.shape != E.shape:
-        raise ValueError(f"q must have the shape of E {E.shape}, got {q.shape}")
-    _check_states(E)
-    q = q.astype(dtype, copy=False)
-    loss = np.empty(E.shape[0], dtype=dtype)
-    log_z = np.empty_like(loss)
-    gradient = np.empty(E.shape, dtype=dtype) if grad else None
-    _core.row_cross_entropy(q, E, -1.0 / T, None, loss, gradient, log_z)
-    _check_rows(log_z)
-    if np.isnan(loss).any():
-        raise ValueError(f"q contains NaN or inf (row {int(np.flatnonzero(np.isnan(loss))[0])})")
+    E = backend.matrix(E)
+    q = backend.array(q, "q", like=E)  # on a device: of E's library, device and dtype
+    (E, q), _ = backend.to_kernel(E, q)
+    check_shape_of(q.shape, E.shape, "q")
+    check_states(E.shape)
+    return _cross_entropy(q, E, T, grad, backend)
+
+
+def _cross_entropy(q, E, T: float, grad: bool = False, backend=cpu):
+    """cross_entropy on validated q and E of one shape and kernel dtype."""
+    loss, gradient, log_z = backend.row_cross_entropy(q, E, -1.0 / T, grad)
+    _status.check_rows(backend, log_z)
+    _status.check_losses(backend, loss)
     return (loss, gradient) if grad else loss
 
 
-def entropy_grad(E, T=1.0):
+def entropy_grad(E: ArrayLike, T: float = 1.0) -> npt.NDArray[np.floating]:
     """dS_i/dE_iy = (1/T) p_iy (log p_iy + S_i) for the Gibbs state of each row (N, K).
 
     Multiply row i by the sample weight w_i for the gradient of the weighted entropy S[p].
     """
-    if _device.is_device_array(E):
-        return _device.entropy_grad(E, T)
+    backend = backend_for(E)
     T = positive_temperature(T)
-    E, dtype = _energies(E)
-    _check_states(E)
-    gradient = np.empty(E.shape, dtype=dtype)
-    log_z = np.empty(E.shape[0], dtype=dtype)
-    _core.row_entropy_grad(E, -1.0 / T, None, gradient, None, log_z)
-    _check_rows(log_z)
+    E = _energies(backend, E)
+    gradient, log_z = backend.row_entropy_grad(E, -1.0 / T)
+    _status.check_rows(backend, log_z)
     return gradient

@@ -11,7 +11,8 @@ are what distinguishes the methods.
   that follows the exponential moving average of the batch-mean score after each call; mu = -C
   is an estimate that does not enforce the charges, whose imbalance it reports.
 
-Every reservoir has ``assign(E, w=None) -> LabelState`` and ``reset()``.
+Every reservoir has ``assign(E, w=None) -> LabelState`` and ``reset()``. ``assign`` validates its
+arguments and calls ``_assign``, the validated twin the demon calls with arguments it has checked.
 """
 from __future__ import annotations
 
@@ -21,11 +22,18 @@ from typing import Optional
 
 import numpy as np
 
-from ._validation import as_real_array, positive_temperature
-from .balancing import sinkhorn
-from .gibbs import gibbs
-from .thermo import charges as label_charges
-from .thermo import weights as validated_weights
+from ._backends import cpu
+from ._validation import (
+    check_nonempty,
+    check_states,
+    iteration_controls,
+    positive_temperature,
+    probability_vector,
+    real_matrix,
+)
+from .balancing import _sinkhorn
+from .gibbs import _gibbs
+from .thermo import _charges
 
 __all__ = [
     "LabelState",
@@ -68,6 +76,12 @@ class Reservoir(abc.ABC):
     def assign(self, E, w=None) -> LabelState:
         """Labels for energies E (N, K) with sample weights w (default 1/N)."""
 
+    def _assign(self, E: np.ndarray, w: Optional[np.ndarray]) -> LabelState:
+        """Labels for validated arguments: E a real 2-D numpy array, w float64 weights summing to 1
+        or None. thermossl's reservoirs skip the checks here; by default (a reservoir written
+        elsewhere, which implements ``assign`` only) this is ``assign``."""
+        return self.assign(E, w)
+
     def reset(self) -> None:
         """Forget what earlier calls left behind (warm-start potentials, centers)."""
 
@@ -92,14 +106,18 @@ class SinkhornReservoir(Reservoir):
         self._mu = None
 
     def assign(self, E, w=None) -> LabelState:
-        E = as_real_array(E, "E")
-        mu0 = None
-        if self.warm_start and self._mu is not None and E.ndim == 2 and self._mu.shape == (E.shape[1],):
-            mu0 = self._mu
-        result = sinkhorn(
-            E, self.T, w=w, c=self.c, n_iter=self.n_iter, tol=self.tol, max_iter=self.max_iter, mu0=mu0,
-            relaxation=self.relaxation,
-        )
+        E = real_matrix(E, "E")
+        check_nonempty(E.shape)
+        return self._assign(E, probability_vector(w, E.shape[0], "w", "sample"))
+
+    def _assign(self, E, w) -> LabelState:
+        check_nonempty(E.shape)
+        (E,), _ = cpu.to_kernel(E)
+        k = E.shape[1]
+        c = probability_vector(self.c, k, "c", "state")
+        fixed, limit, tol, omega = iteration_controls(self.n_iter, self.tol, self.max_iter, self.relaxation)
+        mu0 = self._mu if self.warm_start and self._mu is not None and self._mu.shape == (k,) else None
+        result = _sinkhorn(E, self.T, w, c, mu0, fixed, tol, limit, omega, return_q=True)
         self._mu = result.mu
         return LabelState(
             q=result.q,
@@ -137,19 +155,22 @@ class CenteringReservoir(Reservoir):
         self.center = None
 
     def assign(self, E, w=None) -> LabelState:
-        E = as_real_array(E, "E")
-        if E.ndim != 2:
-            raise ValueError(f"E must be a 2-D array of shape (N, K), got ndim={E.ndim}")
+        E = real_matrix(E, "E")
+        check_states(E.shape)
+        return self._assign(E, probability_vector(w, E.shape[0], "w", "sample"))
+
+    def _assign(self, E, w) -> LabelState:
+        check_states(E.shape)
         if self.center is None or self.center.shape != (E.shape[1],):
             self.center = np.zeros(E.shape[1])
         mu = -self.center
-        q = gibbs(E, self.T, mu=mu)
-        w_valid = validated_weights(w, E.shape[0])
-        batch_mean_score = -(E.mean(axis=0, dtype=np.float64) if w_valid is None else (w_valid.astype(E.dtype) @ E).astype(np.float64))
+        (E_kernel,), _ = cpu.to_kernel(E)
+        q = _gibbs(E_kernel, self.T, np.ascontiguousarray(mu / self.T, dtype=np.float64))
+        batch_mean_score = -(E.mean(axis=0, dtype=np.float64) if w is None else (w.astype(E.dtype) @ E).astype(np.float64))
         if not np.all(np.isfinite(batch_mean_score)):
             raise ValueError("E must be finite for centering (the batch mean of the scores is not)")
         self.center = self.momentum * self.center + (1.0 - self.momentum) * batch_mean_score
-        occupation = label_charges(q, w_valid)
+        occupation = _charges(q, w)
         k = E.shape[1]
         return LabelState(
             q=q,

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
-from . import cuda as _device
+from typing import Optional
+
+import numpy.typing as npt
+
+from ._backends import backend_for, cpu
 from ._validation import as_real_array, compute_dtype, normalize_axes
 
 __all__ = ["logsumexp", "softmax", "log_softmax"]
@@ -43,15 +46,29 @@ def _scalar_if_0d(x: np.ndarray):
     return x[()] if x.ndim == 0 else x
 
 
-def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+def _last_axis_only(fn: str, ndim: int, axis) -> None:
+    """What the device kernels cover: the last axis of a 2-D array."""
+    if ndim != 2 or axis not in (-1, 1):
+        raise NotImplementedError(
+            f"thermossl.{fn} on a CUDA device array reduces the last axis of a 2-D array (axis=-1 or 1); "
+            f"got ndim={ndim}, axis={axis!r}. Use numpy input for the general case."
+        )
+
+
+def logsumexp(a: npt.ArrayLike, axis=None, b: Optional[npt.ArrayLike] = None, keepdims: bool = False,
+              return_sign: bool = False):
     """log of the sum of exponentials, ``log(sum(b * exp(a), axis))``, computed stably.
 
     Parameters and results are those of ``scipy.special.logsumexp``: with ``return_sign=True``
     returns ``(log|sum|, sign)``; otherwise a negative sum gives nan. Terms with ``b == 0`` are
     ignored even where ``a`` is infinite.
     """
-    if _device.any_device_array(a, b):
-        return _device.logsumexp(a, axis, b, keepdims, return_sign)
+    backend = backend_for(a, b)
+    if backend is not cpu:
+        x = backend.array(a, "a")
+        _last_axis_only("logsumexp", len(x.shape), axis)
+        out = backend.row_logsumexp(x, 1.0, None, b, return_sign)
+        return out.reshape(x.shape[0], 1) if keepdims else out
     a = as_real_array(a, "a")
     if b is not None:
         b = as_real_array(b, "b")
@@ -73,9 +90,9 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     else:
         a_rows, _ = _as_rows(a, axes, kernel_dtype)
         b_rows = _as_rows(b, axes, kernel_dtype)[0] if b is not None else None
-        out = np.empty(a_rows.shape[0], dtype=kernel_dtype)
-        sign = np.empty_like(out) if return_sign else None
-        _core.row_logsumexp(a_rows, 1.0, None, b_rows, out, sign)
+        out = backend.row_logsumexp(a_rows, 1.0, None, b_rows, return_sign)
+        if return_sign:
+            out, sign = out
         out = out.reshape(out_shape).astype(result_dtype, copy=False)
         if return_sign:
             sign = sign.reshape(out_shape).astype(result_dtype, copy=False)
@@ -84,7 +101,8 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     return _scalar_if_0d(out)
 
 
-def _row_transform(kernel, x, axis, name):
+def _row_transform(kernel, x, axis, name: str):
+    """softmax / log_softmax over `axis` on the CPU: the reduced axes as the rows of a matrix."""
     x = as_real_array(x, name)
     result_dtype, kernel_dtype = compute_dtype(x.dtype)
     if x.ndim == 0:
@@ -96,22 +114,35 @@ def _row_transform(kernel, x, axis, name):
     if x.size == 0:
         return np.empty(x.shape, dtype=result_dtype)
     rows, order = _as_rows(x, axes, kernel_dtype)
-    out = np.empty(rows.shape, dtype=kernel_dtype)
-    kernel(rows, 1.0, None, out)
+    out = kernel(rows)
     moved_shape = tuple(x.shape[i] for i in order)
     out = out.reshape(moved_shape).transpose(np.argsort(order)).astype(result_dtype, copy=False)
     return out.reshape(())[()] if scalar else out
 
 
-def softmax(x, axis=None):
+def _softmax_rows(rows):
+    return cpu.row_softmax(rows, 1.0, None, log_z=False)[0]
+
+
+def _log_softmax_rows(rows):
+    return cpu.row_log_softmax(rows, 1.0)
+
+
+def softmax(x: npt.ArrayLike, axis=None):
     """``exp(x) / sum(exp(x), axis)``, as ``scipy.special.softmax``."""
-    if _device.is_device_array(x):
-        return _device.softmax(x, axis)
-    return _row_transform(_core.row_softmax, x, axis, "x")
+    backend = backend_for(x)
+    if backend is not cpu:
+        a = backend.array(x, "x")
+        _last_axis_only("softmax", len(a.shape), axis)
+        return backend.row_softmax(a, 1.0, None, log_z=False)[0]
+    return _row_transform(_softmax_rows, x, axis, "x")
 
 
-def log_softmax(x, axis=None):
+def log_softmax(x: npt.ArrayLike, axis=None):
     """``x - logsumexp(x, axis)``, as ``scipy.special.log_softmax``."""
-    if _device.is_device_array(x):
-        return _device.log_softmax(x, axis)
-    return _row_transform(_core.row_log_softmax, x, axis, "x")
+    backend = backend_for(x)
+    if backend is not cpu:
+        a = backend.array(x, "x")
+        _last_axis_only("log_softmax", len(a.shape), axis)
+        return backend.row_log_softmax(a, 1.0)
+    return _row_transform(_log_softmax_rows, x, axis, "x")

@@ -12,12 +12,22 @@ N_y = sum_i w_i q_iy; H(N) = -sum_y N_y log N_y; I = H(N) - S[q].
 """
 from __future__ import annotations
 
-import numpy as np
+from typing import Optional
 
-from . import _core
-from . import cuda as _device
-from ._validation import as_real_array, compute_dtype, positive_temperature, probability_vector
-from .gibbs import _check_rows, log_partition
+import numpy as np
+import numpy.typing as npt
+
+from . import _status
+from ._backends import backend_for, cpu
+from ._validation import (
+    check_nonempty,
+    check_shape_of,
+    positive_temperature,
+    potential,
+    probability_vector,
+    real_matrix,
+)
+from .gibbs import _energies, _gibbs, _log_partition
 
 __all__ = [
     "energy",
@@ -30,92 +40,86 @@ __all__ = [
     "State",
 ]
 
-_ROW_FIELDS = ("energy_q", "energy_p", "log_z", "entropy_q", "entropy_p", "relative_entropy", "loss", "label_mass")
-
 
 def weights(w, n: int, name: str = "w"):
     """Validated sample weights as float64 (n,), or None for uniform 1/n."""
     return probability_vector(w, n, name, "sample")
 
 
-def reduce(w, rows: np.ndarray) -> float:
-    """sum_i w_i rows_i (the mean when w is None). Device rows (CUDA input) are copied to the host."""
-    rows = _device.to_numpy(rows)
+def reduce(w, rows) -> float:
+    """sum_i w_i rows_i (the mean when w is None) of host rows (N,)."""
     return float(np.mean(rows)) if w is None else float(w @ rows)
-
-
-def _mass_tolerance(dtype) -> float:
-    return 1e-3 if np.dtype(dtype) == np.float32 else 1e-6
 
 
 def label_state(q, shape=None, name: str = "q") -> np.ndarray:
     """q as a 2-D real array (of the given shape)."""
-    q = as_real_array(q, name)
-    if q.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array of shape (N, K), got ndim={q.ndim}")
-    if shape is not None and q.shape != tuple(shape):
-        raise ValueError(f"{name} must have the shape of E {tuple(shape)}, got {q.shape}")
+    q = real_matrix(q, name)
+    if shape is not None:
+        check_shape_of(q.shape, shape, name)
     return q
 
 
-def _check_labels(entropy_rows, mass_rows, dtype, name: str = "q") -> None:
-    bad = ~np.isfinite(entropy_rows)
-    if bad.any():
-        raise ValueError(f"{name} must be finite and nonnegative (row {int(np.flatnonzero(bad)[0])})")
-    off = np.abs(mass_rows - 1.0) > _mass_tolerance(dtype)
-    if off.any():
-        i = int(np.flatnonzero(off)[0])
-        raise ValueError(f"{name} must be a label state with rows summing to 1 (row {i} sums to {float(mass_rows[i])!r})")
+def _ledger_args(q, E, T, w, mu):
+    """The validated arguments of a ledger row: (backend, q, E (one kernel dtype), T, w, shift)."""
+    backend = backend_for(q, E)
+    T = positive_temperature(T)
+    E = backend.matrix(E)
+    q = backend.matrix(q, "q", like=E)
+    check_shape_of(q.shape, E.shape, "q")
+    check_nonempty(E.shape)
+    (E, q), _ = backend.to_kernel(E, q)
+    w = weights(backend.to_host(w), E.shape[0])
+    shift = potential(backend.to_host(mu), E.shape[1], T, "mu", "state")
+    return backend, q, E, T, w, shift
 
 
-def ledger_rows(q, E, T, w=None, *, mu=None):
+def _ledger_rows(q, E, T: float, w=None, shift=None, backend=cpu):
+    """The validated twin of :func:`ledger_rows`: q and E of one shape and kernel dtype, T a
+    positive float, w float64 weights or None, shift = mu/T float64 or None. Returns the rows
+    (dict of (N,) float64) and the charges (K,) float64, of the backend's kind. Checks q against
+    the kernel's per-row results (a label state: finite, nonnegative, rows summing to 1)."""
+    rows, charges_out = backend.ledger_rows(q, E, -1.0 / T, shift, w)
+    _status.check_rows(backend, rows["log_z"])
+    _status.check_labels(backend, rows["entropy_q"], rows["label_mass"], E.dtype)
+    return rows, charges_out
+
+
+def ledger_rows(q: npt.ArrayLike, E: npt.ArrayLike, T: float, w: Optional[npt.ArrayLike] = None, *,
+                mu: Optional[npt.ArrayLike] = None):
     """Per-row sums of a ledger row (dict of (N,) float64 arrays), the charges (K,) and the
     validated weights (float64 (N,) or None for uniform).
 
     Rows against p = GGE(E, T, mu) (mu = None: the Gibbs state). Validates q (a label state of
     E's shape) and E (2-D, no nan, no -inf, one allowed state per row).
     """
-    if _device.any_device_array(q, E):
-        return _device.ledger_rows(q, E, T, w, mu=mu)
-    T = positive_temperature(T)
-    E = as_real_array(E, "E")
-    if E.ndim != 2:
-        raise ValueError(f"E must be a 2-D array of shape (N, K), got ndim={E.ndim}")
-    q = label_state(q, E.shape)
-    n, k = E.shape
-    if n == 0 or k == 0:
-        raise ValueError(f"E must have at least one sample and one state, got shape {E.shape}")
-    _, dtype = compute_dtype(E.dtype, q.dtype)
-    E = E.astype(dtype, copy=False)
-    q = q.astype(dtype, copy=False)
-    w = weights(w, n)
-    shift = None
-    if mu is not None:
-        mu = as_real_array(mu, "mu")
-        if mu.shape != (k,) or not np.all(np.isfinite(mu)):
-            raise ValueError(f"mu must be a finite array of shape ({k},)")
-        shift = np.ascontiguousarray(mu / T, dtype=np.float64)
-    rows = {field: np.empty(n) for field in _ROW_FIELDS}
-    charges_out = np.empty(k)
-    _core.ledger_rows(q, E, -1.0 / T, shift, None if w is None else w.astype(dtype), charges=charges_out, **rows)
-    _check_rows(rows["log_z"])
-    _check_labels(rows["entropy_q"], rows["label_mass"], dtype)
+    backend, q, E, T, w, shift = _ledger_args(q, E, T, w, mu)
+    rows, charges_out = _ledger_rows(q, E, T, w, shift, backend)
     return rows, charges_out, w
+
+
+def _ledger_sum(q, E, T, w, field: str) -> float:
+    """sum_i w_i (a per-row sum of the ledger kernel), for the public functions below."""
+    backend, q, E, T, w, shift = _ledger_args(q, E, T, w, None)
+    rows, _ = _ledger_rows(q, E, T, w, shift, backend)
+    return reduce(w, backend.to_host(rows[field]))
 
 
 def _label_rows(q, w):
     q = label_state(q)
-    if q.shape[0] == 0 or q.shape[1] == 0:
-        raise ValueError(f"q must have at least one sample and one state, got shape {q.shape}")
-    _, dtype = compute_dtype(q.dtype)
-    q = q.astype(dtype, copy=False)
+    check_nonempty(q.shape, "q")
+    (q,), dtype = cpu.to_kernel(q)
     w = weights(w, q.shape[0])
-    entropy_rows = np.empty(q.shape[0])
-    mass_rows = np.empty(q.shape[0])
-    charges_out = np.empty(q.shape[1])
-    _core.label_rows(q, None if w is None else w.astype(dtype), entropy_rows, mass_rows, charges_out)
-    _check_labels(entropy_rows, mass_rows, dtype)
+    entropy_rows, mass_rows, charges_out = cpu.label_rows(q, w)
+    _status.check_labels(cpu, entropy_rows, mass_rows, dtype)
     return w, entropy_rows, charges_out
+
+
+def _charges(q, w=None):
+    """The validated twin of :func:`charges`: q a label state (2-D, N, K >= 1) in its kernel dtype,
+    w float64 weights or None."""
+    entropy_rows, mass_rows, charges_out = cpu.label_rows(q, w)
+    _status.check_labels(cpu, entropy_rows, mass_rows, q.dtype)
+    return charges_out
 
 
 def shannon_entropy(distribution: np.ndarray) -> float:
@@ -126,15 +130,16 @@ def shannon_entropy(distribution: np.ndarray) -> float:
 
 def energy(q, E, w=None) -> float:
     """U[q] = sum_i w_i sum_y q_iy E_iy (0 where q = 0, even on forbidden states)."""
-    rows, _, w = ledger_rows(q, E, 1.0, w)
-    return reduce(w, rows["energy_q"])
+    return _ledger_sum(q, E, 1.0, w, "energy_q")
 
 
 def free_energy(E, T, w=None) -> float:
     """F = -T sum_i w_i log Z_i, the free energy of the Gibbs state of E at T."""
+    backend = backend_for(E)
     T = positive_temperature(T)
-    log_z = log_partition(E, T)
-    return -T * reduce(weights(w, log_z.shape[0]), log_z)
+    E = _energies(backend, E)
+    log_z = backend.to_host(_log_partition(E, T, None, backend))
+    return -T * reduce(weights(backend.to_host(w), log_z.shape[0]), log_z)
 
 
 def entropy(q, w=None) -> float:
@@ -145,14 +150,12 @@ def entropy(q, w=None) -> float:
 
 def relative_entropy(q, E, T, w=None) -> float:
     """D(q || Gibbs(E, T)) = sum_i w_i sum_y q_iy log(q_iy / p_iy) >= 0."""
-    rows, _, w = ledger_rows(q, E, T, w)
-    return reduce(w, rows["relative_entropy"])
+    return _ledger_sum(q, E, T, w, "relative_entropy")
 
 
 def loss(q, E, T, w=None) -> float:
     """L[q, E] = -sum_i w_i sum_y q_iy log p_iy, the SSL cross-entropy loss."""
-    rows, _, w = ledger_rows(q, E, T, w)
-    return reduce(w, rows["loss"])
+    return _ledger_sum(q, E, T, w, "loss")
 
 
 def charges(q, w=None) -> np.ndarray:
@@ -178,12 +181,19 @@ class State:
     __slots__ = ("T", "U", "U_p", "F", "F_T", "S", "S_p", "D", "L", "N", "H_N", "I")
 
     def __init__(self, E, T, q=None, w=None):
-        T = positive_temperature(T)
         if q is None:
-            from .gibbs import gibbs
-
-            q = gibbs(E, T)
-        rows, charges_out, w = ledger_rows(q, E, T, w)
+            backend = backend_for(E)
+            T = positive_temperature(T)
+            E = _energies(backend, E)
+            check_nonempty(E.shape)
+            q = backend.from_result(_gibbs(E, T, None, backend), like=E)
+            w = weights(backend.to_host(w), E.shape[0])
+            shift = None
+        else:
+            backend, q, E, T, w, shift = _ledger_args(q, E, T, w, None)
+        rows, charges_out = _ledger_rows(q, E, T, w, shift, backend)
+        if backend is not cpu:
+            rows = {field: backend.to_host(v) for field, v in rows.items()}
         values = {
             "T": T,
             "U": reduce(w, rows["energy_q"]),
@@ -195,7 +205,7 @@ class State:
             "L": reduce(w, rows["loss"]),
             "N": charges_out,
         }
-        values["N"] = charges_out = _device.to_numpy(charges_out)  # (K,) on the host for CUDA input
+        values["N"] = charges_out = backend.to_host(charges_out)  # (K,) on the host for CUDA input
         values["F_T"] = values["U"] - T * values["S"]
         values["H_N"] = shannon_entropy(charges_out)
         values["I"] = values["H_N"] - values["S"]

@@ -36,11 +36,11 @@ from typing import Optional
 import numpy as np
 
 from .._validation import as_real_array, positive_temperature
-from ..balancing import sinkhorn
+from ..balancing import _sinkhorn
 from ..demon import Demon, Ledger
-from ..gibbs import cross_entropy, gibbs
+from ..gibbs import _cross_entropy, _gibbs
 from ..reservoirs import CenteringReservoir, LabelState, SinkhornReservoir
-from ..thermo import charges as label_charges
+from ..thermo import _charges as label_charges
 from .model import Adam, Encoder
 from .views import Views
 
@@ -189,8 +189,9 @@ def _swapped_loss(model: Encoder, view_a, view_b, q_a, q_b, T: float):
     The kernel returns dL/dE; the scores are s = -E, so dLoss/ds = -dL/dE.
     """
     n = view_a.scores.shape[0]
-    loss_b, grad_b = cross_entropy(q_a, -view_b.scores, T, grad=True)
-    loss_a, grad_a = cross_entropy(q_b, -view_a.scores, T, grad=True)
+    # Validated twins: labels and scores are this module's float64 arrays of one shape.
+    loss_b, grad_b = _cross_entropy(q_a, -view_b.scores, T, grad=True)
+    loss_a, grad_a = _cross_entropy(q_b, -view_a.scores, T, grad=True)
     grads = model.backward(view_b, grad_b * (-0.5 / n))
     model.backward(view_a, grad_a * (-0.5 / n), grads)
     return 0.5 * (float(loss_a.mean()) + float(loss_b.mean())), grads
@@ -229,8 +230,8 @@ class _Run:
         a = self.model.forward(self.views(x, self.rng))
         b = self.model.forward(self.views(x, self.rng))
         # A new batch: its labels before the measurement are the student's own Gibbs state.
-        q_a = self.demon.measure(-a.scores, q_before=gibbs(-a.scores, self.T)).q
-        q_b = sinkhorn(-b.scores, self.T_label, n_iter=self.opts["sinkhorn_iters"]).q
+        q_a = self.demon.measure(-a.scores, q_before=_gibbs(-a.scores, self.T)).q
+        q_b = _sinkhorn(-b.scores, self.T_label, fixed=self.opts["sinkhorn_iters"]).q
         loss, grads = _swapped_loss(self.model, a, b, q_a, q_b, self.T)
         self.optimiser.step(grads, frozen=self.frozen)
         self.demon.feedback(-self.model.forward(b.x).scores, E_before=-b.scores)
@@ -240,7 +241,7 @@ class _Run:
         E_all = -self.model.forward(self.clean).scores
         q_all = self.demon.measure(E_all).q
         view = self.model.forward(self.views(self.X[batch], self.rng))
-        loss, grad = cross_entropy(q_all[batch], -view.scores, self.T, grad=True)
+        loss, grad = _cross_entropy(q_all[batch], -view.scores, self.T, grad=True)
         grads = self.model.backward(view, grad * (-1.0 / len(batch)))
         self.optimiser.step(grads, frozen=self.frozen)
         self.demon.feedback(-self.model.forward(self.clean).scores)
@@ -250,8 +251,8 @@ class _Run:
         x = self.X[batch]
         view_a, view_b = self.views(x, self.rng), self.views(x, self.rng)
         E_teacher = -self.teacher.forward(view_a).scores
-        label_a = self.demon.measure(E_teacher, q_before=gibbs(E_teacher, self.T))
-        q_b = gibbs(-self.teacher.forward(view_b).scores, self.T_label, mu=label_a.mu)
+        label_a = self.demon.measure(E_teacher, q_before=_gibbs(E_teacher, self.T))
+        q_b = _gibbs(-self.teacher.forward(view_b).scores, self.T_label, label_a.mu / self.T_label)
         a, b = self.model.forward(view_a), self.model.forward(view_b)
         loss, grads = _swapped_loss(self.model, a, b, label_a.q, q_b, self.T)
         self.optimiser.step(grads, frozen=self.frozen)
@@ -267,12 +268,12 @@ class _Run:
         if self.method == "dino":
             E = -self.teacher.forward(self.clean).scores
             mu = -self.demon.reservoir.center
-            q = gibbs(E, self.T_label, mu=mu)
+            q = _gibbs(E, self.T_label, mu / self.T_label)
             occupation = label_charges(q)
             charge_err = float(np.abs(occupation - 1.0 / q.shape[1]).sum())
             return LabelState(q, mu, occupation, charge_err, self.T_label, "centering")
         # The training reservoir: SwAV's three iterations; SeLa warm-started from the last potentials.
-        return self.demon.reservoir.assign(-self.model.forward(self.clean).scores)
+        return self.demon.reservoir._assign(-self.model.forward(self.clean).scores, None)
 
 
 def _blas_threads(limit):
