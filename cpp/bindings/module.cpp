@@ -8,6 +8,10 @@
 #include <cstdint>
 #include <string>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "thermossl/gibbs.hpp"
 #include "thermossl/logsumexp.hpp"
 #include "thermossl/simd.hpp"
@@ -357,7 +361,15 @@ PYBIND11_MODULE(_core, m) {
     }, py::arg("name"), "Switch the SIMD level for the whole process (for tests and benchmarks).");
 #ifdef _OPENMP
     m.attr("openmp") = true;
+    // The OpenMP runtime's own setting (omp_set_num_threads), as torch.set_num_threads and
+    // threadpoolctl use it: it applies to kernels called from the calling thread.
+    m.def("set_num_threads", [](int n) { omp_set_num_threads(n); }, py::arg("n"),
+          "Threads for the kernels called from this thread (omp_set_num_threads).");
+    m.def("get_num_threads", [] { return omp_get_max_threads(); },
+          "Threads the next kernel called from this thread will use (omp_get_max_threads).");
 #else
     m.attr("openmp") = false;
+    m.def("set_num_threads", [](int) {}, py::arg("n"), "No-op: this build has no OpenMP (kernels are serial).");
+    m.def("get_num_threads", [] { return 1; }, "1: this build has no OpenMP (kernels are serial).");
 #endif
 }

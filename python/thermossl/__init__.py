@@ -13,6 +13,7 @@ from . import compat, demon, distributed, reservoirs, thermo
 from .balancing import SinkhornResult, sinkhorn
 from .gibbs import column_log_partition, cross_entropy, entropy_grad, gibbs, gibbs_entropy, log_partition
 from .special import log_softmax, logsumexp, softmax
+from ._threads import get_num_threads, set_num_threads
 
 from . import _core
 
@@ -50,6 +51,8 @@ except PackageNotFoundError:  # pragma: no cover - not installed
 __all__ = [
     "__version__",
     "simd_level",
+    "set_num_threads",
+    "get_num_threads",
     "logsumexp",
     "softmax",
     "log_softmax",
