@@ -64,8 +64,17 @@ def test_bad_temperature_type(fn, T):
 
 
 def test_temperature_accepts_numpy_scalars(fn):
-    for T in (np.float32(0.5), np.float64(0.5), np.int64(2), np.array(0.5), 2):
-        fn(E_OK, T)
+    """numpy scalars, 0-d arrays and ints are temperatures with the value of the Python float."""
+    def outputs(T):
+        out = fn(E_OK, T)
+        return out if isinstance(out, tuple) else (out,)
+
+    for T in (np.float32(0.5), np.float64(0.5), np.int64(2), np.array(0.5), 2, np.array(2, dtype=np.int32)):
+        for got, want in zip(outputs(T), outputs(float(T))):
+            assert_array_equal(got, want)
+    # ...and the value is used: a scalar read as 1 or dropped would pass the loop above.
+    assert not np.allclose(outputs(np.float32(0.5))[0], outputs(2.0)[0])
+    assert_allclose(thermossl.log_partition(E_OK, np.float32(0.5)), sp.logsumexp(-E_OK / 0.5, axis=1), rtol=1e-14)
 
 
 def test_nan_in_energies(fn):

@@ -1,5 +1,6 @@
 // The C++ API used from C++ alone (no Python): log-partition, column log-sum-exp and the Gibbs
-// state against a naive long-double computation, on a contiguous and a strided view.
+// state (float64 and float32) against a naive long-double computation, on a contiguous and a
+// strided view.
 // Exit code 0 when every check passes.
 #include <cmath>
 #include <cstdio>
@@ -57,13 +58,49 @@ int main() {
     thermossl::col_logsumexp(view, -1.0 / temperature, nullptr, col.data());
     for (std::int64_t y = 0; y < k; ++y) check(close(col[y], static_cast<double>(col_ref[y]), 1e-14), "col_logsumexp", col[y], static_cast<double>(col_ref[y]));
 
-    thermossl::gibbs_state(view, temperature, nullptr, p.data(), nullptr);
+    // The Gibbs state against p_iy = exp(-E_iy/T - log Z_i) in long double: each entry to a few ulp
+    // of its exponent's size (x = -E/T carries |x| eps of its own rounding), and its log Z too.
+    std::vector<double> log_z_p(n);
+    thermossl::gibbs_state(view, temperature, nullptr, p.data(), log_z_p.data());
+    const double eps = std::numeric_limits<double>::epsilon();
     for (std::int64_t i = 0; i < n; ++i) {
+        check(close(log_z_p[i], static_cast<double>(log_z_ref[i]), 1e-14), "gibbs_state log Z", log_z_p[i], static_cast<double>(log_z_ref[i]));
         double total = 0;
-        for (std::int64_t y = 0; y < k; ++y) total += p[i * k + y];
+        for (std::int64_t y = 0; y < k; ++y) {
+            const long double x = -static_cast<long double>(energy[i * k + y]) / temperature;
+            const double want = static_cast<double>(std::exp(x - log_z_ref[i]));
+            const double size = std::isinf(static_cast<double>(x)) ? 0.0 : std::fabs(static_cast<double>(x));
+            const double bound = 16 * eps * (1.0 + size) * want;  // forbidden (x = -inf): exactly 0
+            check(std::fabs(p[i * k + y] - want) <= bound, "gibbs_state p vs long double", p[i * k + y], want);
+            total += p[i * k + y];
+        }
         check(close(total, 1.0, 1e-13), "gibbs rows sum to 1", total, 1.0);
     }
     check(p[5 * k + 3] == 0.0, "forbidden state has p = 0", p[5 * k + 3], 0.0);
+
+    // float32 data: log Z within the README's bound, 1 eps32 x max(|log Z|, 1), of the long double
+    // value on the same (rounded) float32 inputs.
+    std::vector<float> energy32(n * k);
+    for (std::int64_t j = 0; j < n * k; ++j) energy32[j] = static_cast<float>(energy[j] * 100.0);
+    const auto view32 = thermossl::MatrixView<float>::contiguous(energy32.data(), n, k);
+    std::vector<float> log_z32(n), p32(n * k);
+    thermossl::log_partition(view32, 0.1f, nullptr, log_z32.data());
+    thermossl::gibbs_state(view32, 0.1f, nullptr, p32.data(), nullptr);
+    const double eps32 = std::numeric_limits<float>::epsilon();
+    for (std::int64_t i = 0; i < n; ++i) {
+        long double top = -std::numeric_limits<long double>::infinity();
+        const long double t32 = static_cast<long double>(0.1f);
+        for (std::int64_t y = 0; y < k; ++y) top = std::fmax(top, -static_cast<long double>(energy32[i * k + y]) / t32);
+        long double s = 0;
+        for (std::int64_t y = 0; y < k; ++y) s += std::exp(-static_cast<long double>(energy32[i * k + y]) / t32 - top);
+        const long double lz = top + std::log(s);
+        check(std::fabs(log_z32[i] - static_cast<double>(lz)) <= eps32 * std::fmax(1.0, std::fabs(static_cast<double>(lz))),
+              "float32 log_partition vs long double", log_z32[i], static_cast<double>(lz));
+        for (std::int64_t y = 0; y < k; ++y) {
+            const double want = static_cast<double>(std::exp(-static_cast<long double>(energy32[i * k + y]) / t32 - lz));
+            check(std::fabs(p32[i * k + y] - want) <= 4 * eps32, "float32 gibbs_state vs long double", p32[i * k + y], want);
+        }
+    }
 
     // The transpose as a strided view: rows of the view are columns of the matrix.
     const thermossl::MatrixView<double> transposed{energy.data(), k, n, 1, k};
