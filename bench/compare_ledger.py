@@ -21,6 +21,7 @@ from compare_xent import XENT_SIZES, XENT_T  # noqa: E402
 from harness import fmt_ms, fmt_num, fmt_pct, gbs, markdown_table  # noqa: E402
 
 KERNEL = "ledger"
+PEERS = ("torch",)  # the read yardstick's second library
 FIELDS = ("energy_q", "energy_p", "log_z", "entropy_q", "entropy_p", "relative_entropy", "loss", "label_mass")
 OPTIONS = [harness.REPEATS, XENT_SIZES, harness.QUICK]
 
@@ -57,7 +58,7 @@ def run_ledger(rows: int, cols: int, dtype: np.dtype, repeats: int, clock: harne
 
 
 def section(opts) -> None:
-    clock = harness.section_header("\n## Ledger-row kernel (one read of E and q) vs one streaming read of E and q\n")
+    clock = harness.section_header("\n## Ledger-row kernel (one read of E and q) vs one streaming read of E and q\n", PEERS)
     print(f"- median of {opts.repeats} calls; T = {XENT_T}, E = 3 N(0,1), q = softmax(N(0,1)) rows; all 8 row "
           "outputs and the charges requested; read yardstick: the faster of numpy/torch sum(axis=1), for E "
           "and for q, summed\n")

@@ -26,6 +26,7 @@ from harness import fmt_ms, fmt_num, fmt_pct, fmt_x, gbs, markdown_table  # noqa
 import thermossl  # noqa: E402
 
 KERNEL = "logsumexp"
+PEERS = ("scipy", "torch")
 QUICK_SIZES = "256x300,1024x3000"
 FULL_SIZES = "4096x3000,65536x3000"
 # Agreement with scipy (same dtype): the three implementations sum in different orders and
@@ -57,7 +58,7 @@ OPTIONS = [harness.REPEATS, SIZES, DTYPES, harness.QUICK, harness.DEVICE]
 def reference(a: np.ndarray) -> tuple[np.ndarray, str]:
     """scipy.special.logsumexp(a, axis=1), or without scipy the float64 max-shifted sum in numpy
     rounded to a's dtype; and the reference's name."""
-    special = harness.peers().scipy_special
+    special = harness.peer("scipy")
     if special is not None:
         return special.logsumexp(a, axis=1), "scipy.special.logsumexp"
     x = a.astype(np.float64)
@@ -84,7 +85,7 @@ def check_agreement(name: str, got: np.ndarray, ref: np.ndarray, ref_name: str, 
 
 def run_config(rows: int, cols: int, dtype: np.dtype, repeats: int, clock: harness.Clock) -> tuple[dict, dict]:
     label = f"{rows}x{cols} {dtype.name}"
-    torch, special = harness.peers().torch, harness.peers().scipy_special
+    torch, special = harness.peer("torch"), harness.peer("scipy")
     a = harness.make_data(rows, cols, dtype)
     t = harness.torch_view(a)  # shares a's memory
 
@@ -127,8 +128,8 @@ def run_config(rows: int, cols: int, dtype: np.dtype, repeats: int, clock: harne
 
 
 def section(opts) -> None:
-    clock = harness.section_header("## thermossl.logsumexp vs scipy.special.logsumexp vs torch.logsumexp\n")
-    if harness.peers().scipy_special is None:
+    clock = harness.section_header("## thermossl.logsumexp vs scipy.special.logsumexp vs torch.logsumexp\n", PEERS)
+    if harness.peer("scipy") is None:
         print("- scipy not installed: its columns show -; results checked against a float64 numpy reference")
     print(f"- median of {opts.repeats} calls after a warm-up call; data 3 * N(0,1), C-contiguous; reduction over axis 1\n")
     sys.stdout.flush()

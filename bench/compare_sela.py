@@ -33,6 +33,7 @@ from harness import fmt_ms, fmt_num, fmt_ms_n, fmt_pct, fmt_x, gbs, markdown_tab
 import thermossl  # noqa: E402
 
 KERNEL = "sela"
+PEERS = ("torch", "ot")
 QUICK_SIZES = "256x300,1024x1000"
 FULL_SIZES = "8192x1000,65536x3000"
 SELA_T = 1 / 25
@@ -62,7 +63,7 @@ def run_sela(rows: int, cols: int, repeats: int, slow_repeats: int, budget_s: fl
              notes: list[str], clock: harness.Clock) -> tuple[list[dict], dict]:
     label = f"sela {rows}x{cols} float64"
     size = f"{rows}x{cols}"
-    ot = harness.peers().ot
+    ot = harness.peer("ot")
     E = harness.cosine_energies(rows, cols, np.float64)
     rng = np.random.default_rng([harness.SEED, rows, cols, 1])
     E2 = rng.standard_normal(E.shape)
@@ -198,7 +199,7 @@ def run_sela(rows: int, cols: int, repeats: int, slow_repeats: int, budget_s: fl
 
 def section(opts) -> None:
     clock = harness.section_header(
-        f"## SeLa balancing to tolerance: thermossl.sinkhorn(E, 1/25, tol={SELA_TOL:g}) vs POT sinkhorn_log\n")
+        f"## SeLa balancing to tolerance: thermossl.sinkhorn(E, 1/25, tol={SELA_TOL:g}) vs POT sinkhorn_log\n", PEERS)
     print(f"- {harness.pot_text()}: ot.sinkhorn(a, b, E, 1/25, method='sinkhorn_log', stopThr={SELA_TOL:g}, "
           f"numItermax={SELA_MAX_ITER}); warm: warmstart=(log_u, log_v) of its converged run on E")
     print(f"- {harness.COSINE_DATA_TEXT}; float64; warm start: E + {SELA_NOISE:g} N(0,1) from the converged mu "

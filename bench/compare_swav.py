@@ -29,6 +29,7 @@ from harness import TORCH_THREADS, fmt_ms, fmt_num, fmt_ms_n, fmt_pct, fmt_x, gb
 import thermossl  # noqa: E402
 
 KERNEL = "swav"
+PEERS = ("torch", "ot")
 QUICK_SIZES = "256x300,1024x3000"
 FULL_SIZES = "4096x3000,65536x3000"
 SWAV_T = 0.05
@@ -66,7 +67,7 @@ def swav_torch(scores, epsilon: float = SWAV_T, iterations: int = SWAV_ITERS):
 def run_swav(rows: int, cols: int, repeats: int, slow_repeats: int, budget_s: float, notes: list[str],
              clock: harness.Clock):
     label = f"swav {rows}x{cols} float32"
-    ot = harness.peers().ot
+    ot = harness.peer("ot")
     E = harness.cosine_energies(rows, cols, np.float32)
     scores = -E  # SwAV's input: prototype scores
     ts = harness.torch_view(scores)
@@ -137,7 +138,7 @@ def run_swav(rows: int, cols: int, repeats: int, slow_repeats: int, budget_s: fl
 
 def section(opts) -> None:
     clock = harness.section_header(
-        f"## SwAV codes: thermossl.sinkhorn(E, {SWAV_T}, n_iter={SWAV_ITERS}) vs torch SwAV distributed_sinkhorn vs POT\n")
+        f"## SwAV codes: thermossl.sinkhorn(E, {SWAV_T}, n_iter={SWAV_ITERS}) vs torch SwAV distributed_sinkhorn vs POT\n", PEERS)
     print(f"- {harness.pot_text()}; POT runs in float64 on M = E.astype(float64), ot.sinkhorn(a, b, M, {SWAV_T}, "
           f"method=..., numItermax={SWAV_ITERS}, stopThr=0); torch on the float32 scores -E")
     print(f"- {harness.COSINE_DATA_TEXT}; float32")

@@ -25,6 +25,7 @@ from harness import TORCH_THREADS, fmt_ms, fmt_num, fmt_pct, fmt_x, gbs, markdow
 import thermossl  # noqa: E402
 
 KERNEL = "xent"
+PEERS = ("torch",)
 QUICK_SIZES = "1024x3000"
 FULL_SIZES = "65536x3000"
 XENT_T = 0.1
@@ -46,7 +47,7 @@ def torch_xent_fwd_bwd(E_t, q_t, T: float):
 
 def run_xent(rows: int, cols: int, dtype: np.dtype, repeats: int, clock: harness.Clock) -> dict:
     label = f"xent {rows}x{cols} {dtype.name}"
-    torch = harness.peers().torch
+    torch = harness.peer("torch")
     E = harness.make_data(rows, cols, dtype)
     q = harness.make_labels(rows, cols, dtype)
     loss, grad = thermossl.cross_entropy(q, E, XENT_T, grad=True)  # also the warm-up call
@@ -85,7 +86,7 @@ def run_xent(rows: int, cols: int, dtype: np.dtype, repeats: int, clock: harness
 
 def section(opts) -> None:
     clock = harness.section_header(
-        f"\n## Cross-entropy + gradient: thermossl.cross_entropy(q, E, {XENT_T}, grad=True) vs torch forward + backward\n")
+        f"\n## Cross-entropy + gradient: thermossl.cross_entropy(q, E, {XENT_T}, grad=True) vs torch forward + backward\n", PEERS)
     print(f"- median of {opts.repeats} calls after a check call; E = 3 N(0,1), q = softmax(N(0,1)) rows, float32; "
           "torch: L = -(q * log_softmax(-E/T)).sum(1), L.sum().backward() to E")
     print("- GB/s: E and q read + gradient written; % of read bw: over one streaming read of E and of q "

@@ -4,8 +4,8 @@ What every kernel family needs, written once:
 
 - options: the command-line options (one table; a family script takes the subset it uses, with
   the same flags as compare.py), and their checks;
-- peers: torch, POT and scipy, imported when a run starts and None where not installed (their
-  table cells then show "-" and the header says so);
+- peers: torch, POT and scipy, imported by the sections that use them, None where not installed
+  (their table cells then show "-" and the header says so);
 - timing: medians of wall time, slow-peer medians that fit a time budget;
 - the machine header: CPU model, cores, SIMD level thermossl ran at, OpenMP and torch threads,
   library versions, load average, and the core clock measured in the run (for cycles/element);
@@ -34,7 +34,6 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -150,23 +149,37 @@ def family_main(family, argv=None) -> int:
 
 
 # ----------------------------------------------------------------------------- peers
+# A peer's name -> the module the benchmarks call and the distribution whose version is printed.
+PEER_MODULES = {"scipy": ("scipy.special", "scipy"), "torch": ("torch", "torch"), "ot": ("ot", "POT")}
+
+
 @functools.lru_cache(maxsize=None)
-def peers() -> SimpleNamespace:
-    """torch, ot (POT) and scipy.special, each None when not installed. torch runs TORCH_THREADS
-    threads. Imported on the first call (not when a family's module is imported), once."""
-    found = {}
-    for name, module in (("torch", "torch"), ("ot", "ot"), ("scipy_special", "scipy.special")):
-        try:
-            found[name] = __import__(module, fromlist=["_"])
-        except ImportError:
-            found[name] = None
-    if found["torch"] is not None:
-        found["torch"].set_num_threads(TORCH_THREADS)
-    return SimpleNamespace(**found)
+def peer(name: str):
+    """The module of a peer library ("scipy": scipy.special, "torch", "ot": POT), or None when it
+    is not installed (its table cells then show "-"). Imported on the first call, once: a family
+    imports only its own peers (torch, the read yardstick's second library, for every family).
+    torch runs TORCH_THREADS threads."""
+    try:
+        module = __import__(PEER_MODULES[name][0], fromlist=["_"])
+    except ImportError:
+        return None
+    if name == "torch":
+        module.set_num_threads(TORCH_THREADS)
+    return module
+
+
+def peer_text(name: str) -> str:
+    """"torch 2.13.0 (2 threads)", or "torch not installed (its columns show -)"."""
+    module = peer(name)
+    label = PEER_MODULES[name][1]
+    if module is None:
+        return f"{label} not installed (its columns show -)"
+    version = sys.modules[PEER_MODULES[name][0].split(".")[0]].__version__
+    return f"{label} {version}" + (f" ({TORCH_THREADS} threads)" if name == "torch" else "")
 
 
 def pot_text() -> str:
-    ot = peers().ot
+    ot = peer("ot")
     return f"POT {ot.__version__}" if ot is not None else "POT not installed (its columns show -)"
 
 
@@ -348,15 +361,13 @@ def fmt_cycles(ms: float | None, clock: Clock, rows: int, cols: int, passes: int
     return "-" if c is None else fmt_num(c, 2)
 
 
-def machine_report(clock: Clock) -> str:
-    """The header of a section: the machine, the libraries and threads, the clock."""
-    p = peers()
+def machine_report(clock: Clock, peer_names: tuple[str, ...] = ("torch",)) -> str:
+    """The header of a section: the machine, the libraries (numpy and the section's peers) and
+    threads, the clock."""
     flags = cpu_flags()
     isa = ", ".join(f"{name} {'yes' if flag in flags else 'no'}"
                     for name, flag in (("AVX2", "avx2"), ("FMA", "fma"), ("AVX-512F", "avx512f"))) \
         if flags else "CPU flags unknown"
-    torch_text = (f"torch {p.torch.__version__} ({TORCH_THREADS} threads)" if p.torch is not None
-                  else "torch not installed (its columns show -)")
     try:
         load = "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg()) + " (1, 5, 15 min)"
     except OSError:
@@ -368,11 +379,7 @@ def machine_report(clock: Clock) -> str:
         f"- thermossl {thermossl.__version__} at SIMD level {thermossl.simd_level()} (levels this CPU runs: "
         f"{', '.join(thermossl._core.simd_levels())}), {threads} OpenMP threads ({how})",
         f"- Python {platform.python_version()}, numpy {np.__version__}, "
-        + (f"scipy {sys.modules['scipy'].__version__}" if p.scipy_special is not None else "scipy not installed")
-        + ", "
-        + torch_text
-        + ", "
-        + (f"POT {p.ot.__version__}" if p.ot is not None else "POT not installed"),
+        + ", ".join(peer_text(name) for name in peer_names),
         f"- clock: {clock.how}; thermossl cycles/elem = median wall time x clock x threads / elements: core cycles, "
         f"counting any time the threads waited for a core ({threads} threads; 1 below {PARALLEL_MIN_ELEMENTS} "
         "elements, as thermossl's passes)",
@@ -384,11 +391,11 @@ def machine_report(clock: Clock) -> str:
     return "\n".join(lines)
 
 
-def section_header(title: str) -> Clock:
+def section_header(title: str, peer_names: tuple[str, ...]) -> Clock:
     """Print a section's title and the machine header; return the clock measured for it."""
     clock = measure_clock()
     print(title)
-    print(machine_report(clock))
+    print(machine_report(clock, peer_names))
     return clock
 
 
@@ -461,7 +468,7 @@ def best_read_gbs(a: np.ndarray, read_ms: float, torch_read_ms: float | None) ->
 
 def torch_view(a: np.ndarray):
     """torch.from_numpy(a) (shares a's memory), or None without torch."""
-    torch = peers().torch
+    torch = peer("torch")
     return torch.from_numpy(a) if torch is not None else None
 
 
