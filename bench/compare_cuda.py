@@ -11,7 +11,10 @@ events on the current stream after one warm-up call, results checked against tor
 
 The read-bandwidth yardstick is ``E.sum(dim=1)`` in torch on the same tensor (one read of E,
 one vector written), timed the same way in the same run; "% of read bw" is thermossl's GB/s
-(bytes of E read once, plus outputs written) over the yardstick's.
+(bytes of E read once, plus outputs written) over the yardstick's. Each row is printed as a JSON
+line when measured, and all rows as markdown tables (one per kernel) at the end. The SwAV
+transcription, the size parsing and the tables are the CPU harness's (bench/harness.py,
+bench/compare_swav.py).
 
     python bench/compare_cuda.py                      # full sizes (needs ~40 GB of device memory)
     python bench/compare_cuda.py --quick              # small sizes
@@ -21,12 +24,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 
-import thermossl
-import thermossl.cuda
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from compare_swav import swav_torch  # noqa: E402
 
+import thermossl  # noqa: E402
+import thermossl.cuda  # noqa: E402
+
+KERNELS = ("logsumexp", "swav", "xent")
 FULL = {"logsumexp": ["65536x3000", "1281167x3000"], "swav": ["1281167x3000"], "xent": ["65536x3000"]}
 QUICK = {"logsumexp": ["4096x3000"], "swav": ["16384x3000"], "xent": ["4096x3000"]}
 
@@ -46,24 +55,9 @@ def cuda_time(torch, fn, repeats):
     return statistics.median(times)
 
 
-def swav_torch(torch, scores, eps=0.05, iters=3):
-    """SwAV's published distributed_sinkhorn, single process (as in bench/compare.py)."""
-    with torch.no_grad():
-        Q = torch.exp(scores / eps).t()
-        B, K = Q.shape[1], Q.shape[0]
-        Q /= torch.sum(Q)
-        for _ in range(iters):
-            Q /= torch.sum(Q, dim=1, keepdim=True)
-            Q /= K
-            Q /= torch.sum(Q, dim=0, keepdim=True)
-            Q /= B
-        Q *= B
-        return Q.t()
-
-
 def parse(size):
-    n, k = size.lower().split("x")
-    return int(n), int(k)
+    (n, k), = harness.parse_sizes(size)
+    return n, k
 
 
 def cosine_energies(torch, n, k, seed=0):
@@ -82,7 +76,8 @@ def run(kernels, quick=False, repeats=7, out=None):
         return 2
     sizes = QUICK if quick else FULL
     device = torch.cuda.get_device_name()
-    print(f"device: {device}; torch {torch.__version__}; thermossl {thermossl.__version__}; median of {repeats}")
+    print(f"device: {device}; torch {torch.__version__}; thermossl {thermossl.__version__}; median of {repeats}; "
+          f"host CPU {harness.cpu_model()}")
     results = []
 
     def report(row):
@@ -110,10 +105,10 @@ def run(kernels, quick=False, repeats=7, out=None):
         n, k = parse(size)
         E = cosine_energies(torch, n, k)
         res = thermossl.sinkhorn(E, 0.05, n_iter=3)
-        diff = (res.q - swav_torch(torch, -E)).abs().max().item()
+        diff = (res.q - swav_torch(-E)).abs().max().item()
         t_read = cuda_time(torch, lambda: E.sum(dim=1), repeats)
         t_ours = cuda_time(torch, lambda: thermossl.sinkhorn(E, 0.05, n_iter=3), repeats)
-        t_torch = cuda_time(torch, lambda: swav_torch(torch, -E), repeats)
+        t_torch = cuda_time(torch, lambda: swav_torch(-E), repeats)
         # Passes over E: cold column pass (2 reads: max, sums) + 3 fused passes; q written once.
         bytes_ = 5 * E.numel() * 4 + E.numel() * 4
         report({"kernel": "swav", "size": size, "dtype": "float32", "max_abs_diff_vs_torch": diff,
@@ -150,6 +145,10 @@ def run(kernels, quick=False, repeats=7, out=None):
         del E, q
         torch.cuda.empty_cache()
 
+    for kernel in dict.fromkeys(r["kernel"] for r in results):
+        print()
+        print(harness.markdown_table([{k: f"{v:.4g}" if isinstance(v, float) else v for k, v in r.items()}
+                                      for r in results if r["kernel"] == kernel]))
     if out:
         with open(out, "w") as fh:
             json.dump({"device": device, "torch": torch.__version__, "rows": results}, fh, indent=1)
@@ -158,12 +157,17 @@ def run(kernels, quick=False, repeats=7, out=None):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kernels", default="logsumexp,swav,xent")
+    parser.add_argument("--kernels", default=",".join(KERNELS), help=f"comma list of {','.join(KERNELS)} (default all)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", default=None, help="also write the rows to this file")
     args = parser.parse_args(argv)
-    return run(args.kernels.split(","), args.quick, args.repeats, args.json)
+    kernels = [k.strip() for k in args.kernels.split(",") if k.strip()]
+    if not kernels or any(k not in KERNELS for k in kernels):
+        parser.error(f"--kernels: choose from {','.join(KERNELS)}, got {args.kernels!r}")
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    return run(kernels, args.quick, args.repeats, args.json)
 
 
 if __name__ == "__main__":
