@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     parser = harness.build_parser(__doc__.split("\n\n")[0], OPTIONS)
     args = harness.resolve(parser, parser.parse_args(argv), OPTIONS)
     if args.device == "cuda":
-        return harness.run_cuda(args.kernels, args.quick, args.repeats)
+        return harness.run_cuda(args.kernels, args.quick, args.requested_repeats)
     for kernel, family in FAMILIES.items():  # in this order, whatever the order of --kernels
         if kernel in args.kernels:
             family.section(args)

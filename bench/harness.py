@@ -121,6 +121,7 @@ def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace, options: 
             setattr(args, option.dest, option.quick if quick else option.full)
         if option.convert is not None and isinstance(getattr(args, option.dest), str):
             setattr(args, option.dest, option.convert(getattr(args, option.dest)))
+    args.requested_repeats = args.repeats  # --device cuda passes it on uncapped (compare_cuda's own --quick)
     args.repeats = min(args.repeats, 3) if quick else args.repeats
     if hasattr(args, "slow_repeats"):
         args.slow_repeats = min(args.slow_repeats, args.repeats)
@@ -143,7 +144,7 @@ def family_main(family, argv=None) -> int:
     parser = build_parser(family.__doc__.split("\n\n")[0], family.OPTIONS)
     args = resolve(parser, parser.parse_args(argv), family.OPTIONS)
     if getattr(args, "device", "cpu") == "cuda":
-        return run_cuda([family.KERNEL], args.quick, args.repeats)
+        return run_cuda([family.KERNEL], args.quick, args.requested_repeats)
     family.section(args)
     return 0
 
