@@ -364,13 +364,13 @@ def _label_states(path, key, codes) -> np.ndarray:
     bad = ~np.isfinite(codes64) | (codes64 < 0)
     if bad.any():
         t, i, y = (int(v) for v in np.argwhere(bad)[0])
-        raise ValueError(f"{path}: '{key}' must be finite and >= 0 (step {t}, row {i}, state {y}: {codes64[t, i, y]!r})")
+        raise ValueError(f"{path}: '{key}' must be finite and >= 0 (step {t}, row {i}, state {y}: {float(codes64[t, i, y])!r})")
     sums = codes64.sum(axis=2)
     tolerance = 1e-3 if codes.dtype.kind == "f" and codes.dtype.itemsize < 8 else 1e-6
     off = np.abs(sums - 1.0) > tolerance
     if off.any():
         t, i = (int(v) for v in np.argwhere(off)[0])
-        raise ValueError(f"{path}: '{key}' must be label states, rows summing to 1 (step {t}, row {i} sums to {sums[t, i]!r})")
+        raise ValueError(f"{path}: '{key}' must be label states, rows summing to 1 (step {t}, row {i} sums to {float(sums[t, i])!r})")
     return codes64 / sums[:, :, None]
 
 
