@@ -202,7 +202,8 @@ def _sigint_held(reraise: bool):
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        # None: a handler not installed from Python (embedding); the default is the best restore.
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
     if held and reraise:
         raise KeyboardInterrupt
 
