@@ -44,8 +44,9 @@ def _unit_rows(rng, n, d):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def run_example(n: int, k: int, T: float, T_label: float, seed: int, out=sys.stdout) -> dict:
-    """Run the worked example; print a report to `out` and return the figures."""
+def run_example(n: int, k: int, T: float, T_label: float, seed: int, out=None) -> dict:
+    """Run the worked example; print a report to `out` (default: standard output) and return the figures."""
+    out = sys.stdout if out is None else out
     rng = np.random.default_rng(seed)
     # Scores as in SwAV/DINO: cosine similarity of L2-normalised embeddings and prototypes.
     embeddings = _unit_rows(rng, n, 32)
@@ -349,7 +350,7 @@ def _evaluation_table(rows) -> str:
     return "\n".join(lines)
 
 
-def run_demo(methods, epochs, seed, out_dir, n_prototypes=10, progress=True, stream=sys.stdout) -> dict:
+def run_demo(methods, epochs, seed, out_dir, n_prototypes=10, progress=True, stream=None) -> dict:
     """Train each method on the digits, keep its books, evaluate beside k-means; returns the figures.
 
     The files are staged and moved into `out_dir` only when every method has trained and every
@@ -357,6 +358,7 @@ def run_demo(methods, epochs, seed, out_dir, n_prototypes=10, progress=True, str
     from . import ssl
     from .analysis import format_summary, summarize
 
+    stream = sys.stdout if stream is None else stream
     if n_prototypes < 2:
         raise UsageError(f"--prototypes must be >= 2 (labels need at least 2 states), got {n_prototypes}")
     outputs = _Outputs(out_dir, subfolders=methods if len(methods) > 1 else ())
@@ -415,7 +417,7 @@ def run_demo(methods, epochs, seed, out_dir, n_prototypes=10, progress=True, str
     return {"methods": results, "kmeans": baseline}
 
 
-def run_analyze(path, T, reservoir, out_dir, T_label=None, stream=sys.stdout, *, scores_key="scores",
+def run_analyze(path, T, reservoir, out_dir, T_label=None, stream=None, *, scores_key="scores",
                 codes_key=None, teacher_key=None, weights_key=None, ignore_codes=False) -> dict:
     """Ledger, summary and plots of scores saved from a user's training run.
 
@@ -424,6 +426,7 @@ def run_analyze(path, T, reservoir, out_dir, T_label=None, stream=sys.stdout, *,
     labels, and ``reservoir``/``T_label`` must be None; otherwise ``reservoir`` None is 'swav'."""
     from .analysis import RESERVOIRS, MissingArrayError, analyze, format_summary, load_run, summarize
 
+    stream = sys.stdout if stream is None else stream
     option = {"scores": "--scores-key"}
     require = [part for part, key in (("codes", codes_key), ("teacher", teacher_key), ("weights", weights_key))
                if key is not None]
