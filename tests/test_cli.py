@@ -68,7 +68,9 @@ def test_bad_files_exit_2_without_traceback(tmp_path):
     np.savez(bad, scores=np.zeros((2, 4)))  # 2-D: not (steps, N, K)
     junk = tmp_path / "junk.npz"
     junk.write_text("hello")
-    for path, message in ((bad, "3-D"), (junk, "not a readable .npz")):
+    huge = tmp_path / "huge.npz"
+    huge_header_npz(huge)  # was a MemoryError traceback, exit 1
+    for path, message in ((bad, "3-D"), (junk, "not a readable .npz"), (huge, "declares shape (3, 100000, 100000)")):
         proc = subprocess.run([sys.executable, "-m", "thermossl", "analyze", str(path)],
                               capture_output=True, text=True, timeout=120, cwd=tmp_path)
         assert proc.returncode == 2
@@ -252,14 +254,24 @@ def test_a_failure_while_writing_leaves_nothing_behind(exception, status, messag
     assert (existing_output / "ledger.csv").read_text() == "old"
 
 
-def test_outputs_move_into_an_existing_folder(tmp_path, existing_output, capsys):
+def test_outputs_move_into_an_existing_folder(tmp_path, existing_output, capsys, monkeypatch):
     pytest.importorskip("matplotlib")
+    import thermossl.plots
+
+    names = ["cycles.png", "work_heat.png", "feedback_bound.png", "information.png", "work_distribution.png",
+             "overview.png"]
+
+    def quick_plots(ledger, out_dir, T, **kwargs):  # the files, not the drawing (test_plots draws)
+        paths = [pathlib.Path(out_dir) / name for name in names]
+        for path in paths:
+            path.write_bytes(b"\x89PNG")
+        return paths
+
+    monkeypatch.setattr(thermossl.plots, "save_plots", quick_plots)
     scores = drifting_scores()
     run = _run_with(tmp_path, logits=scores)
     assert main(["analyze", run, "--scores-key", "logits", "--out", str(existing_output)]) == 0
-    names = {"ledger.csv", "ledger.json", "summary.json", "cycles.png", "work_heat.png", "feedback_bound.png",
-             "information.png", "work_distribution.png", "overview.png"}
-    assert set(files_under(existing_output)) == names | {"notes.txt"}  # no staging folder left
+    assert set(files_under(existing_output)) == {"ledger.csv", "ledger.json", "summary.json", "notes.txt", *names}
     assert (existing_output / "notes.txt").read_text() == "mine"
     expected = analysis.analyze(scores, 0.1, "swav")  # --scores-key logits: the same books
     assert_array_equal(Ledger.from_csv(existing_output / "ledger.csv").to_numpy(), expected.ledger.to_numpy())
