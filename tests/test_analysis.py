@@ -281,6 +281,7 @@ def test_load_run_reads_codes_teacher_and_chosen_keys(tmp_path):
         ({"scores_0": np.zeros((4, 3)), "scores_1": np.zeros((4, 3)), "codes_1": np.full((4, 3), 1 / 3)}, {}, r"got \(1,\)"),
         ({"scores": np.zeros((3, 4, 3)), "teacher": np.full((3, 4, 3), np.inf)}, {}, "teacher's scores .* finite"),
         ({"scores": np.zeros((3, 4, 3), bool)}, {}, "real numbers"),
+        ({"scores": np.zeros((3, 4, 3)), "weights": np.array(["a", "b", "c", "d"])}, {}, "'weights' must hold real numbers"),
         ({"scores": np.zeros((2, 100, 100))}, {"max_bytes": 100_000}, "more than the limit"),
     ],
 )
@@ -350,3 +351,4 @@ def test_check_books_refuses_values_out_of_range():
         analysis.check_books(Ledger(rows))
     with pytest.raises(ValueError, match="work of sample 3 is nan"):
         analysis.check_books(ok.ledger, work_per_sample=np.where(np.arange(50) == 3, np.nan, 0.0))
+

@@ -14,7 +14,7 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from thermossl import analysis
-from thermossl.cli import UsageError, main, run_analyze, run_demo, run_example
+from thermossl.cli import UsageError, _Outputs, main, run_analyze, run_demo, run_example
 from thermossl.demon import Ledger
 
 
@@ -324,3 +324,28 @@ def test_ctrl_c_during_demo_exits_130_with_one_line_and_nothing_written(tmp_path
     assert proc.returncode == 130, stderr
     assert stderr == "thermossl: interrupted\n"
     assert files_under(tmp_path) == []  # no output folder, no staging folder
+
+
+def test_outputs_merge_into_existing_subfolders(tmp_path):
+    out = tmp_path / "demo"
+    (out / "swav").mkdir(parents=True)
+    (out / "swav" / "mine.txt").write_text("kept")
+    (out / "swav" / "ledger.csv").write_text("old")
+    outputs = _Outputs(out, subfolders=("sela", "swav"))
+    staging = outputs.stage()
+    assert staging.parent == out and staging.name.startswith(".thermossl-partial-")
+    for method in ("sela", "swav"):
+        (staging / method).mkdir()
+        (staging / method / "ledger.csv").write_text(method)
+    outputs.commit()
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [
+        "sela", "sela/ledger.csv", "swav", "swav/ledger.csv", "swav/mine.txt"]
+    assert (out / "swav" / "ledger.csv").read_text() == "swav" and (out / "swav" / "mine.txt").read_text() == "kept"
+    # A new folder deep under a missing parent: staged in the nearest existing folder, then renamed.
+    outputs = _Outputs(tmp_path / "a" / "b" / "c")
+    staging = outputs.stage()
+    assert staging.parent == tmp_path and not (tmp_path / "a").exists()
+    (staging / "f").write_text("x")
+    outputs.commit()
+    assert (tmp_path / "a" / "b" / "c" / "f").read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "demo"]

@@ -346,6 +346,8 @@ def _assemble(path, parts, keys) -> Run:
         weights, _ = parts["weights"]
         if weights.shape != (n,):
             raise ValueError(f"{path}: '{keys['weights']}' must have shape ({n},), got {weights.shape}")
+        if weights.dtype.kind not in "iuf":
+            raise ValueError(f"{path}: '{keys['weights']}' must hold real numbers, got dtype {weights.dtype}")
         out["weights"] = weights
     return Run(**out)
 
