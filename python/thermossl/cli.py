@@ -427,7 +427,6 @@ def run_analyze(path, T, reservoir, out_dir, T_label=None, stream=None, *, score
     from .analysis import RESERVOIRS, MissingArrayError, analyze, format_summary, load_run, summarize
 
     stream = sys.stdout if stream is None else stream
-    option = {"scores": "--scores-key"}
     require = [part for part, key in (("codes", codes_key), ("teacher", teacher_key), ("weights", weights_key))
                if key is not None]
     if ignore_codes and codes_key is not None:
@@ -436,7 +435,7 @@ def run_analyze(path, T, reservoir, out_dir, T_label=None, stream=None, *, score
         run = load_run(path, scores_key=scores_key, codes_key=None if ignore_codes else (codes_key or "codes"),
                        teacher_key=teacher_key or "teacher", weights_key=weights_key or "weights", require=require)
     except MissingArrayError as exc:  # the keys found are listed; a default name may be the wrong one
-        hint = f"; name the array with {option[exc.part]}" if exc.part == "scores" and scores_key == "scores" else ""
+        hint = "; name the array with --scores-key" if exc.part == "scores" and scores_key == "scores" else ""
         raise UsageError(f"{exc}{hint}") from None
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
