@@ -281,9 +281,11 @@ def test_load_run_reads_codes_teacher_and_chosen_keys(tmp_path):
         ({"scores_0": np.zeros((4, 3)), "scores_1": np.zeros((4, 3)), "codes_1": np.full((4, 3), 1 / 3)}, {}, r"got \(1,\)"),
         ({"scores": np.zeros((3, 4, 3)), "teacher": np.full((3, 4, 3), np.inf)}, {}, "teacher's scores .* finite"),
         ({"scores": np.zeros((3, 4, 3), bool)}, {}, "real numbers"),
+        ({"scores": np.zeros((3, 4, 3), np.complex128)}, {}, "real numbers"),
         ({"scores": np.zeros((3, 4, 3)), "weights": np.array(["a", "b", "c", "d"])}, {}, "'weights' must hold real numbers"),
         ({"scores": np.zeros((2, 100, 100))}, {"max_bytes": 100_000}, "more than the limit"),
-    ],
+    ] + ([({"scores": np.zeros((3, 4, 3), np.longdouble)}, {}, "extended precision")]  # where long double is
+         if np.dtype(np.longdouble).itemsize > 8 else []),
 )
 def test_load_run_refuses_naming_the_file_and_array(tmp_path, arrays, kwargs, message):
     path = tmp_path / "run.npz"

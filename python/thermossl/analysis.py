@@ -297,6 +297,8 @@ def _read_part(archive, part, key, hit, headers):
     for h in headers:
         if h.dtype.kind not in "biuf" or (h.dtype.kind == "b" and part != "codes"):
             raise ValueError(f"{where}: '{h.key}' must hold real numbers, got dtype {h.dtype}")
+        if h.dtype.kind == "f" and h.dtype.itemsize > 8:
+            raise ValueError(f"{where}: '{h.key}': extended precision ({h.dtype}) is not supported; save float64")
     if form == "stacked":
         (h,) = headers
         if len(h.shape) != 3:
@@ -346,7 +348,7 @@ def _assemble(path, parts, keys) -> Run:
         weights, _ = parts["weights"]
         if weights.shape != (n,):
             raise ValueError(f"{path}: '{keys['weights']}' must have shape ({n},), got {weights.shape}")
-        if weights.dtype.kind not in "iuf":
+        if weights.dtype.kind not in "iuf" or weights.dtype.itemsize > 8:
             raise ValueError(f"{path}: '{keys['weights']}' must hold real numbers, got dtype {weights.dtype}")
         out["weights"] = weights
     return Run(**out)

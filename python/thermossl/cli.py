@@ -453,7 +453,7 @@ def run_analyze(path, T, reservoir, out_dir, T_label=None, stream=None, *, score
         labels = f"reservoir {res!r}"
     try:
         analysis = analyze(run.scores, T, res, run.weights, codes=run.codes, teacher=run.teacher)
-    except (ValueError, ArithmeticError) as exc:  # e.g. weights that are not a distribution
+    except (ValueError, TypeError, ArithmeticError) as exc:  # e.g. weights that are not a distribution
         raise UsageError(f"{path}: {exc}") from None
     _check_books(analysis, f"{path} at T = {T:g}")
     summary = summarize(analysis.ledger, T)
