@@ -5,8 +5,10 @@
 - ``thermossl analyze RUN.npz``: the same ledger and plots for scores saved from any training;
 - ``thermossl example`` (the default): a worked example through the kernels.
 
-Bad use (a missing or unreadable file, wrong shapes, unknown option values) prints one line on
-stderr and exits with status 2.
+Bad use (a missing or unreadable file, wrong shapes, missing arrays, unknown option values, books
+out of range) prints one line on stderr and exits with status 2; Ctrl-C prints one line and exits
+with status 130. Outputs are staged in a hidden folder and moved into place only when every file
+is written: a failed or interrupted command leaves nothing behind.
 
 The worked example walks one batch of synthetic self-labelling scores through the kernels:
 the Gibbs state of the student (T), self-labels balanced by a colder reservoir (T', SwAV's three
@@ -17,9 +19,15 @@ whose extracted work satisfies D1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
+import shutil
+import signal
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,8 +44,9 @@ def _unit_rows(rng, n, d):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def run_example(n: int, k: int, T: float, T_label: float, seed: int, out=sys.stdout) -> dict:
-    """Run the worked example; print a report to `out` and return the figures."""
+def run_example(n: int, k: int, T: float, T_label: float, seed: int, out=None) -> dict:
+    """Run the worked example; print a report to `out` (default: standard output) and return the figures."""
+    out = sys.stdout if out is None else out
     rng = np.random.default_rng(seed)
     # Scores as in SwAV/DINO: cosine similarity of L2-normalised embeddings and prototypes.
     embeddings = _unit_rows(rng, n, 32)
@@ -133,8 +142,6 @@ def run_example(n: int, k: int, T: float, T_label: float, seed: int, out=sys.std
     }
 
 
-
-
 class UsageError(Exception):
     """Bad use of the command line: reported in one line, exit status 2."""
 
@@ -173,31 +180,163 @@ def _temperature(text):
     return value
 
 
-def _output_dir(path) -> Path:
-    out = Path(path)
+def _key(text):
+    if not text:
+        raise argparse.ArgumentTypeError("an array name must not be empty")
+    return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs: staged in a hidden folder, moved into place only when everything is written.
+
+
+@contextlib.contextmanager
+def _sigint_held(reraise: bool):
+    """Hold Ctrl-C (SIGINT) while moving files into place or cleaning up, so neither is left half
+    done; afterwards a held Ctrl-C raises KeyboardInterrupt (``reraise``) or is dropped (the
+    command is ending anyway). Only the main thread can set signal handlers: elsewhere, no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create the output folder {str(out)!r}: {exc.strerror or exc}") from None
-    if not os.access(out, os.W_OK):
-        raise UsageError(f"the output folder {str(out)!r} is not writable")
-    return out
+        yield
+    finally:
+        # None: a handler not installed from Python (embedding); the default is the best restore.
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+    if held and reraise:
+        raise KeyboardInterrupt
+
+
+class _Outputs:
+    """The output folder of a command, written all or nothing.
+
+    Checked when made (before any work): the folder, if it exists, is a writable folder, else its
+    nearest existing parent is. ``stage()`` makes a hidden staging folder (inside the output folder
+    when it exists, else in that parent: the same file system, so the final moves are renames);
+    ``commit()`` moves the staged files into place; ``discard()`` deletes the staging folder. A
+    failed or interrupted command therefore leaves no half-written file and no empty folder.
+    """
+
+    def __init__(self, path, subfolders=()):
+        self.path = Path(path)
+        self.staging = None
+        existing = self.path
+        while not existing.exists():
+            if existing.parent == existing:
+                break
+            existing = existing.parent
+        where = str(self.path)
+        if not existing.is_dir():
+            what = "the output folder" if existing == self.path else f"{str(existing)!r} in the output folder's path"
+            raise UsageError(f"cannot create the output folder {where!r}: {what} is a file, not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            if existing == self.path:
+                raise UsageError(f"the output folder {where!r} is not writable")
+            raise UsageError(f"cannot create the output folder {where!r}: {str(existing)!r} is not writable")
+        self.anchor = existing
+        self.exists = existing == self.path
+        for name in subfolders:
+            sub = self.path / name
+            if sub.exists() and not sub.is_dir():
+                raise UsageError(f"cannot write into {str(sub)!r}: a file, not a folder")
+
+    def stage(self) -> Path:
+        with _sigint_held(reraise=True):  # a Ctrl-C now finds the staging folder recorded
+            try:
+                self.staging = Path(tempfile.mkdtemp(prefix=".thermossl-partial-", dir=self.anchor))
+            except OSError as exc:
+                raise UsageError(f"cannot create the output folder {str(self.path)!r} (writing in {str(self.anchor)!r}): "
+                                 f"{exc.strerror or exc}") from None
+        return self.staging
+
+    def commit(self) -> None:
+        with _sigint_held(reraise=True):
+            try:
+                if self.exists:  # the output folder exists: move the files in
+                    _move_contents(self.staging, self.path)
+                    self.staging.rmdir()
+                else:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    os.rename(self.staging, self.path)
+            except OSError as exc:
+                raise UsageError(f"cannot move the outputs into {str(self.path)!r}: {exc.strerror or exc}") from None
+            finally:
+                self.discard()
+
+    def discard(self) -> None:
+        if self.staging is not None and self.staging.exists():
+            with _sigint_held(reraise=False):
+                shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging = None
+
+
+def _move_contents(source: Path, target: Path) -> None:
+    """Move every file under `source` to the same place under `target` (replacing files there)."""
+    for entry in sorted(source.iterdir()):
+        destination = target / entry.name
+        if entry.is_dir() and not entry.is_symlink():
+            if destination.is_dir():
+                _move_contents(entry, destination)
+                entry.rmdir()
+            else:
+                os.rename(entry, destination)
+        else:
+            os.replace(entry, destination)
+
+
+def _json_safe(value):
+    """nan and inf as strings (as Ledger.to_json), so summary.json is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _check_books(books, where):
+    """The ledger and work of `books` (an Analysis or a training result) finite and drawable."""
+    from .analysis import NAN_FIELDS, check_books
+
+    try:
+        check_books(books.ledger, getattr(books, "nan_fields", NAN_FIELDS), books.work_per_sample)
+    except ValueError as exc:
+        raise UsageError(f"{where}: {exc}") from None
 
 
 def _write_books(ledger, summary, out: Path, T, work_per_sample, work_cycle, extra=None):
-    """ledger.csv, ledger.json, summary.json and the plots; returns the paths written."""
+    """ledger.csv, ledger.json, summary.json and the plots into `out` (a staging folder); returns
+    the file names written."""
+    out.mkdir(exist_ok=True)
     written = [out / "ledger.csv", out / "ledger.json", out / "summary.json"]
-    ledger.to_csv(written[0])
-    ledger.to_json(written[1])
-    with open(written[2], "w") as handle:
-        json.dump({**summary, **(extra or {})}, handle, indent=1, default=float)
     try:
-        from .plots import save_plots
-
-        written += save_plots(ledger, out, T, work_per_sample=work_per_sample, work_cycle=work_cycle)
-    except ImportError as exc:
-        print(f"thermossl: plots skipped ({exc})", file=sys.stderr)
-    return written
+        ledger.to_csv(written[0])
+        ledger.to_json(written[1])
+        with open(written[2], "w") as handle:
+            json.dump(_json_safe({**summary, **(extra or {})}), handle, indent=1)
+        try:
+            from .plots import save_plots
+        except ImportError as exc:  # pragma: no cover - plots.py imports matplotlib lazily
+            save_plots = None
+            print(f"thermossl: plots skipped ({exc})", file=sys.stderr)
+        if save_plots is not None:
+            try:
+                written += save_plots(ledger, out, T, work_per_sample=work_per_sample, work_cycle=work_cycle)
+            except ImportError as exc:
+                print(f"thermossl: plots skipped ({exc})", file=sys.stderr)
+            except (OverflowError, ValueError, FloatingPointError) as exc:
+                raise UsageError(f"the plots cannot be drawn ({type(exc).__name__}: {exc})") from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {exc.filename or out}: {exc.strerror or exc}") from None
+    return [w.name for w in written]
 
 
 def _evaluation_table(rows) -> str:
@@ -211,44 +350,66 @@ def _evaluation_table(rows) -> str:
     return "\n".join(lines)
 
 
-def run_demo(methods, epochs, seed, out_dir, n_prototypes=10, progress=True, stream=sys.stdout) -> dict:
-    """Train each method on the digits, keep its books, evaluate beside k-means; returns the figures."""
+def run_demo(methods, epochs, seed, out_dir, n_prototypes=10, progress=True, stream=None) -> dict:
+    """Train each method on the digits, keep its books, evaluate beside k-means; returns the figures.
+
+    The files are staged and moved into `out_dir` only when every method has trained and every
+    file is written (``all``: one folder per method)."""
     from . import ssl
     from .analysis import format_summary, summarize
 
+    stream = sys.stdout if stream is None else stream
+    if n_prototypes < 2:
+        raise UsageError(f"--prototypes must be >= 2 (labels need at least 2 states), got {n_prototypes}")
+    outputs = _Outputs(out_dir, subfolders=methods if len(methods) > 1 else ())
     try:
         X, y, image_shape = ssl.load_digits()
     except ImportError as exc:
         raise UsageError(str(exc)) from None
-    out = _output_dir(out_dir)
     p = lambda *a: print(*a, file=stream)  # noqa: E731
     p(f"thermossl {__version__} demo: {', '.join(methods)} on scikit-learn's handwritten digits "
       f"({X.shape[0]} images 8x8, {len(np.unique(y))} classes; labels used only to evaluate), "
       f"K = {n_prototypes} prototypes, {epochs} epochs, seed {seed}")
     baseline = ssl.kmeans_baseline(ssl.Views.fit(X, image_shape).clean(X), y, n_prototypes, seed)
-    results = {}
-    rows = []
+    trained = []
     for method in methods:
         started = time.perf_counter()
-        result = ssl.train(X, method=method, n_prototypes=n_prototypes, epochs=epochs, seed=seed,
-                           image_shape=image_shape, progress=progress)
+        try:
+            result = ssl.train(X, method=method, n_prototypes=n_prototypes, epochs=epochs, seed=seed,
+                               image_shape=image_shape, progress=progress)
+        except ValueError as exc:
+            raise UsageError(f"{method}: {exc}") from None
         seconds = time.perf_counter() - started
+        _check_books(result, method)
         scores = ssl.evaluate(result, X, y, seed)
         summary = summarize(result.ledger, result.T)
-        method_out = out if len(methods) == 1 else _output_dir(out / method)
-        extra = {"method": method, "T": result.T, "T_label": result.T_label, "evaluation": scores,
-                 "kmeans": baseline, "seconds": seconds, "history": result.history.tolist(),
-                 "options": {k: v for k, v in result.options.items() if k != "progress"}}
-        written = _write_books(result.ledger, summary, method_out, result.T, result.work_per_sample,
-                               result.work_cycle, extra)
         p("")
         p(f"{method}: T = {result.T:g}, T' = {result.T_label:g}, loss {result.history[0]:.4f} -> "
           f"{result.history[-1]:.4f} over {epochs} epochs, {seconds:.1f} s")
         p(format_summary(summary))
-        p(f"  wrote {len(written)} files to {method_out}/ ({', '.join(w.name for w in written)})")
-        rows.append((method, {**scores, "W": summary["W"], "seconds": seconds}))
-        results[method] = {"evaluation": scores, "summary": summary, "seconds": seconds, "out": str(method_out)}
+        trained.append((method, result, scores, summary, seconds))
+    # Every method trained: write the books into the staging folder, then move them into place.
+    results, rows, notes = {}, [], []
+    try:
+        staging = outputs.stage()
+        for method, result, scores, summary, seconds in trained:
+            sub = "" if len(methods) == 1 else method
+            extra = {"method": method, "T": result.T, "T_label": result.T_label, "evaluation": scores,
+                     "kmeans": baseline, "seconds": seconds, "history": result.history.tolist(),
+                     "options": {k: v for k, v in result.options.items() if k != "progress"}}
+            names = _write_books(result.ledger, summary, staging / sub, result.T, result.work_per_sample,
+                                 result.work_cycle, extra)
+            method_out = outputs.path / sub if sub else outputs.path
+            notes.append(f"{method}: wrote {len(names)} files to {method_out}/ ({', '.join(names)})")
+            rows.append((method, {**scores, "W": summary["W"], "seconds": seconds}))
+            results[method] = {"evaluation": scores, "summary": summary, "seconds": seconds, "out": str(method_out)}
+        outputs.commit()
+    finally:
+        outputs.discard()
     rows.append((f"k-means (K={n_prototypes})", baseline))
+    p("")
+    for note in notes:
+        p(note)
     p("")
     p("evaluation against the true digits: NMI/ARI of the self-labels, 5-NN cosine accuracy of the")
     p("representation (backbone features) in 5-fold CV; baseline: k-means and 5-NN on the standardised pixels")
@@ -256,28 +417,63 @@ def run_demo(methods, epochs, seed, out_dir, n_prototypes=10, progress=True, str
     return {"methods": results, "kmeans": baseline}
 
 
-def run_analyze(path, T, reservoir, out_dir, T_label=None, stream=sys.stdout) -> dict:
-    """Ledger, summary and plots of scores saved from a user's training run."""
-    from .analysis import RESERVOIRS, analyze, format_summary, load_scores, summarize
+def run_analyze(path, T, reservoir, out_dir, T_label=None, stream=None, *, scores_key="scores",
+                codes_key=None, teacher_key=None, weights_key=None, ignore_codes=False) -> dict:
+    """Ledger, summary and plots of scores saved from a user's training run.
 
+    Keys: None takes the default name ('codes', 'teacher', 'weights') when the archive holds it; a
+    name given must be there. With codes (unless ``ignore_codes``) the replay uses them as the
+    labels, and ``reservoir``/``T_label`` must be None; otherwise ``reservoir`` None is 'swav'."""
+    from .analysis import RESERVOIRS, MissingArrayError, analyze, format_summary, load_run, summarize
+
+    stream = sys.stdout if stream is None else stream
+    require = [part for part, key in (("codes", codes_key), ("teacher", teacher_key), ("weights", weights_key))
+               if key is not None]
+    if ignore_codes and codes_key is not None:
+        raise UsageError("--codes-key and --ignore-codes exclude each other")
     try:
-        scores, weights = load_scores(path)
+        run = load_run(path, scores_key=scores_key, codes_key=None if ignore_codes else (codes_key or "codes"),
+                       teacher_key=teacher_key or "teacher", weights_key=weights_key or "weights", require=require)
+    except MissingArrayError as exc:  # the keys found are listed; a default name may be the wrong one
+        hint = "; name the array with --scores-key" if exc.part == "scores" and scores_key == "scores" else ""
+        raise UsageError(f"{exc}{hint}") from None
     except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    out = _output_dir(out_dir)
-    res = RESERVOIRS[reservoir](**({} if T_label is None else {"T": T_label}))
+    if run.codes is not None and (reservoir is not None or T_label is not None):
+        given = "--reservoir" if reservoir is not None else "--T-label"
+        raise UsageError(f"{path}: the run carries codes ('{run.keys['codes']}'), the labels of the replay: {given} "
+                         f"applies only to a reservoir's labels (--ignore-codes replays a reservoir instead)")
+    outputs = _Outputs(out_dir)
+    if run.codes is not None:
+        res = None
+        labels = f"recorded codes '{run.keys['codes']}'"
+    else:
+        name = reservoir or "swav"
+        res = RESERVOIRS[name](**({} if T_label is None else {"T": T_label}))
+        labels = f"reservoir {res!r}"
     try:
-        analysis = analyze(scores, T, res, weights)
-    except ValueError as exc:  # e.g. weights that are not a distribution
+        analysis = analyze(run.scores, T, res, run.weights, codes=run.codes, teacher=run.teacher)
+    except (ValueError, TypeError, ArithmeticError) as exc:  # e.g. weights that are not a distribution
         raise UsageError(f"{path}: {exc}") from None
+    _check_books(analysis, f"{path} at T = {T:g}")
     summary = summarize(analysis.ledger, T)
-    written = _write_books(analysis.ledger, summary, out, T, analysis.work_per_sample, analysis.work_cycle,
-                           {"source": str(path), "T": T, "reservoir": repr(res)})
-    print(f"thermossl {__version__} analyze {path}: {scores.shape[0]} steps of {scores.shape[1]} samples x "
-          f"{scores.shape[2]} states, T = {T:g}, reservoir {res!r}", file=stream)
+    extra = {"source": str(path), "T": T, "labels": labels, "keys": run.keys, "steps": list(run.steps)}
+    if run.teacher is not None:
+        extra["measured_on"] = f"the teacher's scores '{run.keys['teacher']}'"
+    try:
+        outputs.stage()
+        names = _write_books(analysis.ledger, summary, outputs.staging, T, analysis.work_per_sample,
+                             analysis.work_cycle, extra)
+        outputs.commit()
+    finally:
+        outputs.discard()
+    s = run.scores.shape
+    measured = f", labels measured on '{run.keys['teacher']}'" if run.teacher is not None else ""
+    print(f"thermossl {__version__} analyze {path}: {s[0]} steps of {s[1]} samples x {s[2]} states "
+          f"('{run.keys['scores']}'), T = {T:g}, labels: {labels}{measured}", file=stream)
     print(format_summary(summary), file=stream)
-    print(f"  wrote {len(written)} files to {out}/ ({', '.join(w.name for w in written)})", file=stream)
-    return {"summary": summary, "out": str(out)}
+    print(f"  wrote {len(names)} files to {outputs.path}/ ({', '.join(names)})", file=stream)
+    return {"summary": summary, "out": str(outputs.path), "analysis": analysis}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -290,16 +486,26 @@ def _parser() -> argparse.ArgumentParser:
                       help="one SSL method (files in OUT), or all three (default; files in OUT/<method>)")
     demo.add_argument("--epochs", type=_positive_int, default=100, help="training epochs (default 100)")
     demo.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default 0)")
-    demo.add_argument("--prototypes", type=_positive_int, default=10, help="prototypes K (default 10)")
+    demo.add_argument("--prototypes", type=_int_at_least(2), default=10, help="prototypes K >= 2 (default 10)")
     demo.add_argument("--out", default="thermossl-demo", help="output folder (default ./thermossl-demo)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     an = sub.add_parser("analyze", help="ledger and plots for scores saved from your own training (.npz)")
     an.add_argument("run", metavar="RUN.npz", help="scores per step: 'scores' (steps, N, K) or 'scores_<t>' (N, K)")
     an.add_argument("--T", type=_temperature, default=0.1, help="representation (student) temperature (default 0.1)")
-    an.add_argument("--reservoir", choices=["sela", "swav", "dino"], default="swav",
-                    help="where the labels come from (default swav)")
+    an.add_argument("--reservoir", choices=["sela", "swav", "dino"], default=None,
+                    help="where the labels come from when the run has no codes (default swav)")
     an.add_argument("--T-label", type=_temperature, default=None, help="reservoir temperature T' (default: the method's)")
+    an.add_argument("--scores-key", type=_key, default="scores", metavar="NAME",
+                    help="the student's scores: NAME (steps, N, K) or NAME_<t> (N, K) (default scores)")
+    an.add_argument("--codes-key", type=_key, default=None, metavar="NAME",
+                    help="the labels used in training, (N, K) per step: the replay uses them instead of a "
+                         "reservoir (default: 'codes' when the run has it)")
+    an.add_argument("--teacher-key", type=_key, default=None, metavar="NAME",
+                    help="the teacher's scores per step: labels are measured on them (default: 'teacher' when present)")
+    an.add_argument("--weights-key", type=_key, default=None, metavar="NAME",
+                    help="(N,) sample weights (default: 'weights' when present)")
+    an.add_argument("--ignore-codes", action="store_true", help="replay a reservoir even if the run has codes")
     an.add_argument("--out", default="thermossl-analysis", help="output folder (default ./thermossl-analysis)")
 
     ex = sub.add_parser("example", help="worked example through the kernels (the default command)")
@@ -312,6 +518,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run the command line; returns the exit status: 0, 2 for bad use or a failure (one line on
+    stderr, nothing written), 130 when interrupted (Ctrl-C; nothing written)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = _parser()
     try:
@@ -322,11 +530,16 @@ def main(argv=None) -> int:
             methods = ["sela", "swav", "dino"] if args.method == "all" else [args.method]
             run_demo(methods, args.epochs, args.seed, args.out, args.prototypes, progress=not args.no_progress)
         elif args.command == "analyze":
-            run_analyze(args.run, args.T, args.reservoir, args.out, args.T_label)
+            run_analyze(args.run, args.T, args.reservoir, args.out, args.T_label, scores_key=args.scores_key,
+                        codes_key=args.codes_key, teacher_key=args.teacher_key, weights_key=args.weights_key,
+                        ignore_codes=args.ignore_codes)
         else:
             run_example(args.n, args.k, args.T, args.T_label, args.seed)
     except UsageError as exc:
         print(f"thermossl: error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("thermossl: error: out of memory", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("thermossl: interrupted", file=sys.stderr)

@@ -216,9 +216,31 @@ class Ledger:
 
     @classmethod
     def from_csv(cls, path) -> "Ledger":
-        with open(path, newline="") as handle:
-            reader = csv.DictReader(handle)
-            return cls({f: (int(v) if f == "t" else float(v)) for f, v in row.items()} for row in reader)
+        """Read a ledger written by :meth:`to_csv`. ValueError naming the file and the line for
+        anything else: a header without exactly the ledger's fields (the missing and the extra ones
+        are named), a line with too few or too many cells, a 't' that is not an integer >= 0, a
+        value that is not a number ('nan' and 'inf' are numbers)."""
+        rows = []
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            try:
+                header = next(reader, None)
+                if header is None:
+                    raise ValueError(f"{path}: empty file, no header line")
+                cls._check_names(header, f"{path}, line {reader.line_num} (header)")
+                for cells in reader:
+                    where = f"{path}, line {reader.line_num}"
+                    if not cells:  # a blank line
+                        continue
+                    if len(cells) != len(header):
+                        raise ValueError(f"{where}: {len(cells)} cells, the header has {len(header)}")
+                    row = dict(zip(header, cells))
+                    rows.append({name: cls._parse_cell(name, row[name], where) for name in cls.fields})
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+            except csv.Error as exc:
+                raise ValueError(f"{path}, line {reader.line_num}: not a CSV ledger ({exc})") from None
+        return cls(rows)
 
     def to_json(self, path) -> None:
         """Write {"fields": {name: description}, "rows": [...]}; nan and inf as JSON strings."""
@@ -235,9 +257,80 @@ class Ledger:
 
     @classmethod
     def from_json(cls, path) -> "Ledger":
-        with open(path) as handle:
-            payload = json.load(handle)
-        return cls({f: (float(v) if isinstance(v, str) else v) for f, v in row.items()} for row in payload["rows"])
+        """Read a ledger written by :meth:`to_json`. ValueError naming the file (and the line of a
+        JSON syntax error, or the row) for anything else: no "rows" list, a row that is not an
+        object, missing, extra or repeated fields (named), a 't' that is not an integer >= 0, a
+        value that is not a number (true/false are not numbers; the strings "nan", "inf" and "-inf"
+        stand for those floats)."""
+
+        def unique_keys(pairs):
+            names = [name for name, _ in pairs]
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise ValueError(f"{path}: an object repeats the keys {repeated}")
+            return dict(pairs)
+
+        try:
+            with open(path, encoding="utf-8") as handle:
+                payload = json.load(handle, object_pairs_hook=unique_keys)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}, line {exc.lineno}, column {exc.colno}: not JSON ({exc.msg})") from None
+        except RecursionError:
+            raise ValueError(f"{path}: JSON nested too deeply to be a ledger") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
+            raise ValueError(f'{path}: not a JSON ledger (an object with a "rows" list)')
+        rows = []
+        for i, row in enumerate(payload["rows"]):
+            where = f"{path}, row {i} (rows[{i}])"
+            if not isinstance(row, dict):
+                raise ValueError(f"{where}: a row must be an object of fields, got {type(row).__name__}")
+            cls._check_names(list(row), where)
+            rows.append({name: cls._parse_json_value(name, row[name], where) for name in cls.fields})
+        return cls(rows)
+
+    # Validation of what the readers parse (errors say where: "FILE, line N" or "FILE, row N").
+    @classmethod
+    def _check_names(cls, names, where) -> None:
+        missing = [f for f in cls.fields if f not in names]
+        extra = [n for n in names if n not in cls.fields]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        problems = []
+        if missing:
+            problems.append(f"missing fields {missing}")
+        if extra:
+            problems.append(f"unknown fields {extra}")
+        if repeated:
+            problems.append(f"repeated fields {repeated}")
+        if problems:
+            raise ValueError(f"{where}: not a ledger's fields: {'; '.join(problems)}")
+
+    @staticmethod
+    def _parse_cell(name, text, where):
+        if name == "t":
+            if not (text.isascii() and text.isdigit()):
+                raise ValueError(f"{where}: t must be an integer >= 0, got {text!r}")
+            return int(text)
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"{where}: {name} must be a number, got {text!r}") from None
+
+    @staticmethod
+    def _parse_json_value(name, value, where):
+        if name == "t":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{where}: t must be an integer >= 0, got {value!r}")
+            return value
+        if isinstance(value, str) and value in ("nan", "inf", "-inf"):
+            return float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f'{where}: {name} must be a number (or "nan", "inf", "-inf"), got {value!r}')
+        try:
+            return float(value)
+        except OverflowError:
+            raise ValueError(f"{where}: {name} is too large for a float: {value!r}") from None
 
     def __repr__(self) -> str:
         return f"Ledger({len(self)} cycles)"
