@@ -149,10 +149,12 @@ def test_stroke_records_are_complete():
     w = np.array([0.1, 0.2, 0.3, 0.25, 0.15])
     work = demon.adiabatic(q, E, E_after, w)
     assert work.Q == 0.0 and isinstance(work.W, float)
+    assert work.heat_per_sample.shape == (5,) and work.heat_per_sample.dtype == np.float64
     np.testing.assert_array_equal(work.heat_per_sample, np.zeros(5))
     np.testing.assert_allclose(work.work_per_sample, w * (q * (E_after - E)).sum(1), rtol=1e-14)
     heat = demon.isochoric(E, q, q_after, w)
     assert heat.W == 0.0 and isinstance(heat.Q, float)
+    assert heat.work_per_sample.shape == (5,) and heat.work_per_sample.dtype == np.float64
     np.testing.assert_array_equal(heat.work_per_sample, np.zeros(5))
     np.testing.assert_allclose(heat.heat_per_sample, w * (E * (q_after - q)).sum(1), rtol=1e-14)
     general = demon.step(E, q, E_after, q_after, w)
@@ -324,3 +326,122 @@ def test_load_scores_messages(tmp_path):
     scores, weights = analysis.load_scores(path)
     assert scores.tolist() == [np.zeros((3, 2)).tolist(), np.ones((3, 2)).tolist()]
     np.testing.assert_array_equal(weights, w)
+
+
+# ----------------------------------------------------------------------------- defaults and records
+class WrongShapeReservoir(reservoirs.Reservoir):
+    T = 0.1
+
+    def assign(self, E, w=None):
+        good = reservoirs.swav().assign(E, w)
+        return reservoirs.LabelState(good.q[:, :2] / good.q[:, :2].sum(1, keepdims=True), good.mu[:2],
+                                     good.charges[:2], 0.0, 0.05, "sinkhorn")
+
+
+def test_demon_messages_name_labels_and_previous_labels():
+    d = demon.Demon(0.1, reservoirs.swav())
+    raises_exactly(TypeError, "E must be a real numeric array, got dtype <U1", d.measure, np.array([["a", "b"]]))
+    raises_exactly(ValueError, "q_before must have shape (2, 3), got (1, 3)", d.measure, E2, q_before=Q2[:1])
+    raises_exactly(ValueError, "labels must have shape (2, 3), got (2, 2)", demon.Demon(0.1, WrongShapeReservoir()).measure, E2)
+    d.measure(E2)
+    raises_exactly(ValueError, "E_before must have shape (2, 3), got (3, 2)", d.feedback, E2, E_before=E2.T)
+    raises_exactly(TypeError, "E must be a real numeric array, got dtype <U1", reservoirs.dino().assign, np.array([["a", "b"]]))
+
+
+def test_reservoir_defaults_and_records():
+    sela = reservoirs.sela()
+    assert (sela.T, sela.tol, sela.max_iter, sela.warm_start, sela.relaxation) == (1 / 25, 1e-6, 1000, True, "auto")
+    assert repr(sela) == "SinkhornReservoir(T=0.04, tol=1e-06, max_iter=1000, warm_start=True, relaxation='auto')"
+    assert repr(reservoirs.swav(relaxation=1.5)) == "SinkhornReservoir(T=0.05, n_iter=3, warm_start=False, relaxation=1.5)"
+    swav = reservoirs.swav()
+    assert (swav.T, swav.n_iter, swav.warm_start, swav.relaxation) == (0.05, 3, False, 1.0)
+    dino = reservoirs.dino()
+    assert (dino.T, dino.momentum) == (0.04, 0.9)
+    assert reservoirs.CenteringReservoir(0.1).momentum == 0.9
+    assert repr(dino) == "CenteringReservoir(T=0.04, momentum=0.9)"
+    frozen = reservoirs.CenteringReservoir(0.1, momentum=0.0)  # m = 0: the center is the last batch mean
+    E = np.random.default_rng(4).normal(size=(6, 3))
+    frozen.assign(E)
+    np.testing.assert_allclose(frozen.center, -E.mean(axis=0), rtol=1e-15)
+    label = dino.assign(E)
+    assert (label.method, label.n_iter, label.converged, label.T, label.f) == ("centering", 0, False, 0.04, None)
+    label = swav.assign(E)
+    assert (label.method, label.n_iter, label.T) == ("sinkhorn", 3, 0.05)
+    np.testing.assert_array_equal(label.f, thermossl.sinkhorn(E, 0.05, n_iter=3).f)
+
+
+def test_centering_mean_is_accumulated_in_float64():
+    # float32 scores whose float32 running sum loses the small terms: 2^24 + 1 + 1
+    E = -np.array([[2.0**24, 0.0], [1.0, 0.0], [1.0, 0.0]], dtype=np.float32)
+    res = reservoirs.CenteringReservoir(0.1, momentum=0.0)
+    res.assign(E)
+    assert res.center[0] == (2.0**24 + 2.0) / 3
+
+
+def test_ledger_table_types():
+    table = small_ledger().to_numpy()
+    assert table.dtype["t"] == np.int64 and table.dtype["W"] == np.float64
+    assert table["t"].tolist() == [0, 1]
+
+
+def test_single_state_label_rows_and_float32_tolerance():
+    q1 = np.ones((3, 1))
+    assert thermo.entropy(q1) == 0.0 and thermo.charges(q1).tolist() == [1.0]
+    assert thermo.information(q1) == 0.0
+    # float32 labels: rows summing to 1 within float32 rounding (1e-3) are accepted, weighted or not
+    rng = np.random.default_rng(5)
+    q = rng.uniform(0.1, 1.0, size=(40, 5))
+    q /= q.sum(axis=1, keepdims=True)
+    q32 = q.astype(np.float32)
+    q32[0] *= np.float32(1 + 1e-4)
+    w = rng.uniform(0.5, 1.5, 40)
+    w /= w.sum()
+    S = thermo.entropy(q32, w)
+    ref = -(w @ (q32.astype(np.float64) * np.log(q32.astype(np.float64))).sum(1))
+    assert S == pytest.approx(ref, rel=1e-6)
+    np.testing.assert_allclose(thermo.charges(q32, w), w @ q32.astype(np.float64), rtol=1e-6)
+    np.testing.assert_allclose(thermo.charges(q32), q32.astype(np.float64).mean(0), rtol=1e-6)
+    assert thermo.charges(q32, w).dtype == np.float64
+    # ...but float64 labels are held to 1e-6
+    q64 = q.copy()
+    q64[0] *= 1 + 1e-4
+    with pytest.raises(ValueError, match=r"^q must be a label state with rows summing to 1 \(row 0 sums to 1.0001"):
+        thermo.charges(q64)
+
+
+def test_load_scores_more_cases(tmp_path):
+    empty = tmp_path / "empty.npz"
+    np.savez(empty)
+    raises_exactly(ValueError, f"{empty}: no 'scores' or 'scores_<t>' arrays (found none)", analysis.load_scores, empty)
+    one = tmp_path / "one.npz"
+    np.savez(one, scores=np.zeros((2, 1, 2)))  # N = 1, K = 2: the smallest run
+    assert analysis.load_scores(one)[0].shape == (2, 1, 2)
+    crc = tmp_path / "crc.npz"
+    np.savez(crc, scores=np.arange(24.0).reshape(2, 3, 4))
+    data = bytearray(crc.read_bytes())
+    data[data.find(b"NUMPY") + 200] ^= 0xFF
+    crc.write_bytes(bytes(data))
+    raises_exactly(ValueError, f"{crc}: a stored array could not be read (Bad CRC-32 for file 'scores.npy')",
+                   analysis.load_scores, crc)
+
+
+def test_analyze_defaults_and_the_smallest_run():
+    scores = np.random.default_rng(6).normal(size=(2, 5, 3))
+    result = analysis.analyze(scores)
+    assert result.T == 0.1 and len(result.ledger) == 1 and result.work_cycle == 0
+    lz = np.log(np.exp(scores[0] / 0.1).sum(axis=1))
+    assert result.ledger[0]["F_before"] == pytest.approx(-0.1 * lz.mean(), rel=1e-12)
+
+
+def test_d2_scale_counts_the_free_energy_change():
+    # T D = 1, dF = 1: bound 0; W_ext = 1e-13 over it, within 1e-12 of the terms' size (~2)
+    s = analysis.summarize(rows_with(D_before=[10.0], dF=[1.0], W_ext=[1e-13]), 0.1)
+    assert s["D2_held"] == 1
+
+
+def test_format_summary_lines():
+    rows = rows_with(D_before=[1.0, 2.0], dF=[0.0, 0.0], W_ext=[0.01, 0.02])
+    text = analysis.format_summary(analysis.summarize(rows, 0.1))
+    lines = text.split("\n")
+    assert len(lines) == 6 and lines[0] == "ledger: 2 cycles"
+    assert lines[4].strip().startswith("D2 (W_ext + dF <= T D) held in 2/2 cycles")

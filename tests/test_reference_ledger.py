@@ -288,7 +288,7 @@ FIELDS = [f for f in demon.LEDGER_FIELDS if f != "t" and not f.startswith("res_"
 RESIDUALS = [f for f in demon.LEDGER_FIELDS if f.startswith("res_")]
 
 
-@pytest.fixture(scope="module", params=METHODS)
+@pytest.fixture(params=METHODS)  # per test: mutmut attributes the demon calls to every test
 def case(request):
     cycles, w, res, ref, rtol = make_case(request.param)
     d, labels = package_run(cycles, w, res)
