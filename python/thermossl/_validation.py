@@ -116,8 +116,9 @@ def check_matrix(ndim: int, name: str = "E") -> None:
         raise ValueError(msg.NOT_MATRIX.format(name=name, ndim=ndim))
 
 
-def real_matrix(x, name: str = "E") -> np.ndarray:
-    """`x` as a 2-D numpy array of a real dtype (not yet cast to the kernel dtype)."""
+def real_matrix(x, name: str = "E", like=None) -> np.ndarray:
+    """`x` as a 2-D numpy array of a real dtype (not yet cast to the kernel dtype). ``like`` is
+    ignored (the CPU backend's ``matrix``; a device backend matches it)."""
     arr = as_real_array(x, name)
     if arr.ndim != 2:
         raise ValueError(msg.NOT_MATRIX.format(name=name, ndim=arr.ndim))
@@ -138,7 +139,7 @@ def check_nonempty(shape: tuple, name: str = "E") -> None:
 
 def check_shape_of(shape: tuple, of: tuple, name: str = "q") -> None:
     """`name` has the shape of E."""
-    if tuple(shape) != tuple(of):
+    if shape != of and tuple(shape) != tuple(of):
         raise ValueError(msg.SHAPE_OF_E.format(name=name, shape=tuple(of), got=tuple(shape)))
 
 

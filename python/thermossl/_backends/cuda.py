@@ -137,6 +137,11 @@ def matrix(x, name: str = "E", like: DeviceArray | None = None) -> DeviceArray:
     return a
 
 
+def kernel_matrix(x, name: str = "E") -> DeviceArray:
+    """x adopted as a 2-D device array (float32 or float64: its own kernel dtype)."""
+    return matrix(x, name)
+
+
 def from_result(x, like: DeviceArray) -> DeviceArray:
     """A result of this backend's kernels (a tensor or CuPy array of `like`'s library, device and
     dtype) as the argument of another kernel: adopted without checks."""
