@@ -18,12 +18,10 @@ raises NotImplementedError naming the function.
 from __future__ import annotations
 
 from . import cpu
+from ._contract import KERNELS, LEDGER_FIELDS
 from ._device import _HOST_TYPES, is_device_array
 
-__all__ = ["backend_for", "is_device_array", "cpu"]
-
-# The kernel functions every backend defines (tests/test_backends.py checks both).
-KERNELS = cpu.KERNELS
+__all__ = ["backend_for", "is_device_array", "cpu", "KERNELS", "LEDGER_FIELDS"]
 
 
 def backend_for(*arrays):

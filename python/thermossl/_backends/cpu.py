@@ -14,25 +14,9 @@ import numpy as np
 
 from .. import _core
 from .._validation import as_real_array, check_matrix, compute_dtype, real_matrix
+from ._contract import KERNELS, LEDGER_FIELDS  # noqa: F401 (KERNELS: the backend contract)
 
 name = "cpu"
-
-KERNELS = (
-    "row_logsumexp",
-    "row_softmax",
-    "row_log_softmax",
-    "row_entropy",
-    "row_cross_entropy",
-    "row_entropy_grad",
-    "col_logsumexp",
-    "sinkhorn",
-    "sinkhorn_pass",
-    "ledger_rows",
-    "label_rows",
-    "row_difference_dot",
-)
-
-LEDGER_FIELDS = ("energy_q", "energy_p", "log_z", "entropy_q", "entropy_p", "relative_entropy", "loss", "label_mass")
 
 SinkhornRelaxation = _core.SinkhornRelaxation
 

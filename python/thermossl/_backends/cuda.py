@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import _messages as msg
 from .._validation import check_matrix
+from ._contract import KERNELS, LEDGER_FIELDS  # noqa: F401 (KERNELS: the backend contract)
 from ._device import is_device_array
 
 try:
@@ -29,8 +30,6 @@ except ImportError:  # built without CUDA (THERMOSSL_CUDA=OFF, or no nvcc at bui
     _cuda = None
 
 name = "cuda"
-
-LEDGER_FIELDS = ("energy_q", "energy_p", "log_z", "entropy_q", "entropy_p", "relative_entropy", "loss", "label_mass")
 
 # Iterations between two convergence checks of the device Sinkhorn loop in tolerance mode (each
 # check copies one scalar to the host). Tests set it to 1 to check every iteration.
