@@ -175,6 +175,7 @@ def test_counter_sees_the_public_checks(checks):
     assert checks.names("backend_for") == ["arrays"]
 
 
+@pytest.mark.filterwarnings("ignore:sinkhorn did not converge")  # SeLa on random energies
 @pytest.mark.parametrize("make", [reservoirs.swav, reservoirs.sela, reservoirs.dino], ids=["swav", "sela", "dino"])
 def test_one_demon_cycle_checks_each_array_once(checks, make):
     rng = np.random.default_rng(0)
