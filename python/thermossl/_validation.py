@@ -29,7 +29,6 @@ __all__ = [
     "check_states",
     "check_nonempty",
     "check_shape_of",
-    "kernel_dtype",
     "finite_vector",
     "potential",
     "positive_vector",
@@ -141,11 +140,6 @@ def check_shape_of(shape: tuple, of: tuple, name: str = "q") -> None:
     """`name` has the shape of E."""
     if shape != of and tuple(shape) != tuple(of):
         raise ValueError(msg.SHAPE_OF_E.format(name=name, shape=tuple(of), got=tuple(shape)))
-
-
-def kernel_dtype(*dtypes: np.dtype) -> np.dtype:
-    """The dtype the kernels compute in for inputs of these dtypes (see compute_dtype)."""
-    return compute_dtype(*dtypes)[1]
 
 
 def finite_vector(v, length: int, name: str, what: str) -> np.ndarray:
