@@ -36,7 +36,7 @@ LABELS_NOT_NORMALISED = "{name} must be a label state with rows summing to 1 (ro
 
 # Sinkhorn: the status codes of the C++ and CUDA solvers and of the sharded pass -------------
 SINKHORN_STATUS = {
-    1: "E contains NaN (row {index})",
+    1: ROW_NAN.replace("{name}", "E"),
     2: "E: every state of row {index} is forbidden (+inf energy); the row cannot be labelled",
     3: "E contains -inf (an infinite score) or E/T overflows (row {index})",
     4: "infeasible: state {index} is forbidden (+inf energy) for every sample but its target charge c[{index}] > 0",

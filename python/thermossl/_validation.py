@@ -29,7 +29,6 @@ __all__ = [
     "check_states",
     "check_nonempty",
     "check_shape_of",
-    "kernel_dtype",
     "finite_vector",
     "potential",
     "positive_vector",
@@ -116,8 +115,9 @@ def check_matrix(ndim: int, name: str = "E") -> None:
         raise ValueError(msg.NOT_MATRIX.format(name=name, ndim=ndim))
 
 
-def real_matrix(x, name: str = "E") -> np.ndarray:
-    """`x` as a 2-D numpy array of a real dtype (not yet cast to the kernel dtype)."""
+def real_matrix(x, name: str = "E", like=None) -> np.ndarray:
+    """`x` as a 2-D numpy array of a real dtype (not yet cast to the kernel dtype). ``like`` is
+    ignored (the CPU backend's ``matrix``; a device backend matches it)."""
     arr = as_real_array(x, name)
     if arr.ndim != 2:
         raise ValueError(msg.NOT_MATRIX.format(name=name, ndim=arr.ndim))
@@ -138,13 +138,8 @@ def check_nonempty(shape: tuple, name: str = "E") -> None:
 
 def check_shape_of(shape: tuple, of: tuple, name: str = "q") -> None:
     """`name` has the shape of E."""
-    if tuple(shape) != tuple(of):
+    if shape != of and tuple(shape) != tuple(of):
         raise ValueError(msg.SHAPE_OF_E.format(name=name, shape=tuple(of), got=tuple(shape)))
-
-
-def kernel_dtype(*dtypes: np.dtype) -> np.dtype:
-    """The dtype the kernels compute in for inputs of these dtypes (see compute_dtype)."""
-    return compute_dtype(*dtypes)[1]
 
 
 def finite_vector(v, length: int, name: str, what: str) -> np.ndarray:

@@ -111,11 +111,12 @@ def sinkhorn(
     """
     backend = backend_for(E)
     T = positive_temperature(T)
-    (E,), _ = backend.to_kernel(backend.matrix(E))
-    check_nonempty(E.shape)
+    E = backend.kernel_matrix(E)
     n, k = E.shape
-    w = probability_vector(backend.to_host(w), n, "w", "sample")
-    c = probability_vector(backend.to_host(c), k, "c", "state")
+    if n < 1 or k < 1:
+        check_nonempty(E.shape)  # raises
+    w = None if w is None else probability_vector(backend.to_host(w), n, "w", "sample")
+    c = None if c is None else probability_vector(backend.to_host(c), k, "c", "state")
     mu0 = None if mu0 is None else finite_vector(backend.to_host(mu0), k, "mu0", "state")
     fixed, limit, tol, omega = iteration_controls(n_iter, tol, max_iter, relaxation)
     return _sinkhorn(E, T, w, c, mu0, fixed, tol, limit, omega, return_q, backend, stacklevel=3)

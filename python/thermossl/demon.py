@@ -59,13 +59,6 @@ def _check_matrix(a, name: str, shape=None) -> np.ndarray:
     return a
 
 
-def _matrices(*arrays_and_names):
-    """Validated 2-D arrays of one shape, in one kernel dtype (each array checked once, here)."""
-    first = _check_matrix(*arrays_and_names[0])
-    arrays = [first] + [_check_matrix(a, name, first.shape) for a, name in arrays_and_names[1:]]
-    return cpu.to_kernel(*arrays)[0]
-
-
 def _difference_dot(u, v, w_rows):
     """Per-sample sum_y u (v - w) as float64 (N,)."""
     return cpu.row_difference_dot(u, v, w_rows)

@@ -35,7 +35,7 @@ ArrayLike = npt.ArrayLike
 
 def _energies(backend, E, name: str = "E"):
     """E validated for a per-row kernel: a 2-D array of the backend in its kernel dtype, K >= 1."""
-    (E,), _ = backend.to_kernel(backend.matrix(E, name))
+    E = backend.kernel_matrix(E, name)
     check_states(E.shape, name)
     return E
 
@@ -68,7 +68,7 @@ def log_partition(E: ArrayLike, T: float = 1.0, *, mu: Optional[ArrayLike] = Non
     backend = backend_for(E)
     T = positive_temperature(T)
     E = _energies(backend, E)
-    shift = potential(backend.to_host(mu), E.shape[1], T, "mu", "state")
+    shift = None if mu is None else potential(backend.to_host(mu), E.shape[1], T, "mu", "state")
     return _log_partition(E, T, shift, backend)
 
 
@@ -80,8 +80,8 @@ def column_log_partition(E: ArrayLike, T: float = 1.0, *, f: Optional[ArrayLike]
     """
     backend = backend_for(E)
     T = positive_temperature(T)
-    (E,), _ = backend.to_kernel(backend.matrix(E))
-    shift = potential(backend.to_host(f), E.shape[0], T, "f", "sample")
+    E = backend.kernel_matrix(E)
+    shift = None if f is None else potential(backend.to_host(f), E.shape[0], T, "f", "sample")
     out = backend.col_logsumexp(E, -1.0 / T, shift)
     _status.check_columns(backend, out)
     return out
@@ -96,7 +96,7 @@ def gibbs(E: ArrayLike, T: float = 1.0, *, mu: Optional[ArrayLike] = None) -> np
     backend = backend_for(E)
     T = positive_temperature(T)
     E = _energies(backend, E)
-    shift = potential(backend.to_host(mu), E.shape[1], T, "mu", "state")
+    shift = None if mu is None else potential(backend.to_host(mu), E.shape[1], T, "mu", "state")
     return _gibbs(E, T, shift, backend)
 
 

@@ -66,10 +66,11 @@ def _ledger_args(q, E, T, w, mu):
     E = backend.matrix(E)
     q = backend.matrix(q, "q", like=E)
     check_shape_of(q.shape, E.shape, "q")
-    check_nonempty(E.shape)
+    if E.shape[0] < 1 or E.shape[1] < 1:
+        check_nonempty(E.shape)  # raises
     (E, q), _ = backend.to_kernel(E, q)
-    w = weights(backend.to_host(w), E.shape[0])
-    shift = potential(backend.to_host(mu), E.shape[1], T, "mu", "state")
+    w = None if w is None else weights(backend.to_host(w), E.shape[0])
+    shift = None if mu is None else potential(backend.to_host(mu), E.shape[1], T, "mu", "state")
     return backend, q, E, T, w, shift
 
 

@@ -18,18 +18,17 @@ raises NotImplementedError naming the function.
 from __future__ import annotations
 
 from . import cpu
-from ._device import is_device_array
+from ._contract import KERNELS, LEDGER_FIELDS
+from ._device import _HOST_TYPES, is_device_array
 
-__all__ = ["backend_for", "is_device_array", "cpu"]
-
-# The kernel functions every backend defines (tests/test_backends.py checks both).
-KERNELS = cpu.KERNELS
+__all__ = ["backend_for", "is_device_array", "cpu", "KERNELS", "LEDGER_FIELDS"]
 
 
 def backend_for(*arrays):
     """The backend for these arguments: CUDA when any is a CUDA device array, else the CPU."""
     for x in arrays:
-        if is_device_array(x):
+        # numpy (the common case) is decided without a call
+        if x is not None and not isinstance(x, _HOST_TYPES) and is_device_array(x):
             from . import cuda
 
             return cuda

@@ -13,26 +13,10 @@ from typing import Optional
 import numpy as np
 
 from .. import _core
-from .._validation import as_real_array, compute_dtype, real_matrix
+from .._validation import as_real_array, check_matrix, compute_dtype, real_matrix
+from ._contract import KERNELS, LEDGER_FIELDS  # noqa: F401 (KERNELS: the backend contract)
 
 name = "cpu"
-
-KERNELS = (
-    "row_logsumexp",
-    "row_softmax",
-    "row_log_softmax",
-    "row_entropy",
-    "row_cross_entropy",
-    "row_entropy_grad",
-    "col_logsumexp",
-    "sinkhorn",
-    "sinkhorn_pass",
-    "ledger_rows",
-    "label_rows",
-    "row_difference_dot",
-)
-
-LEDGER_FIELDS = ("energy_q", "energy_p", "log_z", "entropy_q", "entropy_p", "relative_entropy", "loss", "label_mass")
 
 SinkhornRelaxation = _core.SinkhornRelaxation
 
@@ -45,9 +29,16 @@ def array(x, name: str, like=None) -> np.ndarray:
     return as_real_array(x, name)
 
 
-def matrix(x, name: str = "E", like=None) -> np.ndarray:
-    """x as a real 2-D numpy array (not cast)."""
-    return real_matrix(x, name)
+# x as a real 2-D numpy array (not cast): matrix(x, name="E", like=None)
+matrix = real_matrix
+
+
+def kernel_matrix(x, name: str = "E") -> np.ndarray:
+    """x as a real 2-D numpy array in its kernel dtype (no copy when already right)."""
+    arr = as_real_array(x, name)
+    if arr.ndim != 2:
+        check_matrix(arr.ndim, name)  # raises
+    return arr.astype(compute_dtype(arr.dtype)[1], copy=False)
 
 
 def to_kernel(*arrays: np.ndarray):
@@ -71,10 +62,10 @@ def to_host(x):
 
 def first_nonfinite(v: np.ndarray):
     """(index, value) of the first entry that is not finite, or None."""
-    bad = ~np.isfinite(v)
-    if not bad.any():
+    finite = np.isfinite(v)
+    if finite.all():
         return None
-    i = int(np.flatnonzero(bad)[0])
+    i = int(np.flatnonzero(~finite)[0])
     return i, v[i]
 
 
@@ -157,18 +148,22 @@ def col_logsumexp(E, scale: float, shift=None):
 
 def sinkhorn(E, T: float, w, c, mu0, fixed: int, tol: float, limit: int, omega: float, return_q: bool):
     """The log-domain Sinkhorn solver. w, c: float64 or None; mu0: real (K,) or None (all cast to
-    the kernel dtype here). Returns (q, f, mu, charges, n_iter, err, converged, status, index)."""
+    the kernel dtype here); tol a float. Returns (q, f, mu, charges, n_iter, err, converged,
+    status, index)."""
     dtype = E.dtype
     n, k = E.shape
-    w = None if w is None else w.astype(dtype)
-    c = None if c is None else c.astype(dtype)
-    mu0 = None if mu0 is None else np.ascontiguousarray(mu0, dtype=dtype)
+    if w is not None:
+        w = w.astype(dtype)
+    if c is not None:
+        c = c.astype(dtype)
+    if mu0 is not None:
+        mu0 = np.ascontiguousarray(mu0, dtype=dtype)
     f = np.empty(n, dtype=dtype)
     mu = np.empty(k, dtype=dtype)
     q = np.empty((n, k), dtype=dtype) if return_q else None
     charges = np.empty(k, dtype=np.float64)
     iterations, err, converged, status, index = _core.sinkhorn(
-        E, T, w, c, mu0, fixed, float(tol), limit, f, mu, q, charges, relaxation=omega
+        E, T, w, c, mu0, fixed, tol, limit, f, mu, q, charges, relaxation=omega
     )
     return q, f, mu, charges, iterations, err, converged, status, index
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import _messages as msg
 from .._validation import check_matrix
+from ._contract import KERNELS, LEDGER_FIELDS  # noqa: F401 (KERNELS: the backend contract)
 from ._device import is_device_array
 
 try:
@@ -29,8 +30,6 @@ except ImportError:  # built without CUDA (THERMOSSL_CUDA=OFF, or no nvcc at bui
     _cuda = None
 
 name = "cuda"
-
-LEDGER_FIELDS = ("energy_q", "energy_p", "log_z", "entropy_q", "entropy_p", "relative_entropy", "loss", "label_mass")
 
 # Iterations between two convergence checks of the device Sinkhorn loop in tolerance mode (each
 # check copies one scalar to the host). Tests set it to 1 to check every iteration.
@@ -135,6 +134,11 @@ def matrix(x, name: str = "E", like: DeviceArray | None = None) -> DeviceArray:
     a = array(x, name, like)
     check_matrix(len(a.shape), name)
     return a
+
+
+def kernel_matrix(x, name: str = "E") -> DeviceArray:
+    """x adopted as a 2-D device array (float32 or float64: its own kernel dtype)."""
+    return matrix(x, name)
 
 
 def from_result(x, like: DeviceArray) -> DeviceArray:

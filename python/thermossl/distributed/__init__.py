@@ -14,7 +14,7 @@ mpi4py and torch are imported only when an adapter is made: ``import thermossl``
 ``sinkhorn(E_local, T, comm=...)`` equals :func:`thermossl.sinkhorn` on the stacked rows to
 rounding (same iteration convention, gauge, starts, weights, error and stopping rule; float64
 results agree to ~1e-14, the iteration count of a tolerance run is the same). Each iteration is
-ONE fused pass over the local rows (``_core.sinkhorn_pass``: the f-update and, from the same
+ONE fused pass over the local rows (``sinkhorn_pass`` of the C++ core: the f-update and, from the same
 exponentials, the local charges sum_i w_i q_iy) and ONE sum-allreduce of K + 1 doubles (the charges
 and a failure flag), from which every rank computes the same global charges, charge error and
 mu-update mu_y += T (log c_y - log N_y). The cold start adds one column log-sum-exp pass (two
