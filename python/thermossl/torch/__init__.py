@@ -27,6 +27,8 @@ from .ops import (
     sinkhorn,
     softmax,
 )
+from .losses import DINOLoss, SwAVLoss
+from .recorder import LedgerRecorder
 
 __all__ = [
     "log_partition",
@@ -38,4 +40,7 @@ __all__ = [
     "log_softmax",
     "sinkhorn",
     "SinkhornResult",
+    "SwAVLoss",
+    "DINOLoss",
+    "LedgerRecorder",
 ]

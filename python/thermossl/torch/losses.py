@@ -1,0 +1,318 @@
+"""SwAV and DINO losses as ``nn.Module``s over the fused kernels.
+
+Both losses are a multi-crop cross-entropy: labels computed without gradient from some crops
+(SwAV: Sinkhorn codes of ``crops_for_assign``; DINO: the teacher's centred and sharpened softmax of
+the two global crops) predicted from the scores of every other crop at temperature T. Because
+the cross-entropy is linear in the labels, each student crop v needs ONE kernel pass against the
+sum of the labels of the crops it is compared with, and that pass yields its loss and its
+gradient together (``thermossl::multicrop_cross_entropy``); the references' per-pair
+log_softmax, product, sum and mean, and their backward, are replaced by one read of the scores
+and the labels and one write of the gradient. The scores enter with the signed scale +1/T:
+no E = -scores pass.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import _kernels
+from .ops import _check_rows, _check_tensor, _kernel_dtype, _kernel_input, _register_autocast
+
+__all__ = ["SwAVLoss", "DINOLoss"]
+
+
+def _world():
+    """(group size, True) when torch.distributed has an initialised default group, else (1, False)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), True
+    return 1, False
+
+
+# ============================================================================ internal ops
+@torch.library.custom_op("thermossl::swav_codes", mutates_args=())
+def _swav_codes(output: Tensor, crops: Sequence[int], batch: int, epsilon: float, n_iter: int,
+                queue: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """SwAV's codes: Sinkhorn (n_iter iterations at T' = epsilon, uniform weights over every
+    rank's rows) of the scores of each crop in ``crops`` (with the queue's scores before them);
+    returns (codes (len(crops) * batch, K) of the batch rows, mu (len(crops), K) float64, charge
+    error (len(crops),) float64). One negation pass (E = -scores: the Sinkhorn kernel takes
+    energies) and the Sinkhorn passes per crop; the codes are written in place."""
+    from ..balancing import _STATUS_MESSAGES
+
+    dtype = _kernel_dtype(output.dtype)
+    device = output.device
+    k = output.shape[1]
+    world, _ = _world()
+    codes = torch.empty((len(crops) * batch, k), dtype=dtype, device=device)
+    mus = torch.empty((len(crops), k), dtype=torch.float64)
+    errs = torch.empty(len(crops), dtype=torch.float64)
+    extra = 0 if queue is None else queue.shape[1]
+    for i, crop in enumerate(crops):
+        scores = output[crop * batch:(crop + 1) * batch]
+        E = torch.empty((extra + batch, k), dtype=dtype, device=device)
+        if queue is not None:
+            torch.neg(queue[i], out=E[:extra])
+        torch.neg(scores, out=E[extra:])
+        slot = codes[i * batch:(i + 1) * batch]
+        if world > 1:
+            q, mu, err = _kernels.sharded_sinkhorn(E, epsilon, n_iter)
+            slot.copy_(q[extra:])
+            mus[i] = torch.from_numpy(mu)
+            errs[i] = err
+            continue
+        q = slot if queue is None else torch.empty_like(E)
+        f = torch.empty(E.shape[0], dtype=dtype, device=device)
+        mu = torch.empty(k, dtype=dtype, device=device)
+        charges = torch.empty(k, dtype=torch.float64, device=device)
+        _, err, _, status, index = _kernels.sinkhorn(E, epsilon, None, None, None, n_iter, 1e-6, 1000, f, mu, q,
+                                                      charges)
+        if status:
+            raise ValueError("SwAVLoss: output " + _STATUS_MESSAGES[status].format(index=index).removeprefix("E "))
+        if queue is not None:
+            slot.copy_(q[extra:])
+        mus[i] = mu.cpu().to(torch.float64)
+        errs[i] = err
+    return codes, mus, errs
+
+
+@_swav_codes.register_fake
+def _(output, crops, batch, epsilon, n_iter, queue):
+    k = output.shape[1]
+    return (output.new_empty((len(crops) * batch, k), dtype=_kernel_dtype(output.dtype)),
+            torch.empty((len(crops), k), dtype=torch.float64), torch.empty(len(crops), dtype=torch.float64))
+
+
+_register_autocast(_swav_codes)
+
+
+@torch.library.custom_op("thermossl::scaled_softmax", mutates_args=())
+def _scaled_softmax(x: Tensor, scale: float, shift: Optional[Tensor], name: str) -> Tensor:
+    """softmax_j(scale x_ij + shift_j) in the kernel dtype, no gradient (labels). One pass."""
+    a = _kernel_input(x)
+    p = torch.empty(a.shape, dtype=a.dtype, device=a.device)
+    if a.shape[0]:
+        log_z = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
+        _kernels.row_softmax(a, scale, None if shift is None else shift.to(torch.float64).contiguous(), p, log_z)
+        _check_rows(log_z, name)
+    return p
+
+
+@_scaled_softmax.register_fake
+def _(x, scale, shift, name):
+    return torch.empty(x.shape, dtype=_kernel_dtype(x.dtype), device=x.device)
+
+
+_register_autocast(_scaled_softmax)
+
+
+@torch.library.custom_op("thermossl::multicrop_cross_entropy", mutates_args=())
+def _multicrop_cross_entropy(scores: Tensor, labels: Tensor, label_crops: Sequence[int], n_crops: int,
+                             scale: float) -> tuple[Tensor, Tensor]:
+    """sum over student crops v and label blocks a with label_crops[a] != v of
+    sum_rows -sum_y labels_a log softmax(scale * scores_v), and its gradient in the scores.
+
+    scores: (n_crops * B, K); labels: (len(label_crops) * B, K). One kernel pass per student crop
+    (loss and gradient together) against the sum of its labels (a view when it is one block;
+    blocks summed once and shared when several). Returns (loss (0-d), gradient (like scores))."""
+    a = _kernel_input(scores)
+    labels = labels.to(a.dtype)
+    batch = a.shape[0] // n_crops
+    grad = torch.empty(a.shape, dtype=a.dtype, device=a.device)
+    loss_rows = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
+    log_z = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
+    summed = {}
+    for v in range(n_crops):
+        rows = slice(v * batch, (v + 1) * batch)
+        blocks = tuple(i for i, crop in enumerate(label_crops) if crop != v)
+        if not blocks:
+            grad[rows] = 0
+            loss_rows[rows] = 0
+            log_z[rows] = 0
+            continue
+        if len(blocks) == 1:
+            target = labels[blocks[0] * batch:(blocks[0] + 1) * batch]
+        else:
+            target = summed.get(blocks)
+            if target is None:
+                target = labels[blocks[0] * batch:(blocks[0] + 1) * batch].clone()
+                for i in blocks[1:]:
+                    target += labels[i * batch:(i + 1) * batch]
+                summed[blocks] = target
+        _kernels.row_cross_entropy(target, a[rows], scale, None, loss_rows[rows], grad[rows], log_z[rows])
+    _check_rows(log_z, "student scores")
+    loss = loss_rows.sum(dtype=torch.float64)
+    if not math.isfinite(float(loss)):
+        raise ValueError("labels contain NaN or inf")
+    return loss.to(scores.dtype), grad.to(scores.dtype)
+
+
+@_multicrop_cross_entropy.register_fake
+def _(scores, labels, label_crops, n_crops, scale):
+    return scores.new_empty(()), torch.empty_like(scores, memory_format=torch.contiguous_format)
+
+
+def _multicrop_setup(ctx, inputs, output):
+    ctx.mark_non_differentiable(output[1])
+    ctx.save_for_backward(output[1])
+
+
+def _multicrop_backward(ctx, grad_loss, _grad_grad):
+    from .ops import _no_double_backward
+
+    _no_double_backward()
+    (grad,) = ctx.saved_tensors
+    return grad * grad_loss, None, None, None, None
+
+
+_multicrop_cross_entropy.register_autograd(_multicrop_backward, setup_context=_multicrop_setup)
+_register_autocast(_multicrop_cross_entropy)
+
+
+# ============================================================================ SwAV
+class SwAVLoss(nn.Module):
+    """SwAV's swapped-prediction loss (Caron et al. 2020; facebookresearch/swav, main_swav.py).
+
+    ``forward(output, queue=None)``: ``output`` holds the prototype scores of all crops stacked
+    crop after crop, (sum(nmb_crops) * B, K), as SwAV's model returns them. For each crop in
+    ``crops_for_assign`` the codes are Sinkhorn's (``sinkhorn_iterations`` iterations at
+    ``epsilon``, without gradient), predicted from every other crop's scores at ``temperature``;
+    the loss is the mean over crop pairs and samples, exactly as SwAV's training loop computes it.
+
+    ``queue``: optional prototype scores of queued embeddings, (len(crops_for_assign), L, K)
+    (``queue[i] @ prototypes.T`` in SwAV), put before the batch's scores for Sinkhorn only; the
+    caller fills and rotates its queue as SwAV does and passes it once it is in use.
+    With an initialised ``torch.distributed`` group, Sinkhorn runs over every rank's rows (one
+    all-reduce of the charges per iteration: SwAV's distributed_sinkhorn). ``recorder``: a
+    :class:`thermossl.torch.LedgerRecorder` measured on the first assigned crop's codes.
+
+    After a forward, ``codes`` ((len(crops_for_assign) * B, K)) are available as
+    ``self.last_codes`` only when ``keep_codes=True``.
+    """
+
+    def __init__(self, temperature: float = 0.1, epsilon: float = 0.05, sinkhorn_iterations: int = 3,
+                 crops_for_assign: Sequence[int] = (0, 1), nmb_crops: Sequence[int] = (2,), recorder=None,
+                 keep_codes: bool = False):
+        super().__init__()
+        for value, name in ((temperature, "temperature"), (epsilon, "epsilon")):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if isinstance(sinkhorn_iterations, bool) or not isinstance(sinkhorn_iterations, int) or sinkhorn_iterations < 1:
+            raise ValueError(f"sinkhorn_iterations must be an int >= 1, got {sinkhorn_iterations!r}")
+        self.temperature = float(temperature)
+        self.epsilon = float(epsilon)
+        self.sinkhorn_iterations = int(sinkhorn_iterations)
+        self.nmb_crops = tuple(int(n) for n in nmb_crops)
+        self.n_crops = int(sum(self.nmb_crops))
+        if self.n_crops < 2:
+            raise ValueError(f"nmb_crops must describe at least 2 crops, got {nmb_crops!r}")
+        self.crops_for_assign = tuple(int(c) for c in crops_for_assign)
+        if not self.crops_for_assign or any(not 0 <= c < self.n_crops for c in self.crops_for_assign):
+            raise ValueError(f"crops_for_assign must name crops in [0, {self.n_crops}), got {crops_for_assign!r}")
+        self.recorder = recorder
+        self.keep_codes = bool(keep_codes)
+        self.last_codes = None
+
+    def forward(self, output: Tensor, queue: Optional[Tensor] = None) -> Tensor:
+        output = _check_tensor(output, "output")
+        if output.dim() != 2:
+            raise ValueError(f"output must be 2-D (crops * batch, prototypes), got ndim={output.dim()}")
+        if output.shape[0] % self.n_crops or output.shape[0] == 0:
+            raise ValueError(f"output has {output.shape[0]} rows, not a positive multiple of the {self.n_crops} crops")
+        batch = output.shape[0] // self.n_crops
+        if queue is not None:
+            queue = _check_tensor(queue, "queue")
+            expected = (len(self.crops_for_assign), output.shape[1])
+            if queue.dim() != 3 or (queue.shape[0], queue.shape[2]) != expected:
+                raise ValueError(f"queue must have shape ({expected[0]}, L, {expected[1]}), got {tuple(queue.shape)}")
+            queue = queue.detach()
+        codes, mu, err = _swav_codes(output.detach(), self.crops_for_assign, batch, self.epsilon,
+                                     self.sinkhorn_iterations, queue)
+        total, _ = _multicrop_cross_entropy(output, codes, self.crops_for_assign, self.n_crops,
+                                            1.0 / self.temperature)
+        if self.keep_codes:
+            self.last_codes = codes
+        if self.recorder is not None:
+            crop = self.crops_for_assign[0]
+            self.recorder._measure_from_loss(
+                output.detach()[crop * batch:(crop + 1) * batch], codes[:batch], mu[0], err[0], self.epsilon)
+        return total / (len(self.crops_for_assign) * (self.n_crops - 1) * batch)
+
+
+# ============================================================================ DINO
+class DINOLoss(nn.Module):
+    """DINO's loss (Caron et al. 2021; facebookresearch/dino, main_dino.py), same signature and
+    semantics: the teacher's output of the 2 global crops is centred (``center``, a registered
+    buffer of shape (1, out_dim), in ``state_dict``) and sharpened at the teacher temperature of
+    the epoch (a linear warm-up from ``warmup_teacher_temp`` to ``teacher_temp`` over
+    ``warmup_teacher_temp_epochs`` epochs, then constant); every student crop predicts each
+    teacher crop except its own index; the loss is the mean over those pairs and the samples.
+    The center then follows the EMA ``center <- m center + (1 - m) mean(teacher_output)``
+    (all-reduced over ranks when torch.distributed is initialised).
+
+    ``forward(student_output, teacher_output, epoch)``: (ncrops * B, out_dim) and (2 * B, out_dim).
+    """
+
+    def __init__(self, out_dim: int, ncrops: int, warmup_teacher_temp: float, teacher_temp: float,
+                 warmup_teacher_temp_epochs: int, nepochs: int, student_temp: float = 0.1,
+                 center_momentum: float = 0.9, recorder=None):
+        super().__init__()
+        if int(ncrops) < 2:
+            raise ValueError(f"ncrops must be >= 2 (two global crops at least), got {ncrops!r}")
+        if not (isinstance(student_temp, (int, float)) and math.isfinite(student_temp) and student_temp > 0):
+            raise ValueError(f"student_temp must be a finite number > 0, got {student_temp!r}")
+        self.student_temp = float(student_temp)
+        self.center_momentum = float(center_momentum)
+        self.ncrops = int(ncrops)
+        self.register_buffer("center", torch.zeros(1, int(out_dim)))
+        schedule = np.concatenate((
+            np.linspace(warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs),
+            np.ones(nepochs - warmup_teacher_temp_epochs) * teacher_temp,
+        ))
+        if not np.all(np.isfinite(schedule)) or np.any(schedule <= 0):
+            raise ValueError("teacher temperatures must be finite and > 0")
+        self.teacher_temp_schedule = [float(t) for t in schedule]
+        self.recorder = recorder
+
+    def forward(self, student_output: Tensor, teacher_output: Tensor, epoch: int) -> Tensor:
+        student_output = _check_tensor(student_output, "student_output")
+        teacher_output = _check_tensor(teacher_output, "teacher_output")
+        k = self.center.shape[1]
+        if student_output.dim() != 2 or student_output.shape[1] != k:
+            raise ValueError(f"student_output must have shape (ncrops * B, {k}), got {tuple(student_output.shape)}")
+        if teacher_output.dim() != 2 or teacher_output.shape[1] != k:
+            raise ValueError(f"teacher_output must have shape (2 * B, {k}), got {tuple(teacher_output.shape)}")
+        batch = teacher_output.shape[0] // 2
+        if teacher_output.shape[0] != 2 * batch or batch == 0 or student_output.shape[0] != self.ncrops * batch:
+            raise ValueError(
+                f"teacher_output must hold 2 crops and student_output {self.ncrops} crops of the same batch, "
+                f"got {teacher_output.shape[0]} and {student_output.shape[0]} rows")
+        temp = self.teacher_temp_schedule[epoch]
+        teacher = teacher_output.detach()
+        # softmax((t - C) / temp): the center enters as a per-state shift of the exponent.
+        shift = self.center[0].detach() * (-1.0 / temp)
+        labels = _scaled_softmax(teacher, 1.0 / temp, shift, "teacher_output")
+        total, _ = _multicrop_cross_entropy(student_output, labels, (0, 1), self.ncrops, 1.0 / self.student_temp)
+        n_terms = 2 * (self.ncrops - 1)
+        if self.recorder is not None:
+            self.recorder._measure_from_loss(teacher[:batch], labels[:batch], -self.center[0].detach(), None, temp)
+        self.update_center(teacher)
+        return total / (n_terms * batch)
+
+    @torch.no_grad()
+    def update_center(self, teacher_output: Tensor) -> None:
+        """center <- m center + (1 - m) (sum of the teacher rows of every rank / their number)."""
+        batch_center = torch.sum(teacher_output, dim=0, keepdim=True)
+        world, distributed = _world()
+        if distributed:
+            import torch.distributed as dist
+
+            dist.all_reduce(batch_center)
+        batch_center = batch_center / (len(teacher_output) * world)
+        self.center.mul_(self.center_momentum).add_(batch_center.to(self.center.dtype),
+                                                    alpha=1.0 - self.center_momentum)
