@@ -107,6 +107,13 @@ def _T_value(T: float, T_tensor: Optional[Tensor]):
     return T_tensor if T_tensor is not None else T
 
 
+def _prod(sizes) -> int:
+    out = 1
+    for s in sizes:
+        out *= s
+    return out
+
+
 def _check_tensor(x, name: str) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -122,7 +129,7 @@ def _energies(E, name: str = "E") -> Tensor:
     E = _check_tensor(E, name)
     if E.dim() < 2:
         raise ValueError(f"{name} must have shape (N, K) or (..., N, K), got ndim={E.dim()}")
-    if E.shape[-1] == 0 and math.prod(E.shape[:-1]) > 0:
+    if E.shape[-1] == 0 and _prod(E.shape[:-1]) > 0:
         raise ValueError(f"{name} must have at least one state per row (K >= 1), got shape {tuple(E.shape)}")
     return E if E.dim() == 2 else E.reshape(-1, E.shape[-1])
 
@@ -575,8 +582,8 @@ def _to_rows(x: Tensor, dims: tuple):
     kept = tuple(i for i in range(x.dim()) if i not in dims)
     order = kept + dims
     moved = x.permute(order) if order != tuple(range(x.dim())) else x
-    n_rows = math.prod(x.shape[i] for i in kept)
-    n_cols = math.prod(x.shape[i] for i in dims)
+    n_rows = _prod([x.shape[i] for i in kept])
+    n_cols = _prod([x.shape[i] for i in dims])
     return moved.reshape(n_rows, n_cols), order
 
 
