@@ -35,6 +35,14 @@ def _world():
 
 
 # ============================================================================ internal ops
+def _negate_into(src: Tensor, dst: Tensor) -> None:
+    """dst = -src in one pass (half input: converted to dst's float32 on the way, two passes)."""
+    if src.dtype == dst.dtype:
+        torch.neg(src, out=dst)
+    else:
+        dst.copy_(src).neg_()
+
+
 @torch.library.custom_op("thermossl::swav_codes", mutates_args=())
 def _swav_codes(output: Tensor, crops: Sequence[int], batch: int, epsilon: float, n_iter: int,
                 queue: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
@@ -57,8 +65,8 @@ def _swav_codes(output: Tensor, crops: Sequence[int], batch: int, epsilon: float
         scores = output[crop * batch:(crop + 1) * batch]
         E = torch.empty((extra + batch, k), dtype=dtype, device=device)
         if queue is not None:
-            torch.neg(queue[i], out=E[:extra])
-        torch.neg(scores, out=E[extra:])
+            _negate_into(queue[i], E[:extra])
+        _negate_into(scores, E[extra:])
         slot = codes[i * batch:(i + 1) * batch]
         if world > 1:
             q, mu, err = _kernels.sharded_sinkhorn(E, epsilon, n_iter)
