@@ -184,3 +184,16 @@ def test_swav_inputs_are_not_modified():
     x0, q0 = x.detach().clone(), q.clone()
     tt.SwAVLoss(nmb_crops=(2, 2))(x, queue=q).backward()
     assert torch.equal(x.detach(), x0) and torch.equal(q, q0)
+
+
+def test_second_backward_through_one_forward_is_refused():
+    x = scores(2 * 16, 8, 7)
+    loss = tt.SwAVLoss()(x)
+    loss.backward(retain_graph=True)
+    first = x.grad.clone()
+    with pytest.raises(RuntimeError, match="one backward per forward"):
+        loss.backward()
+    # a fresh forward works, and gives the same gradient
+    x.grad = None
+    tt.SwAVLoss()(x).backward()
+    assert torch.equal(x.grad, first)

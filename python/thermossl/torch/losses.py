@@ -61,9 +61,9 @@ def _swav_codes(output: Tensor, crops: Sequence[int], batch: int, epsilon: float
     mus = torch.empty((len(crops), k), dtype=torch.float64)
     errs = torch.empty(len(crops), dtype=torch.float64)
     extra = 0 if queue is None else queue.shape[1]
+    E = torch.empty((extra + batch, k), dtype=dtype, device=device)  # reused for every crop
     for i, crop in enumerate(crops):
         scores = output[crop * batch:(crop + 1) * batch]
-        E = torch.empty((extra + batch, k), dtype=dtype, device=device)
         if queue is not None:
             _negate_into(queue[i], E[:extra])
         _negate_into(scores, E[extra:])
@@ -168,6 +168,7 @@ def _(scores, labels, label_crops, n_crops, scale):
 def _multicrop_setup(ctx, inputs, output):
     ctx.mark_non_differentiable(output[1])
     ctx.save_for_backward(output[1])
+    ctx.scaled = False
 
 
 def _multicrop_backward(ctx, grad_loss, _grad_grad):
@@ -175,7 +176,16 @@ def _multicrop_backward(ctx, grad_loss, _grad_grad):
 
     _no_double_backward()
     (grad,) = ctx.saved_tensors
-    return grad * grad_loss, None, None, None, None
+    if torch.compiler.is_compiling():
+        return grad * grad_loss, None, None, None, None
+    # The losses discard the gradient output of the op, so the saved buffer is ours alone: scale
+    # it in place (one pass, no new N x K allocation and its page faults). A second backward
+    # through the same forward (retain_graph=True) would find it scaled: refuse that.
+    if ctx.scaled:
+        raise RuntimeError("thermossl losses support one backward per forward (their gradient buffer is "
+                           "scaled in place); run the forward again")
+    ctx.scaled = True
+    return grad.mul_(grad_loss), None, None, None, None
 
 
 _multicrop_cross_entropy.register_autograd(_multicrop_backward, setup_context=_multicrop_setup)
