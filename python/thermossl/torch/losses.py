@@ -180,7 +180,8 @@ def _multicrop_backward(ctx, grad_loss, _grad_grad):
         return grad * grad_loss, None, None, None, None
     # The losses discard the gradient output of the op, so the saved buffer is ours alone: scale
     # it in place (one pass, no new N x K allocation and its page faults). A second backward
-    # through the same forward (retain_graph=True) would find it scaled: refuse that.
+    # through the same forward (retain_graph=True) would find it scaled: autograd's version check
+    # of the saved tensor refuses that ("modified by an inplace operation"), and so does this flag.
     if ctx.scaled:
         raise RuntimeError("thermossl losses support one backward per forward (their gradient buffer is "
                            "scaled in place); run the forward again")
