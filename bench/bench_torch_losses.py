@@ -106,11 +106,12 @@ def main():
         loss = tt.SwAVLoss(keep_codes=True)
         loss(x)
         codes = loss.last_codes[:B]
+        mu = tt.sinkhorn(-x.detach()[:B], 0.05, n_iter=3).mu  # as SwAVLoss(recorder=...) hands it over
         after = x.detach() * 1.01
         recorder = tt.LedgerRecorder(T=0.1, reservoir=thermossl.reservoirs.swav())
 
         def cycle():
-            recorder.measure(x.detach()[:B], codes)
+            recorder.measure(x.detach()[:B], codes, mu=mu)
             recorder.feedback(after[B:], scores_before=x.detach()[B:])
 
         def step():
