@@ -129,3 +129,18 @@ def test_recorder_errors():
     assert rec.feedback(torch.randn(8, 4)) is not None
     assert rec.feedback(torch.randn(8, 4)) is None  # nothing pending
     assert math.isfinite(rec.ledger[0]["W"])
+
+
+def test_readme_torch_example_runs(monkeypatch, tmp_path):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    match = re.search(r"<!-- torch-example -->\s*```python\n(.*?)```", text, re.S)
+    assert match, "the README lost its PyTorch example"
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(match.group(1), "README.md", "exec"), namespace)
+    ledger = namespace["recorder"].ledger
+    assert len(ledger) == 5
+    assert np.max(np.abs(ledger.column("res_first_law"))) < 1e-5

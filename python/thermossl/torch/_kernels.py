@@ -48,7 +48,7 @@ def _host(t):
     """A numpy view of a CPU tensor (shares memory, keeps the strides); None passes through."""
     if t is None:
         return None
-    return t.detach().resolve_conj().resolve_neg().numpy()
+    return t.detach().numpy()  # real dtypes only: no conjugate or negative bit to resolve
 
 
 # ----------------------------------------------------------------------------------- CUDA views
