@@ -17,7 +17,7 @@ if not torch.distributed.is_available():  # pragma: no cover
     pytest.skip("torch.distributed is not available", allow_module_level=True)
 
 import thermossl.torch as tt  # noqa: E402
-from torch_losses_worker import B, K, NCROPS, global_batches, local_rows  # noqa: E402
+from torch_losses_worker import B, K, NCROPS, SELA_ROWS, global_batches, local_rows, sela_scores  # noqa: E402
 
 WORKER = Path(__file__).with_name("torch_losses_worker.py")
 WORLD = 2
@@ -87,3 +87,15 @@ def test_dino_two_ranks_equal_one_process(ranks):
             assert abs(rec["loss"].item() / rec["ref_loss"].item() - 1) <= 1e-6
             assert rel(rec["grad"], rec["ref_grad"]) <= 1e-5
             assert rel(rec["center"], rec["ref_center"]) <= 1e-6
+
+
+def test_sela_two_ranks_equal_one_process(ranks):
+    single = tt.SeLaLabels()
+    scores = sela_scores(WORLD)
+    q1 = single.update(scores)
+    q2 = single.update(scores * 1.01)
+    for rank, r in enumerate(ranks):
+        rows = slice(rank * SELA_ROWS, (rank + 1) * SELA_ROWS)
+        torch.testing.assert_close(r["sela"][0], q1[rows], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(r["sela"][1], q2[rows], rtol=1e-10, atol=1e-12)
+        assert r["sela"][2] == single.n_iter  # the same iterations with the warm start

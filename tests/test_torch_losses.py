@@ -197,3 +197,28 @@ def test_second_backward_through_one_forward_is_refused():
     x.grad = None
     tt.SwAVLoss()(x).backward()
     assert torch.equal(x.grad, first)
+
+
+# ----------------------------------------------------------------------------- SeLa
+def test_sela_labels_are_sinkhorn_to_tolerance_with_warm_starts():
+    import numpy as np
+
+    g = torch.Generator().manual_seed(11)
+    s = torch.randn(400, 12, generator=g) * 2
+    sela = tt.SeLaLabels()
+    q = sela.update(s)
+    ref = thermossl.sinkhorn(-s.double().numpy(), 1 / 25, tol=1e-6, relaxation="auto")
+    np.testing.assert_allclose(q.numpy(), ref.q, rtol=1e-12, atol=1e-14)
+    assert sela.converged and sela.err <= 1e-6 and sela.n_iter == ref.n_iter
+    torch.testing.assert_close(q.sum(1), torch.ones(400, dtype=torch.float64))
+    torch.testing.assert_close(q.mean(0), torch.full((12,), 1 / 12, dtype=torch.float64), rtol=0, atol=1e-6)
+    cold = sela.n_iter
+    sela.update(s * 1.001)  # the network moved a little: the warm start needs fewer iterations
+    assert sela.n_iter < cold
+    idx = torch.tensor([3, 7, 11])
+    torch.testing.assert_close(sela.targets(idx), sela.q[idx])
+    assert torch.equal(sela.labels(idx), sela.q[idx].argmax(1))
+    with pytest.raises(RuntimeError, match="update"):
+        tt.SeLaLabels().labels()
+    with pytest.raises(ValueError, match="scores must have shape"):
+        sela.update(torch.randn(5))

@@ -30,6 +30,15 @@ def global_batches(world: int, steps: int = 3):
     return out
 
 
+SELA_ROWS = 150
+
+
+def sela_scores(world: int):
+    """The scores of a whole data set (world * SELA_ROWS samples), rank-major."""
+    g = torch.Generator().manual_seed(7)
+    return torch.randn(world * SELA_ROWS, K, generator=g) * 2
+
+
 def local_rows(x: torch.Tensor, crops: int, world: int, rank: int) -> torch.Tensor:
     """This rank's samples of every crop, crop-major (the layout a rank's model produces)."""
     per_crop = x.reshape(crops, world * B, K)
@@ -66,6 +75,10 @@ def main(out_dir: str) -> None:
         (gr,) = torch.autograd.grad(r, s)
         record["dino"].append({"loss": d.detach(), "grad": gd, "center": dino.center.clone(),
                                "ref_loss": r.detach(), "ref_grad": gr, "ref_center": dino_ref.center.clone()})
+    sela = tt.SeLaLabels()
+    scores = sela_scores(world)
+    record["sela"] = [sela.update(scores[rank * SELA_ROWS:(rank + 1) * SELA_ROWS]).clone(),
+                      sela.update(scores[rank * SELA_ROWS:(rank + 1) * SELA_ROWS] * 1.01).clone(), sela.n_iter]
     torch.save(record, os.path.join(out_dir, f"rank{rank}.pt"))
     dist.barrier()
     dist.destroy_process_group()

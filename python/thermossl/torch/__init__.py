@@ -5,7 +5,8 @@ imports torch.
 - ops (``torch.library`` custom ops, autograd, fake kernels, autocast; CPU and CUDA tensors):
   :func:`log_partition`, :func:`gibbs`, :func:`gibbs_entropy`, :func:`cross_entropy`,
   :func:`logsumexp`, :func:`softmax`, :func:`log_softmax`, :func:`sinkhorn`;
-- losses (``nn.Module``): :class:`SwAVLoss`, :class:`DINOLoss`;
+- losses (``nn.Module``): :class:`SwAVLoss`, :class:`DINOLoss`; SeLa's label optimiser over a
+  whole data set: :class:`SeLaLabels`;
 - :class:`LedgerRecorder`: measurement and feedback strokes of the learning demon around an
   optimiser step, into a :class:`thermossl.demon.Ledger`.
 """
@@ -29,6 +30,7 @@ from .ops import (
 )
 from .losses import DINOLoss, SwAVLoss
 from .recorder import LedgerRecorder
+from .sela import SeLaLabels
 
 __all__ = [
     "log_partition",
@@ -43,4 +45,5 @@ __all__ = [
     "SwAVLoss",
     "DINOLoss",
     "LedgerRecorder",
+    "SeLaLabels",
 ]

@@ -167,3 +167,21 @@ def sharded_sinkhorn(E, T: float, n_iter: int, group=None):
 
     result = _distributed.sinkhorn(_host(E), T, n_iter=n_iter, comm=_distributed.TorchComm(group=group))
     return torch.from_numpy(result.q), np.asarray(result.mu, dtype=np.float64), float(result.err)
+
+
+def sela_sinkhorn(E, T: float, tol: float, max_iter: int, mu0, relaxation, group=None, distributed=False):
+    """Sinkhorn to tolerance over a whole data set's energies E (this rank's rows; all ranks'
+    when ``distributed``), warm-started from mu0 (numpy or None): thermossl.sinkhorn or the
+    sharded thermossl.distributed.sinkhorn, on a numpy view of E (CUDA E is copied to the host).
+    Returns (q tensor on E's device, f, mu (numpy), n_iter, err, converged)."""
+    from .. import balancing as _balancing
+    from .. import distributed as _distributed
+
+    host = _host(E.cpu() if E.is_cuda else E)
+    if distributed:
+        result = _distributed.sinkhorn(host, T, tol=tol, max_iter=max_iter, mu0=mu0, relaxation=relaxation,
+                                       comm=_distributed.TorchComm(group=group))
+    else:
+        result = _balancing.sinkhorn(host, T, tol=tol, max_iter=max_iter, mu0=mu0, relaxation=relaxation)
+    q = torch.from_numpy(result.q).to(E.device)
+    return q, result.f, result.mu, result.n_iter, result.err, result.converged
