@@ -176,6 +176,10 @@ def test_loss_errors_name_the_argument():
         d(torch.randn(9, 3), torch.randn(6, 4), 0)
     with pytest.raises(ValueError, match="ncrops"):
         tt.DINOLoss(4, 1, 0.04, 0.07, 1, 2)
+    with pytest.raises(ValueError, match="epoch must be an int in"):
+        d(torch.randn(9, 4), torch.randn(6, 4), 2)
+    with pytest.raises(ValueError, match="center_momentum"):
+        tt.DINOLoss(4, 2, 0.04, 0.07, 1, 2, center_momentum=1.0)
 
 
 def test_swav_inputs_are_not_modified():

@@ -208,7 +208,8 @@ class SwAVLoss(nn.Module):
     caller fills and rotates its queue as SwAV does and passes it once it is in use.
     With an initialised ``torch.distributed`` group, Sinkhorn runs over every rank's rows (one
     all-reduce of the charges per iteration: SwAV's distributed_sinkhorn). ``recorder``: a
-    :class:`thermossl.torch.LedgerRecorder` measured on the first assigned crop's codes.
+    :class:`thermossl.torch.LedgerRecorder` measured on the first assigned crop's codes (it runs
+    outside the graph: compile with a recorder without ``fullgraph=True``).
 
     After a forward, ``codes`` ((len(crops_for_assign) * B, K)) are available as
     ``self.last_codes`` only when ``keep_codes=True``.
@@ -275,6 +276,9 @@ class DINOLoss(nn.Module):
     (all-reduced over ranks when torch.distributed is initialised).
 
     ``forward(student_output, teacher_output, epoch)``: (ncrops * B, out_dim) and (2 * B, out_dim).
+    ``recorder``: a :class:`thermossl.torch.LedgerRecorder` measured on the teacher's labels of the
+    first global crop (mu = -center); it runs outside the graph, so compile with a recorder
+    without ``fullgraph=True``.
     """
 
     def __init__(self, out_dim: int, ncrops: int, warmup_teacher_temp: float, teacher_temp: float,
@@ -285,6 +289,8 @@ class DINOLoss(nn.Module):
             raise ValueError(f"ncrops must be >= 2 (two global crops at least), got {ncrops!r}")
         if not (isinstance(student_temp, (int, float)) and math.isfinite(student_temp) and student_temp > 0):
             raise ValueError(f"student_temp must be a finite number > 0, got {student_temp!r}")
+        if not 0.0 <= float(center_momentum) < 1.0:
+            raise ValueError(f"center_momentum must be in [0, 1), got {center_momentum!r}")
         self.student_temp = float(student_temp)
         self.center_momentum = float(center_momentum)
         self.ncrops = int(ncrops)
@@ -311,6 +317,8 @@ class DINOLoss(nn.Module):
             raise ValueError(
                 f"teacher_output must hold 2 crops and student_output {self.ncrops} crops of the same batch, "
                 f"got {teacher_output.shape[0]} and {student_output.shape[0]} rows")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < len(self.teacher_temp_schedule):
+            raise ValueError(f"epoch must be an int in [0, nepochs={len(self.teacher_temp_schedule)}), got {epoch!r}")
         temp = self.teacher_temp_schedule[epoch]
         teacher = teacher_output.detach()
         # softmax((t - C) / temp): the center enters as a per-state shift of the exponent.
