@@ -13,6 +13,7 @@ no E = -scores pass.
 from __future__ import annotations
 
 import math
+import threading
 from typing import Optional, Sequence
 
 import numpy as np
@@ -35,6 +36,30 @@ def _world():
 
 
 # ============================================================================ internal ops
+_scratch = threading.local()
+
+
+def _scratch_tensor(name: str, shape, dtype, device) -> Tensor:
+    """A work buffer kept between calls on the CPU (one per name and thread): a fresh N x K
+    tensor costs its page faults on first touch (~0.6 ms per MB measured here, as much as a
+    kernel pass), and these buffers never leave the op. On CUDA the caching allocator does this."""
+    if device.type != "cpu":
+        return torch.empty(shape, dtype=dtype, device=device)
+    buffers = getattr(_scratch, "buffers", None)
+    if buffers is None:
+        buffers = _scratch.buffers = {}
+    t = buffers.get(name)
+    if t is None or tuple(t.shape) != tuple(shape) or t.dtype != dtype:
+        buffers[name] = None  # free the old buffer before allocating the new one
+        t = buffers[name] = torch.empty(shape, dtype=dtype, device=device)
+    return t
+
+
+def release_scratch() -> None:
+    """Free the CPU work buffers the losses keep between steps (this thread's)."""
+    _scratch.buffers = {}
+
+
 def _negate_into(src: Tensor, dst: Tensor) -> None:
     """dst = -src in one pass (half input: converted to dst's float32 on the way, two passes)."""
     if src.dtype == dst.dtype:
@@ -43,30 +68,24 @@ def _negate_into(src: Tensor, dst: Tensor) -> None:
         dst.copy_(src).neg_()
 
 
-@torch.library.custom_op("thermossl::swav_codes", mutates_args=())
-def _swav_codes(output: Tensor, crops: Sequence[int], batch: int, epsilon: float, n_iter: int,
-                queue: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-    """SwAV's codes: Sinkhorn (n_iter iterations at T' = epsilon, uniform weights over every
-    rank's rows) of the scores of each crop in ``crops`` (with the queue's scores before them);
-    returns (codes (len(crops) * batch, K) of the batch rows, mu (len(crops), K) float64, charge
-    error (len(crops),) float64). One negation pass (E = -scores: the Sinkhorn kernel takes
-    energies) and the Sinkhorn passes per crop; the codes are written in place."""
+def _swav_codes_into(output: Tensor, crops, batch: int, epsilon: float, n_iter: int, queue, codes: Tensor):
+    """SwAV's codes of each crop in ``crops`` written into ``codes`` (len(crops) * batch, K):
+    Sinkhorn (n_iter iterations at T' = epsilon, uniform weights over every rank's rows) of the
+    crop's scores, with the queue's scores before them. Returns (mu (len(crops), K) float64,
+    charge error (len(crops),) float64). Per crop: one negation pass (the Sinkhorn kernel takes
+    energies E = -scores) and the Sinkhorn passes, q written straight into its slot."""
     from ..balancing import _STATUS_MESSAGES
 
-    dtype = _kernel_dtype(output.dtype)
-    device = output.device
-    k = output.shape[1]
+    dtype, device, k = codes.dtype, codes.device, codes.shape[1]
     world, _ = _world()
-    codes = torch.empty((len(crops) * batch, k), dtype=dtype, device=device)
     mus = torch.empty((len(crops), k), dtype=torch.float64)
     errs = torch.empty(len(crops), dtype=torch.float64)
     extra = 0 if queue is None else queue.shape[1]
-    E = torch.empty((extra + batch, k), dtype=dtype, device=device)  # reused for every crop
+    E = _scratch_tensor("swav_E", (extra + batch, k), dtype, device)
     for i, crop in enumerate(crops):
-        scores = output[crop * batch:(crop + 1) * batch]
         if queue is not None:
             _negate_into(queue[i], E[:extra])
-        _negate_into(scores, E[extra:])
+        _negate_into(output[crop * batch:(crop + 1) * batch], E[extra:])
         slot = codes[i * batch:(i + 1) * batch]
         if world > 1:
             q, mu, err = _kernels.sharded_sinkhorn(E, epsilon, n_iter)
@@ -74,7 +93,7 @@ def _swav_codes(output: Tensor, crops: Sequence[int], batch: int, epsilon: float
             mus[i] = torch.from_numpy(mu)
             errs[i] = err
             continue
-        q = slot if queue is None else torch.empty_like(E)
+        q = slot if queue is None else _scratch_tensor("swav_q", E.shape, dtype, device)
         f = torch.empty(E.shape[0], dtype=dtype, device=device)
         mu = torch.empty(k, dtype=dtype, device=device)
         charges = torch.empty(k, dtype=torch.float64, device=device)
@@ -86,54 +105,20 @@ def _swav_codes(output: Tensor, crops: Sequence[int], batch: int, epsilon: float
             slot.copy_(q[extra:])
         mus[i] = mu.cpu().to(torch.float64)
         errs[i] = err
-    return codes, mus, errs
+    return mus, errs
 
 
-@_swav_codes.register_fake
-def _(output, crops, batch, epsilon, n_iter, queue):
-    k = output.shape[1]
-    return (output.new_empty((len(crops) * batch, k), dtype=_kernel_dtype(output.dtype)),
-            torch.empty((len(crops), k), dtype=torch.float64), torch.empty(len(crops), dtype=torch.float64))
-
-
-_register_autocast(_swav_codes)
-
-
-@torch.library.custom_op("thermossl::scaled_softmax", mutates_args=())
-def _scaled_softmax(x: Tensor, scale: float, shift: Optional[Tensor], name: str) -> Tensor:
-    """softmax_j(scale x_ij + shift_j) in the kernel dtype, no gradient (labels). One pass."""
-    a = _kernel_input(x)
-    p = torch.empty(a.shape, dtype=a.dtype, device=a.device)
-    if a.shape[0]:
-        log_z = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
-        _kernels.row_softmax(a, scale, None if shift is None else shift.to(torch.float64).contiguous(), p, log_z)
-        _check_rows(log_z, name)
-    return p
-
-
-@_scaled_softmax.register_fake
-def _(x, scale, shift, name):
-    return torch.empty(x.shape, dtype=_kernel_dtype(x.dtype), device=x.device)
-
-
-_register_autocast(_scaled_softmax)
-
-
-@torch.library.custom_op("thermossl::multicrop_cross_entropy", mutates_args=())
-def _multicrop_cross_entropy(scores: Tensor, labels: Tensor, label_crops: Sequence[int], n_crops: int,
-                             scale: float) -> tuple[Tensor, Tensor]:
+def _multicrop_into(scores: Tensor, labels: Tensor, label_crops, n_crops: int, scale: float, grad: Tensor) -> Tensor:
     """sum over student crops v and label blocks a with label_crops[a] != v of
-    sum_rows -sum_y labels_a log softmax(scale * scores_v), and its gradient in the scores.
+    sum_rows -sum_y labels_a log softmax(scale * scores_v) (a 0-d float64 tensor), and its
+    gradient in the scores written into ``grad``.
 
-    scores: (n_crops * B, K); labels: (len(label_crops) * B, K). One kernel pass per student crop
-    (loss and gradient together) against the sum of its labels (a view when it is one block;
-    blocks summed once and shared when several). Returns (loss (0-d), gradient (like scores))."""
-    a = _kernel_input(scores)
-    labels = labels.to(a.dtype)
-    batch = a.shape[0] // n_crops
-    grad = torch.empty(a.shape, dtype=a.dtype, device=a.device)
-    loss_rows = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
-    log_z = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
+    scores: (n_crops * B, K) in the kernel dtype; labels: (len(label_crops) * B, K). One kernel
+    pass per student crop (loss and gradient together) against the sum of its labels (a view
+    when it is one block; blocks summed once and shared when several)."""
+    batch = scores.shape[0] // n_crops
+    loss_rows = torch.empty(scores.shape[0], dtype=scores.dtype, device=scores.device)
+    log_z = torch.empty_like(loss_rows)
     summed = {}
     for v in range(n_crops):
         rows = slice(v * batch, (v + 1) * batch)
@@ -148,36 +133,86 @@ def _multicrop_cross_entropy(scores: Tensor, labels: Tensor, label_crops: Sequen
         else:
             target = summed.get(blocks)
             if target is None:
-                target = labels[blocks[0] * batch:(blocks[0] + 1) * batch].clone()
-                for i in blocks[1:]:
+                target = torch.add(labels[blocks[0] * batch:(blocks[0] + 1) * batch],
+                                   labels[blocks[1] * batch:(blocks[1] + 1) * batch])
+                for i in blocks[2:]:
                     target += labels[i * batch:(i + 1) * batch]
                 summed[blocks] = target
-        _kernels.row_cross_entropy(target, a[rows], scale, None, loss_rows[rows], grad[rows], log_z[rows])
+        _kernels.row_cross_entropy(target, scores[rows], scale, None, loss_rows[rows], grad[rows], log_z[rows])
     _check_rows(log_z, "student scores")
     loss = loss_rows.sum(dtype=torch.float64)
     if not math.isfinite(float(loss)):
         raise ValueError("labels contain NaN or inf")
-    return loss.to(scores.dtype), grad.to(scores.dtype)
+    return loss
 
 
-@_multicrop_cross_entropy.register_fake
-def _(scores, labels, label_crops, n_crops, scale):
-    return scores.new_empty(()), torch.empty_like(scores, memory_format=torch.contiguous_format)
+@torch.library.custom_op("thermossl::swav_loss", mutates_args=())
+def _swav_loss(output: Tensor, crops: Sequence[int], n_crops: int, epsilon: float, n_iter: int, scale: float,
+               queue: Optional[Tensor], return_codes: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """SwAV's loss, unnormalised: (sum over crop pairs and rows of the cross-entropy (0-d),
+    its gradient in ``output``, the codes (len(crops) * B, K) when ``return_codes`` else (0, K),
+    Sinkhorn's mu (len(crops), K) float64, charge errors (len(crops),) float64)."""
+    a = _kernel_input(output)
+    batch = a.shape[0] // n_crops
+    k = a.shape[1]
+    codes = _scratch_tensor("swav_codes", (len(crops) * batch, k), a.dtype, a.device)
+    mus, errs = _swav_codes_into(a, crops, batch, epsilon, n_iter, queue, codes)
+    grad = torch.empty(a.shape, dtype=a.dtype, device=a.device)
+    loss = _multicrop_into(a, codes, crops, n_crops, scale, grad)
+    kept = codes.clone() if return_codes else codes.new_empty((0, k))
+    return loss.to(output.dtype), grad.to(output.dtype), kept, mus, errs
 
 
-def _multicrop_setup(ctx, inputs, output):
-    ctx.mark_non_differentiable(output[1])
+@_swav_loss.register_fake
+def _(output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes):
+    k = output.shape[1]
+    batch = output.shape[0] // n_crops
+    return (output.new_empty(()), torch.empty_like(output, memory_format=torch.contiguous_format),
+            output.new_empty((len(crops) * batch if return_codes else 0, k), dtype=_kernel_dtype(output.dtype)),
+            torch.empty((len(crops), k), dtype=torch.float64), torch.empty(len(crops), dtype=torch.float64))
+
+
+@torch.library.custom_op("thermossl::dino_loss", mutates_args=())
+def _dino_loss(student: Tensor, teacher: Tensor, center: Tensor, teacher_temp: float, n_crops: int, scale: float,
+               return_labels: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """DINO's loss, unnormalised: (sum over crop pairs and rows of -sum_y q log softmax(scale *
+    student), its gradient in ``student``, the teacher labels (2 B, K) when ``return_labels``
+    else (0, K)), with q = softmax((teacher - center) / teacher_temp) from one kernel pass (the
+    center enters as a per-state shift of the exponent)."""
+    a = _kernel_input(student)
+    t = _kernel_input(teacher)
+    labels = _scratch_tensor("dino_labels", t.shape, a.dtype, a.device)
+    shift = (center.reshape(-1).to(device=a.device, dtype=torch.float64) * (-1.0 / teacher_temp)).contiguous()
+    log_z = torch.empty(t.shape[0], dtype=a.dtype, device=a.device)
+    _kernels.row_softmax(t.to(a.dtype), 1.0 / teacher_temp, shift, labels, log_z)
+    _check_rows(log_z, "teacher_output")
+    grad = torch.empty(a.shape, dtype=a.dtype, device=a.device)
+    loss = _multicrop_into(a, labels, (0, 1), n_crops, scale, grad)
+    kept = labels.clone() if return_labels else labels.new_empty((0, a.shape[1]))
+    return loss.to(student.dtype), grad.to(student.dtype), kept
+
+
+@_dino_loss.register_fake
+def _(student, teacher, center, teacher_temp, n_crops, scale, return_labels):
+    return (student.new_empty(()), torch.empty_like(student, memory_format=torch.contiguous_format),
+            teacher.new_empty((teacher.shape[0] if return_labels else 0, teacher.shape[1]),
+                              dtype=_kernel_dtype(student.dtype)))
+
+
+def _loss_setup(ctx, inputs, output):
+    ctx.mark_non_differentiable(*output[1:])
     ctx.save_for_backward(output[1])
     ctx.scaled = False
 
 
-def _multicrop_backward(ctx, grad_loss, _grad_grad):
+def _loss_backward(ctx, grad_loss, *_unused):
     from .ops import _no_double_backward
 
     _no_double_backward()
     (grad,) = ctx.saved_tensors
+    n_inputs = ctx.n_inputs
     if torch.compiler.is_compiling():
-        return grad * grad_loss, None, None, None, None
+        return (grad * grad_loss,) + (None,) * (n_inputs - 1)
     # The losses discard the gradient output of the op, so the saved buffer is ours alone: scale
     # it in place (one pass, no new N x K allocation and its page faults). A second backward
     # through the same forward (retain_graph=True) would find it scaled: autograd's version check
@@ -186,11 +221,23 @@ def _multicrop_backward(ctx, grad_loss, _grad_grad):
         raise RuntimeError("thermossl losses support one backward per forward (their gradient buffer is "
                            "scaled in place); run the forward again")
     ctx.scaled = True
-    return grad.mul_(grad_loss), None, None, None, None
+    return (grad.mul_(grad_loss),) + (None,) * (n_inputs - 1)
 
 
-_multicrop_cross_entropy.register_autograd(_multicrop_backward, setup_context=_multicrop_setup)
-_register_autocast(_multicrop_cross_entropy)
+def _swav_setup(ctx, inputs, output):
+    ctx.n_inputs = 8
+    _loss_setup(ctx, inputs, output)
+
+
+def _dino_setup(ctx, inputs, output):
+    ctx.n_inputs = 7
+    _loss_setup(ctx, inputs, output)
+
+
+_swav_loss.register_autograd(_loss_backward, setup_context=_swav_setup)
+_dino_loss.register_autograd(_loss_backward, setup_context=_dino_setup)
+_register_autocast(_swav_loss)
+_register_autocast(_dino_loss)
 
 
 # ============================================================================ SwAV
@@ -251,10 +298,9 @@ class SwAVLoss(nn.Module):
             if queue.dim() != 3 or (queue.shape[0], queue.shape[2]) != expected:
                 raise ValueError(f"queue must have shape ({expected[0]}, L, {expected[1]}), got {tuple(queue.shape)}")
             queue = queue.detach()
-        codes, mu, err = _swav_codes(output.detach(), self.crops_for_assign, batch, self.epsilon,
-                                     self.sinkhorn_iterations, queue)
-        total, _ = _multicrop_cross_entropy(output, codes, self.crops_for_assign, self.n_crops,
-                                            1.0 / self.temperature)
+        want_codes = self.keep_codes or self.recorder is not None
+        total, _, codes, mu, err = _swav_loss(output, self.crops_for_assign, self.n_crops, self.epsilon,
+                                              self.sinkhorn_iterations, 1.0 / self.temperature, queue, want_codes)
         if self.keep_codes:
             self.last_codes = codes
         if self.recorder is not None:
@@ -321,10 +367,8 @@ class DINOLoss(nn.Module):
             raise ValueError(f"epoch must be an int in [0, nepochs={len(self.teacher_temp_schedule)}), got {epoch!r}")
         temp = self.teacher_temp_schedule[epoch]
         teacher = teacher_output.detach()
-        # softmax((t - C) / temp): the center enters as a per-state shift of the exponent.
-        shift = self.center[0].detach() * (-1.0 / temp)
-        labels = _scaled_softmax(teacher, 1.0 / temp, shift, "teacher_output")
-        total, _ = _multicrop_cross_entropy(student_output, labels, (0, 1), self.ncrops, 1.0 / self.student_temp)
+        total, _, labels = _dino_loss(student_output, teacher, self.center.detach(), temp, self.ncrops,
+                                      1.0 / self.student_temp, self.recorder is not None)
         n_terms = 2 * (self.ncrops - 1)
         if self.recorder is not None:
             self.recorder._measure_from_loss(teacher[:batch], labels[:batch], -self.center[0].detach(), None, temp)
