@@ -35,6 +35,7 @@ __all__ = [
     "row_cross_entropy",
     "sinkhorn",
     "sharded_sinkhorn",
+    "sela_sinkhorn",
 ]
 
 

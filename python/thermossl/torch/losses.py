@@ -5,10 +5,11 @@ Both losses are a multi-crop cross-entropy: labels computed without gradient fro
 the two global crops) predicted from the scores of every other crop at temperature T. Because
 the cross-entropy is linear in the labels, each student crop v needs ONE kernel pass against the
 sum of the labels of the crops it is compared with, and that pass yields its loss and its
-gradient together (``thermossl::multicrop_cross_entropy``); the references' per-pair
-log_softmax, product, sum and mean, and their backward, are replaced by one read of the scores
-and the labels and one write of the gradient. The scores enter with the signed scale +1/T:
-no E = -scores pass.
+gradient together; the references' per-pair log_softmax, product, sum and mean, and their
+backward, are replaced by one read of the scores and the labels and one write of the gradient.
+The scores enter with the signed scale +1/T: no E = -scores pass. Each loss is one custom op
+(``thermossl::swav_loss``, ``thermossl::dino_loss``: labels and fused cross-entropy, the gradient
+saved for a backward that scales it in place), so ``torch.compile`` sees one node.
 """
 from __future__ import annotations
 
