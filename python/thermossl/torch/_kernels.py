@@ -1,0 +1,188 @@
+"""Every call of thermossl.torch into the compiled kernels, in one place.
+
+The functions here take torch tensors that the callers (ops.py, losses.py) have already
+validated: 2-D matrices of float32 or float64 of any strides, outputs allocated with
+``torch.empty`` (C-contiguous, of the input's dtype unless stated). CPU tensors reach the C++
+core (``thermossl._core``) as numpy views of their memory (``Tensor.numpy()`` shares the storage:
+no copy, any strides); CUDA tensors reach the CUDA kernels (``thermossl._cuda``) as raw device
+pointers with their strides, launched on the current stream of the tensor's device. ``scale`` is
+the signed factor of the exponent, x = scale * a + shift: -1/T on energies E, +1/T on scores, so
+E = -scores costs no pass.
+
+This module is the single seam onto the backends: nothing else in thermossl.torch imports
+``thermossl._core`` or ``thermossl._cuda``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .. import _core
+from .. import cuda as _device
+
+try:
+    from .. import _cuda
+except ImportError:  # built without CUDA
+    _cuda = None
+
+__all__ = [
+    "cuda_available",
+    "row_logsumexp",
+    "row_softmax",
+    "row_log_softmax",
+    "row_entropy",
+    "row_entropy_grad",
+    "row_cross_entropy",
+    "sinkhorn",
+    "sharded_sinkhorn",
+    "sela_sinkhorn",
+]
+
+
+def cuda_available() -> bool:
+    """Whether the CUDA kernels were built and a device is visible."""
+    return _device.is_available()
+
+
+# ----------------------------------------------------------------------------------- CPU views
+def _host(t):
+    """A numpy view of a CPU tensor (shares memory, keeps the strides); None passes through."""
+    if t is None:
+        return None
+    return t.detach().numpy()  # real dtypes only: no conjugate or negative bit to resolve
+
+
+# ----------------------------------------------------------------------------------- CUDA views
+_CUDA_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
+
+
+def _require_cuda(t: torch.Tensor) -> None:
+    if _cuda is None:
+        raise RuntimeError(
+            "thermossl.torch got a CUDA tensor, but thermossl was built without its CUDA kernels "
+            "(rebuild with nvcc available, THERMOSSL_CUDA=ON), or move the tensor to the CPU"
+        )
+    if not _device.is_available():
+        raise RuntimeError("thermossl.torch got a CUDA tensor, but no CUDA device is available to thermossl")
+
+
+def _matrix(t: torch.Tensor):
+    rows, cols = t.shape
+    return (t.data_ptr(), rows, cols, t.stride(0), t.stride(1))
+
+
+def _ptr(t) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+def _launch(t: torch.Tensor):
+    """(dtype name, device ordinal, current stream) of a CUDA tensor, for the _cuda kernels."""
+    _require_cuda(t)
+    device = t.device.index if t.device.index is not None else torch.cuda.current_device()
+    return _CUDA_DTYPES[t.dtype], device, int(torch.cuda.current_stream(device).cuda_stream)
+
+
+# ----------------------------------------------------------------------------------- row kernels
+def row_logsumexp(a, scale: float, shift, out) -> None:
+    """out_i = log sum_j exp(scale a_ij + shift_j). One read of a."""
+    if a.is_cuda:
+        dtype, device, stream = _launch(a)
+        _cuda.row_logsumexp(dtype, device, stream, _matrix(a), scale, _ptr(shift), out.data_ptr())
+    else:
+        _core.row_logsumexp(_host(a), scale, _host(shift), None, _host(out), None)
+
+
+def row_softmax(a, scale: float, shift, p, log_z=None) -> None:
+    """p = softmax_j(scale a_ij + shift_j), and log Z_i when asked. One read of a, one write of p."""
+    if a.is_cuda:
+        dtype, device, stream = _launch(a)
+        _cuda.row_softmax(dtype, device, stream, _matrix(a), scale, _ptr(shift), p.data_ptr(), _ptr(log_z))
+    else:
+        _core.row_softmax(_host(a), scale, _host(shift), _host(p), _host(log_z))
+
+
+def row_log_softmax(a, scale: float, shift, log_p) -> None:
+    """log_p = log_softmax_j(scale a_ij + shift_j). One read of a, one write of log_p."""
+    if a.is_cuda:
+        dtype, device, stream = _launch(a)
+        _cuda.row_log_softmax(dtype, device, stream, _matrix(a), scale, _ptr(shift), log_p.data_ptr())
+    else:
+        _core.row_log_softmax(_host(a), scale, _host(shift), _host(log_p))
+
+
+def row_entropy(a, scale: float, shift, entropy, log_z) -> None:
+    """Entropy of each row's softmax, and log Z. One read of a."""
+    if a.is_cuda:
+        dtype, device, stream = _launch(a)
+        _cuda.row_entropy(dtype, device, stream, _matrix(a), scale, _ptr(shift), entropy.data_ptr(), _ptr(log_z))
+    else:
+        _core.row_entropy(_host(a), scale, _host(shift), _host(entropy), _host(log_z))
+
+
+def row_entropy_grad(a, scale: float, shift, grad, log_z) -> None:
+    """dS_i/da_ij of each row's softmax entropy. One read of a, one write of grad."""
+    if a.is_cuda:
+        dtype, device, stream = _launch(a)
+        _cuda.row_entropy_grad(dtype, device, stream, _matrix(a), scale, _ptr(shift), grad.data_ptr(), 0,
+                               _ptr(log_z))
+    else:
+        _core.row_entropy_grad(_host(a), scale, _host(shift), _host(grad), None, _host(log_z))
+
+
+def row_cross_entropy(q, a, scale: float, shift, loss, grad, log_z) -> None:
+    """loss_i = -sum_j q_ij log softmax_j(scale a_ij + shift_j); grad = dloss_i/da_ij when given
+    (scale (p_ij sum_j q_ij - q_ij)); log Z_i. One read of q and a, one write of grad."""
+    if a.is_cuda:
+        dtype, device, stream = _launch(a)
+        _cuda.row_cross_entropy(dtype, device, stream, _matrix(q), _matrix(a), scale, _ptr(shift), loss.data_ptr(),
+                                _ptr(grad), _ptr(log_z))
+    else:
+        _core.row_cross_entropy(_host(q), _host(a), scale, _host(shift), _host(loss), _host(grad), _host(log_z))
+
+
+# ----------------------------------------------------------------------------------- Sinkhorn
+def sinkhorn(E, T: float, w, c, mu0, fixed: int, tol: float, limit: int, f, mu, q, charges):
+    """The whole Sinkhorn loop of thermossl.sinkhorn on energies E (N, K) at T.
+
+    w, c, mu0: contiguous vectors of E's dtype or None; outputs f (N,), mu (K,), q (N, K) or
+    None, charges (K,) float64. Returns (iterations, err, converged, status, index) as the core
+    reports them (status != 0: bad rows, see thermossl._messages.SINKHORN_STATUS).
+    """
+    if E.is_cuda:
+        dtype, device, stream = _launch(E)
+        n, k = E.shape
+        nbytes = int(_cuda.sinkhorn_workspace_bytes(n, k))
+        workspace = torch.empty(((nbytes + 7) // 8,), dtype=torch.float64, device=E.device)
+        return _cuda.sinkhorn(dtype, device, stream, _matrix(E), T, _ptr(w), _ptr(c), _ptr(mu0), fixed, tol, limit,
+                              f.data_ptr(), mu.data_ptr(), _ptr(q), charges.data_ptr(), workspace.data_ptr(), 8)
+    return _core.sinkhorn(_host(E), T, _host(w), _host(c), _host(mu0), fixed, tol, limit, _host(f), _host(mu),
+                          _host(q), _host(charges))
+
+
+def sharded_sinkhorn(E, T: float, n_iter: int, group=None):
+    """Sinkhorn over the rows of every rank of the initialised torch.distributed group (SwAV's
+    distributed_sinkhorn: uniform weights over all ranks' rows, one all-reduce of the charges per
+    iteration), by thermossl.distributed.sinkhorn on CPU tensors. Returns this rank's q as a
+    tensor (E's dtype) and the global mu (float64 numpy) and charge error."""
+    from .. import distributed as _distributed
+
+    result = _distributed.sinkhorn(_host(E), T, n_iter=n_iter, comm=_distributed.TorchComm(group=group))
+    return torch.from_numpy(result.q), np.asarray(result.mu, dtype=np.float64), float(result.err)
+
+
+def sela_sinkhorn(E, T: float, tol: float, max_iter: int, mu0, relaxation, group=None, distributed=False):
+    """Sinkhorn to tolerance over a whole data set's energies E (this rank's rows; all ranks'
+    when ``distributed``), warm-started from mu0 (numpy or None): thermossl.sinkhorn or the
+    sharded thermossl.distributed.sinkhorn, on a numpy view of E (CUDA E is copied to the host).
+    Returns (q tensor on E's device, f, mu (numpy), n_iter, err, converged)."""
+    from .. import balancing as _balancing
+    from .. import distributed as _distributed
+
+    host = _host(E.cpu() if E.is_cuda else E)
+    if distributed:
+        result = _distributed.sinkhorn(host, T, tol=tol, max_iter=max_iter, mu0=mu0, relaxation=relaxation,
+                                       comm=_distributed.TorchComm(group=group))
+    else:
+        result = _balancing.sinkhorn(host, T, tol=tol, max_iter=max_iter, mu0=mu0, relaxation=relaxation)
+    q = torch.from_numpy(result.q).to(E.device)
+    return q, result.f, result.mu, result.n_iter, result.err, result.converged

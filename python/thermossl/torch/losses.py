@@ -1,0 +1,390 @@
+"""SwAV and DINO losses as ``nn.Module``s over the fused kernels.
+
+Both losses are a multi-crop cross-entropy: labels computed without gradient from some crops
+(SwAV: Sinkhorn codes of ``crops_for_assign``; DINO: the teacher's centred and sharpened softmax of
+the two global crops) predicted from the scores of every other crop at temperature T. Because
+the cross-entropy is linear in the labels, each student crop v needs ONE kernel pass against the
+sum of the labels of the crops it is compared with, and that pass yields its loss and its
+gradient together; the references' per-pair log_softmax, product, sum and mean, and their
+backward, are replaced by one read of the scores and the labels and one write of the gradient.
+The scores enter with the signed scale +1/T: no E = -scores pass. Each loss is one custom op
+(``thermossl::swav_loss``, ``thermossl::dino_loss``: labels and fused cross-entropy, the gradient
+saved for a backward that scales it in place), so ``torch.compile`` sees one node.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import _kernels
+from .ops import _check_rows, _check_tensor, _kernel_dtype, _kernel_input, _register_autocast
+
+__all__ = ["SwAVLoss", "DINOLoss"]
+
+
+def _world():
+    """(group size, True) when torch.distributed has an initialised default group, else (1, False)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), True
+    return 1, False
+
+
+# ============================================================================ internal ops
+_scratch = threading.local()
+
+
+def _scratch_tensor(name: str, shape, dtype, device) -> Tensor:
+    """A work buffer kept between calls on the CPU (one per name and thread): a fresh N x K
+    tensor costs its page faults on first touch (~0.6 ms per MB measured here, as much as a
+    kernel pass), and these buffers never leave the op. On CUDA the caching allocator does this."""
+    if device.type != "cpu":
+        return torch.empty(shape, dtype=dtype, device=device)
+    buffers = getattr(_scratch, "buffers", None)
+    if buffers is None:
+        buffers = _scratch.buffers = {}
+    t = buffers.get(name)
+    if t is None or tuple(t.shape) != tuple(shape) or t.dtype != dtype:
+        buffers[name] = None  # free the old buffer before allocating the new one
+        t = buffers[name] = torch.empty(shape, dtype=dtype, device=device)
+    return t
+
+
+def release_scratch() -> None:
+    """Free the CPU work buffers the losses keep between steps (this thread's)."""
+    _scratch.buffers = {}
+
+
+def _negate_into(src: Tensor, dst: Tensor) -> None:
+    """dst = -src in one pass (half input: converted to dst's float32 on the way, two passes)."""
+    if src.dtype == dst.dtype:
+        torch.neg(src, out=dst)
+    else:
+        dst.copy_(src).neg_()
+
+
+def _swav_codes_into(output: Tensor, crops, batch: int, epsilon: float, n_iter: int, queue, codes: Tensor):
+    """SwAV's codes of each crop in ``crops`` written into ``codes`` (len(crops) * batch, K):
+    Sinkhorn (n_iter iterations at T' = epsilon, uniform weights over every rank's rows) of the
+    crop's scores, with the queue's scores before them. Returns (mu (len(crops), K) float64,
+    charge error (len(crops),) float64). Per crop: one negation pass (the Sinkhorn kernel takes
+    energies E = -scores) and the Sinkhorn passes, q written straight into its slot."""
+    from .._messages import SINKHORN_STATUS
+
+    dtype, device, k = codes.dtype, codes.device, codes.shape[1]
+    world, _ = _world()
+    mus = torch.empty((len(crops), k), dtype=torch.float64)
+    errs = torch.empty(len(crops), dtype=torch.float64)
+    extra = 0 if queue is None else queue.shape[1]
+    E = _scratch_tensor("swav_E", (extra + batch, k), dtype, device)
+    for i, crop in enumerate(crops):
+        if queue is not None:
+            _negate_into(queue[i], E[:extra])
+        _negate_into(output[crop * batch:(crop + 1) * batch], E[extra:])
+        slot = codes[i * batch:(i + 1) * batch]
+        if world > 1:
+            q, mu, err = _kernels.sharded_sinkhorn(E, epsilon, n_iter)
+            slot.copy_(q[extra:])
+            mus[i] = torch.from_numpy(mu)
+            errs[i] = err
+            continue
+        q = slot if queue is None else _scratch_tensor("swav_q", E.shape, dtype, device)
+        f = torch.empty(E.shape[0], dtype=dtype, device=device)
+        mu = torch.empty(k, dtype=dtype, device=device)
+        charges = torch.empty(k, dtype=torch.float64, device=device)
+        _, err, _, status, index = _kernels.sinkhorn(E, epsilon, None, None, None, n_iter, 1e-6, 1000, f, mu, q,
+                                                      charges)
+        if status:
+            raise ValueError("SwAVLoss: output " + SINKHORN_STATUS[status].format(index=index).removeprefix("E "))
+        if queue is not None:
+            slot.copy_(q[extra:])
+        mus[i] = mu.cpu().to(torch.float64)
+        errs[i] = err
+    return mus, errs
+
+
+def _multicrop_into(scores: Tensor, labels: Tensor, label_crops, n_crops: int, scale: float, grad: Tensor) -> Tensor:
+    """sum over student crops v and label blocks a with label_crops[a] != v of
+    sum_rows -sum_y labels_a log softmax(scale * scores_v) (a 0-d float64 tensor), and its
+    gradient in the scores written into ``grad``.
+
+    scores: (n_crops * B, K) in the kernel dtype; labels: (len(label_crops) * B, K). One kernel
+    pass per student crop (loss and gradient together) against the sum of its labels (a view
+    when it is one block; blocks summed once and shared when several)."""
+    batch = scores.shape[0] // n_crops
+    loss_rows = torch.empty(scores.shape[0], dtype=scores.dtype, device=scores.device)
+    log_z = torch.empty_like(loss_rows)
+    summed = {}
+    for v in range(n_crops):
+        rows = slice(v * batch, (v + 1) * batch)
+        blocks = tuple(i for i, crop in enumerate(label_crops) if crop != v)
+        if not blocks:
+            grad[rows] = 0
+            loss_rows[rows] = 0
+            log_z[rows] = 0
+            continue
+        if len(blocks) == 1:
+            target = labels[blocks[0] * batch:(blocks[0] + 1) * batch]
+        else:
+            target = summed.get(blocks)
+            if target is None:
+                target = torch.add(labels[blocks[0] * batch:(blocks[0] + 1) * batch],
+                                   labels[blocks[1] * batch:(blocks[1] + 1) * batch])
+                for i in blocks[2:]:
+                    target += labels[i * batch:(i + 1) * batch]
+                summed[blocks] = target
+        _kernels.row_cross_entropy(target, scores[rows], scale, None, loss_rows[rows], grad[rows], log_z[rows])
+    _check_rows(log_z, "student scores")
+    loss = loss_rows.sum(dtype=torch.float64)
+    if not math.isfinite(float(loss)):
+        raise ValueError("labels contain NaN or inf")
+    return loss
+
+
+@torch.library.custom_op("thermossl::swav_loss", mutates_args=())
+def _swav_loss(output: Tensor, crops: Sequence[int], n_crops: int, epsilon: float, n_iter: int, scale: float,
+               queue: Optional[Tensor], return_codes: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """SwAV's loss, unnormalised: (sum over crop pairs and rows of the cross-entropy (0-d),
+    its gradient in ``output``, the codes (len(crops) * B, K) when ``return_codes`` else (0, K),
+    Sinkhorn's mu (len(crops), K) float64, charge errors (len(crops),) float64)."""
+    a = _kernel_input(output)
+    batch = a.shape[0] // n_crops
+    k = a.shape[1]
+    codes = _scratch_tensor("swav_codes", (len(crops) * batch, k), a.dtype, a.device)
+    mus, errs = _swav_codes_into(a, crops, batch, epsilon, n_iter, queue, codes)
+    grad = torch.empty(a.shape, dtype=a.dtype, device=a.device)
+    loss = _multicrop_into(a, codes, crops, n_crops, scale, grad)
+    kept = codes.clone() if return_codes else codes.new_empty((0, k))
+    return loss.to(output.dtype), grad.to(output.dtype), kept, mus, errs
+
+
+@_swav_loss.register_fake
+def _(output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes):
+    k = output.shape[1]
+    batch = output.shape[0] // n_crops
+    return (output.new_empty(()), torch.empty_like(output, memory_format=torch.contiguous_format),
+            output.new_empty((len(crops) * batch if return_codes else 0, k), dtype=_kernel_dtype(output.dtype)),
+            torch.empty((len(crops), k), dtype=torch.float64), torch.empty(len(crops), dtype=torch.float64))
+
+
+@torch.library.custom_op("thermossl::dino_loss", mutates_args=())
+def _dino_loss(student: Tensor, teacher: Tensor, center: Tensor, teacher_temp: float, n_crops: int, scale: float,
+               return_labels: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """DINO's loss, unnormalised: (sum over crop pairs and rows of -sum_y q log softmax(scale *
+    student), its gradient in ``student``, the teacher labels (2 B, K) when ``return_labels``
+    else (0, K)), with q = softmax((teacher - center) / teacher_temp) from one kernel pass (the
+    center enters as a per-state shift of the exponent)."""
+    a = _kernel_input(student)
+    t = _kernel_input(teacher)
+    labels = _scratch_tensor("dino_labels", t.shape, a.dtype, a.device)
+    shift = (center.reshape(-1).to(device=a.device, dtype=torch.float64) * (-1.0 / teacher_temp)).contiguous()
+    log_z = torch.empty(t.shape[0], dtype=a.dtype, device=a.device)
+    _kernels.row_softmax(t.to(a.dtype), 1.0 / teacher_temp, shift, labels, log_z)
+    _check_rows(log_z, "teacher_output")
+    grad = torch.empty(a.shape, dtype=a.dtype, device=a.device)
+    loss = _multicrop_into(a, labels, (0, 1), n_crops, scale, grad)
+    kept = labels.clone() if return_labels else labels.new_empty((0, a.shape[1]))
+    return loss.to(student.dtype), grad.to(student.dtype), kept
+
+
+@_dino_loss.register_fake
+def _(student, teacher, center, teacher_temp, n_crops, scale, return_labels):
+    return (student.new_empty(()), torch.empty_like(student, memory_format=torch.contiguous_format),
+            teacher.new_empty((teacher.shape[0] if return_labels else 0, teacher.shape[1]),
+                              dtype=_kernel_dtype(student.dtype)))
+
+
+def _loss_setup(ctx, inputs, output):
+    ctx.mark_non_differentiable(*output[1:])
+    ctx.save_for_backward(output[1])
+    ctx.scaled = False
+
+
+def _loss_backward(ctx, grad_loss, *_unused):
+    from .ops import _no_double_backward
+
+    _no_double_backward()
+    (grad,) = ctx.saved_tensors
+    n_inputs = ctx.n_inputs
+    if torch.compiler.is_compiling():
+        return (grad * grad_loss,) + (None,) * (n_inputs - 1)
+    # The losses discard the gradient output of the op, so the saved buffer is ours alone: scale
+    # it in place (one pass, no new N x K allocation and its page faults). A second backward
+    # through the same forward (retain_graph=True) would find it scaled: autograd's version check
+    # of the saved tensor refuses that ("modified by an inplace operation"), and so does this flag.
+    if ctx.scaled:
+        raise RuntimeError("thermossl losses support one backward per forward (their gradient buffer is "
+                           "scaled in place); run the forward again")
+    ctx.scaled = True
+    return (grad.mul_(grad_loss),) + (None,) * (n_inputs - 1)
+
+
+def _swav_setup(ctx, inputs, output):
+    ctx.n_inputs = 8
+    _loss_setup(ctx, inputs, output)
+
+
+def _dino_setup(ctx, inputs, output):
+    ctx.n_inputs = 7
+    _loss_setup(ctx, inputs, output)
+
+
+_swav_loss.register_autograd(_loss_backward, setup_context=_swav_setup)
+_dino_loss.register_autograd(_loss_backward, setup_context=_dino_setup)
+_register_autocast(_swav_loss)
+_register_autocast(_dino_loss)
+
+
+# ============================================================================ SwAV
+class SwAVLoss(nn.Module):
+    """SwAV's swapped-prediction loss (Caron et al. 2020; facebookresearch/swav, main_swav.py).
+
+    ``forward(output, queue=None)``: ``output`` holds the prototype scores of all crops stacked
+    crop after crop, (sum(nmb_crops) * B, K), as SwAV's model returns them. For each crop in
+    ``crops_for_assign`` the codes are Sinkhorn's (``sinkhorn_iterations`` iterations at
+    ``epsilon``, without gradient), predicted from every other crop's scores at ``temperature``;
+    the loss is the mean over crop pairs and samples, exactly as SwAV's training loop computes it.
+
+    ``queue``: optional prototype scores of queued embeddings, (len(crops_for_assign), L, K)
+    (``queue[i] @ prototypes.T`` in SwAV), put before the batch's scores for Sinkhorn only; the
+    caller fills and rotates its queue as SwAV does and passes it once it is in use.
+    With an initialised ``torch.distributed`` group, Sinkhorn runs over every rank's rows (one
+    all-reduce of the charges per iteration: SwAV's distributed_sinkhorn). ``recorder``: a
+    :class:`thermossl.torch.LedgerRecorder` measured on the first assigned crop's codes (it runs
+    outside the graph: compile with a recorder without ``fullgraph=True``).
+
+    After a forward, ``codes`` ((len(crops_for_assign) * B, K)) are available as
+    ``self.last_codes`` only when ``keep_codes=True``.
+    """
+
+    def __init__(self, temperature: float = 0.1, epsilon: float = 0.05, sinkhorn_iterations: int = 3,
+                 crops_for_assign: Sequence[int] = (0, 1), nmb_crops: Sequence[int] = (2,), recorder=None,
+                 keep_codes: bool = False):
+        super().__init__()
+        for value, name in ((temperature, "temperature"), (epsilon, "epsilon")):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if isinstance(sinkhorn_iterations, bool) or not isinstance(sinkhorn_iterations, int) or sinkhorn_iterations < 1:
+            raise ValueError(f"sinkhorn_iterations must be an int >= 1, got {sinkhorn_iterations!r}")
+        self.temperature = float(temperature)
+        self.epsilon = float(epsilon)
+        self.sinkhorn_iterations = int(sinkhorn_iterations)
+        self.nmb_crops = tuple(int(n) for n in nmb_crops)
+        self.n_crops = int(sum(self.nmb_crops))
+        if self.n_crops < 2:
+            raise ValueError(f"nmb_crops must describe at least 2 crops, got {nmb_crops!r}")
+        self.crops_for_assign = tuple(int(c) for c in crops_for_assign)
+        if not self.crops_for_assign or any(not 0 <= c < self.n_crops for c in self.crops_for_assign):
+            raise ValueError(f"crops_for_assign must name crops in [0, {self.n_crops}), got {crops_for_assign!r}")
+        self.recorder = recorder
+        self.keep_codes = bool(keep_codes)
+        self.last_codes = None
+
+    def forward(self, output: Tensor, queue: Optional[Tensor] = None) -> Tensor:
+        output = _check_tensor(output, "output")
+        if output.dim() != 2:
+            raise ValueError(f"output must be 2-D (crops * batch, prototypes), got ndim={output.dim()}")
+        if output.shape[0] % self.n_crops or output.shape[0] == 0:
+            raise ValueError(f"output has {output.shape[0]} rows, not a positive multiple of the {self.n_crops} crops")
+        batch = output.shape[0] // self.n_crops
+        if queue is not None:
+            queue = _check_tensor(queue, "queue")
+            expected = (len(self.crops_for_assign), output.shape[1])
+            if queue.dim() != 3 or (queue.shape[0], queue.shape[2]) != expected:
+                raise ValueError(f"queue must have shape ({expected[0]}, L, {expected[1]}), got {tuple(queue.shape)}")
+            queue = queue.detach()
+        want_codes = self.keep_codes or self.recorder is not None
+        total, _, codes, mu, err = _swav_loss(output, self.crops_for_assign, self.n_crops, self.epsilon,
+                                              self.sinkhorn_iterations, 1.0 / self.temperature, queue, want_codes)
+        if self.keep_codes:
+            self.last_codes = codes
+        if self.recorder is not None:
+            crop = self.crops_for_assign[0]
+            self.recorder._measure_from_loss(
+                output.detach()[crop * batch:(crop + 1) * batch], codes[:batch], mu[0], err[0], self.epsilon)
+        return total / (len(self.crops_for_assign) * (self.n_crops - 1) * batch)
+
+
+# ============================================================================ DINO
+class DINOLoss(nn.Module):
+    """DINO's loss (Caron et al. 2021; facebookresearch/dino, main_dino.py), same signature and
+    semantics: the teacher's output of the 2 global crops is centred (``center``, a registered
+    buffer of shape (1, out_dim), in ``state_dict``) and sharpened at the teacher temperature of
+    the epoch (a linear warm-up from ``warmup_teacher_temp`` to ``teacher_temp`` over
+    ``warmup_teacher_temp_epochs`` epochs, then constant); every student crop predicts each
+    teacher crop except its own index; the loss is the mean over those pairs and the samples.
+    The center then follows the EMA ``center <- m center + (1 - m) mean(teacher_output)``
+    (all-reduced over ranks when torch.distributed is initialised).
+
+    ``forward(student_output, teacher_output, epoch)``: (ncrops * B, out_dim) and (2 * B, out_dim).
+    ``recorder``: a :class:`thermossl.torch.LedgerRecorder` measured on the teacher's labels of the
+    first global crop (mu = -center); it runs outside the graph, so compile with a recorder
+    without ``fullgraph=True``.
+    """
+
+    def __init__(self, out_dim: int, ncrops: int, warmup_teacher_temp: float, teacher_temp: float,
+                 warmup_teacher_temp_epochs: int, nepochs: int, student_temp: float = 0.1,
+                 center_momentum: float = 0.9, recorder=None):
+        super().__init__()
+        if int(ncrops) < 2:
+            raise ValueError(f"ncrops must be >= 2 (two global crops at least), got {ncrops!r}")
+        if not (isinstance(student_temp, (int, float)) and math.isfinite(student_temp) and student_temp > 0):
+            raise ValueError(f"student_temp must be a finite number > 0, got {student_temp!r}")
+        if not 0.0 <= float(center_momentum) < 1.0:
+            raise ValueError(f"center_momentum must be in [0, 1), got {center_momentum!r}")
+        self.student_temp = float(student_temp)
+        self.center_momentum = float(center_momentum)
+        self.ncrops = int(ncrops)
+        self.register_buffer("center", torch.zeros(1, int(out_dim)))
+        schedule = np.concatenate((
+            np.linspace(warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs),
+            np.ones(nepochs - warmup_teacher_temp_epochs) * teacher_temp,
+        ))
+        if not np.all(np.isfinite(schedule)) or np.any(schedule <= 0):
+            raise ValueError("teacher temperatures must be finite and > 0")
+        self.teacher_temp_schedule = [float(t) for t in schedule]
+        self.recorder = recorder
+
+    def forward(self, student_output: Tensor, teacher_output: Tensor, epoch: int) -> Tensor:
+        student_output = _check_tensor(student_output, "student_output")
+        teacher_output = _check_tensor(teacher_output, "teacher_output")
+        k = self.center.shape[1]
+        if student_output.dim() != 2 or student_output.shape[1] != k:
+            raise ValueError(f"student_output must have shape (ncrops * B, {k}), got {tuple(student_output.shape)}")
+        if teacher_output.dim() != 2 or teacher_output.shape[1] != k:
+            raise ValueError(f"teacher_output must have shape (2 * B, {k}), got {tuple(teacher_output.shape)}")
+        batch = teacher_output.shape[0] // 2
+        if teacher_output.shape[0] != 2 * batch or batch == 0 or student_output.shape[0] != self.ncrops * batch:
+            raise ValueError(
+                f"teacher_output must hold 2 crops and student_output {self.ncrops} crops of the same batch, "
+                f"got {teacher_output.shape[0]} and {student_output.shape[0]} rows")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < len(self.teacher_temp_schedule):
+            raise ValueError(f"epoch must be an int in [0, nepochs={len(self.teacher_temp_schedule)}), got {epoch!r}")
+        temp = self.teacher_temp_schedule[epoch]
+        teacher = teacher_output.detach()
+        total, _, labels = _dino_loss(student_output, teacher, self.center.detach(), temp, self.ncrops,
+                                      1.0 / self.student_temp, self.recorder is not None)
+        n_terms = 2 * (self.ncrops - 1)
+        if self.recorder is not None:
+            self.recorder._measure_from_loss(teacher[:batch], labels[:batch], -self.center[0].detach(), None, temp)
+        self.update_center(teacher)
+        return total / (n_terms * batch)
+
+    @torch.no_grad()
+    def update_center(self, teacher_output: Tensor) -> None:
+        """center <- m center + (1 - m) (sum of the teacher rows of every rank / their number)."""
+        batch_center = torch.sum(teacher_output, dim=0, keepdim=True)
+        world, distributed = _world()
+        if distributed:
+            import torch.distributed as dist
+
+            dist.all_reduce(batch_center)
+        batch_center = batch_center / (len(teacher_output) * world)
+        self.center.mul_(self.center_momentum).add_(batch_center.to(self.center.dtype),
+                                                    alpha=1.0 - self.center_momentum)

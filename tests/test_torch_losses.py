@@ -1,0 +1,228 @@
+"""SwAVLoss and DINOLoss against plain-torch transcriptions of the published algorithms
+(tests/torch_references.py): loss value (float32 <= 1e-6 relative), gradient (<= 1e-5), the DINO
+center over several steps, half types, autocast, errors, and the CUDA variants."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import thermossl  # noqa: E402
+import thermossl.torch as tt  # noqa: E402
+from torch_references import DINOReference, swav_loss  # noqa: E402
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not (torch.cuda.is_available() and thermossl.cuda.is_available()),
+    reason="needs a CUDA device and thermossl built with its CUDA kernels"))]
+
+
+def rel_err(a, b):
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def scores(rows, k, seed, dtype=torch.float32, device="cpu", scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    # prototype scores are cosine similarities in SwAV: |s| <= 1
+    x = torch.nn.functional.normalize(torch.randn(rows, k, generator=g, dtype=dtype), dim=1) * scale
+    return x.to(device).requires_grad_()
+
+
+SWAV_CASES = [
+    ((0, 1), (2,)),        # the default: two crops, each assigning
+    ((0, 1), (2, 4)),      # multi-crop: 2 global + 4 local crops
+    ((0,), (2, 2)),        # one assigned crop
+    ((1, 0), (3,)),        # assignment order differs from crop order
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("crops,nmb", SWAV_CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_swav_equals_published_loss_and_gradient(device, crops, nmb, dtype):
+    B, K = 96, 40
+    x = scores(sum(nmb) * B, K, seed=len(nmb) + crops[0], dtype=dtype, device=device, scale=3.0)
+    ref = swav_loss(x, crops_for_assign=crops, nmb_crops=nmb)
+    (g_ref,) = torch.autograd.grad(ref, x)
+    loss = tt.SwAVLoss(crops_for_assign=crops, nmb_crops=nmb)(x)
+    (g,) = torch.autograd.grad(loss, x)
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    assert loss.dtype == dtype and loss.shape == ()
+    assert abs(loss.item() / ref.item() - 1) <= tol
+    assert rel_err(g, g_ref) <= (1e-5 if dtype == torch.float32 else 1e-11)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_swav_with_queue_equals_published_loss(device):
+    B, K, L = 64, 30, 256
+    x = scores(2 * B, K, seed=5, device=device, scale=3.0)
+    queue = scores(2 * L, K, seed=6, device=device, scale=3.0).detach().reshape(2, L, K)
+    ref = swav_loss(x, queue_scores=queue)
+    (g_ref,) = torch.autograd.grad(ref, x)
+    loss = tt.SwAVLoss()(x, queue=queue)
+    (g,) = torch.autograd.grad(loss, x)
+    assert abs(loss.item() / ref.item() - 1) <= 1e-6
+    assert rel_err(g, g_ref) <= 1e-5
+    # the queue changes the codes (they are balanced over queue + batch)
+    assert abs(tt.SwAVLoss()(x).item() - loss.item()) > 1e-4
+
+
+def test_swav_codes_are_swavs_sinkhorn():
+    from torch_references import swav_sinkhorn
+
+    B, K = 128, 20
+    x = scores(2 * B, K, seed=9, dtype=torch.float64, scale=3.0)
+    loss = tt.SwAVLoss(keep_codes=True)
+    loss(x)
+    for i in range(2):
+        ref = swav_sinkhorn(x[i * B:(i + 1) * B].detach())
+        torch.testing.assert_close(loss.last_codes[i * B:(i + 1) * B], ref, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("ncrops", [2, 6])
+def test_dino_equals_published_loss_gradient_and_center(device, ncrops):
+    B, K = 48, 64
+    args = (K, ncrops, 0.04, 0.07, 3, 8)
+    ref = DINOReference(*args).to(device)
+    loss = tt.DINOLoss(*args).to(device)
+    for step, epoch in enumerate([0, 1, 2, 3, 7, 7]):
+        s = scores(ncrops * B, K, seed=10 + step, device=device, scale=4.0)
+        t = scores(2 * B, K, seed=50 + step, device=device, scale=4.0).detach() + 0.3  # a biased teacher
+        a = ref(s, t, epoch)
+        (ga,) = torch.autograd.grad(a, s)
+        b = loss(s, t, epoch)
+        (gb,) = torch.autograd.grad(b, s)
+        assert abs(b.item() / a.item() - 1) <= 1e-6, step
+        assert rel_err(gb, ga) <= 1e-5, step
+        assert rel_err(loss.center, ref.center) <= 1e-6, step
+    assert float(loss.center.abs().max()) > 0.1  # the center moved
+    assert "center" in loss.state_dict() and loss.state_dict()["center"].shape == (1, K)
+
+
+def test_dino_teacher_temperature_schedule():
+    loss = tt.DINOLoss(8, 2, 0.04, 0.07, 4, 10)
+    assert loss.teacher_temp_schedule[:4] == pytest.approx([0.04, 0.05, 0.06, 0.07])
+    assert loss.teacher_temp_schedule[4:] == pytest.approx([0.07] * 6)
+    assert len(loss.teacher_temp_schedule) == 10
+
+
+def test_dino_center_state_dict_round_trip():
+    a = tt.DINOLoss(16, 4, 0.04, 0.07, 2, 5)
+    a(scores(4 * 8, 16, 1), scores(2 * 8, 16, 2).detach(), 0)
+    b = tt.DINOLoss(16, 4, 0.04, 0.07, 2, 5)
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(a.center, b.center)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_inputs_within_bounds_of_float32(dtype):
+    """Half scores are converted to float32 inside the ops: the loss is the float32 loss of the
+    rounded scores, rounded once; against float32 scores the difference is the rounding of the
+    input (bounded here by 2e-2 relative for bfloat16, 3e-3 for float16)."""
+    B, K = 64, 32
+    x32 = scores(2 * B, K, seed=3, scale=3.0)
+    xh = x32.detach().to(dtype).requires_grad_()
+    lh = tt.SwAVLoss()(xh)
+    (gh,) = torch.autograd.grad(lh, xh)
+    assert lh.dtype == dtype and gh.dtype == dtype
+    xr = xh.detach().float().requires_grad_()
+    lr = tt.SwAVLoss()(xr)
+    assert torch.equal(lh, lr.to(dtype))
+    l32 = tt.SwAVLoss()(x32)
+    bound = 2e-2 if dtype == torch.bfloat16 else 3e-3
+    assert abs(lh.float().item() / l32.item() - 1) <= bound
+    d = tt.DINOLoss(K, 2, 0.04, 0.04, 0, 1)
+    d32 = tt.DINOLoss(K, 2, 0.04, 0.04, 0, 1)
+    t = scores(2 * B, K, seed=4, scale=3.0).detach()
+    dh = d(xh, t.to(dtype), 0)
+    assert dh.dtype == dtype
+    assert abs(dh.float().item() / d32(x32, t, 0).item() - 1) <= bound
+
+
+def test_autocast_losses_run_in_float32():
+    B, K = 32, 16
+    head = torch.nn.Linear(8, K)
+    feats = torch.randn(2 * B, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = head(feats)
+        assert out.dtype == torch.bfloat16
+        loss = tt.SwAVLoss()(out)
+    assert loss.dtype == torch.float32
+    ref = swav_loss(out.float())
+    assert abs(loss.item() / ref.item() - 1) <= 1e-6
+    loss.backward()
+    assert torch.isfinite(head.weight.grad).all()
+
+
+def test_loss_errors_name_the_argument():
+    with pytest.raises(ValueError, match="not a positive multiple"):
+        tt.SwAVLoss()(torch.randn(5, 4))
+    with pytest.raises(ValueError, match="output must be 2-D"):
+        tt.SwAVLoss()(torch.randn(4))
+    with pytest.raises(ValueError, match="queue must have shape"):
+        tt.SwAVLoss()(torch.randn(4, 3), queue=torch.randn(2, 5, 4))
+    with pytest.raises(ValueError, match="crops_for_assign"):
+        tt.SwAVLoss(crops_for_assign=(2,))
+    with pytest.raises(ValueError, match="temperature"):
+        tt.SwAVLoss(temperature=0)
+    bad = torch.randn(8, 4)
+    bad[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        tt.SwAVLoss()(bad)
+    d = tt.DINOLoss(4, 3, 0.04, 0.07, 1, 2)
+    with pytest.raises(ValueError, match="2 crops"):
+        d(torch.randn(9, 4), torch.randn(5, 4), 0)
+    with pytest.raises(ValueError, match="student_output must have shape"):
+        d(torch.randn(9, 3), torch.randn(6, 4), 0)
+    with pytest.raises(ValueError, match="ncrops"):
+        tt.DINOLoss(4, 1, 0.04, 0.07, 1, 2)
+    with pytest.raises(ValueError, match="epoch must be an int in"):
+        d(torch.randn(9, 4), torch.randn(6, 4), 2)
+    with pytest.raises(ValueError, match="center_momentum"):
+        tt.DINOLoss(4, 2, 0.04, 0.07, 1, 2, center_momentum=1.0)
+
+
+def test_swav_inputs_are_not_modified():
+    x = scores(4 * 16, 10, 1)
+    q = scores(2 * 32, 10, 2).detach().reshape(2, 32, 10)
+    x0, q0 = x.detach().clone(), q.clone()
+    tt.SwAVLoss(nmb_crops=(2, 2))(x, queue=q).backward()
+    assert torch.equal(x.detach(), x0) and torch.equal(q, q0)
+
+
+def test_second_backward_through_one_forward_is_refused():
+    x = scores(2 * 16, 8, 7)
+    loss = tt.SwAVLoss()(x)
+    loss.backward(retain_graph=True)
+    first = x.grad.clone()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation|one backward per forward"):
+        loss.backward()
+    # a fresh forward works, and gives the same gradient
+    x.grad = None
+    tt.SwAVLoss()(x).backward()
+    assert torch.equal(x.grad, first)
+
+
+# ----------------------------------------------------------------------------- SeLa
+def test_sela_labels_are_sinkhorn_to_tolerance_with_warm_starts():
+    import numpy as np
+
+    g = torch.Generator().manual_seed(11)
+    s = torch.randn(400, 12, generator=g) * 2
+    sela = tt.SeLaLabels()
+    q = sela.update(s)
+    ref = thermossl.sinkhorn(-s.double().numpy(), 1 / 25, tol=1e-6, relaxation="auto")
+    np.testing.assert_allclose(q.numpy(), ref.q, rtol=1e-12, atol=1e-14)
+    assert sela.converged and sela.err <= 1e-6 and sela.n_iter == ref.n_iter
+    torch.testing.assert_close(q.sum(1), torch.ones(400, dtype=torch.float64))
+    torch.testing.assert_close(q.mean(0), torch.full((12,), 1 / 12, dtype=torch.float64), rtol=0, atol=1e-6)
+    cold = sela.n_iter
+    sela.update(s * 1.001)  # the network moved a little: the warm start needs fewer iterations
+    assert sela.n_iter < cold
+    idx = torch.tensor([3, 7, 11])
+    torch.testing.assert_close(sela.targets(idx), sela.q[idx])
+    assert torch.equal(sela.labels(idx), sela.q[idx].argmax(1))
+    with pytest.raises(RuntimeError, match="update"):
+        tt.SeLaLabels().labels()
+    with pytest.raises(ValueError, match="scores must have shape"):
+        sela.update(torch.randn(5))

@@ -1,0 +1,341 @@
+"""thermossl.torch operators: values against torch/numpy references, gradcheck (float64) of every
+op with a gradient, any strides and shapes, half types, autocast, T as a 0-d tensor, errors,
+meta tensors, and the CUDA variants (skipped without a GPU)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import thermossl  # noqa: E402
+import thermossl.torch as tt  # noqa: E402
+from torch.autograd import gradcheck  # noqa: E402
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not (torch.cuda.is_available() and thermossl.cuda.is_available()),
+    reason="needs a CUDA device and thermossl built with its CUDA kernels"))]
+
+
+def energies(n=6, k=5, dtype=torch.float64, seed=0, device="cpu", requires_grad=True):
+    g = torch.Generator().manual_seed(seed)
+    E = torch.randn(n, k, generator=g, dtype=dtype).to(device)
+    return E.requires_grad_(requires_grad)
+
+
+def labels(n=6, k=5, dtype=torch.float64, seed=1, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    return torch.softmax(torch.randn(n, k, generator=g, dtype=dtype), -1).to(device)
+
+
+# ----------------------------------------------------------------------------- values
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-13), (torch.float32, 2e-6)])
+def test_values_match_torch(device, dtype, tol):
+    E = energies(40, 33, dtype, device=device, requires_grad=False) * 3
+    mu = energies(33, 1, dtype, seed=4, device=device, requires_grad=False)[:, 0]
+    q = labels(40, 33, dtype, device=device)
+    T = 0.3
+    ref_lz = torch.logsumexp((mu - E) / T, -1)
+    torch.testing.assert_close(tt.log_partition(E, T, mu), ref_lz, rtol=tol, atol=tol)
+    p_ref = torch.softmax(-E.double() / T, -1)
+    torch.testing.assert_close(tt.gibbs(E, T), p_ref.to(dtype), rtol=tol, atol=tol)
+    torch.testing.assert_close(tt.gibbs(E, T, mu), torch.softmax((mu - E) / T, -1), rtol=tol, atol=tol)
+    S_ref = -(p_ref * torch.log(p_ref)).sum(-1)
+    torch.testing.assert_close(tt.gibbs_entropy(E, T), S_ref.to(dtype), rtol=4 * tol, atol=4 * tol)
+    L_ref = -(q.double() * torch.log_softmax(-E.double() / T, -1)).sum(-1)
+    torch.testing.assert_close(tt.cross_entropy(q, E, T), L_ref.to(dtype), rtol=4 * tol, atol=4 * tol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_scipy_family_any_dim_and_keepdim(device):
+    x = torch.randn(3, 4, 5, dtype=torch.float64, device=device)
+    for dim in (0, 1, 2, -1, -2):
+        torch.testing.assert_close(tt.logsumexp(x, dim), torch.logsumexp(x, dim))
+        torch.testing.assert_close(tt.logsumexp(x, dim, keepdim=True), torch.logsumexp(x, dim, keepdim=True))
+        torch.testing.assert_close(tt.softmax(x, dim), torch.softmax(x, dim))
+        torch.testing.assert_close(tt.log_softmax(x, dim), torch.log_softmax(x, dim))
+    torch.testing.assert_close(tt.logsumexp(x, (0, 2)), torch.logsumexp(x, (0, 2)))
+    torch.testing.assert_close(tt.logsumexp(x, (0, 2), keepdim=True), torch.logsumexp(x, (0, 2), keepdim=True))
+    # default dim=-1; 0-d input; integer input computes in the default dtype
+    torch.testing.assert_close(tt.softmax(x), torch.softmax(x, -1))
+    s = torch.tensor(1.5, dtype=torch.float64, device=device)
+    torch.testing.assert_close(tt.logsumexp(s, 0), torch.logsumexp(s, 0))
+    ints = torch.arange(12, device=device).reshape(3, 4)
+    torch.testing.assert_close(tt.logsumexp(ints, 1), torch.logsumexp(ints, 1))
+    torch.testing.assert_close(tt.softmax(x, 1, dtype=torch.float32), torch.softmax(x, 1, dtype=torch.float32))
+
+
+def test_scipy_family_edge_cases_follow_torch():
+    x = torch.tensor([[0.0, -float("inf"), 1.0], [float("inf"), 0.0, 1.0], [-float("inf")] * 3])
+    torch.testing.assert_close(tt.logsumexp(x, 1), torch.logsumexp(x, 1))
+    assert tt.logsumexp(torch.empty(3, 0), 1).eq(-float("inf")).all()
+    assert tt.softmax(torch.empty(0, 4)).shape == (0, 4)
+    torch.testing.assert_close(tt.softmax(x[:2]), torch.softmax(x[:2], -1), equal_nan=True)
+
+
+def test_any_strides_and_batched_input_read_in_place():
+    base = torch.randn(30, 20, dtype=torch.float64)
+    for view in (base.t(), base[::3, 1::2], base.t()[2:9], base.expand(2, 30, 20)[1]):
+        before = view.clone()
+        torch.testing.assert_close(tt.gibbs(view, 0.7), torch.softmax(-view / 0.7, -1))
+        torch.testing.assert_close(tt.log_partition(view, 0.7), torch.logsumexp(-view / 0.7, -1))
+        torch.testing.assert_close(tt.softmax(view, 0), torch.softmax(view, 0))
+        torch.testing.assert_close(tt.logsumexp(view, 0), torch.logsumexp(view, 0))
+        assert torch.equal(view, before)  # inputs are never modified
+    # (views x B x K): the last axis holds the states
+    E3 = torch.randn(2, 7, 5, dtype=torch.float64)
+    assert tt.log_partition(E3, 0.5).shape == (2, 7)
+    torch.testing.assert_close(tt.gibbs(E3, 0.5), torch.softmax(-E3 / 0.5, -1))
+    torch.testing.assert_close(tt.gibbs_entropy(E3.transpose(0, 1), 0.5).transpose(0, 1),
+                               tt.gibbs_entropy(E3, 0.5))
+    q3 = torch.softmax(torch.randn(2, 7, 5, dtype=torch.float64), -1)
+    torch.testing.assert_close(tt.cross_entropy(q3, E3, 0.5), -(q3 * torch.log_softmax(-E3 / 0.5, -1)).sum(-1))
+
+
+def test_cpu_input_reaches_the_core_without_a_copy(monkeypatch):
+    """The kernel sees the tensor's own memory (numpy view with its strides)."""
+    from thermossl.torch import _kernels
+
+    seen = {}
+    original = _kernels._core.row_softmax
+
+    def spy(a, *args, **kwargs):
+        seen["ptr"], seen["strides"] = a.__array_interface__["data"][0], a.strides
+        return original(a, *args, **kwargs)
+
+    monkeypatch.setattr(_kernels._core, "row_softmax", spy)
+    base = torch.randn(8, 6)
+    view = base.t()
+    tt.softmax(view)
+    assert seen["ptr"] == view.data_ptr()
+    assert seen["strides"] == (4, 24)
+
+
+def test_forbidden_states_get_zero_probability_and_finite_gradients():
+    E = torch.tensor([[0.0, float("inf"), 1.0], [2.0, 0.5, float("inf")]], dtype=torch.float64, requires_grad=True)
+    p = tt.gibbs(E, 0.5)
+    assert p[0, 1] == 0 and p[1, 2] == 0
+    (p[:, 0].sum() + tt.gibbs_entropy(E, 0.5).sum() + tt.log_partition(E, 0.5).sum()).backward()
+    assert torch.isfinite(E.grad).all()
+    assert E.grad[0, 1] == 0 and E.grad[1, 2] == 0
+
+
+# ----------------------------------------------------------------------------- gradients
+GRADCHECK = dict(eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("T", [0.4, "tensor"])
+def test_gradcheck_gibbs_family(device, T):
+    T = torch.tensor(0.4, dtype=torch.float64) if T == "tensor" else T
+    E = energies(device=device)
+    mu = energies(5, 1, seed=7, device=device)[:, 0].detach().requires_grad_()
+    q = labels(device=device).requires_grad_()
+    assert gradcheck(lambda E, mu: tt.log_partition(E, T, mu), (E, mu), **GRADCHECK)
+    assert gradcheck(lambda E: tt.log_partition(E, T), (E,), **GRADCHECK)
+    assert gradcheck(lambda E, mu: tt.gibbs(E, T, mu), (E, mu), **GRADCHECK)
+    assert gradcheck(lambda E: tt.gibbs_entropy(E, T), (E,), **GRADCHECK)
+    assert gradcheck(lambda q, E: tt.cross_entropy(q, E, T), (q, E), **GRADCHECK)
+    # unnormalised labels and a gradient for q alone
+    assert gradcheck(lambda q: tt.cross_entropy(q * 1.7, E.detach(), T), (q,), **GRADCHECK)
+    assert gradcheck(lambda E: tt.cross_entropy(q.detach(), E, T), (E,), **GRADCHECK)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradcheck_scipy_family(device):
+    x = torch.randn(3, 4, 5, dtype=torch.float64, device=device, requires_grad=True)
+    for dim in (0, 1, -1):
+        assert gradcheck(lambda x: tt.logsumexp(x, dim), (x,), **GRADCHECK)
+        assert gradcheck(lambda x: tt.logsumexp(x, dim, keepdim=True), (x,), **GRADCHECK)
+        assert gradcheck(lambda x: tt.softmax(x, dim), (x,), **GRADCHECK)
+        assert gradcheck(lambda x: tt.log_softmax(x, dim), (x,), **GRADCHECK)
+    assert gradcheck(lambda x: tt.logsumexp(x, (0, 2)), (x,), **GRADCHECK)
+    xt = torch.randn(5, 4, dtype=torch.float64, device=device).t().requires_grad_()  # strided leaf
+    assert gradcheck(lambda x: tt.log_softmax(x), (xt,), **GRADCHECK)
+
+
+def test_cross_entropy_gradients_are_the_theory_formulas():
+    E, q, T = energies(), labels(), 0.3
+    L = tt.cross_entropy(q.requires_grad_(), E, T)
+    gq, gE = torch.autograd.grad(L.sum(), (q, E))
+    p = torch.softmax(-E.detach() / T, -1)
+    torch.testing.assert_close(gE, (q.detach() - p) / T)  # dL/dE = (q - p)/T for row-stochastic q
+    torch.testing.assert_close(gq, -torch.log(p))  # dL/dq = -log p
+
+
+def test_second_derivatives_are_refused():
+    E = energies()
+    for y in (tt.log_partition(E, 0.5).sum(), tt.gibbs_entropy(E, 0.5).sum(), tt.softmax(E)[:, 0].sum()):
+        with pytest.raises(RuntimeError, match="first derivatives"):
+            torch.autograd.grad(y, E, create_graph=True)
+    (g,) = torch.autograd.grad(tt.log_partition(E, 0.5).sum(), E)  # first derivatives are fine
+    assert torch.isfinite(g).all()
+
+
+# ----------------------------------------------------------------------------- dtypes
+# unit roundoff of the half types: one rounding of the float32 result is within u relative
+HALF_BOUNDS = {torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_input_is_computed_in_float32_and_rounded_once(dtype):
+    E = (torch.randn(64, 40) * 2).to(dtype)
+    q = labels(64, 40, torch.float32).to(dtype)
+    E32, q32 = E.float(), q.float()
+    cases = [
+        (tt.log_partition(E, 0.5), tt.log_partition(E32, 0.5)),
+        (tt.gibbs(E, 0.5), tt.gibbs(E32, 0.5)),
+        (tt.gibbs_entropy(E, 0.5), tt.gibbs_entropy(E32, 0.5)),
+        (tt.cross_entropy(q, E, 0.5), tt.cross_entropy(q32, E32, 0.5)),
+        (tt.logsumexp(E, 0), tt.logsumexp(E32, 0)),
+        (tt.softmax(E, 1), tt.softmax(E32, 1)),
+        (tt.log_softmax(E, 1), tt.log_softmax(E32, 1)),
+    ]
+    for half, single in cases:
+        assert half.dtype == dtype
+        assert torch.equal(half, single.to(dtype))  # float32 result, one rounding to the half type
+        # stated bound: the unit roundoff of the half type, relative to the float32 result
+        # (subnormal results of float16, below 2^-14, get the absolute half-ulp 2^-25)
+        assert ((half.float() - single).abs() <= HALF_BOUNDS[dtype] * single.abs() + 2.0 ** -25).all()
+    # gradients come back in the input dtype
+    Eg = E.clone().requires_grad_()
+    tt.cross_entropy(q, Eg, 0.5).sum().backward()
+    assert Eg.grad.dtype == dtype
+    E32g = E32.clone().requires_grad_()
+    tt.cross_entropy(q32, E32g, 0.5).sum().backward()
+    assert torch.equal(Eg.grad, E32g.grad.to(dtype))
+
+
+def test_autocast_runs_in_float32_like_torch_softmax():
+    lin = torch.nn.Linear(16, 10)
+    x = torch.randn(32, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        scores = lin(x)
+        assert scores.dtype == torch.bfloat16
+        out = tt.log_softmax(scores, 1)
+        lz = tt.log_partition(-scores, 0.1)
+        p = tt.gibbs(-scores, 0.1)
+    assert out.dtype == lz.dtype == p.dtype == torch.float32
+    torch.testing.assert_close(out, torch.log_softmax(scores.float(), 1))
+    torch.testing.assert_close(lz, torch.logsumexp(scores.float() / 0.1, 1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = tt.cross_entropy(p.detach(), -lin(x), 0.1).mean()
+    loss.backward()
+    assert lin.weight.grad is not None and torch.isfinite(lin.weight.grad).all()
+
+
+# ----------------------------------------------------------------------------- temperatures and errors
+def test_temperature_as_0d_tensor_equals_number():
+    E = energies(requires_grad=False)
+    for T in (torch.tensor(0.25), torch.tensor(0.25, dtype=torch.float64), torch.tensor(1)):
+        Tf = float(T)
+        torch.testing.assert_close(tt.log_partition(E, T), tt.log_partition(E, Tf))
+        torch.testing.assert_close(tt.gibbs(E, T), tt.gibbs(E, Tf))
+        torch.testing.assert_close(tt.sinkhorn(E, T, n_iter=3).q, tt.sinkhorn(E, Tf, n_iter=3).q)
+    with pytest.raises(ValueError, match="T: gradients"):
+        tt.gibbs(E, torch.tensor(0.5, requires_grad=True))
+    with pytest.raises(ValueError, match="T must be finite and > 0"):
+        tt.gibbs(E, torch.tensor(-1.0))
+    with pytest.raises(ValueError, match="T must be finite and > 0"):
+        tt.gibbs(E, 0.0)
+    with pytest.raises(ValueError, match="0-d"):
+        tt.gibbs(E, torch.tensor([0.5]))
+    with pytest.raises(TypeError, match="T must be a real number"):
+        tt.gibbs(E, "0.5")
+
+
+def test_bad_input_raises_naming_the_argument():
+    E = energies(requires_grad=False)
+    bad = E.clone()
+    bad[2, 1] = float("nan")
+    with pytest.raises(ValueError, match="E contains NaN"):
+        tt.log_partition(bad)
+    forbidden = E.clone()
+    forbidden[3] = float("inf")
+    with pytest.raises(ValueError, match="forbidden"):
+        tt.gibbs(forbidden)
+    minus = E.clone()
+    minus[0, 0] = -float("inf")
+    with pytest.raises(ValueError, match="-inf"):
+        tt.gibbs_entropy(minus)
+    with pytest.raises(ValueError, match="E must have shape"):
+        tt.gibbs(E[0])
+    with pytest.raises(TypeError, match="E must be float16"):
+        tt.gibbs(E.long())
+    with pytest.raises(TypeError, match="E must be a torch.Tensor"):
+        tt.gibbs(E.numpy())
+    with pytest.raises(ValueError, match="q must have the shape of E"):
+        tt.cross_entropy(labels()[:3], E)
+    qbad = labels()
+    qbad[1, 1] = float("nan")
+    with pytest.raises(ValueError, match="q contains NaN"):
+        tt.cross_entropy(qbad, E)
+    with pytest.raises(ValueError, match="mu must have shape"):
+        tt.gibbs(E, 1.0, torch.zeros(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="mu must be finite"):
+        tt.gibbs(E, 1.0, torch.full((5,), float("inf"), dtype=torch.float64))
+    with pytest.raises(ValueError, match="at least one state"):
+        tt.gibbs(torch.empty(3, 0))
+
+
+def test_meta_tensors_use_the_fake_kernels():
+    E = torch.empty(7, 5, device="meta")
+    assert tt.gibbs(E, 0.5).shape == (7, 5)
+    assert tt.log_partition(E, 0.5).shape == (7,)
+    assert tt.softmax(torch.empty(2, 3, 4, device="meta"), 1).shape == (2, 3, 4)
+    loss, grad, log_z = torch.ops.thermossl.cross_entropy(E, E, 0.5, None, True)
+    assert loss.shape == (7,) and grad.shape == (7, 5) and log_z.shape == (7,)
+
+
+# ----------------------------------------------------------------------------- sinkhorn
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sinkhorn_equals_the_numpy_solver(device, dtype):
+    E = energies(50, 12, dtype, device=device, requires_grad=True)
+    E_np = E.detach().cpu().numpy()
+    tol = 1e-6 if dtype == torch.float32 else 1e-13
+    for kwargs in ({"n_iter": 3}, {"tol": 1e-8}):
+        r = tt.sinkhorn(E, 0.05 if "n_iter" in kwargs else 0.5, **kwargs)
+        ref = thermossl.sinkhorn(E_np, 0.05 if "n_iter" in kwargs else 0.5, **kwargs)
+        assert isinstance(r, tt.SinkhornResult)
+        assert not r.q.requires_grad  # no gradient through Sinkhorn (documented)
+        for field in ("q", "f", "mu", "charges"):
+            np.testing.assert_allclose(getattr(r, field).cpu().numpy(), getattr(ref, field), rtol=tol, atol=tol)
+        assert int(r.n_iter) == ref.n_iter and bool(r.converged) == ref.converged
+        assert float(r.err) == pytest.approx(ref.err, rel=1e-6, abs=1e-12)
+    g = torch.Generator().manual_seed(3)
+    w = torch.rand(50, generator=g, dtype=torch.float64) + 0.5
+    c = torch.rand(12, generator=g, dtype=torch.float64) + 0.5
+    w, c = (w / w.sum()).to(device), (c / c.sum()).to(device)
+    stop = 1e-5 if dtype == torch.float32 else 1e-10
+    r = tt.sinkhorn(E, 0.5, tol=stop, w=w, c=c)
+    ref = thermossl.sinkhorn(E_np, 0.5, tol=stop, w=w.cpu().numpy(), c=c.cpu().numpy())
+    np.testing.assert_allclose(r.q.cpu().numpy(), ref.q, rtol=tol * 10, atol=tol * 10)
+    warm = tt.sinkhorn(E, 0.5, tol=stop, w=w, c=c, mu0=r.mu)
+    assert int(warm.n_iter) <= 1
+
+
+def test_sinkhorn_errors_and_warning():
+    E = energies(20, 4, requires_grad=False)
+    with pytest.raises(ValueError, match="n_iter must be >= 1"):
+        tt.sinkhorn(E, 0.05, n_iter=0)
+    with pytest.raises(ValueError, match="w must have shape"):
+        tt.sinkhorn(E, 0.05, w=torch.ones(3, dtype=torch.float64) / 3)
+    with pytest.raises(ValueError, match="c must sum to 1"):
+        tt.sinkhorn(E, 0.05, c=torch.ones(4, dtype=torch.float64))
+    bad = E.clone()
+    bad[5, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        tt.sinkhorn(bad, 0.05, n_iter=3)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        r = tt.sinkhorn(E * 50, 0.01, tol=1e-12, max_iter=2)
+    assert not bool(r.converged)
+
+
+def test_import_thermossl_does_not_import_torch():
+    code = "import sys, thermossl; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
