@@ -89,3 +89,35 @@ def probability_vector(v, length: int, name: str, what: str):
     if abs(total - 1.0) > 1e-6:
         raise ValueError(f"{name} must sum to 1, got {total!r}")
     return np.ascontiguousarray(v, dtype=np.float64)
+
+
+# int64 bound of the C++ core's counts: a larger count is clamped there, never passed through
+# pybind11 (whose overflow error formats every argument, uninitialised output arrays included).
+_COUNT_LIMIT = 2**62
+
+
+def count(value, name: str, minimum: int, clamp: bool = True) -> int:
+    """An iteration count: a Python or numpy integer (not a bool) >= minimum. Values beyond the
+    core's int64 range are clamped to 2**62 (a loop that long is "unbounded"; Ctrl-C stops it)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int, got bool {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return min(value, _COUNT_LIMIT) if clamp else value
+
+
+def nonnegative_real(value, name: str) -> float:
+    """A real scalar >= 0 (+inf allowed), not a bool, not NaN: a tolerance or threshold."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.ndarray, np.generic)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    arr = np.asarray(value)
+    if arr.ndim != 0 or arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real scalar, got {arr.dtype} array of shape {arr.shape}")
+    value = float(arr)
+    if not value >= 0.0:
+        raise ValueError(f"{name} must be >= 0 and not NaN, got {value!r}")
+    return value
