@@ -37,6 +37,18 @@ def as_real_array(x, name: str) -> np.ndarray:
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     if kind == "f" and arr.dtype.itemsize > 8:
         raise TypeError(f"{name}: extended precision ({arr.dtype}) is not supported; use float64")
+    return _canonical(arr)
+
+
+def _canonical(arr: np.ndarray) -> np.ndarray:
+    """The same values in numpy's own descriptor of the dtype (native byte order, no metadata)
+    and with strides the kernels can take (multiples of the item size, aligned): a big-endian
+    array or a field of a structured array is accepted (copied), never refused."""
+    canonical = np.dtype(arr.dtype.newbyteorder("=").str)
+    if arr.dtype is not canonical:
+        arr = arr.view(canonical) if arr.dtype.isnative else arr.astype(canonical)
+    if arr.ndim and (not arr.flags.aligned or any(st % arr.itemsize for st in arr.strides)):
+        arr = np.array(arr, order="C")
     return arr
 
 
@@ -72,19 +84,57 @@ def positive_temperature(T, name: str = "T") -> float:
     value = float(arr)
     if not np.isfinite(value) or value <= 0.0:
         raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    with np.errstate(over="ignore"):
+        if not np.isfinite(np.float64(1.0) / np.float64(value)):
+            raise ValueError(f"{name}={value!r} is too small: 1/{name} overflows float64 (need {name} >= {1 / float(np.finfo(np.float64).max)!r})")
     return value
 
 
-def probability_vector(v, length: int, name: str, what: str):
-    """A distribution over `length` items (weights w, charge targets c): finite, > 0, summing to 1
-    (to 1e-6). Returned as float64 (length,), or None when `v` is None (the uniform default)."""
+def temperature_for_dtype(T: float, dtype, name: str = "T") -> float:
+    """A validated temperature that the kernels' dtype can divide by: 1/T finite in `dtype`
+    (float32 gradients are (q - p)/T in float32: T < 2.9e-39 would make them inf or NaN)."""
+    limit = 1.0 / float(np.finfo(np.dtype(dtype)).max) if np.dtype(dtype).kind == "f" else 0.0
+    if T < limit:
+        raise ValueError(
+            f"{name}={T!r} is too small for {np.dtype(dtype).name} data: 1/{name} overflows "
+            f"{np.dtype(dtype).name} (need {name} >= {limit:.3g}); pass float64 data"
+        )
+    return T
+
+
+def shift_vector(v, length: int, T: float, name: str, what: str):
+    """A per-state (or per-sample) potential divided by T as the float64 shift the kernels take,
+    or None. Computed in float64 whatever v's dtype (a float32 mu must not round a float64 result)."""
     if v is None:
         return None
     v = as_real_array(v, name)
     if v.shape != (length,):
         raise ValueError(f"{name} must have shape ({length},) (one value per {what}), got {v.shape}")
-    if not np.all(np.isfinite(v)) or not np.all(v > 0):
-        raise ValueError(f"{name} must be finite and > 0 everywhere")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} must be finite")
+    with np.errstate(over="ignore"):
+        shift = np.ascontiguousarray(v, dtype=np.float64) / np.float64(T)
+    if not np.all(np.isfinite(shift)):
+        raise ValueError(f"{name}/T overflows float64 (T={T!r}); give a smaller {name} or a larger T")
+    return shift
+
+
+def probability_vector(v, length: int, name: str, what: str, positive: bool = False):
+    """A distribution over `length` items (weights w, charge targets c): finite, >= 0 (> 0 with
+    ``positive``), summing to 1 (to 1e-6). Returned as float64 (length,), or None when `v` is
+    None (the uniform default). Zero entries are legal: a sample of weight 0 counts for nothing,
+    a state of target 0 stays empty."""
+    if v is None:
+        return None
+    v = as_real_array(v, name)
+    if v.shape != (length,):
+        raise ValueError(f"{name} must have shape ({length},) (one value per {what}), got {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} must be finite everywhere")
+    if positive and not np.all(v > 0):
+        raise ValueError(f"{name} must be > 0 everywhere")
+    if not np.all(v >= 0):
+        raise ValueError(f"{name} must be >= 0 everywhere (a distribution), got {v[v < 0][0]!r} at index {int(np.flatnonzero(v < 0)[0])}")
     total = float(np.sum(v, dtype=np.float64))
     if abs(total - 1.0) > 1e-6:
         raise ValueError(f"{name} must sum to 1, got {total!r}")

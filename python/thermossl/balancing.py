@@ -16,7 +16,6 @@ sum_y c_y mu_y = 0.
 from __future__ import annotations
 
 import math
-import operator
 import warnings
 from dataclasses import dataclass
 from typing import Optional
@@ -25,7 +24,7 @@ import numpy as np
 
 from . import _core
 from . import cuda as _device
-from ._validation import as_real_array, compute_dtype, positive_temperature, probability_vector
+from ._validation import as_real_array, compute_dtype, count, positive_temperature, probability_vector
 
 __all__ = ["SinkhornResult", "sinkhorn"]
 
@@ -66,22 +65,18 @@ def _distribution(v, length: int, dtype, name: str, what: str):
 
 
 def _count(value, name: str, minimum: int) -> int:
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    return count(value, name, minimum)
 
 
-def _warm_start(mu0, k: int) -> np.ndarray:
-    """Validated warm-start potentials: a finite real (k,) array (any real dtype)."""
+def _warm_start(mu0, k: int, c=None) -> np.ndarray:
+    """Validated warm-start potentials: a real (k,) array (any real dtype), finite where the
+    target charge is positive (a state with c_y = 0 has mu_y = -inf in a result; it is ignored)."""
     mu0 = as_real_array(mu0, "mu0")
     if mu0.shape != (k,):
         raise ValueError(f"mu0 must have shape ({k},) (one value per state), got {mu0.shape}")
-    if not np.all(np.isfinite(mu0)):
-        raise ValueError("mu0 must be finite")
+    used = np.ones(k, dtype=bool) if c is None else c > 0
+    if not np.all(np.isfinite(mu0[used])) or np.any(np.isnan(mu0)):
+        raise ValueError("mu0 must be finite (except, as -inf, on states with target charge c_y = 0)")
     return mu0
 
 
@@ -119,8 +114,10 @@ def sinkhorn(E, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=Non
     ----------
     E : (N, K) array of energies (= -scores); +inf forbids a state (q = 0 there).
     T : reservoir temperature T' > 0 (SwAV's epsilon 0.05; SeLa 1/lambda = 1/25).
-    w : (N,) sample weights, > 0, sum 1 (default 1/N).
-    c : (K,) charge targets, > 0, sum 1 (default 1/K: equipartition).
+    w : (N,) sample weights, >= 0, sum 1 (default 1/N). A sample of weight 0 is labelled (its
+        q row is the GGE at the solved mu) but does not count in the charges.
+    c : (K,) charge targets, >= 0, sum 1 (default 1/K: equipartition). A state of target 0 is
+        empty: q_iy = 0, mu_y = -inf.
     n_iter : run exactly this many iterations (SwAV mode); None runs to ``tol`` (SeLa mode).
     tol : tolerance on the charge error sum_y |N_y - c_y| (also decides ``converged``).
     max_iter : iteration limit of the tolerance mode.
@@ -132,8 +129,10 @@ def sinkhorn(E, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=Non
         uses omega = 2 / (2 - lambda) (at most 1.9), falling back to omega = 1 if the error
         grows. Same solution; up to ~2x fewer iterations when Sinkhorn converges slowly.
 
-    Returns a :class:`SinkhornResult`. A tolerance-mode run that hits ``max_iter`` returns
-    ``converged=False`` and emits a RuntimeWarning. float32 stays float32, float64 stays float64.
+    Returns a :class:`SinkhornResult`; ``err`` and ``converged`` are those of the state given
+    back. A tolerance-mode run that does not reach ``tol`` (``max_iter`` hit, or potentials too
+    large for the dtype to hold the state to ``tol``) returns ``converged=False`` and emits a
+    RuntimeWarning. Ctrl-C (SIGINT) interrupts the solver within milliseconds (KeyboardInterrupt). float32 stays float32, float64 stays float64.
     """
     if _device.is_device_array(E):
         if not (isinstance(relaxation, (int, float)) and relaxation == 1.0):
@@ -150,21 +149,53 @@ def sinkhorn(E, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=Non
     n, k = E.shape
     w = _distribution(w, n, dtype, "w", "sample")
     c = _distribution(c, k, dtype, "c", "state")
-    mu0 = None if mu0 is None else np.ascontiguousarray(_warm_start(mu0, k), dtype=dtype)
+    mu0 = None if mu0 is None else _warm_start(mu0, k, c)
     fixed, limit, tol, omega = _iteration_controls(n_iter, tol, max_iter, relaxation)
 
+    # States with target charge c_y = 0 are empty in the solution (mu_y = -inf, q_iy = 0): the
+    # core solves on the others (a copy of those columns of E) and the empty ones are filled in.
+    states = None if c is None or np.all(c > 0) else np.flatnonzero(c > 0)
+    E_solved = E if states is None else E[:, states]
+    c_solved = c if states is None else np.ascontiguousarray(c[states])
+    mu0_solved = None
+    if mu0 is not None:
+        mu0_solved = np.ascontiguousarray(mu0 if states is None else mu0[states], dtype=dtype)
+    k_solved = E_solved.shape[1]
+
     f = np.empty(n, dtype=dtype)
-    mu = np.empty(k, dtype=dtype)
-    q = np.empty((n, k), dtype=dtype) if return_q else None
-    charges = np.empty(k, dtype=np.float64)
+    mu = np.empty(k_solved, dtype=dtype)
+    q = np.empty((n, k_solved), dtype=dtype) if return_q else None
+    charges = np.empty(k_solved, dtype=np.float64)
     iterations, err, converged, status, index = _core.sinkhorn(
-        E, T, w, c, mu0, fixed, float(tol), limit, f, mu, q, charges, relaxation=omega
+        E_solved, T, w, c_solved, mu0_solved, fixed, float(tol), limit, f, mu, q, charges, relaxation=omega
     )
     if status:
+        if status == 4 and states is not None:
+            index = int(states[index])
         raise ValueError(_STATUS_MESSAGES[status].format(index=index))
+    if states is not None:
+        mu_full = np.full(k, -np.inf, dtype=dtype)
+        mu_full[states] = mu
+        charges_full = np.zeros(k)
+        charges_full[states] = charges
+        mu, charges = mu_full, charges_full
+        if q is not None:
+            q_full = np.zeros((n, k), dtype=dtype)
+            q_full[:, states] = q
+            q = q_full
     if not fixed and not converged:
+        if iterations < limit:
+            # Stopped at the tolerance, but the state given back (after the gauge, in E's dtype)
+            # misses it: the potentials are too large for the dtype's precision.
+            reason = (
+                f"the returned state misses it after {int(iterations)} iterations: at |mu|/T up to "
+                f"{float(np.max(np.abs(mu[np.isfinite(mu)])) / T):.3g} the gauge sum_y c_y mu_y = 0 rounds "
+                f"the potentials beyond the tolerance in {np.dtype(dtype).name}"
+            )
+        else:
+            reason = f"did not converge in max_iter={limit} iterations"
         warnings.warn(
-            f"sinkhorn did not converge in max_iter={limit} iterations: charge error {err:.3e} > tol={tol:g}",
+            f"sinkhorn: charge error {err:.3e} > tol={tol:g}: {reason}",
             RuntimeWarning,
             stacklevel=2,
         )

@@ -365,7 +365,8 @@ def log_softmax(x, axis=None):
 
 
 def _distribution(like: _Array, v, length: int, name: str, what: str):
-    v = probability_vector(_host_vector(v, name), length, name, what)
+    # The device solver takes positive weights and targets only (zeros: the host solver).
+    v = probability_vector(_host_vector(v, name), length, name, what, positive=True)
     return None if v is None else _upload(like, v.astype(like.dtype))
 
 

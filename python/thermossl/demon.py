@@ -15,6 +15,8 @@ W_ext = -W_t. Each completed cycle appends one row to ``ledger``.
 """
 from __future__ import annotations
 
+import contextlib
+
 import csv
 import json
 import math
@@ -58,6 +60,18 @@ def _matrices(*arrays_and_names):
             raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
     _, dtype = compute_dtype(*(a.dtype for a in arrays))
     return [a.astype(dtype, copy=False) for a in arrays]
+
+
+@contextlib.contextmanager
+def _named(name: str):
+    """Errors about "E" raised by the shared checks name the caller's argument instead."""
+    try:
+        yield
+    except ValueError as exc:
+        message = str(exc)
+        if message.startswith(("E ", "E:", "E/")):
+            raise ValueError(name + message[1:]) from None
+        raise
 
 
 def _difference_dot(u, v, w_rows):
@@ -304,8 +318,10 @@ class Demon:
             (E_after, "E_after"),
             (pending["E"] if E_before is None else E_before, "E_before"),
         )
-        rows_b = pending["rows"] if E_before is None else self._ledger_rows(q_t, E_b, T, w)[0]
-        rows_a = self._ledger_rows(q_t, E_a, T, w)[0]
+        with _named("E_before"):
+            rows_b = pending["rows"] if E_before is None else self._ledger_rows(q_t, E_b, T, w)[0]
+        with _named("E_after"):
+            rows_a = self._ledger_rows(q_t, E_a, T, w)[0]
         work = _weighted(w, _difference_dot(q_t, E_a, E_b))
         fields_b = ("log_z", "relative_entropy", "loss", "energy_q", "entropy_p", "energy_p")
         fields_a = ("log_z", "relative_entropy", "loss", "energy_q")

@@ -281,7 +281,7 @@ def _local_weights(w, n: int):
 def _charge_targets(c, k: int):
     from ._validation import probability_vector
 
-    return probability_vector(c, k, "c", "state")
+    return probability_vector(c, k, "c", "state", positive=True)  # the sharded solver needs c > 0
 
 
 class _ShardedSinkhorn:

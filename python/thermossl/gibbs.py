@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _core
 from . import cuda as _device
-from ._validation import as_real_array, compute_dtype, positive_temperature
+from ._validation import as_real_array, compute_dtype, positive_temperature, shift_vector, temperature_for_dtype
 
 __all__ = [
     "log_partition",
@@ -38,15 +38,8 @@ def _energies(E, *others, name: str = "E"):
 
 
 def _potential(v, length: int, T: float, dtype, name: str, what: str):
-    """A per-state (or per-sample) potential divided by T, as a contiguous kernel-dtype vector."""
-    if v is None:
-        return None
-    v = as_real_array(v, name)
-    if v.shape != (length,):
-        raise ValueError(f"{name} must have shape ({length},) (one value per {what}), got {v.shape}")
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"{name} must be finite")
-    return np.ascontiguousarray(v / T, dtype=np.float64)  # the core takes shifts in double
+    """A per-state (or per-sample) potential divided by T, as the float64 shift the core takes."""
+    return shift_vector(v, length, T, name, what)
 
 
 def _check_rows(log_z: np.ndarray, name: str = "E") -> None:
@@ -82,6 +75,7 @@ def log_partition(E, T=1.0, *, mu=None):
         return _device.log_partition(E, T, mu=mu)
     T = positive_temperature(T)
     E, dtype = _energies(E)
+    temperature_for_dtype(T, dtype)
     _check_states(E)
     shift = _potential(mu, E.shape[1], T, dtype, "mu", "state")
     out = np.empty(E.shape[0], dtype=dtype)
@@ -98,6 +92,7 @@ def column_log_partition(E, T=1.0, *, f=None):
     """
     T = positive_temperature(T)
     E, dtype = _energies(E)
+    temperature_for_dtype(T, dtype)
     shift = _potential(f, E.shape[0], T, dtype, "f", "sample")
     out = np.empty(E.shape[1], dtype=dtype)
     _core.col_logsumexp(E, -1.0 / T, shift, out)
@@ -118,6 +113,7 @@ def gibbs(E, T=1.0, *, mu=None):
         return _device.gibbs(E, T, mu=mu)
     T = positive_temperature(T)
     E, dtype = _energies(E)
+    temperature_for_dtype(T, dtype)
     _check_states(E)
     shift = _potential(mu, E.shape[1], T, dtype, "mu", "state")
     p = np.empty(E.shape, dtype=dtype)
@@ -133,6 +129,7 @@ def gibbs_entropy(E, T=1.0):
         return _device.gibbs_entropy(E, T)
     T = positive_temperature(T)
     E, dtype = _energies(E)
+    temperature_for_dtype(T, dtype)
     _check_states(E)
     entropy = np.empty(E.shape[0], dtype=dtype)
     log_z = np.empty_like(entropy)
@@ -153,6 +150,7 @@ def cross_entropy(q, E, T=1.0, grad=False):
     T = positive_temperature(T)
     q = as_real_array(q, "q")
     E, dtype = _energies(E, q)
+    temperature_for_dtype(T, dtype)
     if q.shape != E.shape:
         raise ValueError(f"q must have the shape of E {E.shape}, got {q.shape}")
     _check_states(E)
@@ -162,8 +160,14 @@ def cross_entropy(q, E, T=1.0, grad=False):
     gradient = np.empty(E.shape, dtype=dtype) if grad else None
     _core.row_cross_entropy(q, E, -1.0 / T, None, loss, gradient, log_z)
     _check_rows(log_z)
-    if np.isnan(loss).any():
-        raise ValueError(f"q contains NaN or inf (row {int(np.flatnonzero(np.isnan(loss))[0])})")
+    # Only rows whose loss is not finite can hold a non-finite q (inf * finite log p): look there.
+    suspect = np.flatnonzero(~np.isfinite(loss))
+    if suspect.size:
+        bad = suspect[~np.all(np.isfinite(q[suspect]), axis=1)]
+        if bad.size:
+            raise ValueError(f"q contains NaN or inf (row {int(bad[0])}); labels must be finite")
+        if np.isnan(loss).any():
+            raise ValueError(f"q contains NaN or inf (row {int(np.flatnonzero(np.isnan(loss))[0])})")
     return (loss, gradient) if grad else loss
 
 
@@ -176,6 +180,7 @@ def entropy_grad(E, T=1.0):
         return _device.entropy_grad(E, T)
     T = positive_temperature(T)
     E, dtype = _energies(E)
+    temperature_for_dtype(T, dtype)
     _check_states(E)
     gradient = np.empty(E.shape, dtype=dtype)
     log_z = np.empty(E.shape[0], dtype=dtype)

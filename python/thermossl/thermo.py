@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _core
 from . import cuda as _device
-from ._validation import as_real_array, compute_dtype, positive_temperature, probability_vector
+from ._validation import as_real_array, compute_dtype, positive_temperature, probability_vector, shift_vector, temperature_for_dtype
 from .gibbs import _check_rows, log_partition
 
 __all__ = [
@@ -88,13 +88,11 @@ def ledger_rows(q, E, T, w=None, *, mu=None):
     _, dtype = compute_dtype(E.dtype, q.dtype)
     E = E.astype(dtype, copy=False)
     q = q.astype(dtype, copy=False)
+    temperature_for_dtype(T, dtype)
     w = weights(w, n)
     shift = None
     if mu is not None:
-        mu = as_real_array(mu, "mu")
-        if mu.shape != (k,) or not np.all(np.isfinite(mu)):
-            raise ValueError(f"mu must be a finite array of shape ({k},)")
-        shift = np.ascontiguousarray(mu / T, dtype=np.float64)
+        shift = shift_vector(mu, k, T, "mu", "state")
     rows = {field: np.empty(n) for field in _ROW_FIELDS}
     charges_out = np.empty(k)
     _core.ledger_rows(q, E, -1.0 / T, shift, None if w is None else w.astype(dtype), charges=charges_out, **rows)
@@ -134,6 +132,8 @@ def free_energy(E, T, w=None) -> float:
     """F = -T sum_i w_i log Z_i, the free energy of the Gibbs state of E at T."""
     T = positive_temperature(T)
     log_z = log_partition(E, T)
+    if log_z.shape[0] == 0:
+        raise ValueError("E must have at least one sample: the free energy is a weighted mean over samples")
     return -T * reduce(weights(w, log_z.shape[0]), log_z)
 
 
