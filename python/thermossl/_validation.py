@@ -147,8 +147,9 @@ _COUNT_LIMIT = 2**62
 
 
 def count(value, name: str, minimum: int, clamp: bool = True) -> int:
-    """An iteration count: a Python or numpy integer (not a bool) >= minimum. Values beyond the
-    core's int64 range are clamped to 2**62 (a loop that long is "unbounded"; Ctrl-C stops it)."""
+    """An iteration count: a Python or numpy integer (not a bool) >= minimum. A larger value than
+    the core's 2**62 is clamped there (``clamp``: a limit such as max_iter, where that long is
+    "unbounded"; Ctrl-C stops it) or refused (an exact count such as n_iter)."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be an int, got bool {value!r}")
     try:
@@ -157,7 +158,9 @@ def count(value, name: str, minimum: int, clamp: bool = True) -> int:
         raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return min(value, _COUNT_LIMIT) if clamp else value
+    if value > _COUNT_LIMIT and not clamp:
+        raise ValueError(f"{name} must be <= 2**62, got {value}")
+    return min(value, _COUNT_LIMIT)
 
 
 def nonnegative_real(value, name: str) -> float:

@@ -64,8 +64,8 @@ def _distribution(v, length: int, dtype, name: str, what: str):
     return None if v is None else v.astype(dtype)
 
 
-def _count(value, name: str, minimum: int) -> int:
-    return count(value, name, minimum)
+def _count(value, name: str, minimum: int, clamp: bool = True) -> int:
+    return count(value, name, minimum, clamp)
 
 
 def _warm_start(mu0, k: int, c=None) -> np.ndarray:
@@ -83,7 +83,7 @@ def _warm_start(mu0, k: int, c=None) -> np.ndarray:
 def _iteration_controls(n_iter, tol, max_iter, relaxation):
     """(fixed, limit, tol, omega) for the core from the iteration arguments every Sinkhorn entry
     point takes (here, thermossl.distributed, thermossl.cuda): fixed = 0 in tolerance mode."""
-    fixed = 0 if n_iter is None else _count(n_iter, "n_iter", 1)
+    fixed = 0 if n_iter is None else _count(n_iter, "n_iter", 1, clamp=False)
     limit = _count(max_iter, "max_iter", 1)
     if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.integer, np.floating)):
         raise TypeError(f"tol must be a real number, got {type(tol).__name__}")
