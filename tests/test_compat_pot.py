@@ -2,6 +2,7 @@
 run side by side on the same arguments: plans, logs, warnings and printed output equal."""
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -75,7 +76,7 @@ def random_problem(rng):
     return a, b, M, reg, kwargs
 
 
-N_PROBLEMS = 300
+N_PROBLEMS = int(os.environ.get("THERMOSSL_POT_PROBLEMS", "300"))  # fewer for mutation runs
 
 
 def test_random_problems_plans_logs_warnings_equal():
@@ -97,7 +98,7 @@ def test_random_problems_plans_logs_warnings_equal():
         counts["zero_bins"] += bool(np.any(np.asarray(a) == 0) or np.any(np.asarray(b) == 0))
     print("POT comparison:", counts)
     # The sample exercises what it claims to: early stops and zero-mass bins both occur.
-    assert counts["stopped_early"] > 20 and counts["zero_bins"] > 20
+    assert counts["stopped_early"] > N_PROBLEMS // 15 and counts["zero_bins"] > N_PROBLEMS // 15
 
 
 @pytest.mark.parametrize("numItermax", [1, 3, 10, 11, 25, 100])
