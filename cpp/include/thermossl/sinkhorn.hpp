@@ -19,8 +19,11 @@
 // test. A cold start adds one column log-sum-exp pass; a column whose charge underflows to 0
 // (all its weights below ~1e-308, seen only at extreme E/T') takes that exact column pass in its
 // iteration instead. With `q` requested, a fixed-iteration run writes it in its last pass; a
-// run to tolerance writes it in one extra pass (a row softmax at the final mu).
-// float32 data: the passes run in float lanes (8 per AVX2 register): mu is centred and split
+// run to tolerance writes it in one extra fused pass at the final (gauged) mu, whose charges give
+// the returned err: err and converged always describe the state given back.
+// float32 data: the passes run in float lanes (8 per AVX2 register) for every row where the
+// rounding of E - mu in float stays below T'/16 (|E - mu|/T' <= 2^20; other rows, e.g. |E/T'| ~
+// 1e9, take the double-lane path): mu is centred and split
 // into a float part and a remainder, E - mu' is formed with its exact rounding error (TwoSum)
 // and the row max is subtracted before the scale, so dominant codes keep ~2^-24 |x - max|
 // relative accuracy; the charges are summed in float over groups of 8 rows, then in double.
