@@ -407,3 +407,62 @@ def test_pot_sinkhorn_hostile_input_names_M_or_reg(M, reg):
     result = outcome(lambda: compat.pot_sinkhorn([], [], M, reg, numItermax=20, warn=False), ["M", "reg"])
     if not isinstance(result, Exception):
         assert np.all(np.isfinite(result)) and np.all(result >= 0)
+
+
+# ----------------------------------------------------------------------------- State, reservoirs, demon
+@fuzz
+@given(tame_matrices(lo=-5, hi=5), TEMPERATURES)
+def test_state_equals_the_separate_functions_and_closes_G1_to_G4(E, T):
+    rng = np.random.default_rng(E.size + 2)
+    q = row_stochastic(rng, E.shape, E.dtype)
+    s = thermo.State(E, T, q)
+    r = rtol(E.dtype) * 100
+    scale = 1 + float(np.abs(E.astype(np.float64)).max())
+    assert s.U == pytest.approx(thermo.energy(q, E), rel=r, abs=r * scale)
+    assert s.F == pytest.approx(thermo.free_energy(E, T), rel=r, abs=r * scale)
+    assert s.S == pytest.approx(thermo.entropy(q), rel=r, abs=r)
+    assert s.L == pytest.approx(thermo.loss(q, E, T), rel=r, abs=r * scale / T)
+    assert s.F == pytest.approx(s.U_p - T * s.S_p, rel=r, abs=r * scale)  # G1
+    assert s.L == pytest.approx(s.S + s.D, rel=r, abs=r * scale / T)  # G2
+    assert s.F_T - s.F == pytest.approx(T * s.D, rel=r, abs=r * scale)  # G3
+    assert s.D >= -r * scale / T
+
+
+@fuzz
+@given(tame_matrices(lo=-2, hi=2), st.floats(0.05, 2.0), st.integers(1, 4))
+def test_sinkhorn_reservoir_is_sinkhorn(E, T, n_iter):
+    state = thermossl.reservoirs.SinkhornReservoir(T, n_iter=n_iter, warm_start=False).assign(E)
+    ref = ref_sinkhorn_fixed(E, T, np.full(E.shape[0], 1 / E.shape[0]), np.full(E.shape[1], 1 / E.shape[1]), n_iter)
+    assert_allclose(state.q, ref, rtol=rtol(E.dtype) * 20, atol=rtol(E.dtype) * 1e-2)
+
+
+@fuzz
+@given(tame_matrices(lo=-5, hi=5), st.floats(0.02, 2.0), st.floats(0.0, 0.99))
+def test_centering_reservoir_is_a_shifted_softmax(E, T, momentum):
+    reservoir = thermossl.reservoirs.CenteringReservoir(T, momentum=momentum)
+    first = reservoir.assign(E)
+    assert_allclose(first.q, ref_gibbs(E, T), rtol=rtol(E.dtype) * 10, atol=rtol(E.dtype) * 1e-2)
+    center = (1 - momentum) * -E.astype(np.float64).mean(axis=0)
+    second = reservoir.assign(E)
+    ref = sp.softmax((-E.astype(np.float64) - center) / T, axis=1)  # mu = -C
+    assert_allclose(second.q, ref, rtol=rtol(E.dtype) * 10, atol=rtol(E.dtype) * 1e-2)
+
+
+@fuzz
+@given(st.sampled_from([True, "0.5", -0.1, 1.0, np.nan, None]))
+def test_centering_momentum_refused_naming_it(momentum):
+    result = outcome(lambda: thermossl.reservoirs.CenteringReservoir(0.1, momentum=momentum), ["momentum"])
+    assert isinstance(result, Exception)
+
+
+@fuzz
+@given(tame_matrices(min_rows=2, min_cols=2, lo=-3, hi=3), st.floats(0.1, 2.0), st.integers(0, 1000))
+def test_demon_cycle_books_close(E, T, seed):
+    rng = np.random.default_rng(seed)
+    d = demon.Demon(T, thermossl.reservoirs.swav())
+    d.measure(E)
+    row = d.feedback(E + rng.normal(scale=0.1, size=E.shape).astype(E.dtype))
+    scale = 1 + float(np.abs(E.astype(np.float64)).max())
+    tol_ = rtol(E.dtype) * 1e3 * scale / T
+    for field in ("res_first_law", "res_D1", "res_G1", "res_G2", "res_G4"):
+        assert abs(row[field]) <= tol_, (field, row[field])

@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._validation import as_real_array, positive_temperature
+from ._validation import as_real_array, nonnegative_real, positive_temperature
 from .balancing import sinkhorn
 from .gibbs import gibbs
 from .thermo import charges as label_charges
@@ -130,7 +130,7 @@ class CenteringReservoir(Reservoir):
 
     def __init__(self, T, momentum=0.9):
         self.T = positive_temperature(T)
-        momentum = float(momentum)
+        momentum = nonnegative_real(momentum, "momentum")  # a real number (not a bool or a string)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
         self.momentum = momentum
