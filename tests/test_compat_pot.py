@@ -205,42 +205,106 @@ def test_unequal_masses_run_as_in_pot():
     assert my_warn == ref_warn and len(my_warn) == 1
 
 
-@pytest.mark.parametrize(
-    "args, kwargs, exc, name",
-    [
-        (([], [], np.zeros((0, 3)), 1.0), {}, ValueError, "M"),
-        (([], [], np.zeros((3, 0)), 1.0), {}, ValueError, "M"),
-        (([], [], np.zeros(3), 1.0), {}, ValueError, "M"),
-        (([], [], np.array([[0.0, np.nan]]), 1.0), {}, ValueError, "M"),
-        (([], [], np.array([[0.0, -np.inf]]), 1.0), {}, ValueError, "M"),
-        (([], [], np.ones((2, 2)), 0.0), {}, ValueError, "reg"),
-        (([], [], np.ones((2, 2)), -1.0), {}, ValueError, "reg"),
-        (([], [], np.ones((2, 2)), "x"), {}, TypeError, "reg"),
-        (([0.5, -0.5], [], np.ones((2, 2)), 1.0), {}, ValueError, "a"),
-        (([0.5], [], np.ones((2, 2)), 1.0), {}, ValueError, "a"),
-        (([0.0, 0.0], [], np.ones((2, 2)), 1.0), {}, ValueError, "a"),
-        (([], [np.nan, 1.0], np.ones((2, 2)), 1.0), {}, ValueError, "b"),
-        (([], np.ones((2, 2)), np.ones((2, 2)), 1.0), {}, ValueError, "b"),
-        (([], [], np.ones((2, 2)), 1.0), {"numItermax": True}, TypeError, "numItermax"),
-        (([], [], np.ones((2, 2)), 1.0), {"numItermax": -1}, ValueError, "numItermax"),
-        (([], [], np.ones((2, 2)), 1.0), {"stopThr": -1.0}, ValueError, "stopThr"),
-        (([], [], np.ones((2, 2)), 1.0), {"stopThr": float("nan")}, ValueError, "stopThr"),
-        (([], [], np.ones((2, 2)), 1.0), {"warmstart": (np.zeros(3), np.zeros(2))}, ValueError, "warmstart"),
-        (([], [], np.ones((2, 2)), 1.0), {"warmstart": 5}, TypeError, "warmstart"),
-    ],
-)
-def test_errors_name_pots_arguments(args, kwargs, exc, name):
-    with pytest.raises(exc, match=name):
-        pot_sinkhorn(*args, **kwargs)
+M22 = np.ones((2, 2))
+ERROR_CASES = [
+    # (args, kwargs, exception, the whole message, anchored at its start)
+    (([], [], np.zeros((0, 3)), 1.0), {}, ValueError, r"^M must have at least one row and one column, got shape \(0, 3\)$"),
+    (([], [], np.zeros((3, 0)), 1.0), {}, ValueError, r"^M must have at least one row and one column"),
+    (([], [], np.zeros(3), 1.0), {}, ValueError, r"^M must be a 2-D cost matrix, got ndim=1$"),
+    (([], [], np.array([[0.0, np.nan]]), 1.0), {}, ValueError, r"^M contains NaN \(row 0\)$"),
+    (([], [], np.array([[0.0, -np.inf]]), 1.0), {}, ValueError, r"^M contains -inf or M/reg overflows \(row 0\)$"),
+    (([], [], np.array([[0.0, 1.0], [2.0, -np.inf]]), 1.0), {}, ValueError, r"^M contains -inf or M/reg overflows \(row 1\)$"),
+    (([0.5, 0.5], [0.5, 0.5], np.array([[0.0, np.inf], [0.0, np.inf]]), 1.0), {}, ValueError,
+     r"^M: column 1 has b > 0 but \+inf cost from every row with a > 0$"),
+    (([0.5, 0.5], [0.5, 0.5], np.array([[0.0, np.inf], [np.inf, np.inf]]), 1.0), {}, ValueError,
+     r"^M: every cost of row 1 with b > 0 is \+inf; the row's mass cannot move$"),
+    (([], [], M22, 0.0), {}, ValueError, r"^reg must be finite and > 0"),
+    (([], [], M22, -1.0), {}, ValueError, r"^reg must be finite and > 0"),
+    (([], [], M22, "x"), {}, TypeError, r"^reg must be a real number"),
+    (([0.5, -0.5], [], M22, 1.0), {}, ValueError, r"^a must be >= 0 \(a histogram\), got a negative entry at 1$"),
+    (([0.0, 1.5, -0.5], [], np.ones((3, 2)), 1.0), {}, ValueError, r"^a must be >= 0 \(a histogram\), got a negative entry at 2$"),
+    (([0.5], [], M22, 1.0), {}, ValueError, r"^a must be a 1-D histogram of length 2 .*got shape \(1,\)$"),
+    ((np.full((2, 1), 0.5), [], M22, 1.0), {}, ValueError, r"^a must be a 1-D histogram of length 2"),
+    (([0.0, 0.0], [], M22, 1.0), {}, ValueError, r"^a must have a positive total mass$"),
+    (([], [np.nan, 1.0], M22, 1.0), {}, ValueError, r"^b must be finite$"),
+    (([], M22, M22, 1.0), {}, ValueError, r"^b must be a 1-D histogram of length 2 \(several histograms, a 2-D b, are not supported\)"),
+    (([], [], M22, 1.0), {"numItermax": True}, TypeError, r"^numItermax must be an int"),
+    (([], [], M22, 1.0), {"numItermax": -1}, ValueError, r"^numItermax must be >= 0"),
+    (([], [], M22, 1.0), {"numItermax": 0, "log": True}, ValueError, r"^numItermax must be >= 1 with log=True"),
+    (([], [], M22, 1.0), {"stopThr": -1.0}, ValueError, r"^stopThr must be >= 0"),
+    (([], [], M22, 1.0), {"stopThr": float("nan")}, ValueError, r"^stopThr must be >= 0"),
+    (([], [], M22, 1.0), {"warmstart": (np.zeros(3), np.zeros(2))}, ValueError, r"^warmstart\[0\] must have shape \(2,\), got \(3,\)$"),
+    (([], [], M22, 1.0), {"warmstart": (np.zeros(2), np.zeros(3))}, ValueError, r"^warmstart\[1\] must have shape \(2,\), got \(3,\)$"),
+    (([], [], M22, 1.0), {"warmstart": (np.array([np.nan, 0.0]), np.zeros(2))}, ValueError, r"^warmstart\[0\] must be < \+inf and not NaN$"),
+    (([], [], M22, 1.0), {"warmstart": (np.zeros(2), np.array([np.inf, 0.0]))}, ValueError, r"^warmstart\[1\] must be < \+inf"),
+    (([], [], M22, 1.0), {"warmstart": (np.array(["x", "y"]), np.zeros(2))}, TypeError, r"^warmstart\[0\] must be a real"),
+    (([], [], M22, 1.0), {"warmstart": (np.zeros(2), np.array(["x", "y"]))}, TypeError, r"^warmstart\[1\] must be a real"),
+    (([], [], M22, 1.0), {"warmstart": 5}, TypeError, r"^warmstart must be a pair \(u, v\) of log-scaling vectors, or None$"),
+    (([], ["b"], M22, 1.0), {}, TypeError, r"^b must be a real"),
+    ((["a"], [], M22, 1.0), {}, TypeError, r"^a must be a real"),
+    (([], [], np.array([["M"]]), 1.0), {}, TypeError, r"^M must be a real"),
+]
+
+
+@pytest.mark.parametrize("args, kwargs, exc, message", ERROR_CASES)
+def test_errors_name_pots_arguments(args, kwargs, exc, message):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(exc, match=message):
+            pot_sinkhorn(*args, **kwargs)
+
+
+def test_defaults_are_pots():
+    import inspect
+
+    mine = inspect.signature(pot_sinkhorn).parameters
+    theirs = inspect.signature(ot.bregman.sinkhorn_log).parameters
+    for name in ("numItermax", "stopThr", "verbose", "log", "warn", "warmstart"):
+        assert mine[name].default == theirs[name].default, name
+    M = np.random.default_rng(12).uniform(0, 1, (9, 4))
+    (ref, ref_log), _ = run(pot, [], [], M, 0.01, log=True)
+    (plan, info), _ = run(pot_sinkhorn, [], [], M, 0.01, log=True)
+    assert info["niter"] == ref_log["niter"] and len(info["err"]) == len(ref_log["err"])
+    assert_allclose(plan, ref, rtol=1e-9, atol=1e-300)
+
+
+def test_warnings_point_at_the_caller():
+    import inspect
+
+    M = np.array([[0.0, 1.0], [1.0, 0.0]])
+    for kwargs in ({"numItermax": 0}, {"numItermax": 2, "stopThr": 0.0}):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            line = inspect.currentframe().f_lineno + 1
+            pot_sinkhorn([], [], M, 0.5, **kwargs)
+        assert [(w.filename, w.lineno) for w in caught] == [(__file__, line)]
+
+
+def test_empty_arrays_are_uniform_as_in_pot():
+    M = np.random.default_rng(13).uniform(0, 1, (5, 3))
+    ref = pot([], [], M, 0.3, stopThr=1e-12)
+    for empty in ([], np.array([]), np.zeros((0,)), None):
+        assert_allclose(pot_sinkhorn(empty, empty, M, 0.3, stopThr=1e-12), ref, rtol=1e-10, atol=1e-300)
+
+
+def test_numItermax_zero_with_warmstart_as_in_pot():
+    M = np.array([[0.0, 1.0, 2.0], [1.0, 0.0, 0.5]])
+    start = (np.array([0.3, -0.2]), np.array([0.1, 0.4, -1.0]))
+    ref, ref_warn = run(pot, [], [], M, 0.5, numItermax=0, warmstart=start)
+    plan, my_warn = run(pot_sinkhorn, [], [], M, 0.5, numItermax=0, warmstart=start)
+    assert_allclose(plan, ref, rtol=1e-15)
+    assert my_warn == ref_warn
 
 
 def test_forbidden_cells_where_mass_must_go():
     M = np.array([[0.0, np.inf], [np.inf, np.inf]])
     with pytest.raises(ValueError, match="M: every cost of row 1"):
         pot_sinkhorn([0.5, 0.5], [0.5, 0.5], M, 1.0)
-    # A row of zero mass may have every cost infinite (it carries nothing).
-    plan = pot_sinkhorn([1.0, 0.0], [1.0, 0.0], M, 1.0)
+    # A row of zero mass may have every cost infinite (it carries nothing): a zero row, u = -inf.
+    plan, info = run(pot_sinkhorn, [1.0, 0.0], [1.0, 0.0], M, 1.0, log=True)[0]
     assert_allclose(plan, [[1.0, 0.0], [0.0, 0.0]])
+    assert info["log_u"][1] == -np.inf and info["log_v"][1] == -np.inf and info["u"][1] == 0.0
+    assert np.isfinite(info["log_u"][0]) and np.isfinite(info["log_v"][0])
 
 
 def test_numItermax_zero_is_the_starting_plan():

@@ -42,19 +42,21 @@ _CHECK_INTERVAL = 10  # POT tests the marginal error after iterations 1, 11, 21,
 def _histogram(v, length: int, name: str, dtype_like: np.ndarray) -> np.ndarray:
     """A histogram of `length` bins: finite, >= 0, not all zero; an empty one (or None) is uniform
     1/length, as in POT."""
-    if v is None or (isinstance(v, (list, tuple)) and len(v) == 0):
-        return np.full(length, 1.0 / length, dtype=dtype_like.dtype)
+    if v is None:
+        return np.full(length, 1 / length, dtype=dtype_like.dtype)
     v = as_real_array(v, name)
-    if v.ndim == 1 and v.shape[0] == 0:
-        return np.full(length, 1.0 / length, dtype=dtype_like.dtype)
-    if v.ndim == 2 and name == "b":
-        raise ValueError(f"b must be one histogram (1-D); several histograms (b of shape {v.shape}) are not supported")
-    if v.ndim != 1 or v.shape[0] != length:
-        raise ValueError(f"{name} must be a 1-D histogram of length {length}, got shape {v.shape}")
+    if v.size == 0:
+        return np.full(length, 1 / length, dtype=dtype_like.dtype)
+    if v.shape != (length,):
+        raise ValueError(
+            f"{name} must be a 1-D histogram of length {length} (several histograms, a 2-D b, are not "
+            f"supported), got shape {v.shape}"
+        )
     if not np.all(np.isfinite(v)):
         raise ValueError(f"{name} must be finite")
-    if np.any(v < 0):
-        raise ValueError(f"{name} must be >= 0 (a histogram), got a negative entry at {int(np.flatnonzero(v < 0)[0])}")
+    negative = np.flatnonzero(v < 0)
+    if negative.size:
+        raise ValueError(f"{name} must be >= 0 (a histogram), got a negative entry at {int(negative[0])}")
     if not np.any(v > 0):
         raise ValueError(f"{name} must have a positive total mass")
     return v
@@ -73,7 +75,7 @@ def _warm_start(warmstart, n: int, m: int):
     for arr, length, name in ((u, n, "warmstart[0]"), (v, m, "warmstart[1]")):
         if arr.shape != (length,):
             raise ValueError(f"{name} must have shape ({length},), got {arr.shape}")
-        if np.any(np.isnan(arr)) or np.any(arr == np.inf):
+        if not np.all(arr < np.inf):  # NaN fails the test too
             raise ValueError(f"{name} must be < +inf and not NaN")
     return u, v
 
@@ -106,8 +108,8 @@ def pot_sinkhorn(a, b, M, reg, numItermax=1000, stopThr=1e-9, verbose=False, log
         raise ValueError("numItermax must be >= 1 with log=True (no iteration: POT has no niter to report)")
 
     # POT takes log a and log b up front (numpy warns there for zero bins: so does this).
-    log_a = np.log(a.astype(dtype, copy=False))
-    log_b = np.log(b.astype(dtype, copy=False))
+    log_a = np.log(np.asarray(a, dtype=dtype))
+    log_b = np.log(np.asarray(b, dtype=dtype))
     if numItermax == 0:
         # No iteration: the plan of the starting scalings (POT returns it and warns).
         u = np.zeros(n, dtype) if u0 is None else u0.astype(dtype)
@@ -121,20 +123,15 @@ def pot_sinkhorn(a, b, M, reg, numItermax=1000, stopThr=1e-9, verbose=False, log
     # runs without them. Rows of zero mass still count in the first v-update (through their
     # starting u), so they stay (with weight 0, u = -inf after the first u-update), unless no
     # cost of theirs is finite (then they count for nothing).
-    E = M.astype(dtype, copy=False)
     cols = np.flatnonzero(b > 0)
-    if cols.size < m:
-        E = E[:, cols]
-    rows = np.arange(n)
-    idle = a == 0
-    if idle.any():
-        idle &= ~np.isfinite(E).any(axis=1)
-        if idle.any():
-            rows = np.flatnonzero(~idle)
-            E = E[rows]
-    reduced = rows.size < n or cols.size < m
-    w = np.ascontiguousarray(a[rows] if reduced else a, dtype=dtype)
-    c = np.ascontiguousarray(b[cols] if reduced else b, dtype=dtype)
+    rows = np.flatnonzero(a > 0)
+    if rows.size < n:  # (a pass over M only when some a_i = 0)
+        rows = np.flatnonzero((a > 0) | np.isfinite(M[:, cols]).any(axis=1))
+    E = np.asarray(M, dtype=dtype)
+    if rows.size < n or cols.size < m:
+        E = E[np.ix_(rows, cols)]  # a copy only when some bin is empty
+    w = np.ascontiguousarray(a[rows], dtype=dtype)
+    c = np.ascontiguousarray(b[cols], dtype=dtype)
     u_start = np.zeros(rows.size) if u0 is None else np.ascontiguousarray(u0[rows], dtype=np.float64)
 
     f = np.empty(rows.size, dtype=dtype)
@@ -146,14 +143,14 @@ def pot_sinkhorn(a, b, M, reg, numItermax=1000, stopThr=1e-9, verbose=False, log
         check_interval=_CHECK_INTERVAL, error_norm="l2", strict_tolerance=True,
         row_scaling0=u_start, fix_gauge=False, errors=errors,
     )
+    if status == 1:
+        raise ValueError(f"M contains NaN (row {int(rows[index])})")
+    if status == 2:
+        raise ValueError(f"M: every cost of row {int(rows[index])} with b > 0 is +inf; the row's mass cannot move")
+    if status == 3:
+        where = f" (row {int(rows[index])})" if index >= 0 else ""
+        raise ValueError(f"M contains -inf or M/reg overflows{where}")
     if status:
-        where = "row" if status in (1, 2, 3) else "column"
-        if status == 3:
-            raise ValueError(f"M contains -inf or M/reg overflows ({where} {int(rows[index]) if index >= 0 else index})")
-        if status == 1:
-            raise ValueError(f"M contains NaN (row {int(rows[index])})")
-        if status == 2:
-            raise ValueError(f"M: every cost of row {int(rows[index])} with b > 0 is +inf; the row's mass cannot move")
         raise ValueError(f"M: column {int(cols[index])} has b > 0 but +inf cost from every row with a > 0")
     stopped = bool(errors) and errors[-1] < stopThr
 
@@ -167,10 +164,7 @@ def pot_sinkhorn(a, b, M, reg, numItermax=1000, stopThr=1e-9, verbose=False, log
         warnings.warn(_NOT_CONVERGED, UserWarning, stacklevel=2)
 
     plan = np.zeros((n, m), dtype=dtype)
-    if reduced:
-        plan[np.ix_(rows, cols)] = q * w[:, None]
-    else:
-        np.multiply(q, w[:, None], out=plan)
+    plan[np.ix_(rows, cols)] = q * w[:, None]
     if not log:
         return plan
     scale = dtype.type(reg)
