@@ -300,6 +300,10 @@ def test_forbidden_cells_where_mass_must_go():
     M = np.array([[0.0, np.inf], [np.inf, np.inf]])
     with pytest.raises(ValueError, match="M: every cost of row 1"):
         pot_sinkhorn([0.5, 0.5], [0.5, 0.5], M, 1.0)
+    # ... also beside a row of zero mass (the rows kept for the solver are chosen then).
+    M3 = np.array([[0.0, 1.0], [np.inf, np.inf], [0.0, 1.0]])
+    with pytest.raises(ValueError, match=r"^M: every cost of row 1 with b > 0 is \+inf"):
+        pot_sinkhorn([0.5, 0.5, 0.0], [0.5, 0.5], M3, 1.0)
     # A row of zero mass may have every cost infinite (it carries nothing): a zero row, u = -inf.
     plan, info = run(pot_sinkhorn, [1.0, 0.0], [1.0, 0.0], M, 1.0, log=True)[0]
     assert_allclose(plan, [[1.0, 0.0], [0.0, 0.0]])
