@@ -300,10 +300,10 @@ def test_load_scores_messages(tmp_path):
         ({"scores": np.zeros((2, 4, 1))}, "scores need N >= 1 samples and K >= 2 states, got shape (4, 1)"),
         ({"scores_0": np.zeros((4, 3)), "scores_1": np.zeros((5, 3))},
          "'scores_1' must be 2-D of the shape of 'scores_0' (4, 3), got (5, 3)"),
-        ({"logits": np.zeros((2, 4, 3))}, "no 'scores' or 'scores_<t>' arrays (found ['logits'])"),
-        ({"scores": np.full((2, 4, 3), nan)}, "scores must be finite"),
+        ({"logits": np.zeros((2, 4, 3))}, "no 'scores' or 'scores_<t>' arrays (keys found: 'logits')"),
+        ({"scores": np.full((2, 4, 3), nan)}, "scores ('scores') must be finite"),
         ({"scores": np.zeros((2, 4, 3)), "weights": np.ones(3)}, "'weights' must have shape (4,), got (3,)"),
-        ({"scores": np.array([[["a", "b"]], [["c", "d"]]])}, "scores must be real numbers, got dtype <U1"),
+        ({"scores": np.array([[["a", "b"]], [["c", "d"]]])}, "'scores' must hold real numbers, got dtype <U1"),
         ({"scores": np.zeros((2, 4, 3)), "scores_0": np.zeros((4, 3))},
          "holds both 'scores' and 'scores_<t>' arrays; keep one form"),
     ]
@@ -412,7 +412,7 @@ def test_single_state_label_rows_and_float32_tolerance():
 def test_load_scores_more_cases(tmp_path):
     empty = tmp_path / "empty.npz"
     np.savez(empty)
-    raises_exactly(ValueError, f"{empty}: no 'scores' or 'scores_<t>' arrays (found none)", analysis.load_scores, empty)
+    raises_exactly(ValueError, f"{empty}: no 'scores' or 'scores_<t>' arrays (keys found: none)", analysis.load_scores, empty)
     one = tmp_path / "one.npz"
     np.savez(one, scores=np.zeros((2, 1, 2)))  # N = 1, K = 2: the smallest run
     assert analysis.load_scores(one)[0].shape == (2, 1, 2)
@@ -421,7 +421,7 @@ def test_load_scores_more_cases(tmp_path):
     data = bytearray(crc.read_bytes())
     data[data.find(b"NUMPY") + 200] ^= 0xFF
     crc.write_bytes(bytes(data))
-    raises_exactly(ValueError, f"{crc}: a stored array could not be read (Bad CRC-32 for file 'scores.npy')",
+    raises_exactly(ValueError, f"{crc}: 'scores' could not be read (Bad CRC-32 for file 'scores.npy')",
                    analysis.load_scores, crc)
 
 

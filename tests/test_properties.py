@@ -211,7 +211,7 @@ def test_sinkhorn_long_rows_match_numpy(case, n_iter, weighted):
     atol = 8 * EPS32 * (1 + np.abs(E64[fin]).max() / 0.05) if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(res.q, q, rtol=0, atol=atol)
     np.testing.assert_allclose(res.charges, w @ q, rtol=0, atol=atol)
-    assert res.err == pytest.approx(np.abs(w @ res.q.astype(np.float64) - 1.0 / k).sum(), rel=1e-3 if dtype == np.float32 else 1e-9, abs=1e-7 if dtype == np.float32 else 1e-13)
+    assert res.err == pytest.approx(np.abs(w @ res.q.astype(np.float64) - 1.0 / k).sum(), rel=1e-3 if dtype == np.float32 else 1e-9, abs=1e-6 if dtype == np.float32 else 1e-13)  # float32: charges summed in float lanes
 
 
 @BIG

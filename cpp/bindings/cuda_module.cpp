@@ -154,6 +154,17 @@ PYBIND11_MODULE(_cuda, m) {
         options.fixed_iterations = fixed_iterations;
         options.tolerance = tolerance;
         options.max_iterations = max_iterations;
+        // Ctrl-C: on the main thread (the only one where Python runs signal handlers), the host
+        // loop takes the GIL about every 10 ms and runs them; KeyboardInterrupt stops the solver.
+        const unsigned long main_ident =
+            py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
+        if (PyThread_get_thread_ident() == main_ident) {
+            options.interrupted = [] {
+                py::gil_scoped_acquire gil;
+                return PyErr_CheckSignals() != 0;
+            };
+            options.poll_seconds = 0.01;
+        }
         thermossl::SinkhornReport report;
         dispatch(dtype, device, [&](auto tag) {
             using T = decltype(tag);
@@ -162,6 +173,10 @@ PYBIND11_MODULE(_cuda, m) {
                                                   ptr<double>(charges), reinterpret_cast<void*>(workspace),
                                                   stream_of(stream), check_every);
         });
+        if (report.status == thermossl::SinkhornStatus::kInterrupted) {
+            if (PyErr_Occurred()) throw py::error_already_set();
+            throw py::value_error("sinkhorn: interrupted");
+        }
         return py::make_tuple(report.iterations, report.charge_error, report.converged,
                               static_cast<int>(report.status), report.index);
     });

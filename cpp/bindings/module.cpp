@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -184,14 +185,36 @@ void row_entropy_grad(const py::array& a, double scale, const py::object& shift,
     });
 }
 
+// True on the interpreter's main thread, the only one where Python runs signal handlers (so
+// the only one where polling for Ctrl-C can raise; other threads are not slowed by polling).
+bool on_main_thread() {
+    static const unsigned long main_ident =
+        py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
+    return PyThread_get_thread_ident() == main_ident;
+}
+
+// The solver's cancellation callback: take the GIL briefly and run the pending signal handlers;
+// a handler that raised (KeyboardInterrupt) leaves the Python error set and stops the solver.
+bool python_signal_pending() {
+    py::gil_scoped_acquire gil;
+    return PyErr_CheckSignals() != 0;
+}
+
 py::tuple sinkhorn(const py::array& energy, double temperature, const py::object& weights,
                    const py::object& targets, const py::object& mu0, std::int64_t fixed_iterations, double tolerance,
                    std::int64_t max_iterations, const py::object& f, const py::object& mu, const py::object& q,
-                   const py::object& charges, double relaxation) {
+                   const py::object& charges, double relaxation, std::int64_t check_interval,
+                   const std::string& error_norm, bool strict_tolerance, const py::object& row_scaling0,
+                   bool fix_gauge, const py::object& errors) {
     if (!(temperature > 0) || !std::isfinite(temperature)) throw py::value_error("temperature must be finite and > 0");
     if (!(relaxation < 2.0) || std::isnan(relaxation)) throw py::value_error("relaxation must be < 2 (<= 0: automatic)");
-    if (fixed_iterations < 0 || max_iterations < 1) throw py::value_error("iteration counts out of range");
+    if (fixed_iterations < 0 || max_iterations < 1 || check_interval < 1)
+        throw py::value_error("iteration counts out of range");
+    if (std::isnan(tolerance)) throw py::value_error("tolerance must not be NaN");
+    if (error_norm != "l1" && error_norm != "l2") throw py::value_error("error_norm must be 'l1' or 'l2'");
+    if (!errors.is_none() && !py::isinstance<py::list>(errors)) throw py::type_error("errors must be a list or None");
     thermossl::SinkhornReport report;
+    std::vector<double> history;
     dispatch_dtype(energy, [&](auto tag) {
         using T = decltype(tag);
         const auto ev = input_matrix<T>(energy, "E");
@@ -199,6 +222,7 @@ py::tuple sinkhorn(const py::array& energy, double temperature, const py::object
         const T* w_ptr = input_vector<T>(weights, ev.rows, "w");
         const T* c_ptr = input_vector<T>(targets, ev.cols, "c");
         const T* mu0_ptr = input_vector<T>(mu0, ev.cols, "mu0");
+        const double* u0_ptr = input_vector<double>(row_scaling0, ev.rows, "row_scaling0");
         T* f_ptr = output_array<T>(f, ev.rows, -1, "f");
         T* mu_ptr = output_array<T>(mu, ev.cols, -1, "mu");
         T* q_ptr = output_array<T>(q, ev.rows, ev.cols, "q");
@@ -210,9 +234,26 @@ py::tuple sinkhorn(const py::array& energy, double temperature, const py::object
         options.tolerance = tolerance;
         options.max_iterations = max_iterations;
         options.relaxation = relaxation;
+        options.check_interval = check_interval;
+        options.error_norm = error_norm == "l2" ? thermossl::SinkhornErrorNorm::kL2 : thermossl::SinkhornErrorNorm::kL1;
+        options.strict_tolerance = strict_tolerance;
+        options.row_scaling0 = u0_ptr;
+        options.fix_gauge = fix_gauge;
+        options.error_history = errors.is_none() ? nullptr : &history;
+        if (on_main_thread()) options.interrupted = python_signal_pending;
+        options.poll_seconds = 0.01;
         py::gil_scoped_release release;
         report = thermossl::sinkhorn<T>(ev, w_ptr, c_ptr, mu0_ptr, options, f_ptr, mu_ptr, q_ptr, charges_ptr);
     });
+    // KeyboardInterrupt (or whatever a signal handler raised) is set: raise it.
+    if (report.status == thermossl::SinkhornStatus::kInterrupted) {
+        if (PyErr_Occurred()) throw py::error_already_set();
+        throw py::value_error("sinkhorn: interrupted");
+    }
+    if (!errors.is_none()) {
+        auto out = py::reinterpret_borrow<py::list>(errors);
+        for (double e : history) out.append(e);
+    }
     return py::make_tuple(report.iterations, report.charge_error, report.converged, static_cast<int>(report.status),
                           report.index);
 }
@@ -329,8 +370,11 @@ PYBIND11_MODULE(_core, m) {
     m.def("sinkhorn", &sinkhorn, py::arg("E"), py::arg("temperature"), py::arg("w") = none, py::arg("c") = none,
           py::arg("mu0") = none, py::arg("fixed_iterations") = 0, py::arg("tolerance") = 1e-6,
           py::arg("max_iterations") = 1000, py::arg("f"), py::arg("mu"), py::arg("q") = none,
-          py::arg("charges") = none, py::arg("relaxation") = 1.0,
-          "Log-domain Sinkhorn balancing; returns (iterations, err, converged, status, index).");
+          py::arg("charges") = none, py::arg("relaxation") = 1.0, py::arg("check_interval") = 1,
+          py::arg("error_norm") = "l1", py::arg("strict_tolerance") = false, py::arg("row_scaling0") = none,
+          py::arg("fix_gauge") = true, py::arg("errors") = none,
+          "Log-domain Sinkhorn balancing; returns (iterations, err, converged, status, index). Ctrl-C raises "
+          "KeyboardInterrupt within ~10 ms (on the main thread). errors (a list): the error of every test is appended.");
     m.def("sinkhorn_pass", &sinkhorn_pass, py::arg("E"), py::arg("temperature"), py::arg("w"), py::arg("mu"),
           py::arg("f"), py::arg("charges"), py::arg("q") = none,
           "One fused Sinkhorn pass at mu: f (float64, N) and the weighted charges (float64, K), q when given; "

@@ -10,6 +10,7 @@
 
 #include "thermossl/gibbs.hpp"
 #include "thermossl/logsumexp.hpp"
+#include "thermossl/sinkhorn.hpp"
 
 namespace {
 
@@ -107,6 +108,38 @@ int main() {
     std::vector<double> log_z_t(k);
     thermossl::log_partition(transposed, temperature, nullptr, log_z_t.data());
     for (std::int64_t y = 0; y < k; ++y) check(close(log_z_t[y], static_cast<double>(col_ref[y]), 1e-14), "strided log_partition", log_z_t[y], static_cast<double>(col_ref[y]));
+
+    // Sinkhorn's cancellation callback (SinkhornOptions::interrupted): a run that cannot reach
+    // its tolerance stops with kInterrupted once the callback says so; the POT-style stopping
+    // rule records the L2 error of iterations 1, 11, 21, ...
+    {
+        const thermossl::MatrixView<double> view{energy.data(), n, k, k, 1};
+        std::vector<double> f(n), mu(k), q(n * k);
+        thermossl::SinkhornOptions options;
+        options.temperature = 0.01;
+        options.tolerance = 1e-300;
+        options.max_iterations = std::int64_t(1) << 40;
+        int polls = 0;
+        options.poll_seconds = 0.0;
+        options.interrupted = [&polls] { return ++polls >= 50; };
+        auto report = thermossl::sinkhorn<double>(view, nullptr, nullptr, nullptr, options, f.data(), mu.data(), q.data());
+        check(report.status == thermossl::SinkhornStatus::kInterrupted, "sinkhorn interrupted", static_cast<double>(report.status), 5.0);
+        check(polls == 50, "the callback polled until it said stop", polls, 50.0);
+
+        thermossl::SinkhornOptions pot;
+        pot.temperature = 0.5;
+        pot.tolerance = 0.0;  // strict: never passes
+        pot.strict_tolerance = true;
+        pot.max_iterations = 25;
+        pot.check_interval = 10;
+        pot.error_norm = thermossl::SinkhornErrorNorm::kL2;
+        std::vector<double> history;
+        pot.error_history = &history;
+        report = thermossl::sinkhorn<double>(view, nullptr, nullptr, nullptr, pot, f.data(), mu.data(), q.data());
+        check(report.status == thermossl::SinkhornStatus::kOk && report.iterations == 25, "POT rule runs to the limit",
+              static_cast<double>(report.iterations), 25.0);
+        check(history.size() == 3, "errors of iterations 1, 11, 21", static_cast<double>(history.size()), 3.0);
+    }
 
     std::printf("%s: %d failures\n", failures == 0 ? "ok" : "FAILED", failures);
     return failures == 0 ? 0 : 1;

@@ -18,6 +18,8 @@ VECTOR_SHAPE = "{name} must have shape ({length},) (one value per {what}), got {
 NOT_FINITE = "{name} must be finite"
 NOT_POSITIVE = "{name} must be finite and > 0 everywhere"
 NOT_NORMALISED = "{name} must sum to 1, got {total!r}"
+NEGATIVE_ENTRY = "{name} must be >= 0 everywhere (a distribution), got {value!r} at index {index}"
+POTENTIAL_OVERFLOW = "{name}/T overflows float64 (T={T!r}); give a smaller {name} or a larger T"
 
 # Per-row status of the Gibbs kernels, read from log Z_i -------------------------------------
 ROW_NAN = "{name} contains NaN (row {index})"
@@ -41,7 +43,14 @@ SINKHORN_STATUS = {
     3: "E contains -inf (an infinite score) or E/T overflows (row {index})",
     4: "infeasible: state {index} is forbidden (+inf energy) for every sample but its target charge c[{index}] > 0",
 }
+WARM_START_NOT_FINITE = "mu0 must be finite"
+WARM_START_NOT_FINITE_EMPTY = "mu0 must be finite (except, as -inf, on states with target charge c_y = 0)"
 NOT_CONVERGED = "sinkhorn did not converge in max_iter={limit} iterations: charge error {err:.3e} > tol={tol:g}"
+GAUGE_ROUNDING = (
+    "sinkhorn: charge error {err:.3e} > tol={tol:g} in the returned state after {iterations} iterations: "
+    "at |mu|/T up to {scale:.3g} the gauge sum_y c_y mu_y = 0 rounds the potentials beyond the "
+    "tolerance in {dtype}"
+)
 
 # Devices ------------------------------------------------------------------------------------
 NO_CUDA_BUILD = (

@@ -41,8 +41,19 @@ def check_columns(backend, column_log_z) -> None:
         raise ValueError(msg.COLUMN_NEG_INF)
 
 
-def check_losses(backend, loss) -> None:
-    """A nan loss comes from nan or inf labels (a label on a forbidden state gives +inf: valid)."""
+def check_losses(backend, loss, q=None) -> None:
+    """Raise for labels q with nan or inf entries, from the per-row loss: such a row's loss is not
+    finite (a label on a forbidden state also gives +inf, which is valid, so only the rows whose
+    loss is not finite are looked at in q)."""
+    if backend.first_nonfinite(loss) is None:
+        return
+    host_loss = backend.to_host(loss)
+    suspect = np.flatnonzero(~np.isfinite(np.asarray(host_loss)))
+    if q is not None:
+        rows = np.asarray(backend.to_host(q[suspect]))
+        bad = suspect[~np.all(np.isfinite(rows), axis=1)]
+        if bad.size:
+            raise ValueError(msg.LABEL_NAN.format(index=int(bad[0])))
     index = backend.first_nan(loss)
     if index is not None:
         raise ValueError(msg.LABEL_NAN.format(index=index))
@@ -68,7 +79,16 @@ def sinkhorn_error(status: int, index: int) -> ValueError:
     return ValueError(msg.SINKHORN_STATUS[status].format(index=index))
 
 
-def warn_not_converged(limit: int, err: float, tol: float, stacklevel: int) -> None:
-    """The RuntimeWarning of a tolerance-mode Sinkhorn run that hit max_iter. ``stacklevel`` counts
-    from the function calling this one (1: that function, 2: its caller)."""
-    warnings.warn(msg.NOT_CONVERGED.format(limit=limit, err=err, tol=tol), RuntimeWarning, stacklevel=stacklevel + 1)
+def warn_not_converged(limit: int, err: float, tol: float, stacklevel: int, iterations=None, mu=None,
+                       T=None) -> None:
+    """The RuntimeWarning of a tolerance-mode Sinkhorn run whose returned state misses ``tol``:
+    it hit max_iter, or (``iterations < limit``, with the returned ``mu`` and ``T``) the solver
+    reached the tolerance but the gauge shift rounded the potentials beyond it in their dtype.
+    ``stacklevel`` counts from the function calling this one (1: that function, 2: its caller)."""
+    if iterations is not None and iterations < limit and mu is not None:
+        finite = np.abs(mu[np.isfinite(mu)])
+        scale = float(finite.max()) / T if finite.size else 0.0
+        text = msg.GAUGE_ROUNDING.format(err=err, tol=tol, iterations=iterations, scale=scale, dtype=np.dtype(mu.dtype).name)
+    else:
+        text = msg.NOT_CONVERGED.format(limit=limit, err=err, tol=tol)
+    warnings.warn(text, RuntimeWarning, stacklevel=stacklevel + 1)

@@ -33,6 +33,8 @@ __all__ = [
     "potential",
     "positive_vector",
     "count",
+    "nonnegative_real",
+    "temperature_for_dtype",
     "iteration_controls",
     "relaxation",
 ]
@@ -51,6 +53,18 @@ def as_real_array(x, name: str) -> np.ndarray:
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     if kind == "f" and arr.dtype.itemsize > 8:
         raise TypeError(f"{name}: extended precision ({arr.dtype}) is not supported; use float64")
+    return _canonical(arr)
+
+
+def _canonical(arr: np.ndarray) -> np.ndarray:
+    """The same values in numpy's own descriptor of the dtype (native byte order, no metadata)
+    and with strides the kernels can take (multiples of the item size, aligned): a big-endian
+    array or a field of a structured array is accepted (copied), never refused."""
+    canonical = np.dtype(arr.dtype.newbyteorder("=").str)
+    if arr.dtype is not canonical:
+        arr = arr.view(canonical) if arr.dtype.isnative else arr.astype(canonical)
+    if arr.ndim and (not arr.flags.aligned or any(st % arr.itemsize for st in arr.strides)):
+        arr = np.array(arr, order="C")
     return arr
 
 
@@ -86,19 +100,41 @@ def positive_temperature(T, name: str = "T") -> float:
     value = float(arr)
     if not np.isfinite(value) or value <= 0.0:
         raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    with np.errstate(over="ignore"):
+        if not np.isfinite(np.float64(1.0) / np.float64(value)):
+            raise ValueError(f"{name}={value!r} is too small: 1/{name} overflows float64 (need {name} >= {1 / float(np.finfo(np.float64).max)!r})")
     return value
 
 
-def probability_vector(v, length: int, name: str, what: str):
-    """A distribution over `length` items (weights w, charge targets c): finite, > 0, summing to 1
-    (to 1e-6). Returned as float64 (length,), or None when `v` is None (the uniform default)."""
+def temperature_for_dtype(T: float, dtype, name: str = "T") -> float:
+    """A validated temperature that the kernels' dtype can divide by: 1/T finite in `dtype`
+    (float32 gradients are (q - p)/T in float32: T < 2.9e-39 would make them inf or NaN)."""
+    limit = 1.0 / float(np.finfo(np.dtype(dtype)).max) if np.dtype(dtype).kind == "f" else 0.0
+    if T < limit:
+        raise ValueError(
+            f"{name}={T!r} is too small for {np.dtype(dtype).name} data: 1/{name} overflows "
+            f"{np.dtype(dtype).name} (need {name} >= {limit:.3g}); pass float64 data"
+        )
+    return T
+
+
+def probability_vector(v, length: int, name: str, what: str, positive: bool = False):
+    """A distribution over `length` items (weights w, charge targets c): finite, >= 0 (> 0 with
+    ``positive``), summing to 1 (to 1e-6). Returned as float64 (length,), or None when `v` is
+    None (the uniform default). Zero entries are legal: a sample of weight 0 counts for nothing,
+    a state of target 0 stays empty."""
     if v is None:
         return None
     v = as_real_array(v, name)
     if v.shape != (length,):
         raise ValueError(msg.VECTOR_SHAPE.format(name=name, length=length, what=what, shape=v.shape))
-    if not np.all(np.isfinite(v)) or not np.all(v > 0):
+    if not np.all(np.isfinite(v)):
+        raise ValueError(msg.NOT_FINITE.format(name=name))
+    if positive and not np.all(v > 0):
         raise ValueError(msg.NOT_POSITIVE.format(name=name))
+    if not np.all(v >= 0):
+        index = int(np.flatnonzero(v < 0)[0])
+        raise ValueError(msg.NEGATIVE_ENTRY.format(name=name, value=float(v[index]), index=index))
     total = float(np.sum(v, dtype=np.float64))
     if abs(total - 1.0) > 1e-6:
         raise ValueError(msg.NOT_NORMALISED.format(name=name, total=total))
@@ -153,12 +189,17 @@ def finite_vector(v, length: int, name: str, what: str) -> np.ndarray:
 
 
 def potential(v, length: int, T: float, name: str, what: str):
-    """A per-state (or per-sample) potential divided by T as the kernels take it (contiguous
-    float64), or None for None."""
+    """A per-state (or per-sample) potential divided by T as the float64 shift the kernels take,
+    or None for None. Divided in float64 whatever v's dtype (a float32 mu must not round a
+    float64 result); a quotient that overflows float64 is refused."""
     if v is None:
         return None
     v = finite_vector(v, length, name, what)
-    return np.ascontiguousarray(v / T, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        shift = np.ascontiguousarray(v, dtype=np.float64) / np.float64(T)
+    if not np.all(np.isfinite(shift)):
+        raise ValueError(msg.POTENTIAL_OVERFLOW.format(name=name, T=T))
+    return shift
 
 
 def positive_vector(v, length: int, name: str, what: str):
@@ -174,21 +215,45 @@ def positive_vector(v, length: int, name: str, what: str):
     return np.ascontiguousarray(v, dtype=np.float64)
 
 
-def count(value, name: str, minimum: int) -> int:
-    """An int >= minimum."""
+# int64 bound of the C++ core's counts: a larger count is clamped there, never passed through
+# pybind11 (whose overflow error formats every argument, uninitialised output arrays included).
+_COUNT_LIMIT = 2**62
+
+
+def count(value, name: str, minimum: int, clamp: bool = True) -> int:
+    """An iteration count: a Python or numpy integer (not a bool) >= minimum. A larger value than
+    the core's 2**62 is clamped there (``clamp``: a limit such as max_iter, where that long is
+    "unbounded"; Ctrl-C stops it) or refused (an exact count such as n_iter)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int, got bool {value!r}")
     try:
         value = operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value > _COUNT_LIMIT and not clamp:
+        raise ValueError(f"{name} must be <= 2**62, got {value}")
+    return min(value, _COUNT_LIMIT)
+
+
+def nonnegative_real(value, name: str) -> float:
+    """A real scalar >= 0 (+inf allowed), not a bool, not NaN: a tolerance or threshold."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.ndarray, np.generic)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    arr = np.asarray(value)
+    if arr.ndim != 0 or arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real scalar, got {arr.dtype} array of shape {arr.shape}")
+    value = float(arr)
+    if not value >= 0.0:
+        raise ValueError(f"{name} must be >= 0 and not NaN, got {value!r}")
     return value
 
 
 def iteration_controls(n_iter, tol, max_iter, relaxation_arg) -> tuple[int, int, float, float]:
     """(fixed, limit, tol, omega) for the Sinkhorn solvers from the iteration arguments every
     Sinkhorn entry point takes (single process, sharded, CUDA): fixed = 0 in tolerance mode."""
-    fixed = 0 if n_iter is None else count(n_iter, "n_iter", 1)
+    fixed = 0 if n_iter is None else count(n_iter, "n_iter", 1, clamp=False)
     limit = count(max_iter, "max_iter", 1)
     if isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.integer, np.floating)):
         raise TypeError(f"tol must be a real number, got {type(tol).__name__}")

@@ -21,11 +21,12 @@ from typing import Optional, Union
 import numpy as np
 import numpy.typing as npt
 
+from . import _messages as msg
 from . import _status
 from ._backends import backend_for, cpu
 from ._validation import (
+    as_real_array,
     check_nonempty,
-    finite_vector,
     iteration_controls,
     positive_temperature,
     probability_vector,
@@ -63,16 +64,52 @@ def _sinkhorn(E, T: float, w=None, c=None, mu0=None, fixed: int = 0, tol: float 
     positive float, w and c float64 distributions or None, mu0 a finite real (K,) or None, the
     iteration controls as :func:`thermossl._validation.iteration_controls` returns them.
     ``stacklevel`` places the not-converged warning (1: this function, 2: its caller)."""
+    # States with target charge c_y = 0 are empty in the solution (mu_y = -inf, q_iy = 0): the
+    # solver runs on the others (a copy of those columns of E) and the empty ones are filled in.
+    k = E.shape[1]
+    states = None if c is None or np.all(c > 0) else np.flatnonzero(c > 0)
+    if states is not None:
+        E, c = E[:, states], np.ascontiguousarray(c[states])
+        mu0 = None if mu0 is None else np.ascontiguousarray(mu0[states])
     q, f, mu, charges, iterations, err, converged, status, index = backend.sinkhorn(
         E, T, w, c, mu0, fixed, tol, limit, omega, return_q
     )
     if status:
+        if status == 4 and states is not None:
+            index = int(states[index])
         raise _status.sinkhorn_error(status, index)
+    if states is not None:
+        mu, charges, q = _fill_empty_states(states, k, mu, charges, q)
     if not fixed and not converged:
-        _status.warn_not_converged(limit, err, tol, stacklevel)
+        _status.warn_not_converged(limit, err, tol, stacklevel, iterations=int(iterations), mu=mu, T=T)
     return SinkhornResult(
         q=q, f=f, mu=mu, n_iter=int(iterations), err=float(err), converged=bool(converged), charges=charges
     )
+
+
+def _fill_empty_states(states, k: int, mu, charges, q):
+    """mu, charges and q of all k states from those of the solved ``states`` (the others empty)."""
+    mu_full = np.full(k, -np.inf, dtype=mu.dtype)
+    mu_full[states] = mu
+    charges_full = np.zeros(k)
+    charges_full[states] = charges
+    q_full = None
+    if q is not None:
+        q_full = np.zeros((q.shape[0], k), dtype=q.dtype)
+        q_full[:, states] = q
+    return mu_full, charges_full, q_full
+
+
+def _warm_start(mu0, k: int, c=None):
+    """Validated warm-start potentials: a real (k,) array (any real dtype), finite where the
+    target charge is positive (a state with c_y = 0 has mu_y = -inf in a result; it is ignored)."""
+    mu0 = as_real_array(mu0, "mu0")
+    if mu0.shape != (k,):
+        raise ValueError(msg.VECTOR_SHAPE.format(name="mu0", length=k, what="state", shape=mu0.shape))
+    used = np.ones(k, dtype=bool) if c is None else c > 0
+    if not np.all(np.isfinite(mu0[used])) or np.any(np.isnan(mu0)):
+        raise ValueError(msg.WARM_START_NOT_FINITE if c is None or np.all(c > 0) else msg.WARM_START_NOT_FINITE_EMPTY)
+    return mu0
 
 
 def sinkhorn(
@@ -93,8 +130,10 @@ def sinkhorn(
     ----------
     E : (N, K) array of energies (= -scores); +inf forbids a state (q = 0 there).
     T : reservoir temperature T' > 0 (SwAV's epsilon 0.05; SeLa 1/lambda = 1/25).
-    w : (N,) sample weights, > 0, sum 1 (default 1/N).
-    c : (K,) charge targets, > 0, sum 1 (default 1/K: equipartition).
+    w : (N,) sample weights, >= 0, sum 1 (default 1/N). A sample of weight 0 is labelled (its
+        q row is the GGE at the solved mu) but does not count in the charges.
+    c : (K,) charge targets, >= 0, sum 1 (default 1/K: equipartition). A state of target 0 is
+        empty: q_iy = 0, mu_y = -inf.
     n_iter : run exactly this many iterations (SwAV mode); None runs to ``tol`` (SeLa mode).
     tol : tolerance on the charge error sum_y |N_y - c_y| (also decides ``converged``).
     max_iter : iteration limit of the tolerance mode.
@@ -106,8 +145,10 @@ def sinkhorn(
         uses omega = 2 / (2 - lambda) (at most 1.9), falling back to omega = 1 if the error
         grows. Same solution; up to ~2x fewer iterations when Sinkhorn converges slowly.
 
-    Returns a :class:`SinkhornResult`. A tolerance-mode run that hits ``max_iter`` returns
-    ``converged=False`` and emits a RuntimeWarning. float32 stays float32, float64 stays float64.
+    Returns a :class:`SinkhornResult`; ``err`` and ``converged`` are those of the state given
+    back. A tolerance-mode run that does not reach ``tol`` (``max_iter`` hit, or potentials too
+    large for the dtype to hold the state to ``tol``) returns ``converged=False`` and emits a
+    RuntimeWarning. Ctrl-C (SIGINT) interrupts the solver within milliseconds (KeyboardInterrupt). float32 stays float32, float64 stays float64.
     """
     backend = backend_for(E)
     T = positive_temperature(T)
@@ -115,8 +156,9 @@ def sinkhorn(
     n, k = E.shape
     if n < 1 or k < 1:
         check_nonempty(E.shape)  # raises
-    w = None if w is None else probability_vector(backend.to_host(w), n, "w", "sample")
-    c = None if c is None else probability_vector(backend.to_host(c), k, "c", "state")
-    mu0 = None if mu0 is None else finite_vector(backend.to_host(mu0), k, "mu0", "state")
+    positive = backend is not cpu  # the device solver takes no zero weights or empty states yet
+    w = None if w is None else probability_vector(backend.to_host(w), n, "w", "sample", positive=positive)
+    c = None if c is None else probability_vector(backend.to_host(c), k, "c", "state", positive=positive)
+    mu0 = None if mu0 is None else _warm_start(backend.to_host(mu0), k, c)
     fixed, limit, tol, omega = iteration_controls(n_iter, tol, max_iter, relaxation)
     return _sinkhorn(E, T, w, c, mu0, fixed, tol, limit, omega, return_q, backend, stacklevel=3)

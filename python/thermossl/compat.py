@@ -1,13 +1,24 @@
 """Drop-in replacements for functions of other libraries, computed by thermossl's kernels.
 
-``pot_sinkhorn`` stands for POT's ``ot.sinkhorn(a, b, M, reg, method='sinkhorn_log')``: same
-arguments, same transport plan (the same iteration: a column update, then a row update),
-computed by :func:`thermossl.sinkhorn` with E = M, T = reg, w = a/|a|, c = b/|b|.
-The iterates themselves coincide when ``a`` is uniform (POT's zero start is then thermossl's
-constant-f start); for other ``a`` the first iterations differ and the converged plans agree.
-Differences: the stopping test is the L1 charge error sum_y |sum_i G_iy - b_y| checked every
-iteration (POT checks the L2 norm every 10 iterations), so at equal ``stopThr`` thermossl stops
-at an equal or tighter tolerance; ``b`` must be one histogram (1-D).
+``pot_sinkhorn`` stands for POT's ``ot.sinkhorn(a, b, M, reg, method="sinkhorn_log")`` (equally
+``ot.bregman.sinkhorn_log``) with one histogram ``b``: the same arguments and defaults, the same
+iterates, the same stopping rule, the same plan, log, warnings and printed output. The whole loop
+runs in thermossl's C++ solver (one fused pass over M per iteration); this module only maps the
+arguments and the results.
+
+The map: with E = M, T' = reg, w = a and c = b (not normalised), POT's log-domain scalings are
+u_i = log a_i + f_i / reg and v_y = mu_y / reg, and one POT iteration (v-update, then u-update)
+is one thermossl iteration (mu-update, then f-update). POT starts from u = 0 (or the ``u`` of
+``warmstart``), tests the L2 marginal error ||sum_i G_iy - b_y||_2 after iterations 1, 11, 21, ...
+and stops when it is < stopThr (so stopThr = 0 never stops early); the solver is told to do the
+same (``check_interval=10``, ``error_norm="l2"``, ``strict_tolerance``, ``row_scaling0``), and
+to leave the potentials ungauged so that log_u, log_v are POT's.
+
+Zero-mass bins (a_i = 0 or b_y = 0) carry no mass in POT (u_i or v_y = -inf after the first
+updates: a zero row or column of the plan); here the solver runs without the zero columns and
+with weight 0 on the zero rows, which still take part in the first v-update, as in POT. Unequal total masses are allowed, as in POT (the iteration
+then does not converge and warns). What is not taken: a 2-D ``b`` (several histograms), non-numpy
+backends and extra keyword arguments (TypeError, as any Python function would raise).
 """
 from __future__ import annotations
 
@@ -15,56 +26,149 @@ import warnings
 
 import numpy as np
 
-from ._validation import as_real_array
-from .balancing import sinkhorn
+from ._backends import cpu
+from ._validation import as_real_array, compute_dtype, count, nonnegative_real, positive_temperature
 
 __all__ = ["pot_sinkhorn"]
 
+# POT's message, so that filters written for POT catch this one too.
+_NOT_CONVERGED = (
+    "Sinkhorn did not converge. You might want to increase the number of iterations `numItermax` "
+    "or the regularization parameter `reg`."
+)
+_CHECK_INTERVAL = 10  # POT tests the marginal error after iterations 1, 11, 21, ...
 
-def _marginal(v, length: int, name: str) -> np.ndarray:
-    if v is None or (not isinstance(v, np.ndarray) and len(v) == 0):
-        return np.full(length, 1.0 / length)
+
+def _histogram(v, length: int, name: str, dtype_like: np.ndarray) -> np.ndarray:
+    """A histogram of `length` bins: finite, >= 0, not all zero; an empty one (or None) is uniform
+    1/length, as in POT."""
+    if v is None:
+        return np.full(length, 1 / length, dtype=dtype_like.dtype)
     v = as_real_array(v, name)
-    if v.ndim != 1 or v.shape[0] != length:
-        raise ValueError(f"{name} must be a 1-D histogram of length {length}, got shape {v.shape}")
+    if v.size == 0:
+        return np.full(length, 1 / length, dtype=dtype_like.dtype)
+    if v.shape != (length,):
+        raise ValueError(
+            f"{name} must be a 1-D histogram of length {length} (several histograms, a 2-D b, are not "
+            f"supported), got shape {v.shape}"
+        )
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} must be finite")
+    negative = np.flatnonzero(v < 0)
+    if negative.size:
+        raise ValueError(f"{name} must be >= 0 (a histogram), got a negative entry at {int(negative[0])}")
+    if not np.any(v > 0):
+        raise ValueError(f"{name} must have a positive total mass")
     return v
 
 
-def pot_sinkhorn(a, b, M, reg, numItermax=1000, stopThr=1e-9, log=False):
-    """The entropic OT plan G = diag(e^u) exp(-M/reg) diag(e^v) with marginals a, b (like POT).
+def _warm_start(warmstart, n: int, m: int):
+    """POT's warmstart (u, v): log-scalings of length n and m, no NaN, u < +inf."""
+    if warmstart is None:
+        return None, None
+    try:
+        u, v = warmstart
+    except (TypeError, ValueError):
+        raise TypeError("warmstart must be a pair (u, v) of log-scaling vectors, or None") from None
+    u = as_real_array(u, "warmstart[0]")
+    v = as_real_array(v, "warmstart[1]")
+    for arr, length, name in ((u, n, "warmstart[0]"), (v, m, "warmstart[1]")):
+        if arr.shape != (length,):
+            raise ValueError(f"{name} must have shape ({length},), got {arr.shape}")
+        if not np.all(arr < np.inf):  # NaN fails the test too
+            raise ValueError(f"{name} must be < +inf and not NaN")
+    return u, v
 
-    Returns G, or (G, log) with ``log`` holding 'log_u', 'log_v', 'u', 'v', 'niter' and 'err'
-    as POT's sinkhorn_log does.
+
+def pot_sinkhorn(a, b, M, reg, numItermax=1000, stopThr=1e-9, verbose=False, log=False, warn=True, warmstart=None):
+    """The entropic OT plan G = diag(e^u) exp(-M/reg) diag(e^v) with marginals a, b, as POT's
+    ``ot.sinkhorn(a, b, M, reg, method="sinkhorn_log", ...)`` computes it.
+
+    Parameters and results are POT's: ``a`` (n,), ``b`` (m,) histograms (empty: uniform), ``M``
+    (n, m) costs, ``reg`` > 0, ``numItermax`` >= 0, ``stopThr`` >= 0 on the L2 marginal error
+    tested every 10 iterations, ``verbose`` prints POT's table, ``warn`` emits POT's
+    UserWarning when no test passed, ``warmstart`` = (u, v) log-scalings (POT uses u).
+    Returns G, or (G, log) with log = {"err": [errors of the tests], "niter": index of the last
+    iteration, "log_u", "log_v", "u", "v"}.
     """
     M = as_real_array(M, "M")
     if M.ndim != 2:
         raise ValueError(f"M must be a 2-D cost matrix, got ndim={M.ndim}")
-    a = _marginal(a, M.shape[0], "a")
-    b = _marginal(b, M.shape[1], "b")
-    mass = float(np.sum(a, dtype=np.float64))
-    if not np.isclose(mass, float(np.sum(b, dtype=np.float64)), rtol=1e-6, atol=0):
-        raise ValueError("a and b must have the same total mass")
-    if not mass > 0:
-        raise ValueError("a must have a positive total mass")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result = sinkhorn(M, reg, w=a / mass, c=b / mass, tol=stopThr / mass, max_iter=numItermax)
-    if not result.converged:
-        warnings.warn(
-            "Sinkhorn did not converge. You might want to increase the number of iterations "
-            "`numItermax` or the regularization parameter `reg`.",
-            UserWarning,
-            stacklevel=2,
-        )
-    plan = result.q * a[:, None]
+    n, m = M.shape
+    if n == 0 or m == 0:
+        raise ValueError(f"M must have at least one row and one column, got shape {M.shape}")
+    reg = positive_temperature(reg, "reg")
+    a = _histogram(a, n, "a", M)
+    b = _histogram(b, m, "b", M)
+    numItermax = count(numItermax, "numItermax", 0)
+    stopThr = nonnegative_real(stopThr, "stopThr")
+    u0, v0 = _warm_start(warmstart, n, m)
+    _, dtype = compute_dtype(M.dtype, a.dtype, b.dtype)
+    if numItermax == 0 and log:
+        raise ValueError("numItermax must be >= 1 with log=True (no iteration: POT has no niter to report)")
+
+    # POT takes log a and log b up front (numpy warns there for zero bins: so does this).
+    log_a = np.log(np.asarray(a, dtype=dtype))
+    log_b = np.log(np.asarray(b, dtype=dtype))
+    if numItermax == 0:
+        # No iteration: the plan of the starting scalings (POT returns it and warns).
+        u = np.zeros(n, dtype) if u0 is None else u0.astype(dtype)
+        v = np.zeros(m, dtype) if v0 is None else v0.astype(dtype)
+        if warn:
+            warnings.warn(_NOT_CONVERGED, UserWarning, stacklevel=2)
+        with np.errstate(over="ignore", under="ignore"):
+            return np.exp(-M.astype(dtype) / dtype.type(reg) + u[:, None] + v[None, :])
+
+    # Columns of zero mass get v = -inf at the first update and never count again: the solver
+    # runs without them. Rows of zero mass still count in the first v-update (through their
+    # starting u), so they stay (with weight 0, u = -inf after the first u-update), unless no
+    # cost of theirs is finite (then they count for nothing).
+    cols = np.flatnonzero(b > 0)
+    rows = np.flatnonzero(a > 0)
+    if rows.size < n:  # (a pass over M only when some a_i = 0)
+        rows = np.flatnonzero((a > 0) | np.isfinite(M[:, cols]).any(axis=1))
+    E = np.asarray(M, dtype=dtype)
+    if rows.size < n or cols.size < m:
+        E = E[np.ix_(rows, cols)]  # a copy only when some bin is empty
+    w = np.ascontiguousarray(a[rows], dtype=dtype)
+    c = np.ascontiguousarray(b[cols], dtype=dtype)
+    u_start = np.zeros(rows.size) if u0 is None else np.ascontiguousarray(u0[rows], dtype=np.float64)
+
+    f, mu, q, iterations, status, index, errors = cpu.sinkhorn_pot(
+        E, reg, w, c, stopThr, numItermax, u_start, _CHECK_INTERVAL
+    )
+    if status == 1:
+        raise ValueError(f"M contains NaN (row {int(rows[index])})")
+    if status == 2:
+        raise ValueError(f"M: every cost of row {int(rows[index])} with b > 0 is +inf; the row's mass cannot move")
+    if status == 3:
+        where = f" (row {int(rows[index])})" if index >= 0 else ""
+        raise ValueError(f"M contains -inf or M/reg overflows{where}")
+    if status:
+        raise ValueError(f"M: column {int(cols[index])} has b > 0 but +inf cost from every row with a > 0")
+    stopped = bool(errors) and errors[-1] < stopThr
+
+    if verbose:
+        for j, err in enumerate(errors):
+            ii = _CHECK_INTERVAL * j
+            if ii % 200 == 0:
+                print("{:5s}|{:12s}".format("It.", "Err") + "\n" + "-" * 19)
+            print("{:5d}|{:8e}|".format(ii, err))
+    if not stopped and warn:
+        warnings.warn(_NOT_CONVERGED, UserWarning, stacklevel=2)
+
+    plan = np.zeros((n, m), dtype=dtype)
+    plan[np.ix_(rows, cols)] = q * w[:, None]
     if not log:
         return plan
-    dtype = result.f.dtype
-    log_u = np.log(a.astype(dtype)) + result.f / dtype.type(reg)
-    log_v = result.mu / dtype.type(reg)
+    scale = dtype.type(reg)
+    log_u = np.full(n, -np.inf, dtype=dtype)
+    log_v = np.full(m, -np.inf, dtype=dtype)
+    log_u[rows] = log_a[rows] + f / scale
+    log_v[cols] = mu / scale
     info = {
-        "err": [result.err * mass],
-        "niter": result.n_iter,
+        "err": [dtype.type(e) for e in errors],
+        "niter": int(iterations) - 1,  # POT reports the 0-based index of the last iteration
         "log_u": log_u,
         "log_v": log_v,
         "u": np.exp(log_u),

@@ -426,8 +426,8 @@ class Demon:
         E_a = _check_matrix(E_after, "E_after", labels.shape)
         E_b = pending["E"] if E_before is None else _check_matrix(E_before, "E_before", labels.shape)
         q_t, E_a, E_b = cpu.to_kernel(labels, E_a, E_b)[0]
-        rows_b = pending["rows"] if E_before is None else self._ledger_rows(q_t, E_b, T, w)[0]
-        rows_a = self._ledger_rows(q_t, E_a, T, w)[0]
+        rows_b = pending["rows"] if E_before is None else self._ledger_rows(q_t, E_b, T, w, name="E_before")[0]
+        rows_a = self._ledger_rows(q_t, E_a, T, w, name="E_after")[0]
         work = _weighted(w, _difference_dot(q_t, E_a, E_b))
         fields_b = ("log_z", "relative_entropy", "loss", "energy_q", "entropy_p", "energy_p")
         fields_a = ("log_z", "relative_entropy", "loss", "energy_q")
@@ -479,10 +479,11 @@ class Demon:
         """The weights of this process's n samples: validated float64 (n,), or None for uniform 1/n."""
         return validated_weights(self._w, n) if self._w is not None else None
 
-    def _ledger_rows(self, q, E, T, w, shift=None):
+    def _ledger_rows(self, q, E, T, w, shift=None, name: str = "E"):
         """Per-row sums of a ledger row and this process's charges sum_i w_i q_iy (validated
-        arguments: q, E of one shape and kernel dtype; shift = mu/T float64 or None)."""
-        return _ledger_rows(q, E, T, w, shift)
+        arguments: q, E of one shape and kernel dtype; shift = mu/T float64 or None; errors about
+        the energies name them ``name``)."""
+        return _ledger_rows(q, E, T, w, shift, name=name)
 
     def _sum_over_samples(self, partial: np.ndarray) -> np.ndarray:
         """Sums over samples from this process's partial sums (a float64 vector): in one process,

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from . import _status
 from ._backends import backend_for, cpu
-from ._validation import check_shape_of, check_states, potential, positive_temperature
+from ._validation import check_shape_of, check_states, potential, positive_temperature, temperature_for_dtype
 
 __all__ = [
     "log_partition",
@@ -33,10 +33,12 @@ __all__ = [
 ArrayLike = npt.ArrayLike
 
 
-def _energies(backend, E, name: str = "E"):
-    """E validated for a per-row kernel: a 2-D array of the backend in its kernel dtype, K >= 1."""
+def _energies(backend, E, T: float, name: str = "E"):
+    """E validated for a per-row kernel: a 2-D array of the backend in its kernel dtype, K >= 1,
+    whose dtype can hold 1/T."""
     E = backend.kernel_matrix(E, name)
     check_states(E.shape, name)
+    temperature_for_dtype(T, E.dtype)
     return E
 
 
@@ -67,7 +69,7 @@ def log_partition(E: ArrayLike, T: float = 1.0, *, mu: Optional[ArrayLike] = Non
     """
     backend = backend_for(E)
     T = positive_temperature(T)
-    E = _energies(backend, E)
+    E = _energies(backend, E, T)
     shift = None if mu is None else potential(backend.to_host(mu), E.shape[1], T, "mu", "state")
     return _log_partition(E, T, shift, backend)
 
@@ -81,6 +83,7 @@ def column_log_partition(E: ArrayLike, T: float = 1.0, *, f: Optional[ArrayLike]
     backend = backend_for(E)
     T = positive_temperature(T)
     E = backend.kernel_matrix(E)
+    temperature_for_dtype(T, E.dtype)
     shift = None if f is None else potential(backend.to_host(f), E.shape[0], T, "f", "sample")
     out = backend.col_logsumexp(E, -1.0 / T, shift)
     _status.check_columns(backend, out)
@@ -95,7 +98,7 @@ def gibbs(E: ArrayLike, T: float = 1.0, *, mu: Optional[ArrayLike] = None) -> np
     """
     backend = backend_for(E)
     T = positive_temperature(T)
-    E = _energies(backend, E)
+    E = _energies(backend, E, T)
     shift = None if mu is None else potential(backend.to_host(mu), E.shape[1], T, "mu", "state")
     return _gibbs(E, T, shift, backend)
 
@@ -104,7 +107,7 @@ def gibbs_entropy(E: ArrayLike, T: float = 1.0) -> npt.NDArray[np.floating]:
     """S_i = -sum_y p_iy log p_iy of the Gibbs state, per row, without materialising p (N,)."""
     backend = backend_for(E)
     T = positive_temperature(T)
-    E = _energies(backend, E)
+    E = _energies(backend, E, T)
     entropy, log_z = backend.row_entropy(E, -1.0 / T)
     _status.check_rows(backend, log_z)
     return entropy
@@ -126,6 +129,7 @@ def cross_entropy(
     (E, q), _ = backend.to_kernel(E, q)
     check_shape_of(q.shape, E.shape, "q")
     check_states(E.shape)
+    temperature_for_dtype(T, E.dtype)
     return _cross_entropy(q, E, T, grad, backend)
 
 
@@ -133,7 +137,7 @@ def _cross_entropy(q, E, T: float, grad: bool = False, backend=cpu):
     """cross_entropy on validated q and E of one shape and kernel dtype."""
     loss, gradient, log_z = backend.row_cross_entropy(q, E, -1.0 / T, grad)
     _status.check_rows(backend, log_z)
-    _status.check_losses(backend, loss)
+    _status.check_losses(backend, loss, q)
     return (loss, gradient) if grad else loss
 
 
@@ -144,7 +148,7 @@ def entropy_grad(E: ArrayLike, T: float = 1.0) -> npt.NDArray[np.floating]:
     """
     backend = backend_for(E)
     T = positive_temperature(T)
-    E = _energies(backend, E)
+    E = _energies(backend, E, T)
     gradient, log_z = backend.row_entropy_grad(E, -1.0 / T)
     _status.check_rows(backend, log_z)
     return gradient

@@ -17,6 +17,7 @@ arguments and calls ``_assign``, the validated twin the demon calls with argumen
 from __future__ import annotations
 
 import abc
+import numbers
 from dataclasses import dataclass
 from typing import Optional
 
@@ -148,6 +149,8 @@ class CenteringReservoir(Reservoir):
 
     def __init__(self, T, momentum=0.9):
         self.T = positive_temperature(T)
+        if isinstance(momentum, (bool, np.bool_)) or not isinstance(momentum, (numbers.Real, np.generic)):
+            raise TypeError(f"momentum must be a real number, got {type(momentum).__name__}")
         momentum = float(momentum)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")

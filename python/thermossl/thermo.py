@@ -26,6 +26,7 @@ from ._validation import (
     potential,
     probability_vector,
     real_matrix,
+    temperature_for_dtype,
 )
 from .gibbs import _energies, _gibbs, _log_partition
 
@@ -69,18 +70,20 @@ def _ledger_args(q, E, T, w, mu):
     if E.shape[0] < 1 or E.shape[1] < 1:
         check_nonempty(E.shape)  # raises
     (E, q), _ = backend.to_kernel(E, q)
+    temperature_for_dtype(T, E.dtype)
     w = None if w is None else weights(backend.to_host(w), E.shape[0])
     shift = None if mu is None else potential(backend.to_host(mu), E.shape[1], T, "mu", "state")
     return backend, q, E, T, w, shift
 
 
-def _ledger_rows(q, E, T: float, w=None, shift=None, backend=cpu):
+def _ledger_rows(q, E, T: float, w=None, shift=None, backend=cpu, name: str = "E"):
     """The validated twin of :func:`ledger_rows`: q and E of one shape and kernel dtype, T a
     positive float, w float64 weights or None, shift = mu/T float64 or None. Returns the rows
     (dict of (N,) float64) and the charges (K,) float64, of the backend's kind. Checks q against
-    the kernel's per-row results (a label state: finite, nonnegative, rows summing to 1)."""
+    the kernel's per-row results (a label state: finite, nonnegative, rows summing to 1); errors
+    about the energies name them ``name``."""
     rows, charges_out = backend.ledger_rows(q, E, -1.0 / T, shift, w)
-    _status.check_rows(backend, rows["log_z"])
+    _status.check_rows(backend, rows["log_z"], name)
     _status.check_labels(backend, rows["entropy_q"], rows["label_mass"], E.dtype)
     return rows, charges_out
 
@@ -138,7 +141,9 @@ def free_energy(E, T, w=None) -> float:
     """F = -T sum_i w_i log Z_i, the free energy of the Gibbs state of E at T."""
     backend = backend_for(E)
     T = positive_temperature(T)
-    E = _energies(backend, E)
+    E = _energies(backend, E, T)
+    if E.shape[0] == 0:
+        check_nonempty(E.shape)  # raises: the free energy is a weighted mean over samples
     log_z = backend.to_host(_log_partition(E, T, None, backend))
     return -T * reduce(weights(backend.to_host(w), log_z.shape[0]), log_z)
 
@@ -185,7 +190,7 @@ class State:
         if q is None:
             backend = backend_for(E)
             T = positive_temperature(T)
-            E = _energies(backend, E)
+            E = _energies(backend, E, T)
             check_nonempty(E.shape)
             q = backend.from_result(_gibbs(E, T, None, backend), like=E)
             w = weights(backend.to_host(w), E.shape[0])

@@ -19,8 +19,11 @@
 // test. A cold start adds one column log-sum-exp pass; a column whose charge underflows to 0
 // (all its weights below ~1e-308, seen only at extreme E/T') takes that exact column pass in its
 // iteration instead. With `q` requested, a fixed-iteration run writes it in its last pass; a
-// run to tolerance writes it in one extra pass (a row softmax at the final mu).
-// float32 data: the passes run in float lanes (8 per AVX2 register): mu is centred and split
+// run to tolerance writes it in one extra fused pass at the final (gauged) mu, whose charges give
+// the returned err: err and converged always describe the state given back.
+// float32 data: the passes run in float lanes (8 per AVX2 register) for every row where the
+// rounding of E - mu in float stays below T'/16 (|E - mu|/T' <= 2^20; other rows, e.g. |E/T'| ~
+// 1e9, take the double-lane path): mu is centred and split
 // into a float part and a remainder, E - mu' is formed with its exact rounding error (TwoSum)
 // and the row max is subtracted before the scale, so dominant codes keep ~2^-24 |x - max|
 // relative accuracy; the charges are summed in float over groups of 8 rows, then in double.
@@ -40,10 +43,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
+#include <vector>
 
 #include "thermossl/view.hpp"
 
 namespace thermossl {
+
+enum class SinkhornErrorNorm : int {
+    kL1 = 0,  // sum_y |N_y - c_y|
+    kL2 = 1,  // sqrt(sum_y (N_y - c_y)^2)
+};
 
 struct SinkhornOptions {
     double temperature = 1.0;         // T' > 0
@@ -53,6 +63,30 @@ struct SinkhornOptions {
     // Over-relaxation of the mu-update, mu += omega T' (log c - log N): 1 is plain Sinkhorn,
     // (1, 2) over-relaxed; <= 0 (tolerance mode) picks omega from the observed convergence rate.
     double relaxation = 1.0;
+
+    // Stopping rule of the tolerance mode. The error of the state left by iteration t is tested
+    // after t = 1, 1 + m, 1 + 2m, ... (m = check_interval; POT's sinkhorn_log tests every 10th)
+    // and after the last iteration; the run stops at the first test that passes. The error is
+    // the L1 norm sum_y |N_y - c_y| (default) or the L2 norm (POT); it passes when
+    // err <= tolerance, or err < tolerance with strict_tolerance (POT: stopThr = 0 never stops).
+    std::int64_t check_interval = 1;
+    SinkhornErrorNorm error_norm = SinkhornErrorNorm::kL1;
+    bool strict_tolerance = false;
+    // Cold start from row log-scalings u (N, may be -inf; null: u_i = log w_i, thermossl's
+    // constant f): the first mu-update is mu_y = T' (log c_y - LSE_i(u_i - E_iy/T')). POT's
+    // zero start is u = 0, its warm start (u, v) this u. Ignored with a warm-start mu0.
+    const double* row_scaling0 = nullptr;
+    // false: mu and f as the last updates left them (POT's log_v = mu/T', log_u = log w + f/T');
+    // true: the gauge sum_y c_y mu_y = 0.
+    bool fix_gauge = true;
+    // When set, the error of every test is appended (POT's log["err"]).
+    std::vector<double>* error_history = nullptr;
+    // Cancellation: when set, polled by the calling thread about every poll_seconds (between
+    // passes and between row tiles inside a pass); returning true stops the solver at once with
+    // status kInterrupted (outputs unspecified). The Python binding takes the GIL there and runs
+    // PyErr_CheckSignals, so Ctrl-C raises KeyboardInterrupt within milliseconds.
+    std::function<bool()> interrupted;
+    double poll_seconds = 0.005;
 };
 
 /// The over-relaxation factor omega of the mu-update. A fixed omega > 0 as given; omega <= 0
@@ -112,12 +146,13 @@ enum class SinkhornStatus : int {
     kRowForbidden = 2,     // every state of a row is forbidden, E = +inf (index: the row)
     kInfiniteScore = 3,    // E = -inf, or E/T' overflows (index: the row)
     kColumnForbidden = 4,  // a state is forbidden for every sample but has c_y > 0 (index: the column)
+    kInterrupted = 5,      // options.interrupted returned true (outputs unspecified)
 };
 
 struct SinkhornReport {
     std::int64_t iterations = 0;  // iterations done (mu-update + f-update pairs)
-    double charge_error = 0.0;    // sum_y |N_y - c_y| of the returned state
-    bool converged = false;       // charge_error <= tolerance
+    double charge_error = 0.0;    // the error (options.error_norm) of the returned state
+    bool converged = false;       // charge_error passes the tolerance test
     SinkhornStatus status = SinkhornStatus::kOk;
     std::int64_t index = -1;      // the offending row or column when status != kOk
 };

@@ -1,4 +1,8 @@
 // CPU implementation of sinkhorn.hpp: the fused log-domain Sinkhorn iteration.
+#include <atomic>
+#include <chrono>
+#include <functional>
+
 #include "isa_begin.hpp"
 #include "kernels.hpp"
 #include "row_primitives.hpp"
@@ -7,6 +11,40 @@ namespace thermossl {
 namespace THERMOSSL_ISA_NS {
 namespace detail {
 namespace {
+
+/// Cancellation of a run (SinkhornOptions::interrupted): the callback is called by the calling
+/// thread (OpenMP thread 0 inside a pass) at most every poll_seconds; once it returns true every
+/// thread sees `stopped()` and skips its remaining tiles.
+class InterruptPoll {
+public:
+    explicit InterruptPoll(const SinkhornOptions& options)
+        : callback_(options.interrupted ? &options.interrupted : nullptr),
+          period_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.poll_seconds))),
+          last_(Clock::now()) {}
+
+    /// Calls the callback when its period has passed; true once it has asked to stop.
+    bool check() {
+        if (callback_ == nullptr) return false;
+        if (stopped()) return true;
+        const auto now = Clock::now();
+        if (now - last_ < period_) return false;
+        last_ = now;
+        if ((*callback_)()) stopped_.store(true, std::memory_order_relaxed);
+        return stopped();
+    }
+
+    /// In a parallel pass: thread 0 polls, every thread reads the flag.
+    bool check_in_pass(int thread) { return thread == 0 ? check() : stopped(); }
+
+    bool stopped() const { return stopped_.load(std::memory_order_relaxed); }
+
+private:
+    using Clock = std::chrono::steady_clock;
+    const std::function<bool()>* callback_;
+    Clock::duration period_;
+    Clock::time_point last_;
+    std::atomic<bool> stopped_{false};
+};
 
 template <class T>
 class SinkhornSolver {
@@ -26,7 +64,9 @@ public:
           shift_(static_cast<std::size_t>(k_)),
           n_threads_(pass_threads(n_ * k_, (n_ + tile_rows<T>(k_) - 1) / tile_rows<T>(k_))),
           accumulators_(n_threads_, k_),
-          uniform_weights_(weights == nullptr) {
+          uniform_weights_(weights == nullptr),
+          error_norm_(options.error_norm),
+          poll_(options) {
         for (std::int64_t i = 0; i < n_; ++i)
             weight_[i] = weights != nullptr ? static_cast<double>(weights[i]) : 1.0 / static_cast<double>(n_);
         for (std::int64_t y = 0; y < k_; ++y) {
@@ -41,11 +81,32 @@ public:
     SinkhornStatus status() const { return status_; }
     std::int64_t bad_index() const { return bad_index_; }
 
-    /// sum_y |N_y - c_y| of the state left by the last fused pass.
+    InterruptPoll& poll() { return poll_; }
+
+    /// The charge error of the state left by the last fused pass: sum_y |N_y - c_y| (L1) or
+    /// sqrt(sum_y (N_y - c_y)^2) (L2, scaled by the largest term so no square overflows).
     double charge_error() const {
+        if (error_norm_ == SinkhornErrorNorm::kL2) {
+            double top = 0.0;
+            for (std::int64_t y = 0; y < k_; ++y) top = std::max(top, std::fabs(charges_[y] - charge_target_[y]));
+            if (!(top > 0.0) || !std::isfinite(top)) return top;
+            double sum = 0.0;
+            for (std::int64_t y = 0; y < k_; ++y) {
+                const double r = (charges_[y] - charge_target_[y]) / top;
+                sum += r * r;
+            }
+            return top * std::sqrt(sum);
+        }
         double err = 0.0;
         for (std::int64_t y = 0; y < k_; ++y) err += std::fabs(charges_[y] - charge_target_[y]);
         return err;
+    }
+
+    /// The largest |mu_y| / T' (how far the potentials are from the gauge, for rounding bounds).
+    double mu_magnitude() const {
+        double top = 0.0;
+        for (double v : mu_) top = std::max(top, std::fabs(v));
+        return top / temperature_;
     }
 
     /// One read of E. For every row: f_i <- -T' LSE_y((mu_y - E_iy)/T') and its charge
@@ -77,6 +138,7 @@ public:
             const T* low = frame_low_.data();
             const T s_f = static_cast<T>(scale_);
             for_row_tiles(n_, tile, [&](std::int64_t i0, std::int64_t i1) {
+                if (poll_.check_in_pass(thread)) return;
                 reader.load(i0, i1);
                 for (std::int64_t i = i0; i < i1; ++i) {
                     const T* row = reader.row(i);
@@ -90,7 +152,11 @@ public:
                             const T d = row[j] - mu_f[j];
                             d_min = d < d_min ? d : d_min;
                         }
-                        if (std::isfinite(d_min)) {
+                        // The frame holds while the rounding errors of d (<= 2^-24 |d|) stay far
+                        // below 1 in units of T' (|s d*| <= 2^20: below 1/16), so the largest
+                        // exponent sits at ~0; beyond that (|E/T'| ~ 1e6 and more, where a float's
+                        // ulp exceeds T') the row takes the double-lane path.
+                        if (std::isfinite(d_min) && std::fabs(static_cast<double>(d_min) * scale_) <= 0x1p20) {
                             double s = 0.0;
                             for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
                                 const std::int64_t j1 = std::min(k, j0 + kChunk);
@@ -155,8 +221,16 @@ public:
             }
         }
         if (status_ != SinkhornStatus::kOk) return false;
+        if (poll_.stopped()) return interrupt();
         accumulators_.merge_into(charges_.data());
         return true;
+    }
+
+    /// Marks the run interrupted (the state is incomplete); returns false for the caller.
+    bool interrupt() {
+        status_ = SinkhornStatus::kInterrupted;
+        bad_index_ = -1;
+        return false;
     }
 
     /// The float-lane frame of a pass over float data (THEORY.md §3 exponents x_y = (mu_y - E_y)/T'):
@@ -216,13 +290,16 @@ public:
 
     /// mu_y <- T' log c_y - T' LSE_i(log w_i + (f_i - E_iy)/T'), one read of E (col_logsumexp).
     /// With use_f false, f is the constant 0 of a cold start.
-    bool exact_column_update(bool use_f) {
+    /// With `row_scaling` (N), the row shifts are those u_i instead (a cold start from given
+    /// row log-scalings, SinkhornOptions::row_scaling0).
+    bool exact_column_update(bool use_f, const double* row_scaling = nullptr) {
         if constexpr (std::is_same<T, float>::value) {
-            if (!use_f && uniform_weights_ && cold_column_float_lanes()) return true;
+            if (!use_f && row_scaling == nullptr && uniform_weights_ && cold_column_float_lanes()) return true;
         }
         std::vector<double> row_shift(static_cast<std::size_t>(n_));
         for (std::int64_t i = 0; i < n_; ++i)
-            row_shift[i] = std::log(weight_[i]) + (use_f ? f_[i] / temperature_ : 0.0);
+            row_shift[i] = row_scaling != nullptr ? row_scaling[i]
+                                                  : std::log(weight_[i]) + (use_f ? f_[i] / temperature_ : 0.0);
         std::vector<T> lse(static_cast<std::size_t>(k_));
         THERMOSSL_ISA_NS::col_logsumexp<T>(energy_, scale_, row_shift.data(), lse.data());
         bool finite = true;
@@ -484,6 +561,7 @@ public:
                 FloatCharges<T> float_acc(k);
                 bool failed = false;
                 for_row_tiles(n_, tile, [&](std::int64_t i0, std::int64_t i1) {
+                    if (poll_.check_in_pass(thread)) return;
                     for (std::int64_t i = i0; i < i1 && !failed; ++i) {
                         float* row = buf + i * k;
                         double s = 0.0;
@@ -514,6 +592,7 @@ public:
             }
             for (int t = 0; t < n_threads_; ++t)
                 if (bad[t]) return false;
+            if (poll_.stopped()) return false;  // the caller sees poll().stopped()
             accumulators_.merge_into(charges_.data());
             for (std::int64_t y = 0; y < k_; ++y) charges_[y] *= static_cast<double>(b[y]);
             return true;
@@ -521,11 +600,12 @@ public:
     }
 
     /// Gauge sum_y c_y mu_y = 0 (f absorbs the constant, q is unchanged).
-    void fix_gauge() {
+    double fix_gauge() {
         double a = 0.0;
         for (std::int64_t y = 0; y < k_; ++y) a += charge_target_[y] * mu_[y];
         for (auto& v : mu_) v -= a;
         for (auto& v : f_) v += a;
+        return a;
     }
 
     void write_state(T* f, T* mu) const {
@@ -557,6 +637,8 @@ private:
     int n_threads_;
     ColumnSums accumulators_;  // per-thread charges N_y of a fused pass
     bool uniform_weights_;
+    SinkhornErrorNorm error_norm_;
+    InterruptPoll poll_;
     SinkhornStatus status_ = SinkhornStatus::kOk;
     std::int64_t bad_index_ = -1;
 };
@@ -587,7 +669,8 @@ SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, con
     bool scaled = false;
     if (mu0 != nullptr)
         for (std::int64_t y = 0; y < energy.cols; ++y) solver.mu()[y] = static_cast<double>(mu0[y]);
-    if (fixed && q != nullptr) scaled = solver.build_kernel(q, mu0 == nullptr);
+    if (fixed && q != nullptr && (mu0 != nullptr || options.row_scaling0 == nullptr))
+        scaled = solver.build_kernel(q, mu0 == nullptr);
     const auto pass = [&](std::int64_t it) {
         if (scaled) {
             if (solver.scaled_pass(q, it == limit)) return true;
@@ -596,38 +679,69 @@ SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, con
         return solver.fused_pass(q_for_pass(it));
     };
 
+    // Interrupted inside a pass: the pass returns false with the poll stopped.
+    auto fail_or_interrupt = [&]() {
+        if (solver.poll().stopped()) solver.interrupt();
+        return fail();
+    };
+
     std::int64_t iteration = 0;
     if (mu0 != nullptr) {
         // Warm start: the state of the given mu (its f-update) is iteration 0.
-        if (!pass(0)) return fail();
+        if (!pass(0)) return fail_or_interrupt();
     } else {
-        // Cold start: f constant, so the first mu-update is an exact column pass (done by
-        // build_kernel in the scaled form).
-        if (!scaled && !solver.exact_column_update(false)) return fail();
+        // Cold start: f constant (or the given row log-scalings), so the first mu-update is an
+        // exact column pass (done by build_kernel in the scaled form).
+        if (!scaled && !solver.exact_column_update(false, options.row_scaling0)) return fail_or_interrupt();
         iteration = 1;
-        if (!pass(1)) return fail();
+        if (!pass(1)) return fail_or_interrupt();
     }
+    // The stopping rule (SinkhornOptions): tested after iterations 1, 1 + m, 1 + 2m, ...
+    const std::int64_t interval = std::max<std::int64_t>(1, options.check_interval);
+    const auto passes = [&](double e) { return options.strict_tolerance ? e < options.tolerance : e <= options.tolerance; };
+    const auto test = [&](std::int64_t t, double e) {
+        if (fixed || (t - 1) % interval != 0) return false;
+        if (options.error_history != nullptr) options.error_history->push_back(e);
+        return passes(e);
+    };
     double err = solver.charge_error();
+    bool stop = test(iteration, err);
     SinkhornRelaxation relaxation(options.relaxation, fixed);
-    while (iteration < limit && (fixed || !(err <= options.tolerance))) {
-        if (!solver.update_potentials(relaxation.omega())) return fail();
+    while (iteration < limit && !stop) {
+        if (solver.poll().check()) {
+            solver.interrupt();
+            return fail();
+        }
+        if (!solver.update_potentials(relaxation.omega())) return fail_or_interrupt();
         ++iteration;
-        if (!pass(iteration)) return fail();
+        if (!pass(iteration)) return fail_or_interrupt();
         err = solver.charge_error();
         relaxation.observe(err);
+        stop = test(iteration, err);
     }
-    solver.fix_gauge();
+    // The returned state. The gauge shift mu -= a, f += a is exact in real arithmetic but rounds
+    // at the scale of max(|mu|, |a|): when that rounding could move the charges by more than
+    // 1% of the tolerance (|mu|/T' beyond ~1e11 at tol 1e-6), the charges and err are
+    // recomputed from the state actually returned, so `converged` never reports a state that
+    // is not the one given back.
+    const double before = solver.mu_magnitude();
+    const double shift = options.fix_gauge ? solver.fix_gauge() : 0.0;
+    const double rounding = 8.0 * std::numeric_limits<double>::epsilon() * (before + std::fabs(shift) / options.temperature);
+    const bool q_written = fixed && iteration == limit && iteration > 0;
+    if (q != nullptr && !q_written) {
+        // Tolerance mode (or a warm start asked for 0 iterations): q is the GGE at the final mu,
+        // by one fused pass that also gives the f and the charges of that q.
+        if (!solver.fused_pass(q)) return fail_or_interrupt();
+        err = solver.charge_error();
+    } else if (q == nullptr && !fixed && rounding > 0.01 * options.tolerance) {
+        if (!solver.fused_pass(nullptr)) return fail_or_interrupt();
+        err = solver.charge_error();
+    }
     solver.write_state(f, mu);
     if (charges != nullptr) solver.write_charges(charges);
-    if (q != nullptr && !(fixed && iteration == limit && iteration > 0)) {
-        // Tolerance mode (or a warm start asked for 0 iterations): q is the GGE at the final mu.
-        std::vector<double> shift(static_cast<std::size_t>(energy.cols));
-        for (std::int64_t y = 0; y < energy.cols; ++y) shift[y] = solver.mu()[y] / options.temperature;
-        THERMOSSL_ISA_NS::row_softmax<T>(energy, solver.scale(), shift.data(), q, nullptr);
-    }
     report.iterations = iteration;
     report.charge_error = err;
-    report.converged = err <= options.tolerance;
+    report.converged = std::isfinite(err) && passes(err);
     return report;
 }
 

@@ -11,6 +11,7 @@
 // Every kernel returns at once when the solver is `done` or stopped by an error, so the state
 // is frozen at the first converged iteration whatever the host's check interval. The host
 // reads the small state back only every `check_every` iterations (tolerance mode) and at the end.
+#include <chrono>
 #include <climits>
 #include <vector>
 
@@ -381,7 +382,22 @@ SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, con
     if (mu0 == nullptr) column_pass(false);  // cold start: f constant, exact column update
     fused_pass(iteration);
     std::int64_t since_check = 0;
+    // Cancellation (SinkhornOptions::interrupted), polled by the host between launches at most
+    // every poll_seconds; on a stop the queued work is drained before returning (the caller
+    // frees the workspace).
+    using Clock = std::chrono::steady_clock;
+    const auto poll_period = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.poll_seconds));
+    auto last_poll = Clock::now();
     while (iteration < limit) {
+        if (options.interrupted && Clock::now() - last_poll >= poll_period) {
+            last_poll = Clock::now();
+            if (options.interrupted()) {
+                check(cudaStreamSynchronize(stream), "sinkhorn");
+                SinkhornReport stopped;
+                stopped.status = SinkhornStatus::kInterrupted;
+                return stopped;
+            }
+        }
         update_kernel<<<1, small, 0, stream>>>(w, k, temperature);
         column_pass(true);  // returns at once unless a charge underflowed
         ++iteration;

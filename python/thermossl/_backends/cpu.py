@@ -168,6 +168,25 @@ def sinkhorn(E, T: float, w, c, mu0, fixed: int, tol: float, limit: int, omega: 
     return q, f, mu, charges, iterations, err, converged, status, index
 
 
+def sinkhorn_pot(E, reg: float, w, c, stop_threshold: float, limit: int, u_start, check_interval: int):
+    """POT's ``sinkhorn_log`` iteration by the same solver (for ``thermossl.compat``; CPU only):
+    POT's start (row scaling ``u_start``, float64 (N,)), the L2 marginal error checked every
+    ``check_interval`` iterations with a strict test against ``stop_threshold``, no gauge. w, c:
+    contiguous vectors of E's dtype. Returns (f, mu, q, iterations, status, index, errors) with
+    ``errors`` the list of the checked marginal errors."""
+    n, k = E.shape
+    f = np.empty(n, dtype=E.dtype)
+    mu = np.empty(k, dtype=E.dtype)
+    q = np.empty((n, k), dtype=E.dtype)
+    errors: list = []
+    iterations, _, _, status, index = _core.sinkhorn(
+        E, reg, w, c, None, 0, stop_threshold, limit, f, mu, q, None,
+        check_interval=check_interval, error_norm="l2", strict_tolerance=True,
+        row_scaling0=u_start, fix_gauge=False, errors=errors,
+    )
+    return f, mu, q, iterations, status, index, errors
+
+
 def sinkhorn_pass(E, T: float, w, mu, f, charges, q=None):
     """One fused Sinkhorn pass at mu into f, charges (and q): returns (status, index)."""
     return _core.sinkhorn_pass(E, T, w, mu, f, charges, q)

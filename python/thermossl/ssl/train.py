@@ -120,6 +120,8 @@ def _check_inputs(X, name: str, n_features: Optional[int] = None) -> np.ndarray:
     X = as_real_array(X, name)
     if X.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array of shape (n_samples, n_features), got ndim={X.ndim}")
+    if X.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one feature, got shape {X.shape}")
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(f"{name} must have {n_features} features (as in training), got {X.shape[1]}")
     if not np.all(np.isfinite(X)):
