@@ -53,7 +53,7 @@ def main(argv=None) -> None:
     except BaseException as exc:  # noqa: BLE001 - any uncaught exception ends the job
         if comm.size <= 1:
             raise
-        _abort_job(comm, _exit_code(exc), _report(comm, exc, f"uncaught {type(exc).__name__}"))
+        _abort_job(comm, _exit_code(exc), _report(comm, exc, f"uncaught {type(exc).__name__}", (__file__, runpy.__file__)))
 
 
 if __name__ == "__main__":

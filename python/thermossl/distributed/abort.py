@@ -69,7 +69,15 @@ def _abort_job(comm, code: int, text: str) -> None:
         os._exit(code)  # MPI_Abort does not return; should it, this process must not go on
 
 
-def _report(comm, exc: BaseException, context: str) -> str:
+def _program_frames(tb, skip_files):
+    """The traceback without its leading frames in ``skip_files`` (the runner's own, runpy's)."""
+    while tb is not None and tb.tb_next is not None and (
+            tb.tb_frame.f_code.co_filename in skip_files or tb.tb_frame.f_code.co_filename.startswith("<frozen runpy")):
+        tb = tb.tb_next
+    return tb
+
+
+def _report(comm, exc: BaseException, context: str, skip_files=()) -> str:
     """The one report of an exception: a header naming the rank, then the traceback — or, for an
     error agreed from another rank (every rank raises it), one line pointing at that rank's report."""
     origin = getattr(exc, "thermossl_rank", None)
@@ -77,7 +85,8 @@ def _report(comm, exc: BaseException, context: str) -> str:
     if getattr(exc, "thermossl_agreed", False) and origin not in (None, comm.rank) and not (origin == -1 and comm.rank == 0):
         source = "found on every rank" if origin == -1 else f"the error of rank {origin}, raised on every rank"
         return header + f"{type(exc).__name__}: {exc} ({source}; its traceback is on {'rank 0' if origin == -1 else f'rank {origin}'})\n"
-    return header + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    tb = _program_frames(exc.__traceback__, skip_files)
+    return header + "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 @contextmanager
