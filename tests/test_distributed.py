@@ -223,6 +223,25 @@ def test_mpi_uncaught_exception_before_a_collective_ends_the_job(tmp_path):
 
 @pytest.mark.requires("mpi")
 @needs_mpi
+def test_mpi_agreed_error_uncaught_under_the_runner_is_reported_by_its_rank(tmp_path):
+    # A nan on rank 1: every rank raises the agreed ValueError, nobody catches it. Rank 1 prints the
+    # traceback, rank 0 one line pointing at it (waiting a moment so rank 1's report gets out).
+    program = ("import numpy as np\nfrom thermossl import distributed as dist\nc = dist.MPIComm()\n"
+               "E = np.zeros((5, 3))\nE[2, 1] = np.nan if c.rank == 1 else 0.0\ndist.sinkhorn(E, 0.1, comm=c)\n")
+    cmd = [find_mpiexec(), "-n", "2", sys.executable, "-m", "thermossl.distributed", "-c", program]
+    try:
+        proc = subprocess.run(cmd, env=worker_env(), cwd=tmp_path, capture_output=True, text=True, timeout=HANG_TIMEOUT)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"hung: {exc.stderr}")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    assert output.count("ValueError: E contains NaN (row 7) (the error of rank 1, raised on every rank; its "
+                        "traceback is on rank 1)") == 1, output
+    assert output.count("rank 1 of 2: uncaught ValueError") == 1 and output.count("Traceback") == 1, output
+
+
+@pytest.mark.requires("mpi")
+@needs_mpi
 @pytest.mark.parametrize(("case", "rank", "name"), [("long", 1, "SIGTERM"), ("stall", 0, "SIGINT")])
 def test_mpi_signal_to_one_rank_ends_the_job(tmp_path, case, rank, name):
     # "long": both ranks in a sharded sinkhorn of 10**7 iterations, SIGTERM to rank 1.

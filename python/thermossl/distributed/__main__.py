@@ -40,7 +40,7 @@ def main(argv=None) -> None:
         print(USAGE + "\n\n" + __doc__.split("\n\n", 2)[2].strip(), file=sys.stderr if not args or args[0] not in ("-h", "--help") else sys.stdout)
         raise SystemExit(0 if args and args[0] in ("-h", "--help") else 2)
 
-    from .abort import _abort_job, _exit_code, _report, abort_on_failure
+    from .abort import _abort_for_exception, _abort_job, _exit_code, abort_on_failure
 
     comm = abort_on_failure()
     try:
@@ -53,7 +53,7 @@ def main(argv=None) -> None:
     except BaseException as exc:  # noqa: BLE001 - any uncaught exception ends the job
         if comm.size <= 1:
             raise
-        _abort_job(comm, _exit_code(exc), _report(comm, exc, f"uncaught {type(exc).__name__}", (__file__, runpy.__file__)))
+        _abort_for_exception(comm, exc, f"uncaught {type(exc).__name__}", (__file__, runpy.__file__))
 
 
 if __name__ == "__main__":

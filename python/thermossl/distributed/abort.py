@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from contextlib import contextmanager
 
@@ -47,10 +48,17 @@ def _where(comm) -> str:
     return f"rank {comm.rank} of {comm.size}"
 
 
-def _abort_job(comm, code: int, text: str) -> None:
+# An error agreed from another rank is raised there too, at the same moment: that rank prints the
+# traceback and aborts. Waiting this long before aborting here lets its report out (an abort from
+# this rank would kill it mid-report); should it have caught the error instead, the job still ends.
+_AGREED_GRACE = 1.0  # seconds
+
+
+def _abort_job(comm, code: int, text: str, grace: float = 0.0) -> None:
     """Write ``text`` to stderr in one write (so ranks' reports do not interleave line by line),
-    flush, and abort the job through ``comm.abort(code)`` (MPI_Abort). Only the first caller in a
-    process reports and aborts; a later one (another thread, a signal during the abort) returns."""
+    flush, wait ``grace`` seconds, and abort the job through ``comm.abort(code)`` (MPI_Abort). Only
+    the first caller in a process reports and aborts; a later one (another thread, a signal during
+    the abort) returns."""
     if not _abort_lock.acquire(blocking=False):
         return
     for stream in (sys.stdout, sys.stderr):
@@ -64,6 +72,8 @@ def _abort_job(comm, code: int, text: str) -> None:
     except Exception:  # noqa: BLE001
         pass
     try:
+        if grace > 0:
+            time.sleep(grace)
         comm.abort(code)
     finally:
         os._exit(code)  # MPI_Abort does not return; should it, this process must not go on
@@ -77,12 +87,26 @@ def _program_frames(tb, skip_files):
     return tb
 
 
+def _from_elsewhere(comm, exc: BaseException) -> bool:
+    """An error agreed on every rank whose traceback another rank reports (its origin; rank 0 for
+    one every rank found from reduced data)."""
+    origin = getattr(exc, "thermossl_rank", None)
+    return getattr(exc, "thermossl_agreed", False) and origin is not None and origin != comm.rank and not (
+        origin == -1 and comm.rank == 0)
+
+
+def _abort_for_exception(comm, exc: BaseException, context: str, skip_files=()) -> None:
+    """Report ``exc`` once and abort the job (an error agreed from another rank: after a grace)."""
+    _abort_job(comm, _exit_code(exc), _report(comm, exc, context, skip_files),
+               _AGREED_GRACE if _from_elsewhere(comm, exc) else 0.0)
+
+
 def _report(comm, exc: BaseException, context: str, skip_files=()) -> str:
     """The one report of an exception: a header naming the rank, then the traceback — or, for an
     error agreed from another rank (every rank raises it), one line pointing at that rank's report."""
     origin = getattr(exc, "thermossl_rank", None)
     header = f"thermossl.distributed: {_where(comm)}: {context}; aborting the job (MPI_Abort)\n"
-    if getattr(exc, "thermossl_agreed", False) and origin not in (None, comm.rank) and not (origin == -1 and comm.rank == 0):
+    if _from_elsewhere(comm, exc):
         source = "found on every rank" if origin == -1 else f"the error of rank {origin}, raised on every rank"
         return header + f"{type(exc).__name__}: {exc} ({source}; its traceback is on {'rank 0' if origin == -1 else f'rank {origin}'})\n"
     tb = _program_frames(exc.__traceback__, skip_files)
@@ -136,7 +160,7 @@ def abort_on_failure(comm=None, signals=(signal.SIGINT, signal.SIGTERM)):
     def excepthook(kind, value, tb):
         if issubclass(kind, SystemExit) or comm.size <= 1:  # pragma: no cover - SystemExit never reaches it
             return previous_hook(kind, value, tb)
-        _abort_job(comm, _exit_code(value), _report(comm, value, f"uncaught {kind.__name__}"))
+        _abort_for_exception(comm, value, f"uncaught {kind.__name__}")
 
     def on_signal(signum, frame=None):
         name = signal.Signals(signum).name
