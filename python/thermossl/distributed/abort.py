@@ -144,13 +144,16 @@ def abort_on_failure(comm=None, signals=(signal.SIGINT, signal.SIGTERM)):
     woken through :func:`signal.set_wakeup_fd`, so a rank blocked in an MPI collective or in a long
     kernel aborts at once (both release the GIL); the Python handler of the main thread does the
     same when it runs first. The job's exit status is 128 + the signal number for a signal, 1 for an
-    exception. Returns the communicator used. Calling it again replaces the previous setup.
+    exception. With one process it installs nothing. Returns the communicator used. Calling it
+    again replaces the previous setup.
     """
     from .comm import MPIComm, as_comm
 
     comm = MPIComm() if comm is None else as_comm(comm)
     if not callable(getattr(comm, "abort", None)):
         raise TypeError(f"comm must be able to abort the job (an MPI communicator), got {comm!r}")
+    if comm.size <= 1:
+        return comm  # one process: nobody waits for it; Python's own behaviour is right
     if threading.current_thread() is not threading.main_thread():
         raise RuntimeError("abort_on_failure must be called from the main thread (it installs signal handlers)")
     signals = tuple(signal.Signals(s) for s in signals)
