@@ -31,6 +31,7 @@ from contextlib import contextmanager
 __all__ = ["abort_on_failure"]
 
 _abort_lock = threading.Lock()
+_aborting_thread = [None]  # the ident of the thread inside _abort_job
 
 
 def _exit_code(exc: BaseException) -> int:
@@ -57,10 +58,14 @@ _AGREED_GRACE = 1.0  # seconds
 def _abort_job(comm, code: int, text: str, grace: float = 0.0) -> None:
     """Write ``text`` to stderr in one write (so ranks' reports do not interleave line by line),
     flush, wait ``grace`` seconds, and abort the job through ``comm.abort(code)`` (MPI_Abort). Only
-    the first caller in a process reports and aborts; a later one (another thread, a signal during
-    the abort) returns."""
+    the first caller in a process reports and aborts; a later one waits for the abort to end the
+    process (another thread) or returns (a signal handler run inside the abort, same thread)."""
     if not _abort_lock.acquire(blocking=False):
-        return
+        if _aborting_thread[0] == threading.get_ident():
+            return
+        while True:  # another thread is aborting: this one must not go on (into MPI_Finalize, say)
+            time.sleep(1.0)
+    _aborting_thread[0] = threading.get_ident()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
