@@ -2,6 +2,7 @@
 
     mpiexec -n 3 python tests/distributed_worker.py mpi OUT_DIR
     RANK=r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=p python tests/distributed_worker.py torch OUT_DIR
+    mpiexec -n 2 python [-m thermossl.distributed] tests/distributed_worker.py (raise_before | long | stall) OUT_DIR
 
 Every rank builds the same global problems from fixed seeds (problems() below, which the test
 imports too), takes its rows, runs thermossl.distributed and writes OUT_DIR/rank<r>.npz: its
@@ -180,9 +181,51 @@ def run(comm, out_dir: str) -> None:
         json.dump({"rank": rank, "size": size, "errors": errors}, handle)
 
 
+def fault(case: str, out_dir: str) -> None:
+    """The MPI fault cases (tests/test_distributed.py, test_mpi_*_ends_the_job): every rank runs a
+    sharded Sinkhorn of 10**7 fixed iterations (hours; one fused pass over 4000 x 50 rows, a few ms,
+    per iteration) and writes OUT_DIR/ready<rank> (its pid) at its 5th allreduce, when it is inside
+    the iterations. Instead, rank 1
+    - ``raise_before``: raises before entering the collective (writing OUT_DIR/failed1, the time);
+    - ``stall``: never enters it (writes ready1 and sleeps), so rank 0 blocks in its first allreduce
+      (ready0 is written just before it) and stays in MPI: only a signal watcher can act there."""
+    import time
+
+    from mpi4py import MPI
+
+    from thermossl import distributed as dist
+
+    class ReadyComm(dist.MPIComm):
+        calls = 0
+
+        def allreduce(self, x, op):
+            self.calls += 1
+            if self.calls == (1 if case == "stall" else 5):
+                path = os.path.join(out_dir, f"ready{self.rank}")
+                with open(path + ".tmp", "w") as handle:
+                    handle.write(str(os.getpid()))
+                os.replace(path + ".tmp", path)
+            return super().allreduce(x, op)
+
+    comm = ReadyComm(MPI.COMM_WORLD)
+    E = np.random.default_rng(comm.rank).normal(size=(4000, 50))
+    if case == "raise_before" and comm.rank == 1:
+        with open(os.path.join(out_dir, f"failed{comm.rank}"), "w") as handle:
+            handle.write(repr(time.time()))
+        raise RuntimeError("rank 1 failed before the collective")
+    if case == "stall" and comm.rank == 1:
+        with open(os.path.join(out_dir, "ready1"), "w") as handle:
+            handle.write(str(os.getpid()))
+        time.sleep(3600)
+    dist.sinkhorn(E, 0.05, n_iter=10**7, comm=comm)
+    raise SystemExit("unreachable: 10**7 iterations finished")
+
+
 def main() -> None:
     engine, out_dir = sys.argv[1], sys.argv[2]
-    if engine == "mpi":
+    if engine in ("raise_before", "long", "stall"):
+        fault(engine, out_dir)
+    elif engine == "mpi":
         from mpi4py import MPI
 
         run(MPI.COMM_WORLD, out_dir)  # a raw mpi4py communicator

@@ -163,6 +163,195 @@ def test_mpi_matches_single_process(size, tmp_path):
     check_ranks(results, size, errors)
 
 
+# ----------------------------------------------------------------------------- MPI: no hangs
+# A rank that leaves the collective protocol (raises before a collective, gets a signal, has a
+# KeyboardInterrupt escape a sharded call) must end the whole job within seconds, not leave the
+# other rank waiting in an allreduce (before this guard: a hang, killed after 60 s). The bound is
+# generous for a loaded 2-core machine (the jobs end in ~0.01 s after the event on it); the
+# process timeout is far above it, so a hang fails the test instead of blocking the suite.
+ENDS_WITHIN = 20.0  # seconds from the failure (or the signal) to the end of mpiexec
+HANG_TIMEOUT = 120.0
+
+
+def run_fault(tmp_path, case, runner, signal_rank=None, signum=None):
+    """Run ``tests/distributed_worker.py CASE`` under ``mpiexec -n 2`` (through ``python -m
+    thermossl.distributed`` when ``runner``); send ``signum`` to rank ``signal_rank`` once both ranks
+    are inside the sharded iterations. Returns (exit status, output, seconds from the event to the end)."""
+    import signal as signals
+    import time
+
+    cmd = [find_mpiexec(), "-n", "2", sys.executable, *(["-m", "thermossl.distributed"] if runner else []),
+           str(WORKER), case, str(tmp_path)]
+    # Its own session, so that a hang can be ended with every process mpiexec started.
+    proc = subprocess.Popen(cmd, env=worker_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + HANG_TIMEOUT
+    event = None
+    try:
+        if signum is not None:
+            ready = [tmp_path / f"ready{r}" for r in range(2)]
+            while not all(p.exists() for p in ready):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise subprocess.TimeoutExpired(cmd, HANG_TIMEOUT)
+                time.sleep(0.02)
+            time.sleep(0.3)  # well inside the call (rank 0 of "stall": blocked in MPI_Allreduce)
+            event = time.time()
+            os.kill(int(ready[signal_rank].read_text()), signum)
+        output, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signals.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail(f"{' '.join(cmd)} hung (still running after {HANG_TIMEOUT} s):\n{output}")
+    end = time.time()
+    if event is None:
+        event = float((tmp_path / "failed1").read_text())  # the time rank 1 raised
+    return proc.returncode, output, end - event
+
+
+@pytest.mark.requires("mpi")
+@needs_mpi
+def test_mpi_uncaught_exception_before_a_collective_ends_the_job(tmp_path):
+    # Rank 1 raises before the collective, rank 0 waits in the sharded sinkhorn's first allreduce:
+    # the runner prints rank 1's traceback once and aborts the job.
+    status, output, seconds = run_fault(tmp_path, "raise_before", runner=True)
+    assert status != 0, output
+    assert seconds < ENDS_WITHIN, output
+    assert output.count("RuntimeError: rank 1 failed before the collective") == 1, output
+    assert "rank 1 of 2: uncaught RuntimeError; aborting the job" in output
+    assert "thermossl/distributed/__main__.py" not in output  # the traceback starts in the program
+
+
+@pytest.mark.requires("mpi")
+@needs_mpi
+def test_mpi_agreed_error_uncaught_under_the_runner_is_reported_by_its_rank(tmp_path):
+    # A nan on rank 1: every rank raises the agreed ValueError, nobody catches it. Rank 1 prints the
+    # traceback, rank 0 one line pointing at it (waiting a moment so rank 1's report gets out).
+    program = ("import numpy as np\nfrom thermossl import distributed as dist\nc = dist.MPIComm()\n"
+               "E = np.zeros((5, 3))\nE[2, 1] = np.nan if c.rank == 1 else 0.0\ndist.sinkhorn(E, 0.1, comm=c)\n")
+    cmd = [find_mpiexec(), "-n", "2", sys.executable, "-m", "thermossl.distributed", "-c", program]
+    try:
+        proc = subprocess.run(cmd, env=worker_env(), cwd=tmp_path, capture_output=True, text=True, timeout=HANG_TIMEOUT)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"hung: {exc.stderr}")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, output
+    assert output.count("ValueError: E contains NaN (row 7) (the error of rank 1, raised on every rank; its "
+                        "traceback is on rank 1)") == 1, output
+    assert output.count("rank 1 of 2: uncaught ValueError") == 1 and output.count("Traceback") == 1, output
+
+
+@pytest.mark.requires("mpi")
+@needs_mpi
+@pytest.mark.parametrize(("case", "rank", "name"), [("long", 1, "SIGTERM"), ("stall", 0, "SIGINT")])
+def test_mpi_signal_to_one_rank_ends_the_job(tmp_path, case, rank, name):
+    # "long": both ranks in a sharded sinkhorn of 10**7 iterations, SIGTERM to rank 1.
+    # "stall": rank 0 blocked inside MPI_Allreduce (rank 1 never comes): SIGINT to rank 0 — the
+    # main thread never returns to Python there, the runner's watcher thread aborts the job.
+    import signal as signals
+
+    signum = getattr(signals, name)
+    status, output, seconds = run_fault(tmp_path, case, runner=True, signal_rank=rank, signum=signum)
+    assert status != 0, output
+    assert seconds < ENDS_WITHIN, output
+    assert output.count(f"rank {rank} of 2 received {name}; aborting the job") == 1, output
+
+
+@pytest.mark.requires("mpi")
+@needs_mpi
+def test_mpi_interrupt_inside_a_sharded_call_ends_the_job_without_the_runner(tmp_path):
+    # Plain `mpiexec python script.py`: SIGINT to rank 1 in the middle of a sharded sinkhorn raises
+    # KeyboardInterrupt there (Python's own handler); the guard of the entry point reports it once
+    # and aborts, instead of leaving rank 0 in the next allreduce.
+    import signal as signals
+
+    status, output, seconds = run_fault(tmp_path, "long", runner=False, signal_rank=1, signum=signals.SIGINT)
+    assert status != 0, output
+    assert seconds < ENDS_WITHIN, output
+    assert output.count("KeyboardInterrupt escaped thermossl.distributed.sinkhorn") == 1, output
+    assert output.count("\nKeyboardInterrupt\n") == 1, output  # the traceback, printed once
+
+
+GUARD_SCRIPT = r"""
+import sys, warnings
+import numpy as np
+from thermossl import distributed as dist
+
+class TwoRanks(dist.Communicator):
+    # rank 0 of 2 with an identity allreduce; abort() ends the process as MPI_Abort would
+    rank, size = 0, 2
+    def __init__(self, interrupt_at=None):
+        self.calls, self.interrupt_at = 0, interrupt_at
+    def allreduce(self, x, op):
+        self.calls += 1
+        if self.calls == self.interrupt_at:
+            raise KeyboardInterrupt  # as Python raises it after a SIGINT
+        return np.array(x, dtype=np.float64, copy=True)
+    def abort(self, code):
+        sys.stderr.write(f"ABORT {code}\n"); sys.stderr.flush()
+        raise SystemExit(99)  # must not be taken for a return: the guard exits with code
+
+E = np.random.default_rng(0).normal(size=(20, 4))
+case = sys.argv[1]
+if case == "agreed":  # errors agreed on every rank pass through: no abort
+    try:
+        dist.sinkhorn(np.array([[np.nan, 0.0]]), 0.1, comm=TwoRanks())
+    except ValueError as exc:
+        assert exc.thermossl_agreed, exc
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the not-converged warning is issued alike on every rank
+        try:
+            dist.sinkhorn(E, 0.01, tol=1e-300, max_iter=2, comm=TwoRanks())
+        except RuntimeWarning as exc:
+            print("warning raised:", exc)
+    print("no abort")
+elif case == "sinkhorn":
+    dist.sinkhorn(E, 0.1, n_iter=50, comm=TwoRanks(interrupt_at=6))
+elif case == "agreement":
+    with dist.agreement(TwoRanks()):
+        raise KeyboardInterrupt
+elif case == "exit":
+    with dist.agreement(TwoRanks()):
+        sys.exit(7)
+"""
+
+
+@pytest.mark.parametrize(("case", "status", "escaped"), [
+    ("agreed", 0, None), ("sinkhorn", 130, "KeyboardInterrupt escaped thermossl.distributed.sinkhorn"),
+    ("agreement", 130, "KeyboardInterrupt escaped a thermossl.distributed.agreement block"),
+    ("exit", 7, "SystemExit escaped a thermossl.distributed.agreement block"),
+])
+def test_guard_aborts_on_unagreed_failures_only(tmp_path, case, status, escaped):
+    # No MPI needed: a 2-rank communicator whose abort() reports. An error agreed on every rank (and
+    # the not-converged warning, which every rank issues alike) propagates; a KeyboardInterrupt or
+    # SystemExit escaping a collective aborts with 128 + SIGINT or the exit status, reported once.
+    script = tmp_path / "guard.py"
+    script.write_text(GUARD_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script), case], capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == status, proc.stderr
+    if escaped is None:
+        assert "no abort" in proc.stdout and "warning raised: sinkhorn did not converge" in proc.stdout, proc.stdout + proc.stderr
+        assert "ABORT" not in proc.stderr
+    else:
+        assert proc.stderr.count(escaped) == 1 and f"ABORT {status}" in proc.stderr, proc.stderr
+        assert "rank 0 of 2" in proc.stderr
+
+
+def test_runner_usage_and_single_process(tmp_path):
+    # python -m thermossl.distributed without a program: usage, status 2; with one process the
+    # program's own exit status and traceback are Python's (nothing to abort).
+    proc = subprocess.run([sys.executable, "-m", "thermossl.distributed"], capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert proc.returncode == 2 and "usage: python -m thermossl.distributed" in proc.stderr
+    if importlib.util.find_spec("mpi4py") is None:
+        pytest.skip("the runner needs mpi4py")
+    proc = subprocess.run([sys.executable, "-m", "thermossl.distributed", "-c", "import sys; print(sys.argv); sys.exit(3)",
+                           "a"], capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 3 and "['-c', 'a']" in proc.stdout, proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "thermossl.distributed", "-c", "raise KeyError('k')"],
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 1 and proc.stderr.count("KeyError: 'k'") == 1, proc.stderr
+
+
 # ----------------------------------------------------------------------------- torch.distributed
 needs_torch = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None, reason="needs torch (torch.distributed with gloo)"

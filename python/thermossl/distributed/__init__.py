@@ -24,14 +24,19 @@ exact column pass instead. See docs/distributed.md for the cost model.
 Failure behaviour: an exception raised on some ranks inside a thermossl collective call (bad input
 on one shard, a nan row, ...) is raised on *every* rank with the same type and message — the one of
 the lowest failing rank — instead of leaving the others blocked in a collective. Use
-:func:`agreement` to give your own per-shard code (loading a shard, say) the same behaviour.
+:func:`agreement` to give your own per-shard code (loading a shard, say) the same behaviour. A
+rank that cannot take part any more — a KeyboardInterrupt escaping a sharded call, an uncaught
+exception or a signal outside one — ends an MPI job with MPI_Abort instead of leaving the others
+waiting (the first always, the others under ``python -m thermossl.distributed script.py`` or after
+:func:`abort_on_failure`; see :mod:`.abort`).
 
 Layout: :mod:`.comm` (the communicator protocol and its MPI, torch.distributed and one-process
 adapters), :mod:`.failures` (failure agreement: an error on one rank raised on every rank),
-:mod:`.solver` (the sharded Sinkhorn solver), :mod:`.sharded` (the sharded reservoir and demon).
+:mod:`.abort` (ending the job when a rank cannot go on), :mod:`.solver` (the sharded Sinkhorn solver), :mod:`.sharded` (the sharded reservoir and demon).
 """
 from __future__ import annotations
 
+from .abort import abort_on_failure
 from .comm import Communicator, MPIComm, SelfComm, TorchComm, as_comm
 from .failures import agreement
 from .sharded import Demon, ShardedSinkhornReservoir
@@ -44,6 +49,7 @@ __all__ = [
     "TorchComm",
     "as_comm",
     "agreement",
+    "abort_on_failure",
     "DistributedSinkhornResult",
     "sinkhorn",
     "ShardedSinkhornReservoir",

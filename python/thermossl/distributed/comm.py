@@ -60,6 +60,11 @@ class MPIComm(Communicator):
         self.comm.Allreduce(send, recv, op=self._mpi.SUM if op == "sum" else self._mpi.MAX)
         return recv
 
+    def abort(self, code: int = 1) -> None:
+        """End every process of the job (``MPI_Abort``): the last resort when this rank cannot take
+        part in the collectives the others wait in (see thermossl.distributed.abort)."""
+        self.comm.Abort(code)
+
     def __repr__(self) -> str:
         return f"MPIComm(rank={self.rank}, size={self.size})"
 

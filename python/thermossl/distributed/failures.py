@@ -8,6 +8,7 @@ from typing import Optional
 
 import numpy as np
 
+from .abort import _in_step
 from .comm import Communicator, as_comm
 
 __all__ = ["agreement"]
@@ -71,20 +72,24 @@ def agreement(comm=None):
     A collective: every rank must enter and leave it. On leaving, the ranks agree (one scalar
     allreduce); if any rank raised (an ``Exception``), every rank raises the error of the lowest
     failing rank, with its type (builtin exception types; others become RuntimeError naming the
-    type) and message::
+    type) and message. A ``KeyboardInterrupt`` or ``SystemExit`` in the block is not agreed: with
+    more than one MPI rank it aborts the job (MPI_Abort) rather than leave the others waiting::
 
         with thermossl.distributed.agreement(comm):
             E_local = np.load(shard_path, mmap_mode="r")
     """
     comm = as_comm(comm)
-    try:
-        yield comm
-    except Exception as exc:
-        if _agreed(exc):
-            raise
-        _check(comm, exc)
-        raise  # pragma: no cover - _check always raises here
-    _check(comm, None)
+    # A KeyboardInterrupt/SystemExit in the block cannot be agreed (the others would go on into the
+    # next collective): with MPI the job is aborted (abort._in_step).
+    with _in_step(comm, "a thermossl.distributed.agreement block"):
+        try:
+            yield comm
+        except Exception as exc:
+            if _agreed(exc):
+                raise
+            _check(comm, exc)
+            raise  # pragma: no cover - _check always raises here
+        _check(comm, None)
 
 
 def _raise_everywhere(exc: BaseException):

@@ -20,6 +20,7 @@ from .._validation import (
     probability_vector,
     real_matrix,
 )
+from .abort import _in_step
 from .comm import Communicator, as_comm
 from .failures import _check, _failure_code, _raise_everywhere, _raise_from
 
@@ -192,23 +193,24 @@ def sinkhorn(E_local, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, m
     arguments that differ between ranks) are raised on every rank alike.
     """
     comm = as_comm(comm)
-    # --- local validation, then agreement (a rank with bad input makes every rank raise) ---
-    error = None
-    try:
-        T = positive_temperature(T)
-        E = real_matrix(E_local, "E")
-        if E.shape[1] < 1:
-            raise ValueError(msg.EMPTY.format(name="E", shape=E.shape))
-        (E,), dtype = cpu.to_kernel(E)
-        n, k = E.shape
-        w_local = positive_vector(w, n, "w", "sample")
-        c = probability_vector(c, k, "c", "state")
-        if mu0 is not None:
-            mu0 = finite_vector(mu0, k, "mu0", "state").astype(dtype).astype(np.float64)  # as the kernel reads it
-        fixed, limit, tol, omega_requested = iteration_controls(n_iter, tol, max_iter, relaxation)
-    except Exception as exc:
-        error = exc
-    _check(comm, error)
+    with _in_step(comm, "thermossl.distributed.sinkhorn"):  # see abort.py: a KeyboardInterrupt here aborts
+        # --- local validation, then agreement (a rank with bad input makes every rank raise) ---
+        error = None
+        try:
+            T = positive_temperature(T)
+            E = real_matrix(E_local, "E")
+            if E.shape[1] < 1:
+                raise ValueError(msg.EMPTY.format(name="E", shape=E.shape))
+            (E,), dtype = cpu.to_kernel(E)
+            n, k = E.shape
+            w_local = positive_vector(w, n, "w", "sample")
+            c = probability_vector(c, k, "c", "state")
+            if mu0 is not None:
+                mu0 = finite_vector(mu0, k, "mu0", "state").astype(dtype).astype(np.float64)  # as the kernel reads it
+            fixed, limit, tol, omega_requested = iteration_controls(n_iter, tol, max_iter, relaxation)
+        except Exception as exc:
+            error = exc
+        _check(comm, error)
     return _sinkhorn(comm, E, T, w_local, c, mu0, fixed, tol, limit, omega_requested, return_q, stacklevel=3)
 
 
@@ -220,7 +222,23 @@ def _sinkhorn(comm: Communicator, E, T: float, w_local, c, mu0, fixed: int, tol:
     float64 or None, c a float64 distribution or None, mu0 float64 as the kernel reads it, the
     iteration controls); this checks what needs every rank (the replicated arguments agree, some
     rank has a row, and — unless the caller has — the weights sum to 1 over the ranks).
-    ``stacklevel`` places the not-converged warning (1: this function, 2: its caller)."""
+    ``stacklevel`` places the not-converged warning (1: this function, 2: its caller).
+
+    The iterations run under :func:`abort._in_step`: an exception that escapes them without being
+    agreed on every rank (a KeyboardInterrupt, say) aborts an MPI job instead of leaving the other
+    ranks in an allreduce. The warning is issued after, outside the guard: every rank issues it
+    alike, so an error filter on it raises on every rank in step."""
+    with _in_step(comm, "thermossl.distributed.sinkhorn"):
+        result = _solve(comm, E, T, w_local, c, mu0, fixed, tol, limit, omega_requested, return_q,
+                        check_weight_sum)
+    if not fixed and not result.converged:
+        _status.warn_not_converged(limit, result.err, tol, stacklevel)
+    return result
+
+
+def _solve(comm: Communicator, E, T: float, w_local, c, mu0, fixed: int, tol: float, limit: int,
+           omega_requested: float, return_q: bool, check_weight_sum: bool) -> DistributedSinkhornResult:
+    """The collectives of :func:`_sinkhorn` (the same arguments)."""
     dtype = E.dtype
     n, k = E.shape
     # --- agreement on the replicated arguments, and the global row count and offsets ---
@@ -313,8 +331,6 @@ def _sinkhorn(comm: Communicator, E, T: float, w_local, c, mu0, fixed: int, tol:
     mu = mu - a
     f = (solver.f + a).astype(dtype)
     converged = err <= tol
-    if not fixed and not converged:
-        _status.warn_not_converged(limit, err, tol, stacklevel)
     return DistributedSinkhornResult(
         q=q, f=f, mu=mu.astype(dtype), n_iter=int(iteration), err=err, converged=bool(converged),
         charges=charges, n_total=n_total, offset=offset,
