@@ -52,7 +52,7 @@ class ShardedSinkhornReservoir(SinkhornReservoir):
                 raise ValueError(msg.EMPTY.format(name="E", shape=E.shape))
             (E,), dtype = cpu.to_kernel(E)
             k = E.shape[1]
-            c = probability_vector(self.c, k, "c", "state")
+            c = probability_vector(self.c, k, "c", "state", positive=True)
             mu0 = None
             if self.warm_start and self._mu is not None and self._mu.shape == (k,):
                 mu0 = self._mu.astype(dtype).astype(np.float64)  # as the kernel reads it

@@ -204,7 +204,7 @@ def sinkhorn(E_local, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, m
             (E,), dtype = cpu.to_kernel(E)
             n, k = E.shape
             w_local = positive_vector(w, n, "w", "sample")
-            c = probability_vector(c, k, "c", "state")
+            c = probability_vector(c, k, "c", "state", positive=True)  # no empty states in the sharded solver yet
             if mu0 is not None:
                 mu0 = finite_vector(mu0, k, "mu0", "state").astype(dtype).astype(np.float64)  # as the kernel reads it
             fixed, limit, tol, omega_requested = iteration_controls(n_iter, tol, max_iter, relaxation)
