@@ -263,18 +263,7 @@ void row_entropy_grad(const MatrixView<T>& a, double scale, const double* shift,
 
 #undef THERMOSSL_DISPATCH_SHIFT
 
-#define THERMOSSL_INSTANTIATE(T)                                                                        \
-    template void row_softmax<T>(const MatrixView<T>&, double, const double*, T*, T*);                            \
-    template void row_log_softmax<T>(const MatrixView<T>&, double, const double*, T*);                            \
-    template void row_entropy<T>(const MatrixView<T>&, double, const double*, T*, T*);                            \
-    template void row_cross_entropy<T>(const MatrixView<T>&, const MatrixView<T>&, double, const double*, T*, T*, \
-                                       T*);                                                             \
-    template void row_entropy_grad<T>(const MatrixView<T>&, double, const double*, T*, T*, T*);
-
-THERMOSSL_INSTANTIATE(float)
-THERMOSSL_INSTANTIATE(double)
-
-#undef THERMOSSL_INSTANTIATE
+THERMOSSL_INSTANTIATE_KERNELS(THERMOSSL_GIBBS_KERNELS)
 
 }  // namespace THERMOSSL_ISA_NS
 }  // namespace thermossl

@@ -207,16 +207,7 @@ void row_difference_dot(const MatrixView<T>& u, const MatrixView<T>& v, const Ma
     });
 }
 
-template void ledger_rows<float>(const MatrixView<float>&, const MatrixView<float>&, double, const double*,
-                                 const float*, const LedgerRows&, double*);
-template void ledger_rows<double>(const MatrixView<double>&, const MatrixView<double>&, double, const double*,
-                                  const double*, const LedgerRows&, double*);
-template void label_rows<float>(const MatrixView<float>&, const float*, double*, double*, double*);
-template void label_rows<double>(const MatrixView<double>&, const double*, double*, double*, double*);
-template void row_difference_dot<float>(const MatrixView<float>&, const MatrixView<float>&,
-                                        const MatrixView<float>&, double*);
-template void row_difference_dot<double>(const MatrixView<double>&, const MatrixView<double>&,
-                                         const MatrixView<double>&, double*);
+THERMOSSL_INSTANTIATE_KERNELS(THERMOSSL_THERMO_KERNELS)
 
 }  // namespace THERMOSSL_ISA_NS
 }  // namespace thermossl
