@@ -22,9 +22,20 @@
 //   BM_stream_read_write  b_ij = -10 * a_ij           (one read of a, one write of b)
 //   BM_stream_read2       out_i = sum_j (a_ij + q_ij) (one read of a and of q: the ledger's bytes)
 // Compare a kernel's GB/s with the yardstick of the same size and dtype.
+//
+// Cycles per element (counter cyc_per_elem): the time per call that GB/s is computed from, times
+// the core clock, times the OpenMP thread count, over the rows x cols elements of the matrix
+// (core cycles spent per element, summed over the threads; for Sinkhorn, per element of E per
+// call, all passes together). The core clock is measured at start-up, not read from a table: a
+// dependent chain of integer adds (one per cycle on any x86-64 core) is timed 20 times for ~2 ms
+// and the fastest run is kept (a run the scheduler interrupted only looks slower). It is printed
+// in the context (core_ghz) beside the TSC rate (tsc_ghz, the constant-rate time-stamp counter,
+// which is not the core clock when the core boosts or throttles).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -40,6 +51,7 @@
 
 #include "thermossl/gibbs.hpp"
 #include "thermossl/logsumexp.hpp"
+#include "thermossl/simd.hpp"
 #include "thermossl/sinkhorn.hpp"
 #include "thermossl/thermo.hpp"
 
@@ -159,9 +171,67 @@ const std::vector<T>& cosine_energies(std::int64_t rows, std::int64_t cols) {
     return cached_matrix<T>(rows, cols, Fill::kCosine);
 }
 
-void set_traffic(benchmark::State& state, std::int64_t bytes_read, std::int64_t bytes_written) {
+// The core clock in Hz: the best of 20 timed runs of a dependent chain of integer adds (x86-64:
+// one add per cycle); 0 elsewhere (no cycle counter is then reported).
+double measure_core_hz() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    double best = 0.0;
+    for (int trial = 0; trial < 20; ++trial) {
+        constexpr std::int64_t kLoops = 1 << 18;  // 8 adds each: 2M cycles, ~0.5-1 ms
+        std::uint64_t x = 0;
+        const auto t0 = std::chrono::steady_clock::now();
+        for (std::int64_t i = 0; i < kLoops; ++i) {
+            asm volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+                         "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0"
+                         : "+r"(x));
+        }
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        best = std::max(best, static_cast<double>(8 * kLoops) / seconds);
+    }
+    return best;
+#else
+    return 0.0;
+#endif
+}
+
+// The time-stamp counter's rate in Hz, against the steady clock over ~50 ms (x86-64; else 0).
+double measure_tsc_hz() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::uint64_t c0 = __builtin_ia32_rdtsc();
+    while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(50)) {
+    }
+    const std::uint64_t c1 = __builtin_ia32_rdtsc();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return static_cast<double>(c1 - c0) / seconds;
+#else
+    return 0.0;
+#endif
+}
+
+double g_core_hz = 0.0;
+
+int omp_threads() {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+// bytes_per_second from the bytes a call moves, and cyc_per_elem for `elements` per call (see
+// the header): Google Benchmark divides by the same seconds it uses for GB/s (kIsRate), kInvert
+// turns elements per second into seconds per element, and the factor core_hz * threads makes
+// that core cycles.
+void set_traffic(benchmark::State& state, std::int64_t bytes_read, std::int64_t bytes_written,
+                 std::int64_t elements) {
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * (bytes_read + bytes_written));
     state.counters["MB_per_call"] = static_cast<double>(bytes_read + bytes_written) / 1e6;
+    if (g_core_hz > 0.0 && elements > 0) {
+        state.counters["cyc_per_elem"] = benchmark::Counter(
+            static_cast<double>(elements) / (g_core_hz * omp_threads()),
+            benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+    }
 }
 
 // A kernel whose results are not finite is measuring the wrong thing: report it, don't time it.
@@ -191,7 +261,7 @@ void BM_log_partition(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, log_z, "log Z")) return;
-    set_traffic(state, n * k * sizeof(T), n * sizeof(T));
+    set_traffic(state, n * k * sizeof(T), n * sizeof(T), n * k);
 }
 
 template <class T>
@@ -208,7 +278,7 @@ void BM_row_softmax(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, log_z, "log Z")) return;
-    set_traffic(state, n * k * sizeof(T), (n * k + n) * sizeof(T));
+    set_traffic(state, n * k * sizeof(T), (n * k + n) * sizeof(T), n * k);
 }
 
 template <class T>
@@ -225,7 +295,7 @@ void BM_row_entropy(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, entropy, "entropy")) return;
-    set_traffic(state, n * k * sizeof(T), 2 * n * sizeof(T));
+    set_traffic(state, n * k * sizeof(T), 2 * n * sizeof(T), n * k);
 }
 
 template <class T>
@@ -245,7 +315,7 @@ void BM_row_cross_entropy_grad(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, loss, "loss")) return;
-    set_traffic(state, 2 * n * k * sizeof(T), (n * k + 2 * n) * sizeof(T));
+    set_traffic(state, 2 * n * k * sizeof(T), (n * k + 2 * n) * sizeof(T), n * k);
 }
 
 template <class T>
@@ -263,7 +333,7 @@ void BM_row_entropy_grad(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, log_z, "log Z")) return;
-    set_traffic(state, n * k * sizeof(T), (n * k + n) * sizeof(T));
+    set_traffic(state, n * k * sizeof(T), (n * k + n) * sizeof(T), n * k);
 }
 
 template <class T>
@@ -279,7 +349,7 @@ void BM_col_logsumexp(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, out, "column LSE")) return;
-    set_traffic(state, n * k * sizeof(T), k * sizeof(T));
+    set_traffic(state, n * k * sizeof(T), k * sizeof(T), n * k);
 }
 
 // Sinkhorn. SwAV: T' = 0.05, exactly 3 iterations, uniform w and c, q written (in the last fused
@@ -305,7 +375,7 @@ void BM_sinkhorn_swav(benchmark::State& state) {
     }
     if (!all_finite(state, f, "f")) return;
     const std::int64_t passes = 1 + report.iterations;
-    set_traffic(state, passes * n * k * static_cast<std::int64_t>(sizeof(T)), n * k * static_cast<std::int64_t>(sizeof(T)));
+    set_traffic(state, passes * n * k * static_cast<std::int64_t>(sizeof(T)), n * k * static_cast<std::int64_t>(sizeof(T)), n * k);
     state.counters["iterations"] = static_cast<double>(report.iterations);
     state.counters["passes_over_E"] = static_cast<double>(passes);
 }
@@ -360,7 +430,7 @@ void BM_sinkhorn_sela(benchmark::State& state) {
     }
     if (!all_finite(state, f, "f")) return;
     const std::int64_t passes = 1 + report.iterations + 1;
-    set_traffic(state, passes * n * k * static_cast<std::int64_t>(sizeof(T)), n * k * static_cast<std::int64_t>(sizeof(T)));
+    set_traffic(state, passes * n * k * static_cast<std::int64_t>(sizeof(T)), n * k * static_cast<std::int64_t>(sizeof(T)), n * k);
     state.counters["iterations"] = static_cast<double>(report.iterations);
     state.counters["passes_over_E"] = static_cast<double>(passes);
     state.counters["charge_error"] = report.charge_error;
@@ -394,7 +464,7 @@ void BM_ledger_rows(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, rows, "ledger rows")) return;
-    set_traffic(state, 2 * n * k * static_cast<std::int64_t>(sizeof(T)), 8 * n * static_cast<std::int64_t>(sizeof(double)));
+    set_traffic(state, 2 * n * k * static_cast<std::int64_t>(sizeof(T)), 8 * n * static_cast<std::int64_t>(sizeof(double)), n * k);
 }
 
 template <class T>
@@ -417,7 +487,7 @@ void BM_stream_read2(benchmark::State& state) {
         benchmark::DoNotOptimize(out);
         benchmark::ClobberMemory();
     }
-    set_traffic(state, 2 * n * k * static_cast<std::int64_t>(sizeof(T)), n * static_cast<std::int64_t>(sizeof(T)));
+    set_traffic(state, 2 * n * k * static_cast<std::int64_t>(sizeof(T)), n * static_cast<std::int64_t>(sizeof(T)), n * k);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -442,7 +512,7 @@ void BM_stream_read(benchmark::State& state) {
         benchmark::DoNotOptimize(out);
         benchmark::ClobberMemory();
     }
-    set_traffic(state, n * k * sizeof(T), n * sizeof(T));
+    set_traffic(state, n * k * sizeof(T), n * sizeof(T), n * k);
 }
 
 template <class T>
@@ -464,7 +534,7 @@ void BM_stream_read_write(benchmark::State& state) {
         benchmark::DoNotOptimize(b);
         benchmark::ClobberMemory();
     }
-    set_traffic(state, n * k * sizeof(T), n * k * sizeof(T));
+    set_traffic(state, n * k * sizeof(T), n * k * sizeof(T), n * k);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -523,6 +593,12 @@ int main(int argc, char** argv) {
 #else
     benchmark::AddCustomContext("omp_max_threads", "1 (built without OpenMP)");
 #endif
+    g_core_hz = measure_core_hz();
+    char clocks[160];
+    std::snprintf(clocks, sizeof(clocks), "core %.3f GHz (dependent-add chain, best of 20), TSC %.3f GHz",
+                  g_core_hz / 1e9, measure_tsc_hz() / 1e9);
+    benchmark::AddCustomContext("clock", clocks);
+    benchmark::AddCustomContext("simd_level", thermossl::simd_level_name(thermossl::simd_level()));
     benchmark::AddCustomContext("data", "E = 3 * N(0,1) (mt19937), T = 0.1, C-contiguous; sinkhorn: E = -cos(x_i, p_y), dim 128");
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();

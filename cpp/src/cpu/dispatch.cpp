@@ -1,6 +1,7 @@
 // The public kernel API: each function forwards to the implementation of the active SIMD level
 // (thermossl/simd.hpp). Compiled for the baseline ISA only; the levels' code lives in
-// namespaces isa_baseline and isa_avx2 (the same sources compiled twice, see isa_begin.hpp).
+// namespaces isa_baseline, isa_avx2 and isa_avx512 (the same sources compiled once per level, see
+// isa_begin.hpp).
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -21,6 +22,11 @@
 #include "kernels.hpp"
 #undef THERMOSSL_ISA_NS
 #endif
+#if THERMOSSL_HAVE_AVX512
+#define THERMOSSL_ISA_NS isa_avx512
+#include "kernels.hpp"
+#undef THERMOSSL_ISA_NS
+#endif
 
 namespace thermossl {
 namespace {
@@ -34,13 +40,28 @@ bool cpu_has_avx2() {
 #endif
 }
 
-SimdLevel best_level() { return cpu_has_avx2() ? SimdLevel::kAvx2 : SimdLevel::kBaseline; }
+bool cpu_has_avx512() {
+#if THERMOSSL_HAVE_AVX512 && (defined(__GNUC__) || defined(__clang__))
+    // The subsets the AVX-512 build targets; libgcc also checks that the OS saves the mask and
+    // 512-bit register state (XCR0).
+    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#else
+    return false;
+#endif
+}
+
+SimdLevel best_level() {
+    if (cpu_has_avx512()) return SimdLevel::kAvx512;
+    return cpu_has_avx2() ? SimdLevel::kAvx2 : SimdLevel::kBaseline;
+}
 
 SimdLevel initial_level() {
     const char* requested = std::getenv("THERMOSSL_SIMD");
     if (requested != nullptr) {
         if (std::strcmp(requested, "baseline") == 0) return SimdLevel::kBaseline;
         if (std::strcmp(requested, "avx2") == 0 && cpu_has_avx2()) return SimdLevel::kAvx2;
+        if (std::strcmp(requested, "avx512") == 0 && cpu_has_avx512()) return SimdLevel::kAvx512;
     }
     return best_level();
 }
@@ -60,6 +81,8 @@ bool simd_level_supported(SimdLevel level) {
             return true;
         case SimdLevel::kAvx2:
             return cpu_has_avx2();
+        case SimdLevel::kAvx512:
+            return cpu_has_avx512();
     }
     return false;
 }
@@ -76,6 +99,8 @@ const char* simd_level_name(SimdLevel level) {
             return "baseline";
         case SimdLevel::kAvx2:
             return "avx2";
+        case SimdLevel::kAvx512:
+            return "avx512";
     }
     return "unknown";
 }
@@ -87,9 +112,16 @@ const char* simd_level_name(SimdLevel level) {
 #else
 #define THERMOSSL_CALL_AVX2(name, args)
 #endif
+#if THERMOSSL_HAVE_AVX512
+#define THERMOSSL_CALL_AVX512(name, args) \
+    if (simd_level() == SimdLevel::kAvx512) return isa_avx512::name<T> args;
+#else
+#define THERMOSSL_CALL_AVX512(name, args)
+#endif
 #define THERMOSSL_FORWARDER(ret, name, params, args) \
     template <class T>                               \
     ret name params {                                \
+        THERMOSSL_CALL_AVX512(name, args)            \
         THERMOSSL_CALL_AVX2(name, args)              \
         return isa_baseline::name<T> args;           \
     }
@@ -99,5 +131,6 @@ THERMOSSL_KERNEL_TYPES(THERMOSSL_KERNEL_INSTANTIATION, THERMOSSL_CPU_KERNELS)
 
 #undef THERMOSSL_FORWARDER
 #undef THERMOSSL_CALL_AVX2
+#undef THERMOSSL_CALL_AVX512
 
 }  // namespace thermossl
