@@ -26,7 +26,8 @@
 // Cycles per element (counter cyc_per_elem): the time per call that GB/s is computed from, times
 // the core clock, times the OpenMP thread count, over the rows x cols elements of the matrix
 // (core cycles spent per element, summed over the threads; for Sinkhorn, per element of E per
-// call, all passes together). The core clock is measured at start-up, not read from a table: a
+// call, all passes together); cpu_cyc_per_elem takes the process CPU time of the calls instead
+// (CLOCK_PROCESS_CPUTIME_ID, all threads), which a loaded machine does not inflate. The core clock is measured at start-up, not read from a table: a
 // dependent chain of integer adds (one per cycle on any x86-64 core) is timed 20 times for ~2 ms
 // and the fastest run is kept (a run the scheduler interrupted only looks slower). It is printed
 // in the context (core_ghz) beside the TSC rate (tsc_ghz, the constant-rate time-stamp counter,
@@ -35,6 +36,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstdio>
 #include <cmath>
 #include <cstdint>
@@ -219,18 +221,40 @@ int omp_threads() {
 #endif
 }
 
-// bytes_per_second from the bytes a call moves, and cyc_per_elem for `elements` per call (see
-// the header): Google Benchmark divides by the same seconds it uses for GB/s (kIsRate), kInvert
-// turns elements per second into seconds per element, and the factor core_hz * threads makes
-// that core cycles.
+// Wall time and process CPU time (all threads) of a benchmark's timing loop (started just before
+// `for (auto _ : state)`), for the cycle counters; the benchmarks run in real time
+// (UseRealTime), so the wall time is the time GB/s is computed from.
+class LoopClock {
+public:
+    LoopClock() : wall_(std::chrono::steady_clock::now()), cpu_(process_cpu_seconds()) {}
+    double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_).count(); }
+    double cpu_seconds() const { return process_cpu_seconds() - cpu_; }
+
+private:
+    static double process_cpu_seconds() {
+        timespec ts{};
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+        return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+    }
+    std::chrono::steady_clock::time_point wall_;
+    double cpu_;
+};
+
+// bytes_per_second from the bytes a call moves, and for `elements` per call (see the header)
+// cyc_per_elem = wall seconds per call x core clock x threads / elements and cpu_cyc_per_elem =
+// process CPU seconds (all threads) per call x core clock / elements. They agree on a quiet
+// machine; on a loaded one the wall figure counts the time the threads waited for a core and the
+// CPU figure does not (it still counts OpenMP threads spinning at barriers).
 void set_traffic(benchmark::State& state, std::int64_t bytes_read, std::int64_t bytes_written,
-                 std::int64_t elements) {
+                 std::int64_t elements, const LoopClock& clock) {
+    const double seconds = clock.seconds();
+    const double cpu_seconds = clock.cpu_seconds();
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * (bytes_read + bytes_written));
     state.counters["MB_per_call"] = static_cast<double>(bytes_read + bytes_written) / 1e6;
-    if (g_core_hz > 0.0 && elements > 0) {
-        state.counters["cyc_per_elem"] = benchmark::Counter(
-            static_cast<double>(elements) / (g_core_hz * omp_threads()),
-            benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+    if (g_core_hz > 0.0 && elements > 0 && state.iterations() > 0) {
+        const double calls = static_cast<double>(state.iterations());
+        state.counters["cyc_per_elem"] = seconds / calls * g_core_hz * omp_threads() / static_cast<double>(elements);
+        state.counters["cpu_cyc_per_elem"] = cpu_seconds / calls * g_core_hz / static_cast<double>(elements);
     }
 }
 
@@ -255,13 +279,14 @@ void BM_log_partition(benchmark::State& state) {
     const auto& e = energies<T>(n, k);
     const auto view = MatrixView<T>::contiguous(e.data(), n, k);
     std::vector<T> log_z(static_cast<std::size_t>(n));
+    const LoopClock clock;
     for (auto _ : state) {
         thermossl::log_partition(view, kTemperature, nullptr, log_z.data());
         benchmark::DoNotOptimize(log_z.data());
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, log_z, "log Z")) return;
-    set_traffic(state, n * k * sizeof(T), n * sizeof(T), n * k);
+    set_traffic(state, n * k * sizeof(T), n * sizeof(T), n * k, clock);
 }
 
 template <class T>
@@ -271,6 +296,7 @@ void BM_row_softmax(benchmark::State& state) {
     const auto view = MatrixView<T>::contiguous(e.data(), n, k);
     std::vector<T> p(static_cast<std::size_t>(n * k)), log_z(static_cast<std::size_t>(n));
     const T scale = T(-1) / T(kTemperature);
+    const LoopClock clock;
     for (auto _ : state) {
         thermossl::row_softmax<T>(view, scale, nullptr, p.data(), log_z.data());
         benchmark::DoNotOptimize(p.data());
@@ -278,7 +304,7 @@ void BM_row_softmax(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, log_z, "log Z")) return;
-    set_traffic(state, n * k * sizeof(T), (n * k + n) * sizeof(T), n * k);
+    set_traffic(state, n * k * sizeof(T), (n * k + n) * sizeof(T), n * k, clock);
 }
 
 template <class T>
@@ -288,6 +314,7 @@ void BM_row_entropy(benchmark::State& state) {
     const auto view = MatrixView<T>::contiguous(e.data(), n, k);
     std::vector<T> entropy(static_cast<std::size_t>(n)), log_z(static_cast<std::size_t>(n));
     const T scale = T(-1) / T(kTemperature);
+    const LoopClock clock;
     for (auto _ : state) {
         thermossl::row_entropy<T>(view, scale, nullptr, entropy.data(), log_z.data());
         benchmark::DoNotOptimize(entropy.data());
@@ -295,7 +322,7 @@ void BM_row_entropy(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, entropy, "entropy")) return;
-    set_traffic(state, n * k * sizeof(T), 2 * n * sizeof(T), n * k);
+    set_traffic(state, n * k * sizeof(T), 2 * n * sizeof(T), n * k, clock);
 }
 
 template <class T>
@@ -308,6 +335,7 @@ void BM_row_cross_entropy_grad(benchmark::State& state) {
     std::vector<T> loss(static_cast<std::size_t>(n)), log_z(static_cast<std::size_t>(n));
     std::vector<T> grad(static_cast<std::size_t>(n * k));
     const T scale = T(-1) / T(kTemperature);
+    const LoopClock clock;
     for (auto _ : state) {
         thermossl::row_cross_entropy<T>(q_view, a_view, scale, nullptr, loss.data(), grad.data(), log_z.data());
         benchmark::DoNotOptimize(loss.data());
@@ -315,7 +343,7 @@ void BM_row_cross_entropy_grad(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, loss, "loss")) return;
-    set_traffic(state, 2 * n * k * sizeof(T), (n * k + 2 * n) * sizeof(T), n * k);
+    set_traffic(state, 2 * n * k * sizeof(T), (n * k + 2 * n) * sizeof(T), n * k, clock);
 }
 
 template <class T>
@@ -325,6 +353,7 @@ void BM_row_entropy_grad(benchmark::State& state) {
     const auto view = MatrixView<T>::contiguous(e.data(), n, k);
     std::vector<T> grad(static_cast<std::size_t>(n * k)), log_z(static_cast<std::size_t>(n));
     const T scale = T(-1) / T(kTemperature);
+    const LoopClock clock;
     for (auto _ : state) {
         // As thermossl.entropy_grad calls it: the gradient and log Z, no entropy vector.
         thermossl::row_entropy_grad<T>(view, scale, nullptr, grad.data(), nullptr, log_z.data());
@@ -333,7 +362,7 @@ void BM_row_entropy_grad(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, log_z, "log Z")) return;
-    set_traffic(state, n * k * sizeof(T), (n * k + n) * sizeof(T), n * k);
+    set_traffic(state, n * k * sizeof(T), (n * k + n) * sizeof(T), n * k, clock);
 }
 
 template <class T>
@@ -343,13 +372,14 @@ void BM_col_logsumexp(benchmark::State& state) {
     const auto view = MatrixView<T>::contiguous(e.data(), n, k);
     std::vector<T> out(static_cast<std::size_t>(k));
     const T scale = T(-1) / T(kTemperature);
+    const LoopClock clock;
     for (auto _ : state) {
         thermossl::col_logsumexp<T>(view, scale, nullptr, out.data());
         benchmark::DoNotOptimize(out.data());
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, out, "column LSE")) return;
-    set_traffic(state, n * k * sizeof(T), k * sizeof(T), n * k);
+    set_traffic(state, n * k * sizeof(T), k * sizeof(T), n * k, clock);
 }
 
 // Sinkhorn. SwAV: T' = 0.05, exactly 3 iterations, uniform w and c, q written (in the last fused
@@ -364,6 +394,7 @@ void BM_sinkhorn_swav(benchmark::State& state) {
     options.temperature = 0.05;
     options.fixed_iterations = 3;
     thermossl::SinkhornReport report;
+    const LoopClock clock;
     for (auto _ : state) {
         report = thermossl::sinkhorn<T>(view, nullptr, nullptr, nullptr, options, f.data(), mu.data(), q.data());
         benchmark::DoNotOptimize(q.data());
@@ -375,7 +406,7 @@ void BM_sinkhorn_swav(benchmark::State& state) {
     }
     if (!all_finite(state, f, "f")) return;
     const std::int64_t passes = 1 + report.iterations;
-    set_traffic(state, passes * n * k * static_cast<std::int64_t>(sizeof(T)), n * k * static_cast<std::int64_t>(sizeof(T)), n * k);
+    set_traffic(state, passes * n * k * static_cast<std::int64_t>(sizeof(T)), n * k * static_cast<std::int64_t>(sizeof(T)), n * k, clock);
     state.counters["iterations"] = static_cast<double>(report.iterations);
     state.counters["passes_over_E"] = static_cast<double>(passes);
 }
@@ -414,6 +445,7 @@ void BM_sinkhorn_sela(benchmark::State& state) {
     }
     const auto view = MatrixView<T>::contiguous(data, n, k);
     thermossl::SinkhornReport report;
+    const LoopClock clock;
     for (auto _ : state) {
         report = thermossl::sinkhorn<T>(view, nullptr, nullptr, warm ? mu0.data() : nullptr, options, f.data(),
                                         mu.data(), q.data());
@@ -430,7 +462,7 @@ void BM_sinkhorn_sela(benchmark::State& state) {
     }
     if (!all_finite(state, f, "f")) return;
     const std::int64_t passes = 1 + report.iterations + 1;
-    set_traffic(state, passes * n * k * static_cast<std::int64_t>(sizeof(T)), n * k * static_cast<std::int64_t>(sizeof(T)), n * k);
+    set_traffic(state, passes * n * k * static_cast<std::int64_t>(sizeof(T)), n * k * static_cast<std::int64_t>(sizeof(T)), n * k, clock);
     state.counters["iterations"] = static_cast<double>(report.iterations);
     state.counters["passes_over_E"] = static_cast<double>(passes);
     state.counters["charge_error"] = report.charge_error;
@@ -457,6 +489,7 @@ void BM_ledger_rows(benchmark::State& state) {
     out.relative_entropy = r + 5 * n;
     out.loss = r + 6 * n;
     out.label_mass = r + 7 * n;
+    const LoopClock clock;
     for (auto _ : state) {
         thermossl::ledger_rows<T>(q_view, a_view, -1.0 / kTemperature, nullptr, nullptr, out, charges.data());
         benchmark::DoNotOptimize(rows.data());
@@ -464,7 +497,7 @@ void BM_ledger_rows(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, rows, "ledger rows")) return;
-    set_traffic(state, 2 * n * k * static_cast<std::int64_t>(sizeof(T)), 8 * n * static_cast<std::int64_t>(sizeof(double)), n * k);
+    set_traffic(state, 2 * n * k * static_cast<std::int64_t>(sizeof(T)), 8 * n * static_cast<std::int64_t>(sizeof(double)), n * k, clock);
 }
 
 template <class T>
@@ -474,6 +507,7 @@ void BM_stream_read2(benchmark::State& state) {
     const T* q = labels<T>(n, k).data();
     std::vector<T> sums(static_cast<std::size_t>(n));
     T* out = sums.data();
+    const LoopClock clock;
     for (auto _ : state) {
 #pragma omp parallel for schedule(static) if (n * k >= (1 << 15))
         for (std::int64_t i = 0; i < n; ++i) {
@@ -487,7 +521,7 @@ void BM_stream_read2(benchmark::State& state) {
         benchmark::DoNotOptimize(out);
         benchmark::ClobberMemory();
     }
-    set_traffic(state, 2 * n * k * static_cast<std::int64_t>(sizeof(T)), n * static_cast<std::int64_t>(sizeof(T)), n * k);
+    set_traffic(state, 2 * n * k * static_cast<std::int64_t>(sizeof(T)), n * static_cast<std::int64_t>(sizeof(T)), n * k, clock);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -500,6 +534,7 @@ void BM_stream_read(benchmark::State& state) {
     const T* a = e.data();
     std::vector<T> sums(static_cast<std::size_t>(n));
     T* out = sums.data();
+    const LoopClock clock;
     for (auto _ : state) {
 #pragma omp parallel for schedule(static) if (n * k >= (1 << 15))
         for (std::int64_t i = 0; i < n; ++i) {
@@ -512,7 +547,7 @@ void BM_stream_read(benchmark::State& state) {
         benchmark::DoNotOptimize(out);
         benchmark::ClobberMemory();
     }
-    set_traffic(state, n * k * sizeof(T), n * sizeof(T), n * k);
+    set_traffic(state, n * k * sizeof(T), n * sizeof(T), n * k, clock);
 }
 
 template <class T>
@@ -523,6 +558,7 @@ void BM_stream_read_write(benchmark::State& state) {
     std::vector<T> b_store(static_cast<std::size_t>(n * k));
     T* b = b_store.data();
     const T scale = T(-1) / T(kTemperature);
+    const LoopClock clock;
     for (auto _ : state) {
 #pragma omp parallel for schedule(static) if (n * k >= (1 << 15))
         for (std::int64_t i = 0; i < n; ++i) {
@@ -534,7 +570,7 @@ void BM_stream_read_write(benchmark::State& state) {
         benchmark::DoNotOptimize(b);
         benchmark::ClobberMemory();
     }
-    set_traffic(state, n * k * sizeof(T), n * k * sizeof(T), n * k);
+    set_traffic(state, n * k * sizeof(T), n * k * sizeof(T), n * k, clock);
 }
 
 // ---------------------------------------------------------------------------------------
