@@ -22,9 +22,22 @@
 //   BM_stream_read_write  b_ij = -10 * a_ij           (one read of a, one write of b)
 //   BM_stream_read2       out_i = sum_j (a_ij + q_ij) (one read of a and of q: the ledger's bytes)
 // Compare a kernel's GB/s with the yardstick of the same size and dtype.
+//
+// Cycles per element (counter cyc_per_elem): the time per call that GB/s is computed from, times
+// the core clock, times the OpenMP thread count, over the rows x cols elements of the matrix
+// (core cycles spent per element, summed over the threads; for Sinkhorn, per element of E per
+// call, all passes together); cpu_cyc_per_elem takes the process CPU time of the calls instead
+// (CLOCK_PROCESS_CPUTIME_ID, all threads), which a loaded machine does not inflate. The core clock is measured at start-up, not read from a table: a
+// dependent chain of integer adds (one per cycle on any x86-64 core) is timed 20 times for ~2 ms
+// and the fastest run is kept (a run the scheduler interrupted only looks slower). It is printed
+// in the context (core_ghz) beside the TSC rate (tsc_ghz, the constant-rate time-stamp counter,
+// which is not the core clock when the core boosts or throttles).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <cstdio>
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -40,6 +53,7 @@
 
 #include "thermossl/gibbs.hpp"
 #include "thermossl/logsumexp.hpp"
+#include "thermossl/simd.hpp"
 #include "thermossl/sinkhorn.hpp"
 #include "thermossl/thermo.hpp"
 
@@ -159,9 +173,89 @@ const std::vector<T>& cosine_energies(std::int64_t rows, std::int64_t cols) {
     return cached_matrix<T>(rows, cols, Fill::kCosine);
 }
 
-void set_traffic(benchmark::State& state, std::int64_t bytes_read, std::int64_t bytes_written) {
+// The core clock in Hz: the best of 20 timed runs of a dependent chain of integer adds (x86-64:
+// one add per cycle); 0 elsewhere (no cycle counter is then reported).
+double measure_core_hz() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    double best = 0.0;
+    for (int trial = 0; trial < 20; ++trial) {
+        constexpr std::int64_t kLoops = 1 << 18;  // 8 adds each: 2M cycles, ~0.5-1 ms
+        std::uint64_t x = 0;
+        const auto t0 = std::chrono::steady_clock::now();
+        for (std::int64_t i = 0; i < kLoops; ++i) {
+            asm volatile("add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+                         "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0"
+                         : "+r"(x));
+        }
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        best = std::max(best, static_cast<double>(8 * kLoops) / seconds);
+    }
+    return best;
+#else
+    return 0.0;
+#endif
+}
+
+// The time-stamp counter's rate in Hz, against the steady clock over ~50 ms (x86-64; else 0).
+double measure_tsc_hz() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::uint64_t c0 = __builtin_ia32_rdtsc();
+    while (std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(50)) {
+    }
+    const std::uint64_t c1 = __builtin_ia32_rdtsc();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return static_cast<double>(c1 - c0) / seconds;
+#else
+    return 0.0;
+#endif
+}
+
+double g_core_hz = 0.0;
+
+int omp_threads() {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+// Wall time and process CPU time (all threads) of a benchmark's timing loop (started just before
+// `for (auto _ : state)`), for the cycle counters; the benchmarks run in real time
+// (UseRealTime), so the wall time is the time GB/s is computed from.
+class LoopClock {
+public:
+    LoopClock() : wall_(std::chrono::steady_clock::now()), cpu_(process_cpu_seconds()) {}
+    double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_).count(); }
+    double cpu_seconds() const { return process_cpu_seconds() - cpu_; }
+
+private:
+    static double process_cpu_seconds() {
+        timespec ts{};
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+        return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+    }
+    std::chrono::steady_clock::time_point wall_;
+    double cpu_;
+};
+
+// bytes_per_second from the bytes a call moves, and for `elements` per call (see the header)
+// cyc_per_elem = wall seconds per call x core clock x threads / elements and cpu_cyc_per_elem =
+// process CPU seconds (all threads) per call x core clock / elements. They agree on a quiet
+// machine; on a loaded one the wall figure counts the time the threads waited for a core and the
+// CPU figure does not (it still counts OpenMP threads spinning at barriers).
+void set_traffic(benchmark::State& state, std::int64_t bytes_read, std::int64_t bytes_written,
+                 std::int64_t elements, const LoopClock& clock) {
+    const double seconds = clock.seconds();
+    const double cpu_seconds = clock.cpu_seconds();
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * (bytes_read + bytes_written));
     state.counters["MB_per_call"] = static_cast<double>(bytes_read + bytes_written) / 1e6;
+    if (g_core_hz > 0.0 && elements > 0 && state.iterations() > 0) {
+        const double calls = static_cast<double>(state.iterations());
+        state.counters["cyc_per_elem"] = seconds / calls * g_core_hz * omp_threads() / static_cast<double>(elements);
+        state.counters["cpu_cyc_per_elem"] = cpu_seconds / calls * g_core_hz / static_cast<double>(elements);
+    }
 }
 
 // A kernel whose results are not finite is measuring the wrong thing: report it, don't time it.
@@ -185,13 +279,14 @@ void BM_log_partition(benchmark::State& state) {
     const auto& e = energies<T>(n, k);
     const auto view = MatrixView<T>::contiguous(e.data(), n, k);
     std::vector<T> log_z(static_cast<std::size_t>(n));
+    const LoopClock clock;
     for (auto _ : state) {
         thermossl::log_partition(view, kTemperature, nullptr, log_z.data());
         benchmark::DoNotOptimize(log_z.data());
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, log_z, "log Z")) return;
-    set_traffic(state, n * k * sizeof(T), n * sizeof(T));
+    set_traffic(state, n * k * sizeof(T), n * sizeof(T), n * k, clock);
 }
 
 template <class T>
@@ -201,6 +296,7 @@ void BM_row_softmax(benchmark::State& state) {
     const auto view = MatrixView<T>::contiguous(e.data(), n, k);
     std::vector<T> p(static_cast<std::size_t>(n * k)), log_z(static_cast<std::size_t>(n));
     const T scale = T(-1) / T(kTemperature);
+    const LoopClock clock;
     for (auto _ : state) {
         thermossl::row_softmax<T>(view, scale, nullptr, p.data(), log_z.data());
         benchmark::DoNotOptimize(p.data());
@@ -208,7 +304,7 @@ void BM_row_softmax(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, log_z, "log Z")) return;
-    set_traffic(state, n * k * sizeof(T), (n * k + n) * sizeof(T));
+    set_traffic(state, n * k * sizeof(T), (n * k + n) * sizeof(T), n * k, clock);
 }
 
 template <class T>
@@ -218,6 +314,7 @@ void BM_row_entropy(benchmark::State& state) {
     const auto view = MatrixView<T>::contiguous(e.data(), n, k);
     std::vector<T> entropy(static_cast<std::size_t>(n)), log_z(static_cast<std::size_t>(n));
     const T scale = T(-1) / T(kTemperature);
+    const LoopClock clock;
     for (auto _ : state) {
         thermossl::row_entropy<T>(view, scale, nullptr, entropy.data(), log_z.data());
         benchmark::DoNotOptimize(entropy.data());
@@ -225,7 +322,7 @@ void BM_row_entropy(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, entropy, "entropy")) return;
-    set_traffic(state, n * k * sizeof(T), 2 * n * sizeof(T));
+    set_traffic(state, n * k * sizeof(T), 2 * n * sizeof(T), n * k, clock);
 }
 
 template <class T>
@@ -238,6 +335,7 @@ void BM_row_cross_entropy_grad(benchmark::State& state) {
     std::vector<T> loss(static_cast<std::size_t>(n)), log_z(static_cast<std::size_t>(n));
     std::vector<T> grad(static_cast<std::size_t>(n * k));
     const T scale = T(-1) / T(kTemperature);
+    const LoopClock clock;
     for (auto _ : state) {
         thermossl::row_cross_entropy<T>(q_view, a_view, scale, nullptr, loss.data(), grad.data(), log_z.data());
         benchmark::DoNotOptimize(loss.data());
@@ -245,7 +343,7 @@ void BM_row_cross_entropy_grad(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, loss, "loss")) return;
-    set_traffic(state, 2 * n * k * sizeof(T), (n * k + 2 * n) * sizeof(T));
+    set_traffic(state, 2 * n * k * sizeof(T), (n * k + 2 * n) * sizeof(T), n * k, clock);
 }
 
 template <class T>
@@ -255,6 +353,7 @@ void BM_row_entropy_grad(benchmark::State& state) {
     const auto view = MatrixView<T>::contiguous(e.data(), n, k);
     std::vector<T> grad(static_cast<std::size_t>(n * k)), log_z(static_cast<std::size_t>(n));
     const T scale = T(-1) / T(kTemperature);
+    const LoopClock clock;
     for (auto _ : state) {
         // As thermossl.entropy_grad calls it: the gradient and log Z, no entropy vector.
         thermossl::row_entropy_grad<T>(view, scale, nullptr, grad.data(), nullptr, log_z.data());
@@ -263,7 +362,7 @@ void BM_row_entropy_grad(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, log_z, "log Z")) return;
-    set_traffic(state, n * k * sizeof(T), (n * k + n) * sizeof(T));
+    set_traffic(state, n * k * sizeof(T), (n * k + n) * sizeof(T), n * k, clock);
 }
 
 template <class T>
@@ -273,13 +372,14 @@ void BM_col_logsumexp(benchmark::State& state) {
     const auto view = MatrixView<T>::contiguous(e.data(), n, k);
     std::vector<T> out(static_cast<std::size_t>(k));
     const T scale = T(-1) / T(kTemperature);
+    const LoopClock clock;
     for (auto _ : state) {
         thermossl::col_logsumexp<T>(view, scale, nullptr, out.data());
         benchmark::DoNotOptimize(out.data());
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, out, "column LSE")) return;
-    set_traffic(state, n * k * sizeof(T), k * sizeof(T));
+    set_traffic(state, n * k * sizeof(T), k * sizeof(T), n * k, clock);
 }
 
 // Sinkhorn. SwAV: T' = 0.05, exactly 3 iterations, uniform w and c, q written (in the last fused
@@ -294,6 +394,7 @@ void BM_sinkhorn_swav(benchmark::State& state) {
     options.temperature = 0.05;
     options.fixed_iterations = 3;
     thermossl::SinkhornReport report;
+    const LoopClock clock;
     for (auto _ : state) {
         report = thermossl::sinkhorn<T>(view, nullptr, nullptr, nullptr, options, f.data(), mu.data(), q.data());
         benchmark::DoNotOptimize(q.data());
@@ -305,7 +406,7 @@ void BM_sinkhorn_swav(benchmark::State& state) {
     }
     if (!all_finite(state, f, "f")) return;
     const std::int64_t passes = 1 + report.iterations;
-    set_traffic(state, passes * n * k * static_cast<std::int64_t>(sizeof(T)), n * k * static_cast<std::int64_t>(sizeof(T)));
+    set_traffic(state, passes * n * k * static_cast<std::int64_t>(sizeof(T)), n * k * static_cast<std::int64_t>(sizeof(T)), n * k, clock);
     state.counters["iterations"] = static_cast<double>(report.iterations);
     state.counters["passes_over_E"] = static_cast<double>(passes);
 }
@@ -344,6 +445,7 @@ void BM_sinkhorn_sela(benchmark::State& state) {
     }
     const auto view = MatrixView<T>::contiguous(data, n, k);
     thermossl::SinkhornReport report;
+    const LoopClock clock;
     for (auto _ : state) {
         report = thermossl::sinkhorn<T>(view, nullptr, nullptr, warm ? mu0.data() : nullptr, options, f.data(),
                                         mu.data(), q.data());
@@ -360,7 +462,7 @@ void BM_sinkhorn_sela(benchmark::State& state) {
     }
     if (!all_finite(state, f, "f")) return;
     const std::int64_t passes = 1 + report.iterations + 1;
-    set_traffic(state, passes * n * k * static_cast<std::int64_t>(sizeof(T)), n * k * static_cast<std::int64_t>(sizeof(T)));
+    set_traffic(state, passes * n * k * static_cast<std::int64_t>(sizeof(T)), n * k * static_cast<std::int64_t>(sizeof(T)), n * k, clock);
     state.counters["iterations"] = static_cast<double>(report.iterations);
     state.counters["passes_over_E"] = static_cast<double>(passes);
     state.counters["charge_error"] = report.charge_error;
@@ -387,6 +489,7 @@ void BM_ledger_rows(benchmark::State& state) {
     out.relative_entropy = r + 5 * n;
     out.loss = r + 6 * n;
     out.label_mass = r + 7 * n;
+    const LoopClock clock;
     for (auto _ : state) {
         thermossl::ledger_rows<T>(q_view, a_view, -1.0 / kTemperature, nullptr, nullptr, out, charges.data());
         benchmark::DoNotOptimize(rows.data());
@@ -394,7 +497,7 @@ void BM_ledger_rows(benchmark::State& state) {
         benchmark::ClobberMemory();
     }
     if (!all_finite(state, rows, "ledger rows")) return;
-    set_traffic(state, 2 * n * k * static_cast<std::int64_t>(sizeof(T)), 8 * n * static_cast<std::int64_t>(sizeof(double)));
+    set_traffic(state, 2 * n * k * static_cast<std::int64_t>(sizeof(T)), 8 * n * static_cast<std::int64_t>(sizeof(double)), n * k, clock);
 }
 
 template <class T>
@@ -404,6 +507,7 @@ void BM_stream_read2(benchmark::State& state) {
     const T* q = labels<T>(n, k).data();
     std::vector<T> sums(static_cast<std::size_t>(n));
     T* out = sums.data();
+    const LoopClock clock;
     for (auto _ : state) {
 #pragma omp parallel for schedule(static) if (n * k >= (1 << 15))
         for (std::int64_t i = 0; i < n; ++i) {
@@ -417,7 +521,7 @@ void BM_stream_read2(benchmark::State& state) {
         benchmark::DoNotOptimize(out);
         benchmark::ClobberMemory();
     }
-    set_traffic(state, 2 * n * k * static_cast<std::int64_t>(sizeof(T)), n * static_cast<std::int64_t>(sizeof(T)));
+    set_traffic(state, 2 * n * k * static_cast<std::int64_t>(sizeof(T)), n * static_cast<std::int64_t>(sizeof(T)), n * k, clock);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -430,6 +534,7 @@ void BM_stream_read(benchmark::State& state) {
     const T* a = e.data();
     std::vector<T> sums(static_cast<std::size_t>(n));
     T* out = sums.data();
+    const LoopClock clock;
     for (auto _ : state) {
 #pragma omp parallel for schedule(static) if (n * k >= (1 << 15))
         for (std::int64_t i = 0; i < n; ++i) {
@@ -442,7 +547,7 @@ void BM_stream_read(benchmark::State& state) {
         benchmark::DoNotOptimize(out);
         benchmark::ClobberMemory();
     }
-    set_traffic(state, n * k * sizeof(T), n * sizeof(T));
+    set_traffic(state, n * k * sizeof(T), n * sizeof(T), n * k, clock);
 }
 
 template <class T>
@@ -453,6 +558,7 @@ void BM_stream_read_write(benchmark::State& state) {
     std::vector<T> b_store(static_cast<std::size_t>(n * k));
     T* b = b_store.data();
     const T scale = T(-1) / T(kTemperature);
+    const LoopClock clock;
     for (auto _ : state) {
 #pragma omp parallel for schedule(static) if (n * k >= (1 << 15))
         for (std::int64_t i = 0; i < n; ++i) {
@@ -464,7 +570,7 @@ void BM_stream_read_write(benchmark::State& state) {
         benchmark::DoNotOptimize(b);
         benchmark::ClobberMemory();
     }
-    set_traffic(state, n * k * sizeof(T), n * k * sizeof(T));
+    set_traffic(state, n * k * sizeof(T), n * k * sizeof(T), n * k, clock);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -523,6 +629,12 @@ int main(int argc, char** argv) {
 #else
     benchmark::AddCustomContext("omp_max_threads", "1 (built without OpenMP)");
 #endif
+    g_core_hz = measure_core_hz();
+    char clocks[160];
+    std::snprintf(clocks, sizeof(clocks), "core %.3f GHz (dependent-add chain, best of 20), TSC %.3f GHz",
+                  g_core_hz / 1e9, measure_tsc_hz() / 1e9);
+    benchmark::AddCustomContext("clock", clocks);
+    benchmark::AddCustomContext("simd_level", thermossl::simd_level_name(thermossl::simd_level()));
     benchmark::AddCustomContext("data", "E = 3 * N(0,1) (mt19937), T = 0.1, C-contiguous; sinkhorn: E = -cos(x_i, p_y), dim 128");
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();

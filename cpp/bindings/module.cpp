@@ -334,10 +334,13 @@ void row_difference_dot(const py::array& u, const py::array& v, const py::array&
     });
 }
 
+constexpr thermossl::SimdLevel kSimdLevels[] = {thermossl::SimdLevel::kBaseline, thermossl::SimdLevel::kAvx2,
+                                                 thermossl::SimdLevel::kAvx512};
+
 thermossl::SimdLevel simd_level_from_name(const std::string& name) {
-    for (auto level : {thermossl::SimdLevel::kBaseline, thermossl::SimdLevel::kAvx2})
+    for (auto level : kSimdLevels)
         if (name == thermossl::simd_level_name(level)) return level;
-    throw py::value_error("unknown SIMD level '" + name + "': expected 'baseline' or 'avx2'");
+    throw py::value_error("unknown SIMD level '" + name + "': expected 'baseline', 'avx2' or 'avx512'");
 }
 
 }  // namespace
@@ -390,10 +393,10 @@ PYBIND11_MODULE(_core, m) {
     m.def("row_difference_dot", &row_difference_dot, py::arg("u"), py::arg("v"), py::arg("w"), py::arg("out"),
           "out_i = sum_j u_ij (v_ij - w_ij), skipping u = 0 or v = w.");
     m.def("simd_level", [] { return std::string(thermossl::simd_level_name(thermossl::simd_level())); },
-          "The SIMD level the kernels run at ('baseline' or 'avx2').");
+          "The SIMD level the kernels run at ('baseline', 'avx2' or 'avx512').");
     m.def("simd_levels", [] {
         py::list names;
-        for (auto level : {thermossl::SimdLevel::kBaseline, thermossl::SimdLevel::kAvx2})
+        for (auto level : kSimdLevels)
             if (thermossl::simd_level_supported(level)) names.append(thermossl::simd_level_name(level));
         return names;
     }, "The SIMD levels this build and CPU support.");

@@ -2,7 +2,8 @@
 //
 // The kernels are compiled for several instruction-set levels and one is chosen at run time:
 // the best the CPU supports, unless the environment variable THERMOSSL_SIMD names another
-// ("baseline" or "avx2"; an unknown or unsupported name falls back to the best supported level).
+// ("baseline", "avx2" or "avx512"; an unknown or unsupported name falls back to the best
+// supported level).
 // Results at different levels agree to rounding; the setting is process-wide.
 #pragma once
 
@@ -11,6 +12,7 @@ namespace thermossl {
 enum class SimdLevel : int {
     kBaseline = 0,  // x86-64 baseline (SSE2) or the architecture's default
     kAvx2 = 1,      // AVX2 + FMA
+    kAvx512 = 2,    // AVX-512 F, BW, DQ, VL (with AVX2 + FMA)
 };
 
 /// The level the kernels run at now.
@@ -20,7 +22,7 @@ bool simd_level_supported(SimdLevel level);
 /// Switch level for the whole process; throws std::invalid_argument when not supported.
 /// Not meant to be called while kernels run on other threads.
 void set_simd_level(SimdLevel level);
-/// "baseline" or "avx2".
+/// "baseline", "avx2" or "avx512".
 const char* simd_level_name(SimdLevel level);
 
 }  // namespace thermossl

@@ -56,8 +56,13 @@ void log_softmax_impl(const MatrixView<T>& a, const Exponent ex_shared, T* log_p
     for_each_row(a, [&](std::int64_t i, const T* row) {
         const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
         T* out = log_p + i * k;
-        const double m = row_max<T, kShift>(row, k, ex);
-        const double z = row_exp_sum<T, kShift>(row, k, ex, m, nullptr);
+        // The sum in the row's frame (float lanes for float rows, see with_row_frame); the
+        // output keeps the double exponent x - m - log Z (m is the same to the bit in both).
+        double m = 0.0, z = 0.0;
+        with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
+            m = m_row;
+            z = row_exp_sum<T>(k, arg, static_cast<T*>(nullptr));
+        });
         if (std::isfinite(m)) {
             const double log_z = std::log(z);  // nan when the row holds a nan
 #pragma omp simd
@@ -181,25 +186,29 @@ void entropy_grad_impl(const MatrixView<T>& a, const Exponent ex_shared, T* grad
     for_each_row(a, [&](std::int64_t i, const T* row) {
         const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
         T* g_row = grad + i * k;
-        const double m = row_max<T, kShift>(row, k, ex);
+        double m = 0.0;
         double z = 0.0;
         double ez = 0.0;  // sum_y e_y (x_y - max); 0 log 0 = 0
-        for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-            const std::int64_t j1 = std::min(k, j0 + kChunk);
-            T z_part = 0;
-            T ez_part = 0;
+        with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
+            m = m_row;
+            for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
+                const std::int64_t j1 = std::min(k, j0 + kChunk);
+                T z_part = 0;
+                T ez_part = 0;
 #pragma omp simd reduction(+ : z_part, ez_part)
-            for (std::int64_t j = j0; j < j1; ++j) {
-                const double x = exponent_at<T, kShift>(ex, row, j);
-                const T t = static_cast<T>(x - m);
-                const T e = x >= m ? T(1) : exp_nonpositive(t);  // as in row_exp_sum
-                g_row[j] = e;
-                z_part += e;
-                ez_part += e > T(0) ? e * t : T(0);
+                for (std::int64_t j = j0; j < j1; ++j) {
+                    T t;
+                    const bool at_max = arg(j, t);
+                    const T ej = exp_nonpositive(t);
+                    const T e = at_max ? T(1) : ej;  // as in row_exp_sum
+                    g_row[j] = e;
+                    z_part += e;
+                    ez_part += e > T(0) ? e * t : T(0);
+                }
+                z += static_cast<double>(z_part);
+                ez += static_cast<double>(ez_part);
             }
-            z += static_cast<double>(z_part);
-            ez += static_cast<double>(ez_part);
-        }
+        });
         const double log_zr = std::log(z);
         const double s = log_zr - ez / z;
         if (log_z != nullptr) log_z[i] = static_cast<T>(m + log_zr);
@@ -263,18 +272,7 @@ void row_entropy_grad(const MatrixView<T>& a, double scale, const double* shift,
 
 #undef THERMOSSL_DISPATCH_SHIFT
 
-#define THERMOSSL_INSTANTIATE(T)                                                                        \
-    template void row_softmax<T>(const MatrixView<T>&, double, const double*, T*, T*);                            \
-    template void row_log_softmax<T>(const MatrixView<T>&, double, const double*, T*);                            \
-    template void row_entropy<T>(const MatrixView<T>&, double, const double*, T*, T*);                            \
-    template void row_cross_entropy<T>(const MatrixView<T>&, const MatrixView<T>&, double, const double*, T*, T*, \
-                                       T*);                                                             \
-    template void row_entropy_grad<T>(const MatrixView<T>&, double, const double*, T*, T*, T*);
-
-THERMOSSL_INSTANTIATE(float)
-THERMOSSL_INSTANTIATE(double)
-
-#undef THERMOSSL_INSTANTIATE
+THERMOSSL_INSTANTIATE_KERNELS(THERMOSSL_GIBBS_KERNELS)
 
 }  // namespace THERMOSSL_ISA_NS
 }  // namespace thermossl

@@ -1,5 +1,5 @@
 // Closes the instruction-set section opened by isa_begin.hpp.
-#if defined(THERMOSSL_ISA_AVX2)
+#if defined(THERMOSSL_ISA_AVX2) || defined(THERMOSSL_ISA_AVX512)
 #if defined(__clang__)
 #pragma clang attribute pop
 #elif defined(__GNUC__)
@@ -7,3 +7,4 @@
 #endif
 #endif
 #undef THERMOSSL_MADD
+#undef THERMOSSL_HAS_FMA

@@ -191,10 +191,7 @@ void col_logsumexp(const MatrixView<T>& a, double scale, const double* shift, Sa
     }
 }
 
-template void row_logsumexp<float>(const MatrixView<float>&, double, const double*, const MatrixView<float>*, float*, float*);
-template void row_logsumexp<double>(const MatrixView<double>&, double, const double*, const MatrixView<double>*, double*, double*);
-template void col_logsumexp<float>(const MatrixView<float>&, double, const double*, float*);
-template void col_logsumexp<double>(const MatrixView<double>&, double, const double*, double*);
+THERMOSSL_INSTANTIATE_KERNELS(THERMOSSL_LOGSUMEXP_KERNELS)
 
 }  // namespace THERMOSSL_ISA_NS
 }  // namespace thermossl

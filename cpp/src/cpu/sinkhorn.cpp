@@ -764,14 +764,7 @@ SinkhornPassReport sinkhorn_pass(const MatrixView<T>& energy, const double* weig
     return report;
 }
 
-template SinkhornPassReport sinkhorn_pass<float>(const MatrixView<float>&, const double*, const double*, double,
-                                                 double*, double*, float*);
-template SinkhornPassReport sinkhorn_pass<double>(const MatrixView<double>&, const double*, const double*, double,
-                                                  double*, double*, double*);
-template SinkhornReport sinkhorn<float>(const MatrixView<float>&, const float*, const float*, const float*,
-                                        const SinkhornOptions&, float*, float*, float*, double*);
-template SinkhornReport sinkhorn<double>(const MatrixView<double>&, const double*, const double*, const double*,
-                                         const SinkhornOptions&, double*, double*, double*, double*);
+THERMOSSL_INSTANTIATE_KERNELS(THERMOSSL_SINKHORN_KERNELS)
 
 }  // namespace THERMOSSL_ISA_NS
 }  // namespace thermossl

@@ -1,0 +1,81 @@
+// The list of the CPU kernels: one entry per kernel, grouped by the source that defines it.
+//
+// Each entry is X(return type, name, (parameters), (argument names)), with the parameters
+// written in terms of the element type T exactly as in the public header (without its default
+// arguments). From these lists are generated
+//   - the declarations of every SIMD level's kernels (kernels.hpp, once per namespace isa_*),
+//   - the public forwarders that call the active level, and their instantiations (dispatch.cpp),
+//   - the explicit instantiations of each level's definitions (the end of each kernel source:
+//     THERMOSSL_INSTANTIATE_KERNELS(THERMOSSL_<SOURCE>_KERNELS)).
+// Adding a kernel: its public declaration (documented, in cpp/include/thermossl/), its
+// definition in a kernel source, and one entry here. The public headers stay hand-written; a
+// signature that differs from the entry here gives an undefined reference at link time.
+#pragma once
+
+// cpp/src/cpu/logsumexp.cpp
+#define THERMOSSL_LOGSUMEXP_KERNELS(X, T)                                                                   \
+    X(void, row_logsumexp, (const MatrixView<T>& a, double scale, const double* shift,                     \
+                            const MatrixView<Same<T>>* b, Same<T>* out, Same<T>* sign),                      \
+      (a, scale, shift, b, out, sign))                                                                      \
+    X(void, col_logsumexp, (const MatrixView<T>& a, double scale, const double* shift, Same<T>* out),        \
+      (a, scale, shift, out))
+
+// cpp/src/cpu/gibbs.cpp
+#define THERMOSSL_GIBBS_KERNELS(X, T)                                                                       \
+    X(void, row_softmax, (const MatrixView<T>& a, double scale, const double* shift, Same<T>* p,            \
+                          Same<T>* log_z),                                                                   \
+      (a, scale, shift, p, log_z))                                                                          \
+    X(void, row_log_softmax, (const MatrixView<T>& a, double scale, const double* shift, Same<T>* log_p),   \
+      (a, scale, shift, log_p))                                                                             \
+    X(void, row_entropy, (const MatrixView<T>& a, double scale, const double* shift, Same<T>* entropy,      \
+                          Same<T>* log_z),                                                                   \
+      (a, scale, shift, entropy, log_z))                                                                    \
+    X(void, row_cross_entropy, (const MatrixView<T>& q, const MatrixView<T>& a, double scale,              \
+                                const double* shift, Same<T>* loss, Same<T>* grad, Same<T>* log_z),          \
+      (q, a, scale, shift, loss, grad, log_z))                                                              \
+    X(void, row_entropy_grad, (const MatrixView<T>& a, double scale, const double* shift, Same<T>* grad,    \
+                               Same<T>* entropy, Same<T>* log_z),                                            \
+      (a, scale, shift, grad, entropy, log_z))
+
+// cpp/src/cpu/sinkhorn.cpp
+#define THERMOSSL_SINKHORN_KERNELS(X, T)                                                                    \
+    X(SinkhornReport, sinkhorn, (const MatrixView<T>& energy, const Same<T>* weights,                      \
+                                 const Same<T>* targets, const Same<T>* mu0, const SinkhornOptions& options, \
+                                 Same<T>* f, Same<T>* mu, Same<T>* q, double* charges),                       \
+      (energy, weights, targets, mu0, options, f, mu, q, charges))                                          \
+    X(SinkhornPassReport, sinkhorn_pass, (const MatrixView<T>& energy, const double* weights,              \
+                                          const double* mu, double temperature, double* f, double* charges,  \
+                                          Same<T>* q),                                                       \
+      (energy, weights, mu, temperature, f, charges, q))
+
+// cpp/src/cpu/thermo.cpp
+#define THERMOSSL_THERMO_KERNELS(X, T)                                                                      \
+    X(void, ledger_rows, (const MatrixView<T>& q, const MatrixView<T>& a, double scale, const double* shift, \
+                          const Same<T>* weights, const LedgerRows& out, double* charges),                   \
+      (q, a, scale, shift, weights, out, charges))                                                          \
+    X(void, label_rows, (const MatrixView<T>& q, const Same<T>* weights, double* entropy_q,                 \
+                         double* label_mass, double* charges),                                               \
+      (q, weights, entropy_q, label_mass, charges))                                                         \
+    X(void, row_difference_dot, (const MatrixView<T>& u, const MatrixView<T>& v, const MatrixView<T>& w,    \
+                                 double* out),                                                               \
+      (u, v, w, out))
+
+/// Every kernel, for the declarations and the dispatcher.
+#define THERMOSSL_CPU_KERNELS(X, T)      \
+    THERMOSSL_LOGSUMEXP_KERNELS(X, T)    \
+    THERMOSSL_GIBBS_KERNELS(X, T)        \
+    THERMOSSL_SINKHORN_KERNELS(X, T)     \
+    THERMOSSL_THERMO_KERNELS(X, T)
+
+/// The element types every kernel is instantiated for.
+#define THERMOSSL_KERNEL_TYPES(X, LIST) LIST(X, float) LIST(X, double)
+
+// Generators (X arguments).
+#define THERMOSSL_KERNEL_DECLARATION(ret, name, params, args) \
+    template <class T>                                        \
+    ret name params;
+#define THERMOSSL_KERNEL_INSTANTIATION(ret, name, params, args) template ret name params;
+
+/// At the end of a kernel source, inside namespace thermossl::THERMOSSL_ISA_NS: the explicit
+/// instantiations of the kernels of LIST (one of the lists above) for every element type.
+#define THERMOSSL_INSTANTIATE_KERNELS(LIST) THERMOSSL_KERNEL_TYPES(THERMOSSL_KERNEL_INSTANTIATION, LIST)

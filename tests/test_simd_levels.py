@@ -1,0 +1,126 @@
+"""Level-specific checks of the SIMD dispatch (cpp/src/cpu/dispatch.cpp): the AVX-512 level is
+offered wherever the CPU has it, and the accuracy stated in the README holds at *every* level
+the machine supports, measured in one process by switching levels (the exp/log polynomials and
+the reductions are compiled once per level, so each level is its own code)."""
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+import pytest
+import scipy.special as sp
+
+import thermossl
+from thermossl import _core
+
+from helpers import EPS32, EPS64
+
+LEVELS = _core.simd_levels()
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+@pytest.fixture
+def at_level(request):
+    before = _core.simd_level()
+    _core.set_simd_level(request.param)
+    yield request.param
+    _core.set_simd_level(before)
+
+
+def test_levels_follow_the_cpu():
+    flags = cpu_flags()
+    if flags is None or platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("needs /proc/cpuinfo on x86-64 to know what the CPU has")
+    assert LEVELS[0] == "baseline"
+    assert ("avx2" in LEVELS) == ({"avx2", "fma"} <= flags)
+    assert ("avx512" in LEVELS) == ({"avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags)
+    assert thermossl.simd_level() == LEVELS[-1]  # the best level is the default
+
+
+def test_unsupported_level_is_refused():
+    missing = [name for name in ("avx2", "avx512") if name not in LEVELS]
+    if not missing:
+        pytest.skip("this CPU supports every level")
+    with pytest.raises(ValueError, match="not supported"):
+        _core.set_simd_level(missing[0])
+
+
+def ref_parts(E64, q64, T):
+    # t = x - max(x) rounded as the kernels round it (x = (-1/T) E, then minus the max), so the
+    # reference differs from the kernels only in exp, log and the sums.
+    x = (-1.0 / T) * E64
+    m = x.max(axis=1, keepdims=True)
+    t = x - m
+    log_z1 = np.log(np.exp(t).sum(axis=1, keepdims=True))
+    lz = (m + log_z1)[:, 0]
+    log_p = t - log_z1
+    p = np.exp(t) / np.exp(t).sum(axis=1, keepdims=True)
+    S = -(p * log_p).sum(axis=1)
+    L = -(q64 * log_p).sum(axis=1)
+    return lz, p, S, L
+
+
+@pytest.mark.parametrize("at_level", LEVELS, indirect=True)
+@pytest.mark.parametrize("scale,T", [(1.0, 1.0), (10.0, 0.1), (1e3, 1.0), (1e4, 0.1)])
+def test_float32_accuracy_claim_at_every_level(at_level, scale, T):
+    """README "Accuracy" (float32, against float64 on the same float32 inputs): log Z 1 eps32
+    relative to max(|log Z|, 1), p 4 eps32 absolute, S 8 eps32 and L 2 eps32 relative to
+    max(value, 1)."""
+    rng = np.random.default_rng(int(scale * 7 + T * 100))
+    E32 = (rng.normal(size=(400, 3000)) * scale).astype(np.float32)
+    q32 = sp.softmax(rng.normal(size=E32.shape), axis=1).astype(np.float32)
+    lz, p, S, L = ref_parts(E32.astype(np.float64), q32.astype(np.float64), T)
+    err_lz = np.max(np.abs(thermossl.log_partition(E32, T) - lz) / np.maximum(np.abs(lz), 1))
+    err_p = np.max(np.abs(thermossl.gibbs(E32, T) - p))
+    err_S = np.max(np.abs(thermossl.gibbs_entropy(E32, T) - S) / np.maximum(S, 1))
+    err_L = np.max(np.abs(thermossl.cross_entropy(q32, E32, T) - L) / np.maximum(L, 1))
+    assert err_lz <= EPS32, f"log Z: {err_lz / EPS32:.2f} eps32"
+    assert err_p <= 4 * EPS32, f"p: {err_p / EPS32:.2f} eps32"
+    assert err_S <= 8 * EPS32, f"S: {err_S / EPS32:.2f} eps32"
+    assert err_L <= 2 * EPS32, f"L: {err_L / EPS32:.2f} eps32"
+
+
+@pytest.mark.parametrize("at_level", LEVELS, indirect=True)
+def test_float64_exp_and_log_at_every_level(at_level):
+    """float64: log Z, p, S and the label entropy -sum q log q (the vector log) within a few ulp
+    of numpy/scipy; arguments spread over the whole reduced range of exp (|x - max| up to ~700)."""
+    rng = np.random.default_rng(11)
+    E = rng.normal(size=(300, 2049)) * 40.0
+    T = 0.5
+    q = sp.softmax(rng.normal(size=E.shape) * 3, axis=1)
+    q[:, ::7] = 0.0
+    q /= q.sum(axis=1, keepdims=True)
+    lz, p, S, L = ref_parts(E, q, T)
+    assert np.max(np.abs(thermossl.log_partition(E, T) - lz) / np.maximum(np.abs(lz), 1)) <= 4 * EPS64
+    assert np.max(np.abs(thermossl.gibbs(E, T) - p)) <= 4 * EPS64
+    assert np.max(np.abs(thermossl.gibbs_entropy(E, T) - S) / np.maximum(S, 1)) <= 16 * EPS64
+    assert np.max(np.abs(thermossl.cross_entropy(q, E, T) - L) / np.maximum(L, 1)) <= 16 * EPS64
+    ledger = thermossl.thermo.ledger_rows(q, E, T)[0]
+    Sq = -np.where(q > 0, q * np.log(np.where(q > 0, q, 1.0)), 0.0).sum(axis=1)
+    assert np.max(np.abs(np.asarray(ledger["entropy_q"]) - Sq) / np.maximum(Sq, 1)) <= 16 * EPS64
+
+
+@pytest.mark.parametrize("at_level", LEVELS, indirect=True)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_special_values_at_every_level(at_level, dtype):
+    """Forbidden states (E = +inf) get p = 0 exactly, a tie at the max is exact, states far below
+    the max (exp underflows) get p = 0, and a constant row is uniform to the last bit."""
+    E = np.zeros((4, 37), dtype)
+    E[0, :5] = np.inf
+    E[1, 3] = E[1, 4] = -2.0
+    E[2, 1:] = 1e5  # x - max = -1e5: exp underflows to 0
+    p = thermossl.gibbs(E, 1.0)
+    assert np.all(p[0, :5] == 0) and np.all(p[0, 5:] == p[0, 5])
+    assert p[1, 3] == p[1, 4]
+    assert p[2, 0] == 1 and np.all(p[2, 1:] == 0)
+    assert np.all(p[3] == dtype(1) / dtype(37))
