@@ -81,7 +81,7 @@ def test_analyze_is_a_demon_replay_and_the_books_close():
     result = analysis.analyze(scores, T=0.1, reservoir="sela")
     demon = Demon(0.1, sela())
     for t in range(len(scores) - 1):
-        demon.measure(-scores[t])
+        demon.measure(-scores[t], index=np.arange(scores.shape[1]))
         demon.feedback(-scores[t + 1])
     assert_array_equal(result.ledger.to_numpy(), demon.ledger.to_numpy())
     assert_array_equal(result.work_per_sample, demon.work_per_sample)

@@ -107,8 +107,9 @@ def analyze(scores, T=0.1, reservoir="swav", weights=None) -> Analysis:
     if scores.ndim != 3 or scores.shape[0] < 2:
         raise ValueError(f"scores must have shape (steps >= 2, N, K), got {scores.shape}")
     demon = Demon(T, reservoir, w=weights)
+    sample_ids = np.arange(scores.shape[1])
     for t in range(scores.shape[0] - 1):
-        demon.measure(-scores[t])
+        demon.measure(-scores[t], index=sample_ids)  # the same N samples every step: labels chain
         demon.feedback(-scores[t + 1])
     return Analysis(demon.ledger, demon.work_per_sample, len(demon.ledger) - 1, T)
 

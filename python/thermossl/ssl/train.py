@@ -51,7 +51,7 @@ METHODS = ("sela", "swav", "dino")
 #: Options of :func:`train` and their defaults. ``T_label`` None means the method's own:
 #: SeLa 1/25, SwAV 0.05, DINO 0.04.
 DEFAULTS = {
-    "batch_size": 256,
+    "batch_size": None,
     "lr": 2e-3,
     "weight_decay": 1e-4,
     "hidden": 256,
@@ -65,7 +65,8 @@ DEFAULTS = {
     "tol": 1e-5,
     "max_iter": 2000,
     "freeze_prototypes_epochs": 1,
-    "teacher_momentum": 0.99,
+    "teacher_momentum": None,
+    "teacher_horizon": 10.0,
     "center_momentum": 0.9,
     "progress": False,
     "blas_threads": 1,
@@ -153,8 +154,10 @@ def _options(method: str, options: dict) -> dict:
     if unknown:
         raise TypeError(f"unknown option(s) {unknown}; known: {sorted(DEFAULTS)}")
     opts = {**DEFAULTS, **options}
-    for name in ("batch_size", "hidden", "dim", "sinkhorn_iters", "max_iter"):
-        opts[name] = _integer(opts[name], name, 2 if name == "batch_size" else 1)
+    for name in ("hidden", "dim", "sinkhorn_iters", "max_iter"):
+        opts[name] = _integer(opts[name], name, 1)
+    if opts["batch_size"] is not None:
+        opts["batch_size"] = _integer(opts["batch_size"], "batch_size", 2)
     opts["shift"] = _integer(opts["shift"], "shift", 0)
     opts["freeze_prototypes_epochs"] = _integer(opts["freeze_prototypes_epochs"], "freeze_prototypes_epochs", 0)
     opts["lr"] = _real(opts["lr"], "lr", 0.0, low_open=True)
@@ -162,7 +165,9 @@ def _options(method: str, options: dict) -> dict:
     opts["noise"] = _real(opts["noise"], "noise", 0.0)
     opts["mask"] = _real(opts["mask"], "mask", 0.0, 1.0, high_open=True)
     opts["tol"] = _real(opts["tol"], "tol", 0.0, low_open=True)
-    opts["teacher_momentum"] = _real(opts["teacher_momentum"], "teacher_momentum", 0.0, 1.0, high_open=True)
+    if opts["teacher_momentum"] is not None:
+        opts["teacher_momentum"] = _real(opts["teacher_momentum"], "teacher_momentum", 0.0, 1.0, high_open=True)
+    opts["teacher_horizon"] = _real(opts["teacher_horizon"], "teacher_horizon", 1.0)
     opts["center_momentum"] = _real(opts["center_momentum"], "center_momentum", 0.0, 1.0, high_open=True)
     if opts["blas_threads"] is not None:
         opts["blas_threads"] = _integer(opts["blas_threads"], "blas_threads", 1)
@@ -206,6 +211,7 @@ class _Run:
         self.rng = np.random.default_rng(seed)
         self.views = Views.fit(X, image_shape, noise=opts["noise"], mask=opts["mask"], shift=opts["shift"])
         self.clean = self.views.clean(X)
+        self.sample_ids = np.arange(X.shape[0])
         self.model = Encoder(X.shape[1], n_prototypes, opts["hidden"], opts["dim"], self.rng)
         self.optimiser = Adam(self.model.params, opts["lr"], weight_decay=opts["weight_decay"])
         self.T, self.T_label = opts["T"], opts["T_label"]
@@ -220,6 +226,8 @@ class _Run:
         self.demon = Demon(self.T, reservoir)
         self.teacher = self.model.copy() if method == "dino" else None
         self.frozen = ()
+        self.t = 0  # training steps done
+        self.total_steps = opts["total_steps"]
 
     def step(self, batch: np.ndarray) -> float:
         return getattr(self, f"_{self.method}_step")(batch)
@@ -238,7 +246,8 @@ class _Run:
 
     def _sela_step(self, batch):
         E_all = -self.model.forward(self.clean).scores
-        q_all = self.demon.measure(E_all).q
+        # The same samples every step: index chains each sample's labels from its last cycle.
+        q_all = self.demon.measure(E_all, index=self.sample_ids).q
         view = self.model.forward(self.views(self.X[batch], self.rng))
         loss, grad = cross_entropy(q_all[batch], -view.scores, self.T, grad=True)
         grads = self.model.backward(view, grad * (-1.0 / len(batch)))
@@ -255,12 +264,19 @@ class _Run:
         a, b = self.model.forward(view_a), self.model.forward(view_b)
         loss, grads = _swapped_loss(self.model, a, b, label_a.q, q_b, self.T)
         self.optimiser.step(grads, frozen=self.frozen)
-        m = self.opts["teacher_momentum"]
+        m = self._teacher_momentum()
         for name, value in self.teacher.params.items():
             value *= m
             value += (1.0 - m) * self.model.params[name]
         self.demon.feedback(-self.model.forward(view_b).scores, E_before=-b.scores)
         return loss
+
+    def _teacher_momentum(self) -> float:
+        """DINO's cosine schedule from the base momentum m0 at the first step to 1 at the last."""
+        m0 = self.opts["teacher_momentum"]
+        if m0 is None:
+            m0 = min(0.996, max(0.0, 1.0 - self.opts["teacher_horizon"] / self.total_steps))
+        return 1.0 - (1.0 - m0) * 0.5 * (1.0 + math.cos(math.pi * self.t / self.total_steps))
 
     def final_labels(self) -> LabelState:
         """The method's label state of the clean inputs after training."""
@@ -273,6 +289,10 @@ class _Run:
             return LabelState(q, mu, occupation, charge_err, self.T_label, "centering")
         # The training reservoir: SwAV's three iterations; SeLa warm-started from the last potentials.
         return self.demon.reservoir.assign(-self.model.forward(self.clean).scores)
+
+
+def _default_batch_size(n: int) -> int:
+    return int(min(256, max(2, n // 8)))
 
 
 def _blas_threads(limit):
@@ -309,6 +329,7 @@ def _train_epochs(run: "_Run", epochs: int, n_batches: int, bar, history: np.nda
             losses = []
             for batch in np.array_split(run.rng.permutation(n), n_batches):
                 losses.append(run.step(batch))
+                run.t += 1
                 if bar is not None:
                     bar.update()
                     bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}", refresh=False)
@@ -351,10 +372,13 @@ def train(X, method: str = "swav", n_prototypes: int = 10, epochs: int = 50, see
     seed = _integer(seed, "seed", 0)
     image_shape = _image_shape(image_shape, X.shape[1])
     opts = _options(method, options)
+    n = X.shape[0]
+    if opts["batch_size"] is None:
+        opts["batch_size"] = _default_batch_size(n)
+    n_batches = max(1, n // opts["batch_size"])
+    opts["total_steps"] = epochs * n_batches
 
     run = _Run(method, X, n_prototypes, image_shape, seed, opts)
-    n = X.shape[0]
-    n_batches = max(1, n // opts["batch_size"])
     bar = _progress_bar(epochs * n_batches, method) if opts["progress"] else None
     history = np.empty(epochs)
     # SeLa: a cycle whose Sinkhorn stops at max_iter is recorded in the ledger (charge_err > tol);
