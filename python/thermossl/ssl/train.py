@@ -16,13 +16,21 @@ What the methods measure and where the feedback acts:
   [L(q_a, E_b) + L(q_b, E_a)] / 2. The ledger follows q_a: measured on view a's energies, the
   work done on view b's energies (``Demon.feedback(E_b_after, E_before=E_b)``).
 - **SeLa**: labels of the whole data set, Sinkhorn-balanced to tolerance (T' = 1/25, float64,
-  warm-started, over-relaxed; charge error sum_y |N_y - c_y| <= 1e-5 by default — SeLa's own
-  code stops at a 10% relative change of the scalings), measured on the clean inputs every step; the feedback is a step on an augmented
-  batch with those labels, and the work is counted on the clean energies of the whole data set.
-- **DINO**: a teacher (exponential moving average of the student) labels view a by centering
-  and sharpening (T' = 0.04, center momentum 0.9); the student learns to predict them from
-  view b (and view b's teacher labels from view a, with the same center). The ledger follows the
-  teacher's labels of view a and the work done on the student's energies of view b.
+  warm-started from the last potentials, over-relaxed; charge error sum_y |N_y - c_y| <= 0.1/n
+  by default, a tenth of one sample's weight — SeLa's own code stops at a 10% relative change of
+  the scalings), measured on the clean inputs every step and chained per sample
+  (``Demon.measure(E, index=arange(n))``); the feedback is a step on an augmented batch with
+  those labels, and the work is counted on the clean energies of the whole data set.
+- **DINO**: a teacher (exponential moving average of the student, DINO's cosine momentum
+  schedule to 1, its base scaled to the run's length) labels view a by centering and sharpening
+  (T' = 0.04 — DINO's default teacher temperature, whose warm-up starts at 0.04, so no warm-up
+  here; center momentum 0.9, a horizon of ~10 steps, short against every run's length); the
+  student learns to predict them from view b (and view b's teacher labels from view a, with the
+  same center); its last layer (the prototypes) is frozen in the first epoch, as DINO's. The
+  ledger follows the teacher's labels of view a and the work done on the student's energies of
+  view b.
+
+Batches: n // 8 samples (2 to 256) by default, at least 8 steps per epoch (see DEFAULTS).
 """
 from __future__ import annotations
 
@@ -44,12 +52,26 @@ from ..thermo import charges as label_charges
 from .model import Adam, Encoder
 from .views import Views
 
-__all__ = ["METHODS", "DEFAULTS", "TrainResult", "train"]
+__all__ = ["METHODS", "DEFAULTS", "TrainResult", "train", "teacher_momentum"]
 
 METHODS = ("sela", "swav", "dino")
 
 #: Options of :func:`train` and their defaults. ``T_label`` None means the method's own:
-#: SeLa 1/25, SwAV 0.05, DINO 0.04.
+#: SeLa 1/25, SwAV 0.05, DINO 0.04. Three defaults scale with the data and the run (None):
+#:
+#: - ``batch_size``: n // 8, between 2 and 256 — at least 8 optimiser steps per epoch. A fixed 256
+#:   gave small data sets (150-570 samples) one or two steps per epoch, 30-60 steps in 30 epochs:
+#:   too few for any method to learn (and DINO's teacher never moved off its random start).
+#: - ``teacher_momentum`` (DINO): the base m0 of DINO's cosine schedule m_t = 1 - (1 - m0)(1 +
+#:   cos(pi t / steps)) / 2, which rises to 1 at the last step as in the paper. DINO's 0.996 is an
+#:   EMA horizon 1 / (1 - m0) of 250 steps against 125k steps of training; None scales it to the
+#:   run: m0 = min(0.996, 1 - teacher_horizon / steps), a horizon of steps / teacher_horizon
+#:   (10 horizons per run by default). A fixed 0.99 over 30-60 steps left the teacher at its
+#:   random initialisation (0.99^30 = 0.74 of it), labelling with a random network: no work was
+#:   extracted (sum W > 0) and the labels matched nothing.
+#: - ``tol`` (SeLa): the charge error sum_y |N_y - c_y| at which Sinkhorn stops, default 0.1 / n: the
+#:   charges balanced to a tenth of one sample's weight. A fixed 1e-5 is a ten-thousandth of a
+#:   sample at n = 150 and cost up to 2000 iterations per label update where the labels are sharp.
 DEFAULTS = {
     "batch_size": None,
     "lr": 2e-3,
@@ -62,7 +84,7 @@ DEFAULTS = {
     "mask": 0.1,
     "shift": 1,
     "sinkhorn_iters": 3,
-    "tol": 1e-5,
+    "tol": None,
     "max_iter": 2000,
     "freeze_prototypes_epochs": 1,
     "teacher_momentum": None,
@@ -164,10 +186,11 @@ def _options(method: str, options: dict) -> dict:
     opts["weight_decay"] = _real(opts["weight_decay"], "weight_decay", 0.0)
     opts["noise"] = _real(opts["noise"], "noise", 0.0)
     opts["mask"] = _real(opts["mask"], "mask", 0.0, 1.0, high_open=True)
-    opts["tol"] = _real(opts["tol"], "tol", 0.0, low_open=True)
+    if opts["tol"] is not None:
+        opts["tol"] = _real(opts["tol"], "tol", 0.0, low_open=True)
     if opts["teacher_momentum"] is not None:
         opts["teacher_momentum"] = _real(opts["teacher_momentum"], "teacher_momentum", 0.0, 1.0, high_open=True)
-    opts["teacher_horizon"] = _real(opts["teacher_horizon"], "teacher_horizon", 1.0)
+    opts["teacher_horizon"] = _real(opts["teacher_horizon"], "teacher_horizon", 0.0, low_open=True)
     opts["center_momentum"] = _real(opts["center_momentum"], "center_momentum", 0.0, 1.0, high_open=True)
     if opts["blas_threads"] is not None:
         opts["blas_threads"] = _integer(opts["blas_threads"], "blas_threads", 1)
@@ -272,11 +295,7 @@ class _Run:
         return loss
 
     def _teacher_momentum(self) -> float:
-        """DINO's cosine schedule from the base momentum m0 at the first step to 1 at the last."""
-        m0 = self.opts["teacher_momentum"]
-        if m0 is None:
-            m0 = min(0.996, max(0.0, 1.0 - self.opts["teacher_horizon"] / self.total_steps))
-        return 1.0 - (1.0 - m0) * 0.5 * (1.0 + math.cos(math.pi * self.t / self.total_steps))
+        return teacher_momentum(self.t, self.total_steps, self.opts["teacher_momentum"], self.opts["teacher_horizon"])
 
     def final_labels(self) -> LabelState:
         """The method's label state of the clean inputs after training."""
@@ -291,7 +310,19 @@ class _Run:
         return self.demon.reservoir.assign(-self.model.forward(self.clean).scores)
 
 
+def teacher_momentum(step: int, total_steps: int, base=None, horizon: float = 10.0) -> float:
+    """DINO's teacher momentum at ``step`` of ``total_steps``: the cosine schedule
+    m_t = 1 - (1 - m0)(1 + cos(pi t / total_steps)) / 2 from m0 at the first step to 1 at the end
+    (Caron et al. 2021). ``base`` is m0; None scales it to the run: m0 = min(0.996, 1 - horizon /
+    total_steps), so the EMA horizon 1 / (1 - m0) is total_steps / horizon steps, never shorter
+    than DINO's 250 steps' worth of 0.996."""
+    m0 = base if base is not None else min(0.996, max(0.0, 1.0 - horizon / total_steps))
+    return 1.0 - (1.0 - m0) * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+
+
 def _default_batch_size(n: int) -> int:
+    """n // 8 between 2 and 256: at least 8 steps per epoch on small data, 256 (SwAV's per-GPU
+    batch) from 2048 samples on."""
     return int(min(256, max(2, n // 8)))
 
 
@@ -325,7 +356,8 @@ def _train_epochs(run: "_Run", epochs: int, n_batches: int, bar, history: np.nda
     freeze = run.opts["freeze_prototypes_epochs"]
     try:
         for epoch in range(epochs):
-            run.frozen = ("P",) if epoch < freeze and run.method != "dino" else ()
+            # SwAV freezes the prototypes and DINO its last layer in the first epoch.
+            run.frozen = ("P",) if epoch < freeze else ()
             losses = []
             for batch in np.array_split(run.rng.permutation(n), n_batches):
                 losses.append(run.step(batch))
@@ -352,12 +384,13 @@ def train(X, method: str = "swav", n_prototypes: int = 10, epochs: int = 50, see
     seed : the one seed of every random choice (initialisation, batches, views): a run is
         reproducible for a given seed on a given machine.
     image_shape : (h, w) with h * w = d turns on image augmentations (shifts).
-    **options : see :data:`DEFAULTS` — batch_size, lr, weight_decay (Adam with decoupled decay),
+    **options : see :data:`DEFAULTS` — batch_size (default n // 8 in [2, 256]), lr, weight_decay (Adam with decoupled decay),
         hidden, dim (encoder sizes), T (student temperature, 0.1), T_label (reservoir
         temperature; method default), noise, mask, shift (augmentations), sinkhorn_iters (SwAV),
-        tol, max_iter (SeLa; cycles that stop at max_iter are counted in one RuntimeWarning after
+        tol (default 0.1 / n), max_iter (SeLa; cycles that stop at max_iter are counted in one RuntimeWarning after
         training and show in the ledger's charge_err), freeze_prototypes_epochs (SwAV/SeLa: prototypes fixed at first, as in SwAV),
-        teacher_momentum, center_momentum (DINO), progress (a tqdm bar), blas_threads (numpy's
+        teacher_momentum (the base of DINO's cosine schedule; default scaled to the run),
+        teacher_horizon (EMA horizons per run when teacher_momentum is None), center_momentum (DINO), progress (a tqdm bar), blas_threads (numpy's
         BLAS threads while training, default 1 through threadpoolctl when installed; None: leave).
 
     Returns a :class:`TrainResult`.
@@ -375,6 +408,8 @@ def train(X, method: str = "swav", n_prototypes: int = 10, epochs: int = 50, see
     n = X.shape[0]
     if opts["batch_size"] is None:
         opts["batch_size"] = _default_batch_size(n)
+    if opts["tol"] is None:
+        opts["tol"] = 0.1 / n
     n_batches = max(1, n // opts["batch_size"])
     opts["total_steps"] = epochs * n_batches
 
