@@ -3,6 +3,7 @@
     python bench/eval_real.py                         # all data sets, all methods, seeds 0-4
     python bench/eval_real.py --datasets wine iris --methods dino --seeds 0 1
     python bench/eval_real.py --json results.json     # also write every run's figures
+    python bench/eval_real.py --summary a.json b.json # the summary of runs done in parts
 
 What a new user would do: standardised features (``ssl.train`` standardises with the clean
 data's statistics; k-means gets the same standardised features), ``n_prototypes`` = the number
@@ -136,8 +137,19 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--option", nargs="*", default=[], help="training overrides key=value (not the defaults)")
     parser.add_argument("--json", help="write every run's figures to this file")
+    parser.add_argument("--summary", nargs="+", metavar="JSON",
+                        help="no training: the summary table of runs saved by --json (parts of one evaluation)")
     args = parser.parse_args(argv)
     options = dict(_parse_option(o) for o in args.option)
+    if args.summary:
+        runs = []
+        for path in args.summary:
+            with open(path) as handle:
+                runs.extend(json.load(handle)["runs"])
+        datasets = [d for d in DATASETS if any(r["dataset"] == d for r in runs)]
+        methods = [m for m in ssl.METHODS if any(r["method"] == m for r in runs)]
+        print_summary(runs, datasets, methods)
+        return 0
 
     runs = []
     print(f"{'data set':<14}{'method':<7}{'seed':>5}{'NMI':>8}{'ARI':>8}{'km NMI':>8}{'km ARI':>8}"
@@ -163,13 +175,21 @@ def main(argv=None):
                 for message in r["warnings"]:
                     print(f"    warning: {message}")
 
+    print_summary(runs, args.datasets, args.methods)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"options": options, "epochs": args.epochs, "runs": runs}, handle, indent=1)
+    return 0
+
+
+def print_summary(runs, datasets, methods):
     print()
     print("| data set | N | K | method | median NMI | median k-means NMI | ratio | median ARI | max |residual| "
           "| runs with sum W >= 0 | warnings | targets |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     missed = []
-    for name in args.datasets:
-        for method in args.methods:
+    for name in datasets:
+        for method in methods:
             sel = [r for r in runs if r["dataset"] == name and r["method"] == method]
             nmi = float(np.median([r["nmi"] for r in sel]))
             km = float(np.median([r["kmeans_nmi"] for r in sel]))
@@ -185,10 +205,6 @@ def main(argv=None):
                   f"| {residual:.1e} | {positive_w}/{len(sel)} | {n_warn} | {'met' if ok else 'MISSED'} |")
     print()
     print("targets missed: " + (", ".join(missed) if missed else "none"))
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump({"options": options, "epochs": args.epochs, "runs": runs}, handle, indent=1)
-    return 0
 
 
 if __name__ == "__main__":

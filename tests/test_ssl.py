@@ -192,13 +192,15 @@ def test_sela_labels_are_balanced_over_the_data_set():
 
 
 def test_defaults_scale_with_the_data_and_the_run():
-    # batch size n // 8 in [2, 256]: at least 8 steps per epoch on small data.
+    # batch size ceil(n epochs / 512) in [8, 256]: about 512 steps per run where the data allow.
     X = np.random.default_rng(1).normal(size=(200, 5))
     result = ssl.train(X, method="swav", n_prototypes=3, epochs=2, seed=0, hidden=8, dim=4)
-    assert result.options["batch_size"] == 25 and len(result.ledger) == 2 * 8
-    assert result.options["total_steps"] == 16
-    big = ssl.train(np.repeat(X, 12, axis=0)[:2400], method="swav", n_prototypes=3, epochs=1, seed=0, hidden=8, dim=4)
-    assert big.options["batch_size"] == 256 and len(big.ledger) == 2400 // 256
+    assert result.options["batch_size"] == 8 and len(result.ledger) == 2 * 25  # at least 8
+    assert result.options["total_steps"] == 50
+    result = ssl.train(X, method="swav", n_prototypes=3, epochs=40, seed=0, hidden=8, dim=4)
+    assert result.options["batch_size"] == 16 and len(result.ledger) == 40 * (200 // 16)  # ceil(8000/512)
+    big = ssl.train(np.repeat(X, 12, axis=0)[:2400], method="swav", n_prototypes=3, epochs=60, seed=0, hidden=8, dim=4)
+    assert big.options["batch_size"] == 256 and len(big.ledger) == 60 * (2400 // 256)
     # DINO's teacher momentum: the cosine schedule from m0 to 1; m0 = min(0.996, 1 - 10/steps).
     m = ssl.teacher_momentum
     assert m(0, 240) == pytest.approx(1 - 10 / 240, rel=1e-15) and m(240, 240) == pytest.approx(1.0, abs=1e-15)
