@@ -192,11 +192,13 @@ def test_sela_labels_are_balanced_over_the_data_set():
 
 
 def test_defaults_scale_with_the_data_and_the_run():
-    # batch size ceil(n epochs / 512) in [8, 256]: about 512 steps per run where the data allow.
+    # batch size ceil(n epochs / 512) in [max(8, n/20), 256]: about 512 steps per run where the data allow.
     X = np.random.default_rng(1).normal(size=(200, 5))
     result = ssl.train(X, method="swav", n_prototypes=3, epochs=2, seed=0, hidden=8, dim=4)
-    assert result.options["batch_size"] == 8 and len(result.ledger) == 2 * 25  # at least 8
-    assert result.options["total_steps"] == 50
+    assert result.options["batch_size"] == 10 and len(result.ledger) == 2 * 20  # at most 20 steps per epoch
+    assert result.options["total_steps"] == 40
+    small = ssl.train(X[:100], method="swav", n_prototypes=3, epochs=2, seed=0, hidden=8, dim=4)
+    assert small.options["batch_size"] == 8  # at least 8
     result = ssl.train(X, method="swav", n_prototypes=3, epochs=40, seed=0, hidden=8, dim=4)
     assert result.options["batch_size"] == 16 and len(result.ledger) == 40 * (200 // 16)  # ceil(8000/512)
     big = ssl.train(np.repeat(X, 12, axis=0)[:2400], method="swav", n_prototypes=3, epochs=60, seed=0, hidden=8, dim=4)

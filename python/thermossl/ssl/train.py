@@ -30,7 +30,7 @@ What the methods measure and where the feedback acts:
   ledger follows the teacher's labels of view a and the work done on the student's energies of
   view b.
 
-Batches: ceil(n * epochs / 512) samples (8 to 256) by default, ~512 steps per run (see DEFAULTS).
+Batches: ceil(n * epochs / 512) samples (max(8, n/20) to 256) by default, ~512 steps per run (see DEFAULTS).
 """
 from __future__ import annotations
 
@@ -59,9 +59,10 @@ METHODS = ("sela", "swav", "dino")
 #: Options of :func:`train` and their defaults. ``T_label`` None means the method's own:
 #: SeLa 1/25, SwAV 0.05, DINO 0.04. Three defaults scale with the data and the run (None):
 #:
-#: - ``batch_size``: ceil(n * epochs / 512) between 8 and 256 (at most n) — about 512 optimiser
-#:   steps per run where the data allow, 256 for long runs on larger data (the digits demo: 7 steps
-#:   per epoch, as before). A fixed 256 gave small data sets (150-570 samples) one or two steps per
+#: - ``batch_size``: ceil(n * epochs / 512) between max(8, ceil(n / 20)) and 256 (at most n) —
+#:   about 512 optimiser steps per run where the data allow, at most ~20 steps per epoch (SeLa
+#:   labels the whole data set every step), 256 for long runs on larger data (the digits demo: 7
+#:   steps per epoch, as before). A fixed 256 gave small data sets (150-570 samples) one or two steps per
 #:   epoch, 30-60 steps in 30 epochs: too few for any method to learn (SeLa's median NMI on wine
 #:   0.647 with 30 steps, 0.85x k-means with ~500), and DINO's teacher never left its random start.
 #: - ``teacher_momentum`` (DINO): the base m0 of DINO's cosine schedule m_t = 1 - (1 - m0)(1 +
@@ -325,10 +326,16 @@ def teacher_momentum(step: int, total_steps: int, base=None, horizon: float = 10
 _TARGET_STEPS = 512
 
 
+_MAX_STEPS_PER_EPOCH = 20
+
+
 def _default_batch_size(n: int, epochs: int) -> int:
-    """ceil(n * epochs / 512) between 8 and 256 (and at most n): about 512 optimiser steps per
-    run where the data allow it, never batches larger than 256 (SwAV's per-GPU batch)."""
-    return int(min(n, 256, max(8, math.ceil(n * epochs / _TARGET_STEPS))))
+    """ceil(n * epochs / 512) between max(8, ceil(n / 20)) and 256 (and at most n): about 512
+    optimiser steps per run where the data allow it, never batches larger than 256 (SwAV's
+    per-GPU batch), and at most ~20 steps per epoch (each SeLa step labels the whole data set, so
+    a short run of many tiny batches would cost SeLa epochs x n / 8 full passes)."""
+    smallest = max(8, math.ceil(n / _MAX_STEPS_PER_EPOCH))
+    return int(min(n, 256, max(smallest, math.ceil(n * epochs / _TARGET_STEPS))))
 
 
 def _blas_threads(limit):
@@ -389,7 +396,7 @@ def train(X, method: str = "swav", n_prototypes: int = 10, epochs: int = 50, see
     seed : the one seed of every random choice (initialisation, batches, views): a run is
         reproducible for a given seed on a given machine.
     image_shape : (h, w) with h * w = d turns on image augmentations (shifts).
-    **options : see :data:`DEFAULTS` — batch_size (default ceil(n epochs / 512) in [8, 256]), lr, weight_decay (Adam with decoupled decay),
+    **options : see :data:`DEFAULTS` — batch_size (default ceil(n epochs / 512) in [max(8, n/20), 256]), lr, weight_decay (Adam with decoupled decay),
         hidden, dim (encoder sizes), T (student temperature, 0.1), T_label (reservoir
         temperature; method default), noise, mask, shift (augmentations), sinkhorn_iters (SwAV),
         tol (default 0.1 / n), max_iter (SeLa; cycles that stop at max_iter are counted in one RuntimeWarning after
