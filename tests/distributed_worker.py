@@ -112,7 +112,7 @@ def run(comm, out_dir: str) -> None:
         reservoir = dist.ShardedSinkhornReservoir(comm=comm, **rkw)
         d = dist.Demon(T, reservoir, w=demon_weights()[lo:hi] if weighted else None, comm=comm)
         for t in range(len(energies) - 1):
-            d.measure(energies[t][lo:hi])
+            d.measure(energies[t][lo:hi], index=np.arange(lo, hi))  # global ids of this shard
             d.feedback(energies[t + 1][lo:hi])
         out[f"demon/{name}"] = d.ledger.to_numpy()
         out[f"demon/{name}/work"] = d.work_per_sample

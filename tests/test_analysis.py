@@ -81,7 +81,7 @@ def test_analyze_is_a_demon_replay_and_the_books_close():
     result = analysis.analyze(scores, T=0.1, reservoir="sela")
     demon = Demon(0.1, sela())
     # The same samples every step (index= where Demon.measure takes sample ids: issue 15).
-    same = {"index": np.arange(scores.shape[1])} if analysis._MEASURE_TAKES_INDEX else {}
+    same = {"index": np.arange(scores.shape[1])}
     for t in range(len(scores) - 1):
         demon.measure(-scores[t], **same)
         demon.feedback(-scores[t + 1])
@@ -217,7 +217,7 @@ def test_teacher_scores_are_measured_by_the_reservoir():
     teacher = scores[:-1][::-1].copy()
     result = analysis.analyze(scores, 0.1, "swav", teacher=teacher)
     demon = Demon(0.1, swav())
-    same = {"index": np.arange(scores.shape[1])} if analysis._MEASURE_TAKES_INDEX else {}
+    same = {"index": np.arange(scores.shape[1])}
     for t in range(len(scores) - 1):
         demon.measure(-teacher[t], **same)
         demon.feedback(-scores[t + 1], E_before=-scores[t])

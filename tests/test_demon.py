@@ -54,7 +54,7 @@ def run_cycles(reservoir, n_cycles=6, n=300, k=20, T=0.1, lr=0.5, seed=1, swap=F
     for _ in range(n_cycles):
         E = -(X @ P.T)
         E_b = -((X + 0.05 * rng.normal(size=X.shape)) @ P.T) if swap else None
-        label = d.measure(E)
+        label = d.measure(E, index=np.arange(n))  # the same samples: their labels chain
         _, g = thermossl.cross_entropy(label.q, E if E_b is None else E_b, T, grad=True)
         grad_P = -(g / n).T @ X  # dL/dP with E = -X P^T
         P = P - lr * grad_P
@@ -104,7 +104,7 @@ def test_training_loop_loss_falls_exactly_when_extracted_work_beats_free_energy_
     outcomes = []
     for lr in [0.05, 0.2, 1.0, 5.0, 30.0, 0.5, 60.0, 0.1]:
         E = -(X @ P.T)
-        label = dm.measure(E)
+        label = dm.measure(E, index=np.arange(n))
         _, grad_E = thermossl.cross_entropy(label.q, E, T, grad=True)  # per row (q - p)/T
         grad_P = -(grad_E / n).T @ X
         P = P - lr * grad_P
@@ -184,3 +184,131 @@ def test_demon_misuse_raises():
         reservoirs.CenteringReservoir(0.1, momentum=1.5)
     with pytest.raises(ValueError, match="must be finite for centering"):
         reservoirs.dino().assign(np.array([[0.0, inf], [1.0, 2.0]]))
+
+
+# ----------------------------------------------------------------------------- books follow the samples
+def _minibatch_run(batches, energies_of, explicit_q_before, T=0.1, lr=0.3):
+    """Cycles over minibatches of sample ids; each measurement either by index (the demon's own
+    chaining rule) or with q_before given explicitly by ``explicit_q_before(ids, E, last)``, where
+    ``last`` maps a sample id to its labels of its last cycle (numpy reference bookkeeping)."""
+    d = demon.Demon(T, reservoirs.swav())
+    last = {}
+    for ids in batches:
+        E = energies_of(ids)
+        if explicit_q_before is None:
+            label = d.measure(E, index=ids)
+        else:
+            label = d.measure(E, q_before=explicit_q_before(ids, E, last))
+        d.feedback(E - lr * (label.q - thermossl.gibbs(E, T)))
+        for i, row in zip(ids, label.q):
+            last[int(i)] = row.copy()
+    return d.ledger.to_numpy()
+
+
+def _energies(n=120, k=7, seed=5):
+    table = np.random.default_rng(seed).normal(size=(n, k))
+    return lambda ids: table[ids]
+
+
+def _gibbs_start(ids, E, last):
+    return sp.softmax(-E / 0.1, axis=1)
+
+
+def _chain_start(ids, E, last):
+    q = sp.softmax(-E / 0.1, axis=1)
+    for r, i in enumerate(ids):
+        if int(i) in last:
+            q[r] = last[int(i)]
+    return q
+
+
+def test_changing_minibatches_start_from_gibbs_not_from_the_previous_batch():
+    # Disjoint minibatches of one shape: nothing to chain. With index or without, Q and Sigma
+    # equal the explicit q_before = gibbs(E, T) accounting — never the previous batch's labels.
+    rng = np.random.default_rng(0)
+    energies = _energies()
+    batches = [rng.permutation(120)[:40] for _ in range(3)]
+    batches = [np.arange(40 * j, 40 * (j + 1)) for j in range(3)]  # disjoint, same shape
+    want = _minibatch_run(batches, energies, _gibbs_start)
+    got_index = _minibatch_run(batches, energies, None)
+    d = demon.Demon(0.1, reservoirs.swav())  # no index at all
+    for ids in batches:
+        E = energies(ids)
+        label = d.measure(E)
+        d.feedback(E - 0.3 * (label.q - thermossl.gibbs(E, 0.1)))
+    for got in (got_index, d.ledger.to_numpy()):
+        assert_allclose(got["Q"], want["Q"], rtol=1e-13, atol=1e-15)
+        assert_allclose(got["Sigma"], want["Sigma"], rtol=1e-13, atol=1e-15)
+        assert_allclose(got["U_start"], want["U_start"], rtol=1e-13, atol=1e-15)
+    # ... and differ from chaining the previous batch's labels by position (the old behaviour).
+    by_position = demon.Demon(0.1, reservoirs.swav())
+    prev = None
+    for ids in batches:
+        E = energies(ids)
+        label = by_position.measure(E, q_before=prev)
+        by_position.feedback(E - 0.3 * (label.q - thermossl.gibbs(E, 0.1)))
+        prev = label.q
+    assert np.max(np.abs(by_position.ledger.column("Q")[1:] - want["Q"][1:])) > 1e-3
+
+
+def test_no_index_never_chains_even_for_the_same_samples():
+    energies = _energies()
+    ids = np.arange(50)
+    d = demon.Demon(0.1, reservoirs.swav())
+    for _ in range(3):
+        E = energies(ids)
+        label = d.measure(E)
+        d.feedback(E - 0.3 * (label.q - thermossl.gibbs(E, 0.1)))
+    want = _minibatch_run([ids] * 3, energies, _gibbs_start)
+    assert_allclose(d.ledger.column("Q"), want["Q"], rtol=1e-13, atol=1e-15)
+
+
+def test_repeated_indices_chain_from_the_samples_last_labels():
+    # The same ids in another order each cycle, and a batch size that changes: the demon's chain
+    # equals explicit q_before = those samples' labels of their last cycle.
+    rng = np.random.default_rng(1)
+    energies = _energies(n=60)
+    batches = [rng.permutation(60), rng.permutation(60), rng.permutation(60)[:45], rng.permutation(60)]
+    want = _minibatch_run(batches, energies, _chain_start)
+    got = _minibatch_run(batches, energies, None)
+    for field in ("Q", "Sigma", "U_start", "res_E2", "W"):
+        assert_allclose(got[field], want[field], rtol=1e-12, atol=1e-14, err_msg=field)
+    # Chaining matters here: the Gibbs-start books differ.
+    gibbs_books = _minibatch_run(batches, energies, _gibbs_start)
+    assert np.max(np.abs(gibbs_books["Q"][1:] - want["Q"][1:])) > 1e-3
+    # The chained books still close, and Sigma = D(q_prev || q_t) >= 0.
+    assert np.max(np.abs(got["res_E2"])) < 1e-12 and np.all(got["Sigma"] >= -1e-12)
+
+
+def test_partially_overlapping_ids_chain_only_the_samples_seen_before():
+    rng = np.random.default_rng(2)
+    energies = _energies(n=100)
+    batches = [np.arange(0, 40), np.arange(20, 60), rng.permutation(np.arange(50, 100))[:35],
+               np.concatenate((np.arange(90, 100), np.arange(0, 10)))]
+    want = _minibatch_run(batches, energies, _chain_start)
+    got = _minibatch_run(batches, energies, None)
+    for field in ("Q", "Sigma", "U_start", "W", "res_E2"):
+        assert_allclose(got[field], want[field], rtol=1e-12, atol=1e-14, err_msg=field)
+
+
+def test_index_validation_and_reset():
+    E = np.random.default_rng(0).normal(size=(6, 3))
+    d = demon.Demon(0.1, reservoirs.swav())
+    with pytest.raises(ValueError, match=r"index must have shape \(6,\)"):
+        d.measure(E, index=np.arange(5))
+    with pytest.raises(TypeError, match="index must be an array of integer"):
+        d.measure(E, index=np.linspace(0, 1, 6))
+    with pytest.raises(ValueError, match="index must not repeat"):
+        d.measure(E, index=np.array([0, 1, 2, 3, 4, 4]))
+    d.measure(E, index=np.arange(6))
+    d.feedback(E)
+    with pytest.raises(ValueError, match="call reset"):  # other number of states, same ids
+        d.measure(np.zeros((6, 4)), index=np.arange(6))
+    d.reset()
+    label = d.measure(E, index=np.arange(6))  # after reset: from the Gibbs state again
+    assert d._pending["U_start"] == pytest.approx(thermo.energy(thermossl.gibbs(E, 0.1), E), rel=1e-13)
+    assert label.q.shape == (6, 3)
+    index = np.arange(6)
+    d.feedback(E)
+    d.measure(E, index=index)
+    assert_array_equal(index, np.arange(6))  # the caller's ids are not modified

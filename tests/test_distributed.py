@@ -44,7 +44,7 @@ def reference_ledger(name):
     d = demon.Demon(T, reservoirs.SinkhornReservoir(**rkw), w=worker.demon_weights() if weighted else None)
     energies = worker.demon_energies()
     for t in range(len(energies) - 1):
-        d.measure(energies[t])
+        d.measure(energies[t], index=np.arange(len(energies[t])))
         d.feedback(energies[t + 1])
     return d.ledger.to_numpy(), d.work_per_sample
 
@@ -414,7 +414,7 @@ def test_self_comm_ledger_matches_single_process():
         d = distributed.Demon(T, distributed.ShardedSinkhornReservoir(**rkw), w=worker.demon_weights() if weighted else None)
         energies = worker.demon_energies()
         for t in range(len(energies) - 1):
-            d.measure(energies[t])
+            d.measure(energies[t], index=np.arange(len(energies[t])))
             d.feedback(energies[t + 1])
         assert_ledgers_close(d.ledger.to_numpy(), want)
 

@@ -27,7 +27,7 @@ def run_demon(cycles, seed=0, N=64, K=6, lr=0.5):
     demon = Demon(T, swav())
     E = -rng.normal(size=(N, K))
     for _ in range(cycles):
-        demon.measure(E)
+        demon.measure(E, index=np.arange(N))
         E_after = E - lr * (demon.labels - gibbs(E, T)) + 0.003 * rng.normal(size=E.shape)
         demon.feedback(E_after)
         E = E_after

@@ -203,13 +203,12 @@ def summary_ref(rows):
 def demon_cycle(d, ids, E, E_after, E_before=None, q_before=None):
     """One cycle of the package's demon on the samples ``ids``: measure, then feed back.
 
-    The ONE place the tests drive ``Demon``. (With the chaining rule of issue 15 this call
-    becomes ``d.measure(E, index=ids)``; today a measurement chains whenever the shape matches,
-    which for the same ids in the same order is the same thing.)"""
+    The ONE place the tests drive ``Demon``: the samples' ids go in as ``index``, so the demon
+    chains each sample's labels from its own last cycle (THEORY.md §5)."""
     if q_before is None:
-        label = d.measure(E)
+        label = d.measure(E, index=ids)
     else:
-        label = d.measure(E, q_before=q_before)
+        label = d.measure(E, q_before=q_before, index=ids)
     row = d.feedback(E_after, E_before=E_before)
     return label, row
 

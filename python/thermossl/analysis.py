@@ -38,7 +38,6 @@ residuals of the first law, D1, G1, G2 and G4, hold for any label state and are 
 """
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import re
@@ -76,7 +75,6 @@ _PARTS = {"scores": "the scores", "codes": "the codes", "teacher": "the teacher'
 # Before the lead's merge of issue 15, Demon.measure chains a replay's labels by shape; after it,
 # only for the same sample ids (index=). A replay measures the same N samples each step, so it
 # passes index=arange(N) whenever Demon.measure takes it: the labels chain in both versions.
-_MEASURE_TAKES_INDEX = "index" in inspect.signature(Demon.measure).parameters
 
 
 def _physical_memory() -> Optional[int]:
@@ -470,7 +468,7 @@ def analyze(scores, T=0.1, reservoir=None, weights=None, *, codes=None, teacher=
             raise ValueError(f"teacher must have shape (steps - 1, N, K) = {(cycles, n, k)}, got {teacher.shape}")
     demon = Demon(T, reservoir, w=weights)
     # The same N samples every step: their labels chain from cycle to cycle.
-    same_samples = {"index": np.arange(n)} if _MEASURE_TAKES_INDEX else {}
+    same_samples = {"index": np.arange(n)}
     for t in range(cycles):
         if teacher is None:
             demon.measure(-scores[t], **same_samples)

@@ -7,9 +7,11 @@ State (E, q): energies and labels, energy U[q; E] = sum_i w_i sum_y q_iy E_iy.
 - a general step (E, q) -> (E', q') is split adiabatic-then-isochoric, so dU = W + Q exactly.
 W > 0 is work done on the system; W < 0 is work extracted.
 
-The demon runs cycles. ``measure(E)`` is the isochoric stroke into the reservoir's GGE: the
-labels jump from the previous cycle's q (the Gibbs state of E at T in the first cycle) to the
-reservoir's q_t, exchanging heat Q_t and producing entropy Sigma_t. ``feedback(E_after)`` is the
+The demon runs cycles. ``measure(E, index=ids)`` is the isochoric stroke into the reservoir's GGE:
+the labels of each sample jump from that sample's labels of its last measurement (known by its id
+in ``index``; a sample never measured before, or any sample when no ``index`` is given, starts
+from the Gibbs state of E at T) to the reservoir's q_t, exchanging heat Q_t and producing entropy
+Sigma_t (THEORY.md §5: labels belong to samples, not to row positions). ``feedback(E_after)`` is the
 adiabatic stroke: the learner moves the energies with q_t fixed, doing work W_t; the demon extracts
 W_ext = -W_t. Each completed cycle appends one row to ``ledger``.
 """
@@ -344,6 +346,66 @@ def _checked_label(label: LabelState, shape: tuple):
     return labels, Tl, potential(label.mu, shape[1], Tl, "mu", "state")
 
 
+def _sample_ids(index, n: int) -> np.ndarray:
+    """Validated sample ids: (n,) distinct integers, as int64."""
+    ids = np.asarray(index)
+    if ids.dtype == np.bool_ or not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"index must be an array of integer sample ids, got dtype {ids.dtype}")
+    if ids.shape != (n,):
+        raise ValueError(f"index must have shape ({n},) (one id per row of E), got {ids.shape}")
+    ids = ids.astype(np.int64)
+    if np.unique(ids).size != n:
+        raise ValueError("index must not repeat an id within one measurement (one row per sample)")
+    return ids
+
+
+class _LabelStore:
+    """Each sample's labels of its last completed cycle, by sample id: ids (M,) sorted int64 and
+    their labels (M, K), looked up and updated with searchsorted (no per-sample Python loop)."""
+
+    def __init__(self):
+        self.ids = np.empty(0, dtype=np.int64)
+        self.q = None
+
+    def _find(self, ids):
+        pos = np.searchsorted(self.ids, ids)
+        found = pos < self.ids.size
+        found[found] = self.ids[pos[found]] == ids[found]
+        return pos, found
+
+    def chained(self, ids, q_gibbs):
+        """q_gibbs with the rows of samples seen before replaced by their stored labels."""
+        if self.q is None or not self.ids.size:
+            return q_gibbs
+        if self.q.shape[1] != q_gibbs.shape[1]:
+            raise ValueError(
+                f"E has {q_gibbs.shape[1]} states but the demon keeps labels of {self.q.shape[1]} states "
+                "for earlier samples; call reset() to start new books"
+            )
+        pos, found = self._find(ids)
+        if not found.any():
+            return q_gibbs
+        out = np.array(q_gibbs, dtype=np.result_type(q_gibbs.dtype, self.q.dtype))
+        out[found] = self.q[pos[found]]
+        return out
+
+    def update(self, ids, q):
+        """Store q's rows as the labels of samples ids (overwriting what those ids had)."""
+        q = np.asarray(q)
+        if self.q is None or self.q.shape[1] != q.shape[1]:
+            order = np.argsort(ids)
+            self.ids, self.q = ids[order], np.array(q[order])
+            return
+        pos, found = self._find(ids)
+        self.q = self.q.astype(np.result_type(self.q.dtype, q.dtype), copy=False)
+        self.q[pos[found]] = q[found]
+        if not found.all():
+            ids_all = np.concatenate((self.ids, ids[~found]))
+            q_all = np.concatenate((self.q, q[~found]))
+            order = np.argsort(ids_all, kind="stable")
+            self.ids, self.q = ids_all[order], q_all[order]
+
+
 def _mu_summary(mu):
     return float(np.min(mu)), float(np.max(mu)), float(np.mean(mu))
 
@@ -355,10 +417,12 @@ class Demon:
     the reservoir supplies the labels at its own temperature T'. ``w`` fixes the sample weights
     (default 1/N per batch).
 
-    Cycles chain the labels: a measurement starts from the previous cycle's labels when they have
-    the shape of the new energies (the same N samples, e.g. SeLa over a data set), else from the
-    Gibbs state of E at T (always in the first cycle); ``measure(E, q_before=...)`` sets it
-    explicitly.
+    The books follow the samples: ``measure(E, index=ids)`` with ``ids`` the (N,) integer ids of
+    E's rows chains each sample from its own last labels (kept per id, across cycles and batches
+    of any size); samples not seen before start from the Gibbs state of E at T. Without ``index``
+    every row starts from the Gibbs state of E at T — rows are never matched by position, so two
+    minibatches of other samples with one shape do not chain. ``q_before=`` sets the labels
+    before the stroke explicitly (the id store is still updated when ``index`` is given).
     """
 
     def __init__(self, T, reservoir: Reservoir, w=None):
@@ -372,22 +436,31 @@ class Demon:
         self.heat_per_sample = None  # (N,) w_i sum_y E_iy (q_iy - q_prev_iy) of the last cycle
         self._q_prev = None
         self._pending = None
+        self._store = _LabelStore()
 
     @property
     def labels(self):
         """The labels of the last measurement (None before the first)."""
         return self._pending["label"].q if self._pending is not None else self._q_prev
 
-    def measure(self, E, q_before=None) -> LabelState:
-        """The isochoric stroke: labels move to the reservoir's GGE of E; returns the label state."""
+    def measure(self, E, q_before=None, index=None) -> LabelState:
+        """The isochoric stroke: labels move to the reservoir's GGE of E; returns the label state.
+
+        index: (N,) distinct integer ids of E's rows. A sample measured before (by id) starts from
+        its labels of then; the others, and every row when index is None, from gibbs(E, T).
+        q_before: (N, K) labels before the stroke, overriding both.
+        """
         if self._pending is not None:
             raise RuntimeError("measure() called twice without feedback(): complete the cycle first")
         E = real_matrix(E, "E")
+        ids = None if index is None else _sample_ids(index, E.shape[0])
         w = self._sample_weights(E.shape[0])
         if q_before is not None:
             q_before = _check_matrix(q_before, "q_before", E.shape)
         if q_before is None:
-            q_before = self._q_prev if self._q_prev is not None and self._q_prev.shape == E.shape else _gibbs_of(E, self.T)
+            q_before = _gibbs_of(E, self.T)
+            if ids is not None:
+                q_before = self._store.chained(ids, q_before)
         label = self.reservoir._assign(E, w)
         labels, Tl, shift = _checked_label(label, E.shape)
         E_k, q_prev, q_t = cpu.to_kernel(E, q_before, labels)[0]
@@ -408,7 +481,7 @@ class Demon:
         self._pending = {
             "E": E_k, "w": w, "label": label, "labels": labels, "rows": rows, "charges": charges, "heat": heat, "Q": Q,
             "U_start": U_start, "U_measured": U_measured, "S_q": S_t, "Sigma": sigma,
-            "D_prev_to_new": D_prev_to_new,
+            "D_prev_to_new": D_prev_to_new, "ids": ids,
         }
         return label
 
@@ -471,6 +544,8 @@ class Demon:
         self.work_per_sample = work
         self.heat_per_sample = pending["heat"]
         self._q_prev = pending["label"].q
+        if pending["ids"] is not None:
+            self._store.update(pending["ids"], q_t)
         self._pending = None
         return self.ledger[-1]
 
@@ -495,6 +570,7 @@ class Demon:
         self.ledger = Ledger()
         self._q_prev = None
         self._pending = None
+        self._store = _LabelStore()
         self.work_per_sample = None
         self.heat_per_sample = None
         self.reservoir.reset()

@@ -112,9 +112,11 @@ class Demon(_demon.Demon):
         _check(self.comm, None)  # a rank that failed since the last collective says so here
         return self.comm.allreduce(np.asarray(partial, dtype=np.float64), "sum")
 
-    def measure(self, E, q_before=None) -> LabelState:
+    def measure(self, E, q_before=None, index=None) -> LabelState:
+        """As :meth:`thermossl.demon.Demon.measure`; ``index`` holds the global ids of this rank's
+        rows (each rank keeps the labels of the samples it measured)."""
         with agreement(self.comm):
-            return super().measure(E, q_before)
+            return super().measure(E, q_before, index)
 
     def feedback(self, E_after, E_before=None) -> dict:
         with agreement(self.comm):

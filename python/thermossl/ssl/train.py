@@ -16,13 +16,21 @@ What the methods measure and where the feedback acts:
   [L(q_a, E_b) + L(q_b, E_a)] / 2. The ledger follows q_a: measured on view a's energies, the
   work done on view b's energies (``Demon.feedback(E_b_after, E_before=E_b)``).
 - **SeLa**: labels of the whole data set, Sinkhorn-balanced to tolerance (T' = 1/25, float64,
-  warm-started, over-relaxed; charge error sum_y |N_y - c_y| <= 1e-5 by default — SeLa's own
-  code stops at a 10% relative change of the scalings), measured on the clean inputs every step; the feedback is a step on an augmented
-  batch with those labels, and the work is counted on the clean energies of the whole data set.
-- **DINO**: a teacher (exponential moving average of the student) labels view a by centering
-  and sharpening (T' = 0.04, center momentum 0.9); the student learns to predict them from
-  view b (and view b's teacher labels from view a, with the same center). The ledger follows the
-  teacher's labels of view a and the work done on the student's energies of view b.
+  warm-started from the last potentials, over-relaxed; charge error sum_y |N_y - c_y| <= 0.1/n
+  by default, a tenth of one sample's weight — SeLa's own code stops at a 10% relative change of
+  the scalings), measured on the clean inputs every step and chained per sample
+  (``Demon.measure(E, index=arange(n))``); the feedback is a step on an augmented batch with
+  those labels, and the work is counted on the clean energies of the whole data set.
+- **DINO**: a teacher (exponential moving average of the student, DINO's cosine momentum
+  schedule to 1, its base scaled to the run's length) labels view a by centering and sharpening
+  (T' = 0.04 — DINO's default teacher temperature, whose warm-up starts at 0.04, so no warm-up
+  here; center momentum 0.9, a horizon of ~10 steps, short against every run's length); the
+  student learns to predict them from view b (and view b's teacher labels from view a, with the
+  same center); its last layer (the prototypes) is frozen in the first epoch, as DINO's. The
+  ledger follows the teacher's labels of view a and the work done on the student's energies of
+  view b.
+
+Batches: ceil(n * epochs / 512) samples (max(8, n/20) to 256) by default, ~512 steps per run (see DEFAULTS).
 """
 from __future__ import annotations
 
@@ -44,14 +52,31 @@ from ..thermo import _charges as label_charges
 from .model import Adam, Encoder
 from .views import Views
 
-__all__ = ["METHODS", "DEFAULTS", "TrainResult", "train"]
+__all__ = ["METHODS", "DEFAULTS", "TrainResult", "train", "teacher_momentum"]
 
 METHODS = ("sela", "swav", "dino")
 
 #: Options of :func:`train` and their defaults. ``T_label`` None means the method's own:
-#: SeLa 1/25, SwAV 0.05, DINO 0.04.
+#: SeLa 1/25, SwAV 0.05, DINO 0.04. Three defaults scale with the data and the run (None):
+#:
+#: - ``batch_size``: ceil(n * epochs / 512) between max(8, ceil(n / 20)) and 256 (at most n) —
+#:   about 512 optimiser steps per run where the data allow, at most ~20 steps per epoch (SeLa
+#:   labels the whole data set every step), 256 for long runs on larger data (the digits demo: 7
+#:   steps per epoch, as before). A fixed 256 gave small data sets (150-570 samples) one or two steps per
+#:   epoch, 30-60 steps in 30 epochs: too few for any method to learn (SeLa's median NMI on wine
+#:   0.647 with 30 steps, 0.85x k-means with ~500), and DINO's teacher never left its random start.
+#: - ``teacher_momentum`` (DINO): the base m0 of DINO's cosine schedule m_t = 1 - (1 - m0)(1 +
+#:   cos(pi t / steps)) / 2, which rises to 1 at the last step as in the paper. DINO's 0.996 is an
+#:   EMA horizon 1 / (1 - m0) of 250 steps against 125k steps of training; None scales it to the
+#:   run: m0 = min(0.996, 1 - teacher_horizon / steps), a horizon of steps / teacher_horizon
+#:   (10 horizons per run by default). A fixed 0.99 over 30-60 steps left the teacher at its
+#:   random initialisation (0.99^30 = 0.74 of it), labelling with a random network: no work was
+#:   extracted (sum W > 0) and the labels matched nothing.
+#: - ``tol`` (SeLa): the charge error sum_y |N_y - c_y| at which Sinkhorn stops, default 0.1 / n: the
+#:   charges balanced to a tenth of one sample's weight. A fixed 1e-5 is a ten-thousandth of a
+#:   sample at n = 150 and cost up to 2000 iterations per label update where the labels are sharp.
 DEFAULTS = {
-    "batch_size": 256,
+    "batch_size": None,
     "lr": 2e-3,
     "weight_decay": 1e-4,
     "hidden": 256,
@@ -62,10 +87,11 @@ DEFAULTS = {
     "mask": 0.1,
     "shift": 1,
     "sinkhorn_iters": 3,
-    "tol": 1e-5,
+    "tol": None,
     "max_iter": 2000,
     "freeze_prototypes_epochs": 1,
-    "teacher_momentum": 0.99,
+    "teacher_momentum": None,
+    "teacher_horizon": 10.0,
     "center_momentum": 0.9,
     "progress": False,
     "blas_threads": 1,
@@ -155,16 +181,21 @@ def _options(method: str, options: dict) -> dict:
     if unknown:
         raise TypeError(f"unknown option(s) {unknown}; known: {sorted(DEFAULTS)}")
     opts = {**DEFAULTS, **options}
-    for name in ("batch_size", "hidden", "dim", "sinkhorn_iters", "max_iter"):
-        opts[name] = _integer(opts[name], name, 2 if name == "batch_size" else 1)
+    for name in ("hidden", "dim", "sinkhorn_iters", "max_iter"):
+        opts[name] = _integer(opts[name], name, 1)
+    if opts["batch_size"] is not None:
+        opts["batch_size"] = _integer(opts["batch_size"], "batch_size", 2)
     opts["shift"] = _integer(opts["shift"], "shift", 0)
     opts["freeze_prototypes_epochs"] = _integer(opts["freeze_prototypes_epochs"], "freeze_prototypes_epochs", 0)
     opts["lr"] = _real(opts["lr"], "lr", 0.0, low_open=True)
     opts["weight_decay"] = _real(opts["weight_decay"], "weight_decay", 0.0)
     opts["noise"] = _real(opts["noise"], "noise", 0.0)
     opts["mask"] = _real(opts["mask"], "mask", 0.0, 1.0, high_open=True)
-    opts["tol"] = _real(opts["tol"], "tol", 0.0, low_open=True)
-    opts["teacher_momentum"] = _real(opts["teacher_momentum"], "teacher_momentum", 0.0, 1.0, high_open=True)
+    if opts["tol"] is not None:
+        opts["tol"] = _real(opts["tol"], "tol", 0.0, low_open=True)
+    if opts["teacher_momentum"] is not None:
+        opts["teacher_momentum"] = _real(opts["teacher_momentum"], "teacher_momentum", 0.0, 1.0, high_open=True)
+    opts["teacher_horizon"] = _real(opts["teacher_horizon"], "teacher_horizon", 0.0, low_open=True)
     opts["center_momentum"] = _real(opts["center_momentum"], "center_momentum", 0.0, 1.0, high_open=True)
     if opts["blas_threads"] is not None:
         opts["blas_threads"] = _integer(opts["blas_threads"], "blas_threads", 1)
@@ -209,6 +240,7 @@ class _Run:
         self.rng = np.random.default_rng(seed)
         self.views = Views.fit(X, image_shape, noise=opts["noise"], mask=opts["mask"], shift=opts["shift"])
         self.clean = self.views.clean(X)
+        self.sample_ids = np.arange(X.shape[0])
         self.model = Encoder(X.shape[1], n_prototypes, opts["hidden"], opts["dim"], self.rng)
         self.optimiser = Adam(self.model.params, opts["lr"], weight_decay=opts["weight_decay"])
         self.T, self.T_label = opts["T"], opts["T_label"]
@@ -223,6 +255,8 @@ class _Run:
         self.demon = Demon(self.T, reservoir)
         self.teacher = self.model.copy() if method == "dino" else None
         self.frozen = ()
+        self.t = 0  # training steps done
+        self.total_steps = opts["total_steps"]
 
     def step(self, batch: np.ndarray) -> float:
         return getattr(self, f"_{self.method}_step")(batch)
@@ -241,7 +275,8 @@ class _Run:
 
     def _sela_step(self, batch):
         E_all = -self.model.forward(self.clean).scores
-        q_all = self.demon.measure(E_all).q
+        # The same samples every step: index chains each sample's labels from its last cycle.
+        q_all = self.demon.measure(E_all, index=self.sample_ids).q
         view = self.model.forward(self.views(self.X[batch], self.rng))
         loss, grad = _cross_entropy(q_all[batch], -view.scores, self.T, grad=True)
         grads = self.model.backward(view, grad * (-1.0 / len(batch)))
@@ -258,12 +293,15 @@ class _Run:
         a, b = self.model.forward(view_a), self.model.forward(view_b)
         loss, grads = _swapped_loss(self.model, a, b, label_a.q, q_b, self.T)
         self.optimiser.step(grads, frozen=self.frozen)
-        m = self.opts["teacher_momentum"]
+        m = self._teacher_momentum()
         for name, value in self.teacher.params.items():
             value *= m
             value += (1.0 - m) * self.model.params[name]
         self.demon.feedback(-self.model.forward(view_b).scores, E_before=-b.scores)
         return loss
+
+    def _teacher_momentum(self) -> float:
+        return teacher_momentum(self.t, self.total_steps, self.opts["teacher_momentum"], self.opts["teacher_horizon"])
 
     def final_labels(self) -> LabelState:
         """The method's label state of the clean inputs after training."""
@@ -276,6 +314,31 @@ class _Run:
             return LabelState(q, mu, occupation, charge_err, self.T_label, "centering")
         # The training reservoir: SwAV's three iterations; SeLa warm-started from the last potentials.
         return self.demon.reservoir._assign(-self.model.forward(self.clean).scores, None)
+
+
+def teacher_momentum(step: int, total_steps: int, base=None, horizon: float = 10.0) -> float:
+    """DINO's teacher momentum at ``step`` of ``total_steps``: the cosine schedule
+    m_t = 1 - (1 - m0)(1 + cos(pi t / total_steps)) / 2 from m0 at the first step to 1 at the end
+    (Caron et al. 2021). ``base`` is m0; None scales it to the run: m0 = min(0.996, 1 - horizon /
+    total_steps), so the EMA horizon 1 / (1 - m0) is total_steps / horizon steps, never shorter
+    than DINO's 250 steps' worth of 0.996."""
+    m0 = base if base is not None else min(0.996, max(0.0, 1.0 - horizon / total_steps))
+    return 1.0 - (1.0 - m0) * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+
+
+_TARGET_STEPS = 512
+
+
+_MAX_STEPS_PER_EPOCH = 20
+
+
+def _default_batch_size(n: int, epochs: int) -> int:
+    """ceil(n * epochs / 512) between max(8, ceil(n / 20)) and 256 (and at most n): about 512
+    optimiser steps per run where the data allow it, never batches larger than 256 (SwAV's
+    per-GPU batch), and at most ~20 steps per epoch (each SeLa step labels the whole data set, so
+    a short run of many tiny batches would cost SeLa epochs x n / 8 full passes)."""
+    smallest = max(8, math.ceil(n / _MAX_STEPS_PER_EPOCH))
+    return int(min(n, 256, max(smallest, math.ceil(n * epochs / _TARGET_STEPS))))
 
 
 def _blas_threads(limit):
@@ -308,10 +371,12 @@ def _train_epochs(run: "_Run", epochs: int, n_batches: int, bar, history: np.nda
     freeze = run.opts["freeze_prototypes_epochs"]
     try:
         for epoch in range(epochs):
-            run.frozen = ("P",) if epoch < freeze and run.method != "dino" else ()
+            # SwAV freezes the prototypes and DINO its last layer in the first epoch.
+            run.frozen = ("P",) if epoch < freeze else ()
             losses = []
             for batch in np.array_split(run.rng.permutation(n), n_batches):
                 losses.append(run.step(batch))
+                run.t += 1
                 if bar is not None:
                     bar.update()
                     bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.4f}", refresh=False)
@@ -334,12 +399,13 @@ def train(X, method: str = "swav", n_prototypes: int = 10, epochs: int = 50, see
     seed : the one seed of every random choice (initialisation, batches, views): a run is
         reproducible for a given seed on a given machine.
     image_shape : (h, w) with h * w = d turns on image augmentations (shifts).
-    **options : see :data:`DEFAULTS` — batch_size, lr, weight_decay (Adam with decoupled decay),
+    **options : see :data:`DEFAULTS` — batch_size (default ceil(n epochs / 512) in [max(8, n/20), 256]), lr, weight_decay (Adam with decoupled decay),
         hidden, dim (encoder sizes), T (student temperature, 0.1), T_label (reservoir
         temperature; method default), noise, mask, shift (augmentations), sinkhorn_iters (SwAV),
-        tol, max_iter (SeLa; cycles that stop at max_iter are counted in one RuntimeWarning after
+        tol (default 0.1 / n), max_iter (SeLa; cycles that stop at max_iter are counted in one RuntimeWarning after
         training and show in the ledger's charge_err), freeze_prototypes_epochs (SwAV/SeLa: prototypes fixed at first, as in SwAV),
-        teacher_momentum, center_momentum (DINO), progress (a tqdm bar), blas_threads (numpy's
+        teacher_momentum (the base of DINO's cosine schedule; default scaled to the run),
+        teacher_horizon (EMA horizons per run when teacher_momentum is None), center_momentum (DINO), progress (a tqdm bar), blas_threads (numpy's
         BLAS threads while training, default 1 through threadpoolctl when installed; None: leave).
 
     Returns a :class:`TrainResult`.
@@ -354,10 +420,15 @@ def train(X, method: str = "swav", n_prototypes: int = 10, epochs: int = 50, see
     seed = _integer(seed, "seed", 0)
     image_shape = _image_shape(image_shape, X.shape[1])
     opts = _options(method, options)
+    n = X.shape[0]
+    if opts["batch_size"] is None:
+        opts["batch_size"] = _default_batch_size(n, epochs)
+    if opts["tol"] is None:
+        opts["tol"] = 0.1 / n
+    n_batches = max(1, n // opts["batch_size"])
+    opts["total_steps"] = epochs * n_batches
 
     run = _Run(method, X, n_prototypes, image_shape, seed, opts)
-    n = X.shape[0]
-    n_batches = max(1, n // opts["batch_size"])
     bar = _progress_bar(epochs * n_batches, method) if opts["progress"] else None
     history = np.empty(epochs)
     # SeLa: a cycle whose Sinkhorn stops at max_iter is recorded in the ledger (charge_err > tol);
