@@ -445,3 +445,24 @@ def test_format_summary_lines():
     lines = text.split("\n")
     assert len(lines) == 6 and lines[0] == "ledger: 2 cycles"
     assert lines[4].strip().startswith("D2 (W_ext + dF <= T D) held in 2/2 cycles")
+
+
+def test_sinkhorn_reservoir_passes_its_settings_through():
+    E = np.random.default_rng(7).normal(size=(30, 4))
+    res = reservoirs.SinkhornReservoir(0.05)
+    assert (res.n_iter, res.tol, res.max_iter, res.c, res.warm_start, res.relaxation) == (None, 1e-6, 1000, None, True, 1.0)
+    raises_exactly(TypeError, "E must be a real numeric array, got dtype <U1", res.assign, np.array([["a", "b"]]))
+    with pytest.warns(RuntimeWarning, match="max_iter=3"):
+        label = reservoirs.SinkhornReservoir(0.05, tol=1e-14, max_iter=3).assign(E)
+    assert label.n_iter == 3 and not label.converged
+    relaxed = reservoirs.SinkhornReservoir(0.05, n_iter=2, relaxation=1.5).assign(E)
+    np.testing.assert_array_equal(relaxed.q, thermossl.sinkhorn(E, 0.05, n_iter=2, relaxation=1.5).q)
+    assert not np.allclose(relaxed.q, thermossl.sinkhorn(E, 0.05, n_iter=2).q)
+    c = np.array([0.1, 0.2, 0.3, 0.4])
+    targeted = reservoirs.SinkhornReservoir(0.05, c=list(c), tol=1e-12).assign(E)
+    np.testing.assert_allclose(targeted.charges, c, atol=1e-12)
+
+
+def test_stroke_messages_name_the_argument_for_non_numeric_input():
+    raises_exactly(TypeError, "q must be a real numeric array, got dtype <U1", demon.adiabatic, np.array([["a"]]), E2, E2)
+    raises_exactly(TypeError, "E_after must be a real numeric array, got dtype <U1", demon.adiabatic, Q2, E2, np.array([["a"]]))
