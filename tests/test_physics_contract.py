@@ -58,6 +58,8 @@ MESSAGES = [
     (ValueError, "max_iter must be >= 1, got 0", thermossl.sinkhorn, E2, 0.1, None, None, None, 1e-6, 0),
     (ValueError, "mu0 must have shape (3,) (one value per state), got (2,)", thermossl.sinkhorn, E2, 0.1,
      None, None, None, 1e-6, 10, np.zeros(2)),
+    (TypeError, "mu0 must be a real numeric array, got dtype <U1", thermossl.sinkhorn, E2, 0.1, None, None, None, 1e-6, 10,
+     np.array(["a", "b", "c"])),
     (ValueError, "mu0 must be finite", thermossl.sinkhorn, E2, 0.1, None, None, None, 1e-6, 10, np.array([0, nan, 0])),
     (TypeError, "tol must be a real number, got str", thermossl.sinkhorn, E2, 0.1, None, None, None, "1e-6"),
     (TypeError, "tol must be a real number, got bool", thermossl.sinkhorn, E2, 0.1, None, None, None, True),
