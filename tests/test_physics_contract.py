@@ -510,3 +510,21 @@ def test_sinkhorn_default_iteration_limit():
     with pytest.warns(RuntimeWarning, match="max_iter=1000"):
         res = thermossl.sinkhorn(E, 0.01, tol=1e-300)
     assert res.n_iter == 1000 and not res.converged
+
+
+def test_sinkhorn_edges_messages_and_warning_location():
+    assert thermossl.sinkhorn(np.array([[0.3, -0.2]]), 0.1, n_iter=2).q.shape == (1, 2)  # N = 1
+    assert thermossl.sinkhorn(np.array([[0.3], [-0.2]]), 0.1, n_iter=2).q.tolist() == [[1.0], [1.0]]  # K = 1
+    raises_exactly(ValueError, "w must have shape (2,) (one value per sample), got (3,)", thermossl.sinkhorn, E2, 0.1,
+                   np.ones(3) / 3)
+    raises_exactly(ValueError, "c must have shape (3,) (one value per state), got (2,)", thermossl.sinkhorn, E2, 0.1,
+                   None, np.ones(2) / 2)
+    raises_exactly(ValueError, "w must have shape (2,) (one value per sample), got (3,)", thermo.energy, Q2, E2,
+                   np.ones(3) / 3)
+    with pytest.warns(RuntimeWarning) as record:
+        thermossl.sinkhorn(E2, 0.01, tol=1e-300, max_iter=2)
+    assert record[0].filename == __file__  # stacklevel: the warning points at the caller
+    mu0 = np.array([0.1, -0.2, 0.1])
+    a = thermossl.sinkhorn(E2, 0.1, n_iter=2, mu0=mu0.astype(np.float32))
+    b = thermossl.sinkhorn(E2, 0.1, n_iter=2, mu0=mu0.astype(np.float32).astype(np.float64))
+    np.testing.assert_array_equal(a.q, b.q)
