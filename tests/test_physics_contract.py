@@ -58,6 +58,8 @@ MESSAGES = [
     (ValueError, "max_iter must be >= 1, got 0", thermossl.sinkhorn, E2, 0.1, None, None, None, 1e-6, 0),
     (ValueError, "mu0 must have shape (3,) (one value per state), got (2,)", thermossl.sinkhorn, E2, 0.1,
      None, None, None, 1e-6, 10, np.zeros(2)),
+    (TypeError, "mu0 must be a real numeric array, got dtype <U1", thermossl.sinkhorn, E2, 0.1, None, None, None, 1e-6, 10,
+     np.array(["a", "b", "c"])),
     (ValueError, "mu0 must be finite", thermossl.sinkhorn, E2, 0.1, None, None, None, 1e-6, 10, np.array([0, nan, 0])),
     (TypeError, "tol must be a real number, got str", thermossl.sinkhorn, E2, 0.1, None, None, None, "1e-6"),
     (TypeError, "tol must be a real number, got bool", thermossl.sinkhorn, E2, 0.1, None, None, None, True),
@@ -445,3 +447,84 @@ def test_format_summary_lines():
     lines = text.split("\n")
     assert len(lines) == 6 and lines[0] == "ledger: 2 cycles"
     assert lines[4].strip().startswith("D2 (W_ext + dF <= T D) held in 2/2 cycles")
+
+
+def test_sinkhorn_reservoir_passes_its_settings_through():
+    E = np.random.default_rng(7).normal(size=(30, 4))
+    res = reservoirs.SinkhornReservoir(0.05)
+    assert (res.n_iter, res.tol, res.max_iter, res.c, res.warm_start, res.relaxation) == (None, 1e-6, 1000, None, True, 1.0)
+    raises_exactly(TypeError, "E must be a real numeric array, got dtype <U1", res.assign, np.array([["a", "b"]]))
+    with pytest.warns(RuntimeWarning, match="max_iter=3"):
+        label = reservoirs.SinkhornReservoir(0.05, tol=1e-14, max_iter=3).assign(E)
+    assert label.n_iter == 3 and not label.converged
+    relaxed = reservoirs.SinkhornReservoir(0.05, n_iter=2, relaxation=1.5).assign(E)
+    np.testing.assert_array_equal(relaxed.q, thermossl.sinkhorn(E, 0.05, n_iter=2, relaxation=1.5).q)
+    assert not np.allclose(relaxed.q, thermossl.sinkhorn(E, 0.05, n_iter=2).q)
+    c = np.array([0.1, 0.2, 0.3, 0.4])
+    targeted = reservoirs.SinkhornReservoir(0.05, c=list(c), tol=1e-12).assign(E)
+    np.testing.assert_allclose(targeted.charges, c, atol=1e-12)
+
+
+def test_stroke_messages_name_the_argument_for_non_numeric_input():
+    raises_exactly(TypeError, "q must be a real numeric array, got dtype <U1", demon.adiabatic, np.array([["a"]]), E2, E2)
+    raises_exactly(TypeError, "E_after must be a real numeric array, got dtype <U1", demon.adiabatic, Q2, E2, np.array([["a"]]))
+
+
+def test_ledger_rows_contract():
+    """thermo.ledger_rows (README: the fused per-row kernel behind State): messages, K = 1,
+    dtype promotion of mixed float32/float64 input, and mu."""
+    raises_exactly(TypeError, "q must be a real numeric array, got dtype <U1", thermo.energy, np.array([["a"]]), E2)
+    raises_exactly(TypeError, "E must be a real numeric array, got dtype <U1", thermo.energy, Q2, np.array([["a"]]))
+    assert thermo.energy(np.ones((2, 1)), np.array([[1.5], [-0.5]])) == 0.5  # a single state
+    rng = np.random.default_rng(8)
+    E = rng.normal(size=(50, 6)) * 5
+    q = rng.uniform(0.1, 1, size=(50, 6))
+    q /= q.sum(1, keepdims=True)
+    E32, q32 = E.astype(np.float32), q.astype(np.float32)
+    ref = thermo.State(E32.astype(np.float64), 0.3, q)
+    for E_in, q_in in ((E32, q), (E32.astype(np.float64), q)):
+        got = thermo.State(E_in, 0.3, q_in)  # any float64 operand: computed in float64
+        assert got.L == pytest.approx(ref.L, rel=1e-14) and got.D == pytest.approx(ref.D, rel=1e-13, abs=1e-15)
+    ref2 = thermo.State(E, 0.3, q32.astype(np.float64))
+    got = thermo.State(E, 0.3, q32)
+    assert got.L == pytest.approx(ref2.L, rel=1e-14)
+    # float32 labels within float32 rounding of a label state are accepted with float32 energies
+    q_off = q32.copy()
+    q_off[0] *= np.float32(1 + 1e-4)
+    assert thermo.energy(q_off, E32) == pytest.approx(float(np.mean((q_off.astype(np.float64) * E32).sum(1))), rel=1e-6)
+    rows, charges, w = thermo.ledger_rows(q, E, 0.3, mu=np.linspace(-1, 1, 6))
+    rows32, _, _ = thermo.ledger_rows(q, E, 0.3, mu=np.linspace(-1, 1, 6).astype(np.float32))
+    np.testing.assert_allclose(rows32["log_z"], rows["log_z"], rtol=1e-7)
+    ref_lz = np.log(np.exp((np.linspace(-1, 1, 6) - E) / 0.3).sum(1))
+    np.testing.assert_allclose(rows["log_z"], ref_lz, rtol=1e-13)
+    assert w is None and charges.shape == (6,)
+    raises_exactly(TypeError, "mu must be a real numeric array, got dtype <U1", thermo.ledger_rows, q, E, 0.3,
+                   mu=np.array(["a"] * 6))
+    raises_exactly(ValueError, "mu must be a finite array of shape (6,)", thermo.ledger_rows, q, E, 0.3, mu=np.zeros(5))
+    raises_exactly(ValueError, "mu must be a finite array of shape (6,)", thermo.ledger_rows, q, E, 0.3,
+                   mu=np.array([0, 0, np.nan, 0, 0, 0]))
+
+
+def test_sinkhorn_default_iteration_limit():
+    E = np.random.default_rng(9).normal(size=(20, 4)) * 5
+    with pytest.warns(RuntimeWarning, match="max_iter=1000"):
+        res = thermossl.sinkhorn(E, 0.01, tol=1e-300)
+    assert res.n_iter == 1000 and not res.converged
+
+
+def test_sinkhorn_edges_messages_and_warning_location():
+    assert thermossl.sinkhorn(np.array([[0.3, -0.2]]), 0.1, n_iter=2).q.shape == (1, 2)  # N = 1
+    assert thermossl.sinkhorn(np.array([[0.3], [-0.2]]), 0.1, n_iter=2).q.tolist() == [[1.0], [1.0]]  # K = 1
+    raises_exactly(ValueError, "w must have shape (2,) (one value per sample), got (3,)", thermossl.sinkhorn, E2, 0.1,
+                   np.ones(3) / 3)
+    raises_exactly(ValueError, "c must have shape (3,) (one value per state), got (2,)", thermossl.sinkhorn, E2, 0.1,
+                   None, np.ones(2) / 2)
+    raises_exactly(ValueError, "w must have shape (2,) (one value per sample), got (3,)", thermo.energy, Q2, E2,
+                   np.ones(3) / 3)
+    with pytest.warns(RuntimeWarning) as record:
+        thermossl.sinkhorn(E2, 0.01, tol=1e-300, max_iter=2)
+    assert record[0].filename == __file__  # stacklevel: the warning points at the caller
+    mu0 = np.array([0.1, -0.2, 0.1])
+    a = thermossl.sinkhorn(E2, 0.1, n_iter=2, mu0=mu0.astype(np.float32))
+    b = thermossl.sinkhorn(E2, 0.1, n_iter=2, mu0=mu0.astype(np.float32).astype(np.float64))
+    np.testing.assert_array_equal(a.q, b.q)
