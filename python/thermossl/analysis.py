@@ -34,7 +34,7 @@ With recorded codes there is no reservoir: the labels carry no chemical potentia
 ledger's ``mu_min``, ``mu_max``, ``mu_mean``, ``Sigma`` (the entropy production against the
 reservoir, THEORY.md §4) and ``res_E2`` are nan ("not defined"); every other field, and the
 residuals of the first law, D1, G1, G2 and G4, hold for any label state and are computed as usual.
-``charge_err`` is sum_y |N_y - 1/K| of the codes.
+``charge_err`` is sum_y abs(N_y - 1/K) of the codes.
 """
 from __future__ import annotations
 
@@ -389,7 +389,7 @@ class _GivenLabels(Reservoir):
     in training); ``reset()`` rewinds. Given labels are not a GGE of a known reservoir: the
     LabelState's mu (zeros) and T (1.0) are placeholders that only keep the Demon's arithmetic
     defined, and :func:`analyze` sets the ledger fields that depend on them to nan
-    (``GIVEN_LABELS_NAN_FIELDS``). charge_err is sum_y |N_y - 1/K|."""
+    (``GIVEN_LABELS_NAN_FIELDS``). charge_err is sum_y abs(N_y - 1/K)."""
 
     T = 1.0
 

@@ -6,7 +6,7 @@ plan w_i q*_iy between marginals w and c with cost E and regularisation T. The w
 the C++ core, one fused pass over E per iteration.
 
 Modes: ``n_iter=k`` runs exactly k iterations (SwAV: T = 0.05, k = 3); otherwise iterations run
-until the charge error sum_y |N_y - c_y| <= tol or ``max_iter`` (SeLa). Each iteration is a
+until the charge error sum_y abs(N_y - c_y) <= tol or ``max_iter`` (SeLa). Each iteration is a
 mu-update followed by an f-update, starting from a constant f (or from ``mu0``, a warm start),
 so q is always row-stochastic to rounding and the charges carry the residual.
 
@@ -43,10 +43,10 @@ class SinkhornResult:
     f: (N,) row potentials, f_i = -T log sum_y exp((mu_y - E_iy)/T).
     mu: (K,) chemical potentials of the charges, gauge sum_y c_y mu_y = 0.
     n_iter: iterations done (mu-update + f-update pairs; a warm start at a converged mu may do 0).
-    err: charge error sum_y |N_y - c_y| of the returned state.
+    err: charge error sum_y abs(N_y - c_y) of the returned state.
     converged: err <= tol.
     charges: (K,) float64 charges N_y = sum_i w_i q_iy of the returned state (from the last
-        pass, at no extra cost).
+    pass, at no extra cost).
     """
 
     q: Optional[np.ndarray]
@@ -135,7 +135,7 @@ def sinkhorn(
     c : (K,) charge targets, >= 0, sum 1 (default 1/K: equipartition). A state of target 0 is
         empty: q_iy = 0, mu_y = -inf.
     n_iter : run exactly this many iterations (SwAV mode); None runs to ``tol`` (SeLa mode).
-    tol : tolerance on the charge error sum_y |N_y - c_y| (also decides ``converged``).
+    tol : tolerance on the charge error sum_y abs(N_y - c_y) (also decides ``converged``).
     max_iter : iteration limit of the tolerance mode.
     mu0 : (K,) warm-start chemical potentials, e.g. the ``mu`` of the previous call.
     return_q : also return the (N, K) label state (at SeLa scale as big as E).

@@ -5,6 +5,7 @@ State (E, q): energies and labels, energy U[q; E] = sum_i w_i sum_y q_iy E_iy.
 - adiabatic stroke (parameters move, labels fixed): work W = sum w q (E' - E), no heat;
 - isochoric stroke (labels move, energies fixed): heat Q = sum w E (q' - q), no work;
 - a general step (E, q) -> (E', q') is split adiabatic-then-isochoric, so dU = W + Q exactly.
+
 W > 0 is work done on the system; W < 0 is work extracted.
 
 The demon runs cycles. ``measure(E, index=ids)`` is the isochoric stroke into the reservoir's GGE:

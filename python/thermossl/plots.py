@@ -396,7 +396,7 @@ def plot_feedback_bound(ledger, T, ax=None):
 
 def plot_information(ledger, ax=None):
     """Information I = H(N) − S[q] the labels carry about the samples, per cycle (left axis, nats,
-    with H(N), the most it can be, dotted), and the charge error Σ_y |N_y − c_y| of the labels
+    with H(N), the most it can be, dotted), and the charge error Σ_y abs(N_y − c_y) of the labels
     (right axis; log scale when all its finite values are positive, symlog when some are zero).
     Returns the Figure (with ``ax=None``, the axes and its twin)."""
     _check_ledger(ledger)

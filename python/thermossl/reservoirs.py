@@ -52,7 +52,7 @@ class LabelState:
     """A reservoir's answer for one batch of energies.
 
     q: (N, K) label state (rows sum to 1). mu: (K,) chemical potentials, q = GGE(E, T, mu) exactly.
-    charges: (K,) N_y = sum_i w_i q_iy. charge_err: sum_y |N_y - c_y| against the reservoir's
+    charges: (K,) N_y = sum_i w_i q_iy. charge_err: sum_y abs(N_y - c_y) against the reservoir's
     targets (1/K for centering). T: the reservoir temperature T'. method: 'sinkhorn' or
     'centering'. n_iter, converged: solver diagnostics (centering: 0 and False: nothing solved).
     """

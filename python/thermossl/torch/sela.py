@@ -29,7 +29,7 @@ class SeLaLabels:
     """Self-labels of a whole data set by Sinkhorn to tolerance (SeLa's step 1).
 
     T: reservoir temperature T' = 1/lambda (SeLa: lambda = 25). tol, max_iter: the charge error
-    sum_y |N_y - 1/K| to reach and the iteration limit. relaxation: over-relaxation of the
+    sum_y abs(N_y - 1/K) to reach and the iteration limit. relaxation: over-relaxation of the
     mu-update (``"auto"``: adaptive, the same labels in fewer iterations; 1.0: plain Sinkhorn).
     warm_start: start each update from the last chemical potentials.
 
