@@ -17,6 +17,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('thermossl.torch needs PyTorch: pip install "thermossl[torch]"') from exc
 
+from . import ops as _ops
 from .ops import (
     SinkhornResult,
     cross_entropy,
@@ -32,18 +33,4 @@ from .losses import DINOLoss, SwAVLoss
 from .recorder import LedgerRecorder
 from .sela import SeLaLabels
 
-__all__ = [
-    "log_partition",
-    "gibbs",
-    "gibbs_entropy",
-    "cross_entropy",
-    "logsumexp",
-    "softmax",
-    "log_softmax",
-    "sinkhorn",
-    "SinkhornResult",
-    "SwAVLoss",
-    "DINOLoss",
-    "LedgerRecorder",
-    "SeLaLabels",
-]
+__all__ = [*_ops.__all__, "SwAVLoss", "DINOLoss", "LedgerRecorder", "SeLaLabels"]
