@@ -555,3 +555,10 @@ def test_an_empty_label_contributes_nothing_to_H_N():
     N = q.mean(axis=0)
     assert s.H_N == pytest.approx(-(N[:2] * np.log(N[:2])).sum(), rel=1e-14)
     assert thermo.information(q) == pytest.approx(s.I, rel=1e-14)
+
+
+def test_float32_label_rows_off_by_more_than_1e_3_are_refused():
+    q = np.full((2, 4), 0.25, dtype=np.float32)
+    q[1] *= np.float32(1.01)
+    raises_exactly(ValueError, "q must be a label state with rows summing to 1 (row 1 sums to 1.0099999904632568)",
+                   thermo.charges, q)
