@@ -528,3 +528,37 @@ def test_sinkhorn_edges_messages_and_warning_location():
     a = thermossl.sinkhorn(E2, 0.1, n_iter=2, mu0=mu0.astype(np.float32))
     b = thermossl.sinkhorn(E2, 0.1, n_iter=2, mu0=mu0.astype(np.float32).astype(np.float64))
     np.testing.assert_array_equal(a.q, b.q)
+
+
+def test_undefined_ratios_are_nan_and_small_information_is_kept():
+    fresh = demon.Demon(0.1, reservoirs.swav())
+    assert fresh.work_per_sample is None and fresh.heat_per_sample is None and len(fresh.ledger) == 0
+    # K = 1: D_before = 0 and I = 0 exactly: eta and W_ext/(T I) are undefined (nan), not errors
+    d = demon.Demon(0.1, reservoirs.dino())
+    d.measure(np.array([[0.5], [1.0]]))
+    row = d.feedback(np.array([[0.25], [2.0]]))
+    assert row["D_before"] == 0.0 and row["I"] == 0.0
+    assert math.isnan(row["eta"]) and math.isnan(row["W_ext_over_TI"])
+    # K = 2: 0 < I < log 2 < 1, and the ratio is W_ext / (T I)
+    rng = np.random.default_rng(10)
+    E = rng.normal(size=(40, 2))
+    d = demon.Demon(0.1, reservoirs.swav())
+    d.measure(E)
+    row = d.feedback(E + 0.1 * rng.normal(size=E.shape))
+    assert 0 < row["I"] < 1
+    assert row["W_ext_over_TI"] == pytest.approx(row["W_ext"] / (0.1 * row["I"]), rel=1e-12)
+
+
+def test_an_empty_label_contributes_nothing_to_H_N():
+    q = np.array([[0.5, 0.5, 0.0], [0.25, 0.75, 0.0]])
+    s = thermo.State(E2, 1.0, q)
+    N = q.mean(axis=0)
+    assert s.H_N == pytest.approx(-(N[:2] * np.log(N[:2])).sum(), rel=1e-14)
+    assert thermo.information(q) == pytest.approx(s.I, rel=1e-14)
+
+
+def test_float32_label_rows_off_by_more_than_1e_3_are_refused():
+    q = np.full((2, 4), 0.25, dtype=np.float32)
+    q[1] *= np.float32(1.01)
+    raises_exactly(ValueError, "q must be a label state with rows summing to 1 (row 1 sums to 1.0099999904632568)",
+                   thermo.charges, q)
