@@ -59,11 +59,13 @@ def as_real_array(x, name: str) -> np.ndarray:
 def _canonical(arr: np.ndarray) -> np.ndarray:
     """The same values in numpy's own descriptor of the dtype (native byte order, no metadata)
     and with strides the kernels can take (multiples of the item size, aligned): a big-endian
-    array or a field of a structured array is accepted (copied), never refused."""
-    canonical = np.dtype(arr.dtype.newbyteorder("=").str)
-    if arr.dtype is not canonical:
-        arr = arr.view(canonical) if arr.dtype.isnative else arr.astype(canonical)
-    if arr.ndim and (not arr.flags.aligned or any(st % arr.itemsize for st in arr.strides)):
+    array or a field of a structured array is accepted (copied), never refused. Costs two flag
+    reads for the usual native, aligned, contiguous array."""
+    dtype = arr.dtype
+    if not dtype.isnative or dtype.metadata is not None:
+        canonical = np.dtype(dtype.newbyteorder("=").str)
+        arr = arr.view(canonical) if dtype.isnative else arr.astype(canonical)
+    if arr.ndim and not (arr.flags.aligned and (arr.flags.c_contiguous or not any(st % arr.itemsize for st in arr.strides))):
         arr = np.array(arr, order="C")
     return arr
 
@@ -100,16 +102,19 @@ def positive_temperature(T, name: str = "T") -> float:
     value = float(arr)
     if not np.isfinite(value) or value <= 0.0:
         raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    with np.errstate(over="ignore"):
-        if not np.isfinite(np.float64(1.0) / np.float64(value)):
-            raise ValueError(f"{name}={value!r} is too small: 1/{name} overflows float64 (need {name} >= {1 / float(np.finfo(np.float64).max)!r})")
+    if value < _SMALLEST_T[np.dtype(np.float64)]:
+        raise ValueError(f"{name}={value!r} is too small: 1/{name} overflows float64 (need {name} >= {_SMALLEST_T[np.dtype(np.float64)]!r})")
     return value
+
+
+# The smallest temperature whose reciprocal a dtype holds (1/T finite), per floating dtype.
+_SMALLEST_T = {np.dtype(t): 1.0 / float(np.finfo(t).max) for t in (np.float16, np.float32, np.float64)}
 
 
 def temperature_for_dtype(T: float, dtype, name: str = "T") -> float:
     """A validated temperature that the kernels' dtype can divide by: 1/T finite in `dtype`
     (float32 gradients are (q - p)/T in float32: T < 2.9e-39 would make them inf or NaN)."""
-    limit = 1.0 / float(np.finfo(np.dtype(dtype)).max) if np.dtype(dtype).kind == "f" else 0.0
+    limit = _SMALLEST_T.get(dtype, 0.0)
     if T < limit:
         raise ValueError(
             f"{name}={T!r} is too small for {np.dtype(dtype).name} data: 1/{name} overflows "
