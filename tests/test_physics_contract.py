@@ -500,8 +500,9 @@ def test_ledger_rows_contract():
     assert w is None and charges.shape == (6,)
     raises_exactly(TypeError, "mu must be a real numeric array, got dtype <U1", thermo.ledger_rows, q, E, 0.3,
                    mu=np.array(["a"] * 6))
-    raises_exactly(ValueError, "mu must be a finite array of shape (6,)", thermo.ledger_rows, q, E, 0.3, mu=np.zeros(5))
-    raises_exactly(ValueError, "mu must be a finite array of shape (6,)", thermo.ledger_rows, q, E, 0.3,
+    raises_exactly(ValueError, "mu must have shape (6,) (one value per state), got (5,)", thermo.ledger_rows, q, E, 0.3,
+                   mu=np.zeros(5))
+    raises_exactly(ValueError, "mu must be finite", thermo.ledger_rows, q, E, 0.3,
                    mu=np.array([0, 0, np.nan, 0, 0, 0]))
 
 

@@ -59,13 +59,13 @@ def as_real_array(x, name: str) -> np.ndarray:
 def _canonical(arr: np.ndarray) -> np.ndarray:
     """The same values in numpy's own descriptor of the dtype (native byte order, no metadata)
     and with strides the kernels can take (multiples of the item size, aligned): a big-endian
-    array or a field of a structured array is accepted (copied), never refused. Costs two flag
-    reads for the usual native, aligned, contiguous array."""
+    array or a field of a structured array is accepted (copied), never refused."""
     dtype = arr.dtype
-    if not dtype.isnative or dtype.metadata is not None:
+    if dtype.isbuiltin != 1:  # not numpy's own descriptor object (byte order, metadata, a copy)
         canonical = np.dtype(dtype.newbyteorder("=").str)
         arr = arr.view(canonical) if dtype.isnative else arr.astype(canonical)
-    if arr.ndim and not (arr.flags.aligned and (arr.flags.c_contiguous or not any(st % arr.itemsize for st in arr.strides))):
+    # (every stride: numpy calls an array contiguous whatever the stride of a length-1 axis)
+    if arr.ndim and (not arr.flags.aligned or any(st % arr.itemsize for st in arr.strides)):
         arr = np.array(arr, order="C")
     return arr
 
