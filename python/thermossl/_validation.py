@@ -64,8 +64,14 @@ def _canonical(arr: np.ndarray) -> np.ndarray:
     if dtype.isbuiltin != 1:  # not numpy's own descriptor object (byte order, metadata, a copy)
         canonical = np.dtype(dtype.newbyteorder("=").str)
         arr = arr.view(canonical) if dtype.isnative else arr.astype(canonical)
-    # (every stride: numpy calls an array contiguous whatever the stride of a length-1 axis)
-    if arr.ndim and (not arr.flags.aligned or any(st % arr.itemsize for st in arr.strides)):
+    # A C-contiguous array without length-0/1 axes has strides that are products of the item size;
+    # otherwise every stride is looked at (numpy calls an array contiguous whatever the stride
+    # of a length-1 axis).
+    flags = arr.flags
+    if arr.ndim and (not flags.aligned or (
+        not (flags.c_contiguous and 1 not in arr.shape and 0 not in arr.shape)
+        and any(st % arr.itemsize for st in arr.strides)
+    )):
         arr = np.array(arr, order="C")
     return arr
 
@@ -93,22 +99,26 @@ def normalize_axes(axis, ndim: int, name: str = "axis") -> tuple[int, ...]:
 
 
 def positive_temperature(T, name: str = "T") -> float:
-    """A temperature: a real scalar, finite and > 0."""
-    if isinstance(T, (bool, np.bool_)) or not isinstance(T, (numbers.Real, np.ndarray, np.generic)):
-        raise TypeError(f"{name} must be a real number, got {type(T).__name__}")
-    arr = np.asarray(T)
-    if arr.ndim != 0 or arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must be a real scalar, got {arr.dtype} array of shape {arr.shape}")
-    value = float(arr)
-    if not np.isfinite(value) or value <= 0.0:
+    """A temperature: a real scalar, finite and > 0, whose reciprocal float64 holds."""
+    if type(T) is float or type(T) is int:  # the usual case, without a numpy round trip
+        value = float(T)
+    else:
+        if isinstance(T, (bool, np.bool_)) or not isinstance(T, (numbers.Real, np.ndarray, np.generic)):
+            raise TypeError(f"{name} must be a real number, got {type(T).__name__}")
+        arr = np.asarray(T)
+        if arr.ndim != 0 or arr.dtype.kind not in "iuf":
+            raise TypeError(f"{name} must be a real scalar, got {arr.dtype} array of shape {arr.shape}")
+        value = float(arr)
+    if not (math.isfinite(value) and value > 0.0):
         raise ValueError(f"{name} must be finite and > 0, got {value!r}")
-    if value < _SMALLEST_T[np.dtype(np.float64)]:
-        raise ValueError(f"{name}={value!r} is too small: 1/{name} overflows float64 (need {name} >= {_SMALLEST_T[np.dtype(np.float64)]!r})")
+    if value < _SMALLEST_T64:
+        raise ValueError(f"{name}={value!r} is too small: 1/{name} overflows float64 (need {name} >= {_SMALLEST_T64!r})")
     return value
 
 
 # The smallest temperature whose reciprocal a dtype holds (1/T finite), per floating dtype.
 _SMALLEST_T = {np.dtype(t): 1.0 / float(np.finfo(t).max) for t in (np.float16, np.float32, np.float64)}
+_SMALLEST_T64 = _SMALLEST_T[np.dtype(np.float64)]
 
 
 def temperature_for_dtype(T: float, dtype, name: str = "T") -> float:
@@ -269,6 +279,8 @@ def iteration_controls(n_iter, tol, max_iter, relaxation_arg) -> tuple[int, int,
 
 def relaxation(value, fixed: int) -> float:
     """omega for the solvers: a number in (0, 2), or 0.0 for "auto" (tolerance mode only)."""
+    if type(value) is float and 0.0 < value < 2.0:  # the usual case
+        return value
     if isinstance(value, str):
         if value != "auto":
             raise ValueError(f"relaxation must be a number in (0, 2) or 'auto', got {value!r}")
