@@ -22,10 +22,12 @@ CHILD = textwrap.dedent(
     shape, dtype, mode = sys.argv[1], sys.argv[2], sys.argv[3]
     n, k = (int(v) for v in shape.split("x"))
     E = np.random.default_rng(0).standard_normal((n, k)).astype(dtype)
-    kwargs = {"tol": 1e-15, "max_iter": 10**7} if mode == "tol" else {"n_iter": 10**7}
+    kwargs = {"tol": 1e-15, "max_iter": 10**7} if mode in ("tol", "sharded") else {"n_iter": 10**7}
+    # "sharded": the sharded solver (one process), whose passes are thermossl's fused pass
+    solve = thermossl.distributed.sinkhorn if mode == "sharded" else thermossl.sinkhorn
     print("ready", flush=True)
     try:
-        thermossl.sinkhorn(E, 0.01, **kwargs)
+        solve(E, 0.01, **kwargs)
     except KeyboardInterrupt:
         stopped = time.monotonic()
         # The process is usable afterwards: a fresh call gives the right answer.
@@ -69,6 +71,8 @@ def interrupt_latency(shape: str, dtype: str, mode: str) -> float:
         ("200x50", "float32", "fixed"),
         ("3000x1000", "float64", "tol"),  # long passes: polled between row tiles too
         ("3000x1000", "float32", "fixed"),
+        ("200x50", "float64", "sharded"),  # the sharded solver: its passes poll too
+        ("3000x1000", "float32", "sharded"),
     ],
 )
 def test_sigint_raises_keyboard_interrupt_within_half_a_second(shape, dtype, mode):

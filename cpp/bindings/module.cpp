@@ -272,9 +272,16 @@ py::tuple sinkhorn_pass(const py::array& energy, double temperature, const py::a
         T* q_ptr = output_array<T>(q, ev.rows, ev.cols, "q");
         if (w_ptr == nullptr || mu_ptr == nullptr || f_ptr == nullptr || charges_ptr == nullptr)
             throw py::value_error("w, mu, f and charges are required");
+        // A pass over a large shard can take seconds: Ctrl-C is polled inside it, as in sinkhorn.
+        std::function<bool()> interrupted;
+        if (on_main_thread()) interrupted = python_signal_pending;
         py::gil_scoped_release release;
-        report = thermossl::sinkhorn_pass<T>(ev, w_ptr, mu_ptr, temperature, f_ptr, charges_ptr, q_ptr);
+        report = thermossl::sinkhorn_pass<T>(ev, w_ptr, mu_ptr, temperature, f_ptr, charges_ptr, q_ptr, interrupted);
     });
+    if (report.status == thermossl::SinkhornStatus::kInterrupted) {
+        if (PyErr_Occurred()) throw py::error_already_set();
+        throw py::value_error("sinkhorn_pass: interrupted");
+    }
     return py::make_tuple(static_cast<int>(report.status), report.index);
 }
 

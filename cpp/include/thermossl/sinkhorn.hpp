@@ -181,10 +181,13 @@ struct SinkhornPassReport {
 /// weights (N, any positive values: a shard passes its slice of the global weights) are
 /// required; f (N) and charges (K) are written; q (N x K, C-contiguous) too when not null. The
 /// next mu-update is mu_y += T' (log c_y - log N_y) with N the charges summed over shards.
-/// float data runs in float lanes as in `sinkhorn`. On a status other than kOk the outputs are
+/// float data runs in float lanes as in `sinkhorn`. `interrupted`, when set, is polled by the
+/// calling thread between row tiles (as SinkhornOptions::interrupted, every few ms): once it
+/// returns true the pass stops with kInterrupted. On a status other than kOk the outputs are
 /// unspecified.
 template <class T>
 SinkhornPassReport sinkhorn_pass(const MatrixView<T>& energy, const double* weights, const double* mu,
-                                 double temperature, double* f, double* charges, Same<T>* q);
+                                 double temperature, double* f, double* charges, Same<T>* q,
+                                 const std::function<bool()>& interrupted = {});
 
 }  // namespace thermossl
