@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.special as sp
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 import thermossl
 from thermossl import thermo
 from helpers import EPS32, LAYOUTS, backend, with_layout  # noqa: F401 (backend: a fixture)
+from helpers import stand_in_device  # noqa: F401 (a fixture)
 
 inf = np.inf
 
@@ -178,3 +179,45 @@ def test_bad_input():
         s.U = 0.0
     with pytest.raises(ValueError):
         s.N[0] = 1.0
+
+
+# ----------------------------------------------------------------------------- device routing
+# The device branches of ledger_rows, State and free_energy run on the CPU with the stand-in
+# device backend (torch CPU tensors): results of the input's kind, equal bitwise to numpy's, and
+# w, mu given as device arrays taken to the host.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_device_ledger_state_and_free_energy_with_device_w_and_mu(stand_in_device, dtype):
+    torch = stand_in_device
+    rng = np.random.default_rng(41)
+    E = (2 * rng.normal(size=(30, 5))).astype(dtype)
+    q = thermossl.gibbs((2 * rng.normal(size=(30, 5))).astype(dtype), 1.0)
+    w = rng.uniform(0.2, 1.8, 30)
+    w /= w.sum()
+    mu = np.linspace(-0.3, 0.4, 5)
+    T = 0.7
+    ref_rows, ref_charges, _ = thermo.ledger_rows(q, E, T, w, mu=mu)
+    ref_state, ref_gibbs_state = thermo.State(E, T, q, w), thermo.State(E, T, None, w)
+    ref_F = thermo.free_energy(E, T, w)
+    # the F of the ledger is the reference's: -T sum_i w_i log Z_i with Z_i at shift mu
+    log_z = sp.logsumexp(-(E.astype(np.float64) - mu) / T, axis=1)
+    assert_allclose(ref_rows["log_z"], log_z, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    for wrap in (lambda x: x, torch.from_numpy):  # w, mu as host arrays and as device arrays
+        rows, charges, w_valid = thermo.ledger_rows(torch.from_numpy(q), torch.from_numpy(E), T, wrap(w), mu=wrap(mu))
+        assert set(rows) == set(ref_rows)
+        for field, ref_row in ref_rows.items():
+            assert isinstance(rows[field], torch.Tensor) and rows[field].dtype == torch.float64, field
+            assert_array_equal(rows[field].numpy(), ref_row)
+        assert isinstance(charges, torch.Tensor)
+        assert_array_equal(charges.numpy(), ref_charges)
+        assert_array_equal(np.asarray(w_valid), w)
+        for state, ref in ((thermo.State(torch.from_numpy(E), T, torch.from_numpy(q), wrap(w)), ref_state),
+                           (thermo.State(torch.from_numpy(E), T, None, wrap(w)), ref_gibbs_state)):
+            for name in ("T", "U", "U_p", "F", "F_T", "S", "S_p", "D", "L", "H_N", "I"):
+                value = getattr(state, name)
+                assert type(value) is float and value == getattr(ref, name), name  # host floats
+            assert isinstance(state.N, np.ndarray) and not state.N.flags.writeable
+            assert_array_equal(state.N, ref.N)
+        F = thermo.free_energy(torch.from_numpy(E), T, wrap(w))
+        assert type(F) is float and F == ref_F
+    assert_allclose(ref_F, -T * np.dot(w, sp.logsumexp(-E.astype(np.float64) / T, axis=1)),
+                    rtol=1e-5 if dtype == np.float32 else 1e-12)
