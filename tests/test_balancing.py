@@ -492,3 +492,59 @@ def test_device_sinkhorn_not_converged_warns_at_the_callers_line(stand_in_device
             res = thermossl.sinkhorn(energies, 1e-3, tol=1e-12, max_iter=3)
         assert not res.converged and res.n_iter == 3
         assert [r.filename for r in record] == [__file__]
+
+
+# ----------------------------------------------------------------------------- empty states
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", [{"n_iter": 3}, {"tol": 1e-5}])
+def test_empty_states_are_the_reduced_problem_with_minus_inf_potentials(dtype, mode):
+    # States with target c_y = 0 are solved as the problem without them (warm start included),
+    # then filled in: mu_y = -inf, q_iy = 0, N_y = 0, in the kernel dtype.
+    rng = np.random.default_rng(33)
+    E = (-cosine_scores(rng, 50, 6)).astype(dtype)
+    c = np.array([0.3, 0.0, 0.2, 0.25, 0.0, 0.25])
+    solved = np.flatnonzero(c > 0)
+    mu0 = np.array([0.05, -np.inf, -0.02, 0.01, 7.0, 0.0])  # -inf and any value where c_y = 0
+    res = thermossl.sinkhorn(E, 0.1, c=c, mu0=mu0, **mode)
+    ref = thermossl.sinkhorn(np.ascontiguousarray(E[:, solved]), 0.1, c=c[solved], mu0=mu0[solved], **mode)
+    cold = thermossl.sinkhorn(np.ascontiguousarray(E[:, solved]), 0.1, c=c[solved], **mode)
+    assert not np.array_equal(ref.mu, cold.mu)  # the warm start matters on these data
+    assert res.mu.dtype == dtype and res.q.dtype == dtype and res.charges.dtype == np.float64
+    assert res.mu.shape == (6,) and res.q.shape == (50, 6)
+    assert_array_equal(res.mu[[1, 4]], [-np.inf, -np.inf])
+    assert_array_equal(res.mu[solved], ref.mu)
+    assert_array_equal(res.q[:, [1, 4]], 0.0)
+    assert_array_equal(res.q[:, solved], ref.q)
+    assert_array_equal(res.charges, np.insert(ref.charges, [1, 3], 0.0))
+    assert_array_equal(res.f, ref.f)
+    assert (res.n_iter, res.err, res.converged) == (ref.n_iter, ref.err, ref.converged)
+    no_q = thermossl.sinkhorn(E, 0.1, c=c, mu0=mu0, return_q=False, **mode)
+    assert no_q.q is None and no_q.mu.dtype == dtype
+
+
+def test_empty_states_errors_name_the_original_state():
+    E = np.random.default_rng(34).normal(size=(6, 4))
+    E[:, 3] = np.inf  # state 3 forbidden everywhere; the solver sees it as its state 2
+    with pytest.raises(ValueError, match=r"^infeasible: state 3 is forbidden .* c\[3\] > 0$"):
+        thermossl.sinkhorn(E, 0.1, c=[0.5, 0.0, 0.25, 0.25], n_iter=3)
+
+
+def test_warm_start_validation_with_and_without_empty_states():
+    E = np.random.default_rng(35).normal(size=(8, 4))
+    c_empty = np.array([0.5, 0.0, 0.25, 0.25])
+    ok = thermossl.sinkhorn(E, 0.5, c=c_empty, mu0=[0.0, -np.inf, 0.1, -0.1], n_iter=2)
+    assert ok.mu[1] == -np.inf and np.all(np.isfinite(ok.mu[[0, 2, 3]]))
+    plain = "mu0 must be finite"
+    empty = "mu0 must be finite (except, as -inf, on states with target charge c_y = 0)"
+    cases = [
+        ({"mu0": [0.0, np.inf, 0.1, -0.1]}, plain),  # c = None: every state used
+        ({"mu0": [0.0, np.nan, 0.1, -0.1]}, plain),
+        ({"mu0": [0.0, -np.inf, 0.1, -0.1], "c": [0.25] * 4}, plain),
+        ({"mu0": [-np.inf, -np.inf, 0.1, -0.1], "c": c_empty}, empty),  # -inf on a used state
+        ({"mu0": [0.0, np.nan, 0.1, -0.1], "c": c_empty}, empty),  # NaN even on an empty state
+        ({"mu0": [0.0, 0.0, np.inf, 0.0], "c": c_empty}, empty),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError) as info:
+            thermossl.sinkhorn(E, 0.5, n_iter=2, **kwargs)
+        assert str(info.value) == message, kwargs

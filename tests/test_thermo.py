@@ -221,3 +221,33 @@ def test_device_ledger_state_and_free_energy_with_device_w_and_mu(stand_in_devic
         assert type(F) is float and F == ref_F
     assert_allclose(ref_F, -T * np.dot(w, sp.logsumexp(-E.astype(np.float64) / T, axis=1)),
                     rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_ledger_rows_device_and_host_arguments_do_not_mix(stand_in_device):
+    # q and E both decide the backend: a device array with a host array is an error, whichever
+    # is on the device (not a silent copy to the host), and so is a dtype mismatch on the device.
+    torch = stand_in_device
+    rng = np.random.default_rng(42)
+    E = rng.normal(size=(6, 3))
+    q = thermossl.gibbs(rng.normal(size=(6, 3)), 1.0)
+    with pytest.raises(TypeError, match="q must be a CUDA device array"):
+        thermo.ledger_rows(q, torch.from_numpy(E), 1.0)
+    with pytest.raises(TypeError, match="E must be a CUDA device array"):
+        thermo.ledger_rows(torch.from_numpy(q), E, 1.0)
+    with pytest.raises(TypeError, match="dtype float32"):
+        thermo.ledger_rows(torch.from_numpy(q.astype(np.float32)), torch.from_numpy(E), 1.0)
+
+
+def test_label_state_names_the_argument():
+    q = np.full((2, 2), 0.5)
+    assert thermo.label_state(q) is q or np.array_equal(thermo.label_state(q), q)
+    assert thermo.label_state(q, (2, 2)).shape == (2, 2)
+    for args, error, message in [
+        ((q, (2, 3)), ValueError, "q must have the shape of E (2, 3), got (2, 2)"),
+        ((q, (2, 3), "labels"), ValueError, "labels must have the shape of E (2, 3), got (2, 2)"),
+        ((["a"],), TypeError, "q must be a real numeric array, got dtype <U1"),
+        ((np.ones(3), None, "labels"), ValueError, "labels must be a 2-D array of shape (N, K), got ndim=1"),
+    ]:
+        with pytest.raises(error) as info:
+            thermo.label_state(*args)
+        assert str(info.value) == message
