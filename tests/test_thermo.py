@@ -251,3 +251,72 @@ def test_label_state_names_the_argument():
         with pytest.raises(error) as info:
             thermo.label_state(*args)
         assert str(info.value) == message
+
+
+def test_ledger_argument_errors_exact():
+    q, E = np.full((3, 4), 0.25), np.zeros((3, 4))
+    forbidden = np.full((3, 4), np.inf)
+    cases = [
+        (lambda: thermo.ledger_rows(q[:, :3], E, 1.0), "q must have the shape of E (3, 4), got (3, 3)"),
+        (lambda: thermo.ledger_rows(q, forbidden, 1.0),
+         "E: every state of row 0 is forbidden (+inf energy); a Gibbs state needs at least one finite energy per row"),
+        (lambda: thermo.ledger_rows(q.astype(np.float32), E.astype(np.float32), 1e-39),
+         "T=1e-39 is too small for float32 data: 1/T overflows float32 (need T >= 2.94e-39); pass float64 data"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == message
+    assert np.isfinite(thermo.ledger_rows(q, E, 1e-39)[0]["log_z"]).all()  # float64 takes that T
+
+
+def test_label_mass_tolerance_follows_the_label_dtype():
+    # float32 labels may be off 1 by rounding of their own dtype (1e-3), float64 ones by 1e-6.
+    q = np.full((3, 4), 0.25)
+    q[0, 0] += 2e-5
+    N = thermo.charges(q.astype(np.float32))
+    assert_allclose(N, q.mean(axis=0), rtol=1e-6)
+    with pytest.raises(ValueError, match="row 0 sums to"):
+        thermo.charges(q)
+
+
+def test_energy_is_the_weighted_label_energy():
+    rng = np.random.default_rng(43)
+    E = rng.normal(size=(20, 5))
+    q = thermossl.gibbs(rng.normal(size=(20, 5)), 1.0)
+    w = rng.uniform(0.1, 2.0, 20)
+    w /= w.sum()
+    assert_allclose(thermo.energy(q, E, w), np.dot(w, (q * E).sum(axis=1)), rtol=1e-13)
+    assert_allclose(thermo.energy(q, E), (q * E).sum(axis=1).mean(), rtol=1e-13)
+
+
+def test_device_input_runs_the_device_kernels(stand_in_device, monkeypatch):
+    # Device energies are computed by the device kernels on the caller's memory (no host copy):
+    # each public function calls the backend's kernel, and gives the numpy result.
+    torch = stand_in_device
+    from thermossl._backends import cuda as cuda_backend
+
+    calls = []
+    stand_in = cuda_backend._cuda
+
+    class Counting:
+        def __getattr__(self, name):
+            calls.append(name)
+            return getattr(stand_in, name)
+
+    monkeypatch.setattr(cuda_backend, "_cuda", Counting())
+    rng = np.random.default_rng(44)
+    E = rng.normal(size=(10, 4))
+    q = thermossl.gibbs(rng.normal(size=(10, 4)), 1.0)
+    w = rng.uniform(0.5, 1.5, 10)
+    w /= w.sum()
+    t, qt = torch.from_numpy(E), torch.from_numpy(q)
+    for call, reference, kernel in [
+        (lambda: thermo.free_energy(t, 0.5, w), thermo.free_energy(E, 0.5, w), "row_logsumexp"),
+        (lambda: thermo.energy(qt, t, w), thermo.energy(q, E, w), "ledger_rows"),
+        (lambda: thermo.State(t, 0.5, None, w).F, thermo.State(E, 0.5, None, w).F, "ledger_rows"),
+        (lambda: thermo.State(t, 0.5, qt, w).D, thermo.State(E, 0.5, q, w).D, "ledger_rows"),
+    ]:
+        calls.clear()
+        assert call() == reference
+        assert kernel in calls, (kernel, calls)
