@@ -320,3 +320,32 @@ def test_device_input_runs_the_device_kernels(stand_in_device, monkeypatch):
         calls.clear()
         assert call() == reference
         assert kernel in calls, (kernel, calls)
+
+
+def test_free_energy_of_no_samples_is_an_error():
+    with pytest.raises(ValueError) as info:
+        thermo.free_energy(np.zeros((0, 3)), 1.0)
+    assert str(info.value) == "E must have at least one sample and one state, got shape (0, 3)"
+    assert thermo.free_energy(np.zeros((1, 3)), 1.0) == pytest.approx(-np.log(3), rel=1e-14)  # N = 1 is fine
+
+
+def test_weighted_state_and_charges_against_numpy():
+    # Absolute references (numpy), so that a weight dropped anywhere on the way shows.
+    rng = np.random.default_rng(45)
+    E = rng.normal(size=(25, 4))
+    q = thermossl.gibbs(rng.normal(size=(25, 4)), 1.0)
+    w = rng.uniform(0.05, 2.0, 25)
+    w /= w.sum()
+    T = 0.6
+    log_z = sp.logsumexp(-E / T, axis=1)
+    p = np.exp(-E / T - log_z[:, None])
+    gibbs_state = thermo.State(E, T, None, w)
+    assert_allclose(gibbs_state.F, -T * np.dot(w, log_z), rtol=1e-13)
+    assert_allclose(gibbs_state.U, np.dot(w, (p * E).sum(axis=1)), rtol=1e-12)
+    assert_allclose(gibbs_state.N, w @ p, rtol=1e-12)
+    labelled = thermo.State(E, T, q, w)
+    assert_allclose(labelled.U, np.dot(w, (q * E).sum(axis=1)), rtol=1e-12)
+    assert_allclose(labelled.N, w @ q, rtol=1e-12)
+    rows, charges, _ = thermo.ledger_rows(q, E, T, w)
+    assert_allclose(charges, w @ q, rtol=1e-12)
+    assert_allclose(rows["energy_q"], (q * E).sum(axis=1), rtol=1e-12)
