@@ -1,6 +1,11 @@
 """Test helpers: memory layouts and tolerances (importable because pytest puts tests/ on sys.path)."""
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import warnings
+
 import numpy as np
 
 EPS32 = float(np.finfo(np.float32).eps)
@@ -95,3 +100,59 @@ def backend(request) -> ArrayBackend:
     if request.param == "numpy":
         return ArrayBackend("numpy")
     return _device_backend(request.param)
+
+
+# --------------------------------------------------------------------------- mutation testing
+_MUTMUT_TRAMPOLINE = os.path.join("mutmut", "mutation", "trampoline.py")
+
+
+@contextlib.contextmanager
+def warning_frames_as_without_mutmut():
+    """Make warnings.warn(stacklevel=...) point where it would without mutmut.
+
+    Under mutmut 3 (tools/mutation.sh) every mutated function is called through a trampoline
+    frame in mutmut/mutation/trampoline.py, so a warning whose stacklevel names the user's line
+    points into mutmut instead and a test of the warning's location fails for the unmutated code.
+    Inside this context (only when mutmut is loaded; elsewhere it does nothing) warnings.warn
+    counts its stacklevel over the frames that are not trampolines, which is exactly the count
+    without mutmut, so the test still fails for a mutant with a wrong stacklevel."""
+    if "mutmut" not in sys.modules:
+        yield
+        return
+    original = warnings.warn
+
+    def warn(message, category=None, stacklevel=1, source=None):
+        frame, frames, counted = sys._getframe(1), 1, 1  # warn's caller is stacklevel 1
+        while counted < stacklevel and frame.f_back is not None:
+            frame, frames = frame.f_back, frames + 1
+            if not frame.f_code.co_filename.endswith(_MUTMUT_TRAMPOLINE):
+                counted += 1
+        original(message, category, stacklevel=frames + 1, source=source)  # + 1: this frame
+
+    warnings.warn = warn
+    try:
+        yield
+    finally:
+        warnings.warn = original
+
+
+# --------------------------------------------------------------------------- device routing on the CPU
+@pytest.fixture
+def stand_in_device(monkeypatch):
+    """Route torch CPU tensors to the CUDA backend, whose kernels then run on the CPU core
+    (tests/test_backends.py's stand-in ``_cuda`` module): a device result must equal the numpy
+    result bitwise. Reaches the device branches of the Python layer without a GPU. Returns torch."""
+    torch = pytest.importorskip("torch", reason="the stand-in device arrays are torch CPU tensors")
+    from test_backends import _StandInCuda
+
+    from thermossl import _backends
+    from thermossl._backends import cuda as cuda_backend
+
+    def is_tensor(x):
+        return isinstance(x, torch.Tensor)
+
+    monkeypatch.setattr(_backends, "is_device_array", is_tensor)
+    monkeypatch.setattr(cuda_backend, "is_device_array", is_tensor)
+    monkeypatch.setattr(cuda_backend, "_cuda", _StandInCuda)
+    monkeypatch.setattr(cuda_backend, "_stream", lambda like: 0)
+    return torch

@@ -12,6 +12,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import thermossl
 from helpers import EPS32, EPS64, LAYOUTS, backend, with_layout  # noqa: F401 (backend: a fixture)
+from helpers import stand_in_device, warning_frames_as_without_mutmut  # noqa: F401 (a fixture)
 
 ot = pytest.importorskip("ot", reason="POT is part of the test extra: pip install '.[test]'")
 
@@ -432,3 +433,118 @@ def test_bad_rows_and_states_are_named(backend):
     E[9, 2] = np.nan
     with pytest.raises(ValueError, match=r"E contains NaN \(row 9\)"):
         thermossl.sinkhorn(backend(E), 0.1, tol=1e-6)
+
+
+# ----------------------------------------------------------------------------- device routing
+# sinkhorn's device branch (a CUDA device array for E) run on the CPU: torch CPU tensors stand in
+# for device arrays and tests/test_backends.py's stand-in `_cuda` runs the kernels with the CPU
+# core, so a device result must equal the numpy result bitwise (mutation testing reaches these
+# lines only this way on a machine without a GPU).
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", [{"n_iter": 4}, {"tol": 1e-5, "max_iter": 500}])
+def test_device_sinkhorn_with_device_w_c_mu0_gives_the_cpu_result(stand_in_device, dtype, mode):
+    torch = stand_in_device
+    rng = np.random.default_rng(31)
+    E = (-cosine_scores(rng, 60, 6)).astype(dtype)
+    w, c = random_simplex(rng, 60), random_simplex(rng, 6)
+    mu0 = rng.normal(scale=0.05, size=6)
+    ref = thermossl.sinkhorn(E, 0.1, w=w, c=c, mu0=mu0, **mode)
+    assert ref.n_iter > 0
+    for as_device in (False, True):  # w, c, mu0 as host arrays and as device arrays
+        wrap = torch.from_numpy if as_device else (lambda x: x)
+        res = thermossl.sinkhorn(torch.from_numpy(E), 0.1, w=wrap(w), c=wrap(c), mu0=wrap(mu0), **mode)
+        for field in ("q", "f", "mu"):
+            value = getattr(res, field)
+            assert isinstance(value, torch.Tensor) and value.dtype == torch.from_numpy(E).dtype, field
+            assert_array_equal(value.numpy(), getattr(ref, field))
+        assert res.charges.dtype == torch.float64
+        assert_array_equal(res.charges.numpy(), ref.charges)
+        assert (res.n_iter, res.err, res.converged) == (ref.n_iter, ref.err, ref.converged)
+        assert_allclose(res.charges.numpy(), c, atol=2e-5 if "tol" in mode else 0.2)
+    # (compared with the CPU's return_q=False run: in float32 that one's mu may differ from the
+    # return_q=True run's in the last bit)
+    no_q = thermossl.sinkhorn(torch.from_numpy(E), 0.1, w=w, c=c, mu0=mu0, return_q=False, **mode)
+    ref_no_q = thermossl.sinkhorn(E, 0.1, w=w, c=c, mu0=mu0, return_q=False, **mode)
+    assert no_q.q is None and ref_no_q.q is None
+    assert_array_equal(no_q.mu.numpy(), ref_no_q.mu)
+    assert_array_equal(no_q.f.numpy(), ref_no_q.f)
+
+
+def test_device_sinkhorn_rejects_zero_weights_and_empty_states(stand_in_device):
+    # The device solver takes no zero weights or empty states (the CPU one does): a clear error.
+    torch = stand_in_device
+    rng = np.random.default_rng(32)
+    E = -cosine_scores(rng, 20, 4)
+    w = np.full(20, 1 / 19)
+    w[5] = 0.0
+    c = np.array([0.5, 0.0, 0.25, 0.25])
+    for kwargs, name in (({"w": w}, "w"), ({"c": c}, "c"), ({"w": torch.from_numpy(w)}, "w")):
+        assert thermossl.sinkhorn(E, 0.1, n_iter=3, **{k: np.asarray(v) for k, v in kwargs.items()}).q is not None
+        with pytest.raises(ValueError, match=f"^{name} must be finite and > 0"):
+            thermossl.sinkhorn(torch.from_numpy(E), 0.1, n_iter=3, **kwargs)
+
+
+def test_device_sinkhorn_not_converged_warns_at_the_callers_line(stand_in_device):
+    torch = stand_in_device
+    E = -cosine_scores(np.random.default_rng(6), 200, 20)
+    for energies in (E, torch.from_numpy(E)):
+        with pytest.warns(RuntimeWarning, match="did not converge") as record, warning_frames_as_without_mutmut():
+            res = thermossl.sinkhorn(energies, 1e-3, tol=1e-12, max_iter=3)
+        assert not res.converged and res.n_iter == 3
+        assert [r.filename for r in record] == [__file__]
+
+
+# ----------------------------------------------------------------------------- empty states
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", [{"n_iter": 3}, {"tol": 1e-5}])
+def test_empty_states_are_the_reduced_problem_with_minus_inf_potentials(dtype, mode):
+    # States with target c_y = 0 are solved as the problem without them (warm start included),
+    # then filled in: mu_y = -inf, q_iy = 0, N_y = 0, in the kernel dtype.
+    rng = np.random.default_rng(33)
+    E = (-cosine_scores(rng, 50, 6)).astype(dtype)
+    c = np.array([0.3, 0.0, 0.2, 0.25, 0.0, 0.25])
+    solved = np.flatnonzero(c > 0)
+    mu0 = np.array([0.05, -np.inf, -0.02, 0.01, 7.0, 0.0])  # -inf and any value where c_y = 0
+    res = thermossl.sinkhorn(E, 0.1, c=c, mu0=mu0, **mode)
+    ref = thermossl.sinkhorn(np.ascontiguousarray(E[:, solved]), 0.1, c=c[solved], mu0=mu0[solved], **mode)
+    cold = thermossl.sinkhorn(np.ascontiguousarray(E[:, solved]), 0.1, c=c[solved], **mode)
+    assert not np.array_equal(ref.mu, cold.mu)  # the warm start matters on these data
+    assert res.mu.dtype == dtype and res.q.dtype == dtype and res.charges.dtype == np.float64
+    assert res.mu.shape == (6,) and res.q.shape == (50, 6)
+    assert_array_equal(res.mu[[1, 4]], [-np.inf, -np.inf])
+    assert_array_equal(res.mu[solved], ref.mu)
+    assert_array_equal(res.q[:, [1, 4]], 0.0)
+    assert_array_equal(res.q[:, solved], ref.q)
+    assert_array_equal(res.charges, np.insert(ref.charges, [1, 3], 0.0))
+    assert_array_equal(res.f, ref.f)
+    assert (res.n_iter, res.err, res.converged) == (ref.n_iter, ref.err, ref.converged)
+    no_q = thermossl.sinkhorn(E, 0.1, c=c, mu0=mu0, return_q=False, **mode)
+    assert no_q.q is None and no_q.mu.dtype == dtype
+
+
+def test_empty_states_errors_name_the_original_state():
+    E = np.random.default_rng(34).normal(size=(6, 4))
+    E[:, 3] = np.inf  # state 3 forbidden everywhere; the solver sees it as its state 2
+    with pytest.raises(ValueError, match=r"^infeasible: state 3 is forbidden .* c\[3\] > 0$"):
+        thermossl.sinkhorn(E, 0.1, c=[0.5, 0.0, 0.25, 0.25], n_iter=3)
+
+
+def test_warm_start_validation_with_and_without_empty_states():
+    E = np.random.default_rng(35).normal(size=(8, 4))
+    c_empty = np.array([0.5, 0.0, 0.25, 0.25])
+    ok = thermossl.sinkhorn(E, 0.5, c=c_empty, mu0=[0.0, -np.inf, 0.1, -0.1], n_iter=2)
+    assert ok.mu[1] == -np.inf and np.all(np.isfinite(ok.mu[[0, 2, 3]]))
+    plain = "mu0 must be finite"
+    empty = "mu0 must be finite (except, as -inf, on states with target charge c_y = 0)"
+    cases = [
+        ({"mu0": [0.0, np.inf, 0.1, -0.1]}, plain),  # c = None: every state used
+        ({"mu0": [0.0, np.nan, 0.1, -0.1]}, plain),
+        ({"mu0": [0.0, -np.inf, 0.1, -0.1], "c": [0.25] * 4}, plain),
+        ({"mu0": [-np.inf, -np.inf, 0.1, -0.1], "c": c_empty}, empty),  # -inf on a used state
+        ({"mu0": [0.0, np.nan, 0.1, -0.1], "c": c_empty}, empty),  # NaN even on an empty state
+        ({"mu0": [0.0, 0.0, np.inf, 0.0], "c": c_empty}, empty),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError) as info:
+            thermossl.sinkhorn(E, 0.5, n_iter=2, **kwargs)
+        assert str(info.value) == message, kwargs

@@ -310,3 +310,28 @@ def test_index_validation_and_reset():
     d.feedback(E)
     d.measure(E, index=index)
     assert_array_equal(index, np.arange(6))  # the caller's ids are not modified
+
+
+def test_centering_batch_mean_dtypes_float32_scores():
+    # DINO's center from float32 scores: the weighted batch mean is the float32 product w . E
+    # (w cast to E's dtype: one pass, no float64 copy of E), the unweighted one numpy's mean
+    # accumulated in float64; the center itself is float64. Checked bitwise against both and
+    # against the other precision (which gives a different center on these data), so a change
+    # of the accumulation dtype is caught.
+    rng = np.random.default_rng(51)
+    E = (3 + rng.normal(size=(257, 9))).astype(np.float32)
+    w = rng.uniform(0.1, 2.0, 257)
+    w /= w.sum()
+    weighted = reservoirs.CenteringReservoir(0.1, momentum=0.5)
+    weighted.assign(E, w)
+    as_float32 = -(w.astype(np.float32) @ E).astype(np.float64)
+    as_float64 = -(w @ E.astype(np.float64))
+    assert weighted.center.dtype == np.float64
+    assert_array_equal(weighted.center, 0.5 * as_float32)
+    assert not np.array_equal(weighted.center, 0.5 * as_float64)
+    assert_allclose(weighted.center, 0.5 * as_float64, rtol=1e-6)
+    plain = reservoirs.CenteringReservoir(0.1, momentum=0.5)
+    plain.assign(E)
+    assert plain.center.dtype == np.float64
+    assert_array_equal(plain.center, 0.5 * -E.mean(axis=0, dtype=np.float64))
+    assert not np.array_equal(plain.center, 0.5 * -E.mean(axis=0).astype(np.float64))

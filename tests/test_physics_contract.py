@@ -13,6 +13,7 @@ import pytest
 
 import thermossl
 from thermossl import analysis, demon, reservoirs, thermo
+from helpers import warning_frames_as_without_mutmut
 
 inf, nan = np.inf, np.nan
 E2 = np.array([[0.0, 1.0, 2.0], [3.0, -1.0, 0.5]])
@@ -522,7 +523,7 @@ def test_sinkhorn_edges_messages_and_warning_location():
                    None, np.ones(2) / 2)
     raises_exactly(ValueError, "w must have shape (2,) (one value per sample), got (3,)", thermo.energy, Q2, E2,
                    np.ones(3) / 3)
-    with pytest.warns(RuntimeWarning) as record:
+    with pytest.warns(RuntimeWarning) as record, warning_frames_as_without_mutmut():
         thermossl.sinkhorn(E2, 0.01, tol=1e-300, max_iter=2)
     assert record[0].filename == __file__  # stacklevel: the warning points at the caller
     mu0 = np.array([0.1, -0.2, 0.1])

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.special as sp
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 import thermossl
 from thermossl import thermo
 from helpers import EPS32, LAYOUTS, backend, with_layout  # noqa: F401 (backend: a fixture)
+from helpers import stand_in_device  # noqa: F401 (a fixture)
 
 inf = np.inf
 
@@ -178,3 +179,173 @@ def test_bad_input():
         s.U = 0.0
     with pytest.raises(ValueError):
         s.N[0] = 1.0
+
+
+# ----------------------------------------------------------------------------- device routing
+# The device branches of ledger_rows, State and free_energy run on the CPU with the stand-in
+# device backend (torch CPU tensors): results of the input's kind, equal bitwise to numpy's, and
+# w, mu given as device arrays taken to the host.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_device_ledger_state_and_free_energy_with_device_w_and_mu(stand_in_device, dtype):
+    torch = stand_in_device
+    rng = np.random.default_rng(41)
+    E = (2 * rng.normal(size=(30, 5))).astype(dtype)
+    q = thermossl.gibbs((2 * rng.normal(size=(30, 5))).astype(dtype), 1.0)
+    w = rng.uniform(0.2, 1.8, 30)
+    w /= w.sum()
+    mu = np.linspace(-0.3, 0.4, 5)
+    T = 0.7
+    ref_rows, ref_charges, _ = thermo.ledger_rows(q, E, T, w, mu=mu)
+    ref_state, ref_gibbs_state = thermo.State(E, T, q, w), thermo.State(E, T, None, w)
+    ref_F = thermo.free_energy(E, T, w)
+    # the F of the ledger is the reference's: -T sum_i w_i log Z_i with Z_i at shift mu
+    log_z = sp.logsumexp(-(E.astype(np.float64) - mu) / T, axis=1)
+    assert_allclose(ref_rows["log_z"], log_z, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    for wrap in (lambda x: x, torch.from_numpy):  # w, mu as host arrays and as device arrays
+        rows, charges, w_valid = thermo.ledger_rows(torch.from_numpy(q), torch.from_numpy(E), T, wrap(w), mu=wrap(mu))
+        assert set(rows) == set(ref_rows)
+        for field, ref_row in ref_rows.items():
+            assert isinstance(rows[field], torch.Tensor) and rows[field].dtype == torch.float64, field
+            assert_array_equal(rows[field].numpy(), ref_row)
+        assert isinstance(charges, torch.Tensor)
+        assert_array_equal(charges.numpy(), ref_charges)
+        assert_array_equal(np.asarray(w_valid), w)
+        for state, ref in ((thermo.State(torch.from_numpy(E), T, torch.from_numpy(q), wrap(w)), ref_state),
+                           (thermo.State(torch.from_numpy(E), T, None, wrap(w)), ref_gibbs_state)):
+            for name in ("T", "U", "U_p", "F", "F_T", "S", "S_p", "D", "L", "H_N", "I"):
+                value = getattr(state, name)
+                assert type(value) is float and value == getattr(ref, name), name  # host floats
+            assert isinstance(state.N, np.ndarray) and not state.N.flags.writeable
+            assert_array_equal(state.N, ref.N)
+        F = thermo.free_energy(torch.from_numpy(E), T, wrap(w))
+        assert type(F) is float and F == ref_F
+    assert_allclose(ref_F, -T * np.dot(w, sp.logsumexp(-E.astype(np.float64) / T, axis=1)),
+                    rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_ledger_rows_device_and_host_arguments_do_not_mix(stand_in_device):
+    # q and E both decide the backend: a device array with a host array is an error, whichever
+    # is on the device (not a silent copy to the host), and so is a dtype mismatch on the device.
+    torch = stand_in_device
+    rng = np.random.default_rng(42)
+    E = rng.normal(size=(6, 3))
+    q = thermossl.gibbs(rng.normal(size=(6, 3)), 1.0)
+    with pytest.raises(TypeError, match="q must be a CUDA device array"):
+        thermo.ledger_rows(q, torch.from_numpy(E), 1.0)
+    with pytest.raises(TypeError, match="E must be a CUDA device array"):
+        thermo.ledger_rows(torch.from_numpy(q), E, 1.0)
+    with pytest.raises(TypeError, match="dtype float32"):
+        thermo.ledger_rows(torch.from_numpy(q.astype(np.float32)), torch.from_numpy(E), 1.0)
+
+
+def test_label_state_names_the_argument():
+    q = np.full((2, 2), 0.5)
+    assert thermo.label_state(q) is q or np.array_equal(thermo.label_state(q), q)
+    assert thermo.label_state(q, (2, 2)).shape == (2, 2)
+    for args, error, message in [
+        ((q, (2, 3)), ValueError, "q must have the shape of E (2, 3), got (2, 2)"),
+        ((q, (2, 3), "labels"), ValueError, "labels must have the shape of E (2, 3), got (2, 2)"),
+        ((["a"],), TypeError, "q must be a real numeric array, got dtype <U1"),
+        ((np.ones(3), None, "labels"), ValueError, "labels must be a 2-D array of shape (N, K), got ndim=1"),
+    ]:
+        with pytest.raises(error) as info:
+            thermo.label_state(*args)
+        assert str(info.value) == message
+
+
+def test_ledger_argument_errors_exact():
+    q, E = np.full((3, 4), 0.25), np.zeros((3, 4))
+    forbidden = np.full((3, 4), np.inf)
+    cases = [
+        (lambda: thermo.ledger_rows(q[:, :3], E, 1.0), "q must have the shape of E (3, 4), got (3, 3)"),
+        (lambda: thermo.ledger_rows(q, forbidden, 1.0),
+         "E: every state of row 0 is forbidden (+inf energy); a Gibbs state needs at least one finite energy per row"),
+        (lambda: thermo.ledger_rows(q.astype(np.float32), E.astype(np.float32), 1e-39),
+         "T=1e-39 is too small for float32 data: 1/T overflows float32 (need T >= 2.94e-39); pass float64 data"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == message
+    assert np.isfinite(thermo.ledger_rows(q, E, 1e-39)[0]["log_z"]).all()  # float64 takes that T
+
+
+def test_label_mass_tolerance_follows_the_label_dtype():
+    # float32 labels may be off 1 by rounding of their own dtype (1e-3), float64 ones by 1e-6.
+    q = np.full((3, 4), 0.25)
+    q[0, 0] += 2e-5
+    N = thermo.charges(q.astype(np.float32))
+    assert_allclose(N, q.mean(axis=0), rtol=1e-6)
+    with pytest.raises(ValueError, match="row 0 sums to"):
+        thermo.charges(q)
+
+
+def test_energy_is_the_weighted_label_energy():
+    rng = np.random.default_rng(43)
+    E = rng.normal(size=(20, 5))
+    q = thermossl.gibbs(rng.normal(size=(20, 5)), 1.0)
+    w = rng.uniform(0.1, 2.0, 20)
+    w /= w.sum()
+    assert_allclose(thermo.energy(q, E, w), np.dot(w, (q * E).sum(axis=1)), rtol=1e-13)
+    assert_allclose(thermo.energy(q, E), (q * E).sum(axis=1).mean(), rtol=1e-13)
+
+
+def test_device_input_runs_the_device_kernels(stand_in_device, monkeypatch):
+    # Device energies are computed by the device kernels on the caller's memory (no host copy):
+    # each public function calls the backend's kernel, and gives the numpy result.
+    torch = stand_in_device
+    from thermossl._backends import cuda as cuda_backend
+
+    calls = []
+    stand_in = cuda_backend._cuda
+
+    class Counting:
+        def __getattr__(self, name):
+            calls.append(name)
+            return getattr(stand_in, name)
+
+    monkeypatch.setattr(cuda_backend, "_cuda", Counting())
+    rng = np.random.default_rng(44)
+    E = rng.normal(size=(10, 4))
+    q = thermossl.gibbs(rng.normal(size=(10, 4)), 1.0)
+    w = rng.uniform(0.5, 1.5, 10)
+    w /= w.sum()
+    t, qt = torch.from_numpy(E), torch.from_numpy(q)
+    for call, reference, kernel in [
+        (lambda: thermo.free_energy(t, 0.5, w), thermo.free_energy(E, 0.5, w), "row_logsumexp"),
+        (lambda: thermo.energy(qt, t, w), thermo.energy(q, E, w), "ledger_rows"),
+        (lambda: thermo.State(t, 0.5, None, w).F, thermo.State(E, 0.5, None, w).F, "ledger_rows"),
+        (lambda: thermo.State(t, 0.5, qt, w).D, thermo.State(E, 0.5, q, w).D, "ledger_rows"),
+    ]:
+        calls.clear()
+        assert call() == reference
+        assert kernel in calls, (kernel, calls)
+
+
+def test_free_energy_of_no_samples_is_an_error():
+    with pytest.raises(ValueError) as info:
+        thermo.free_energy(np.zeros((0, 3)), 1.0)
+    assert str(info.value) == "E must have at least one sample and one state, got shape (0, 3)"
+    assert thermo.free_energy(np.zeros((1, 3)), 1.0) == pytest.approx(-np.log(3), rel=1e-14)  # N = 1 is fine
+
+
+def test_weighted_state_and_charges_against_numpy():
+    # Absolute references (numpy), so that a weight dropped anywhere on the way shows.
+    rng = np.random.default_rng(45)
+    E = rng.normal(size=(25, 4))
+    q = thermossl.gibbs(rng.normal(size=(25, 4)), 1.0)
+    w = rng.uniform(0.05, 2.0, 25)
+    w /= w.sum()
+    T = 0.6
+    log_z = sp.logsumexp(-E / T, axis=1)
+    p = np.exp(-E / T - log_z[:, None])
+    gibbs_state = thermo.State(E, T, None, w)
+    assert_allclose(gibbs_state.F, -T * np.dot(w, log_z), rtol=1e-13)
+    assert_allclose(gibbs_state.U, np.dot(w, (p * E).sum(axis=1)), rtol=1e-12)
+    assert_allclose(gibbs_state.N, w @ p, rtol=1e-12)
+    labelled = thermo.State(E, T, q, w)
+    assert_allclose(labelled.U, np.dot(w, (q * E).sum(axis=1)), rtol=1e-12)
+    assert_allclose(labelled.N, w @ q, rtol=1e-12)
+    rows, charges, _ = thermo.ledger_rows(q, E, T, w)
+    assert_allclose(charges, w @ q, rtol=1e-12)
+    assert_allclose(rows["energy_q"], (q * E).sum(axis=1), rtol=1e-12)
