@@ -327,7 +327,7 @@ def test_float32_accuracy_claim(scale, T):
     s = ref_entropy(p)
     assert np.all(np.abs(thermossl.gibbs_entropy(E32, T) - s) <= 8 * EPS32 * np.maximum(s, 1))
     L = ref_cross_entropy(q32, E64, T)
-    assert np.all(np.abs(thermossl.cross_entropy(q32, E32, T) - L) <= 2 * EPS32 * np.maximum(L, 1))
+    assert np.all(np.abs(thermossl.cross_entropy(q32, E32, T) - L) <= 4 * EPS32 * np.maximum(L, 1))
 
 
 # ----------------------------------------------------------------------------- every backend

@@ -112,7 +112,7 @@ def log_z_ld(E, T):
 @example(case=(np.random.default_rng(3).normal(size=(257, 1999)).astype(np.float32) * 30, np.float32, []), T=0.05)
 def test_gibbs_kernels_long_rows_with_forbidden_states(case, T):
     """log Z, p, S, L and dL/dE against long double, at the README's float32 bounds (log Z 1 eps,
-    p 4 eps, S 8 eps, L 2 eps relative to max(value, 1)) and a few ulp in float64."""
+    p 4 eps, S 8 eps, L 4 eps relative to max(value, 1)) and a few ulp in float64."""
     E, dtype, _ = case
     E64 = E.astype(np.float64)
     allowed = np.isfinite(E64).any(axis=1)
@@ -146,7 +146,7 @@ def test_gibbs_kernels_long_rows_with_forbidden_states(case, T):
     qq = q.astype(np.longdouble)
     L = -np.sum(np.where(qq > 0, qq * log_p, 0), axis=1)
     got_L, grad = thermossl.cross_entropy(q, E, T, grad=True)
-    assert np.all(np.abs(got_L - L) <= 2 * eps * cond * np.maximum(L, 1))
+    assert np.all(np.abs(got_L - L) <= 4 * eps * cond * np.maximum(L, 1))
     g = (qq - p * qq.sum(axis=1, keepdims=True)) / T
     assert np.all(np.abs(grad - g) <= 16 * eps * cond[:, None] / T)
 

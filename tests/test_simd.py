@@ -4,7 +4,7 @@ chosen in-process (``_core.set_simd_level``) and through THERMOSSL_SIMD in a sub
 level this CPU lacks is skipped. (CI also runs the whole suite once with THERMOSSL_SIMD=baseline.)
 
 float32 bounds: README "Accuracy"/"Kernels": log Z 1 eps x max(|log Z|, 1), p 4 eps absolute,
-S 8 eps x max(S, 1), L 2 eps x max(L, 1); float64: a few ulp.
+S 8 eps x max(S, 1), L 4 eps x max(L, 1); float64: a few ulp.
 """
 from __future__ import annotations
 
@@ -145,7 +145,7 @@ def test_float32_accuracy_claim_at_every_level(at_level, scale, T):
     S = -np.sum(np.where(p > 0, p * log_p, 0), axis=1)
     assert np.all(np.abs(thermossl.gibbs_entropy(E32, T) - S) <= 8 * eps * np.maximum(S, 1))
     L = -np.sum(q32.astype(np.float64) * log_p, axis=1)
-    assert np.all(np.abs(thermossl.cross_entropy(q32, E32, T) - L) <= 2 * eps * np.maximum(L, 1))
+    assert np.all(np.abs(thermossl.cross_entropy(q32, E32, T) - L) <= 4 * eps * np.maximum(L, 1))
 
 
 @pytest.mark.parametrize("level", LEVEL_PARAMS)

@@ -31,7 +31,8 @@ core=$(ls build/dev/_core*.so 2>/dev/null | head -1 || true)
 [ -n "$core" ] || { echo "no build/dev/_core*.so: run the editable install of the dev loop first"; exit 1; }
 [ -x "$venv/bin/mutmut" ] || {
   "$PYTHON" -m venv "$venv"
-  "$venv/bin/pip" install -q "mutmut>=3.3" numpy scipy pytest "hypothesis>=6.80" pot
+  # torch: the device-routing tests run on the CPU through a stand-in CUDA backend (tests/helpers.py)
+  "$venv/bin/pip" install -q "mutmut==3.8.1" numpy scipy pytest "hypothesis>=6.80" pot "torch==2.13.0"
 }
 
 rm -rf "$stage"
