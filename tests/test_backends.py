@@ -21,6 +21,8 @@ from thermossl import _backends, _core, thermo
 from thermossl._backends import cpu
 from thermossl._backends import cuda as cuda_backend
 
+from helpers import stand_in_device  # noqa: F401,E402 (a fixture: torch CPU tensors as stand-in device arrays)
+
 
 class _FakeDeviceArray:
     __cuda_array_interface__ = {"shape": (2, 3), "typestr": "<f4", "data": (0, False), "version": 3}
@@ -143,18 +145,6 @@ class _StandInCuda:
         return _core.sinkhorn(E, T, _vector(w, n, dtype), _vector(c, k, dtype), _vector(mu0, k, dtype), fixed, tol,
                               limit, _vector(f, n, dtype), _vector(mu, k, dtype), _view(q, (n, k), (k, 1), dtype),
                               _vector(charges, k, np.float64))
-
-
-@pytest.fixture
-def stand_in_device(monkeypatch):
-    """torch CPU tensors routed to the CUDA backend, whose kernels run on the CPU core."""
-    def is_tensor(x):
-        return isinstance(x, torch.Tensor)
-
-    monkeypatch.setattr(_backends, "is_device_array", is_tensor)
-    monkeypatch.setattr(cuda_backend, "is_device_array", is_tensor)
-    monkeypatch.setattr(cuda_backend, "_cuda", _StandInCuda)
-    monkeypatch.setattr(cuda_backend, "_stream", lambda like: 0)
 
 
 def _energies(n=40, k=7, dtype=np.float64, seed=0):

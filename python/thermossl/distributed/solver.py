@@ -12,6 +12,7 @@ import numpy as np
 from .. import _messages as msg
 from .. import _status
 from .._backends import cpu
+from ..balancing import SinkhornResult
 from .._validation import (
     finite_vector,
     iteration_controls,
@@ -28,7 +29,7 @@ __all__ = ["DistributedSinkhornResult", "sinkhorn"]
 
 
 @dataclass(frozen=True)
-class DistributedSinkhornResult:
+class DistributedSinkhornResult(SinkhornResult):
     """Outcome of :func:`sinkhorn` on one rank.
 
     q: (N_local, K) this rank's rows of the label state, or None when ``return_q=False``.
@@ -38,13 +39,6 @@ class DistributedSinkhornResult:
     n_total: the number of samples over all ranks; offset: the global index of this rank's first row.
     """
 
-    q: Optional[np.ndarray]
-    f: np.ndarray
-    mu: np.ndarray
-    n_iter: int
-    err: float
-    converged: bool
-    charges: np.ndarray
     n_total: int
     offset: int
 
