@@ -2,6 +2,8 @@
 GGE1-GGE2, and State."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.special as sp
@@ -349,3 +351,16 @@ def test_weighted_state_and_charges_against_numpy():
     rows, charges, _ = thermo.ledger_rows(q, E, T, w)
     assert_allclose(charges, w @ q, rtol=1e-12)
     assert_allclose(rows["energy_q"], (q * E).sum(axis=1), rtol=1e-12)
+
+
+def test_unweighted_means_of_rows_near_the_float_limit_do_not_overflow():
+    # Each row is finite and so is their mean; summing the rows before dividing by N overflows.
+    E = np.full((2, 3), -1.5e308)
+    q = np.full((2, 3), 1.0 / 3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow RuntimeWarning reaches the caller
+        assert thermo.energy(q, E) == pytest.approx(-1.5e308, rel=1e-15)
+        assert thermo.free_energy(E, 1.0) == pytest.approx(-1.5e308, rel=1e-15)
+    E[1] = [-1.5e308, -1.0, 0.0]
+    expected = np.mean((q * E).sum(axis=1) / 2.0) * 2.0  # the same mean, without the overflow
+    assert thermo.energy(q, E) == pytest.approx(expected, rel=1e-15)

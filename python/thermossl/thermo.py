@@ -49,7 +49,15 @@ def weights(w, n: int, name: str = "w"):
 
 def reduce(w, rows) -> float:
     """sum_i w_i rows_i (the mean when w is None) of host rows (N,)."""
-    return float(np.mean(rows)) if w is None else float(w @ rows)
+    if w is not None:
+        return float(w @ rows)  # convex weights: no partial sum exceeds max_i |rows_i|
+    with np.errstate(over="ignore"):  # an overflow is handled just below
+        mean = float(np.mean(rows))
+    if not np.isfinite(mean) and rows.size and np.all(np.isfinite(rows)):
+        # The sum of finite rows overflowed (rows near the float limit): the mean itself is finite,
+        # so sum the rows scaled by 1/N instead.
+        mean = float(np.sum(rows / rows.shape[0]))
+    return mean
 
 
 def label_state(q, shape=None, name: str = "q") -> np.ndarray:
