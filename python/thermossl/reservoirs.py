@@ -225,6 +225,7 @@ class SinkhornReservoir(Reservoir):
         )
 
     def reset(self) -> None:
+        """Forget the warm-start potentials of earlier calls."""
         self._mu = None
 
     def __repr__(self) -> str:
@@ -314,6 +315,7 @@ class CenteringReservoir(Reservoir):
         )
 
     def reset(self) -> None:
+        """Forget the center: the next call starts from C = 0."""
         self.center = None
 
     def __repr__(self) -> str:
