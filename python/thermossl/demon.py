@@ -347,7 +347,7 @@ class Ledger:
         dict of str to float
             Keys 'cycles' (an int), 'W', 'Q', 'dU', 'W_ext', 'Sigma'.
         """
-        out = {"cycles": len(self._rows)}
+        out: dict[str, float] = {"cycles": len(self._rows)}
         for f in ("W", "Q", "dU", "W_ext", "Sigma"):
             out[f] = float(math.fsum(r[f] for r in self._rows))
         return out
@@ -662,8 +662,8 @@ class Demon:
         self.ledger = Ledger()
         self.work_per_sample: Optional[Float64Array] = None  # (N,) w_i sum_y q_iy (E'_iy - E_iy) of the last cycle
         self.heat_per_sample: Optional[Float64Array] = None  # (N,) w_i sum_y E_iy (q_iy - q_prev_iy) of the last cycle
-        self._q_prev = None
-        self._pending = None
+        self._q_prev: Optional[npt.NDArray[Any]] = None
+        self._pending: Optional[dict[str, Any]] = None
         self._store = _LabelStore()
 
     @property

@@ -174,7 +174,7 @@ class SinkhornReservoir(Reservoir):
         self.max_iter = max_iter
         self.c = None if c is None else np.asarray(c, dtype=np.float64)
         self.warm_start = bool(warm_start)
-        self._mu = None
+        self._mu: Optional[FloatArray] = None
 
     def assign(self, E: npt.ArrayLike, w: Optional[npt.ArrayLike] = None) -> LabelState:
         """Labels for energies E with sample weights w.
@@ -263,7 +263,7 @@ class CenteringReservoir(Reservoir):
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
         self.momentum = momentum
-        self.center = None
+        self.center: Optional[Float64Array] = None
 
     def assign(self, E: npt.ArrayLike, w: Optional[npt.ArrayLike] = None) -> LabelState:
         """Labels for energies E with sample weights w.

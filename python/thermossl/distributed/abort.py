@@ -136,7 +136,7 @@ def _in_step(comm, name: str):
         raise  # pragma: no cover - reached only if the abort returned (it exits)
 
 
-_installed = {}
+_installed: dict[str, Any] = {}
 
 
 def abort_on_failure(comm: Optional[Any] = None,
