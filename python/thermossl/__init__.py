@@ -2,8 +2,8 @@
 
 Fast, exact kernels for the Gibbs state of a model's energies (partition functions, entropies,
 cross-entropies and their gradients) and scipy-compatible ``logsumexp``/``softmax``/
-``log_softmax``, computed by a C++ core (OpenMP, float32 and float64). See THEORY.md for the
-model: energies E = -scores (N samples x K states), temperature T.
+``log_softmax``, computed by a C++ core (OpenMP, float32 and float64). See the theory page of the
+documentation for the model: energies E = -scores (N samples x K states), temperature T.
 """
 from __future__ import annotations
 

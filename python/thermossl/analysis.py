@@ -32,7 +32,7 @@ any data is loaded.
 
 With recorded codes there is no reservoir: the labels carry no chemical potentials, so the
 ledger's ``mu_min``, ``mu_max``, ``mu_mean``, ``Sigma`` (the entropy production against the
-reservoir, THEORY.md §4) and ``res_E2`` are nan ("not defined"); every other field, and the
+reservoir, on the theory page of the documentation) and ``res_E2`` are nan ("not defined"); every other field, and the
 residuals of the first law, D1, G1, G2 and G4, hold for any label state and are computed as usual.
 ``charge_err`` is sum_y abs(N_y - 1/K) of the codes.
 """

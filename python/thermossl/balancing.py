@@ -1,4 +1,6 @@
-"""Self-label balancing: the generalized Gibbs ensemble of THEORY.md §3 by log-domain Sinkhorn.
+"""Self-label balancing: the generalized Gibbs ensemble by log-domain Sinkhorn.
+
+The ensemble and its identities: the theory page of the documentation (self-labels).
 
 ``sinkhorn(E, T, ...)`` finds the label state q*_iy = exp((f_i + mu_y - E_iy)/T) whose rows sum to
 1 and whose charges N_y = sum_i w_i q_iy equal the targets c_y — the entropic optimal-transport

@@ -13,7 +13,7 @@ is written: a failed or interrupted command leaves nothing behind.
 The worked example walks one batch of synthetic self-labelling scores through the kernels:
 the Gibbs state of the student (T), self-labels balanced by a colder reservoir (T', SwAV's three
 Sinkhorn iterations), the free energy, entropies, loss and relative entropy, the identities
-G1-G4 and GGE1 of THEORY.md closing to rounding, and one feedback step (an adiabatic stroke)
+G1-G4 and GGE1 of the theory page of the documentation closing to rounding, and one feedback step (an adiabatic stroke)
 whose extracted work satisfies D1.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Strokes, cycles and the learning demon's ledger (THEORY.md §4–5).
+"""Strokes, cycles and the learning demon's ledger (the theory page of the documentation).
 
 State (E, q): energies and labels, energy U[q; E] = sum_i w_i sum_y q_iy E_iy.
 
@@ -12,7 +12,7 @@ The demon runs cycles. ``measure(E, index=ids)`` is the isochoric stroke into th
 the labels of each sample jump from that sample's labels of its last measurement (known by its id
 in ``index``; a sample never measured before, or any sample when no ``index`` is given, starts
 from the Gibbs state of E at T) to the reservoir's q_t, exchanging heat Q_t and producing entropy
-Sigma_t (THEORY.md §5: labels belong to samples, not to row positions). ``feedback(E_after)`` is the
+Sigma_t (the theory page of the documentation: labels belong to samples, not to row positions). ``feedback(E_after)`` is the
 adiabatic stroke: the learner moves the energies with q_t fixed, doing work W_t; the demon extracts
 W_ext = -W_t. Each completed cycle appends one row to ``ledger``.
 """

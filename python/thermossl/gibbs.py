@@ -1,4 +1,4 @@
-"""The Gibbs state of energies E at temperature T (THEORY.md §2), computed by the C++ core.
+"""The Gibbs state of energies E at temperature T (the theory page of the documentation), computed by the C++ core.
 
 E is an (N, K) array of energies (E = -scores; +inf marks a forbidden state), T > 0. Results are
 per row: (N,) for scalars, (N, K) for states and gradients. float32 stays float32, float64 stays

@@ -1,4 +1,4 @@
-"""Figures of a learning demon's ledger (THEORY.md §4–5): cycles, work and heat, the feedback
+"""Figures of a learning demon's ledger (the theory page of the documentation: strokes, the demon): cycles, work and heat, the feedback
 bound (D2), information and charges, and the distribution of the per-sample work.
 
 matplotlib is an optional dependency (``pip install "thermossl[plot]"``); it is imported only when

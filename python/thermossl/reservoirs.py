@@ -1,4 +1,4 @@
-"""Self-label reservoirs (THEORY.md §3): where the labels q come from.
+"""Self-label reservoirs (the theory page of the documentation): where the labels q come from.
 
 A reservoir at temperature T' turns energies E into a label state q that is a generalized Gibbs
 ensemble, q_iy = exp((f_i + mu_y - E_iy)/T') with rows summing to 1: the chemical potentials mu

@@ -1,11 +1,11 @@
-"""State functions of THEORY.md §2–3: energy, free energy, entropies, relative entropy, loss,
+"""State functions of the theory page of the documentation: energy, free energy, entropies, relative entropy, loss,
 charges and information of a label state q against the Gibbs state of energies E at T.
 
 All sums carry sample weights w (w_i > 0, sum 1; default 1/N). The per-row sums come from one
 fused C++ kernel (``ledger_rows``: one read of E and q, one exp and one log per element) and this
 module only reduces N-vectors. ``State`` computes every quantity of a (E, T, q, w) at once.
 
-Notation (THEORY.md): p = Gibbs(E, T) = softmax(-E/T); log Z_i = LSE_y(-E_iy/T);
+Notation (the theory page): p = Gibbs(E, T) = softmax(-E/T); log Z_i = LSE_y(-E_iy/T);
 U[q] = sum_i w_i sum_y q_iy E_iy; F = -T sum_i w_i log Z_i; S[q] = -sum_i w_i sum_y q_iy log q_iy;
 D(q||p) = sum_i w_i sum_y q_iy log(q_iy/p_iy); L = -sum_i w_i sum_y q_iy log p_iy;
 N_y = sum_i w_i q_iy; H(N) = -sum_y N_y log N_y; I = H(N) - S[q].

@@ -1,6 +1,6 @@
 """The sharded Sinkhorn solver: :func:`thermossl.sinkhorn` on energies whose rows are split over
 the ranks of a communicator (one fused pass over the local rows and one K + 1 allreduce per
-iteration; see the package docstring and docs/distributed.md)."""
+iteration; see the package docstring and the scale-out page of the documentation)."""
 from __future__ import annotations
 
 import math

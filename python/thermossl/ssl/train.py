@@ -1,6 +1,6 @@
 """Self-labelling training (SeLa, SwAV, DINO) with the demon's books kept as the model learns.
 
-Every training step is one demon cycle (THEORY.md §5):
+Every training step is one demon cycle (the theory page of the documentation):
 
 1. measurement: the method's reservoir turns the current energies into labels (an isochoric
    stroke: heat, entropy production, information). A minibatch holds new samples, so the labels
