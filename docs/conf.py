@@ -39,9 +39,14 @@ numpydoc_class_members_toctree = False
 # return value without a description (RT03). With -W a failed check fails the build.
 # (Raises sections are checked by tests/test_docstrings.py.)
 numpydoc_validation_checks = {"GL08", "PR01", "PR02", "PR07", "PR10", "RT01", "RT03"}
-# Objects not of this package's making: members inherited from torch.nn.Module and dataclass
-# machinery.
-numpydoc_validation_exclude = {r"\.__init__$", r"\.__call__$"}
+# Objects not of this package's making, listed on the class pages: what the losses inherit from
+# torch.nn.Module and thermossl.torch.SinkhornResult from tuple.
+numpydoc_validation_exclude = {
+    r"\.__init__$",
+    r"\.__call__$",
+    r"^thermossl\.torch\.(SwAVLoss|DINOLoss)\.(?!forward$|update_center$)\w+$",
+    r"^thermossl\.torch\.SinkhornResult\.(count|index)$",
+}
 
 html_theme = "pydata_sphinx_theme"
 html_title = "thermossl"
