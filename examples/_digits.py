@@ -6,10 +6,15 @@ import argparse
 import json
 import os
 import time
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from thermossl.torch import LedgerRecorder
 
 
 def arguments(description: str, epochs: int) -> argparse.Namespace:
@@ -26,7 +31,7 @@ def arguments(description: str, epochs: int) -> argparse.Namespace:
     return args
 
 
-def one_thread():
+def one_thread() -> Any:
     """Run torch and the thermossl kernels on one thread: the matrices here are tiny (256 x 10) and
     waking OpenMP teams costs more than the work, badly so on a shared machine (measured on the
     loaded 2-core development VM: 16 s of training with 2 threads, 0.5 s with one)."""
@@ -40,7 +45,7 @@ def one_thread():
     return threadpool_limits(1)
 
 
-def digits():
+def digits() -> tuple[torch.Tensor, npt.NDArray[Any]]:
     """The scikit-learn digits, standardised: X (1797, 64) float32 tensor, y (1797,) numpy."""
     from thermossl.ssl import load_digits
 
@@ -61,16 +66,17 @@ def views(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 class Encoder(nn.Module):
     """64 pixels -> 128 ReLU units (the representation) -> a 32-d L2-normalised embedding."""
 
-    def __init__(self, dim: int = 32):
+    def __init__(self, dim: int = 32) -> None:
         super().__init__()
         self.backbone = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU())
         self.projection = nn.Linear(128, dim)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(self.projection(self.backbone(x)), dim=1)
 
 
-def finish(name, recorder, T, labels, y, history, seconds, out_dir):
+def finish(name: str, recorder: LedgerRecorder, T: float, labels: npt.NDArray[Any], y: npt.NDArray[Any],
+           history: list[float], seconds: float, out_dir: Optional[str]) -> dict[str, Any]:
     """Print the evaluation and the ledger summary; write the ledger and its plots."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
@@ -104,5 +110,5 @@ def finish(name, recorder, T, labels, y, history, seconds, out_dir):
     return summary
 
 
-def clock():
+def clock() -> float:
     return time.perf_counter()

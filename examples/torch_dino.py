@@ -27,16 +27,17 @@ import thermossl.torch as tt  # noqa: E402
 
 
 class Network(nn.Module):
-    def __init__(self, k):
+    def __init__(self, k: int) -> None:
         super().__init__()
         self.encoder = _digits.Encoder()
         self.head = nn.Linear(32, k)
 
-    def forward(self, x):
-        return self.head(self.encoder(x)) * 4  # logits of a modest scale, as DINO's head gives
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.head(self.encoder(x)) * 4  # a modest scale, as DINO's head gives
+        return logits
 
 
-def main():
+def main() -> None:
     args = _digits.arguments(__doc__.splitlines()[0], epochs=40)
     limits = _digits.one_thread()  # noqa: F841 - kept alive for the run
     torch.manual_seed(args.seed)
@@ -52,7 +53,7 @@ def main():
     loss_fn = tt.DINOLoss(args.prototypes, ncrops=2, warmup_teacher_temp=0.04, teacher_temp=0.06,
                           warmup_teacher_temp_epochs=min(10, args.epochs), nepochs=args.epochs,
                           student_temp=T, center_momentum=0.9, recorder=recorder)
-    history = []
+    history: list[float] = []
     start = _digits.clock()
     for epoch in range(args.epochs):
         order = torch.randperm(len(X), generator=generator)

@@ -23,7 +23,7 @@ import thermossl  # noqa: E402
 import thermossl.torch as tt  # noqa: E402
 
 
-def main():
+def main() -> None:
     args = _digits.arguments(__doc__.splitlines()[0], epochs=40)
     limits = _digits.one_thread()  # noqa: F841 - kept alive for the run
     torch.manual_seed(args.seed)
@@ -36,10 +36,11 @@ def main():
     recorder = tt.LedgerRecorder(T=T, reservoir=thermossl.reservoirs.swav(), every=args.every)
     loss_fn = tt.SwAVLoss(temperature=T, epsilon=0.05, sinkhorn_iterations=3, recorder=recorder)
 
-    def scores(x):
-        return encoder(x) @ nn.functional.normalize(prototypes.weight, dim=1).t()
+    def scores(x: torch.Tensor) -> torch.Tensor:
+        embedding: torch.Tensor = encoder(x)  # nn.Module calls are untyped: say what comes back
+        return embedding @ nn.functional.normalize(prototypes.weight, dim=1).t()
 
-    history = []
+    history: list[float] = []
     start = _digits.clock()
     for epoch in range(args.epochs):
         order = torch.randperm(len(X), generator=generator)

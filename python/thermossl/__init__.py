@@ -2,8 +2,8 @@
 
 Fast, exact kernels for the Gibbs state of a model's energies (partition functions, entropies,
 cross-entropies and their gradients) and scipy-compatible ``logsumexp``/``softmax``/
-``log_softmax``, computed by a C++ core (OpenMP, float32 and float64). See THEORY.md for the
-model: energies E = -scores (N samples x K states), temperature T.
+``log_softmax``, computed by a C++ core (OpenMP, float32 and float64). See the theory page of the
+documentation for the model: energies E = -scores (N samples x K states), temperature T.
 """
 from __future__ import annotations
 
@@ -19,12 +19,16 @@ from . import _core
 
 
 def simd_level() -> str:
-    """The SIMD level the C++ kernels run at: 'avx512' (AVX-512 F/BW/DQ/VL), 'avx2' (AVX2 + FMA)
-    or 'baseline'.
+    """The SIMD level the C++ kernels run at.
 
     Chosen when thermossl is imported: the best the CPU supports, or the level named by the
     environment variable THERMOSSL_SIMD ('baseline', 'avx2' or 'avx512') when the CPU supports
     it. ``thermossl._core.simd_levels()`` lists the levels this build and CPU support.
+
+    Returns
+    -------
+    str
+        'avx512' (AVX-512 F/BW/DQ/VL), 'avx2' (AVX2 + FMA) or 'baseline'.
     """
     return _core.simd_level()
 

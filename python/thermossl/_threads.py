@@ -20,7 +20,24 @@ __all__ = ["set_num_threads", "get_num_threads"]
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads (>= 1) in the kernels called from this thread."""
+    """Use ``n`` threads in the kernels called from this thread.
+
+    The setting is that of the process's OpenMP runtime (``omp_set_num_threads``), the one
+    ``torch.set_num_threads`` and ``threadpoolctl`` set too; see the getting-started page of the
+    documentation.
+
+    Parameters
+    ----------
+    n : int
+        The number of threads, >= 1 (any integer-like object; not a bool).
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an integer (or is a bool).
+    ValueError
+        If ``n`` < 1.
+    """
     if isinstance(n, bool):
         raise TypeError("n must be an int, got bool")
     try:
@@ -33,5 +50,11 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """The number of threads the next kernel called from this thread will use."""
+    """The number of threads the next kernel called from this thread will use.
+
+    Returns
+    -------
+    int
+        The OpenMP thread count (1 in a build without OpenMP).
+    """
     return int(_core.get_num_threads())

@@ -32,7 +32,7 @@ any data is loaded.
 
 With recorded codes there is no reservoir: the labels carry no chemical potentials, so the
 ledger's ``mu_min``, ``mu_max``, ``mu_mean``, ``Sigma`` (the entropy production against the
-reservoir, THEORY.md §4) and ``res_E2`` are nan ("not defined"); every other field, and the
+reservoir, on the theory page of the documentation) and ``res_E2`` are nan ("not defined"); every other field, and the
 residuals of the first law, D1, G1, G2 and G4, hold for any label state and are computed as usual.
 ``charge_err`` is sum_y abs(N_y - 1/K) of the codes.
 """
@@ -43,12 +43,14 @@ import os
 import re
 import zipfile
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
+import numpy.typing as npt
 
+from ._typing import Float64Array
 from ._validation import positive_temperature
-from .demon import Demon, Ledger
+from .demon import Demon, Ledger, PathLike
 from .reservoirs import LabelState, Reservoir, dino, sela, swav
 from .thermo import charges as label_charges
 
@@ -201,9 +203,17 @@ def _find(archive: _Archive, key: str):
 
 
 class MissingArrayError(ValueError):
-    """A part of a run (``part``: 'scores', 'codes', 'teacher', 'weights') is not in the archive."""
+    """A part of a run is not in the archive (a ValueError).
 
-    def __init__(self, message, part):
+    Parameters
+    ----------
+    message : str
+        The error message (names the file and lists the archive's arrays).
+    part : str
+        The missing part: 'scores', 'codes', 'teacher' or 'weights' (also the attribute ``part``).
+    """
+
+    def __init__(self, message: str, part: str) -> None:
         super().__init__(message)
         self.part = part
 
@@ -216,32 +226,69 @@ def _keys_found(archive) -> str:
 class Run:
     """A training run read from an .npz archive.
 
-    scores: (S, N, K) the student's scores per step. steps: the S step numbers (0..S-1 for a
-    stacked array, the integer suffixes of numbered ones). codes: (S - 1, N, K) float64 label
-    states used in training (rows summing to 1), or None. teacher: (S - 1, N, K) the teacher's
-    scores per step, or None. weights: (N,) or None. keys: the archive's names of each part.
+    Parameters
+    ----------
+    scores : numpy.ndarray, shape (S, N, K)
+        The student's scores per step.
+    steps : tuple of int
+        The S step numbers (0..S-1 for a stacked array, the integer suffixes of numbered ones).
+    weights : numpy.ndarray, shape (N,), optional
+        Sample weights, or None.
+    codes : numpy.ndarray, shape (S - 1, N, K), optional
+        float64 label states used in training (rows summing to 1), or None.
+    teacher : numpy.ndarray, shape (S - 1, N, K), optional
+        The teacher's scores per step, or None.
+    keys : dict of str to str, optional
+        The archive's names of each part.
     """
 
-    scores: np.ndarray
-    steps: tuple
-    weights: Optional[np.ndarray] = None
-    codes: Optional[np.ndarray] = None
-    teacher: Optional[np.ndarray] = None
-    keys: dict = field(default_factory=dict)
+    scores: npt.NDArray[Any]
+    steps: tuple[int, ...]
+    weights: Optional[npt.NDArray[Any]] = None
+    codes: Optional[Float64Array] = None
+    teacher: Optional[npt.NDArray[Any]] = None
+    keys: dict[str, Optional[str]] = field(default_factory=dict)
 
 
-def load_run(path, *, scores_key="scores", codes_key="codes", teacher_key="teacher", weights_key="weights",
-             require=(), max_bytes="auto") -> Run:
-    """Read a run saved as .npz (see the module's docstring).
+def load_run(path: PathLike, *, scores_key: str = "scores", codes_key: Optional[str] = "codes",
+             teacher_key: Optional[str] = "teacher", weights_key: Optional[str] = "weights",
+             require: Iterable[str] = (), max_bytes: Union[int, str, None] = "auto") -> Run:
+    """Read a run saved as .npz (the format of the module's docstring and the command-line page of the documentation).
 
     The scores are required, under ``scores_key``. Codes, teacher scores and weights are read when
-    the archive holds them under their keys (a key of None: not read); a part named in
-    ``require`` ('codes', 'teacher', 'weights') must be there. ``max_bytes``: the most bytes the
-    arrays read may declare together (``"auto"``: half the machine's physical memory; None: no
-    limit). Sizes are checked from the arrays' headers before any data is read.
+    the archive holds them under their keys. Sizes are checked from the arrays' headers before any
+    data is read.
 
-    FileNotFoundError for a missing file; ValueError naming the file and the array (and listing the
-    archive's keys when one is missing) for anything not in the documented format.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The .npz (or .npy) file.
+    scores_key : str, optional
+        The name of the scores.
+    codes_key, teacher_key, weights_key : str or None, optional
+        The names of the recorded codes, the teacher's scores and the sample weights (None: not
+        read).
+    require : iterable of str, optional
+        Parts ('codes', 'teacher', 'weights') that must be there.
+    max_bytes : int, "auto" or None, optional
+        The most bytes the arrays read may declare together (``"auto"``: half the machine's physical
+        memory; None: no limit).
+
+    Returns
+    -------
+    Run
+        The arrays of the run.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    MissingArrayError
+        If a required array is missing (the message lists the archive's arrays).
+    ValueError
+        Naming the file and the array, for anything not in the documented format (shapes, dtypes,
+        sizes beyond the file or ``max_bytes``, ambiguous step numbers, codes that are not label
+        states, bad keys).
     """
     keys = {"scores": scores_key, "codes": codes_key, "teacher": teacher_key, "weights": weights_key}
     if not isinstance(scores_key, str) or not scores_key:
@@ -376,10 +423,28 @@ def _label_states(path, key, codes) -> np.ndarray:
     return codes64 / sums[:, :, None]
 
 
-def load_scores(path):
-    """(scores (steps, N, K), weights (N,) or None) of a run saved as .npz under the default keys
-    (see :func:`load_run`); ValueError naming the file and the array when it is not in the
-    documented format."""
+def load_scores(path: PathLike) -> tuple[npt.NDArray[Any], Optional[npt.NDArray[Any]]]:
+    """The scores and weights of a run saved as .npz under the default keys (see :func:`load_run`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The .npz file.
+
+    Returns
+    -------
+    scores : numpy.ndarray, shape (steps, N, K)
+        The scores per step.
+    weights : numpy.ndarray, shape (N,), or None
+        The sample weights, when saved.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        Naming the file and the array when it is not in the documented format.
+    """
     run = load_run(path, codes_key=None, teacher_key=None)
     return run.scores, run.weights
 
@@ -421,27 +486,68 @@ class _GivenLabels(Reservoir):
 class Analysis:
     """The ledger of a replayed run and the per-sample work of its last cycle.
 
-    labels: 'reservoir' (the reservoir's labels) or 'given' (recorded codes). nan_fields: the
-    ledger fields that may be nan (``NAN_FIELDS``, and with given labels
-    ``GIVEN_LABELS_NAN_FIELDS``, which are then nan in every cycle)."""
+    Parameters
+    ----------
+    ledger : thermossl.demon.Ledger
+        The books, one row per cycle.
+    work_per_sample : numpy.ndarray, shape (N,)
+        The per-sample work of cycle ``work_cycle``.
+    work_cycle : int
+        The cycle of ``work_per_sample`` (the last).
+    T : float
+        The representation temperature.
+    labels : str, optional
+        'reservoir' (the reservoir's labels) or 'given' (recorded codes).
+    nan_fields : tuple of str, optional
+        The ledger fields that may be nan (``NAN_FIELDS``, and with given labels
+        ``GIVEN_LABELS_NAN_FIELDS``, which are then nan in every cycle).
+    """
 
     ledger: Ledger
-    work_per_sample: np.ndarray
+    work_per_sample: Float64Array
     work_cycle: int
     T: float
     labels: str = "reservoir"
-    nan_fields: tuple = NAN_FIELDS
+    nan_fields: tuple[str, ...] = NAN_FIELDS
 
 
-def analyze(scores, T=0.1, reservoir=None, weights=None, *, codes=None, teacher=None) -> Analysis:
-    """Replay saved scores (steps, N, K) through a demon at temperature T.
+def analyze(scores: npt.ArrayLike, T: float = 0.1, reservoir: Union[str, Reservoir, None] = None,
+            weights: Optional[npt.ArrayLike] = None, *, codes: Optional[npt.ArrayLike] = None,
+            teacher: Optional[npt.ArrayLike] = None) -> Analysis:
+    """Replay saved scores through a demon at temperature T.
 
-    The labels of cycle t come from a reservoir ('sela', 'swav', 'dino' or a
-    :class:`~thermossl.reservoirs.Reservoir`; None: 'swav') measuring step t's energies, or, with
-    ``codes`` ((steps - 1, N, K) label states, e.g. :attr:`Run.codes`), are the codes recorded in
-    training (then no reservoir may be given). With ``teacher`` ((steps - 1, N, K) scores) the
-    measurement is on the teacher's energies of step t and the feedback's work on the student's
-    scores, from step t to t + 1 (as DINO's books in :func:`thermossl.ssl.train`).
+    The labels of cycle t come from a reservoir measuring step t's energies, or are the codes
+    recorded in training. With ``teacher`` the measurement is on the teacher's energies of step t
+    and the feedback's work on the student's scores, from step t to t + 1 (as DINO's books in
+    :func:`thermossl.ssl.train`).
+
+    Parameters
+    ----------
+    scores : array_like, shape (steps, N, K)
+        The scores per step (steps >= 2); E = -scores.
+    T : float, optional
+        The representation temperature, > 0.
+    reservoir : {'sela', 'swav', 'dino'} or thermossl.reservoirs.Reservoir, optional
+        Where the labels come from (None: 'swav'); not with ``codes``.
+    weights : array_like, shape (N,), optional
+        Sample weights summing to 1.
+    codes : array_like, shape (steps - 1, N, K), optional
+        Label states recorded in training (e.g. :attr:`Run.codes`).
+    teacher : array_like, shape (steps - 1, N, K), optional
+        The teacher's scores per step.
+
+    Returns
+    -------
+    Analysis
+        The ledger and the last cycle's per-sample work.
+
+    Raises
+    ------
+    TypeError
+        If ``reservoir`` is neither a name nor a Reservoir.
+    ValueError
+        If a shape is wrong, ``T`` is not finite and > 0, ``reservoir`` is an unknown name or is
+        given with ``codes``, or the demon refuses the energies or labels (nan, forbidden rows).
     """
     T = positive_temperature(T)
     scores = np.asarray(scores)
@@ -484,11 +590,30 @@ def analyze(scores, T=0.1, reservoir=None, weights=None, *, codes=None, teacher=
     return Analysis(ledger, demon.work_per_sample, len(ledger) - 1, T, labels, nan_fields)
 
 
-def check_books(ledger, nan_fields=NAN_FIELDS, work_per_sample=None, largest=LARGEST_VALUE) -> None:
-    """ValueError naming the field and the cycle of the first ledger value that is not finite
-    (nan is allowed in ``nan_fields``) or exceeds ``largest`` in magnitude, or the first such
-    per-sample work; such books cannot be written and drawn faithfully (the plots overflow from
-    about 1e270). Typical cause: scores, or 1/T, beyond any trained model's range."""
+def check_books(ledger: Ledger, nan_fields: Sequence[str] = NAN_FIELDS, work_per_sample: Optional[npt.ArrayLike] = None,
+                largest: float = LARGEST_VALUE) -> None:
+    """Refuse books that cannot be written and drawn faithfully.
+
+    Such values come from scores, or 1/T, beyond any trained model's range (the plots overflow from
+    about 1e270).
+
+    Parameters
+    ----------
+    ledger : thermossl.demon.Ledger
+        The books.
+    nan_fields : sequence of str, optional
+        Fields allowed to be nan.
+    work_per_sample : array_like, optional
+        Per-sample work to check too.
+    largest : float, optional
+        The largest magnitude allowed.
+
+    Raises
+    ------
+    ValueError
+        Naming the field and the cycle of the first ledger value that is not finite (nan is allowed
+        in ``nan_fields``) or exceeds ``largest`` in magnitude, or the first such per-sample work.
+    """
     columns = {f: np.asarray(ledger.column(f), dtype=np.float64) for f in ledger.fields}
     t = columns["t"]
     for name, values in columns.items():
@@ -507,12 +632,30 @@ def check_books(ledger, nan_fields=NAN_FIELDS, work_per_sample=None, largest=LAR
                              f"(it must be finite and within ±{largest:g})")
 
 
-def summarize(ledger: Ledger, T) -> dict:
+def summarize(ledger: Ledger, T: float) -> dict[str, Any]:
     """Totals, extremes and the laws' residuals of a ledger at representation temperature T.
 
-    ``D2_held`` counts the cycles with W_ext + dF <= T D(q_t||p_t) up to rounding (1e-12 of the
-    terms' size); ``max_abs_res_*`` are the largest residuals of the identities in the ledger
-    (nan when the identity does not apply: E2 with recorded codes).
+    Parameters
+    ----------
+    ledger : thermossl.demon.Ledger
+        The books (at least one cycle).
+    T : float
+        The representation temperature, > 0.
+
+    Returns
+    -------
+    dict of str to Any
+        ``cycles``, the totals ``W``, ``Q``, ``dU``, ``W_ext``, ``Sigma``, ``W_ext_bound``;
+        ``D2_held`` counts the cycles with W_ext + dF <= T D(q_t||p_t) up to rounding (1e-12 of the
+        terms' size) and ``D2_every_cycle`` says whether all did; ``L_first``, ``L_last``,
+        ``I_mean``, ``charge_err_last``, ``eta_median``; ``max_abs_res_*`` are the largest residuals
+        of the identities in the ledger (nan when the identity does not apply: E2 with recorded
+        codes).
+
+    Raises
+    ------
+    ValueError
+        If the ledger is empty or ``T`` is not finite and > 0.
     """
     if len(ledger) == 0:
         raise ValueError("ledger is empty")
@@ -544,8 +687,19 @@ def summarize(ledger: Ledger, T) -> dict:
     return out
 
 
-def format_summary(summary: dict) -> str:
-    """A few lines for a terminal (a nan, a quantity not defined for these books, reads n/a)."""
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """A few lines for a terminal; a nan (a quantity not defined for these books) reads n/a.
+
+    Parameters
+    ----------
+    summary : mapping
+        The result of :func:`summarize`.
+
+    Returns
+    -------
+    str
+        The lines, joined by newlines.
+    """
     s = summary
 
     def fmt(value, spec):

@@ -1,4 +1,6 @@
-"""Self-label balancing: the generalized Gibbs ensemble of THEORY.md §3 by log-domain Sinkhorn.
+"""Self-label balancing: the generalized Gibbs ensemble by log-domain Sinkhorn.
+
+The ensemble and its identities: the theory page of the documentation (self-labels).
 
 ``sinkhorn(E, T, ...)`` finds the label state q*_iy = exp((f_i + mu_y - E_iy)/T) whose rows sum to
 1 and whose charges N_y = sum_i w_i q_iy equal the targets c_y — the entropic optimal-transport
@@ -24,6 +26,7 @@ import numpy.typing as npt
 from . import _messages as msg
 from . import _status
 from ._backends import backend_for, cpu
+from ._typing import Float64Array, FloatArray
 from ._validation import (
     as_real_array,
     check_nonempty,
@@ -37,25 +40,37 @@ __all__ = ["SinkhornResult", "sinkhorn"]
 
 @dataclass(frozen=True)
 class SinkhornResult:
-    """Outcome of :func:`sinkhorn`.
+    """Outcome of :func:`sinkhorn`: the balanced label state and its potentials.
 
-    q: (N, K) label state, row-stochastic, or None when ``return_q=False``.
-    f: (N,) row potentials, f_i = -T log sum_y exp((mu_y - E_iy)/T).
-    mu: (K,) chemical potentials of the charges, gauge sum_y c_y mu_y = 0.
-    n_iter: iterations done (mu-update + f-update pairs; a warm start at a converged mu may do 0).
-    err: charge error sum_y abs(N_y - c_y) of the returned state.
-    converged: err <= tol.
-    charges: (K,) float64 charges N_y = sum_i w_i q_iy of the returned state (from the last
-    pass, at no extra cost).
+    Arrays are of E's dtype and kind (numpy, or the device library of a device E), except
+    ``charges`` (float64).
+
+    Parameters
+    ----------
+    q : numpy.ndarray, shape (N, K), or None
+        The label state, row-stochastic; None when ``return_q=False``.
+    f : numpy.ndarray, shape (N,)
+        Row potentials, f_i = -T log sum_y exp((mu_y - E_iy)/T).
+    mu : numpy.ndarray, shape (K,)
+        Chemical potentials of the charges, gauge sum_y c_y mu_y = 0.
+    n_iter : int
+        Iterations done (mu-update + f-update pairs; a warm start at a converged mu may do 0).
+    err : float
+        Charge error sum_y abs(N_y - c_y) of the returned state.
+    converged : bool
+        ``err <= tol``.
+    charges : numpy.ndarray, shape (K,)
+        float64 charges N_y = sum_i w_i q_iy of the returned state (from the last pass, at no
+        extra cost).
     """
 
-    q: Optional[np.ndarray]
-    f: np.ndarray
-    mu: np.ndarray
+    q: Optional[FloatArray]
+    f: FloatArray
+    mu: FloatArray
     n_iter: int
     err: float
     converged: bool
-    charges: np.ndarray
+    charges: Float64Array
 
 
 def _sinkhorn(E, T: float, w=None, c=None, mu0=None, fixed: int = 0, tol: float = 1e-6, limit: int = 1000,
@@ -124,31 +139,64 @@ def sinkhorn(
     return_q: bool = True,
     relaxation: Union[float, str] = 1.0,
 ) -> SinkhornResult:
-    """Balance self-labels: the GGE of energies E at reservoir temperature T (THEORY.md §3).
+    """Balance self-labels: the generalized Gibbs ensemble of energies E at reservoir temperature T.
+
+    Log-domain Sinkhorn; the theory page of the documentation derives it, the user guide describes
+    the modes, warm starts and over-relaxation.
 
     Parameters
     ----------
-    E : (N, K) array of energies (= -scores); +inf forbids a state (q = 0 there).
-    T : reservoir temperature T' > 0 (SwAV's epsilon 0.05; SeLa 1/lambda = 1/25).
-    w : (N,) sample weights, >= 0, sum 1 (default 1/N). A sample of weight 0 is labelled (its
-        q row is the GGE at the solved mu) but does not count in the charges.
-    c : (K,) charge targets, >= 0, sum 1 (default 1/K: equipartition). A state of target 0 is
+    E : array_like, shape (N, K)
+        Energies (= -scores), float32 or float64 (integers compute in float64); +inf forbids a state
+        (q = 0 there). A CUDA device array (torch, CuPy) runs on its device.
+    T : float
+        Reservoir temperature T' > 0 (SwAV's epsilon 0.05; SeLa 1/lambda = 1/25).
+    w : array_like, shape (N,), optional
+        Sample weights, >= 0, summing to 1 (default 1/N). A sample of weight 0 is labelled (its q
+        row is the GGE at the solved mu) but does not count in the charges.
+    c : array_like, shape (K,), optional
+        Charge targets, >= 0, summing to 1 (default 1/K: equipartition). A state of target 0 is
         empty: q_iy = 0, mu_y = -inf.
-    n_iter : run exactly this many iterations (SwAV mode); None runs to ``tol`` (SeLa mode).
-    tol : tolerance on the charge error sum_y abs(N_y - c_y) (also decides ``converged``).
-    max_iter : iteration limit of the tolerance mode.
-    mu0 : (K,) warm-start chemical potentials, e.g. the ``mu`` of the previous call.
-    return_q : also return the (N, K) label state (at SeLa scale as big as E).
-    relaxation : over-relaxation omega of the mu-update, mu += omega T (log c - log N): 1.0 is
-        plain Sinkhorn (SwAV, POT); a number in (0, 2) fixes omega; ``"auto"`` (tolerance mode)
-        runs plain iterations until the charge error contracts at a steady rate lambda, then
-        uses omega = 2 / (2 - lambda) (at most 1.9), falling back to omega = 1 if the error
-        grows. Same solution; up to ~2x fewer iterations when Sinkhorn converges slowly.
+    n_iter : int, optional
+        Run exactly this many iterations (SwAV mode); None runs to ``tol`` (SeLa mode).
+    tol : float, optional
+        Tolerance on the charge error sum_y abs(N_y - c_y) (also decides ``converged``).
+    max_iter : int, optional
+        Iteration limit of the tolerance mode.
+    mu0 : array_like, shape (K,), optional
+        Warm-start chemical potentials, e.g. the ``mu`` of the previous call.
+    return_q : bool, optional
+        Also return the (N, K) label state (at SeLa scale as big as E).
+    relaxation : float or {"auto"}, optional
+        Over-relaxation omega of the mu-update, mu += omega T (log c - log N): 1.0 is plain Sinkhorn
+        (SwAV, POT); a number in (0, 2) fixes omega; ``"auto"`` (tolerance mode) runs plain
+        iterations until the charge error contracts at a steady rate lambda, then uses
+        omega = 2 / (2 - lambda) (at most 1.9), falling back to omega = 1 if the error grows. Same
+        solution; up to ~2x fewer iterations when Sinkhorn converges slowly.
 
-    Returns a :class:`SinkhornResult`; ``err`` and ``converged`` are those of the state given
-    back. A tolerance-mode run that does not reach ``tol`` (``max_iter`` hit, or potentials too
-    large for the dtype to hold the state to ``tol``) returns ``converged=False`` and emits a
-    RuntimeWarning. Ctrl-C (SIGINT) interrupts the solver within milliseconds (KeyboardInterrupt). float32 stays float32, float64 stays float64.
+    Returns
+    -------
+    SinkhornResult
+        ``err`` and ``converged`` are those of the state given back. float32 stays float32, float64
+        stays float64.
+
+    Raises
+    ------
+    TypeError
+        If an array is not real or a count is not an integer.
+    ValueError
+        If E is not 2-D or empty, holds nan or -inf, a row or a state has every entry forbidden,
+        ``T`` is not finite and > 0, ``w`` or ``c`` is not a probability vector of the right length,
+        ``mu0`` is not finite, or ``n_iter``, ``tol``, ``max_iter``, ``relaxation`` are out of range;
+        the message names the argument.
+    KeyboardInterrupt
+        On Ctrl-C (SIGINT): the solver stops within milliseconds.
+
+    Warns
+    -----
+    RuntimeWarning
+        When a tolerance-mode run does not reach ``tol`` (``max_iter`` hit, or potentials too large
+        for the dtype to hold the state to ``tol``); it returns ``converged=False``.
     """
     backend = backend_for(E)
     T = positive_temperature(T)

@@ -13,7 +13,7 @@ is written: a failed or interrupted command leaves nothing behind.
 The worked example walks one batch of synthetic self-labelling scores through the kernels:
 the Gibbs state of the student (T), self-labels balanced by a colder reservoir (T', SwAV's three
 Sinkhorn iterations), the free energy, entropies, loss and relative entropy, the identities
-G1-G4 and GGE1 of THEORY.md closing to rounding, and one feedback step (an adiabatic stroke)
+G1-G4 and GGE1 of the theory page of the documentation closing to rounding, and one feedback step (an adiabatic stroke)
 whose extracted work satisfies D1.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any, Optional, Sequence, TextIO, Union
 
 import numpy as np
 
@@ -38,14 +39,36 @@ from .balancing import sinkhorn
 from .gibbs import cross_entropy, gibbs, gibbs_entropy, log_partition
 from .special import log_softmax, logsumexp
 
+__all__ = ["main", "run_example", "run_demo", "run_analyze", "UsageError"]
 
 def _unit_rows(rng, n, d):
     x = rng.normal(size=(n, d))
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def run_example(n: int, k: int, T: float, T_label: float, seed: int, out=None) -> dict:
-    """Run the worked example; print a report to `out` (default: standard output) and return the figures."""
+def run_example(n: int, k: int, T: float, T_label: float, seed: int, out: Optional[TextIO] = None) -> dict[str, Any]:
+    """Run the worked example through the kernels and print its report.
+
+    Parameters
+    ----------
+    n : int
+        Samples of the synthetic batch.
+    k : int
+        States (prototypes).
+    T : float
+        The student's temperature.
+    T_label : float
+        The reservoir temperature T' of the labels.
+    seed : int
+        Seed of the synthetic scores.
+    out : text stream, optional
+        Where the report goes (default: standard output).
+
+    Returns
+    -------
+    dict of str to Any
+        The figures of the report (the books and the residuals of the identities).
+    """
     out = sys.stdout if out is None else out
     rng = np.random.default_rng(seed)
     # Scores as in SwAV/DINO: cosine similarity of L2-normalised embeddings and prototypes.
@@ -350,11 +373,41 @@ def _evaluation_table(rows) -> str:
     return "\n".join(lines)
 
 
-def run_demo(methods, epochs, seed, out_dir, n_prototypes=10, progress=True, stream=None) -> dict:
-    """Train each method on the digits, keep its books, evaluate beside k-means; returns the figures.
+def run_demo(methods: Sequence[str], epochs: int, seed: int, out_dir: Union[str, os.PathLike[str]], n_prototypes: int = 10,
+             progress: bool = True, stream: Optional[TextIO] = None) -> dict[str, Any]:
+    """Train each method on the digits, keep its books, evaluate beside k-means.
 
-    The files are staged and moved into `out_dir` only when every method has trained and every
-    file is written (``all``: one folder per method)."""
+    The files are staged and moved into ``out_dir`` only when every method has trained and every
+    file is written (several methods: one folder per method). See the command-line page of the
+    documentation.
+
+    Parameters
+    ----------
+    methods : sequence of str
+        Among 'sela', 'swav', 'dino'.
+    epochs : int
+        Training epochs per method.
+    seed : int
+        Seed of the run.
+    out_dir : str or os.PathLike
+        Where the ledgers, summaries and plots go.
+    n_prototypes : int, optional
+        Prototypes (label states), >= 2.
+    progress : bool, optional
+        Show a progress bar (tqdm, when installed).
+    stream : text stream, optional
+        Where the report goes (default: standard output).
+
+    Returns
+    -------
+    dict of str to Any
+        The summary and evaluation of each method.
+
+    Raises
+    ------
+    UsageError
+        For bad options (the command prints it and exits with status 2).
+    """
     from . import ssl
     from .analysis import format_summary, summarize
 
@@ -417,13 +470,48 @@ def run_demo(methods, epochs, seed, out_dir, n_prototypes=10, progress=True, str
     return {"methods": results, "kmeans": baseline}
 
 
-def run_analyze(path, T, reservoir, out_dir, T_label=None, stream=None, *, scores_key="scores",
-                codes_key=None, teacher_key=None, weights_key=None, ignore_codes=False) -> dict:
+def run_analyze(path: Union[str, os.PathLike[str]], T: float, reservoir: Optional[str],
+                out_dir: Union[str, os.PathLike[str]], T_label: Optional[float] = None,
+                stream: Optional[TextIO] = None, *, scores_key: str = "scores", codes_key: Optional[str] = None,
+                teacher_key: Optional[str] = None, weights_key: Optional[str] = None,
+                ignore_codes: bool = False) -> dict[str, Any]:
     """Ledger, summary and plots of scores saved from a user's training run.
 
-    Keys: None takes the default name ('codes', 'teacher', 'weights') when the archive holds it; a
-    name given must be there. With codes (unless ``ignore_codes``) the replay uses them as the
-    labels, and ``reservoir``/``T_label`` must be None; otherwise ``reservoir`` None is 'swav'."""
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The .npz run (see :func:`thermossl.analysis.load_run`).
+    T : float
+        The representation temperature.
+    reservoir : {'sela', 'swav', 'dino'} or None
+        Where the labels come from (None: 'swav', or the recorded codes).
+    out_dir : str or os.PathLike
+        Where the ledger, summary and plots go.
+    T_label : float, optional
+        The reservoir temperature T' (default: the reservoir's).
+    stream : text stream, optional
+        Where the report goes (default: standard output).
+    scores_key : str, optional
+        The name of the scores in the archive.
+    codes_key, teacher_key, weights_key : str, optional
+        Names of the recorded codes, teacher scores and weights: None takes the default name
+        ('codes', 'teacher', 'weights') when the archive holds it; a name given must be there.
+    ignore_codes : bool, optional
+        Replay a reservoir even when the archive holds codes. With codes (unless
+        ``ignore_codes``) the replay uses them as the labels, and ``reservoir`` and ``T_label``
+        must be None.
+
+    Returns
+    -------
+    dict of str to Any
+        The summary of the books.
+
+    Raises
+    ------
+    UsageError
+        For bad options or a run not in the documented format (the command prints it and exits
+        with status 2).
+    """
     from .analysis import RESERVOIRS, MissingArrayError, analyze, format_summary, load_run, summarize
 
     stream = sys.stdout if stream is None else stream
@@ -517,9 +605,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    """Run the command line; returns the exit status: 0, 2 for bad use or a failure (one line on
-    stderr, nothing written), 130 when interrupted (Ctrl-C; nothing written)."""
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line ``thermossl``.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status: 0, 2 for bad use or a failure (one line on stderr, nothing written), 130
+        when interrupted (Ctrl-C; nothing written).
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = _parser()
     try:

@@ -24,9 +24,13 @@ from __future__ import annotations
 
 import warnings
 
+from typing import Any, Optional, Union
+
 import numpy as np
+import numpy.typing as npt
 
 from ._backends import cpu
+from ._typing import FloatArray
 from ._validation import as_real_array, compute_dtype, count, nonnegative_real, positive_temperature
 
 __all__ = ["pot_sinkhorn"]
@@ -80,16 +84,63 @@ def _warm_start(warmstart, n: int, m: int):
     return u, v
 
 
-def pot_sinkhorn(a, b, M, reg, numItermax=1000, stopThr=1e-9, verbose=False, log=False, warn=True, warmstart=None):
-    """The entropic OT plan G = diag(e^u) exp(-M/reg) diag(e^v) with marginals a, b, as POT's
-    ``ot.sinkhorn(a, b, M, reg, method="sinkhorn_log", ...)`` computes it.
+def pot_sinkhorn(
+    a: Optional[npt.ArrayLike],
+    b: Optional[npt.ArrayLike],
+    M: npt.ArrayLike,
+    reg: float,
+    numItermax: int = 1000,
+    stopThr: float = 1e-9,
+    verbose: bool = False,
+    log: bool = False,
+    warn: bool = True,
+    warmstart: Optional[tuple[npt.ArrayLike, npt.ArrayLike]] = None,
+) -> Union[FloatArray, tuple[FloatArray, dict[str, Any]]]:
+    """The entropic OT plan of POT's ``ot.sinkhorn(a, b, M, reg, method="sinkhorn_log", ...)``.
 
-    Parameters and results are POT's: ``a`` (n,), ``b`` (m,) histograms (empty: uniform), ``M``
-    (n, m) costs, ``reg`` > 0, ``numItermax`` >= 0, ``stopThr`` >= 0 on the L2 marginal error
-    tested every 10 iterations, ``verbose`` prints POT's table, ``warn`` emits POT's
-    UserWarning when no test passed, ``warmstart`` = (u, v) log-scalings (POT uses u).
-    Returns G, or (G, log) with log = {"err": [errors of the tests], "niter": index of the last
-    iteration, "log_u", "log_v", "u", "v"}.
+    G = diag(e^u) exp(-M/reg) diag(e^v) with marginals a, b: POT's arguments, defaults, iterates,
+    stopping rule, plan, log, warnings and printed table, computed by thermossl's solver.
+
+    Parameters
+    ----------
+    a : array_like, shape (n,), or None
+        Source histogram, >= 0 (None or empty: uniform 1/n).
+    b : array_like, shape (m,), or None
+        Target histogram, >= 0 (None or empty: uniform 1/m); one histogram only.
+    M : array_like, shape (n, m)
+        Cost matrix (float32 stays float32).
+    reg : float
+        Entropic regularisation, > 0.
+    numItermax : int, optional
+        Iteration limit, >= 0.
+    stopThr : float, optional
+        Stop when the L2 marginal error, tested after iterations 1, 11, 21, ..., is < stopThr.
+    verbose : bool, optional
+        Print POT's table of errors.
+    log : bool, optional
+        Also return the log dictionary.
+    warn : bool, optional
+        Emit POT's UserWarning when no test passed.
+    warmstart : tuple of two array_like, optional
+        ``(u, v)`` log-scalings to start from (POT uses u).
+
+    Returns
+    -------
+    G : numpy.ndarray, shape (n, m)
+        The transport plan.
+    log : dict
+        Only with ``log=True``: ``{"err": [errors of the tests], "niter": index of the last
+        iteration, "log_u", "log_v", "u", "v"}``.
+
+    Raises
+    ------
+    TypeError
+        If an array is not real, a count is not an integer, or an unknown keyword is passed.
+    ValueError
+        If ``M`` is not a non-empty 2-D matrix, ``reg`` is not finite and > 0, ``a`` or ``b`` is
+        not a finite non-negative histogram of the right length (or is all zero), ``numItermax`` or
+        ``stopThr`` is negative, or ``numItermax`` = 0 with ``log=True``; the message names the
+        argument.
     """
     M = as_real_array(M, "M")
     if M.ndim != 2:

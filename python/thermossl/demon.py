@@ -1,4 +1,4 @@
-"""Strokes, cycles and the learning demon's ledger (THEORY.md §4–5).
+"""Strokes, cycles and the learning demon's ledger (the theory page of the documentation).
 
 State (E, q): energies and labels, energy U[q; E] = sum_i w_i sum_y q_iy E_iy.
 
@@ -12,7 +12,7 @@ The demon runs cycles. ``measure(E, index=ids)`` is the isochoric stroke into th
 the labels of each sample jump from that sample's labels of its last measurement (known by its id
 in ``index``; a sample never measured before, or any sample when no ``index`` is given, starts
 from the Gibbs state of E at T) to the reservoir's q_t, exchanging heat Q_t and producing entropy
-Sigma_t (THEORY.md §5: labels belong to samples, not to row positions). ``feedback(E_after)`` is the
+Sigma_t (the theory page of the documentation: labels belong to samples, not to row positions). ``feedback(E_after)`` is the
 adiabatic stroke: the learner moves the energies with q_t fixed, doing work W_t; the demon extracts
 W_ext = -W_t. Each completed cycle appends one row to ``ledger``.
 """
@@ -23,13 +23,15 @@ import json
 import math
 from dataclasses import dataclass
 
-from typing import Optional
+import os
+from typing import Any, Iterable, Iterator, Mapping, Optional, Union
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _messages as msg
 from ._backends import cpu
+from ._typing import Float64Array
 from ._validation import check_states, positive_temperature, potential, real_matrix
 from .gibbs import _gibbs
 from .reservoirs import LabelState, Reservoir
@@ -38,15 +40,30 @@ from .thermo import weights as validated_weights
 
 __all__ = ["Stroke", "adiabatic", "isochoric", "step", "Ledger", "Demon", "LEDGER_FIELDS"]
 
+#: A file system path.
+PathLike = Union[str, "os.PathLike[str]"]
+
 
 @dataclass(frozen=True)
 class Stroke:
-    """Work and heat of a stroke (floats) and their per-sample terms w_i sum_y (...) (arrays (N,))."""
+    """Work and heat of a stroke, and their per-sample terms w_i sum_y (...).
+
+    Parameters
+    ----------
+    W : float
+        Work.
+    Q : float
+        Heat.
+    work_per_sample : numpy.ndarray, shape (N,)
+        The per-sample terms of W (float64).
+    heat_per_sample : numpy.ndarray, shape (N,)
+        The per-sample terms of Q (float64).
+    """
 
     W: float
     Q: float
-    work_per_sample: np.ndarray
-    heat_per_sample: np.ndarray
+    work_per_sample: Float64Array
+    heat_per_sample: Float64Array
 
     @property
     def dU(self) -> float:
@@ -86,7 +103,32 @@ def _isochoric(E, q_before, q_after, w) -> Stroke:
 
 def adiabatic(q: npt.ArrayLike, E_before: npt.ArrayLike, E_after: npt.ArrayLike,
               w: Optional[npt.ArrayLike] = None) -> Stroke:
-    """Labels fixed, energies E_before -> E_after: W = sum_i w_i sum_y q_iy (E'_iy - E_iy), Q = 0."""
+    """The adiabatic stroke: labels fixed, energies E_before -> E_after.
+
+    W = sum_i w_i sum_y q_iy (E'_iy - E_iy), Q = 0.
+
+    Parameters
+    ----------
+    q : array_like, shape (N, K)
+        The labels.
+    E_before, E_after : array_like, shape (N, K)
+        Energies before and after the stroke.
+    w : array_like, shape (N,), optional
+        Sample weights, > 0, summing to 1 (default 1/N).
+
+    Returns
+    -------
+    Stroke
+        Its work and heat.
+
+    Raises
+    ------
+    TypeError
+        If an array is not real.
+    ValueError
+        If an array is not 2-D or not of the shape of the first, or ``w`` is not a probability
+        vector of length N; the message names the argument.
+    """
     q = _check_matrix(q, "q")
     E_before, E_after = (_check_matrix(a, name, q.shape) for a, name in ((E_before, "E_before"), (E_after, "E_after")))
     return _adiabatic(q, E_before, E_after, validated_weights(w, q.shape[0]))
@@ -94,7 +136,32 @@ def adiabatic(q: npt.ArrayLike, E_before: npt.ArrayLike, E_after: npt.ArrayLike,
 
 def isochoric(E: npt.ArrayLike, q_before: npt.ArrayLike, q_after: npt.ArrayLike,
               w: Optional[npt.ArrayLike] = None) -> Stroke:
-    """Energies fixed, labels q_before -> q_after: Q = sum_i w_i sum_y E_iy (q'_iy - q_iy), W = 0."""
+    """The isochoric stroke: energies fixed, labels q_before -> q_after.
+
+    Q = sum_i w_i sum_y E_iy (q'_iy - q_iy), W = 0.
+
+    Parameters
+    ----------
+    E : array_like, shape (N, K)
+        The energies.
+    q_before, q_after : array_like, shape (N, K)
+        Labels before and after the stroke.
+    w : array_like, shape (N,), optional
+        Sample weights, > 0, summing to 1 (default 1/N).
+
+    Returns
+    -------
+    Stroke
+        Its work and heat.
+
+    Raises
+    ------
+    TypeError
+        If an array is not real.
+    ValueError
+        If an array is not 2-D or not of the shape of the first, or ``w`` is not a probability
+        vector of length N; the message names the argument.
+    """
     E = _check_matrix(E, "E")
     q_before, q_after = (_check_matrix(a, name, E.shape) for a, name in ((q_before, "q_before"), (q_after, "q_after")))
     return _isochoric(E, q_before, q_after, validated_weights(w, E.shape[0]))
@@ -102,8 +169,36 @@ def isochoric(E: npt.ArrayLike, q_before: npt.ArrayLike, q_after: npt.ArrayLike,
 
 def step(E: npt.ArrayLike, q: npt.ArrayLike, E_after: npt.ArrayLike, q_after: npt.ArrayLike,
          w: Optional[npt.ArrayLike] = None) -> Stroke:
-    """A general step (E, q) -> (E', q'), split adiabatic then isochoric:
-    W = sum w q (E' - E), Q = sum w E' (q' - q), so U[q'; E'] - U[q; E] = W + Q exactly."""
+    """A general step (E, q) -> (E', q'), split adiabatic then isochoric.
+
+    W = sum w q (E' - E), Q = sum w E' (q' - q), so U[q'; E'] - U[q; E] = W + Q exactly.
+
+    Parameters
+    ----------
+    E : array_like, shape (N, K)
+        Energies before the step.
+    q : array_like, shape (N, K)
+        Labels before the step.
+    E_after : array_like, shape (N, K)
+        Energies after the step.
+    q_after : array_like, shape (N, K)
+        Labels after the step.
+    w : array_like, shape (N,), optional
+        Sample weights, > 0, summing to 1 (default 1/N).
+
+    Returns
+    -------
+    Stroke
+        Its work and heat.
+
+    Raises
+    ------
+    TypeError
+        If an array is not real.
+    ValueError
+        If an array is not 2-D or not of the shape of the first, or ``w`` is not a probability
+        vector of length N; the message names the argument.
+    """
     q = _check_matrix(q, "q")
     E, E_after, q_after = (
         _check_matrix(a, name, q.shape) for a, name in ((E, "E_before"), (E_after, "E_after"), (q_after, "q_after"))
@@ -160,17 +255,43 @@ _FIELD_DOC = {
 
 
 class Ledger:
-    """The demon's books: one row (a dict of floats, 't' an int) per completed cycle."""
+    """The demon's books: one row (a dict of floats, 't' an int) per completed cycle.
+
+    The fields and their meaning are ``Ledger.fields`` and ``Ledger.descriptions`` (the ledger
+    section of the theory page of the documentation).
+
+    Parameters
+    ----------
+    rows : iterable of mapping, optional
+        Rows to start with, each with every field of ``LEDGER_FIELDS``.
+
+    Raises
+    ------
+    ValueError
+        If a row lacks a field.
+    """
 
     fields = LEDGER_FIELDS
     descriptions = _FIELD_DOC
 
-    def __init__(self, rows=()):
-        self._rows = []
+    def __init__(self, rows: Iterable[Mapping[str, float]] = ()) -> None:
+        self._rows: list[dict[str, float]] = []
         for row in rows:
             self.append(row)
 
-    def append(self, row) -> None:
+    def append(self, row: Mapping[str, float]) -> None:
+        """Add one cycle's row.
+
+        Parameters
+        ----------
+        row : mapping of str to float
+            A value for every field of ``LEDGER_FIELDS`` (others are ignored).
+
+        Raises
+        ------
+        ValueError
+            If the row lacks a field.
+        """
         missing = [f for f in self.fields if f not in row]
         if missing:
             raise ValueError(f"ledger row lacks fields {missing}")
@@ -179,31 +300,71 @@ class Ledger:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: int) -> dict[str, float]:
         return dict(self._rows[index])
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[dict[str, float]]:
         return (dict(r) for r in self._rows)
 
-    def column(self, field: str) -> np.ndarray:
+    def column(self, field: str) -> npt.NDArray[Any]:
+        """One field over the cycles.
+
+        Parameters
+        ----------
+        field : str
+            A name of ``LEDGER_FIELDS``.
+
+        Returns
+        -------
+        numpy.ndarray, shape (cycles,)
+            Its values (int for 't', float64 otherwise).
+
+        Raises
+        ------
+        KeyError
+            If ``field`` is not a ledger field.
+        """
         if field not in self.fields:
             raise KeyError(field)
         return np.array([r[field] for r in self._rows])
 
-    def to_numpy(self) -> np.ndarray:
-        """A structured array, one record per cycle ('t' int64, every other field float64)."""
+    def to_numpy(self) -> npt.NDArray[np.void]:
+        """The ledger as a structured array.
+
+        Returns
+        -------
+        numpy.ndarray, shape (cycles,)
+            One record per cycle ('t' int64, every other field float64).
+        """
         dtype = [(f, np.int64 if f == "t" else np.float64) for f in self.fields]
         return np.array([tuple(r[f] for f in self.fields) for r in self._rows], dtype=dtype)
 
-    def totals(self) -> dict:
-        """Sums over the cycles of W, Q, dU, W_ext and Sigma, and the number of cycles."""
-        out = {"cycles": len(self._rows)}
+    def totals(self) -> dict[str, float]:
+        """Sums over the cycles of W, Q, dU, W_ext and Sigma, and the number of cycles.
+
+        Returns
+        -------
+        dict of str to float
+            Keys 'cycles' (an int), 'W', 'Q', 'dU', 'W_ext', 'Sigma'.
+        """
+        out: dict[str, float] = {"cycles": len(self._rows)}
         for f in ("W", "Q", "dU", "W_ext", "Sigma"):
             out[f] = float(math.fsum(r[f] for r in self._rows))
         return out
 
-    def to_csv(self, path) -> None:
-        """Write a header line and one line per cycle; floats round-trip exactly (repr)."""
+    def to_csv(self, path: PathLike) -> None:
+        """Write a header line and one line per cycle; floats round-trip exactly (repr).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (replaced).
+
+        Raises
+        ------
+        OSError
+            If the file cannot be written.
+        """
         with open(path, "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(self.fields)
@@ -211,11 +372,29 @@ class Ledger:
                 writer.writerow([repr(r[f]) for f in self.fields])
 
     @classmethod
-    def from_csv(cls, path) -> "Ledger":
-        """Read a ledger written by :meth:`to_csv`. ValueError naming the file and the line for
-        anything else: a header without exactly the ledger's fields (the missing and the extra ones
-        are named), a line with too few or too many cells, a 't' that is not an integer >= 0, a
-        value that is not a number ('nan' and 'inf' are numbers)."""
+    def from_csv(cls, path: PathLike) -> Ledger:
+        """Read a ledger written by :meth:`to_csv`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The CSV file.
+
+        Returns
+        -------
+        Ledger
+            The ledger it holds.
+
+        Raises
+        ------
+        ValueError
+            Naming the file and the line, for anything but a ledger: a header without exactly the
+            ledger's fields (the missing and the extra ones are named), a line with too few or too many
+            cells, a 't' that is not an integer >= 0, a value that is not a number ('nan' and 'inf' are
+            numbers), a file that is not UTF-8 text.
+        OSError
+            If the file cannot be read.
+        """
         rows = []
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
@@ -238,8 +417,19 @@ class Ledger:
                 raise ValueError(f"{path}, line {reader.line_num}: not a CSV ledger ({exc})") from None
         return cls(rows)
 
-    def to_json(self, path) -> None:
-        """Write {"fields": {name: description}, "rows": [...]}; nan and inf as JSON strings."""
+    def to_json(self, path: PathLike) -> None:
+        """Write ``{"fields": {name: description}, "rows": [...]}``; nan and inf as JSON strings.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (replaced).
+
+        Raises
+        ------
+        OSError
+            If the file cannot be written.
+        """
 
         def encode(v):
             return v if isinstance(v, int) or math.isfinite(v) else repr(v)
@@ -252,12 +442,29 @@ class Ledger:
             json.dump(payload, handle, indent=1)
 
     @classmethod
-    def from_json(cls, path) -> "Ledger":
-        """Read a ledger written by :meth:`to_json`. ValueError naming the file (and the line of a
-        JSON syntax error, or the row) for anything else: no "rows" list, a row that is not an
-        object, missing, extra or repeated fields (named), a 't' that is not an integer >= 0, a
-        value that is not a number (true/false are not numbers; the strings "nan", "inf" and "-inf"
-        stand for those floats)."""
+    def from_json(cls, path: PathLike) -> Ledger:
+        """Read a ledger written by :meth:`to_json`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The JSON file.
+
+        Returns
+        -------
+        Ledger
+            The ledger it holds.
+
+        Raises
+        ------
+        ValueError
+            Naming the file (and the line of a JSON syntax error, or the row), for anything else: no
+            "rows" list, a row that is not an object, missing, extra or repeated fields (named), a 't'
+            that is not an integer >= 0, a value that is not a number (true/false are not numbers; the
+            strings "nan", "inf" and "-inf" stand for those floats).
+        OSError
+            If the file cannot be read.
+        """
 
         def unique_keys(pairs):
             names = [name for name, _ in pairs]
@@ -414,42 +621,84 @@ def _mu_summary(mu):
 class Demon:
     """The learning demon: measurement (labels from a reservoir) and feedback (learning), in cycles.
 
-    ``Demon(T, reservoir, w=None)``: T is the representation temperature (the student softmax);
-    the reservoir supplies the labels at its own temperature T'. ``w`` fixes the sample weights
-    (default 1/N per batch).
-
     The books follow the samples: ``measure(E, index=ids)`` with ``ids`` the (N,) integer ids of
     E's rows chains each sample from its own last labels (kept per id, across cycles and batches
     of any size); samples not seen before start from the Gibbs state of E at T. Without ``index``
     every row starts from the Gibbs state of E at T — rows are never matched by position, so two
     minibatches of other samples with one shape do not chain. ``q_before=`` sets the labels
-    before the stroke explicitly (the id store is still updated when ``index`` is given).
+    before the stroke explicitly (the id store is still updated when ``index`` is given). The
+    cycle and the ledger's identities: the theory page of the documentation.
+
+    Parameters
+    ----------
+    T : float
+        The representation temperature (the student softmax), > 0.
+    reservoir : thermossl.reservoirs.Reservoir
+        Supplies the labels at its own temperature T'.
+    w : array_like, shape (N,), optional
+        Fixed sample weights (default 1/N per batch).
+
+    Attributes
+    ----------
+    ledger : Ledger
+        The books, one row per completed cycle.
+    work_per_sample, heat_per_sample : numpy.ndarray or None
+        The per-sample terms of the last cycle's work and heat (float64 (N,)).
+
+    Raises
+    ------
+    TypeError
+        If ``reservoir`` is not a :class:`~thermossl.reservoirs.Reservoir`.
+    ValueError
+        If ``T`` is not finite and > 0.
     """
 
-    def __init__(self, T, reservoir: Reservoir, w=None):
+    def __init__(self, T: float, reservoir: Reservoir, w: Optional[npt.ArrayLike] = None) -> None:
         self.T = positive_temperature(T)
         if not isinstance(reservoir, Reservoir):
             raise TypeError(f"reservoir must be a thermossl.reservoirs.Reservoir, got {type(reservoir).__name__}")
         self.reservoir = reservoir
         self._w = None if w is None else np.asarray(w, dtype=np.float64)
         self.ledger = Ledger()
-        self.work_per_sample = None  # (N,) w_i sum_y q_iy (E'_iy - E_iy) of the last cycle
-        self.heat_per_sample = None  # (N,) w_i sum_y E_iy (q_iy - q_prev_iy) of the last cycle
-        self._q_prev = None
-        self._pending = None
+        self.work_per_sample: Optional[Float64Array] = None  # (N,) w_i sum_y q_iy (E'_iy - E_iy) of the last cycle
+        self.heat_per_sample: Optional[Float64Array] = None  # (N,) w_i sum_y E_iy (q_iy - q_prev_iy) of the last cycle
+        self._q_prev: Optional[npt.NDArray[Any]] = None
+        self._pending: Optional[dict[str, Any]] = None
         self._store = _LabelStore()
 
     @property
-    def labels(self):
+    def labels(self) -> Optional[npt.NDArray[Any]]:
         """The labels of the last measurement (None before the first)."""
         return self._pending["label"].q if self._pending is not None else self._q_prev
 
-    def measure(self, E, q_before=None, index=None) -> LabelState:
-        """The isochoric stroke: labels move to the reservoir's GGE of E; returns the label state.
+    def measure(self, E: npt.ArrayLike, q_before: Optional[npt.ArrayLike] = None,
+                index: Optional[npt.ArrayLike] = None) -> LabelState:
+        """The isochoric stroke: labels move to the reservoir's GGE of E.
 
-        index: (N,) distinct integer ids of E's rows. A sample measured before (by id) starts from
-        its labels of then; the others, and every row when index is None, from gibbs(E, T).
-        q_before: (N, K) labels before the stroke, overriding both.
+        Parameters
+        ----------
+        E : array_like, shape (N, K)
+            The energies (= -scores) of the batch.
+        q_before : array_like, shape (N, K), optional
+            Labels before the stroke, overriding the chained ones.
+        index : array_like of int, shape (N,), optional
+            Distinct integer ids of E's rows. A sample measured before (by id) starts from its labels
+            of then; the others, and every row when index is None, from gibbs(E, T).
+
+        Returns
+        -------
+        thermossl.reservoirs.LabelState
+            The reservoir's label state.
+
+        Raises
+        ------
+        RuntimeError
+            If called twice without :meth:`feedback` in between.
+        TypeError
+            If an array is not real, or ``index`` is not integer.
+        ValueError
+            If ``E`` is not 2-D, ``q_before`` does not have E's shape, ``index`` is not N distinct ids,
+            or the reservoir's labels are not a label state; the message names the argument.
         """
         if self._pending is not None:
             raise RuntimeError("measure() called twice without feedback(): complete the cycle first")
@@ -486,10 +735,31 @@ class Demon:
         }
         return label
 
-    def feedback(self, E_after, E_before=None) -> dict:
-        """The adiabatic stroke with the measured labels fixed; closes the cycle and returns its
-        ledger row. ``E_before`` defaults to the measured energies; pass view b's energies for
-        SwAV's swapped prediction (the labels come from view a, the work is done on view b)."""
+    def feedback(self, E_after: npt.ArrayLike, E_before: Optional[npt.ArrayLike] = None) -> dict[str, float]:
+        """The adiabatic stroke with the measured labels fixed; closes the cycle.
+
+        Parameters
+        ----------
+        E_after : array_like, shape (N, K)
+            Energies after the learning step.
+        E_before : array_like, shape (N, K), optional
+            Energies the work is counted from (default: the measured energies); pass view b's energies
+            for SwAV's swapped prediction (the labels come from view a, the work is done on view b).
+
+        Returns
+        -------
+        dict of str to float
+            The cycle's ledger row (also appended to :attr:`ledger`).
+
+        Raises
+        ------
+        RuntimeError
+            If called before :meth:`measure`.
+        TypeError
+            If an array is not real.
+        ValueError
+            If an array does not have the measured shape, or holds nan; the message names the argument.
+        """
         if self._pending is None:
             raise RuntimeError("feedback() called before measure()")
         pending = self._pending

@@ -1,4 +1,4 @@
-"""Figures of a learning demon's ledger (THEORY.md §4–5): cycles, work and heat, the feedback
+"""Figures of a learning demon's ledger (the theory page of the documentation: strokes, the demon): cycles, work and heat, the feedback
 bound (D2), information and charges, and the distribution of the per-sample work.
 
 matplotlib is an optional dependency (``pip install "thermossl[plot]"``); it is imported only when
@@ -17,9 +17,18 @@ Non-finite ledger values (e.g. ``eta`` = nan when D_before = 0) are drawn as gap
 from __future__ import annotations
 
 import math
+import os
 import pathlib
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:  # for annotations only: matplotlib is imported when a plot is drawn
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from .demon import Ledger
 
 __all__ = [
     "plot_cycles",
@@ -178,7 +187,7 @@ def _zero_line(ax):
 # figures
 
 
-def plot_cycles(ledger, ax=None):
+def plot_cycles(ledger: Ledger, ax: Optional[Axes] = None) -> Figure:
     """The demon's cycles in the (S[q], U) plane.
 
     Cycle t runs (S_prev, U_start) -> (S_q, U_measured), the isochoric measurement stroke (the
@@ -191,8 +200,28 @@ def plot_cycles(ledger, ax=None):
     differs from U_end of the one before (the energies changed between cycles, e.g. a new batch).
 
     Colour: cycle index (colormap with a colorbar "cycle"); solid legs isochoric, dashed legs
-    adiabatic; the first start point and the last end point are marked. Returns the Figure
-    (with ``ax=None``, a new one with the plot axes and a colorbar axes).
+    adiabatic; the first start point and the last end point are marked.
+
+    Parameters
+    ----------
+    ledger : thermossl.demon.Ledger
+        The books (at least one cycle).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (default: a new Figure).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The Figure (with ``ax=None``, a new one with the plot axes and a colorbar axes).
+
+    Raises
+    ------
+    ImportError
+        If matplotlib is not installed (``pip install "thermossl[plot]"``).
+    TypeError
+        If ``ledger`` is not a Ledger.
+    ValueError
+        If the ledger is empty.
     """
     _check_ledger(ledger)
     fig, ax = _figure_and_axes(ax, (7.0, 5.2))
@@ -270,14 +299,34 @@ def _split_pair(ax):
     return top, bottom
 
 
-def plot_work_heat(ledger, ax=None):
+def plot_work_heat(ledger: Ledger, ax: Union[Axes, Sequence[Axes], None] = None) -> Figure:
     """Work W (feedback), heat Q (measurement) and ΔU per cycle, and their running sums.
 
-    With ``ax=None`` the Figure has two panels sharing the cycle axis: per-cycle values on top,
-    running sums below. ``ax`` may be a pair of Axes (per cycle, running sums), or one Axes, in
-    which case the running sums go on a twin y-axis (thin dashed lines, right). Sign: W > 0 is
-    work done on the system, W < 0 work extracted; the first law ΔU = W + Q closes per cycle.
-    Units: score units (k_B = 1). Returns the Figure.
+    Sign: W > 0 is work done on the system, W < 0 work extracted; the first law ΔU = W + Q closes
+    per cycle. Units: score units (k_B = 1).
+
+    Parameters
+    ----------
+    ledger : thermossl.demon.Ledger
+        The books (at least one cycle).
+    ax : matplotlib.axes.Axes or pair of Axes, optional
+        With ``ax=None`` the Figure has two panels sharing the cycle axis: per-cycle values on top,
+        running sums below. A pair of Axes takes (per cycle, running sums); one Axes gets the
+        running sums on a twin y-axis (thin dashed lines, right).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The Figure drawn into.
+
+    Raises
+    ------
+    ImportError
+        If matplotlib is not installed (``pip install "thermossl[plot]"``).
+    TypeError
+        If ``ledger`` is not a Ledger, or ``ax`` is neither an Axes nor a pair of Axes.
+    ValueError
+        If the ledger is empty.
     """
     _check_ledger(ledger)
     if ax is None:
@@ -336,9 +385,30 @@ def plot_work_heat(ledger, ax=None):
     return fig
 
 
-def bound_violations(ledger, T):
-    """Boolean array: the cycles whose W_ext exceeds the D2 bound T*D_before - dF (beyond
-    BOUND_RTOL relative rounding). Cycles with non-finite values are False (not checked)."""
+def bound_violations(ledger: Ledger, T: float) -> npt.NDArray[np.bool_]:
+    """The cycles whose W_ext exceeds the D2 bound T*D_before - dF.
+
+    Beyond BOUND_RTOL relative rounding; cycles with non-finite values are False (not checked).
+
+    Parameters
+    ----------
+    ledger : thermossl.demon.Ledger
+        The books (at least one cycle).
+    T : float
+        The representation temperature, > 0.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (cycles,)
+        True where the bound is violated.
+
+    Raises
+    ------
+    TypeError
+        If ``ledger`` is not a Ledger.
+    ValueError
+        If the ledger is empty, or ``T`` is not a positive finite number.
+    """
     _check_ledger(ledger)
     T = _check_T(T)
     W_ext, bound, scale = _bound_terms(ledger, T)
@@ -355,11 +425,37 @@ def _bound_terms(ledger, T):
     return W_ext, bound, np.where(np.isfinite(scale), scale, 0.0) + 1e-300
 
 
-def plot_feedback_bound(ledger, T, ax=None):
-    """Extracted work W_ext per cycle against its bound T·D(q_t‖p_t) − ΔF (THEORY.md D2:
-    W_ext + ΔF ≤ T·D_before). The shaded gap is the slack (= T·D_after in exact arithmetic).
-    Cycles that violate the bound (see :func:`bound_violations`) are marked with red crosses;
-    the title says in how many cycles the bound holds. Returns the Figure."""
+def plot_feedback_bound(ledger: Ledger, T: float, ax: Optional[Axes] = None) -> Figure:
+    """Extracted work W_ext per cycle against its bound T·D(q_t‖p_t) − ΔF.
+
+    The bound is D2 of the theory page of the documentation: W_ext + ΔF ≤ T·D_before. The shaded gap
+    is the slack (= T·D_after in exact arithmetic). Cycles that violate the bound (see
+    :func:`bound_violations`) are marked with red crosses; the title says in how many cycles the
+    bound holds.
+
+    Parameters
+    ----------
+    ledger : thermossl.demon.Ledger
+        The books (at least one cycle).
+    T : float
+        The representation temperature, > 0.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (default: a new Figure).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The Figure drawn into.
+
+    Raises
+    ------
+    ImportError
+        If matplotlib is not installed (``pip install "thermossl[plot]"``).
+    TypeError
+        If ``ledger`` is not a Ledger.
+    ValueError
+        If the ledger is empty, or ``T`` is not a positive finite number.
+    """
     _check_ledger(ledger)
     T = _check_T(T)
     fig, ax = _figure_and_axes(ax, (7.0, 4.6))
@@ -394,11 +490,34 @@ def plot_feedback_bound(ledger, T, ax=None):
     return fig
 
 
-def plot_information(ledger, ax=None):
-    """Information I = H(N) − S[q] the labels carry about the samples, per cycle (left axis, nats,
-    with H(N), the most it can be, dotted), and the charge error Σ_y abs(N_y − c_y) of the labels
-    (right axis; log scale when all its finite values are positive, symlog when some are zero).
-    Returns the Figure (with ``ax=None``, the axes and its twin)."""
+def plot_information(ledger: Ledger, ax: Optional[Axes] = None) -> Figure:
+    """Information I = H(N) − S[q] the labels carry about the samples, and the charge error, per cycle.
+
+    Left axis: I in nats, with H(N), the most it can be, dotted. Right axis: the charge error
+    Σ_y abs(N_y − c_y) of the labels (log scale when all its finite values are positive, symlog
+    when some are zero).
+
+    Parameters
+    ----------
+    ledger : thermossl.demon.Ledger
+        The books (at least one cycle).
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (default: a new Figure).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The Figure (with ``ax=None``, the axes and its twin).
+
+    Raises
+    ------
+    ImportError
+        If matplotlib is not installed (``pip install "thermossl[plot]"``).
+    TypeError
+        If ``ledger`` is not a Ledger.
+    ValueError
+        If the ledger is empty.
+    """
     _check_ledger(ledger)
     fig, ax = _figure_and_axes(ax, (7.0, 4.6))
     t = _cycles(ledger)
@@ -435,15 +554,37 @@ def plot_information(ledger, ax=None):
     return fig
 
 
-def plot_work_distribution(work_per_sample, cycle=None, ax=None):
+def plot_work_distribution(work_per_sample: npt.ArrayLike, cycle: Optional[int] = None,
+                           ax: Optional[Axes] = None) -> Figure:
     """Histogram of the per-sample work of one feedback stroke.
 
-    ``work_per_sample`` holds the weighted terms w_i·Σ_y q_iy(E'_iy − E_iy) (as
-    ``Demon.work_per_sample``); they sum to the cycle's W. The histogram shows N times them,
-    N = len(work_per_sample): with the default weights w_i = 1/N that is each sample's own
-    stochastic work Σ_y q_iy(E'_iy − E_iy), and in any case their mean is the cycle's W. The mean
-    and zero are marked; the title gives the cycle (``cycle``, when known) and the fraction of
-    samples with negative work (work extracted from them). Returns the Figure."""
+    The histogram shows N times the weighted terms, N = len(work_per_sample): with the default
+    weights w_i = 1/N that is each sample's own stochastic work Σ_y q_iy(E'_iy − E_iy), and in any
+    case their mean is the cycle's W. The mean and zero are marked; the title gives the cycle (when
+    known) and the fraction of samples with negative work (work extracted from them).
+
+    Parameters
+    ----------
+    work_per_sample : array_like, shape (N,)
+        The weighted terms w_i·Σ_y q_iy(E'_iy − E_iy) (as ``Demon.work_per_sample``); they sum to
+        the cycle's W.
+    cycle : int, optional
+        The cycle they belong to, for the title.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (default: a new Figure).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The Figure drawn into.
+
+    Raises
+    ------
+    ImportError
+        If matplotlib is not installed.
+    ValueError
+        If ``work_per_sample`` is not a non-empty 1-D array of finite numbers.
+    """
     work = _check_work(work_per_sample)
     fig, ax = _figure_and_axes(ax, (6.5, 4.4))
     N = work.size
@@ -484,12 +625,40 @@ def _plot_residuals(ledger, ax):
     ax.legend(fontsize=_SMALL, loc="best", framealpha=0.85, ncol=3)
 
 
-def plot_ledger(ledger, T, work_per_sample=None, work_cycle=None):
-    """One overview Figure (2 x 3 grid): cycles in the (S, U) plane, work and heat (two stacked
-    panels), the feedback bound, information and charge error, the residuals of the ledger's
-    identities, and — when ``work_per_sample`` is given — its distribution (``work_cycle``
-    defaults to the ledger's last cycle, the one ``Demon.work_per_sample`` belongs to; without
-    it the sixth cell stays empty). Returns the Figure."""
+def plot_ledger(ledger: Ledger, T: float, work_per_sample: Optional[npt.ArrayLike] = None,
+                work_cycle: Optional[int] = None) -> Figure:
+    """One overview Figure (2 x 3 grid) of a ledger.
+
+    Cycles in the (S, U) plane, work and heat (two stacked panels), the feedback bound, information
+    and charge error, the residuals of the ledger's identities, and — when ``work_per_sample`` is
+    given — its distribution (without it the sixth cell stays empty).
+
+    Parameters
+    ----------
+    ledger : thermossl.demon.Ledger
+        The books (at least one cycle).
+    T : float
+        The representation temperature, > 0.
+    work_per_sample : array_like, shape (N,), optional
+        The per-sample work of one cycle.
+    work_cycle : int, optional
+        Its cycle (default: the ledger's last, the one ``Demon.work_per_sample`` belongs to).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The Figure drawn into.
+
+    Raises
+    ------
+    ImportError
+        If matplotlib is not installed (``pip install "thermossl[plot]"``).
+    TypeError
+        If ``ledger`` is not a Ledger.
+    ValueError
+        If the ledger is empty, ``T`` is not a positive finite number, or ``work_per_sample`` is not a
+        non-empty 1-D array of finite numbers.
+    """
     _check_ledger(ledger)
     T = _check_T(T)
     work = None if work_per_sample is None else _check_work(work_per_sample)
@@ -519,11 +688,48 @@ def plot_ledger(ledger, T, work_per_sample=None, work_cycle=None):
     return fig
 
 
-def save_plots(ledger, out_dir, T, work_per_sample=None, work_cycle=None, prefix="", dpi=120):
-    """Write the figures as PNG files into ``out_dir`` (created if missing): cycles.png,
-    work_heat.png, feedback_bound.png, information.png, work_distribution.png (only when
-    ``work_per_sample`` is given; ``work_cycle`` defaults to the ledger's last cycle) and
-    overview.png, each name preceded by ``prefix``. Returns the paths, in that order."""
+def save_plots(ledger: Ledger, out_dir: Union[str, os.PathLike[str]], T: float,
+               work_per_sample: Optional[npt.ArrayLike] = None, work_cycle: Optional[int] = None,
+               prefix: str = "", dpi: int = 120) -> list[pathlib.Path]:
+    """Write the figures as PNG files into ``out_dir``.
+
+    cycles.png, work_heat.png, feedback_bound.png, information.png, work_distribution.png (only
+    when ``work_per_sample`` is given) and overview.png, each name preceded by ``prefix``.
+
+    Parameters
+    ----------
+    ledger : thermossl.demon.Ledger
+        The books (at least one cycle).
+    out_dir : str or os.PathLike
+        The folder (created if missing).
+    T : float
+        The representation temperature, > 0.
+    work_per_sample : array_like, shape (N,), optional
+        The per-sample work of one cycle.
+    work_cycle : int, optional
+        Its cycle (default: the ledger's last).
+    prefix : str, optional
+        Prepended to each file name.
+    dpi : int, optional
+        Resolution of the PNG files.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The paths written, in that order.
+
+    Raises
+    ------
+    OSError
+        If ``out_dir`` cannot be created or written.
+    ImportError
+        If matplotlib is not installed (``pip install "thermossl[plot]"``).
+    TypeError
+        If ``ledger`` is not a Ledger.
+    ValueError
+        If the ledger is empty, ``T`` is not a positive finite number, or ``work_per_sample`` is not a
+        non-empty 1-D array of finite numbers.
+    """
     _check_ledger(ledger)
     T = _check_T(T)
     work = None if work_per_sample is None else _check_work(work_per_sample)

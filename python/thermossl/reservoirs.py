@@ -1,4 +1,4 @@
-"""Self-label reservoirs (THEORY.md §3): where the labels q come from.
+"""Self-label reservoirs (the theory page of the documentation): where the labels q come from.
 
 A reservoir at temperature T' turns energies E into a label state q that is a generalized Gibbs
 ensemble, q_iy = exp((f_i + mu_y - E_iy)/T') with rows summing to 1: the chemical potentials mu
@@ -19,11 +19,13 @@ from __future__ import annotations
 import abc
 import numbers
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from ._backends import cpu
+from ._typing import Float64Array, FloatArray
 from ._validation import (
     check_nonempty,
     check_states,
@@ -51,31 +53,78 @@ __all__ = [
 class LabelState:
     """A reservoir's answer for one batch of energies.
 
-    q: (N, K) label state (rows sum to 1). mu: (K,) chemical potentials, q = GGE(E, T, mu) exactly.
-    charges: (K,) N_y = sum_i w_i q_iy. charge_err: sum_y abs(N_y - c_y) against the reservoir's
-    targets (1/K for centering). T: the reservoir temperature T'. method: 'sinkhorn' or
-    'centering'. n_iter, converged: solver diagnostics (centering: 0 and False: nothing solved).
+    Parameters
+    ----------
+    q : numpy.ndarray, shape (N, K)
+        The label state (rows sum to 1).
+    mu : numpy.ndarray, shape (K,)
+        Chemical potentials: q = GGE(E, T, mu) exactly.
+    charges : numpy.ndarray, shape (K,)
+        N_y = sum_i w_i q_iy (float64).
+    charge_err : float
+        sum_y abs(N_y - c_y) against the reservoir's targets (1/K for centering).
+    T : float
+        The reservoir temperature T'.
+    method : str
+        'sinkhorn' or 'centering'.
+    n_iter : int, optional
+        Solver iterations (centering: 0: nothing solved).
+    converged : bool, optional
+        Whether the solver reached its tolerance (centering: False).
+    f : numpy.ndarray, shape (N,), optional
+        Sinkhorn's row potentials (None for centering).
     """
 
-    q: np.ndarray
-    mu: np.ndarray
-    charges: np.ndarray
+    q: FloatArray
+    mu: FloatArray
+    charges: Float64Array
     charge_err: float
     T: float
     method: str
     n_iter: int = 0
     converged: bool = False
-    f: Optional[np.ndarray] = None
+    f: Optional[FloatArray] = None
 
 
 class Reservoir(abc.ABC):
-    """The interface every self-label reservoir implements."""
+    """The interface every self-label reservoir implements.
+
+    A reservoir turns energies into a label state, a generalized Gibbs ensemble at its temperature
+    ``T`` (the theory page of the documentation). Subclasses implement :meth:`assign` and, when
+    they keep state between calls, :meth:`reset`.
+
+    Attributes
+    ----------
+    T : float
+        The reservoir temperature T' > 0.
+    """
 
     T: float
 
     @abc.abstractmethod
-    def assign(self, E, w=None) -> LabelState:
-        """Labels for energies E (N, K) with sample weights w (default 1/N)."""
+    def assign(self, E: npt.ArrayLike, w: Optional[npt.ArrayLike] = None) -> LabelState:
+        """Labels for energies E with sample weights w.
+
+        Parameters
+        ----------
+        E : array_like, shape (N, K)
+            Energies (= -scores); float32 or float64 (integers: float64).
+        w : array_like, shape (N,), optional
+            Sample weights, >= 0, summing to 1 (default 1/N).
+
+        Returns
+        -------
+        LabelState
+            The label state and its potentials.
+
+        Raises
+        ------
+        TypeError
+            If an array is not real.
+        ValueError
+            If ``E`` is not 2-D or is empty, or ``w`` is not a probability vector of length N;
+            the message names the argument.
+        """
 
     def _assign(self, E: np.ndarray, w: Optional[np.ndarray]) -> LabelState:
         """Labels for validated arguments: E a real 2-D numpy array, w float64 weights summing to 1
@@ -90,13 +139,34 @@ class Reservoir(abc.ABC):
 class SinkhornReservoir(Reservoir):
     """Labels balanced by log-domain Sinkhorn (see :func:`thermossl.sinkhorn`).
 
-    T: reservoir temperature T'. n_iter: fixed iteration count (SwAV) or None to run to ``tol``
-    (SeLa). c: (K,) charge targets (default 1/K). warm_start: start each call from the previous
-    call's mu (when K matches). relaxation: over-relaxation of the mu-update (see
-    :func:`thermossl.sinkhorn`; 1.0 plain, "auto" adaptive in tolerance mode).
+    Parameters
+    ----------
+    T : float
+        Reservoir temperature T' > 0.
+    n_iter : int, optional
+        Fixed iteration count (SwAV), or None to run to ``tol`` (SeLa).
+    tol : float, optional
+        Tolerance on the charge error in tolerance mode.
+    max_iter : int, optional
+        Iteration limit of the tolerance mode.
+    c : array_like, shape (K,), optional
+        Charge targets (default 1/K).
+    warm_start : bool, optional
+        Start each call from the previous call's mu (when K matches).
+    relaxation : float or {"auto"}, optional
+        Over-relaxation of the mu-update (see :func:`thermossl.sinkhorn`; 1.0 plain, "auto"
+        adaptive in tolerance mode).
+
+    Raises
+    ------
+    TypeError
+        If ``T`` is not a real number.
+    ValueError
+        If ``T`` is not finite and > 0 (the other options are checked at the first call).
     """
 
-    def __init__(self, T, n_iter=None, tol=1e-6, max_iter=1000, c=None, warm_start=True, relaxation=1.0):
+    def __init__(self, T: float, n_iter: Optional[int] = None, tol: float = 1e-6, max_iter: int = 1000,
+                 c: Optional[npt.ArrayLike] = None, warm_start: bool = True, relaxation: Union[float, str] = 1.0) -> None:
         self.T = positive_temperature(T)
         self.n_iter = n_iter
         self.relaxation = relaxation
@@ -104,9 +174,31 @@ class SinkhornReservoir(Reservoir):
         self.max_iter = max_iter
         self.c = None if c is None else np.asarray(c, dtype=np.float64)
         self.warm_start = bool(warm_start)
-        self._mu = None
+        self._mu: Optional[FloatArray] = None
 
-    def assign(self, E, w=None) -> LabelState:
+    def assign(self, E: npt.ArrayLike, w: Optional[npt.ArrayLike] = None) -> LabelState:
+        """Labels for energies E with sample weights w.
+
+        Parameters
+        ----------
+        E : array_like, shape (N, K)
+            Energies (= -scores); float32 or float64 (integers: float64).
+        w : array_like, shape (N,), optional
+            Sample weights, >= 0, summing to 1 (default 1/N).
+
+        Returns
+        -------
+        LabelState
+            The label state and its potentials.
+
+        Raises
+        ------
+        TypeError
+            If an array is not real.
+        ValueError
+            If ``E`` is not 2-D or is empty, holds nan or -inf, a row or a state has every entry forbidden, or ``w`` is not a probability vector of length N;
+            the message names the argument.
+        """
         E = real_matrix(E, "E")
         check_nonempty(E.shape)
         return self._assign(E, probability_vector(w, E.shape[0], "w", "sample"))
@@ -133,6 +225,7 @@ class SinkhornReservoir(Reservoir):
         )
 
     def reset(self) -> None:
+        """Forget the warm-start potentials of earlier calls."""
         self._mu = None
 
     def __repr__(self) -> str:
@@ -142,12 +235,27 @@ class SinkhornReservoir(Reservoir):
 
 
 class CenteringReservoir(Reservoir):
-    """DINO's teacher: q = softmax((s - C)/T') with s = -E; after each call
-    C <- m C + (1 - m) sum_i w_i s_i (the batch mean of the teacher scores). mu = -C (the C used).
-    The center starts at 0. Energies must be finite (a mean over a forbidden state is undefined).
+    """DINO's teacher: q = softmax((s - C)/T') with s = -E, and mu = -C (the C used).
+
+    After each call C <- m C + (1 - m) sum_i w_i s_i (the batch mean of the teacher scores). The
+    center starts at 0. Energies must be finite (a mean over a forbidden state is undefined).
+
+    Parameters
+    ----------
+    T : float
+        Teacher temperature T' > 0.
+    momentum : float, optional
+        Center momentum m in [0, 1).
+
+    Raises
+    ------
+    TypeError
+        If ``T`` or ``momentum`` is not a real number.
+    ValueError
+        If ``T`` is not finite and > 0, or ``momentum`` is not in [0, 1).
     """
 
-    def __init__(self, T, momentum=0.9):
+    def __init__(self, T: float, momentum: float = 0.9) -> None:
         self.T = positive_temperature(T)
         if isinstance(momentum, (bool, np.bool_)) or not isinstance(momentum, (numbers.Real, np.generic)):
             raise TypeError(f"momentum must be a real number, got {type(momentum).__name__}")
@@ -155,9 +263,31 @@ class CenteringReservoir(Reservoir):
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
         self.momentum = momentum
-        self.center = None
+        self.center: Optional[Float64Array] = None
 
-    def assign(self, E, w=None) -> LabelState:
+    def assign(self, E: npt.ArrayLike, w: Optional[npt.ArrayLike] = None) -> LabelState:
+        """Labels for energies E with sample weights w.
+
+        Parameters
+        ----------
+        E : array_like, shape (N, K)
+            Energies (= -scores); float32 or float64 (integers: float64).
+        w : array_like, shape (N,), optional
+            Sample weights, >= 0, summing to 1 (default 1/N).
+
+        Returns
+        -------
+        LabelState
+            The label state and its potentials.
+
+        Raises
+        ------
+        TypeError
+            If an array is not real.
+        ValueError
+            If ``E`` is not 2-D or is empty, or is not finite, or ``w`` is not a probability vector of length N;
+            the message names the argument.
+        """
         E = real_matrix(E, "E")
         check_states(E.shape)
         return self._assign(E, probability_vector(w, E.shape[0], "w", "sample"))
@@ -185,25 +315,64 @@ class CenteringReservoir(Reservoir):
         )
 
     def reset(self) -> None:
+        """Forget the center: the next call starts from C = 0."""
         self.center = None
 
     def __repr__(self) -> str:
         return f"CenteringReservoir(T={self.T:g}, momentum={self.momentum:g})"
 
 
-def sela(**overrides) -> SinkhornReservoir:
-    """SeLa (Asano et al. 2020): Sinkhorn to tolerance, T' = 1/lambda with lambda = 25, warm starts,
-    adaptive over-relaxation (the same labels, fewer iterations when Sinkhorn is slow)."""
+def sela(**overrides: Any) -> SinkhornReservoir:
+    """SeLa's reservoir (Asano et al. 2020): Sinkhorn to tolerance at T' = 1/25.
+
+    Warm starts and adaptive over-relaxation (the same labels, fewer iterations when Sinkhorn is
+    slow).
+
+    Parameters
+    ----------
+    **overrides
+        Keyword arguments of :class:`SinkhornReservoir` replacing the defaults ``T=1/25``,
+        ``tol=1e-6``, ``max_iter=1000``, ``warm_start=True``, ``relaxation="auto"``.
+
+    Returns
+    -------
+    SinkhornReservoir
+        The reservoir.
+    """
     return SinkhornReservoir(
         **{"T": 1.0 / 25.0, "tol": 1e-6, "max_iter": 1000, "warm_start": True, "relaxation": "auto", **overrides}
     )
 
 
-def swav(**overrides) -> SinkhornReservoir:
-    """SwAV (Caron et al. 2020): three Sinkhorn iterations per batch at epsilon = T' = 0.05."""
+def swav(**overrides: Any) -> SinkhornReservoir:
+    """SwAV's reservoir (Caron et al. 2020): three Sinkhorn iterations per batch at epsilon = T' = 0.05.
+
+    Parameters
+    ----------
+    **overrides
+        Keyword arguments of :class:`SinkhornReservoir` replacing the defaults ``T=0.05``,
+        ``n_iter=3``, ``warm_start=False``.
+
+    Returns
+    -------
+    SinkhornReservoir
+        The reservoir.
+    """
     return SinkhornReservoir(**{"T": 0.05, "n_iter": 3, "warm_start": False, **overrides})
 
 
-def dino(**overrides) -> CenteringReservoir:
-    """DINO (Caron et al. 2021): teacher temperature T' = 0.04, center momentum 0.9."""
+def dino(**overrides: Any) -> CenteringReservoir:
+    """DINO's teacher (Caron et al. 2021): temperature T' = 0.04, center momentum 0.9.
+
+    Parameters
+    ----------
+    **overrides
+        Keyword arguments of :class:`CenteringReservoir` replacing the defaults ``T=0.04``,
+        ``momentum=0.9``.
+
+    Returns
+    -------
+    CenteringReservoir
+        The reservoir.
+    """
     return CenteringReservoir(**{"T": 0.04, "momentum": 0.9, **overrides})

@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from typing import Optional
+from typing import Literal, Optional, Sequence, Union, overload
 
 import numpy.typing as npt
 
 from ._backends import backend_for, cpu
+from ._typing import FloatResult
 from ._validation import as_real_array, compute_dtype, normalize_axes
 
 __all__ = ["logsumexp", "softmax", "log_softmax"]
+
+#: An axis argument: None (every axis), an int, or a sequence of ints.
+Axis = Optional[Union[int, Sequence[int]]]
 
 
 def _as_rows(arr: np.ndarray, axes: tuple[int, ...], dtype: np.dtype):
@@ -55,13 +59,51 @@ def _last_axis_only(fn: str, ndim: int, axis) -> None:
         )
 
 
-def logsumexp(a: npt.ArrayLike, axis=None, b: Optional[npt.ArrayLike] = None, keepdims: bool = False,
-              return_sign: bool = False):
-    """log of the sum of exponentials, ``log(sum(b * exp(a), axis))``, computed stably.
+@overload
+def logsumexp(a: npt.ArrayLike, axis: Axis = None, b: Optional[npt.ArrayLike] = None, keepdims: bool = False,
+              return_sign: Literal[False] = False) -> FloatResult: ...
+@overload
+def logsumexp(a: npt.ArrayLike, axis: Axis = None, b: Optional[npt.ArrayLike] = None, keepdims: bool = False, *,
+              return_sign: Literal[True]) -> tuple[FloatResult, FloatResult]: ...
+@overload
+def logsumexp(a: npt.ArrayLike, axis: Axis, b: Optional[npt.ArrayLike], keepdims: bool,
+              return_sign: Literal[True]) -> tuple[FloatResult, FloatResult]: ...
+def logsumexp(a: npt.ArrayLike, axis: Axis = None, b: Optional[npt.ArrayLike] = None, keepdims: bool = False,
+              return_sign: bool = False) -> Union[FloatResult, tuple[FloatResult, FloatResult]]:
+    """Log of the sum of exponentials, ``log(sum(b * exp(a), axis))``, computed stably.
 
-    Parameters and results are those of ``scipy.special.logsumexp``: with ``return_sign=True``
-    returns ``(log|sum|, sign)``; otherwise a negative sum gives nan. Terms with ``b == 0`` are
-    ignored even where ``a`` is infinite.
+    A drop-in for ``scipy.special.logsumexp``: the same arguments, dtypes and edge cases (see the
+    user guide's conventions in the documentation). Terms with ``b == 0`` are ignored even where
+    ``a`` is infinite. CUDA device arrays (torch, CuPy) are reduced over the last axis of a 2-D array only, on their
+    device, and give a result of their own kind.
+
+    Parameters
+    ----------
+    a : array_like
+        Real input (integers and bools compute in float64; float32 stays float32).
+    axis : None, int or sequence of int, optional
+        The axes to reduce (None: all).
+    b : array_like, optional
+        Weights broadcasting against ``a``; may be negative with ``return_sign=True``.
+    keepdims : bool, optional
+        Keep the reduced axes with length 1.
+    return_sign : bool, optional
+        Also return the sign of the sum (then the first result is ``log|sum|``).
+
+    Returns
+    -------
+    res : numpy.ndarray or numpy.floating
+        ``log(sum(b * exp(a)))`` over ``axis``; a numpy scalar when every axis is reduced. A negative
+        sum gives nan unless ``return_sign``.
+    sgn : numpy.ndarray or numpy.floating
+        The sign of the sum (1, -1, or 0), only with ``return_sign=True``.
+
+    Raises
+    ------
+    TypeError
+        If ``a`` or ``b`` is not real (complex, object, string).
+    ValueError
+        If ``b`` does not broadcast against ``a``, or ``axis`` is out of range or repeated.
     """
     backend = backend_for(a, b)
     if backend is not cpu:
@@ -128,8 +170,31 @@ def _log_softmax_rows(rows):
     return cpu.row_log_softmax(rows, 1.0)
 
 
-def softmax(x: npt.ArrayLike, axis=None):
-    """``exp(x) / sum(exp(x), axis)``, as ``scipy.special.softmax``."""
+def softmax(x: npt.ArrayLike, axis: Axis = None) -> FloatResult:
+    """``exp(x) / sum(exp(x), axis)``, as ``scipy.special.softmax``.
+
+    CUDA device arrays (torch, CuPy) are reduced over the last axis of a 2-D array only, on their
+    device, and give a result of their own kind.
+
+    Parameters
+    ----------
+    x : array_like
+        Real input (integers and bools compute in float64; float32 stays float32).
+    axis : None, int or sequence of int, optional
+        The axes the probabilities sum over (None: all).
+
+    Returns
+    -------
+    numpy.ndarray
+        The softmax, of the shape of ``x`` (a numpy scalar for a 0-d ``x``).
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not real.
+    ValueError
+        If ``axis`` is out of range or repeated.
+    """
     backend = backend_for(x)
     if backend is not cpu:
         a = backend.array(x, "x")
@@ -138,8 +203,31 @@ def softmax(x: npt.ArrayLike, axis=None):
     return _row_transform(_softmax_rows, x, axis, "x")
 
 
-def log_softmax(x: npt.ArrayLike, axis=None):
-    """``x - logsumexp(x, axis)``, as ``scipy.special.log_softmax``."""
+def log_softmax(x: npt.ArrayLike, axis: Axis = None) -> FloatResult:
+    """``x - logsumexp(x, axis)``, as ``scipy.special.log_softmax``.
+
+    CUDA device arrays (torch, CuPy) are reduced over the last axis of a 2-D array only, on their
+    device, and give a result of their own kind.
+
+    Parameters
+    ----------
+    x : array_like
+        Real input (integers and bools compute in float64; float32 stays float32).
+    axis : None, int or sequence of int, optional
+        The axes of the normalisation (None: all).
+
+    Returns
+    -------
+    numpy.ndarray
+        The log-probabilities, of the shape of ``x`` (a numpy scalar for a 0-d ``x``).
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not real.
+    ValueError
+        If ``axis`` is out of range or repeated.
+    """
     backend = backend_for(x)
     if backend is not cpu:
         a = backend.array(x, "x")

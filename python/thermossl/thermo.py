@@ -1,18 +1,18 @@
-"""State functions of THEORY.md §2–3: energy, free energy, entropies, relative entropy, loss,
+"""State functions of the theory page of the documentation: energy, free energy, entropies, relative entropy, loss,
 charges and information of a label state q against the Gibbs state of energies E at T.
 
 All sums carry sample weights w (w_i > 0, sum 1; default 1/N). The per-row sums come from one
 fused C++ kernel (``ledger_rows``: one read of E and q, one exp and one log per element) and this
 module only reduces N-vectors. ``State`` computes every quantity of a (E, T, q, w) at once.
 
-Notation (THEORY.md): p = Gibbs(E, T) = softmax(-E/T); log Z_i = LSE_y(-E_iy/T);
+Notation (the theory page): p = Gibbs(E, T) = softmax(-E/T); log Z_i = LSE_y(-E_iy/T);
 U[q] = sum_i w_i sum_y q_iy E_iy; F = -T sum_i w_i log Z_i; S[q] = -sum_i w_i sum_y q_iy log q_iy;
 D(q||p) = sum_i w_i sum_y q_iy log(q_iy/p_iy); L = -sum_i w_i sum_y q_iy log p_iy;
 N_y = sum_i w_i q_iy; H(N) = -sum_y N_y log N_y; I = H(N) - S[q].
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import NoReturn, Optional
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +28,7 @@ from ._validation import (
     real_matrix,
     temperature_for_dtype,
 )
+from ._typing import ArrayLike, Float64Array
 from .gibbs import _energies, _gibbs, _log_partition
 
 __all__ = [
@@ -97,7 +98,7 @@ def _ledger_rows(q, E, T: float, w=None, shift=None, backend=cpu, name: str = "E
 
 
 def ledger_rows(q: npt.ArrayLike, E: npt.ArrayLike, T: float, w: Optional[npt.ArrayLike] = None, *,
-                mu: Optional[npt.ArrayLike] = None):
+                mu: Optional[npt.ArrayLike] = None) -> tuple[dict[str, Float64Array], Float64Array, Optional[Float64Array]]:
     """Per-row sums of a ledger row (dict of (N,) float64 arrays), the charges (K,) and the
     validated weights (float64 (N,) or None for uniform).
 
@@ -140,13 +141,62 @@ def shannon_entropy(distribution: np.ndarray) -> float:
     return float(-np.sum(positive * np.log(positive)))
 
 
-def energy(q, E, w=None) -> float:
-    """U[q] = sum_i w_i sum_y q_iy E_iy (0 where q = 0, even on forbidden states)."""
+def energy(q: ArrayLike, E: ArrayLike, w: Optional[ArrayLike] = None) -> float:
+    """U[q] = sum_i w_i sum_y q_iy E_iy, the internal energy of labels q (0 where q = 0, even on forbidden states).
+
+    Parameters
+    ----------
+    q : array_like, shape (N, K)
+        A label state: finite, >= 0, rows summing to 1.
+    E : array_like, shape (N, K)
+        Energies (= -scores); +inf forbids a state. float32 or float64 (integers: float64); a CUDA
+        device array (torch, CuPy) runs on its device.
+    w : array_like, shape (N,), optional
+        Sample weights, > 0, summing to 1 (default 1/N).
+
+    Returns
+    -------
+    float
+        U[q].
+
+    Raises
+    ------
+    TypeError
+        If an array is not real.
+    ValueError
+        If ``q`` is not a label state, ``E`` is not 2-D, is empty, holds nan or -inf or a row with every state forbidden,
+        ``q`` does not have E's shape, ``w`` is not a probability vector of length N; the
+        message names the argument.
+    """
     return _ledger_sum(q, E, 1.0, w, "energy_q")
 
 
-def free_energy(E, T, w=None) -> float:
-    """F = -T sum_i w_i log Z_i, the free energy of the Gibbs state of E at T."""
+def free_energy(E: ArrayLike, T: float, w: Optional[ArrayLike] = None) -> float:
+    """F = -T sum_i w_i log Z_i, the free energy of the Gibbs state of E at T.
+
+    Parameters
+    ----------
+    E : array_like, shape (N, K)
+        Energies (= -scores); +inf forbids a state.
+    T : float
+        Temperature, finite and > 0.
+    w : array_like, shape (N,), optional
+        Sample weights, > 0, summing to 1 (default 1/N).
+
+    Returns
+    -------
+    float
+        F.
+
+    Raises
+    ------
+    TypeError
+        If an array is not real.
+    ValueError
+        If ``E`` is not 2-D or has no rows, holds nan or -inf or a row with every state forbidden,
+        ``T`` is not finite and > 0, or ``w`` is not a probability vector of length N; the message
+        names the argument.
+    """
     backend = backend_for(E)
     T = positive_temperature(T)
     E = _energies(backend, E, T)
@@ -156,29 +206,146 @@ def free_energy(E, T, w=None) -> float:
     return -T * reduce(weights(backend.to_host(w), log_z.shape[0]), log_z)
 
 
-def entropy(q, w=None) -> float:
-    """S[q] = -sum_i w_i sum_y q_iy log q_iy (nats; 0 log 0 = 0)."""
+def entropy(q: ArrayLike, w: Optional[ArrayLike] = None) -> float:
+    """S[q] = -sum_i w_i sum_y q_iy log q_iy, the entropy of labels q (nats; 0 log 0 = 0).
+
+    Parameters
+    ----------
+    q : array_like, shape (N, K)
+        A label state: finite, >= 0, rows summing to 1.
+    w : array_like, shape (N,), optional
+        Sample weights, > 0, summing to 1 (default 1/N).
+
+    Returns
+    -------
+    float
+        S[q].
+
+    Raises
+    ------
+    TypeError
+        If an array is not real.
+    ValueError
+        If ``q`` is not a label state (2-D, non-empty, finite, >= 0, rows summing to 1), ``w`` is not a probability vector of length N; the
+        message names the argument.
+    """
     w, entropy_rows, _ = _label_rows(q, w)
     return reduce(w, entropy_rows)
 
 
-def relative_entropy(q, E, T, w=None) -> float:
-    """D(q || Gibbs(E, T)) = sum_i w_i sum_y q_iy log(q_iy / p_iy) >= 0."""
+def relative_entropy(q: ArrayLike, E: ArrayLike, T: float, w: Optional[ArrayLike] = None) -> float:
+    """D(q || Gibbs(E, T)) = sum_i w_i sum_y q_iy log(q_iy / p_iy) >= 0.
+
+    Parameters
+    ----------
+    q : array_like, shape (N, K)
+        A label state: finite, >= 0, rows summing to 1.
+    E : array_like, shape (N, K)
+        Energies (= -scores); +inf forbids a state. float32 or float64 (integers: float64); a CUDA
+        device array (torch, CuPy) runs on its device.
+    T : float
+        Temperature, finite and > 0.
+    w : array_like, shape (N,), optional
+        Sample weights, > 0, summing to 1 (default 1/N).
+
+    Returns
+    -------
+    float
+        D(q || p); +inf when q labels a forbidden state.
+
+    Raises
+    ------
+    TypeError
+        If an array is not real.
+    ValueError
+        If ``q`` is not a label state, ``E`` is not 2-D, is empty, holds nan or -inf or a row with every state forbidden,
+        ``q`` does not have E's shape, ``w`` is not a probability vector of length N, or ``T`` is not finite and > 0; the
+        message names the argument.
+    """
     return _ledger_sum(q, E, T, w, "relative_entropy")
 
 
-def loss(q, E, T, w=None) -> float:
-    """L[q, E] = -sum_i w_i sum_y q_iy log p_iy, the SSL cross-entropy loss."""
+def loss(q: ArrayLike, E: ArrayLike, T: float, w: Optional[ArrayLike] = None) -> float:
+    """L[q, E] = -sum_i w_i sum_y q_iy log p_iy, the SSL cross-entropy loss of labels q.
+
+    Parameters
+    ----------
+    q : array_like, shape (N, K)
+        A label state: finite, >= 0, rows summing to 1.
+    E : array_like, shape (N, K)
+        Energies (= -scores); +inf forbids a state. float32 or float64 (integers: float64); a CUDA
+        device array (torch, CuPy) runs on its device.
+    T : float
+        Temperature, finite and > 0.
+    w : array_like, shape (N,), optional
+        Sample weights, > 0, summing to 1 (default 1/N).
+
+    Returns
+    -------
+    float
+        L; +inf when q labels a forbidden state.
+
+    Raises
+    ------
+    TypeError
+        If an array is not real.
+    ValueError
+        If ``q`` is not a label state, ``E`` is not 2-D, is empty, holds nan or -inf or a row with every state forbidden,
+        ``q`` does not have E's shape, ``w`` is not a probability vector of length N, or ``T`` is not finite and > 0; the
+        message names the argument.
+    """
     return _ledger_sum(q, E, T, w, "loss")
 
 
-def charges(q, w=None) -> np.ndarray:
-    """N_y = sum_i w_i q_iy, the label occupations (K,)."""
+def charges(q: ArrayLike, w: Optional[ArrayLike] = None) -> Float64Array:
+    """N_y = sum_i w_i q_iy, the label occupations.
+
+    Parameters
+    ----------
+    q : array_like, shape (N, K)
+        A label state: finite, >= 0, rows summing to 1.
+    w : array_like, shape (N,), optional
+        Sample weights, > 0, summing to 1 (default 1/N).
+
+    Returns
+    -------
+    numpy.ndarray, shape (K,)
+        The charges, float64.
+
+    Raises
+    ------
+    TypeError
+        If an array is not real.
+    ValueError
+        If ``q`` is not a label state (2-D, non-empty, finite, >= 0, rows summing to 1), ``w`` is not a probability vector of length N; the
+        message names the argument.
+    """
     return _label_rows(q, w)[2]
 
 
-def information(q, w=None) -> float:
-    """I = sum_i w_i sum_y q_iy log(q_iy / N_y) = H(N) - S[q]: what the labels say about the samples."""
+def information(q: ArrayLike, w: Optional[ArrayLike] = None) -> float:
+    """I = sum_i w_i sum_y q_iy log(q_iy / N_y) = H(N) - S[q]: what the labels say about the samples.
+
+    Parameters
+    ----------
+    q : array_like, shape (N, K)
+        A label state: finite, >= 0, rows summing to 1.
+    w : array_like, shape (N,), optional
+        Sample weights, > 0, summing to 1 (default 1/N).
+
+    Returns
+    -------
+    float
+        I (nats).
+
+    Raises
+    ------
+    TypeError
+        If an array is not real.
+    ValueError
+        If ``q`` is not a label state (2-D, non-empty, finite, >= 0, rows summing to 1), ``w`` is not a probability vector of length N; the
+        message names the argument.
+    """
     w, entropy_rows, charges_out = _label_rows(q, w)
     return shannon_entropy(charges_out) - reduce(w, entropy_rows)
 
@@ -186,15 +353,68 @@ def information(q, w=None) -> float:
 class State:
     """Every state function of (E, T, q, w), computed once by the fused kernel.
 
-    ``State(E, T, q=None, w=None)``: with q = None the label state is the Gibbs state itself
-    (D = 0). Attributes (floats unless noted): T, U (= U[q]), U_p (= U[p]), F, F_T (= U - T S,
-    the nonequilibrium free energy), S (= S[q]), S_p, D (= D(q||p)), L, N ((K,) charges),
-    H_N, I. Immutable.
+    With q = None the label state is the Gibbs state itself (D = 0). Immutable. The quantities
+    are those of the theory page of the documentation.
+
+    Parameters
+    ----------
+    E : array_like, shape (N, K)
+        Energies (= -scores); +inf forbids a state. A CUDA device array runs on its device.
+    T : float
+        Temperature, finite and > 0.
+    q : array_like, shape (N, K), optional
+        A label state (default: the Gibbs state of E at T).
+    w : array_like, shape (N,), optional
+        Sample weights, > 0, summing to 1 (default 1/N).
+
+    Attributes
+    ----------
+    T : float
+        The temperature.
+    U, U_p : float
+        U[q] and U[p].
+    F : float
+        Free energy -T sum_i w_i log Z_i.
+    F_T : float
+        U - T S, the nonequilibrium free energy.
+    S, S_p : float
+        S[q] and S[p].
+    D : float
+        D(q || p).
+    L : float
+        The loss L[q, E].
+    N : numpy.ndarray, shape (K,)
+        The charges (float64, read-only).
+    H_N : float
+        H(N), the entropy of the charges.
+    I : float
+        H(N) - S[q].
+
+    Raises
+    ------
+    TypeError
+        If an array is not real.
+    ValueError
+        If ``E`` is not 2-D or is empty, holds nan or -inf or a row with every state forbidden, ``T``
+        is not finite and > 0, ``q`` is not a label state of E's shape, or ``w`` is not a
+        probability vector of length N; the message names the argument.
     """
 
     __slots__ = ("T", "U", "U_p", "F", "F_T", "S", "S_p", "D", "L", "N", "H_N", "I")
+    T: float
+    U: float
+    U_p: float
+    F: float
+    F_T: float
+    S: float
+    S_p: float
+    D: float
+    L: float
+    N: Float64Array
+    H_N: float
+    I: float  # noqa: E741 - the symbol of the theory
 
-    def __init__(self, E, T, q=None, w=None):
+    def __init__(self, E: ArrayLike, T: float, q: Optional[ArrayLike] = None, w: Optional[ArrayLike] = None) -> None:
         if q is None:
             backend = backend_for(E)
             T = positive_temperature(T)
@@ -227,7 +447,7 @@ class State:
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: object) -> NoReturn:
         raise AttributeError("State is immutable")
 
     def __repr__(self) -> str:

@@ -10,8 +10,20 @@ _KDL_CUDA, _KDL_CUDA_MANAGED = 2, 13
 _HOST_TYPES = (np.ndarray, np.generic, int, float, list, tuple)
 
 
-def is_device_array(x) -> bool:
-    """Whether x lives in CUDA device memory (``__cuda_array_interface__`` or a CUDA DLPack device)."""
+def is_device_array(x: object) -> bool:
+    """Whether ``x`` lives in CUDA device memory.
+
+    Parameters
+    ----------
+    x : object
+        Any object: a numpy array, a torch tensor, a CuPy array, anything else.
+
+    Returns
+    -------
+    bool
+        True for objects with ``__cuda_array_interface__`` or a CUDA (or managed) DLPack device;
+        False for numpy arrays, Python numbers and sequences, and None. Never raises.
+    """
     if x is None or isinstance(x, _HOST_TYPES):
         return False
     if hasattr(x, "__cuda_array_interface__"):

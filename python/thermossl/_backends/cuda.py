@@ -37,7 +37,14 @@ SINKHORN_CHECK_EVERY = 8
 
 
 def device_count() -> int:
-    """CUDA devices the kernels can use (0 when built without CUDA, without a driver or a GPU)."""
+    """CUDA devices the kernels can use.
+
+    Returns
+    -------
+    int
+        The number of visible devices; 0 when thermossl was built without CUDA, or without a driver
+        or a GPU. Never raises.
+    """
     if _cuda is None:
         return 0
     try:
@@ -47,7 +54,14 @@ def device_count() -> int:
 
 
 def is_available() -> bool:
-    """True when thermossl was built with its CUDA kernels and a CUDA device is visible."""
+    """Whether thermossl's CUDA kernels can run here.
+
+    Returns
+    -------
+    bool
+        True when thermossl was built with its CUDA kernels and a CUDA device is visible. Never
+        raises.
+    """
     return device_count() > 0
 
 

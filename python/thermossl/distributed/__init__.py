@@ -19,7 +19,7 @@ exponentials, the local charges sum_i w_i q_iy) and ONE sum-allreduce of K + 1 d
 and a failure flag), from which every rank computes the same global charges, charge error and
 mu-update mu_y += T (log c_y - log N_y). The cold start adds one column log-sum-exp pass (two
 allreduces); an iteration whose charge underflows (N_y below ~1e-308, extreme E/T) takes that
-exact column pass instead. See docs/distributed.md for the cost model.
+exact column pass instead. The cost model: the scale-out page of the documentation.
 
 Failure behaviour: an exception raised on some ranks inside a thermossl collective call (bad input
 on one shard, a nan row, ...) is raised on *every* rank with the same type and message — the one of

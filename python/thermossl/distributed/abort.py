@@ -27,6 +27,7 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
+from typing import Any, Iterable, Optional
 
 __all__ = ["abort_on_failure"]
 
@@ -135,22 +136,45 @@ def _in_step(comm, name: str):
         raise  # pragma: no cover - reached only if the abort returned (it exits)
 
 
-_installed = {}
+_installed: dict[str, Any] = {}
 
 
-def abort_on_failure(comm=None, signals=(signal.SIGINT, signal.SIGTERM)):
-    """Make this rank's failure end the whole MPI job, as ``python -m mpi4py`` does and more: after
-    this call an uncaught exception (``sys.excepthook``) or one of ``signals`` received by this
-    process prints one report naming the rank and calls ``MPI_Abort`` on ``comm`` (default
-    ``MPI.COMM_WORLD``), so mpiexec ends every rank within seconds instead of leaving them waiting
-    in a collective. ``python -m thermossl.distributed script.py`` calls it for you.
+def abort_on_failure(comm: Optional[Any] = None,
+                     signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM)) -> Any:
+    """Make this rank's failure end the whole MPI job.
+
+    As ``python -m mpi4py`` does and more: after this call an uncaught exception
+    (``sys.excepthook``) or one of ``signals`` received by this process prints one report naming the
+    rank and calls ``MPI_Abort`` on ``comm``, so mpiexec ends every rank within seconds instead of
+    leaving them waiting in a collective. ``python -m thermossl.distributed script.py`` calls it
+    for you.
 
     Call it from the main thread, early (before the work). Signals are handled by a watcher thread
     woken through :func:`signal.set_wakeup_fd`, so a rank blocked in an MPI collective or in a long
     kernel aborts at once (both release the GIL); the Python handler of the main thread does the
     same when it runs first. The job's exit status is 128 + the signal number for a signal, 1 for an
-    exception. With one process it installs nothing. Returns the communicator used. Calling it
-    again replaces the previous setup.
+    exception. With one process it installs nothing. Calling it again replaces the previous setup.
+
+    Parameters
+    ----------
+    comm : MPIComm or mpi4py.MPI.Comm, optional
+        The job's communicator (default ``MPI.COMM_WORLD``).
+    signals : iterable of int, optional
+        The signals that end the job.
+
+    Returns
+    -------
+    Communicator
+        The communicator used.
+
+    Raises
+    ------
+    TypeError
+        If ``comm`` cannot abort the job (it is not an MPI communicator).
+    RuntimeError
+        If called from another thread than the main thread (with more than one process).
+    ImportError
+        If mpi4py is not installed.
     """
     from .comm import MPIComm, as_comm
 

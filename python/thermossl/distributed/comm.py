@@ -4,7 +4,13 @@ MPI (mpi4py), ``torch.distributed`` and one process. mpi4py and torch are import
 adapter is made."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, Optional, Union
+
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:  # for annotations only: torch is imported when a TorchComm is made
+    import torch
 
 __all__ = ["Communicator", "SelfComm", "MPIComm", "TorchComm", "as_comm"]
 
@@ -19,7 +25,26 @@ class Communicator:
     rank: int = 0
     size: int = 1
 
-    def allreduce(self, x: np.ndarray, op: str) -> np.ndarray:  # pragma: no cover - interface
+    def allreduce(self, x: npt.NDArray[np.float64], op: str) -> npt.NDArray[np.float64]:  # pragma: no cover - interface
+        """The elementwise sum or max of the ranks' vectors.
+
+        Parameters
+        ----------
+        x : numpy.ndarray, shape (n,)
+            This rank's float64 vector (every rank passes the same length).
+        op : {"sum", "max"}
+            The reduction.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n,)
+            A new float64 array, bitwise the same on every rank.
+
+        Raises
+        ------
+        ValueError
+            If ``op`` is not "sum" or "max".
+        """
         raise NotImplementedError
 
 
@@ -34,7 +59,26 @@ class SelfComm(Communicator):
     rank = 0
     size = 1
 
-    def allreduce(self, x, op):
+    def allreduce(self, x: npt.ArrayLike, op: str) -> npt.NDArray[np.float64]:
+        """The elementwise sum or max of the ranks' vectors.
+
+        Parameters
+        ----------
+        x : numpy.ndarray, shape (n,)
+            This rank's float64 vector (every rank passes the same length).
+        op : {"sum", "max"}
+            The reduction.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n,)
+            A new float64 array, bitwise the same on every rank.
+
+        Raises
+        ------
+        ValueError
+            If ``op`` is not "sum" or "max".
+        """
         _check_op(op)
         return np.array(x, dtype=np.float64, copy=True)
 
@@ -43,9 +87,20 @@ class SelfComm(Communicator):
 
 
 class MPIComm(Communicator):
-    """An mpi4py communicator (default ``MPI.COMM_WORLD``); ``pip install thermossl[mpi]``."""
+    """An mpi4py communicator; ``pip install "thermossl[mpi]"``.
 
-    def __init__(self, comm=None):
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm, optional
+        The communicator (default ``MPI.COMM_WORLD``).
+
+    Raises
+    ------
+    ImportError
+        If mpi4py is not installed.
+    """
+
+    def __init__(self, comm: Optional[Any] = None) -> None:
         from mpi4py import MPI  # lazy: thermossl does not need mpi4py
 
         self._mpi = MPI
@@ -53,7 +108,26 @@ class MPIComm(Communicator):
         self.rank = self.comm.Get_rank()
         self.size = self.comm.Get_size()
 
-    def allreduce(self, x, op):
+    def allreduce(self, x: npt.ArrayLike, op: str) -> npt.NDArray[np.float64]:
+        """The elementwise sum or max of the ranks' vectors.
+
+        Parameters
+        ----------
+        x : numpy.ndarray, shape (n,)
+            This rank's float64 vector (every rank passes the same length).
+        op : {"sum", "max"}
+            The reduction.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n,)
+            A new float64 array, bitwise the same on every rank.
+
+        Raises
+        ------
+        ValueError
+            If ``op`` is not "sum" or "max".
+        """
         _check_op(op)
         send = np.ascontiguousarray(x, dtype=np.float64)
         recv = np.empty_like(send)
@@ -61,8 +135,16 @@ class MPIComm(Communicator):
         return recv
 
     def abort(self, code: int = 1) -> None:
-        """End every process of the job (``MPI_Abort``): the last resort when this rank cannot take
-        part in the collectives the others wait in (see thermossl.distributed.abort)."""
+        """End every process of the job (``MPI_Abort``).
+
+        The last resort when this rank cannot take part in the collectives the others wait in (see the
+        failure behaviour on the scale-out page of the documentation).
+
+        Parameters
+        ----------
+        code : int, optional
+            The job's exit status.
+        """
         self.comm.Abort(code)
 
     def __repr__(self) -> str:
@@ -72,11 +154,25 @@ class MPIComm(Communicator):
 class TorchComm(Communicator):
     """``torch.distributed`` (an initialised default process group, or ``group``).
 
-    Vectors travel as float64 tensors on ``device``: by default the current CUDA device for the
-    NCCL backend, the CPU otherwise (gloo, mpi).
+    Vectors travel as float64 tensors on ``device``.
+
+    Parameters
+    ----------
+    group : torch.distributed.ProcessGroup, optional
+        The process group (default: the default group).
+    device : str or torch.device, optional
+        Where the vectors travel: by default the current CUDA device for the NCCL backend, the CPU
+        otherwise (gloo, mpi).
+
+    Raises
+    ------
+    ImportError
+        If torch is not installed.
+    RuntimeError
+        If torch.distributed is not initialised.
     """
 
-    def __init__(self, group=None, device=None):
+    def __init__(self, group: Optional[Any] = None, device: Union[str, torch.device, None] = None) -> None:
         import torch  # lazy: thermossl does not need torch
         import torch.distributed as dist
 
@@ -92,7 +188,26 @@ class TorchComm(Communicator):
             device = torch.device("cuda", torch.cuda.current_device()) if "nccl" in backend else torch.device("cpu")
         self.device = torch.device(device)
 
-    def allreduce(self, x, op):
+    def allreduce(self, x: npt.ArrayLike, op: str) -> npt.NDArray[np.float64]:
+        """The elementwise sum or max of the ranks' vectors.
+
+        Parameters
+        ----------
+        x : numpy.ndarray, shape (n,)
+            This rank's float64 vector (every rank passes the same length).
+        op : {"sum", "max"}
+            The reduction.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n,)
+            A new float64 array, bitwise the same on every rank.
+
+        Raises
+        ------
+        ValueError
+            If ``op`` is not "sum" or "max".
+        """
         _check_op(op)
         torch = self._torch
         tensor = torch.from_numpy(np.array(x, dtype=np.float64, copy=True)).to(self.device)
@@ -104,9 +219,25 @@ class TorchComm(Communicator):
         return f"TorchComm(rank={self.rank}, size={self.size}, device={self.device})"
 
 
-def as_comm(comm) -> Communicator:
-    """A :class:`Communicator` from ``None`` (one process), a Communicator, a raw
-    ``mpi4py.MPI.Comm`` or a ``torch.distributed`` process group."""
+def as_comm(comm: Optional[Any]) -> Communicator:
+    """A :class:`Communicator` from what a user passes as ``comm``.
+
+    Parameters
+    ----------
+    comm : None, Communicator, mpi4py.MPI.Comm or torch.distributed.ProcessGroup
+        None (one process), a Communicator, a raw mpi4py communicator, a torch.distributed process
+        group, or any object with ``rank``, ``size`` and ``allreduce``.
+
+    Returns
+    -------
+    Communicator
+        The adapter (``comm`` itself when it already is one).
+
+    Raises
+    ------
+    TypeError
+        If ``comm`` is none of these.
+    """
     if comm is None:
         return SelfComm()
     if isinstance(comm, Communicator):

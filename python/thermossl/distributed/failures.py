@@ -4,7 +4,7 @@ others blocked in a collective."""
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -66,7 +66,7 @@ def _check(comm: Communicator, exc: Optional[BaseException] = None) -> None:
 
 
 @contextmanager
-def agreement(comm=None):
+def agreement(comm: Optional[Any] = None) -> Iterator[Communicator]:
     """Run per-shard code so that an exception on any rank is raised on every rank.
 
     A collective: every rank must enter and leave it. On leaving, the ranks agree (one scalar
@@ -77,6 +77,21 @@ def agreement(comm=None):
 
         with thermossl.distributed.agreement(comm):
             E_local = np.load(shard_path, mmap_mode="r")
+
+    Parameters
+    ----------
+    comm : None, Communicator, mpi4py.MPI.Comm or torch.distributed.ProcessGroup, optional
+        The communicator (see :func:`as_comm`; None: one process).
+
+    Yields
+    ------
+    Communicator
+        The communicator used.
+
+    Raises
+    ------
+    Exception
+        The error of the lowest failing rank, on every rank.
     """
     comm = as_comm(comm)
     # A KeyboardInterrupt/SystemExit in the block cannot be agreed (the others would go on into the

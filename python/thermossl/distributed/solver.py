@@ -1,13 +1,14 @@
 """The sharded Sinkhorn solver: :func:`thermossl.sinkhorn` on energies whose rows are split over
 the ranks of a communicator (one fused pass over the local rows and one K + 1 allreduce per
-iteration; see the package docstring and docs/distributed.md)."""
+iteration; see the package docstring and the scale-out page of the documentation)."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import _messages as msg
 from .. import _status
@@ -32,11 +33,26 @@ __all__ = ["DistributedSinkhornResult", "sinkhorn"]
 class DistributedSinkhornResult(SinkhornResult):
     """Outcome of :func:`sinkhorn` on one rank.
 
-    q: (N_local, K) this rank's rows of the label state, or None when ``return_q=False``.
-    f: (N_local,) this rank's row potentials.
-    mu: (K,) the global chemical potentials (gauge sum_y c_y mu_y = 0), the same on every rank.
-    n_iter, err, converged, charges: global, as in :class:`thermossl.SinkhornResult`.
-    n_total: the number of samples over all ranks; offset: the global index of this rank's first row.
+    Parameters
+    ----------
+    q : numpy.ndarray, shape (N_local, K), or None
+        This rank's rows of the label state; None when ``return_q=False``.
+    f : numpy.ndarray, shape (N_local,)
+        This rank's row potentials.
+    mu : numpy.ndarray, shape (K,)
+        The global chemical potentials (gauge sum_y c_y mu_y = 0), the same on every rank.
+    n_iter : int
+        Global, as in :class:`thermossl.SinkhornResult`.
+    err : float
+        Global charge error.
+    converged : bool
+        Global.
+    charges : numpy.ndarray, shape (K,)
+        Global charges (float64).
+    n_total : int
+        The number of samples over all ranks.
+    offset : int
+        The global index of this rank's first row.
     """
 
     n_total: int
@@ -169,22 +185,58 @@ class _ShardedSinkhorn:
         return np.exp(mu / self.T + G)
 
 
-def sinkhorn(E_local, T, w=None, c=None, n_iter=None, tol=1e-6, max_iter=1000, mu0=None, return_q=True, comm=None,
-             relaxation=1.0):
+def sinkhorn(E_local: npt.ArrayLike, T: float, w: Optional[npt.ArrayLike] = None, c: Optional[npt.ArrayLike] = None,
+             n_iter: Optional[int] = None, tol: float = 1e-6, max_iter: int = 1000, mu0: Optional[npt.ArrayLike] = None,
+             return_q: bool = True, comm: Optional[Any] = None,
+             relaxation: Union[float, str] = 1.0) -> DistributedSinkhornResult:
     """Sinkhorn balancing (:func:`thermossl.sinkhorn`) of energies whose rows are sharded over ranks.
 
-    A collective: every rank of ``comm`` calls it with its rows ``E_local`` (N_r, K) — any number
-    of rows, 0 included, as long as some rank has one; the rows of rank 0 come first in the global
-    order, then rank 1's, and so on. ``w`` is this rank's slice of the global sample weights
-    (> 0, summing to 1 over all ranks; default 1/N with N the global count). ``T``, ``c``,
-    ``n_iter``, ``tol``, ``max_iter``, ``mu0``, ``relaxation`` and the dtype of E must be the same on
-    every rank (``relaxation="auto"`` makes the same choices as the single-process solver: the
-    controller is the C++ solver's, fed the same global errors).
+    A collective: every rank of ``comm`` calls it with its rows ``E_local`` — any number of rows,
+    0 included, as long as some rank has one; the rows of rank 0 come first in the global order,
+    then rank 1's, and so on. ``T``, ``c``, ``n_iter``, ``tol``, ``max_iter``, ``mu0``,
+    ``relaxation`` and the dtype of E must be the same on every rank (``relaxation="auto"`` makes
+    the same choices as the single-process solver: the controller is the C++ solver's, fed the same
+    global errors). The algorithm and its cost: the scale-out page of the documentation.
 
-    Returns a :class:`DistributedSinkhornResult`: this rank's q and f, the global mu, n_iter, err,
-    converged and charges. Errors (the argument checks of :func:`thermossl.sinkhorn` with the same
-    messages; a nan row, a row with every state forbidden, ... named by its global row index;
-    arguments that differ between ranks) are raised on every rank alike.
+    Parameters
+    ----------
+    E_local : array_like, shape (N_r, K)
+        This rank's rows of the energies.
+    T : float
+        Reservoir temperature, > 0.
+    w : array_like, shape (N_r,), optional
+        This rank's slice of the global sample weights (> 0, summing to 1 over all ranks; default
+        1/N with N the global count).
+    c : array_like, shape (K,), optional
+        Charge targets, > 0, summing to 1 (default 1/K).
+    n_iter : int, optional
+        Exactly this many iterations; None runs to ``tol``.
+    tol : float, optional
+        Tolerance on the global charge error.
+    max_iter : int, optional
+        Iteration limit of the tolerance mode.
+    mu0 : array_like, shape (K,), optional
+        Warm-start chemical potentials.
+    return_q : bool, optional
+        Also return this rank's rows of the label state.
+    comm : None, Communicator, mpi4py.MPI.Comm or torch.distributed.ProcessGroup, optional
+        The communicator (None: one process).
+    relaxation : float or {"auto"}, optional
+        Over-relaxation of the mu-update, as in :func:`thermossl.sinkhorn`.
+
+    Returns
+    -------
+    DistributedSinkhornResult
+        This rank's q and f, the global mu, n_iter, err, converged and charges.
+
+    Raises
+    ------
+    TypeError
+        As :func:`thermossl.sinkhorn`, on every rank alike.
+    ValueError
+        The argument checks of :func:`thermossl.sinkhorn` with the same messages; a nan row, a row
+        with every state forbidden, ... named by its global row index; arguments that differ between
+        ranks. Raised on every rank alike.
     """
     comm = as_comm(comm)
     with _in_step(comm, "thermossl.distributed.sinkhorn"):  # see abort.py: a KeyboardInterrupt here aborts

@@ -15,6 +15,7 @@ dL/ds = -dL/dE). Everything here is float64 numpy: the model is tiny, the matric
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Collection
 
 import numpy as np
 
@@ -54,9 +55,22 @@ class Encoder:
 
     ``params`` is a dict of float64 arrays (W1 (d, H), b1 (H,), W2 (H, D), b2 (D,), P (K, D)),
     so optimisers and the DINO teacher (an exponential moving average) act on it by name.
+
+    Parameters
+    ----------
+    n_features : int
+        d, the input features.
+    n_prototypes : int
+        K, the prototypes.
+    hidden : int
+        H, the ReLU units of the backbone.
+    dim : int
+        D, the embedding dimension.
+    rng : numpy.random.Generator
+        The initialisation's random numbers (He for the ReLU layer, Glorot for the embedding).
     """
 
-    def __init__(self, n_features: int, n_prototypes: int, hidden: int, dim: int, rng: np.random.Generator):
+    def __init__(self, n_features: int, n_prototypes: int, hidden: int, dim: int, rng: np.random.Generator) -> None:
         self.params = {
             # He initialisation for the ReLU layer, Glorot for the linear embedding layer.
             "W1": rng.normal(0.0, np.sqrt(2.0 / n_features), size=(n_features, hidden)),
@@ -67,15 +81,35 @@ class Encoder:
         }
 
     def copy(self) -> "Encoder":
+        """A copy with its own parameter arrays.
+
+        Returns
+        -------
+        Encoder
+            The copy.
+        """
         other = Encoder.__new__(Encoder)
         other.params = {name: value.copy() for name, value in self.params.items()}
         return other
 
     @property
     def n_prototypes(self) -> int:
+        """K, the number of prototypes."""
         return self.params["P"].shape[0]
 
     def forward(self, x: np.ndarray) -> _Forward:
+        """The forward pass, with what the backward pass needs.
+
+        Parameters
+        ----------
+        x : numpy.ndarray, shape (n, d)
+            Standardised inputs.
+
+        Returns
+        -------
+        _Forward
+            The intermediate arrays; ``.scores`` (n, K) are the cosine scores z c^T.
+        """
         p = self.params
         pre = x @ p["W1"] + p["b1"]
         hidden = np.maximum(pre, 0.0)
@@ -84,17 +118,55 @@ class Encoder:
         return _Forward(x, pre, hidden, norm, z, prototypes, prototype_norm, z @ prototypes.T)
 
     def features(self, x: np.ndarray) -> np.ndarray:
-        """The backbone's output, relu(x W1 + b1) (n, H): the representation SSL evaluates (the
-        embedding z after it is the projection the loss sees, as in SimCLR, SwAV and DINO)."""
+        """The backbone's output, relu(x W1 + b1): the representation SSL evaluates.
+
+        The embedding z after it is the projection the loss sees, as in SimCLR, SwAV and DINO.
+
+        Parameters
+        ----------
+        x : numpy.ndarray, shape (n, d)
+            Standardised inputs.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n, H)
+            The features.
+        """
         p = self.params
         return np.maximum(x @ p["W1"] + p["b1"], 0.0)
 
     def project(self, x: np.ndarray) -> np.ndarray:
-        """The L2-normalised embeddings z (n, D) that are scored against the prototypes."""
+        """The L2-normalised embeddings z that are scored against the prototypes.
+
+        Parameters
+        ----------
+        x : numpy.ndarray, shape (n, d)
+            Standardised inputs.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n, D)
+            The embeddings.
+        """
         return self.forward(x).z
 
     def backward(self, cache: _Forward, d_scores: np.ndarray, grads: dict | None = None) -> dict:
-        """Gradients of a loss with dLoss/dscores = d_scores; added into ``grads`` when given."""
+        """Gradients of a loss with dLoss/dscores = d_scores.
+
+        Parameters
+        ----------
+        cache : _Forward
+            The forward pass of the scores.
+        d_scores : numpy.ndarray, shape (n, K)
+            The loss's gradient in the scores.
+        grads : dict of str to numpy.ndarray, optional
+            Gradients to add into (in place).
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            The gradient of every parameter (``grads`` itself when given).
+        """
         p = self.params
         d_z = d_scores @ cache.prototypes
         d_prototypes = d_scores.T @ cache.z
@@ -116,9 +188,24 @@ class Encoder:
 
 
 class Adam:
-    """Adam (Kingma & Ba) with decoupled weight decay (AdamW) on a dict of arrays, in place."""
+    """Adam (Kingma & Ba) with decoupled weight decay (AdamW) on a dict of arrays, in place.
 
-    def __init__(self, params: dict, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
+    Parameters
+    ----------
+    params : dict of str to numpy.ndarray
+        The parameters, updated in place.
+    lr : float
+        Learning rate.
+    betas : tuple of float, optional
+        The moment decay rates.
+    eps : float, optional
+        Added to the denominator.
+    weight_decay : float, optional
+        Decoupled weight decay of the weight matrices (names starting with W).
+    """
+
+    def __init__(self, params: dict, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
         self.params = params
         self.lr, self.eps, self.weight_decay = lr, eps, weight_decay
         self.beta1, self.beta2 = betas
@@ -126,7 +213,16 @@ class Adam:
         self.v = {name: np.zeros_like(v) for name, v in params.items()}
         self.t = 0
 
-    def step(self, grads: dict, frozen=()) -> None:
+    def step(self, grads: dict, frozen: Collection[str] = ()) -> None:
+        """One update of every parameter not in ``frozen``.
+
+        Parameters
+        ----------
+        grads : dict of str to numpy.ndarray
+            The gradients, by parameter name.
+        frozen : collection of str, optional
+            Names of the parameters to leave unchanged.
+        """
         self.t += 1
         c1 = 1.0 - self.beta1**self.t
         c2 = 1.0 - self.beta2**self.t

@@ -1,6 +1,6 @@
 """Self-labelling training (SeLa, SwAV, DINO) with the demon's books kept as the model learns.
 
-Every training step is one demon cycle (THEORY.md §5):
+Every training step is one demon cycle (the theory page of the documentation):
 
 1. measurement: the method's reservoir turns the current energies into labels (an isochoric
    stroke: heat, entropy production, information). A minibatch holds new samples, so the labels
@@ -39,9 +39,10 @@ import math
 import numbers
 import warnings
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
+import numpy.typing as npt
 
 from .._validation import as_real_array, positive_temperature
 from ..balancing import _sinkhorn
@@ -103,13 +104,33 @@ _LABEL_TEMPERATURE = {"sela": 1.0 / 25.0, "swav": 0.05, "dino": 0.04}
 class TrainResult:
     """What :func:`train` returns.
 
-    labels: (n,) each sample's self-label, the argmax of its final label state.
-    label_state: that final :class:`~thermossl.reservoirs.LabelState` (clean inputs).
-    ledger: the demon's :class:`~thermossl.demon.Ledger`, one row per training step.
-    history: (epochs,) mean training loss per epoch.
-    work_per_sample / work_cycle: the per-sample work w_i sum_y q_iy (E'_iy - E_iy) of the last
-    cycle and that cycle's index (the distribution behind W).
-    T, T_label: the representation and reservoir temperatures.
+    Parameters
+    ----------
+    method : str
+        'sela', 'swav' or 'dino'.
+    labels : numpy.ndarray, shape (n,)
+        Each sample's self-label, the argmax of its final label state.
+    label_state : thermossl.reservoirs.LabelState
+        That final label state (clean inputs).
+    ledger : thermossl.demon.Ledger
+        The demon's books, one row per training step.
+    history : numpy.ndarray, shape (epochs,)
+        Mean training loss per epoch.
+    work_per_sample : numpy.ndarray, shape (n_batch,)
+        The per-sample work w_i sum_y q_iy (E'_iy - E_iy) of the last cycle (the distribution
+        behind W).
+    work_cycle : int
+        That cycle's index.
+    T : float
+        The representation temperature.
+    T_label : float
+        The reservoir temperature.
+    options : dict
+        The options the run used (:data:`DEFAULTS` with the overrides).
+    model : Encoder
+        The trained encoder.
+    views : Views
+        The standardisation and augmentations of the run.
     """
 
     method: str
@@ -125,19 +146,68 @@ class TrainResult:
     model: Encoder = field(repr=False)
     views: Views = field(repr=False)
 
-    def embed(self, X) -> np.ndarray:
-        """The learned representation of X (n, d): the backbone's features (n, hidden), what a
-        k-NN or linear probe evaluates (SSL's convention; the loss sees ``project``)."""
+    def embed(self, X: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """The learned representation of X: the backbone's features.
+
+        What a k-NN or linear probe evaluates (SSL's convention; the loss sees :meth:`project`).
+
+        Parameters
+        ----------
+        X : array_like, shape (n, d)
+            Inputs, with the features of the training data.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n, hidden)
+            The features.
+
+        Raises
+        ------
+        ValueError
+            If X is not a finite 2-D array with the training data's number of features.
+        """
         X = _check_inputs(X, "X", n_features=self.views.mean.shape[0])
         return self.model.features(self.views.clean(X))
 
-    def project(self, X) -> np.ndarray:
-        """The L2-normalised embeddings (n, dim) of X that are scored against the prototypes."""
+    def project(self, X: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """The L2-normalised embeddings of X that are scored against the prototypes.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, d)
+            Inputs, with the features of the training data.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n, dim)
+            The embeddings.
+
+        Raises
+        ------
+        ValueError
+            If X is not a finite 2-D array with the training data's number of features.
+        """
         X = _check_inputs(X, "X", n_features=self.views.mean.shape[0])
         return self.model.project(self.views.clean(X))
 
-    def scores(self, X) -> np.ndarray:
-        """Cosine scores (n, K) of X against the prototypes; the energies are their negatives."""
+    def scores(self, X: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Cosine scores of X against the prototypes; the energies are their negatives.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, d)
+            Inputs, with the features of the training data.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n, K)
+            The scores.
+
+        Raises
+        ------
+        ValueError
+            If X is not a finite 2-D array with the training data's number of features.
+        """
         X = _check_inputs(X, "X", n_features=self.views.mean.shape[0])
         return self.model.forward(self.views.clean(X)).scores
 
@@ -316,12 +386,30 @@ class _Run:
         return self.demon.reservoir._assign(-self.model.forward(self.clean).scores, None)
 
 
-def teacher_momentum(step: int, total_steps: int, base=None, horizon: float = 10.0) -> float:
-    """DINO's teacher momentum at ``step`` of ``total_steps``: the cosine schedule
-    m_t = 1 - (1 - m0)(1 + cos(pi t / total_steps)) / 2 from m0 at the first step to 1 at the end
-    (Caron et al. 2021). ``base`` is m0; None scales it to the run: m0 = min(0.996, 1 - horizon /
-    total_steps), so the EMA horizon 1 / (1 - m0) is total_steps / horizon steps, never shorter
-    than DINO's 250 steps' worth of 0.996."""
+def teacher_momentum(step: int, total_steps: int, base: Optional[float] = None, horizon: float = 10.0) -> float:
+    """DINO's teacher momentum at ``step`` of ``total_steps``.
+
+    The cosine schedule m_t = 1 - (1 - m0)(1 + cos(pi t / total_steps)) / 2 from m0 at the first
+    step to 1 at the end (Caron et al. 2021).
+
+    Parameters
+    ----------
+    step : int
+        The step t, from 0.
+    total_steps : int
+        Steps of the run.
+    base : float, optional
+        m0; None scales it to the run: m0 = min(0.996, 1 - horizon / total_steps), so the EMA
+        horizon 1 / (1 - m0) is total_steps / horizon steps, never shorter than DINO's 250 steps'
+        worth of 0.996.
+    horizon : float, optional
+        EMA horizons per run when ``base`` is None.
+
+    Returns
+    -------
+    float
+        The momentum m_t.
+    """
     m0 = base if base is not None else min(0.996, max(0.0, 1.0 - horizon / total_steps))
     return 1.0 - (1.0 - m0) * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
 
@@ -386,29 +474,54 @@ def _train_epochs(run: "_Run", epochs: int, n_batches: int, bar, history: np.nda
             bar.close()
 
 
-def train(X, method: str = "swav", n_prototypes: int = 10, epochs: int = 50, seed: int = 0, image_shape=None, **options):
+def train(X: npt.ArrayLike, method: str = "swav", n_prototypes: int = 10, epochs: int = 50, seed: int = 0,
+          image_shape: Optional[tuple[int, int]] = None, **options: Any) -> TrainResult:
     """Train a small self-labelling model on X with SeLa, SwAV or DINO; keep the demon's ledger.
+
+    How each method trains, and the options: the self-labelling page of the documentation.
 
     Parameters
     ----------
-    X : (n, d) real array of inputs (raw: standardised inside, with the clean data's statistics).
-    method : 'sela', 'swav' or 'dino'.
-    n_prototypes : K, the number of prototypes (states, self-label classes).
-    epochs : passes over the data; each epoch is ceil-free ``n // batch_size`` steps (at least 1),
-        each step one demon cycle.
-    seed : the one seed of every random choice (initialisation, batches, views): a run is
+    X : array_like, shape (n, d)
+        Real inputs (raw: standardised inside, with the clean data's statistics).
+    method : {'sela', 'swav', 'dino'}, optional
+        The method.
+    n_prototypes : int, optional
+        K, the number of prototypes (states, self-label classes), >= 2.
+    epochs : int, optional
+        Passes over the data; each epoch is ``n // batch_size`` steps (at least 1), each step one
+        demon cycle.
+    seed : int, optional
+        The one seed of every random choice (initialisation, batches, views): a run is
         reproducible for a given seed on a given machine.
-    image_shape : (h, w) with h * w = d turns on image augmentations (shifts).
-    **options : see :data:`DEFAULTS` — batch_size (default ceil(n epochs / 512) in [max(8, n/20), 256]), lr, weight_decay (Adam with decoupled decay),
-        hidden, dim (encoder sizes), T (student temperature, 0.1), T_label (reservoir
-        temperature; method default), noise, mask, shift (augmentations), sinkhorn_iters (SwAV),
-        tol (default 0.1 / n), max_iter (SeLa; cycles that stop at max_iter are counted in one RuntimeWarning after
-        training and show in the ledger's charge_err), freeze_prototypes_epochs (SwAV/SeLa: prototypes fixed at first, as in SwAV),
+    image_shape : tuple of int, optional
+        (h, w) with h * w = d turns on image augmentations (shifts).
+    **options
+        See :data:`DEFAULTS` — batch_size (default ceil(n epochs / 512) in [max(8, n/20), 256]),
+        lr, weight_decay (Adam with decoupled decay), hidden, dim (encoder sizes), T (student
+        temperature, 0.1), T_label (reservoir temperature; method default), noise, mask, shift
+        (augmentations), sinkhorn_iters (SwAV), tol (default 0.1 / n), max_iter (SeLa; cycles that
+        stop at max_iter are counted in one RuntimeWarning after training and show in the ledger's
+        charge_err), freeze_prototypes_epochs (SwAV/SeLa: prototypes fixed at first, as in SwAV),
         teacher_momentum (the base of DINO's cosine schedule; default scaled to the run),
-        teacher_horizon (EMA horizons per run when teacher_momentum is None), center_momentum (DINO), progress (a tqdm bar), blas_threads (numpy's
-        BLAS threads while training, default 1 through threadpoolctl when installed; None: leave).
+        teacher_horizon (EMA horizons per run when teacher_momentum is None), center_momentum
+        (DINO), progress (a tqdm bar), blas_threads (numpy's BLAS threads while training, default 1
+        through threadpoolctl when installed; None: leave).
 
-    Returns a :class:`TrainResult`.
+    Returns
+    -------
+    TrainResult
+        The labels, the ledger, the model and the run's settings.
+
+    Raises
+    ------
+    TypeError
+        If an option is unknown or of the wrong type, or ``image_shape`` is not a pair.
+    ValueError
+        If ``method`` is unknown, X is not a finite 2-D array of at least 2 samples, a count or an
+        option is out of range, or ``image_shape`` does not match d.
+    ImportError
+        If ``progress=True`` and tqdm is not installed.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")

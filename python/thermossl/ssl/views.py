@@ -10,7 +10,7 @@ are in units of the data's standard deviation and a masked entry is set to the d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -21,9 +21,20 @@ __all__ = ["Views"]
 class Views:
     """Standardisation plus augmentation for data of ``n_features`` features.
 
-    noise: standard deviation of the Gaussian noise (in data standard deviations).
-    mask: probability that a pixel/feature is masked (set to the data mean).
-    shift: largest image shift in pixels (images only).
+    Parameters
+    ----------
+    mean : numpy.ndarray, shape (n_features,)
+        The standardisation's mean.
+    scale : numpy.ndarray, shape (n_features,)
+        The standardisation's scale (> 0).
+    image_shape : tuple of int, optional
+        (h, w) of images; None for feature vectors.
+    noise : float, optional
+        Standard deviation of the Gaussian noise (in data standard deviations).
+    mask : float, optional
+        Probability that a pixel/feature is masked (set to the data mean).
+    shift : int, optional
+        Largest image shift in pixels (images only).
     """
 
     mean: np.ndarray
@@ -34,7 +45,26 @@ class Views:
     shift: int = 1
 
     @classmethod
-    def fit(cls, X: np.ndarray, image_shape=None, **augmentation) -> "Views":
+    def fit(cls, X: np.ndarray, image_shape: Optional[Tuple[int, int]] = None, **augmentation: Any) -> Views:
+        """The views of data X: its standardisation and the given augmentations.
+
+        Images (``image_shape`` given) are standardised with one mean and scale over all pixels,
+        feature vectors per feature.
+
+        Parameters
+        ----------
+        X : numpy.ndarray, shape (n, n_features)
+            The raw inputs.
+        image_shape : tuple of int, optional
+            (h, w) of images.
+        **augmentation
+            ``noise``, ``mask``, ``shift`` (see :class:`Views`).
+
+        Returns
+        -------
+        Views
+            The fitted views.
+        """
         if image_shape is None:
             mean = X.mean(axis=0)
             scale = X.std(axis=0)
@@ -45,7 +75,18 @@ class Views:
         return cls(mean=mean, scale=scale, image_shape=image_shape, **augmentation)
 
     def clean(self, X: np.ndarray) -> np.ndarray:
-        """The standardised inputs, no augmentation: what ``embed`` and evaluation see."""
+        """The standardised inputs, no augmentation: what ``embed`` and evaluation see.
+
+        Parameters
+        ----------
+        X : numpy.ndarray, shape (n, n_features)
+            Raw inputs.
+
+        Returns
+        -------
+        numpy.ndarray, shape (n, n_features)
+            Standardised inputs.
+        """
         return (X - self.mean) / self.scale
 
     def __call__(self, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from torch import Tensor, nn
 
 from . import _kernels
 from .ops import _check_rows, _check_tensor, _kernel_dtype, _kernel_input, _register_autocast
+
+if TYPE_CHECKING:
+    from .recorder import LedgerRecorder
 
 __all__ = ["SwAVLoss", "DINOLoss"]
 
@@ -261,11 +264,34 @@ class SwAVLoss(nn.Module):
 
     After a forward, ``codes`` ((len(crops_for_assign) * B, K)) are available as
     ``self.last_codes`` only when ``keep_codes=True``.
+
+    Parameters
+    ----------
+    temperature : float, optional
+        The student temperature, > 0.
+    epsilon : float, optional
+        Sinkhorn's temperature, > 0.
+    sinkhorn_iterations : int, optional
+        Sinkhorn iterations, >= 1.
+    crops_for_assign : sequence of int, optional
+        The crops whose codes are predicted.
+    nmb_crops : sequence of int, optional
+        Crops per resolution (at least 2 in all).
+    recorder : LedgerRecorder, optional
+        Records the demon's books on the codes.
+    keep_codes : bool, optional
+        Keep the last codes in ``last_codes``.
+
+    Raises
+    ------
+    ValueError
+        If a temperature is not finite and > 0, ``sinkhorn_iterations`` < 1, or the crops are
+        inconsistent.
     """
 
     def __init__(self, temperature: float = 0.1, epsilon: float = 0.05, sinkhorn_iterations: int = 3,
-                 crops_for_assign: Sequence[int] = (0, 1), nmb_crops: Sequence[int] = (2,), recorder=None,
-                 keep_codes: bool = False):
+                 crops_for_assign: Sequence[int] = (0, 1), nmb_crops: Sequence[int] = (2,),
+                 recorder: Optional[LedgerRecorder] = None, keep_codes: bool = False) -> None:
         super().__init__()
         for value, name in ((temperature, "temperature"), (epsilon, "epsilon")):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
@@ -287,6 +313,26 @@ class SwAVLoss(nn.Module):
         self.last_codes = None
 
     def forward(self, output: Tensor, queue: Optional[Tensor] = None) -> Tensor:
+        """SwAV's loss of one step.
+
+        Parameters
+        ----------
+        output : torch.Tensor, shape (sum(nmb_crops) * B, K)
+            The prototype scores of all crops, stacked crop after crop.
+        queue : torch.Tensor, shape (len(crops_for_assign), L, K), optional
+            Prototype scores of queued embeddings, for Sinkhorn only.
+
+        Returns
+        -------
+        torch.Tensor
+            The 0-d loss (mean over crop pairs and samples).
+
+        Raises
+        ------
+        ValueError
+            If ``output`` is not 2-D with a positive multiple of the crops as rows, or ``queue`` has
+            the wrong shape.
+        """
         output = _check_tensor(output, "output")
         if output.dim() != 2:
             raise ValueError(f"output must be 2-D (crops * batch, prototypes), got ndim={output.dim()}")
@@ -326,11 +372,38 @@ class DINOLoss(nn.Module):
     ``recorder``: a :class:`thermossl.torch.LedgerRecorder` measured on the teacher's labels of the
     first global crop (mu = -center); it runs outside the graph, so compile with a recorder
     without ``fullgraph=True``.
+
+    Parameters
+    ----------
+    out_dim : int
+        K, the prototypes.
+    ncrops : int
+        Student crops (>= 2; the first 2 are the global ones).
+    warmup_teacher_temp : float
+        The teacher temperature at epoch 0.
+    teacher_temp : float
+        The teacher temperature after the warm-up.
+    warmup_teacher_temp_epochs : int
+        Epochs of the warm-up.
+    nepochs : int
+        Epochs of the run.
+    student_temp : float, optional
+        The student temperature, > 0.
+    center_momentum : float, optional
+        The center's EMA momentum m in [0, 1).
+    recorder : LedgerRecorder, optional
+        Records the demon's books on the teacher's labels.
+
+    Raises
+    ------
+    ValueError
+        If ``ncrops`` < 2, a temperature is not finite and > 0, or ``center_momentum`` is not in
+        [0, 1).
     """
 
     def __init__(self, out_dim: int, ncrops: int, warmup_teacher_temp: float, teacher_temp: float,
                  warmup_teacher_temp_epochs: int, nepochs: int, student_temp: float = 0.1,
-                 center_momentum: float = 0.9, recorder=None):
+                 center_momentum: float = 0.9, recorder: Optional[LedgerRecorder] = None) -> None:
         super().__init__()
         if int(ncrops) < 2:
             raise ValueError(f"ncrops must be >= 2 (two global crops at least), got {ncrops!r}")
@@ -352,6 +425,27 @@ class DINOLoss(nn.Module):
         self.recorder = recorder
 
     def forward(self, student_output: Tensor, teacher_output: Tensor, epoch: int) -> Tensor:
+        """DINO's loss of one step.
+
+        Parameters
+        ----------
+        student_output : torch.Tensor, shape (ncrops * B, out_dim)
+            The student's output of every crop.
+        teacher_output : torch.Tensor, shape (2 * B, out_dim)
+            The teacher's output of the 2 global crops.
+        epoch : int
+            The epoch, in [0, nepochs), for the teacher temperature.
+
+        Returns
+        -------
+        torch.Tensor
+            The 0-d loss (mean over crop pairs and samples).
+
+        Raises
+        ------
+        ValueError
+            If a shape does not match or ``epoch`` is out of range.
+        """
         student_output = _check_tensor(student_output, "student_output")
         teacher_output = _check_tensor(teacher_output, "teacher_output")
         k = self.center.shape[1]
@@ -378,7 +472,13 @@ class DINOLoss(nn.Module):
 
     @torch.no_grad()
     def update_center(self, teacher_output: Tensor) -> None:
-        """center <- m center + (1 - m) (sum of the teacher rows of every rank / their number)."""
+        """center <- m center + (1 - m) (sum of the teacher rows of every rank / their number).
+
+        Parameters
+        ----------
+        teacher_output : torch.Tensor, shape (2 * B, out_dim)
+            The teacher's output of the step.
+        """
         batch_center = torch.sum(teacher_output, dim=0, keepdim=True)
         world, distributed = _world()
         if distributed:

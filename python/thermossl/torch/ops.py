@@ -481,9 +481,25 @@ _register_autocast(_sinkhorn)
 
 
 class SinkhornResult(NamedTuple):
-    """The fields of :class:`thermossl.SinkhornResult`, as tensors: q (N, K), f (N,), mu (K,) on
-    E's device in E's dtype; n_iter (0-d int64), err (0-d float64), converged (0-d bool) on the
-    CPU; charges (K,) float64 on E's device."""
+    """The fields of :class:`thermossl.SinkhornResult`, as tensors.
+
+    Parameters
+    ----------
+    q : torch.Tensor, shape (N, K)
+        The label state, on E's device in E's dtype.
+    f : torch.Tensor, shape (N,)
+        Row potentials, on E's device in E's dtype.
+    mu : torch.Tensor, shape (K,)
+        Chemical potentials, on E's device in E's dtype.
+    n_iter : torch.Tensor
+        0-d int64 on the CPU.
+    err : torch.Tensor
+        0-d float64 on the CPU.
+    converged : torch.Tensor
+        0-d bool on the CPU.
+    charges : torch.Tensor, shape (K,)
+        float64 on E's device.
+    """
 
     q: Tensor
     f: Tensor
@@ -496,8 +512,31 @@ class SinkhornResult(NamedTuple):
 
 # ============================================================================ public wrappers
 def log_partition(E: Tensor, T: Union[float, Tensor] = 1.0, mu: Optional[Tensor] = None) -> Tensor:
-    """log Z_i = log sum_y exp((mu_y - E_iy) / T) per row of E (N, K) -> (N,); E of shape
-    (..., K) gives shape (...). Differentiable in E and mu."""
+    """log Z_i = log sum_y exp((mu_y - E_iy) / T) per row of E; differentiable in E and mu.
+
+    Parameters
+    ----------
+    E : torch.Tensor, shape (..., K)
+        Energies (= -scores), float32 or float64 (bfloat16 and float16 computed in float32), CPU or
+        CUDA, any strides; +inf forbids a state.
+    T : float or torch.Tensor, optional
+        Temperature > 0, a number or a 0-d tensor (no gradient to T).
+    mu : torch.Tensor, shape (K,), optional
+        Chemical potentials.
+
+    Returns
+    -------
+    torch.Tensor, shape (...)
+        log Z, of E's shape without the last axis.
+
+    Raises
+    ------
+    TypeError
+        If an input is not a dense real tensor.
+    ValueError
+        If a shape, device or ``T`` is wrong, or a row is not valid (nan, -inf, every state
+        forbidden); the message names the argument.
+    """
     T, T_tensor = _split_T(T)
     rows = _energies(E)
     out = _log_partition(rows, T, T_tensor, _potentials(mu, rows))
@@ -506,7 +545,32 @@ def log_partition(E: Tensor, T: Union[float, Tensor] = 1.0, mu: Optional[Tensor]
 
 def gibbs(E: Tensor, T: Union[float, Tensor] = 1.0, mu: Optional[Tensor] = None) -> Tensor:
     """The Gibbs state p = softmax((mu - E) / T) over the last axis (E = +inf: exactly 0).
-    Differentiable in E and mu."""
+
+    Differentiable in E and mu.
+
+    Parameters
+    ----------
+    E : torch.Tensor, shape (..., K)
+        Energies (= -scores), float32 or float64 (bfloat16 and float16 computed in float32), CPU or
+        CUDA, any strides; +inf forbids a state.
+    T : float or torch.Tensor, optional
+        Temperature > 0, a number or a 0-d tensor (no gradient to T).
+    mu : torch.Tensor, shape (K,), optional
+        Chemical potentials.
+
+    Returns
+    -------
+    torch.Tensor, shape (..., K)
+        The Gibbs state.
+
+    Raises
+    ------
+    TypeError
+        If an input is not a dense real tensor.
+    ValueError
+        If a shape, device or ``T`` is wrong, or a row is not valid (nan, -inf, every state
+        forbidden); the message names the argument.
+    """
     T, T_tensor = _split_T(T)
     rows = _energies(E)
     return _gibbs(rows, T, T_tensor, _potentials(mu, rows)).reshape(E.shape)
@@ -514,7 +578,30 @@ def gibbs(E: Tensor, T: Union[float, Tensor] = 1.0, mu: Optional[Tensor] = None)
 
 def gibbs_entropy(E: Tensor, T: Union[float, Tensor] = 1.0) -> Tensor:
     """S_i = -sum_y p_iy log p_iy of the Gibbs state of each row, without materialising p.
-    Differentiable in E (backward: one fused pass, dS/dE = p (log p + S) / T)."""
+
+    Differentiable in E (backward: one fused pass, dS/dE = p (log p + S) / T).
+
+    Parameters
+    ----------
+    E : torch.Tensor, shape (..., K)
+        Energies (= -scores), float32 or float64 (bfloat16 and float16 computed in float32), CPU or
+        CUDA, any strides; +inf forbids a state.
+    T : float or torch.Tensor, optional
+        Temperature > 0, a number or a 0-d tensor (no gradient to T).
+
+    Returns
+    -------
+    torch.Tensor, shape (...)
+        The entropy per row.
+
+    Raises
+    ------
+    TypeError
+        If an input is not a dense real tensor.
+    ValueError
+        If a shape, device or ``T`` is wrong, or a row is not valid (nan, -inf, every state
+        forbidden); the message names the argument.
+    """
     T, T_tensor = _split_T(T)
     rows = _energies(E)
     return _gibbs_entropy(rows, T, T_tensor).reshape(E.shape[:-1])
@@ -525,6 +612,29 @@ def cross_entropy(q: Tensor, E: Tensor, T: Union[float, Tensor] = 1.0) -> Tensor
 
     The gradient in E, (q - p sum_y q)/T, comes from the same fused pass as the loss when a
     gradient is needed; the gradient in q is -log p = E/T + log Z. q need not be normalised.
+
+    Parameters
+    ----------
+    q : torch.Tensor, shape (..., K)
+        Labels, of E's shape and device.
+    E : torch.Tensor, shape (..., K)
+        Energies (= -scores), float32 or float64 (bfloat16 and float16 computed in float32), CPU or
+        CUDA, any strides; +inf forbids a state.
+    T : float or torch.Tensor, optional
+        Temperature > 0, a number or a 0-d tensor (no gradient to T).
+
+    Returns
+    -------
+    torch.Tensor, shape (...)
+        The loss per row.
+
+    Raises
+    ------
+    TypeError
+        If an input is not a dense real tensor.
+    ValueError
+        If a shape, device or ``T`` is wrong, or a row is not valid (nan, -inf, every state
+        forbidden); the message names the argument.
     """
     T, T_tensor = _split_T(T)
     q = _check_tensor(q, "q")
@@ -582,8 +692,32 @@ def _to_rows(x: Tensor, dims: tuple):
     return moved.reshape(n_rows, n_cols), order
 
 
-def logsumexp(x: Tensor, dim=-1, keepdim: bool = False) -> Tensor:
-    """log sum exp over ``dim`` (an int or a tuple), as ``torch.logsumexp``; differentiable."""
+def logsumexp(x: Tensor, dim: Union[int, Sequence[int]] = -1, keepdim: bool = False) -> Tensor:
+    """log sum exp over ``dim``, as ``torch.logsumexp``; differentiable.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Input (integers and bool compute in the default float dtype).
+    dim : int or tuple of int, optional
+        The dimensions to reduce.
+    keepdim : bool, optional
+        Keep the reduced dimensions with size 1.
+
+    Returns
+    -------
+    torch.Tensor
+        The reduction.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not a dense real tensor or ``dim`` is not an int or a tuple of ints.
+    IndexError
+        If a dimension is out of range.
+    ValueError
+        If ``dim`` names a dimension twice.
+    """
     x = _float_input(x)
     scalar = x.dim() == 0
     if scalar:
@@ -613,12 +747,56 @@ def _row_transform(op, x: Tensor, dim: int, dtype) -> Tensor:
 
 
 def softmax(x: Tensor, dim: int = -1, dtype: Optional[torch.dtype] = None) -> Tensor:
-    """exp(x) / sum exp(x) along ``dim``, as ``torch.softmax``; differentiable."""
+    """exp(x) / sum exp(x) along ``dim``, as ``torch.softmax``; differentiable.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Input (integers and bool compute in the default float dtype).
+    dim : int, optional
+        The dimension of the normalisation.
+    dtype : torch.dtype, optional
+        Cast x to this dtype first.
+
+    Returns
+    -------
+    torch.Tensor
+        The softmax, of x's shape.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not a dense real tensor.
+    IndexError
+        If ``dim`` is out of range.
+    """
     return _row_transform(_softmax_rows, x, dim, dtype)
 
 
 def log_softmax(x: Tensor, dim: int = -1, dtype: Optional[torch.dtype] = None) -> Tensor:
-    """x - logsumexp(x, dim), as ``torch.log_softmax``; differentiable."""
+    """x - logsumexp(x, dim), as ``torch.log_softmax``; differentiable.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Input (integers and bool compute in the default float dtype).
+    dim : int, optional
+        The dimension of the normalisation.
+    dtype : torch.dtype, optional
+        Cast x to this dtype first.
+
+    Returns
+    -------
+    torch.Tensor
+        The log-probabilities, of x's shape.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not a dense real tensor.
+    IndexError
+        If ``dim`` is out of range.
+    """
     return _row_transform(_log_softmax_rows, x, dim, dtype)
 
 
@@ -630,13 +808,44 @@ def _count(value, name: str, minimum: int) -> int:
     return int(value)
 
 
-def sinkhorn(E: Tensor, T, n_iter: Optional[int] = None, tol: float = 1e-6, max_iter: int = 1000,
+def sinkhorn(E: Tensor, T: Union[float, Tensor], n_iter: Optional[int] = None, tol: float = 1e-6, max_iter: int = 1000,
              w: Optional[Tensor] = None, c: Optional[Tensor] = None, mu0: Optional[Tensor] = None) -> SinkhornResult:
-    """Self-label balancing of energies E (N, K) at reservoir temperature T, as
-    :func:`thermossl.sinkhorn` (same iteration convention, gauge and errors), on tensors.
+    """Self-label balancing of energies E at reservoir temperature T, as :func:`thermossl.sinkhorn`.
 
-    No gradient flows through it (the labels of SwAV and SeLa are targets, computed under
-    ``no_grad``): E is detached. Returns :class:`SinkhornResult` (tensors).
+    The same iteration convention, gauge and errors, on tensors. No gradient flows through it (the
+    labels of SwAV and SeLa are targets, computed under ``no_grad``): E is detached.
+
+    Parameters
+    ----------
+    E : torch.Tensor, shape (N, K)
+        Energies, CPU or CUDA.
+    T : float or torch.Tensor
+        Reservoir temperature, > 0.
+    n_iter : int, optional
+        Exactly this many iterations; None runs to ``tol``.
+    tol : float, optional
+        Tolerance on the charge error.
+    max_iter : int, optional
+        Iteration limit of the tolerance mode.
+    w : torch.Tensor, shape (N,), optional
+        Sample weights (default 1/N), on E's device.
+    c : torch.Tensor, shape (K,), optional
+        Charge targets (default 1/K), on E's device.
+    mu0 : torch.Tensor, shape (K,), optional
+        Warm-start chemical potentials, on E's device.
+
+    Returns
+    -------
+    SinkhornResult
+        Tensors (see :class:`SinkhornResult`).
+
+    Raises
+    ------
+    TypeError
+        If an input is not a tensor or a count is not an int.
+    ValueError
+        If E is not a non-empty 2-D tensor, a vector has the wrong shape or device, ``tol`` or a
+        count is out of range, or the solver refuses the input (as :func:`thermossl.sinkhorn`).
     """
     T, T_tensor = _split_T(T)
     E = _check_tensor(E, "E")

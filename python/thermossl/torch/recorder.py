@@ -1,4 +1,4 @@
-"""The learning demon inside a torch training loop (THEORY.md §5).
+"""The learning demon inside a torch training loop (the theory page of the documentation).
 
 ::
 
@@ -23,9 +23,10 @@ to the host on the cycles being recorded (one synchronisation per recorded strok
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import Tensor
 
@@ -83,14 +84,28 @@ def _labels(codes: Tensor, shape) -> np.ndarray:
 class LedgerRecorder:
     """Records the demon's cycles of a torch training loop into :attr:`ledger`.
 
-    T: the representation temperature (the student softmax: SwAV's ``temperature``, DINO's
-    ``student_temp``). reservoir: where labels come from when ``measure`` gets no codes (default
-    :func:`thermossl.reservoirs.swav`); its T' is also the label temperature of given codes unless
-    ``T_label`` is passed. every: record one cycle in ``every`` (the other steps cost nothing).
-    w: fixed sample weights (default 1/B per batch).
+    Parameters
+    ----------
+    T : float
+        The representation temperature (the student softmax: SwAV's ``temperature``, DINO's
+        ``student_temp``), > 0.
+    reservoir : thermossl.reservoirs.Reservoir, optional
+        Where labels come from when ``measure`` gets no codes (default
+        :func:`thermossl.reservoirs.swav`); its T' is also the label temperature of given codes
+        unless ``T_label`` is passed.
+    every : int, optional
+        Record one cycle in ``every`` (the other steps cost nothing).
+    w : array_like, shape (B,), optional
+        Fixed sample weights (default 1/B per batch).
+
+    Raises
+    ------
+    ValueError
+        If ``every`` is not an int >= 1 or ``T`` is not finite and > 0.
     """
 
-    def __init__(self, T: float, reservoir: Optional[Reservoir] = None, every: int = 1, w=None):
+    def __init__(self, T: float, reservoir: Optional[Reservoir] = None, every: int = 1,
+                 w: Optional[npt.ArrayLike] = None) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be an int >= 1, got {every!r}")
         self._labels = _Labels(reservoir if reservoir is not None else _reservoirs.swav())
@@ -111,24 +126,46 @@ class LedgerRecorder:
         return self._pending
 
     @property
-    def work_per_sample(self):
+    def work_per_sample(self) -> Optional[npt.NDArray[np.float64]]:
         """Per-sample work of the last recorded cycle (numpy (B,)), for the work distribution."""
         return self.demon.work_per_sample
 
-    def measure(self, scores: Tensor, codes: Optional[Tensor] = None, index=None, *, mu=None,
-                T_label: Optional[float] = None, charge_err: Optional[float] = None):
-        """The measurement stroke on ``scores`` (B, K) (energies E = -scores) before the optimiser
-        step. Returns the label state (a :class:`thermossl.reservoirs.LabelState`) on a recorded
-        step, None on the others.
+    def measure(self, scores: Tensor, codes: Optional[Tensor] = None, index: Optional[npt.ArrayLike] = None, *,
+                mu: Union[Tensor, npt.ArrayLike, None] = None, T_label: Optional[float] = None,
+                charge_err: Optional[float] = None) -> Optional[LabelState]:
+        """The measurement stroke on ``scores`` (energies E = -scores) before the optimiser step.
 
-        codes: the labels the loss uses, (B, K) rows summing to 1 (SwAV's codes, DINO's teacher
-        probabilities); None lets the recorder's reservoir assign them. mu: their chemical
-        potentials (K,) when known (Sinkhorn's mu; DINO's -center); otherwise they are estimated
-        from the codes, mu_y = mean_i (T' log q_iy + E_iy) in the gauge sum_y mu_y = 0 — exact
-        when the codes are a GGE of these scores at T'. index: the samples' ids, passed on to
-        ``Demon.measure(E, index=...)`` (chaining each sample's labels across cycles) only when
-        given; without it every batch is taken as new samples, whose measurement starts from
-        their own Gibbs state.
+        Parameters
+        ----------
+        scores : torch.Tensor, shape (B, K)
+            The student's scores (CUDA scores are copied to the host on recorded steps).
+        codes : torch.Tensor, shape (B, K), optional
+            The labels the loss uses, rows summing to 1 (SwAV's codes, DINO's teacher probabilities);
+            None lets the recorder's reservoir assign them.
+        index : array_like of int, shape (B,), optional
+            The samples' ids, passed on to ``Demon.measure(E, index=...)`` (chaining each sample's
+            labels across cycles) only when given; without it every batch is taken as new samples,
+            whose measurement starts from their own Gibbs state.
+        mu : torch.Tensor or array_like, shape (K,), optional
+            The codes' chemical potentials when known (Sinkhorn's mu; DINO's -center); otherwise they
+            are estimated from the codes, mu_y = mean_i (T' log q_iy + E_iy) in the gauge
+            sum_y mu_y = 0 — exact when the codes are a GGE of these scores at T'.
+        T_label : float, optional
+            The label temperature T' of given codes (default: the reservoir's).
+        charge_err : float, optional
+            The codes' charge error, when the loss knows it.
+
+        Returns
+        -------
+        thermossl.reservoirs.LabelState or None
+            The label state on a recorded step, None on the others.
+
+        Raises
+        ------
+        RuntimeError
+            If called twice without :meth:`feedback` on a recorded step.
+        ValueError
+            If the scores or codes have the wrong shape or are not finite label states.
         """
         step = self.steps
         self.steps += 1
@@ -174,11 +211,27 @@ class LedgerRecorder:
         return self.measure(scores, codes, mu=mu, T_label=T_label,
                             charge_err=None if err is None else float(err))
 
-    def feedback(self, scores_after: Tensor, scores_before: Optional[Tensor] = None):
-        """The feedback stroke after the optimiser step: the scores of the same samples (and view)
-        after it. ``scores_before`` (default: the measured scores) is the view the loss trained
-        on when it differs from the measured one (SwAV's swapped prediction: view b). Returns
-        the ledger row of the completed cycle, or None when this step was not recorded."""
+    def feedback(self, scores_after: Tensor, scores_before: Optional[Tensor] = None) -> Optional[dict[str, float]]:
+        """The feedback stroke after the optimiser step.
+
+        Parameters
+        ----------
+        scores_after : torch.Tensor, shape (B, K)
+            The scores of the same samples (and view) after the step.
+        scores_before : torch.Tensor, shape (B, K), optional
+            The view the loss trained on when it differs from the measured one (SwAV's swapped
+            prediction: view b); default: the measured scores.
+
+        Returns
+        -------
+        dict of str to float or None
+            The ledger row of the completed cycle, or None when this step was not recorded.
+
+        Raises
+        ------
+        ValueError
+            If the scores do not have the measured shape.
+        """
         if not self._pending:
             return None
         E_after = _energies(scores_after, "scores_after")

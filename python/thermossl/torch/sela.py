@@ -13,9 +13,10 @@ iteration); each rank keeps its rows.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from torch import Tensor
 
@@ -35,10 +36,31 @@ class SeLaLabels:
 
     After ``update``: ``q`` (N, K) soft labels (rows sum to 1; on the scores' device, float64 by
     default as SeLa solves in double), ``mu`` (K,), ``n_iter``, ``err``, ``converged``.
+
+    Parameters
+    ----------
+    T : float, optional
+        Reservoir temperature T' = 1/lambda, > 0.
+    tol : float, optional
+        The charge error to reach.
+    max_iter : int, optional
+        The iteration limit.
+    relaxation : float or {"auto"}, optional
+        Over-relaxation of the mu-update.
+    warm_start : bool, optional
+        Start each update from the last chemical potentials.
+    dtype : torch.dtype, optional
+        The dtype Sinkhorn solves in.
+
+    Raises
+    ------
+    ValueError
+        If ``T`` is not finite and > 0.
     """
 
-    def __init__(self, T: float = 1.0 / 25.0, tol: float = 1e-6, max_iter: int = 1000, relaxation="auto",
-                 warm_start: bool = True, dtype: torch.dtype = torch.float64):
+    def __init__(self, T: float = 1.0 / 25.0, tol: float = 1e-6, max_iter: int = 1000,
+                 relaxation: Union[float, str] = "auto", warm_start: bool = True,
+                 dtype: torch.dtype = torch.float64) -> None:
         if not (isinstance(T, (int, float)) and math.isfinite(T) and T > 0):
             raise ValueError(f"T must be a finite number > 0, got {T!r}")
         self.T = float(T)
@@ -55,8 +77,24 @@ class SeLaLabels:
 
     @torch.no_grad()
     def update(self, scores: Tensor) -> Tensor:
-        """Solve for the labels of every sample from the scores (N, K) of the whole data set (this
-        rank's shard when torch.distributed is initialised). Returns q (N, K)."""
+        """Solve for the labels of every sample from the scores of the whole data set.
+
+        Parameters
+        ----------
+        scores : torch.Tensor, shape (N, K)
+            The scores of every sample (this rank's shard when torch.distributed is initialised).
+
+        Returns
+        -------
+        torch.Tensor, shape (N, K)
+            q, the soft labels.
+
+        Raises
+        ------
+        ValueError
+            If ``scores`` is not a non-empty 2-D tensor, or Sinkhorn refuses it (as
+            :func:`thermossl.sinkhorn`).
+        """
         import torch.distributed as dist
 
         scores = _check_tensor(scores, "scores")
@@ -76,11 +114,43 @@ class SeLaLabels:
             raise RuntimeError("SeLaLabels has no labels yet: call update(scores) first")
         return self.q
 
-    def targets(self, index) -> Tensor:
-        """Soft labels q[index] of a batch (the samples' positions in the scores given to update)."""
+    def targets(self, index: Union[Tensor, slice, Sequence[int], npt.ArrayLike]) -> Tensor:
+        """Soft labels q[index] of a batch.
+
+        Parameters
+        ----------
+        index : torch.Tensor, slice or sequence of int
+            The samples' positions in the scores given to :meth:`update`.
+
+        Returns
+        -------
+        torch.Tensor, shape (B, K)
+            Their soft labels.
+
+        Raises
+        ------
+        RuntimeError
+            Before the first :meth:`update`.
+        """
         return self._require()[index]
 
-    def labels(self, index=None) -> Tensor:
-        """Hard labels argmax_y q (as SeLa trains on), of a batch or of every sample."""
+    def labels(self, index: Union[Tensor, slice, Sequence[int], npt.ArrayLike, None] = None) -> Tensor:
+        """Hard labels argmax_y q (as SeLa trains on), of a batch or of every sample.
+
+        Parameters
+        ----------
+        index : torch.Tensor, slice or sequence of int, optional
+            The samples' positions (default: every sample).
+
+        Returns
+        -------
+        torch.Tensor, shape (B,)
+            Their hard labels (int64).
+
+        Raises
+        ------
+        RuntimeError
+            Before the first :meth:`update`.
+        """
         q = self._require()
         return (q if index is None else q[index]).argmax(1)
