@@ -205,8 +205,9 @@ py::tuple sinkhorn(const py::array& energy, double temperature, const py::object
                    std::int64_t max_iterations, const py::object& f, const py::object& mu, const py::object& q,
                    const py::object& charges, double relaxation, std::int64_t check_interval,
                    const std::string& error_norm, bool strict_tolerance, const py::object& row_scaling0,
-                   bool fix_gauge, const py::object& errors) {
+                   bool fix_gauge, const py::object& errors, double energy_sign) {
     if (!(temperature > 0) || !std::isfinite(temperature)) throw py::value_error("temperature must be finite and > 0");
+    if (energy_sign != 1.0 && energy_sign != -1.0) throw py::value_error("energy_sign must be 1 or -1");
     if (!(relaxation < 2.0) || std::isnan(relaxation)) throw py::value_error("relaxation must be < 2 (<= 0: automatic)");
     if (fixed_iterations < 0 || max_iterations < 1 || check_interval < 1)
         throw py::value_error("iteration counts out of range");
@@ -230,6 +231,7 @@ py::tuple sinkhorn(const py::array& energy, double temperature, const py::object
         if (f_ptr == nullptr || mu_ptr == nullptr) throw py::value_error("f and mu are required");
         thermossl::SinkhornOptions options;
         options.temperature = temperature;
+        options.energy_sign = energy_sign;
         options.fixed_iterations = fixed_iterations;
         options.tolerance = tolerance;
         options.max_iterations = max_iterations;
@@ -382,9 +384,10 @@ PYBIND11_MODULE(_core, m) {
           py::arg("max_iterations") = 1000, py::arg("f"), py::arg("mu"), py::arg("q") = none,
           py::arg("charges") = none, py::arg("relaxation") = 1.0, py::arg("check_interval") = 1,
           py::arg("error_norm") = "l1", py::arg("strict_tolerance") = false, py::arg("row_scaling0") = none,
-          py::arg("fix_gauge") = true, py::arg("errors") = none,
+          py::arg("fix_gauge") = true, py::arg("errors") = none, py::arg("energy_sign") = 1.0,
           "Log-domain Sinkhorn balancing; returns (iterations, err, converged, status, index). Ctrl-C raises "
-          "KeyboardInterrupt within ~10 ms (on the main thread). errors (a list): the error of every test is appended.");
+          "KeyboardInterrupt within ~10 ms (on the main thread). errors (a list): the error of every test is appended. "
+          "energy_sign=-1: E holds scores s and the energies are -s (read with a signed scale, no copy).");
     m.def("sinkhorn_pass", &sinkhorn_pass, py::arg("E"), py::arg("temperature"), py::arg("w"), py::arg("mu"),
           py::arg("f"), py::arg("charges"), py::arg("q") = none,
           "One fused Sinkhorn pass at mu: f (float64, N) and the weighted charges (float64, K), q when given; "

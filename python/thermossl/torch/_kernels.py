@@ -141,12 +141,16 @@ def row_cross_entropy(q, a, scale: float, shift, loss, grad, log_z) -> None:
 
 
 # ----------------------------------------------------------------------------------- Sinkhorn
-def sinkhorn(E, T: float, w, c, mu0, fixed: int, tol: float, limit: int, f, mu, q, charges):
+def sinkhorn(E, T: float, w, c, mu0, fixed: int, tol: float, limit: int, f, mu, q, charges,
+             energy_sign: float = 1.0, relaxation: float = 1.0):
     """The whole Sinkhorn loop of thermossl.sinkhorn on energies E (N, K) at T.
 
-    w, c, mu0: contiguous vectors of E's dtype or None; outputs f (N,), mu (K,), q (N, K) or
-    None, charges (K,) float64. Returns (iterations, err, converged, status, index) as the core
-    reports them (status != 0: bad rows, see thermossl._messages.SINKHORN_STATUS).
+    energy_sign -1: ``E`` holds scores s and the energies are -s, read by the kernel with a
+    signed scale (no negated copy). w, c, mu0: contiguous vectors of E's dtype or None; outputs
+    f (N,), mu (K,), q (N, K) or None, charges (K,) float64. relaxation: the mu-update's
+    over-relaxation (<= 0 automatic; CPU only, the device solver runs plain Sinkhorn). Returns
+    (iterations, err, converged, status, index) as the core reports them (status != 0: bad rows,
+    see thermossl._messages.SINKHORN_STATUS).
     """
     if E.is_cuda:
         dtype, device, stream = _launch(E)
@@ -154,9 +158,10 @@ def sinkhorn(E, T: float, w, c, mu0, fixed: int, tol: float, limit: int, f, mu, 
         nbytes = int(_cuda.sinkhorn_workspace_bytes(n, k))
         workspace = torch.empty(((nbytes + 7) // 8,), dtype=torch.float64, device=E.device)
         return _cuda.sinkhorn(dtype, device, stream, _matrix(E), T, _ptr(w), _ptr(c), _ptr(mu0), fixed, tol, limit,
-                              f.data_ptr(), mu.data_ptr(), _ptr(q), charges.data_ptr(), workspace.data_ptr(), 8)
+                              f.data_ptr(), mu.data_ptr(), _ptr(q), charges.data_ptr(), workspace.data_ptr(), 8,
+                              energy_sign)
     return _core.sinkhorn(_host(E), T, _host(w), _host(c), _host(mu0), fixed, tol, limit, _host(f), _host(mu),
-                          _host(q), _host(charges))
+                          _host(q), _host(charges), relaxation=relaxation, energy_sign=energy_sign)
 
 
 def sharded_sinkhorn(E, T: float, n_iter: int, group=None):
@@ -170,19 +175,35 @@ def sharded_sinkhorn(E, T: float, n_iter: int, group=None):
     return torch.from_numpy(result.q), np.asarray(result.mu, dtype=np.float64), float(result.err)
 
 
-def sela_sinkhorn(E, T: float, tol: float, max_iter: int, mu0, relaxation, group=None, distributed=False):
-    """Sinkhorn to tolerance over a whole data set's energies E (this rank's rows; all ranks'
-    when ``distributed``), warm-started from mu0 (numpy or None): thermossl.sinkhorn or the
-    sharded thermossl.distributed.sinkhorn, on a numpy view of E (CUDA E is copied to the host).
-    Returns (q tensor on E's device, f, mu (numpy), n_iter, err, converged)."""
-    from .. import balancing as _balancing
+def sela_sinkhorn(scores, T: float, tol: float, max_iter: int, mu0, relaxation, group=None, distributed=False):
+    """Sinkhorn to tolerance over a whole data set's energies E = -scores (this rank's rows; all
+    ranks' when ``distributed``), warm-started from mu0 (numpy or None). In one process the
+    kernel reads the scores in place with a signed scale (no negated copy; CUDA scores are
+    copied to the host, where the solver has the adaptive over-relaxation); sharded, by
+    thermossl.distributed.sinkhorn on the negated scores. Returns (q tensor on the scores'
+    device, f, mu (numpy), n_iter, err, converged)."""
+    from .. import _status
     from .. import distributed as _distributed
+    from .._validation import iteration_controls
 
-    host = _host(E.cpu() if E.is_cuda else E)
+    host = scores.cpu() if scores.is_cuda else scores
     if distributed:
-        result = _distributed.sinkhorn(host, T, tol=tol, max_iter=max_iter, mu0=mu0, relaxation=relaxation,
-                                       comm=_distributed.TorchComm(group=group))
-    else:
-        result = _balancing.sinkhorn(host, T, tol=tol, max_iter=max_iter, mu0=mu0, relaxation=relaxation)
-    q = torch.from_numpy(result.q).to(E.device)
-    return q, result.f, result.mu, result.n_iter, result.err, result.converged
+        result = _distributed.sinkhorn(np.negative(_host(host)), T, tol=tol, max_iter=max_iter, mu0=mu0,
+                                       relaxation=relaxation, comm=_distributed.TorchComm(group=group))
+        q = torch.from_numpy(result.q).to(scores.device)
+        return q, result.f, result.mu, result.n_iter, result.err, result.converged
+    _, limit, tol, omega = iteration_controls(None, tol, max_iter, relaxation)
+    n, k = host.shape
+    dtype = host.dtype
+    f = torch.empty(n, dtype=dtype)
+    mu = torch.empty(k, dtype=dtype)
+    q = torch.empty((n, k), dtype=dtype)
+    charges = torch.empty(k, dtype=torch.float64)
+    warm = None if mu0 is None else torch.as_tensor(np.ascontiguousarray(mu0), dtype=dtype)
+    iterations, err, converged, status, index = sinkhorn(host, T, None, None, warm, 0, tol, limit, f, mu, q, charges,
+                                                         energy_sign=-1.0, relaxation=omega)
+    if status:
+        raise _status.sinkhorn_error(status, index)
+    if not converged:
+        _status.warn_not_converged(limit, err, tol, 4, iterations=int(iterations), mu=mu.numpy(), T=T)
+    return q.to(scores.device), f.numpy(), mu.numpy(), int(iterations), float(err), bool(converged)

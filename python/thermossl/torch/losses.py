@@ -61,20 +61,14 @@ def release_scratch() -> None:
     _scratch.buffers = {}
 
 
-def _negate_into(src: Tensor, dst: Tensor) -> None:
-    """dst = -src in one pass (half input: converted to dst's float32 on the way, two passes)."""
-    if src.dtype == dst.dtype:
-        torch.neg(src, out=dst)
-    else:
-        dst.copy_(src).neg_()
-
-
 def _swav_codes_into(output: Tensor, crops, batch: int, epsilon: float, n_iter: int, queue, codes: Tensor):
     """SwAV's codes of each crop in ``crops`` written into ``codes`` (len(crops) * batch, K):
     Sinkhorn (n_iter iterations at T' = epsilon, uniform weights over every rank's rows) of the
     crop's scores, with the queue's scores before them. Returns (mu (len(crops), K) float64,
-    charge error (len(crops),) float64). Per crop: one negation pass (the Sinkhorn kernel takes
-    energies E = -scores) and the Sinkhorn passes, q written straight into its slot."""
+    charge error (len(crops),) float64). Per crop: the Sinkhorn passes over the crop's scores in
+    place (the kernel reads E = -scores with a signed scale: no negated copy), q written straight
+    into its slot; with a queue, one copy that stacks the queue's and the crop's scores.
+    Distributed (more than one rank), the sharded solver takes energies: one negation pass."""
     from .._messages import SINKHORN_STATUS
 
     dtype, device, k = codes.dtype, codes.device, codes.shape[1]
@@ -82,24 +76,28 @@ def _swav_codes_into(output: Tensor, crops, batch: int, epsilon: float, n_iter: 
     mus = torch.empty((len(crops), k), dtype=torch.float64)
     errs = torch.empty(len(crops), dtype=torch.float64)
     extra = 0 if queue is None else queue.shape[1]
-    E = _scratch_tensor("swav_E", (extra + batch, k), dtype, device)
     for i, crop in enumerate(crops):
+        scores = output[crop * batch:(crop + 1) * batch]
         if queue is not None:
-            _negate_into(queue[i], E[:extra])
-        _negate_into(output[crop * batch:(crop + 1) * batch], E[extra:])
+            stacked = _scratch_tensor("swav_scores", (extra + batch, k), dtype, device)
+            stacked[:extra].copy_(queue[i])
+            stacked[extra:].copy_(scores)
+            scores = stacked
         slot = codes[i * batch:(i + 1) * batch]
         if world > 1:
+            E = _scratch_tensor("swav_E", scores.shape, dtype, device)
+            torch.neg(scores, out=E)
             q, mu, err = _kernels.sharded_sinkhorn(E, epsilon, n_iter)
             slot.copy_(q[extra:])
             mus[i] = torch.from_numpy(mu)
             errs[i] = err
             continue
-        q = slot if queue is None else _scratch_tensor("swav_q", E.shape, dtype, device)
-        f = torch.empty(E.shape[0], dtype=dtype, device=device)
+        q = slot if queue is None else _scratch_tensor("swav_q", scores.shape, dtype, device)
+        f = torch.empty(scores.shape[0], dtype=dtype, device=device)
         mu = torch.empty(k, dtype=dtype, device=device)
         charges = torch.empty(k, dtype=torch.float64, device=device)
-        _, err, _, status, index = _kernels.sinkhorn(E, epsilon, None, None, None, n_iter, 1e-6, 1000, f, mu, q,
-                                                      charges)
+        _, err, _, status, index = _kernels.sinkhorn(scores, epsilon, None, None, None, n_iter, 1e-6, 1000, f, mu, q,
+                                                      charges, energy_sign=-1.0)
         if status:
             raise ValueError("SwAVLoss: output " + SINKHORN_STATUS[status].format(index=index).removeprefix("E "))
         if queue is not None:

@@ -431,7 +431,7 @@ _register_autocast(_log_softmax_rows)
 # ============================================================================ sinkhorn
 @torch.library.custom_op("thermossl::sinkhorn", mutates_args=())
 def _sinkhorn(E: Tensor, T: float, T_tensor: Optional[Tensor], n_iter: int, tol: float, max_iter: int,
-              w: Optional[Tensor], c: Optional[Tensor], mu0: Optional[Tensor]
+              w: Optional[Tensor], c: Optional[Tensor], mu0: Optional[Tensor], energy_sign: float
               ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     from .. import _status
 
@@ -458,7 +458,7 @@ def _sinkhorn(E: Tensor, T: float, T_tensor: Optional[Tensor], n_iter: int, tol:
     q = torch.empty((n, k), dtype=a.dtype, device=a.device)
     charges = torch.empty(k, dtype=torch.float64, device=a.device)
     iterations, err, converged, status, index = _kernels.sinkhorn(
-        a, T, vectors[0], vectors[1], mu0, n_iter, tol, max_iter, f, mu, q, charges
+        a, T, vectors[0], vectors[1], mu0, n_iter, tol, max_iter, f, mu, q, charges, energy_sign=energy_sign
     )
     if status:
         raise _status.sinkhorn_error(status, index)
@@ -470,7 +470,7 @@ def _sinkhorn(E: Tensor, T: float, T_tensor: Optional[Tensor], n_iter: int, tol:
 
 
 @_sinkhorn.register_fake
-def _(E, T, T_tensor, n_iter, tol, max_iter, w, c, mu0):
+def _(E, T, T_tensor, n_iter, tol, max_iter, w, c, mu0, energy_sign):
     n, k = E.shape
     return (E.new_empty((n, k)), E.new_empty((n,)), E.new_empty((k,)), torch.empty((), dtype=torch.int64),
             torch.empty((), dtype=torch.float64), torch.empty((), dtype=torch.bool),
@@ -631,13 +631,20 @@ def _count(value, name: str, minimum: int) -> int:
 
 
 def sinkhorn(E: Tensor, T, n_iter: Optional[int] = None, tol: float = 1e-6, max_iter: int = 1000,
-             w: Optional[Tensor] = None, c: Optional[Tensor] = None, mu0: Optional[Tensor] = None) -> SinkhornResult:
+             w: Optional[Tensor] = None, c: Optional[Tensor] = None, mu0: Optional[Tensor] = None, *,
+             energy_sign: int = 1) -> SinkhornResult:
     """Self-label balancing of energies E (N, K) at reservoir temperature T, as
     :func:`thermossl.sinkhorn` (same iteration convention, gauge and errors), on tensors.
+
+    ``energy_sign=-1``: ``E`` holds scores s (SwAV's and SeLa's prototype scores) and the
+    energies are -s; the kernel reads them with a signed scale, so no negated copy is made.
+    The results (f, mu, q, errors) are those of the energies -s.
 
     No gradient flows through it (the labels of SwAV and SeLa are targets, computed under
     ``no_grad``): E is detached. Returns :class:`SinkhornResult` (tensors).
     """
+    if isinstance(energy_sign, bool) or energy_sign not in (1, -1):
+        raise ValueError(f"energy_sign must be 1 or -1, got {energy_sign!r}")
     T, T_tensor = _split_T(T)
     E = _check_tensor(E, "E")
     if E.dim() != 2:
@@ -659,4 +666,5 @@ def sinkhorn(E: Tensor, T, n_iter: Optional[int] = None, tol: float = 1e-6, max_
                 raise ValueError(f"{name} must be on E's device {E.device}, got {v.device}")
             v = v.detach()
         vectors.append(v)
-    return SinkhornResult(*_sinkhorn(E.detach(), T, T_tensor, fixed, float(tol), limit, *vectors))
+    return SinkhornResult(*_sinkhorn(E.detach(), T, T_tensor, fixed, float(tol), limit, *vectors,
+                                     float(energy_sign)))
