@@ -1,10 +1,11 @@
 """Every call of thermossl.torch into the compiled kernels, in one place.
 
 The functions here take torch tensors that the callers (ops.py, losses.py) have already
-validated: 2-D matrices of float32 or float64 of any strides, outputs allocated with
-``torch.empty`` (C-contiguous, of the input's dtype unless stated). CPU tensors reach the C++
-core (``thermossl._core``) as numpy views of their memory (``Tensor.numpy()`` shares the storage:
-no copy, any strides); CUDA tensors reach the CUDA kernels (``thermossl._cuda``) as raw device
+validated: 2-D matrices of any strides, outputs allocated with ``torch.empty`` (C-contiguous, of
+the kernel dtype: the input's, float32 for half input). CPU tensors reach the C++ core's row
+kernels (``thermossl._core.pointers``) as raw addresses with shape, strides and dtype name —
+float32, float64, bfloat16 or float16, read in place (numpy has no bfloat16) — and its Sinkhorn
+solver as numpy views (``Tensor.numpy()`` shares the storage); CUDA tensors reach the CUDA kernels (``thermossl._cuda``) as raw device
 pointers with their strides, launched on the current stream of the tensor's device. ``scale`` is
 the signed factor of the exponent, x = scale * a + shift: -1/T on energies E, +1/T on scores, so
 E = -scores costs no pass.
@@ -52,6 +53,11 @@ def _host(t):
     return t.detach().numpy()  # real dtypes only: no conjugate or negative bit to resolve
 
 
+_HOST = _core.pointers  # the row kernels on raw host addresses, half input included
+_DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "bfloat16",
+                torch.float16: "float16"}
+
+
 # ----------------------------------------------------------------------------------- CUDA views
 _CUDA_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 
@@ -83,13 +89,17 @@ def _launch(t: torch.Tensor):
 
 
 # ----------------------------------------------------------------------------------- row kernels
+# CPU tensors reach the C++ core as (address, shape, strides in elements) with their dtype name
+# (float32, float64, bfloat16, float16): no numpy view, no copy. Outputs are C-contiguous tensors
+# of the kernel dtype (float32 for half input, else the input's), shift a contiguous float64
+# vector or None.
 def row_logsumexp(a, scale: float, shift, out) -> None:
     """out_i = log sum_j exp(scale a_ij + shift_j). One read of a."""
     if a.is_cuda:
         dtype, device, stream = _launch(a)
         _cuda.row_logsumexp(dtype, device, stream, _matrix(a), scale, _ptr(shift), out.data_ptr())
     else:
-        _core.row_logsumexp(_host(a), scale, _host(shift), None, _host(out), None)
+        _HOST.row_logsumexp(_DTYPE_NAMES[a.dtype], _matrix(a), scale, _ptr(shift), out.data_ptr())
 
 
 def row_softmax(a, scale: float, shift, p, log_z=None) -> None:
@@ -98,7 +108,7 @@ def row_softmax(a, scale: float, shift, p, log_z=None) -> None:
         dtype, device, stream = _launch(a)
         _cuda.row_softmax(dtype, device, stream, _matrix(a), scale, _ptr(shift), p.data_ptr(), _ptr(log_z))
     else:
-        _core.row_softmax(_host(a), scale, _host(shift), _host(p), _host(log_z))
+        _HOST.row_softmax(_DTYPE_NAMES[a.dtype], _matrix(a), scale, _ptr(shift), p.data_ptr(), _ptr(log_z))
 
 
 def row_log_softmax(a, scale: float, shift, log_p) -> None:
@@ -107,7 +117,7 @@ def row_log_softmax(a, scale: float, shift, log_p) -> None:
         dtype, device, stream = _launch(a)
         _cuda.row_log_softmax(dtype, device, stream, _matrix(a), scale, _ptr(shift), log_p.data_ptr())
     else:
-        _core.row_log_softmax(_host(a), scale, _host(shift), _host(log_p))
+        _HOST.row_log_softmax(_DTYPE_NAMES[a.dtype], _matrix(a), scale, _ptr(shift), log_p.data_ptr())
 
 
 def row_entropy(a, scale: float, shift, entropy, log_z) -> None:
@@ -116,7 +126,7 @@ def row_entropy(a, scale: float, shift, entropy, log_z) -> None:
         dtype, device, stream = _launch(a)
         _cuda.row_entropy(dtype, device, stream, _matrix(a), scale, _ptr(shift), entropy.data_ptr(), _ptr(log_z))
     else:
-        _core.row_entropy(_host(a), scale, _host(shift), _host(entropy), _host(log_z))
+        _HOST.row_entropy(_DTYPE_NAMES[a.dtype], _matrix(a), scale, _ptr(shift), entropy.data_ptr(), _ptr(log_z))
 
 
 def row_entropy_grad(a, scale: float, shift, grad, log_z) -> None:
@@ -126,18 +136,21 @@ def row_entropy_grad(a, scale: float, shift, grad, log_z) -> None:
         _cuda.row_entropy_grad(dtype, device, stream, _matrix(a), scale, _ptr(shift), grad.data_ptr(), 0,
                                _ptr(log_z))
     else:
-        _core.row_entropy_grad(_host(a), scale, _host(shift), _host(grad), None, _host(log_z))
+        _HOST.row_entropy_grad(_DTYPE_NAMES[a.dtype], _matrix(a), scale, _ptr(shift), grad.data_ptr(), 0,
+                               _ptr(log_z))
 
 
 def row_cross_entropy(q, a, scale: float, shift, loss, grad, log_z) -> None:
     """loss_i = -sum_j q_ij log softmax_j(scale a_ij + shift_j); grad = dloss_i/da_ij when given
-    (scale (p_ij sum_j q_ij - q_ij)); log Z_i. One read of q and a, one write of grad."""
+    (scale (p_ij sum_j q_ij - q_ij)); log Z_i. q has a's dtype. One read of q and a, one write of
+    grad."""
     if a.is_cuda:
         dtype, device, stream = _launch(a)
         _cuda.row_cross_entropy(dtype, device, stream, _matrix(q), _matrix(a), scale, _ptr(shift), loss.data_ptr(),
                                 _ptr(grad), _ptr(log_z))
     else:
-        _core.row_cross_entropy(_host(q), _host(a), scale, _host(shift), _host(loss), _host(grad), _host(log_z))
+        _HOST.row_cross_entropy(_DTYPE_NAMES[a.dtype], _matrix(q), _matrix(a), scale, _ptr(shift), loss.data_ptr(),
+                                _ptr(grad), _ptr(log_z))
 
 
 # ----------------------------------------------------------------------------------- Sinkhorn
