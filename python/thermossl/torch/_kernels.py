@@ -20,6 +20,7 @@ import torch
 
 from .. import _core
 from .. import cuda as _device
+from .._backends import LEDGER_FIELDS
 
 try:
     from .. import _cuda
@@ -220,3 +221,46 @@ def sela_sinkhorn(scores, T: float, tol: float, max_iter: int, mu0, relaxation, 
     if not converged:
         _status.warn_not_converged(limit, err, tol, 4, iterations=int(iterations), mu=mu.numpy(), T=T)
     return q.to(scores.device), f.numpy(), mu.numpy(), int(iterations), float(err), bool(converged)
+
+
+# ----------------------------------------------------------------------------------- ledger rows
+def ledger_rows(q, a, scale: float, shift, w, rows: dict, charges) -> None:
+    """The per-row state functions of a ledger row of labels q against p = softmax(scale a +
+    shift) into ``rows`` (a dict of float64 (N,) tensors named as LEDGER_FIELDS; any may be
+    missing) and the charges sum_i w_i q_iy into ``charges`` (float64 (K,)), in one read of q and
+    a (q and a of one dtype, float32 or float64; w of a's dtype or None for 1/N). On the
+    device's current stream for CUDA tensors (no synchronisation)."""
+    if a.is_cuda:
+        dtype, device, stream = _launch(a)
+        _cuda.ledger_rows(dtype, device, stream, _matrix(q), _matrix(a), scale, _ptr(shift), _ptr(w),
+                          {name: t.data_ptr() for name, t in rows.items()}, charges.data_ptr())
+    else:
+        _core.ledger_rows(_host(q), _host(a), scale, _host(shift), _host(w), charges=_host(charges),
+                          **{name: _host(t) for name, t in rows.items()})
+
+
+def row_difference_dot(u, v, w):
+    """out_i = sum_y u_iy (v_iy - w_iy) (float64 (N,)), skipping u = 0 or v = w: one read of each.
+    CUDA tensors (no kernel there yet): by torch on the device, without synchronisation."""
+    if u.is_cuda:
+        diff = torch.where((u != 0) & (v != w), u * (v - w), torch.zeros((), dtype=u.dtype, device=u.device))
+        return diff.sum(1, dtype=torch.float64)
+    out = torch.empty(u.shape[0], dtype=torch.float64)
+    _core.row_difference_dot(_host(u), _host(v), _host(w), _host(out))
+    return out
+
+
+def softmax_expectation(a, scale: float, v, log_z):
+    """sum_y p_iy v_y per row (float64 (N,)) for p_i = softmax(scale a_i) with log Z_i = log_z
+    (float64, from another kernel) and v (K,) float64: one read of a. CPU: the weighted
+    log-sum-exp kernel with the weights v broadcast over the rows (row stride 0, no copy) and
+    their sign; CUDA (no weighted kernel there yet): by torch on the device, without
+    synchronisation."""
+    n, k = a.shape
+    if a.is_cuda:
+        return torch.softmax(a.to(torch.float64) * scale, 1) @ v
+    weights = v.to(a.dtype).expand(n, k)
+    out = torch.empty(n, dtype=a.dtype)
+    sign = torch.empty(n, dtype=a.dtype)
+    _core.row_logsumexp(_host(a), scale, None, _host(weights), _host(out), _host(sign))
+    return sign.to(torch.float64) * torch.exp(out.to(torch.float64) - log_z)
