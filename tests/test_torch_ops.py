@@ -414,3 +414,16 @@ def test_half_input_in_the_kernel_at_every_level(simd_level, dtype, layout):
     assert half["log_p"][4, 9] == -float("inf") and half["p"][4, 9] == 0 and half["grad"][4, 9] == 0
     grad_ref = (q64 - p * q64.sum(1, keepdims=True)) / T  # d loss / dE
     assert np.max(np.abs(half["grad"].numpy() - grad_ref)) <= 8 * eps / T
+
+
+@pytest.mark.parametrize("n_iter", [3, None])
+def test_sinkhorn_reads_scores_with_a_signed_scale(n_iter):
+    """energy_sign=-1: the scores are read in place as E = -scores (no negated copy) and the
+    result is the solver's on the negated energies, to the bit."""
+    s = torch.randn(120, 17, dtype=torch.float32) * 2
+    a = tt.sinkhorn(s, 0.3, n_iter=n_iter, energy_sign=-1)
+    b = tt.sinkhorn(-s, 0.3, n_iter=n_iter)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+    with pytest.raises(ValueError, match="energy_sign must be 1 or -1"):
+        tt.sinkhorn(s, 0.3, energy_sign=0)
