@@ -7,8 +7,9 @@ LedgerRecorder's cycle against one SwAVLoss step.
 A step is forward + backward of the loss on 2 crops of B rows each (the output holds 2B x K
 scores, float32). SwAV: Sinkhorn codes (3 iterations, epsilon 0.05) of both crops and the swapped
 prediction at T = 0.1; DINO: centring + sharpening of the 2 teacher crops and the cross-entropy of
-the 2 student crops, with the center update. Recorder: one measure(scores, codes) + feedback
-(scores_after, scores_before) cycle on B x K (the Demon's books on numpy views). Medians of
+the 2 student crops, with the center update. Recorder: one measure(scores, codes, mu, log Z) +
+feedback(scores_after, scores_before) cycle on B x K, with what SwAVLoss(recorder=...) hands over
+(the fused ledger passes on the tensors). Medians of
 --repeats timed runs after one warm-up; the machine's load average is printed with the table.
 """
 from __future__ import annotations
@@ -113,12 +114,14 @@ def main():
         loss = tt.SwAVLoss(keep_codes=True)
         loss(x)
         codes = loss.last_codes[:B]
-        mu = tt.sinkhorn(-x.detach()[:B], 0.05, n_iter=3).mu  # as SwAVLoss(recorder=...) hands it over
+        # mu and the codes' log Z (-f/epsilon), as SwAVLoss(recorder=...) hands them over
+        res = tt.sinkhorn(x.detach()[:B], 0.05, n_iter=3, energy_sign=-1)
+        mu, log_z = res.mu, -res.f.double() / 0.05
         after = x.detach() * 1.01
         recorder = tt.LedgerRecorder(T=0.1, reservoir=thermossl.reservoirs.swav())
 
         def cycle():
-            recorder.measure(x.detach()[:B], codes, mu=mu)
+            recorder.measure(x.detach()[:B], codes, mu=mu, log_z_label=log_z)
             recorder.feedback(after[B:], scores_before=x.detach()[B:])
 
         def step():

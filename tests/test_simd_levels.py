@@ -43,8 +43,8 @@ def test_levels_follow_the_cpu():
     if flags is None or platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("needs /proc/cpuinfo on x86-64 to know what the CPU has")
     assert LEVELS[0] == "baseline"
-    assert ("avx2" in LEVELS) == ({"avx2", "fma"} <= flags)
-    assert ("avx512" in LEVELS) == ({"avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags)
+    assert ("avx2" in LEVELS) == ({"avx2", "fma", "f16c"} <= flags)
+    assert ("avx512" in LEVELS) == ({"avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags)
     if not os.environ.get("THERMOSSL_SIMD"):
         assert thermossl.simd_level() == LEVELS[-1]  # the best level is the default
 

@@ -96,23 +96,28 @@ def test_any_strides_and_batched_input_read_in_place():
     torch.testing.assert_close(tt.cross_entropy(q3, E3, 0.5), -(q3 * torch.log_softmax(-E3 / 0.5, -1)).sum(-1))
 
 
-def test_cpu_input_reaches_the_core_without_a_copy(monkeypatch):
-    """The kernel sees the tensor's own memory (numpy view with its strides)."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_cpu_input_reaches_the_core_without_a_copy(monkeypatch, dtype):
+    """The kernel sees the tensor's own memory (its address, strides and dtype): half input too,
+    which the kernel converts in registers (no converted copy is made by the op)."""
     from thermossl.torch import _kernels
 
     seen = {}
-    original = _kernels._core.row_softmax
+    original = _kernels._HOST.row_softmax
 
-    def spy(a, *args, **kwargs):
-        seen["ptr"], seen["strides"] = a.__array_interface__["data"][0], a.strides
-        return original(a, *args, **kwargs)
+    def spy(dtype_name, a, *args, **kwargs):
+        seen["dtype"], seen["matrix"] = dtype_name, a
+        return original(dtype_name, a, *args, **kwargs)
 
-    monkeypatch.setattr(_kernels._core, "row_softmax", spy)
-    base = torch.randn(8, 6)
+    monkeypatch.setattr(_kernels._HOST, "row_softmax", spy)
+    base = torch.randn(8, 6).to(dtype)
     view = base.t()
-    tt.softmax(view)
-    assert seen["ptr"] == view.data_ptr()
-    assert seen["strides"] == (4, 24)
+    out = tt.softmax(view)
+    assert seen["matrix"] == (view.data_ptr(), 6, 8, 1, 6)
+    assert seen["dtype"] == str(dtype).removeprefix("torch.")
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), torch.softmax(view.float(), -1), atol=1e-2 if dtype != torch.float32 else 1e-6,
+                               rtol=0)
 
 
 def test_forbidden_states_get_zero_probability_and_finite_gradients():
@@ -339,3 +344,86 @@ def test_sinkhorn_errors_and_warning():
 def test_import_thermossl_does_not_import_torch():
     code = "import sys, thermossl; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ----------------------------------------------------------------------------- half input in the kernels
+@pytest.fixture(params=thermossl._core.simd_levels())
+def simd_level(request):
+    before = thermossl._core.simd_level()
+    thermossl._core.set_simd_level(request.param)
+    yield request.param
+    thermossl._core.set_simd_level(before)
+
+
+def _kernel_rows(x, scale, q=None):
+    """The row kernels' float32 results on x (any dtype) through thermossl.torch's binding."""
+    from thermossl.torch import _kernels
+
+    n, k = x.shape
+    out = {name: torch.empty(n) for name in ("log_z", "entropy", "loss")}
+    out.update({name: torch.empty(n, k) for name in ("p", "log_p", "grad", "grad_s")})
+    _kernels.row_logsumexp(x, scale, None, out["log_z"])
+    _kernels.row_softmax(x, scale, None, out["p"])
+    _kernels.row_log_softmax(x, scale, None, out["log_p"])
+    _kernels.row_entropy(x, scale, None, out["entropy"], None)
+    _kernels.row_entropy_grad(x, scale, None, out["grad_s"], None)
+    _kernels.row_cross_entropy(q, x, scale, None, out["loss"], out["grad"], torch.empty(n))
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("layout", ["rows", "transposed"])
+def test_half_input_in_the_kernel_at_every_level(simd_level, dtype, layout):
+    """The kernels read bfloat16/float16 matrices themselves: their float32 results equal the
+    float32 kernels' on the same values to the bit, and are within the float32 bounds of
+    test_simd_levels (log Z 1 eps, p 4 eps, S 8 eps, L 4 eps) of numpy in float64 on the half
+    values converted exactly."""
+    import numpy as np
+
+    gen = torch.Generator().manual_seed(5)
+    n, k, T = 48, 1031, 0.3
+    E = (torch.randn(n, k, generator=gen) * 2).to(dtype)
+    E[4, 9] = float("inf")  # a forbidden state
+    q = torch.softmax(torch.randn(n, k, generator=gen), 1).to(dtype)
+    q[4, 9] = 0
+    if layout == "transposed":
+        E, q = E.t().contiguous().t(), q.t().contiguous().t()
+    half = _kernel_rows(E, -1.0 / T, q)
+    single = _kernel_rows(E.float(), -1.0 / T, q.float())
+    for name in half:
+        assert torch.equal(half[name], single[name]), name
+    # independent reference: numpy float64 on the exact values of the half elements
+    E64, q64 = E.double().numpy(), q.double().numpy()
+    x = -E64 / T
+    m = x.max(1, keepdims=True)
+    t = x - m
+    log_z1 = np.log(np.exp(t).sum(1, keepdims=True))
+    log_p = t - log_z1
+    p = np.exp(log_p)
+    with np.errstate(invalid="ignore"):
+        S = -np.where(p > 0, p * log_p, 0).sum(1)
+        L = -np.where(q64 > 0, q64 * log_p, 0).sum(1)
+    lz = (m + log_z1)[:, 0]
+    eps = float(np.finfo(np.float32).eps)
+    assert np.max(np.abs(half["log_z"].numpy() - lz) / np.maximum(np.abs(lz), 1)) <= eps
+    assert np.max(np.abs(half["p"].numpy() - p)) <= 4 * eps
+    assert np.max(np.abs(half["entropy"].numpy() - S) / np.maximum(S, 1)) <= 8 * eps
+    assert np.max(np.abs(half["loss"].numpy() - L) / np.maximum(L, 1)) <= 4 * eps
+    finite = np.isfinite(log_p)
+    assert np.max(np.abs(half["log_p"].numpy()[finite] - log_p[finite]) / np.maximum(np.abs(log_p[finite]), 1)) <= 4 * eps
+    assert half["log_p"][4, 9] == -float("inf") and half["p"][4, 9] == 0 and half["grad"][4, 9] == 0
+    grad_ref = (q64 - p * q64.sum(1, keepdims=True)) / T  # d loss / dE
+    assert np.max(np.abs(half["grad"].numpy() - grad_ref)) <= 8 * eps / T
+
+
+@pytest.mark.parametrize("n_iter", [3, None])
+def test_sinkhorn_reads_scores_with_a_signed_scale(n_iter):
+    """energy_sign=-1: the scores are read in place as E = -scores (no negated copy) and the
+    result is the solver's on the negated energies, to the bit."""
+    s = torch.randn(120, 17, dtype=torch.float32) * 2
+    a = tt.sinkhorn(s, 0.3, n_iter=n_iter, energy_sign=-1)
+    b = tt.sinkhorn(-s, 0.3, n_iter=n_iter)
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+    with pytest.raises(ValueError, match="energy_sign must be 1 or -1"):
+        tt.sinkhorn(s, 0.3, energy_sign=0)

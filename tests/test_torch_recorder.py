@@ -100,6 +100,8 @@ def test_dino_recorder_measures_the_teacher_labels():
 
 
 def test_index_is_passed_on_only_when_given(monkeypatch):
+    """With index= the recorder chains labels through Demon's general path; without it, its
+    own fused passes (Demon.measure is not called)."""
     rec = tt.LedgerRecorder(T=0.1)
     seen = {}
 
@@ -111,10 +113,10 @@ def test_index_is_passed_on_only_when_given(monkeypatch):
     out = torch.randn(8, 4)
     rec.measure(out, index=np.arange(8))
     assert "index" in seen and seen["q_before"] is None
-    rec._pending = False
+    rec._pending = None
     seen.clear()
-    rec.measure(out)
-    assert "index" not in seen and seen["q_before"].shape == (8, 4)
+    label = rec.measure(out)
+    assert not seen and label.q.shape == (8, 4)
 
 
 def test_recorder_errors():
@@ -144,3 +146,114 @@ def test_readme_torch_example_runs(monkeypatch, tmp_path):
     ledger = namespace["recorder"].ledger
     assert len(ledger) == 5
     assert np.max(np.abs(ledger.column("res_first_law"))) < 1e-5
+
+
+# ----------------------------------------------------------------------------- deferred books (the CUDA mode)
+def _swav_cycles(rec, steps=4, seed=5, dtype=torch.float64):
+    """A SwAV-like loop driving measure/feedback directly (codes, mu and log Z from Sinkhorn)."""
+    X, P = model_and_data(seed)
+    n = X.shape[0] // 2
+    for step in range(steps):
+        out = scores_of(X, P).detach().to(dtype)
+        res = tt.sinkhorn(out[:n], 0.05, n_iter=3, energy_sign=-1)
+        rec.measure(out[:n], res.q, mu=res.mu, T_label=0.05, charge_err=0.0, log_z_label=-res.f.double() / 0.05)
+        with torch.no_grad():
+            P -= 0.05 * torch.sin(P + step)
+        rec.feedback(scores_of(X, P).detach().to(dtype)[n:], scores_before=out[n:])
+
+
+class _NoHostSync:
+    """Makes every tensor -> host scalar/array transfer raise (the synchronisations a CUDA step
+    would pay): .item(), float(), bool(), .tolist(), .cpu() — except while ``allowed()`` (the
+    recorder's batch copy)."""
+
+    def __init__(self, monkeypatch, allowed):
+        self.monkeypatch = monkeypatch
+        self.allowed = allowed
+
+    def __enter__(self):
+        for name in ("item", "__float__", "__bool__", "tolist", "cpu"):
+            original = getattr(torch.Tensor, name)
+
+            def guarded(*args, _original=original, **kwargs):
+                if not self.allowed():
+                    raise AssertionError("a host synchronisation inside a deferred step")
+                return _original(*args, **kwargs)
+
+            self.monkeypatch.setattr(torch.Tensor, name, guarded)
+        return self
+
+    def __exit__(self, *exc):
+        self.monkeypatch.undo()
+        return False
+
+
+def test_deferred_books_equal_the_immediate_ones_and_copy_in_batches(monkeypatch):
+    """deferred=True (what CUDA tensors get by default) keeps each cycle's sums on the tensors'
+    device: no host synchronisation inside measure/feedback, the rows reach the ledger in one
+    copy per flush (reading ``ledger``, or every ``flush_every`` cycles), equal to the rows of
+    the immediate mode."""
+    immediate = tt.LedgerRecorder(T=0.1)
+    _swav_cycles(immediate)
+    deferred = tt.LedgerRecorder(T=0.1, deferred=True, flush_every=3)
+    flushes = []
+    flushing = [False]
+    original = deferred.flush
+
+    def counted():
+        flushes.append(len(deferred._queue))
+        flushing[0] = True
+        try:
+            original()
+        finally:
+            flushing[0] = False
+
+    deferred.flush = counted
+    with _NoHostSync(monkeypatch, allowed=lambda: flushing[0]):
+        _swav_cycles(deferred, steps=2)
+        assert len(deferred.demon.ledger) == 0 and len(deferred._queue) == 2  # nothing copied yet
+        _swav_cycles(deferred, steps=2)  # the third cycle reaches flush_every: one batch copy
+    assert flushes[0] == 3 and len(deferred.demon.ledger) == 3 and len(deferred._queue) == 1
+    rows = deferred.ledger  # reading the books flushes the rest
+    assert len(rows) == 4 and not deferred._queue
+    # the same loop twice from the same seed: cycles 0-1 and 2-3 repeat the immediate 0-1
+    for got, want in zip(rows, list(immediate.ledger)[:2] * 2):
+        for field in Ledger.fields:
+            if field == "t":
+                continue
+            assert got[field] == pytest.approx(want[field], rel=1e-12, abs=1e-14), field
+    assert [r["t"] for r in rows] == [0, 1, 2, 3]
+
+
+def test_recorder_books_equal_the_demon_in_float32():
+    """float32 scores: the recorder's fused passes give the Demon's books to float32 rounding."""
+    rec = tt.LedgerRecorder(T=0.1)
+    X, P = model_and_data(9, n=256, k=50)
+    out = scores_of(X, P).detach().float()
+    res = tt.sinkhorn(out, 0.05, n_iter=3, energy_sign=-1)
+    label = rec.measure(out, res.q, mu=res.mu, T_label=0.05, log_z_label=-res.f.double() / 0.05)
+    after = out * 0.97 + 0.01
+    row = rec.feedback(after)
+    reference = Demon(0.1, thermossl.reservoirs.swav())
+    E = -out.numpy()
+    reference._labels = None
+    ref_label = thermossl.reservoirs.LabelState(q=res.q.numpy(), mu=label.mu, charges=label.charges,
+                                                charge_err=label.charge_err, T=0.05, method="given")
+    reference.reservoir = type("Given", (thermossl.reservoirs.Reservoir,), {
+        "T": 0.05, "assign": lambda self, E, w=None: ref_label})()
+    reference.measure(E, q_before=thermossl.gibbs(E, 0.1))
+    ref_row = reference.feedback(-after.numpy())
+    for field in Ledger.fields:
+        assert row[field] == pytest.approx(ref_row[field], rel=2e-4, abs=2e-5), field
+    assert abs(row["res_first_law"]) < 1e-5 and abs(row["res_E2"]) < 1e-4
+
+
+def test_deferred_flush_names_a_bad_cycle():
+    rec = tt.LedgerRecorder(T=0.1, deferred=True)
+    s = torch.randn(16, 5, dtype=torch.float64)
+    q = torch.softmax(torch.randn(16, 5, dtype=torch.float64), 1)
+    q[3, 1] = float("nan")
+    rec.measure(s, q, mu=torch.zeros(5))
+    assert rec.feedback(s * 1.01) is None  # deferred: the row comes with the next flush
+    with pytest.raises(ValueError, match="cycle 0 has non-finite sums"):
+        rec.flush()

@@ -146,11 +146,13 @@ PYBIND11_MODULE(_cuda, m) {
                          double temperature, std::uintptr_t weights, std::uintptr_t targets, std::uintptr_t mu0,
                          std::int64_t fixed_iterations, double tolerance, std::int64_t max_iterations,
                          std::uintptr_t f, std::uintptr_t mu, std::uintptr_t q, std::uintptr_t charges,
-                         std::uintptr_t workspace, int check_every) {
+                         std::uintptr_t workspace, int check_every, double energy_sign) {
         if (!(temperature > 0)) throw py::value_error("temperature must be > 0");
+        if (energy_sign != 1.0 && energy_sign != -1.0) throw py::value_error("energy_sign must be 1 or -1");
         if (fixed_iterations < 0 || max_iterations < 1) throw py::value_error("iteration counts out of range");
         thermossl::SinkhornOptions options;
         options.temperature = temperature;
+        options.energy_sign = energy_sign;
         options.fixed_iterations = fixed_iterations;
         options.tolerance = tolerance;
         options.max_iterations = max_iterations;
@@ -179,5 +181,9 @@ PYBIND11_MODULE(_cuda, m) {
         }
         return py::make_tuple(report.iterations, report.charge_error, report.converged,
                               static_cast<int>(report.status), report.index);
-    });
+    }, py::arg("dtype"), py::arg("device"), py::arg("stream"), py::arg("e"), py::arg("temperature"), py::arg("weights"),
+       py::arg("targets"), py::arg("mu0"), py::arg("fixed_iterations"), py::arg("tolerance"), py::arg("max_iterations"),
+       py::arg("f"), py::arg("mu"), py::arg("q"), py::arg("charges"), py::arg("workspace"), py::arg("check_every"),
+       py::arg("energy_sign") = 1.0,
+       "Log-domain Sinkhorn on the device; energy_sign=-1: e holds scores s and the energies are -s (no copy).");
 }

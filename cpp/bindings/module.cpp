@@ -3,10 +3,12 @@
 // messages; the checks here are a second line of defence so a wrong call can never crash.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #ifdef _OPENMP
@@ -205,8 +207,9 @@ py::tuple sinkhorn(const py::array& energy, double temperature, const py::object
                    std::int64_t max_iterations, const py::object& f, const py::object& mu, const py::object& q,
                    const py::object& charges, double relaxation, std::int64_t check_interval,
                    const std::string& error_norm, bool strict_tolerance, const py::object& row_scaling0,
-                   bool fix_gauge, const py::object& errors) {
+                   bool fix_gauge, const py::object& errors, double energy_sign) {
     if (!(temperature > 0) || !std::isfinite(temperature)) throw py::value_error("temperature must be finite and > 0");
+    if (energy_sign != 1.0 && energy_sign != -1.0) throw py::value_error("energy_sign must be 1 or -1");
     if (!(relaxation < 2.0) || std::isnan(relaxation)) throw py::value_error("relaxation must be < 2 (<= 0: automatic)");
     if (fixed_iterations < 0 || max_iterations < 1 || check_interval < 1)
         throw py::value_error("iteration counts out of range");
@@ -230,6 +233,7 @@ py::tuple sinkhorn(const py::array& energy, double temperature, const py::object
         if (f_ptr == nullptr || mu_ptr == nullptr) throw py::value_error("f and mu are required");
         thermossl::SinkhornOptions options;
         options.temperature = temperature;
+        options.energy_sign = energy_sign;
         options.fixed_iterations = fixed_iterations;
         options.tolerance = tolerance;
         options.max_iterations = max_iterations;
@@ -350,6 +354,120 @@ thermossl::SimdLevel simd_level_from_name(const std::string& name) {
     throw py::value_error("unknown SIMD level '" + name + "': expected 'baseline', 'avx2' or 'avx512'");
 }
 
+
+// ------------------------------------------------------------------ kernels on raw host pointers
+// For thermossl.torch, whose tensors may be bfloat16 or float16 (numpy has no bfloat16): a matrix
+// is (address, rows, cols, row_stride, col_stride) with strides in elements, outputs are
+// addresses (0 = none) of C-contiguous arrays of Real<T> (float32 for the half types, else the
+// input's dtype), as in the CUDA module. The caller (python/thermossl/torch/_kernels.py) has
+// validated shapes, dtypes and lifetimes; nothing here can check a pointer.
+using RawMatrix = std::tuple<std::uintptr_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t>;
+
+template <class T>
+MatrixView<T> raw_view(const RawMatrix& m) {
+    if (std::get<0>(m) == 0 && std::get<1>(m) * std::get<2>(m) != 0) throw py::value_error("null matrix address");
+    if (std::get<1>(m) < 0 || std::get<2>(m) < 0) throw py::value_error("negative matrix shape");
+    return MatrixView<T>{reinterpret_cast<const T*>(std::get<0>(m)), std::get<1>(m), std::get<2>(m), std::get<3>(m),
+                         std::get<4>(m)};
+}
+
+template <class T>
+T* raw_ptr(std::uintptr_t p) {
+    return reinterpret_cast<T*>(p);
+}
+
+template <class Fn>
+void dispatch_name(const std::string& dtype, Fn&& fn) {
+    if (dtype == "float32") {
+        fn(float{});
+    } else if (dtype == "float64") {
+        fn(double{});
+    } else if (dtype == "bfloat16") {
+        fn(thermossl::bfloat16{});
+    } else if (dtype == "float16") {
+        fn(thermossl::float16{});
+    } else {
+        throw py::type_error("thermossl kernels take float32, float64, bfloat16 or float16, got " + dtype);
+    }
+}
+
+void def_pointer_kernels(py::module_& m) {
+    auto p = m.def_submodule(
+        "pointers", "Row kernels on raw host addresses, any of float32/float64/bfloat16/float16 in (thermossl.torch).");
+    p.def("row_logsumexp", [](const std::string& dtype, const RawMatrix& a, double scale, std::uintptr_t shift,
+                              std::uintptr_t out) {
+        dispatch_name(dtype, [&](auto tag) {
+            using T = decltype(tag);
+            using R = thermossl::Real<T>;
+            const auto av = raw_view<T>(a);
+            if (out == 0) throw py::value_error("out is required");
+            py::gil_scoped_release release;
+            thermossl::row_logsumexp<T>(av, scale, raw_ptr<const double>(shift), nullptr, raw_ptr<R>(out), nullptr);
+        });
+    }, py::arg("dtype"), py::arg("a"), py::arg("scale"), py::arg("shift"), py::arg("out"));
+    p.def("row_softmax", [](const std::string& dtype, const RawMatrix& a, double scale, std::uintptr_t shift,
+                            std::uintptr_t p_out, std::uintptr_t log_z) {
+        dispatch_name(dtype, [&](auto tag) {
+            using T = decltype(tag);
+            using R = thermossl::Real<T>;
+            const auto av = raw_view<T>(a);
+            if (p_out == 0) throw py::value_error("p is required");
+            py::gil_scoped_release release;
+            thermossl::row_softmax<T>(av, scale, raw_ptr<const double>(shift), raw_ptr<R>(p_out), raw_ptr<R>(log_z));
+        });
+    }, py::arg("dtype"), py::arg("a"), py::arg("scale"), py::arg("shift"), py::arg("p"), py::arg("log_z"));
+    p.def("row_log_softmax", [](const std::string& dtype, const RawMatrix& a, double scale, std::uintptr_t shift,
+                                std::uintptr_t log_p) {
+        dispatch_name(dtype, [&](auto tag) {
+            using T = decltype(tag);
+            using R = thermossl::Real<T>;
+            const auto av = raw_view<T>(a);
+            if (log_p == 0) throw py::value_error("log_p is required");
+            py::gil_scoped_release release;
+            thermossl::row_log_softmax<T>(av, scale, raw_ptr<const double>(shift), raw_ptr<R>(log_p));
+        });
+    }, py::arg("dtype"), py::arg("a"), py::arg("scale"), py::arg("shift"), py::arg("log_p"));
+    p.def("row_entropy", [](const std::string& dtype, const RawMatrix& a, double scale, std::uintptr_t shift,
+                            std::uintptr_t entropy, std::uintptr_t log_z) {
+        dispatch_name(dtype, [&](auto tag) {
+            using T = decltype(tag);
+            using R = thermossl::Real<T>;
+            const auto av = raw_view<T>(a);
+            if (entropy == 0) throw py::value_error("entropy is required");
+            py::gil_scoped_release release;
+            thermossl::row_entropy<T>(av, scale, raw_ptr<const double>(shift), raw_ptr<R>(entropy), raw_ptr<R>(log_z));
+        });
+    }, py::arg("dtype"), py::arg("a"), py::arg("scale"), py::arg("shift"), py::arg("entropy"), py::arg("log_z"));
+    p.def("row_cross_entropy", [](const std::string& dtype, const RawMatrix& q, const RawMatrix& a, double scale,
+                                  std::uintptr_t shift, std::uintptr_t loss, std::uintptr_t grad, std::uintptr_t log_z) {
+        dispatch_name(dtype, [&](auto tag) {
+            using T = decltype(tag);
+            using R = thermossl::Real<T>;
+            const auto qv = raw_view<T>(q);
+            const auto av = raw_view<T>(a);
+            if (qv.rows != av.rows || qv.cols != av.cols) throw py::value_error("q must have the shape of a");
+            if (loss == 0) throw py::value_error("loss is required");
+            py::gil_scoped_release release;
+            thermossl::row_cross_entropy<T>(qv, av, scale, raw_ptr<const double>(shift), raw_ptr<R>(loss),
+                                            raw_ptr<R>(grad), raw_ptr<R>(log_z));
+        });
+    }, py::arg("dtype"), py::arg("q"), py::arg("a"), py::arg("scale"), py::arg("shift"), py::arg("loss"),
+       py::arg("grad"), py::arg("log_z"));
+    p.def("row_entropy_grad", [](const std::string& dtype, const RawMatrix& a, double scale, std::uintptr_t shift,
+                                 std::uintptr_t grad, std::uintptr_t entropy, std::uintptr_t log_z) {
+        dispatch_name(dtype, [&](auto tag) {
+            using T = decltype(tag);
+            using R = thermossl::Real<T>;
+            const auto av = raw_view<T>(a);
+            if (grad == 0) throw py::value_error("grad is required");
+            py::gil_scoped_release release;
+            thermossl::row_entropy_grad<T>(av, scale, raw_ptr<const double>(shift), raw_ptr<R>(grad),
+                                           raw_ptr<R>(entropy), raw_ptr<R>(log_z));
+        });
+    }, py::arg("dtype"), py::arg("a"), py::arg("scale"), py::arg("shift"), py::arg("grad"), py::arg("entropy"),
+       py::arg("log_z"));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -382,9 +500,10 @@ PYBIND11_MODULE(_core, m) {
           py::arg("max_iterations") = 1000, py::arg("f"), py::arg("mu"), py::arg("q") = none,
           py::arg("charges") = none, py::arg("relaxation") = 1.0, py::arg("check_interval") = 1,
           py::arg("error_norm") = "l1", py::arg("strict_tolerance") = false, py::arg("row_scaling0") = none,
-          py::arg("fix_gauge") = true, py::arg("errors") = none,
+          py::arg("fix_gauge") = true, py::arg("errors") = none, py::arg("energy_sign") = 1.0,
           "Log-domain Sinkhorn balancing; returns (iterations, err, converged, status, index). Ctrl-C raises "
-          "KeyboardInterrupt within ~10 ms (on the main thread). errors (a list): the error of every test is appended.");
+          "KeyboardInterrupt within ~10 ms (on the main thread). errors (a list): the error of every test is appended. "
+          "energy_sign=-1: E holds scores s and the energies are -s (read with a signed scale, no copy).");
     m.def("sinkhorn_pass", &sinkhorn_pass, py::arg("E"), py::arg("temperature"), py::arg("w"), py::arg("mu"),
           py::arg("f"), py::arg("charges"), py::arg("q") = none,
           "One fused Sinkhorn pass at mu: f (float64, N) and the weighted charges (float64, K), q when given; "
@@ -413,6 +532,7 @@ PYBIND11_MODULE(_core, m) {
             throw py::value_error("SIMD level '" + name + "' is not supported by this build or CPU");
         thermossl::set_simd_level(level);
     }, py::arg("name"), "Switch the SIMD level for the whole process (for tests and benchmarks).");
+    def_pointer_kernels(m);
 #ifdef _OPENMP
     m.attr("openmp") = true;
     // The OpenMP runtime's own setting (omp_set_num_threads), as torch.set_num_threads and

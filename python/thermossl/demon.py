@@ -614,6 +614,45 @@ class _LabelStore:
             self.ids, self.q = ids_all[order], q_all[order]
 
 
+def cycle_row(t: int, T: float, W: float, before, after, Q: float, U_start: float, U_measured: float, S_q: float,
+              Sigma: float, D_prev_to_new: float, charges, charge_err: float, mu_summary) -> dict:
+    """The ledger row of a completed cycle from its sums over samples (shared by
+    :class:`Demon` and thermossl.torch's LedgerRecorder): W the work of the feedback stroke;
+    ``before`` = (log Z, D, L, U[q], S[p], U[p]) of the labels against the Gibbs state before
+    the step, ``after`` = (log Z, D, L, U[q]) after it; Q, U_start, U_measured, S_q, Sigma and
+    D(q_prev || q) of the measurement; the charges (K,) of the labels, their error and
+    (min, max, mean) of mu."""
+    log_z_b, D_before, L_before, U_b, S_p, U_p = before
+    log_z_a, D_after, L_after, U_a = after
+    F_before = -T * log_z_b
+    F_after = -T * log_z_a
+    H_N = shannon_entropy(charges)
+    information = H_N - S_q
+    W_ext = -W
+    dF = F_after - F_before
+    dU = (U_measured - U_start) + (U_a - U_b)
+    mu_min, mu_max, mu_mean = mu_summary
+    return {
+        "t": t,
+        "W": W, "Q": Q, "dU": dU, "W_ext": W_ext,
+        "U_start": U_start, "U_measured": U_measured, "U_end": U_a,
+        "F_before": F_before, "F_after": F_after, "dF": dF,
+        "S_q": S_q, "S_p": S_p, "D_before": D_before, "D_after": D_after,
+        "L_before": L_before, "L_after": L_after,
+        "Sigma": Sigma, "I": information, "H_N": H_N,
+        "charge_err": charge_err,
+        "mu_min": mu_min, "mu_max": mu_max, "mu_mean": mu_mean,
+        "eta": 1.0 - D_after / D_before if D_before > 0 else math.nan,
+        "W_ext_over_TI": W_ext / (T * information) if information > 0 else math.nan,
+        "res_first_law": dU - (W + Q),
+        "res_D1": W_ext - (T * (D_before - D_after) - dF),
+        "res_G1": F_before - (U_p - T * S_p),
+        "res_G2": L_before - (S_q + D_before),
+        "res_G4": L_before - (U_b - F_before) / T,
+        "res_E2": Sigma - D_prev_to_new,
+    }
+
+
 def _mu_summary(mu):
     return float(np.min(mu)), float(np.max(mu)), float(np.mean(mu))
 
@@ -778,39 +817,11 @@ class Demon:
         sums = self._sum_over_samples(np.array(
             [work.sum()] + [reduce(w, rows_b[f]) for f in fields_b] + [reduce(w, rows_a[f]) for f in fields_a]
         ))
-        W = float(sums[0])
-        log_z_b, D_before, L_before, U_b, S_p, U_p = (float(v) for v in sums[1:7])
-        log_z_a, D_after, L_after, U_a = (float(v) for v in sums[7:11])
-        F_before = -T * log_z_b
-        F_after = -T * log_z_a
-        U_measured, S_q = pending["U_measured"], pending["S_q"]
-        charges = pending["charges"]
-        H_N = shannon_entropy(charges)
-        information = H_N - S_q
-        Q = pending["Q"]
-        W_ext = -W
-        dF = F_after - F_before
-        dU = (U_measured - pending["U_start"]) + (U_a - U_b)
-        mu_min, mu_max, mu_mean = _mu_summary(pending["label"].mu)
-        row = {
-            "t": len(self.ledger),
-            "W": W, "Q": Q, "dU": dU, "W_ext": W_ext,
-            "U_start": pending["U_start"], "U_measured": U_measured, "U_end": U_a,
-            "F_before": F_before, "F_after": F_after, "dF": dF,
-            "S_q": S_q, "S_p": S_p, "D_before": D_before, "D_after": D_after,
-            "L_before": L_before, "L_after": L_after,
-            "Sigma": pending["Sigma"], "I": information, "H_N": H_N,
-            "charge_err": pending["label"].charge_err,
-            "mu_min": mu_min, "mu_max": mu_max, "mu_mean": mu_mean,
-            "eta": 1.0 - D_after / D_before if D_before > 0 else math.nan,
-            "W_ext_over_TI": W_ext / (T * information) if information > 0 else math.nan,
-            "res_first_law": dU - (W + Q),
-            "res_D1": W_ext - (T * (D_before - D_after) - dF),
-            "res_G1": F_before - (U_p - T * S_p),
-            "res_G2": L_before - (S_q + D_before),
-            "res_G4": L_before - (U_b - F_before) / T,
-            "res_E2": pending["Sigma"] - pending["D_prev_to_new"],
-        }
+        row = cycle_row(
+            len(self.ledger), T, float(sums[0]), (float(v) for v in sums[1:7]), (float(v) for v in sums[7:11]),
+            pending["Q"], pending["U_start"], pending["U_measured"], pending["S_q"], pending["Sigma"],
+            pending["D_prev_to_new"], pending["charges"], pending["label"].charge_err,
+            _mu_summary(pending["label"].mu))
         self.ledger.append(row)
         self.work_per_sample = work
         self.heat_per_sample = pending["heat"]

@@ -7,7 +7,9 @@
 // inline wrappers at the end of this header do exactly that mapping.
 //
 // All outputs are C-contiguous (row-major) arrays owned by the caller; inputs may have any
-// strides. Every kernel reads each row of its inputs once from memory (the extra passes named
+// strides. Inputs may be float, double, bfloat16 or float16 (thermossl/half.hpp): half inputs are
+// converted to float in registers as they are read and the outputs are float (Real<T>).
+// Every kernel reads each row of its inputs once from memory (the extra passes named
 // below run over a row already in cache) and writes its outputs once.
 //
 // Rows whose max of x is not finite (all states forbidden, an x = +inf, or nan) follow the
@@ -26,17 +28,17 @@ namespace thermossl {
 
 /// p_iy = exp(x_iy - log Z_i). Passes per row: max, exp+sum (writes p), scale p.
 template <class T>
-void row_softmax(const MatrixView<T>& a, double scale, const double* shift, Same<T>* p, Same<T>* log_z);
+void row_softmax(const MatrixView<T>& a, double scale, const double* shift, Real<T>* p, Real<T>* log_z);
 
 /// log p_iy = x_iy - log Z_i, with scipy.special.log_softmax's conventions for rows whose max is
 /// not finite. Passes per row: max, exp+sum, write.
 template <class T>
-void row_log_softmax(const MatrixView<T>& a, double scale, const double* shift, Same<T>* log_p);
+void row_log_softmax(const MatrixView<T>& a, double scale, const double* shift, Real<T>* log_p);
 
 /// entropy_i = -sum_y p_iy log p_iy = log Z_i - sum_y p_iy x_iy, without materialising p
 /// (0 log 0 = 0: forbidden states contribute nothing). Passes per row: max, sums.
 template <class T>
-void row_entropy(const MatrixView<T>& a, double scale, const double* shift, Same<T>* entropy, Same<T>* log_z);
+void row_entropy(const MatrixView<T>& a, double scale, const double* shift, Real<T>* entropy, Real<T>* log_z);
 
 /// loss_i = -sum_y q_iy log p_iy  (the cross-entropy of the label state q against p; 0 where
 /// q_iy = 0 even for forbidden states, +inf where q_iy > 0 on a forbidden state).
@@ -45,14 +47,14 @@ void row_entropy(const MatrixView<T>& a, double scale, const double* shift, Same
 /// Passes per row: max, exp+sums (stores exp in grad), gradient.
 template <class T>
 void row_cross_entropy(const MatrixView<T>& q, const MatrixView<T>& a, double scale, const double* shift,
-                       Same<T>* loss, Same<T>* grad, Same<T>* log_z);
+                       Real<T>* loss, Real<T>* grad, Real<T>* log_z);
 
 /// grad_iy = d S_i / d a_iy = -scale * p_iy (log p_iy + S_i), S_i the row entropy (optional
 /// output). For a = E, scale = -1/T this is (1/T) p (log p + S) of THEORY.md §2 (per row,
 /// before the sample weights w_i). Passes per row: max, exp+sums (stores exp in grad), gradient.
 template <class T>
-void row_entropy_grad(const MatrixView<T>& a, double scale, const double* shift, Same<T>* grad,
-                      Same<T>* entropy, Same<T>* log_z);
+void row_entropy_grad(const MatrixView<T>& a, double scale, const double* shift, Real<T>* grad,
+                      Real<T>* entropy, Real<T>* log_z);
 
 // ---------------------------------------------------------------------------------------
 // Physics names: energies E (N x K), temperature T > 0, optional chemical potentials mu (K).

@@ -38,9 +38,12 @@ namespace thermossl {
 ///
 /// Passes: two over each row (max, then sums), the second from cache; memory traffic is one
 /// read of a (and of b) plus one write of `rows` results.
+///
+/// T may also be bfloat16 or float16 (thermossl/half.hpp): the matrices are read as such and
+/// converted in registers, the sums run in float, and out/sign are float (Real<T>).
 template <class T>
 void row_logsumexp(const MatrixView<T>& a, double scale, const double* shift, const MatrixView<Same<T>>* b,
-                   Same<T>* out, Same<T>* sign);
+                   Real<T>* out, Real<T>* sign);
 
 /// out_j = log sum_i exp(x_ij) for each column j, with x_ij = scale * a_ij + shift_i.
 ///

@@ -57,6 +57,11 @@ enum class SinkhornErrorNorm : int {
 
 struct SinkhornOptions {
     double temperature = 1.0;         // T' > 0
+    // The sign of the energies in the matrix given: +1, it holds E; -1, it holds scores s and the
+    // energies are E = -s (SwAV's and SeLa's codes of prototype scores), read with the signed
+    // scale x = (mu + s)/T' so no negated copy of the scores is made. f, mu, q and the statuses
+    // are those of E either way (a score of +inf is an E = -inf: kInfiniteScore).
+    double energy_sign = 1.0;
     std::int64_t fixed_iterations = 0;  // > 0: exactly this many iterations (SwAV); 0: run to tolerance
     double tolerance = 1e-6;          // stop when sum_y |N_y - c_y| <= tolerance (tolerance mode)
     std::int64_t max_iterations = 1000;  // tolerance mode: give up after this many

@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "thermossl/half.hpp"
+
 namespace thermossl {
 
 namespace detail {

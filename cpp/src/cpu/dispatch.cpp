@@ -34,7 +34,7 @@ namespace {
 bool cpu_has_avx2() {
 #if THERMOSSL_HAVE_AVX2 && (defined(__GNUC__) || defined(__clang__))
     // libgcc's check includes the OS support (XCR0) for the AVX register state.
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 #else
     return false;
 #endif
@@ -128,6 +128,7 @@ const char* simd_level_name(SimdLevel level) {
 
 THERMOSSL_CPU_KERNELS(THERMOSSL_FORWARDER, T)
 THERMOSSL_KERNEL_TYPES(THERMOSSL_KERNEL_INSTANTIATION, THERMOSSL_CPU_KERNELS)
+THERMOSSL_HALF_TYPES(THERMOSSL_KERNEL_INSTANTIATION, THERMOSSL_HALF_INPUT_KERNELS)
 
 #undef THERMOSSL_FORWARDER
 #undef THERMOSSL_CALL_AVX2

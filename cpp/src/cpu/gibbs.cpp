@@ -15,11 +15,12 @@ void fill_row(T* row, std::int64_t k, T value) {
     for (std::int64_t j = 0; j < k; ++j) row[j] = value;
 }
 
-/// Runs row_body(i, row_pointer) for each row of `a` in parallel; the body gets contiguous rows.
-template <class T, class RowBody>
-void for_each_row(const MatrixView<T>& a, RowBody&& row_body) {
+/// Runs row_body(i, row_pointer) for each row of `a` in parallel; the body gets contiguous rows
+/// of the compute type T (In: the stored element type, T or a half type).
+template <class T, class In, class RowBody>
+void for_each_row(const MatrixView<In>& a, RowBody&& row_body) {
     parallel_row_tiles(a.rows, tile_rows<T>(a.cols), a.rows * a.cols, [&] {
-        return [&, reader = RowReader<T>(a)](std::int64_t i0, std::int64_t i1) mutable {
+        return [&, reader = RowReader<T, In>(a)](std::int64_t i0, std::int64_t i1) mutable {
             reader.load(i0, i1);
             for (std::int64_t i = i0; i < i1; ++i) row_body(i, reader.row(i));
         };
@@ -27,10 +28,10 @@ void for_each_row(const MatrixView<T>& a, RowBody&& row_body) {
 }
 
 // Passes: max; exp and sum (e written into p); p *= 1/Z.
-template <class T, bool kShift>
-void softmax_impl(const MatrixView<T>& a, const Exponent ex_shared, T* p, T* log_z) {
+template <class T, bool kShift, class In>
+void softmax_impl(const MatrixView<In>& a, const Exponent ex_shared, T* p, T* log_z) {
     const std::int64_t k = a.cols;
-    for_each_row(a, [&](std::int64_t i, const T* row) {
+    for_each_row<T>(a, [&](std::int64_t i, const T* row) {
         const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
         T* p_row = p + i * k;
         double m = 0.0, z = 0.0;
@@ -50,10 +51,10 @@ void softmax_impl(const MatrixView<T>& a, const Exponent ex_shared, T* p, T* log
 }
 
 // Passes: max; exp and sum; write x - max - log Z.
-template <class T, bool kShift>
-void log_softmax_impl(const MatrixView<T>& a, const Exponent ex_shared, T* log_p) {
+template <class T, bool kShift, class In>
+void log_softmax_impl(const MatrixView<In>& a, const Exponent ex_shared, T* log_p) {
     const std::int64_t k = a.cols;
-    for_each_row(a, [&](std::int64_t i, const T* row) {
+    for_each_row<T>(a, [&](std::int64_t i, const T* row) {
         const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
         T* out = log_p + i * k;
         // The sum in the row's frame (float lanes for float rows, see with_row_frame); the
@@ -82,10 +83,10 @@ void log_softmax_impl(const MatrixView<T>& a, const Exponent ex_shared, T* log_p
 }
 
 // Passes: max; sums of e and e * (x - max). S = log Z' - sum(e (x - max)) / Z'.
-template <class T, bool kShift>
-void entropy_impl(const MatrixView<T>& a, const Exponent ex_shared, T* entropy, T* log_z) {
+template <class T, bool kShift, class In>
+void entropy_impl(const MatrixView<In>& a, const Exponent ex_shared, T* entropy, T* log_z) {
     const std::int64_t k = a.cols;
-    for_each_row(a, [&](std::int64_t i, const T* row) {
+    for_each_row<T>(a, [&](std::int64_t i, const T* row) {
         const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
         double m = 0.0;
         double z = 0.0;
@@ -115,12 +116,12 @@ void entropy_impl(const MatrixView<T>& a, const Exponent ex_shared, T* entropy, 
 }
 
 // Passes over the row of a: max; exp and sums (e stored in grad); gradient (reads q again).
-template <class T, bool kShift>
-void cross_entropy_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Exponent ex_shared,
+template <class T, bool kShift, class In>
+void cross_entropy_impl(const MatrixView<In>& q, const MatrixView<In>& a, const Exponent ex_shared,
                         T* loss, T* grad, T* log_z) {
     const std::int64_t k = a.cols;
     parallel_row_tiles(a.rows, tile_rows<T>(k), a.rows * k, [&] {
-        return [&, ra = RowReader<T>(a), rq = RowReader<T>(q),
+        return [&, ra = RowReader<T, In>(a), rq = RowReader<T, In>(q),
                 scratch = std::vector<T>()](std::int64_t i0, std::int64_t i1) mutable {
             const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
             ra.load(i0, i1);
@@ -180,10 +181,10 @@ void cross_entropy_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Ex
 }
 
 // Passes: max; exp and sums (e stored in grad); gradient. dS/dx_y = -p_y (log p_y + S).
-template <class T, bool kShift>
-void entropy_grad_impl(const MatrixView<T>& a, const Exponent ex_shared, T* grad, T* entropy, T* log_z) {
+template <class T, bool kShift, class In>
+void entropy_grad_impl(const MatrixView<In>& a, const Exponent ex_shared, T* grad, T* entropy, T* log_z) {
     const std::int64_t k = a.cols;
-    for_each_row(a, [&](std::int64_t i, const T* row) {
+    for_each_row<T>(a, [&](std::int64_t i, const T* row) {
         const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
         T* g_row = grad + i * k;
         double m = 0.0;
@@ -237,42 +238,43 @@ void entropy_grad_impl(const MatrixView<T>& a, const Exponent ex_shared, T* grad
     do {                                                          \
         const detail::Exponent ex{scale, shift};               \
         if (shift != nullptr) {                                   \
-            detail::impl<T, true>(__VA_ARGS__);                   \
+            detail::impl<Real<T>, true>(__VA_ARGS__);             \
         } else {                                                  \
-            detail::impl<T, false>(__VA_ARGS__);                  \
+            detail::impl<Real<T>, false>(__VA_ARGS__);            \
         }                                                         \
     } while (0)
 
 template <class T>
-void row_softmax(const MatrixView<T>& a, double scale, const double* shift, Same<T>* p, Same<T>* log_z) {
+void row_softmax(const MatrixView<T>& a, double scale, const double* shift, Real<T>* p, Real<T>* log_z) {
     THERMOSSL_DISPATCH_SHIFT(softmax_impl, a, ex, p, log_z);
 }
 
 template <class T>
-void row_log_softmax(const MatrixView<T>& a, double scale, const double* shift, Same<T>* log_p) {
+void row_log_softmax(const MatrixView<T>& a, double scale, const double* shift, Real<T>* log_p) {
     THERMOSSL_DISPATCH_SHIFT(log_softmax_impl, a, ex, log_p);
 }
 
 template <class T>
-void row_entropy(const MatrixView<T>& a, double scale, const double* shift, Same<T>* entropy, Same<T>* log_z) {
+void row_entropy(const MatrixView<T>& a, double scale, const double* shift, Real<T>* entropy, Real<T>* log_z) {
     THERMOSSL_DISPATCH_SHIFT(entropy_impl, a, ex, entropy, log_z);
 }
 
 template <class T>
 void row_cross_entropy(const MatrixView<T>& q, const MatrixView<T>& a, double scale, const double* shift,
-                       Same<T>* loss, Same<T>* grad, Same<T>* log_z) {
+                       Real<T>* loss, Real<T>* grad, Real<T>* log_z) {
     THERMOSSL_DISPATCH_SHIFT(cross_entropy_impl, q, a, ex, loss, grad, log_z);
 }
 
 template <class T>
-void row_entropy_grad(const MatrixView<T>& a, double scale, const double* shift, Same<T>* grad,
-                      Same<T>* entropy, Same<T>* log_z) {
+void row_entropy_grad(const MatrixView<T>& a, double scale, const double* shift, Real<T>* grad,
+                      Real<T>* entropy, Real<T>* log_z) {
     THERMOSSL_DISPATCH_SHIFT(entropy_grad_impl, a, ex, grad, entropy, log_z);
 }
 
 #undef THERMOSSL_DISPATCH_SHIFT
 
 THERMOSSL_INSTANTIATE_KERNELS(THERMOSSL_GIBBS_KERNELS)
+THERMOSSL_INSTANTIATE_HALF_INPUT_KERNELS(THERMOSSL_GIBBS_KERNELS)
 
 }  // namespace THERMOSSL_ISA_NS
 }  // namespace thermossl

@@ -2,7 +2,8 @@
 //
 // Every kernel source is compiled once per SIMD level: CMake defines THERMOSSL_ISA_NS (the
 // namespace of that build: isa_baseline, isa_avx2, isa_avx512) and, for the AVX2 build,
-// THERMOSSL_ISA_AVX2, which turns on `#pragma GCC target("avx2,fma")` for the code that follows;
+// THERMOSSL_ISA_AVX2, which turns on `#pragma GCC target("avx2,fma,f16c")` for the code that follows
+// (F16C: the float16 conversions of load_element.hpp; every AVX2 CPU has it);
 // for the AVX-512 build THERMOSSL_ISA_AVX512 (AVX-512 F/BW/DQ/VL with AVX2 and FMA, 512-bit
 // vectors preferred: 16 float or 8 double lanes, and mask registers for the selects). dispatch.cpp picks a
 // level at run time (thermossl/simd.hpp). Nothing is compiled with -m flags, so a wheel built here
@@ -22,6 +23,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#if defined(THERMOSSL_ISA_AVX2) || defined(THERMOSSL_ISA_AVX512)
+#include <immintrin.h>  // the F16C / AVX-512 conversions of load_element.hpp
+#endif
 
 #include "thermossl/gibbs.hpp"
 #include "thermossl/logsumexp.hpp"
@@ -35,20 +39,20 @@
 
 #if defined(THERMOSSL_ISA_AVX512)
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma"))), \
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"))), \
                              apply_to = function)
 #elif defined(__GNUC__)
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,prefer-vector-width=512")
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,prefer-vector-width=512")
 #endif
 #define THERMOSSL_MADD(a, b, c) std::fma((a), (b), (c))
 #define THERMOSSL_HAS_FMA 1
 #elif defined(THERMOSSL_ISA_AVX2)
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #elif defined(__GNUC__)
 #pragma GCC push_options
-#pragma GCC target("avx2,fma")
+#pragma GCC target("avx2,fma,f16c")
 #endif
 // Fused multiply-add where the polynomial evaluation wants it (the build uses -ffp-contract=off,
 // so nothing else is fused: an exponent computed in two passes compares equal to itself).

@@ -12,29 +12,31 @@
 // signature that differs from the entry here gives an undefined reference at link time.
 #pragma once
 
-// cpp/src/cpu/logsumexp.cpp
-#define THERMOSSL_LOGSUMEXP_KERNELS(X, T)                                                                   \
+// cpp/src/cpu/logsumexp.cpp (the row kernel also takes half-precision input: see below)
+#define THERMOSSL_ROW_LOGSUMEXP_KERNELS(X, T)                                                               \
     X(void, row_logsumexp, (const MatrixView<T>& a, double scale, const double* shift,                     \
-                            const MatrixView<Same<T>>* b, Same<T>* out, Same<T>* sign),                      \
-      (a, scale, shift, b, out, sign))                                                                      \
+                            const MatrixView<Same<T>>* b, Real<T>* out, Real<T>* sign),                      \
+      (a, scale, shift, b, out, sign))
+#define THERMOSSL_LOGSUMEXP_KERNELS(X, T)                                                                   \
+    THERMOSSL_ROW_LOGSUMEXP_KERNELS(X, T)                                                                   \
     X(void, col_logsumexp, (const MatrixView<T>& a, double scale, const double* shift, Same<T>* out),        \
       (a, scale, shift, out))
 
-// cpp/src/cpu/gibbs.cpp
+// cpp/src/cpu/gibbs.cpp (every kernel also takes half-precision input)
 #define THERMOSSL_GIBBS_KERNELS(X, T)                                                                       \
-    X(void, row_softmax, (const MatrixView<T>& a, double scale, const double* shift, Same<T>* p,            \
-                          Same<T>* log_z),                                                                   \
+    X(void, row_softmax, (const MatrixView<T>& a, double scale, const double* shift, Real<T>* p,            \
+                          Real<T>* log_z),                                                                   \
       (a, scale, shift, p, log_z))                                                                          \
-    X(void, row_log_softmax, (const MatrixView<T>& a, double scale, const double* shift, Same<T>* log_p),   \
+    X(void, row_log_softmax, (const MatrixView<T>& a, double scale, const double* shift, Real<T>* log_p),   \
       (a, scale, shift, log_p))                                                                             \
-    X(void, row_entropy, (const MatrixView<T>& a, double scale, const double* shift, Same<T>* entropy,      \
-                          Same<T>* log_z),                                                                   \
+    X(void, row_entropy, (const MatrixView<T>& a, double scale, const double* shift, Real<T>* entropy,      \
+                          Real<T>* log_z),                                                                   \
       (a, scale, shift, entropy, log_z))                                                                    \
     X(void, row_cross_entropy, (const MatrixView<T>& q, const MatrixView<T>& a, double scale,              \
-                                const double* shift, Same<T>* loss, Same<T>* grad, Same<T>* log_z),          \
+                                const double* shift, Real<T>* loss, Real<T>* grad, Real<T>* log_z),          \
       (q, a, scale, shift, loss, grad, log_z))                                                              \
-    X(void, row_entropy_grad, (const MatrixView<T>& a, double scale, const double* shift, Same<T>* grad,    \
-                               Same<T>* entropy, Same<T>* log_z),                                            \
+    X(void, row_entropy_grad, (const MatrixView<T>& a, double scale, const double* shift, Real<T>* grad,    \
+                               Real<T>* entropy, Real<T>* log_z),                                            \
       (a, scale, shift, grad, entropy, log_z))
 
 // cpp/src/cpu/sinkhorn.cpp
@@ -70,6 +72,13 @@
 /// The element types every kernel is instantiated for.
 #define THERMOSSL_KERNEL_TYPES(X, LIST) LIST(X, float) LIST(X, double)
 
+/// The input-type axis: the row kernels also read bfloat16 and float16 matrices (thermossl/half.hpp),
+/// computing in float and writing float results (Real<T>); load_element.hpp converts the elements.
+#define THERMOSSL_HALF_INPUT_KERNELS(X, T) \
+    THERMOSSL_ROW_LOGSUMEXP_KERNELS(X, T)  \
+    THERMOSSL_GIBBS_KERNELS(X, T)
+#define THERMOSSL_HALF_TYPES(X, LIST) LIST(X, bfloat16) LIST(X, float16)
+
 // Generators (X arguments).
 #define THERMOSSL_KERNEL_DECLARATION(ret, name, params, args) \
     template <class T>                                        \
@@ -79,3 +88,5 @@
 /// At the end of a kernel source, inside namespace thermossl::THERMOSSL_ISA_NS: the explicit
 /// instantiations of the kernels of LIST (one of the lists above) for every element type.
 #define THERMOSSL_INSTANTIATE_KERNELS(LIST) THERMOSSL_KERNEL_TYPES(THERMOSSL_KERNEL_INSTANTIATION, LIST)
+/// The same for the half-precision input types (LIST: a list of kernels that take them).
+#define THERMOSSL_INSTANTIATE_HALF_INPUT_KERNELS(LIST) THERMOSSL_HALF_TYPES(THERMOSSL_KERNEL_INSTANTIATION, LIST)

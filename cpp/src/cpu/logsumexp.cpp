@@ -9,13 +9,14 @@ namespace detail {
 namespace {
 
 // One read of each row of a (and b); per row: pass 1 max, pass 2 the two sums, from cache.
-template <class T, bool kShift>
-void logsumexp_rows(const MatrixView<T>& a, const Exponent ex_shared, const MatrixView<T>* b, T* out,
+// T: the compute type; In: the stored element type of a and b (T, or a half type).
+template <class T, bool kShift, class In>
+void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const MatrixView<In>* b, T* out,
                     T* sign) {
     const std::int64_t k = a.cols;
-    const MatrixView<T> no_weights{};
+    const MatrixView<In> no_weights{};
     parallel_row_tiles(a.rows, tile_rows<T>(k), a.rows * k, [&] {
-        return [&, ra = RowReader<T>(a), rb = RowReader<T>(b ? *b : no_weights)](
+        return [&, ra = RowReader<T, In>(a), rb = RowReader<T, In>(b ? *b : no_weights)](
                    std::int64_t i0, std::int64_t i1) mutable {
             const Exponent ex = ex_shared;  // a local copy: the compiler need not reload it
             ra.load(i0, i1);
@@ -172,12 +173,12 @@ void logsumexp_cols(const MatrixView<T>& a, const Exponent ex_shared, T* out) {
 
 template <class T>
 void row_logsumexp(const MatrixView<T>& a, double scale, const double* shift, const MatrixView<Same<T>>* b,
-                   Same<T>* out, Same<T>* sign) {
+                   Real<T>* out, Real<T>* sign) {
     const detail::Exponent ex{scale, shift};
     if (shift != nullptr) {
-        detail::logsumexp_rows<T, true>(a, ex, b, out, sign);
+        detail::logsumexp_rows<Real<T>, true>(a, ex, b, out, sign);
     } else {
-        detail::logsumexp_rows<T, false>(a, ex, b, out, sign);
+        detail::logsumexp_rows<Real<T>, false>(a, ex, b, out, sign);
     }
 }
 
@@ -192,6 +193,7 @@ void col_logsumexp(const MatrixView<T>& a, double scale, const double* shift, Sa
 }
 
 THERMOSSL_INSTANTIATE_KERNELS(THERMOSSL_LOGSUMEXP_KERNELS)
+THERMOSSL_INSTANTIATE_HALF_INPUT_KERNELS(THERMOSSL_ROW_LOGSUMEXP_KERNELS)
 
 }  // namespace THERMOSSL_ISA_NS
 }  // namespace thermossl

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
+#include "load_element.hpp"
 #include "thermossl/view.hpp"
 
 #ifdef _OPENMP
@@ -36,38 +38,50 @@ std::int64_t tile_rows(std::int64_t cols) {
     return std::max<std::int64_t>(1, std::min<std::int64_t>(64, budget / std::max<std::int64_t>(cols, 1)));
 }
 
-/// Gives a contiguous pointer to each row of a view: the row itself when rows are contiguous,
-/// otherwise a copy packed into a per-thread buffer one tile at a time. The packing loop walks
-/// memory in the order of the smaller stride, so transposed (Fortran-order) inputs are read
-/// with unit stride as well.
-template <class T>
+/// Gives a contiguous pointer to each row of a view, as rows of the compute type T: the row
+/// itself when the view's elements are T and its rows are contiguous, otherwise a copy packed
+/// into a per-thread buffer one tile at a time — strided views, and views of another element
+/// type In (bfloat16, float16: converted in registers by load_element.hpp as they are packed,
+/// so the matrix is read once from memory and the kernel reads the tile from cache). The
+/// packing loop walks memory in the order of the smaller stride, so transposed (Fortran-order)
+/// inputs are read with unit stride as well.
+template <class T, class In = T>
 class RowReader {
+    static constexpr bool kConverts = !std::is_same<T, In>::value;
+
 public:
-    explicit RowReader(const MatrixView<T>& view) : view_(view) {}
+    explicit RowReader(const MatrixView<In>& view) : view_(view) {}
 
     void load(std::int64_t i0, std::int64_t i1) {
         first_ = i0;
-        if (view_.rows_contiguous()) return;
+        if (!kConverts && view_.rows_contiguous()) return;
         const std::int64_t cols = view_.cols;
         buffer_.resize(static_cast<std::size_t>((i1 - i0) * cols));
+        if (view_.rows_contiguous()) {
+            for (std::int64_t i = i0; i < i1; ++i) load_row(view_.row(i), buffer_.data() + (i - i0) * cols, cols);
+            return;
+        }
         const auto abs = [](std::int64_t s) { return s < 0 ? -s : s; };
         if (abs(view_.row_stride) < abs(view_.col_stride)) {
             for (std::int64_t j = 0; j < cols; ++j)
                 for (std::int64_t i = i0; i < i1; ++i)
-                    buffer_[(i - i0) * cols + j] = view_.data[i * view_.row_stride + j * view_.col_stride];
+                    buffer_[(i - i0) * cols + j] = load_element<T>(view_.data[i * view_.row_stride + j * view_.col_stride]);
         } else {
             for (std::int64_t i = i0; i < i1; ++i)
                 for (std::int64_t j = 0; j < cols; ++j)
-                    buffer_[(i - i0) * cols + j] = view_.data[i * view_.row_stride + j * view_.col_stride];
+                    buffer_[(i - i0) * cols + j] = load_element<T>(view_.data[i * view_.row_stride + j * view_.col_stride]);
         }
     }
 
     const T* row(std::int64_t i) const {
-        return view_.rows_contiguous() ? view_.row(i) : buffer_.data() + (i - first_) * view_.cols;
+        if constexpr (!kConverts) {
+            if (view_.rows_contiguous()) return view_.row(i);
+        }
+        return buffer_.data() + (i - first_) * view_.cols;
     }
 
 private:
-    MatrixView<T> view_;
+    MatrixView<In> view_;
     std::vector<T> buffer_;
     std::int64_t first_ = 0;
 };

@@ -54,7 +54,7 @@ public:
           n_(energy.rows),
           k_(energy.cols),
           temperature_(options.temperature),
-          scale_(-1.0 / options.temperature),
+          scale_((options.energy_sign < 0 ? 1.0 : -1.0) / options.temperature),
           weight_(static_cast<std::size_t>(n_)),
           log_charge_target_(static_cast<std::size_t>(k_)),
           charge_target_(static_cast<std::size_t>(k_)),
@@ -144,19 +144,28 @@ public:
                     const T* row = reader.row(i);
                     T* e_row = q != nullptr ? q + i * k : scratch.data();
                     if (float_lanes) {
-                        // d_j = E_j - mu'_j; the row max of x sits at d* = min_j d_j (scale < 0);
-                        // t_j = s (d_j - d*) + (low_j - max low) <= 0.
-                        T d_min = infinity<T>();
-#pragma omp simd reduction(min : d_min)
-                        for (std::int64_t j = 0; j < k; ++j) {
-                            const T d = row[j] - mu_f[j];
-                            d_min = d < d_min ? d : d_min;
+                        // d_j = a_j - nu'_j (the frame of prepare_float_frame); the row max of
+                        // x = s d + ... sits at d* = min_j d_j for s < 0 (a = E), max_j d_j for
+                        // s > 0 (a = scores); t_j = s (d_j - d*) + (low_j - max low) <= 0.
+                        T d_star = scale_ < 0 ? infinity<T>() : -infinity<T>();
+                        if (scale_ < 0) {
+#pragma omp simd reduction(min : d_star)
+                            for (std::int64_t j = 0; j < k; ++j) {
+                                const T d = row[j] - mu_f[j];
+                                d_star = d < d_star ? d : d_star;
+                            }
+                        } else {
+#pragma omp simd reduction(max : d_star)
+                            for (std::int64_t j = 0; j < k; ++j) {
+                                const T d = row[j] - mu_f[j];
+                                d_star = d > d_star ? d : d_star;
+                            }
                         }
                         // The frame holds while the rounding errors of d (<= 2^-24 |d|) stay far
                         // below 1 in units of T' (|s d*| <= 2^20: below 1/16), so the largest
                         // exponent sits at ~0; beyond that (|E/T'| ~ 1e6 and more, where a float's
                         // ulp exceeds T') the row takes the double-lane path.
-                        if (std::isfinite(d_min) && std::fabs(static_cast<double>(d_min) * scale_) <= 0x1p20) {
+                        if (std::isfinite(d_star) && std::fabs(static_cast<double>(d_star) * scale_) <= 0x1p20) {
                             double s = 0.0;
                             for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
                                 const std::int64_t j1 = std::min(k, j0 + kChunk);
@@ -168,7 +177,7 @@ public:
                                     const T d = row[j] - mu_f[j];
                                     const T back = d - row[j];
                                     const T err = (row[j] - (d - back)) - (mu_f[j] + back);
-                                    const T tj = THERMOSSL_MADD(s_f, d - d_min, THERMOSSL_MADD(s_f, err, low[j]));
+                                    const T tj = THERMOSSL_MADD(s_f, d - d_star, THERMOSSL_MADD(s_f, err, low[j]));
                                     const T e = exp_nonpositive(tj);
                                     e_row[j] = e;
                                     part += e;
@@ -176,7 +185,7 @@ public:
                                 s += static_cast<double>(part);
                             }
                             if (std::isfinite(s)) {
-                                const double m = scale_ * static_cast<double>(d_min) + frame_base_;
+                                const double m = scale_ * static_cast<double>(d_star) + frame_base_;
                                 f_[i] = -temperature * (m + std::log(s));
                                 const double r = weight_[i] / s;
                                 float_acc.add(static_cast<T>(r), e_row, k, acc);
@@ -233,12 +242,14 @@ public:
         return false;
     }
 
-    /// The float-lane frame of a pass over float data (THEORY.md §3 exponents x_y = (mu_y - E_y)/T'):
-    /// with mu_c the midrange of mu, mu'_y = mu_y - mu_c is split into its float part
-    /// frame_mu_[y] and a remainder rho_y (|rho_y| <= 2^-24 |mu'_y|), so that
-    ///   x_y = s (E_y - frame_mu_[y]) + rho_y/T' + mu_c/T'   (s = -1/T').
-    /// frame_low_[y] = rho_y/T' - max_y rho_y/T' <= 0 (tiny) and frame_base_ = max rho/T' + mu_c/T'.
-    /// Centering keeps |mu'| at the spread of mu, so E - mu' is rounded at the scale of E; the
+    /// The float-lane frame of a pass over float data (THEORY.md §3 exponents x_y = (mu_y - E_y)/T',
+    /// with E = sigma a for the matrix a given, sigma = SinkhornOptions::energy_sign = +-1):
+    /// x_y = s (a_y - nu_y) with s = scale_ = -sigma/T' and nu = sigma mu. With nu_c the midrange
+    /// of nu, nu'_y = nu_y - nu_c is split into its float part frame_mu_[y] and a remainder rho_y
+    /// (|rho_y| <= 2^-24 |nu'_y|), so that
+    ///   x_y = s (a_y - frame_mu_[y]) - s rho_y - s nu_c.
+    /// frame_low_[y] = -s rho_y - max_y(-s rho_y) <= 0 (tiny) and frame_base_ = max(-s rho) - s nu_c.
+    /// Centering keeps |nu'| at the spread of mu, so a - nu' is rounded at the scale of a; the
     /// row max is subtracted before the scale (as in PivotArg), so the dominant codes carry
     /// about 2^-24 |x - max| of relative error, not 2^-24 |x|. Returns false (double lanes)
     /// for double data or a scale outside [2^-60, 2^60].
@@ -248,10 +259,11 @@ public:
         } else {
             const double mag = std::fabs(scale_);
             if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
-            double lo = mu_[0], hi = mu_[0];
+            const double sigma = scale_ < 0 ? 1.0 : -1.0;  // nu = sigma mu (exact)
+            double lo = sigma * mu_[0], hi = sigma * mu_[0];
             for (std::int64_t y = 1; y < k_; ++y) {
-                lo = std::min(lo, mu_[y]);
-                hi = std::max(hi, mu_[y]);
+                lo = std::min(lo, sigma * mu_[y]);
+                hi = std::max(hi, sigma * mu_[y]);
             }
             const double center = 0.5 * (lo + hi);
             frame_mu_.resize(static_cast<std::size_t>(k_));
@@ -259,13 +271,13 @@ public:
             std::vector<double> rest(static_cast<std::size_t>(k_));
             double top = -infinity<double>();
             for (std::int64_t y = 0; y < k_; ++y) {
-                const double centered = mu_[y] - center;
+                const double centered = sigma * mu_[y] - center;
                 frame_mu_[y] = static_cast<float>(centered);
-                rest[y] = (centered - static_cast<double>(frame_mu_[y])) / temperature_;
+                rest[y] = -scale_ * (centered - static_cast<double>(frame_mu_[y]));
                 top = std::max(top, rest[y]);
             }
             for (std::int64_t y = 0; y < k_; ++y) frame_low_[y] = static_cast<float>(rest[y] - top);
-            frame_base_ = top + center / temperature_;
+            frame_base_ = top - scale_ * center;
             return std::isfinite(frame_base_);
         }
     }
@@ -330,18 +342,20 @@ public:
     /// pivot p_y = min_i E_iy (the max of s E, s < 0), as PivotArg does for rows: blocks of rows
     /// are read twice from cache (pivot, then sums in float), and running sums in double are
     /// rescaled when a block lowers the pivot.
+    /// Works on the energies E = sigma a (a sign flip of each element in registers, exact).
     /// Returns false (nothing changed) for an input it does not take: a nan or -inf, a scale
     /// outside [2^-60, 2^60], a column with no finite entry; the exact pass then decides.
     bool cold_column_float_lanes() {
         const double mag = std::fabs(scale_);
         if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
+        const float sigma = scale_ < 0 ? 1.0f : -1.0f;
         const std::int64_t k = k_;
         const std::int64_t block = std::max<std::int64_t>(1, std::min<std::int64_t>(32, (128 * 1024 / 4) / k));
         std::vector<float> pivots(static_cast<std::size_t>(n_threads_ * k), infinity<float>());
         std::vector<double> sums(static_cast<std::size_t>(n_threads_ * k), 0.0);
         std::vector<char> bad(static_cast<std::size_t>(n_threads_), 0);
-        const float s_f = static_cast<float>(scale_);
-        const double scale = scale_;
+        const double scale = -mag;  // of the energies E = sigma a
+        const float s_f = static_cast<float>(scale);
 #pragma omp parallel num_threads(n_threads_) if (n_threads_ > 1)
         {
             const int thread = thread_index();
@@ -361,8 +375,9 @@ public:
                     float low = infinity<float>();
 #pragma omp simd reduction(min : low)
                     for (std::int64_t y = 0; y < k; ++y) {
-                        bp[y] = row[y] < bp[y] ? row[y] : bp[y];
-                        low = row[y] != row[y] ? -infinity<float>() : (row[y] < low ? row[y] : low);
+                        const float e = sigma * row[y];
+                        bp[y] = e < bp[y] ? e : bp[y];
+                        low = e != e ? -infinity<float>() : (e < low ? e : low);
                     }
                     nan_or_neg_inf |= low == -infinity<float>();
                 }
@@ -379,8 +394,9 @@ public:
                     const float* row = reader.row(i);
 #pragma omp simd
                     for (std::int64_t y = 0; y < k; ++y) {
-                        const float e = exp_nonpositive(s_f * (row[y] - p[y]));
-                        bs[y] += row[y] < infinity<float>() ? e : 0.0f;
+                        const float energy = sigma * row[y];
+                        const float e = exp_nonpositive(s_f * (energy - p[y]));
+                        bs[y] += energy < infinity<float>() ? e : 0.0f;
                     }
                 }
 #pragma omp simd
@@ -411,7 +427,8 @@ public:
     }
 
     /// The scaled form of the iteration for float data (SwAV's exp-once algorithm, kept stable
-    /// per row). K_iy = exp(s (E_iy - p_i)) with the row pivot p_i = min_y E_iy (so K <= 1, its
+    /// per row; written for E, it runs on the matrix a = sigma E given with s = scale_ = -sigma/T'
+    /// and the pivot where s a is largest). K_iy = exp(s (E_iy - p_i)) with the row pivot p_i = min_y E_iy (so K <= 1, its
     /// max is 1, m_i = s p_i the row max of s E) is computed once (double argument, float exp
     /// with the argument's rounding error restored to first order) into `buf`
     /// (q's storage). With b_y = exp(mu_y/T' - beta), beta = max_y mu_y/T':
@@ -455,7 +472,8 @@ public:
                     for (std::int64_t i = i0; i < i1; ++i) {
                         const float* row = reader.row(i);
                         float* out = buf + i * k;
-                        const float pivot = row_min_raw(row, k);
+                        // the pivot: where s a is largest (min a for s < 0, max a for s > 0)
+                        const float pivot = scale_ < 0 ? row_min_raw(row, k) : row_max_raw(row, k);
                         const double m = scale_ * static_cast<double>(pivot);
                         if (!std::isfinite(m) || failed) {
                             failed = true;

@@ -353,7 +353,9 @@ SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, con
     using namespace detail;
     const std::int64_t n = energy.rows, k = energy.cols;
     const double temperature = options.temperature;
-    const double scale = -1.0 / temperature;
+    // x = (mu - E)/T' read from the matrix a with E = energy_sign * a: the signed scale makes
+    // E = -scores cost no pass.
+    const double scale = (options.energy_sign < 0 ? 1.0 : -1.0) / temperature;
     const bool fixed = options.fixed_iterations > 0;
     const std::int64_t limit = fixed ? options.fixed_iterations : options.max_iterations;
     if (check_every < 1) check_every = 1;

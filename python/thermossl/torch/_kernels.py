@@ -1,10 +1,11 @@
 """Every call of thermossl.torch into the compiled kernels, in one place.
 
 The functions here take torch tensors that the callers (ops.py, losses.py) have already
-validated: 2-D matrices of float32 or float64 of any strides, outputs allocated with
-``torch.empty`` (C-contiguous, of the input's dtype unless stated). CPU tensors reach the C++
-core (``thermossl._core``) as numpy views of their memory (``Tensor.numpy()`` shares the storage:
-no copy, any strides); CUDA tensors reach the CUDA kernels (``thermossl._cuda``) as raw device
+validated: 2-D matrices of any strides, outputs allocated with ``torch.empty`` (C-contiguous, of
+the kernel dtype: the input's, float32 for half input). CPU tensors reach the C++ core's row
+kernels (``thermossl._core.pointers``) as raw addresses with shape, strides and dtype name —
+float32, float64, bfloat16 or float16, read in place (numpy has no bfloat16) — and its Sinkhorn
+solver as numpy views (``Tensor.numpy()`` shares the storage); CUDA tensors reach the CUDA kernels (``thermossl._cuda``) as raw device
 pointers with their strides, launched on the current stream of the tensor's device. ``scale`` is
 the signed factor of the exponent, x = scale * a + shift: -1/T on energies E, +1/T on scores, so
 E = -scores costs no pass.
@@ -19,6 +20,7 @@ import torch
 
 from .. import _core
 from .. import cuda as _device
+from .._backends import LEDGER_FIELDS
 
 try:
     from .. import _cuda
@@ -52,6 +54,11 @@ def _host(t):
     return t.detach().numpy()  # real dtypes only: no conjugate or negative bit to resolve
 
 
+_HOST = _core.pointers  # the row kernels on raw host addresses, half input included
+_DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "bfloat16",
+                torch.float16: "float16"}
+
+
 # ----------------------------------------------------------------------------------- CUDA views
 _CUDA_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 
@@ -83,13 +90,17 @@ def _launch(t: torch.Tensor):
 
 
 # ----------------------------------------------------------------------------------- row kernels
+# CPU tensors reach the C++ core as (address, shape, strides in elements) with their dtype name
+# (float32, float64, bfloat16, float16): no numpy view, no copy. Outputs are C-contiguous tensors
+# of the kernel dtype (float32 for half input, else the input's), shift a contiguous float64
+# vector or None.
 def row_logsumexp(a, scale: float, shift, out) -> None:
     """out_i = log sum_j exp(scale a_ij + shift_j). One read of a."""
     if a.is_cuda:
         dtype, device, stream = _launch(a)
         _cuda.row_logsumexp(dtype, device, stream, _matrix(a), scale, _ptr(shift), out.data_ptr())
     else:
-        _core.row_logsumexp(_host(a), scale, _host(shift), None, _host(out), None)
+        _HOST.row_logsumexp(_DTYPE_NAMES[a.dtype], _matrix(a), scale, _ptr(shift), out.data_ptr())
 
 
 def row_softmax(a, scale: float, shift, p, log_z=None) -> None:
@@ -98,7 +109,7 @@ def row_softmax(a, scale: float, shift, p, log_z=None) -> None:
         dtype, device, stream = _launch(a)
         _cuda.row_softmax(dtype, device, stream, _matrix(a), scale, _ptr(shift), p.data_ptr(), _ptr(log_z))
     else:
-        _core.row_softmax(_host(a), scale, _host(shift), _host(p), _host(log_z))
+        _HOST.row_softmax(_DTYPE_NAMES[a.dtype], _matrix(a), scale, _ptr(shift), p.data_ptr(), _ptr(log_z))
 
 
 def row_log_softmax(a, scale: float, shift, log_p) -> None:
@@ -107,7 +118,7 @@ def row_log_softmax(a, scale: float, shift, log_p) -> None:
         dtype, device, stream = _launch(a)
         _cuda.row_log_softmax(dtype, device, stream, _matrix(a), scale, _ptr(shift), log_p.data_ptr())
     else:
-        _core.row_log_softmax(_host(a), scale, _host(shift), _host(log_p))
+        _HOST.row_log_softmax(_DTYPE_NAMES[a.dtype], _matrix(a), scale, _ptr(shift), log_p.data_ptr())
 
 
 def row_entropy(a, scale: float, shift, entropy, log_z) -> None:
@@ -116,7 +127,7 @@ def row_entropy(a, scale: float, shift, entropy, log_z) -> None:
         dtype, device, stream = _launch(a)
         _cuda.row_entropy(dtype, device, stream, _matrix(a), scale, _ptr(shift), entropy.data_ptr(), _ptr(log_z))
     else:
-        _core.row_entropy(_host(a), scale, _host(shift), _host(entropy), _host(log_z))
+        _HOST.row_entropy(_DTYPE_NAMES[a.dtype], _matrix(a), scale, _ptr(shift), entropy.data_ptr(), _ptr(log_z))
 
 
 def row_entropy_grad(a, scale: float, shift, grad, log_z) -> None:
@@ -126,27 +137,34 @@ def row_entropy_grad(a, scale: float, shift, grad, log_z) -> None:
         _cuda.row_entropy_grad(dtype, device, stream, _matrix(a), scale, _ptr(shift), grad.data_ptr(), 0,
                                _ptr(log_z))
     else:
-        _core.row_entropy_grad(_host(a), scale, _host(shift), _host(grad), None, _host(log_z))
+        _HOST.row_entropy_grad(_DTYPE_NAMES[a.dtype], _matrix(a), scale, _ptr(shift), grad.data_ptr(), 0,
+                               _ptr(log_z))
 
 
 def row_cross_entropy(q, a, scale: float, shift, loss, grad, log_z) -> None:
     """loss_i = -sum_j q_ij log softmax_j(scale a_ij + shift_j); grad = dloss_i/da_ij when given
-    (scale (p_ij sum_j q_ij - q_ij)); log Z_i. One read of q and a, one write of grad."""
+    (scale (p_ij sum_j q_ij - q_ij)); log Z_i. q has a's dtype. One read of q and a, one write of
+    grad."""
     if a.is_cuda:
         dtype, device, stream = _launch(a)
         _cuda.row_cross_entropy(dtype, device, stream, _matrix(q), _matrix(a), scale, _ptr(shift), loss.data_ptr(),
                                 _ptr(grad), _ptr(log_z))
     else:
-        _core.row_cross_entropy(_host(q), _host(a), scale, _host(shift), _host(loss), _host(grad), _host(log_z))
+        _HOST.row_cross_entropy(_DTYPE_NAMES[a.dtype], _matrix(q), _matrix(a), scale, _ptr(shift), loss.data_ptr(),
+                                _ptr(grad), _ptr(log_z))
 
 
 # ----------------------------------------------------------------------------------- Sinkhorn
-def sinkhorn(E, T: float, w, c, mu0, fixed: int, tol: float, limit: int, f, mu, q, charges):
+def sinkhorn(E, T: float, w, c, mu0, fixed: int, tol: float, limit: int, f, mu, q, charges,
+             energy_sign: float = 1.0, relaxation: float = 1.0):
     """The whole Sinkhorn loop of thermossl.sinkhorn on energies E (N, K) at T.
 
-    w, c, mu0: contiguous vectors of E's dtype or None; outputs f (N,), mu (K,), q (N, K) or
-    None, charges (K,) float64. Returns (iterations, err, converged, status, index) as the core
-    reports them (status != 0: bad rows, see thermossl._messages.SINKHORN_STATUS).
+    energy_sign -1: ``E`` holds scores s and the energies are -s, read by the kernel with a
+    signed scale (no negated copy). w, c, mu0: contiguous vectors of E's dtype or None; outputs
+    f (N,), mu (K,), q (N, K) or None, charges (K,) float64. relaxation: the mu-update's
+    over-relaxation (<= 0 automatic; CPU only, the device solver runs plain Sinkhorn). Returns
+    (iterations, err, converged, status, index) as the core reports them (status != 0: bad rows,
+    see thermossl._messages.SINKHORN_STATUS).
     """
     if E.is_cuda:
         dtype, device, stream = _launch(E)
@@ -154,9 +172,10 @@ def sinkhorn(E, T: float, w, c, mu0, fixed: int, tol: float, limit: int, f, mu, 
         nbytes = int(_cuda.sinkhorn_workspace_bytes(n, k))
         workspace = torch.empty(((nbytes + 7) // 8,), dtype=torch.float64, device=E.device)
         return _cuda.sinkhorn(dtype, device, stream, _matrix(E), T, _ptr(w), _ptr(c), _ptr(mu0), fixed, tol, limit,
-                              f.data_ptr(), mu.data_ptr(), _ptr(q), charges.data_ptr(), workspace.data_ptr(), 8)
+                              f.data_ptr(), mu.data_ptr(), _ptr(q), charges.data_ptr(), workspace.data_ptr(), 8,
+                              energy_sign)
     return _core.sinkhorn(_host(E), T, _host(w), _host(c), _host(mu0), fixed, tol, limit, _host(f), _host(mu),
-                          _host(q), _host(charges))
+                          _host(q), _host(charges), relaxation=relaxation, energy_sign=energy_sign)
 
 
 def sharded_sinkhorn(E, T: float, n_iter: int, group=None):
@@ -170,19 +189,78 @@ def sharded_sinkhorn(E, T: float, n_iter: int, group=None):
     return torch.from_numpy(result.q), np.asarray(result.mu, dtype=np.float64), float(result.err)
 
 
-def sela_sinkhorn(E, T: float, tol: float, max_iter: int, mu0, relaxation, group=None, distributed=False):
-    """Sinkhorn to tolerance over a whole data set's energies E (this rank's rows; all ranks'
-    when ``distributed``), warm-started from mu0 (numpy or None): thermossl.sinkhorn or the
-    sharded thermossl.distributed.sinkhorn, on a numpy view of E (CUDA E is copied to the host).
-    Returns (q tensor on E's device, f, mu (numpy), n_iter, err, converged)."""
-    from .. import balancing as _balancing
+def sela_sinkhorn(scores, T: float, tol: float, max_iter: int, mu0, relaxation, group=None, distributed=False):
+    """Sinkhorn to tolerance over a whole data set's energies E = -scores (this rank's rows; all
+    ranks' when ``distributed``), warm-started from mu0 (numpy or None). In one process the
+    kernel reads the scores in place with a signed scale (no negated copy; CUDA scores are
+    copied to the host, where the solver has the adaptive over-relaxation); sharded, by
+    thermossl.distributed.sinkhorn on the negated scores. Returns (q tensor on the scores'
+    device, f, mu (numpy), n_iter, err, converged)."""
+    from .. import _status
     from .. import distributed as _distributed
+    from .._validation import iteration_controls
 
-    host = _host(E.cpu() if E.is_cuda else E)
+    host = scores.cpu() if scores.is_cuda else scores
     if distributed:
-        result = _distributed.sinkhorn(host, T, tol=tol, max_iter=max_iter, mu0=mu0, relaxation=relaxation,
-                                       comm=_distributed.TorchComm(group=group))
+        result = _distributed.sinkhorn(np.negative(_host(host)), T, tol=tol, max_iter=max_iter, mu0=mu0,
+                                       relaxation=relaxation, comm=_distributed.TorchComm(group=group))
+        q = torch.from_numpy(result.q).to(scores.device)
+        return q, result.f, result.mu, result.n_iter, result.err, result.converged
+    _, limit, tol, omega = iteration_controls(None, tol, max_iter, relaxation)
+    n, k = host.shape
+    dtype = host.dtype
+    f = torch.empty(n, dtype=dtype)
+    mu = torch.empty(k, dtype=dtype)
+    q = torch.empty((n, k), dtype=dtype)
+    charges = torch.empty(k, dtype=torch.float64)
+    warm = None if mu0 is None else torch.as_tensor(np.ascontiguousarray(mu0), dtype=dtype)
+    iterations, err, converged, status, index = sinkhorn(host, T, None, None, warm, 0, tol, limit, f, mu, q, charges,
+                                                         energy_sign=-1.0, relaxation=omega)
+    if status:
+        raise _status.sinkhorn_error(status, index)
+    if not converged:
+        _status.warn_not_converged(limit, err, tol, 4, iterations=int(iterations), mu=mu.numpy(), T=T)
+    return q.to(scores.device), f.numpy(), mu.numpy(), int(iterations), float(err), bool(converged)
+
+
+# ----------------------------------------------------------------------------------- ledger rows
+def ledger_rows(q, a, scale: float, shift, w, rows: dict, charges) -> None:
+    """The per-row state functions of a ledger row of labels q against p = softmax(scale a +
+    shift) into ``rows`` (a dict of float64 (N,) tensors named as LEDGER_FIELDS; any may be
+    missing) and the charges sum_i w_i q_iy into ``charges`` (float64 (K,)), in one read of q and
+    a (q and a of one dtype, float32 or float64; w of a's dtype or None for 1/N). On the
+    device's current stream for CUDA tensors (no synchronisation)."""
+    if a.is_cuda:
+        dtype, device, stream = _launch(a)
+        _cuda.ledger_rows(dtype, device, stream, _matrix(q), _matrix(a), scale, _ptr(shift), _ptr(w),
+                          {name: t.data_ptr() for name, t in rows.items()}, charges.data_ptr())
     else:
-        result = _balancing.sinkhorn(host, T, tol=tol, max_iter=max_iter, mu0=mu0, relaxation=relaxation)
-    q = torch.from_numpy(result.q).to(E.device)
-    return q, result.f, result.mu, result.n_iter, result.err, result.converged
+        _core.ledger_rows(_host(q), _host(a), scale, _host(shift), _host(w), charges=_host(charges),
+                          **{name: _host(t) for name, t in rows.items()})
+
+
+def row_difference_dot(u, v, w):
+    """out_i = sum_y u_iy (v_iy - w_iy) (float64 (N,)), skipping u = 0 or v = w: one read of each.
+    CUDA tensors (no kernel there yet): by torch on the device, without synchronisation."""
+    if u.is_cuda:
+        diff = torch.where((u != 0) & (v != w), u * (v - w), torch.zeros((), dtype=u.dtype, device=u.device))
+        return diff.sum(1, dtype=torch.float64)
+    out = torch.empty(u.shape[0], dtype=torch.float64)
+    _core.row_difference_dot(_host(u), _host(v), _host(w), _host(out))
+    return out
+
+
+def softmax_expectation(a, scale: float, v, log_z):
+    """sum_y p_iy v_y per row (float64 (N,)) for p_i = softmax(scale a_i) with log Z_i = log_z
+    (float64, from another kernel) and v (K,) float64: one read of a. CPU: the weighted
+    log-sum-exp kernel with the weights v broadcast over the rows (row stride 0, no copy) and
+    their sign; CUDA (no weighted kernel there yet): by torch on the device, without
+    synchronisation."""
+    n, k = a.shape
+    if a.is_cuda:
+        return torch.softmax(a.to(torch.float64) * scale, 1) @ v
+    weights = v.to(a.dtype).expand(n, k)
+    out = torch.empty(n, dtype=a.dtype)
+    sign = torch.empty(n, dtype=a.dtype)
+    _core.row_logsumexp(_host(a), scale, None, _host(weights), _host(out), _host(sign))
+    return sign.to(torch.float64) * torch.exp(out.to(torch.float64) - log_z)

@@ -64,52 +64,54 @@ def release_scratch() -> None:
     _scratch.buffers = {}
 
 
-def _negate_into(src: Tensor, dst: Tensor) -> None:
-    """dst = -src in one pass (half input: converted to dst's float32 on the way, two passes)."""
-    if src.dtype == dst.dtype:
-        torch.neg(src, out=dst)
-    else:
-        dst.copy_(src).neg_()
-
-
 def _swav_codes_into(output: Tensor, crops, batch: int, epsilon: float, n_iter: int, queue, codes: Tensor):
     """SwAV's codes of each crop in ``crops`` written into ``codes`` (len(crops) * batch, K):
     Sinkhorn (n_iter iterations at T' = epsilon, uniform weights over every rank's rows) of the
     crop's scores, with the queue's scores before them. Returns (mu (len(crops), K) float64,
-    charge error (len(crops),) float64). Per crop: one negation pass (the Sinkhorn kernel takes
-    energies E = -scores) and the Sinkhorn passes, q written straight into its slot."""
+    charge error (len(crops),) float64, log Z of each code row's GGE (len(crops) * batch,)
+    float64 = -f/epsilon, empty when distributed). Per crop: the Sinkhorn passes over the crop's scores in
+    place (the kernel reads E = -scores with a signed scale: no negated copy), q written straight
+    into its slot; with a queue, one copy that stacks the queue's and the crop's scores.
+    Distributed (more than one rank), the sharded solver takes energies: one negation pass."""
     from .._messages import SINKHORN_STATUS
 
     dtype, device, k = codes.dtype, codes.device, codes.shape[1]
     world, _ = _world()
     mus = torch.empty((len(crops), k), dtype=torch.float64)
     errs = torch.empty(len(crops), dtype=torch.float64)
+    log_z = torch.empty(0 if world > 1 else len(crops) * batch, dtype=torch.float64, device=device)
     extra = 0 if queue is None else queue.shape[1]
-    E = _scratch_tensor("swav_E", (extra + batch, k), dtype, device)
     for i, crop in enumerate(crops):
+        scores = output[crop * batch:(crop + 1) * batch]
         if queue is not None:
-            _negate_into(queue[i], E[:extra])
-        _negate_into(output[crop * batch:(crop + 1) * batch], E[extra:])
+            stacked = _scratch_tensor("swav_scores", (extra + batch, k), dtype, device)
+            stacked[:extra].copy_(queue[i])
+            stacked[extra:].copy_(scores)
+            scores = stacked
         slot = codes[i * batch:(i + 1) * batch]
         if world > 1:
+            E = _scratch_tensor("swav_E", scores.shape, dtype, device)
+            torch.neg(scores, out=E)
             q, mu, err = _kernels.sharded_sinkhorn(E, epsilon, n_iter)
             slot.copy_(q[extra:])
             mus[i] = torch.from_numpy(mu)
             errs[i] = err
             continue
-        q = slot if queue is None else _scratch_tensor("swav_q", E.shape, dtype, device)
-        f = torch.empty(E.shape[0], dtype=dtype, device=device)
+        q = slot if queue is None else _scratch_tensor("swav_q", scores.shape, dtype, device)
+        f = torch.empty(scores.shape[0], dtype=dtype, device=device)
         mu = torch.empty(k, dtype=dtype, device=device)
         charges = torch.empty(k, dtype=torch.float64, device=device)
-        _, err, _, status, index = _kernels.sinkhorn(E, epsilon, None, None, None, n_iter, 1e-6, 1000, f, mu, q,
-                                                      charges)
+        _, err, _, status, index = _kernels.sinkhorn(scores, epsilon, None, None, None, n_iter, 1e-6, 1000, f, mu, q,
+                                                      charges, energy_sign=-1.0)
         if status:
             raise ValueError("SwAVLoss: output " + SINKHORN_STATUS[status].format(index=index).removeprefix("E "))
         if queue is not None:
             slot.copy_(q[extra:])
+        # the codes are q = exp((f + mu - E)/eps) with rows summing to 1: log Z of the GGE is -f/eps
+        torch.mul(f[extra:], -1.0 / epsilon, out=log_z[i * batch:(i + 1) * batch])
         mus[i] = mu.cpu().to(torch.float64)
         errs[i] = err
-    return mus, errs
+    return mus, errs, log_z
 
 
 def _multicrop_into(scores: Tensor, labels: Tensor, label_crops, n_crops: int, scale: float, grad: Tensor) -> Tensor:
@@ -152,37 +154,40 @@ def _multicrop_into(scores: Tensor, labels: Tensor, label_crops, n_crops: int, s
 
 @torch.library.custom_op("thermossl::swav_loss", mutates_args=())
 def _swav_loss(output: Tensor, crops: Sequence[int], n_crops: int, epsilon: float, n_iter: int, scale: float,
-               queue: Optional[Tensor], return_codes: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+               queue: Optional[Tensor], return_codes: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """SwAV's loss, unnormalised: (sum over crop pairs and rows of the cross-entropy (0-d),
     its gradient in ``output``, the codes (len(crops) * B, K) when ``return_codes`` else (0, K),
-    Sinkhorn's mu (len(crops), K) float64, charge errors (len(crops),) float64)."""
+    Sinkhorn's mu (len(crops), K) float64, charge errors (len(crops),) float64, the codes' log Z
+    (len(crops) * B,) float64 (empty when distributed))."""
     a = _kernel_input(output)
     batch = a.shape[0] // n_crops
     k = a.shape[1]
     codes = _scratch_tensor("swav_codes", (len(crops) * batch, k), a.dtype, a.device)
-    mus, errs = _swav_codes_into(a, crops, batch, epsilon, n_iter, queue, codes)
+    mus, errs, log_z = _swav_codes_into(a, crops, batch, epsilon, n_iter, queue, codes)
     grad = torch.empty(a.shape, dtype=a.dtype, device=a.device)
     loss = _multicrop_into(a, codes, crops, n_crops, scale, grad)
     kept = codes.clone() if return_codes else codes.new_empty((0, k))
-    return loss.to(output.dtype), grad.to(output.dtype), kept, mus, errs
+    return loss.to(output.dtype), grad.to(output.dtype), kept, mus, errs, log_z
 
 
 @_swav_loss.register_fake
 def _(output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes):
     k = output.shape[1]
     batch = output.shape[0] // n_crops
+    world, _ = _world()
     return (output.new_empty(()), torch.empty_like(output, memory_format=torch.contiguous_format),
             output.new_empty((len(crops) * batch if return_codes else 0, k), dtype=_kernel_dtype(output.dtype)),
-            torch.empty((len(crops), k), dtype=torch.float64), torch.empty(len(crops), dtype=torch.float64))
+            torch.empty((len(crops), k), dtype=torch.float64), torch.empty(len(crops), dtype=torch.float64),
+            output.new_empty((0 if world > 1 else len(crops) * batch,), dtype=torch.float64))
 
 
 @torch.library.custom_op("thermossl::dino_loss", mutates_args=())
 def _dino_loss(student: Tensor, teacher: Tensor, center: Tensor, teacher_temp: float, n_crops: int, scale: float,
-               return_labels: bool) -> tuple[Tensor, Tensor, Tensor]:
+               return_labels: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """DINO's loss, unnormalised: (sum over crop pairs and rows of -sum_y q log softmax(scale *
     student), its gradient in ``student``, the teacher labels (2 B, K) when ``return_labels``
     else (0, K)), with q = softmax((teacher - center) / teacher_temp) from one kernel pass (the
-    center enters as a per-state shift of the exponent)."""
+    center enters as a per-state shift of the exponent), and the labels' log Z (2 B,) float64."""
     a = _kernel_input(student)
     t = _kernel_input(teacher)
     labels = _scratch_tensor("dino_labels", t.shape, a.dtype, a.device)
@@ -193,14 +198,15 @@ def _dino_loss(student: Tensor, teacher: Tensor, center: Tensor, teacher_temp: f
     grad = torch.empty(a.shape, dtype=a.dtype, device=a.device)
     loss = _multicrop_into(a, labels, (0, 1), n_crops, scale, grad)
     kept = labels.clone() if return_labels else labels.new_empty((0, a.shape[1]))
-    return loss.to(student.dtype), grad.to(student.dtype), kept
+    return loss.to(student.dtype), grad.to(student.dtype), kept, log_z.to(torch.float64)
 
 
 @_dino_loss.register_fake
 def _(student, teacher, center, teacher_temp, n_crops, scale, return_labels):
     return (student.new_empty(()), torch.empty_like(student, memory_format=torch.contiguous_format),
             teacher.new_empty((teacher.shape[0] if return_labels else 0, teacher.shape[1]),
-                              dtype=_kernel_dtype(student.dtype)))
+                              dtype=_kernel_dtype(student.dtype)),
+            teacher.new_empty((teacher.shape[0],), dtype=torch.float64))
 
 
 def _loss_setup(ctx, inputs, output):
@@ -346,14 +352,15 @@ class SwAVLoss(nn.Module):
                 raise ValueError(f"queue must have shape ({expected[0]}, L, {expected[1]}), got {tuple(queue.shape)}")
             queue = queue.detach()
         want_codes = self.keep_codes or self.recorder is not None
-        total, _, codes, mu, err = _swav_loss(output, self.crops_for_assign, self.n_crops, self.epsilon,
+        total, _, codes, mu, err, log_z = _swav_loss(output, self.crops_for_assign, self.n_crops, self.epsilon,
                                               self.sinkhorn_iterations, 1.0 / self.temperature, queue, want_codes)
         if self.keep_codes:
             self.last_codes = codes
         if self.recorder is not None:
             crop = self.crops_for_assign[0]
             self.recorder._measure_from_loss(
-                output.detach()[crop * batch:(crop + 1) * batch], codes[:batch], mu[0], err[0], self.epsilon)
+                output.detach()[crop * batch:(crop + 1) * batch], codes[:batch], mu[0], err[0], self.epsilon,
+                log_z[:batch] if log_z.numel() else None)
         return total / (len(self.crops_for_assign) * (self.n_crops - 1) * batch)
 
 
@@ -462,11 +469,12 @@ class DINOLoss(nn.Module):
             raise ValueError(f"epoch must be an int in [0, nepochs={len(self.teacher_temp_schedule)}), got {epoch!r}")
         temp = self.teacher_temp_schedule[epoch]
         teacher = teacher_output.detach()
-        total, _, labels = _dino_loss(student_output, teacher, self.center.detach(), temp, self.ncrops,
+        total, _, labels, log_z = _dino_loss(student_output, teacher, self.center.detach(), temp, self.ncrops,
                                       1.0 / self.student_temp, self.recorder is not None)
         n_terms = 2 * (self.ncrops - 1)
         if self.recorder is not None:
-            self.recorder._measure_from_loss(teacher[:batch], labels[:batch], -self.center[0].detach(), None, temp)
+            self.recorder._measure_from_loss(teacher[:batch], labels[:batch], -self.center[0].detach(), None, temp,
+                                             log_z[:batch])
         self.update_center(teacher)
         return total / (n_terms * batch)
 

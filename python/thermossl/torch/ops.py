@@ -7,9 +7,11 @@ strides) and results are written into tensors allocated with ``torch.empty``; CU
 the CUDA kernels on the current stream (see ``_kernels``).
 
 dtypes: float32 and float64 are computed natively. float16 and bfloat16 are accepted and returned
-in the input dtype, but the core has no half kernels yet: half input is converted to float32
-inside the op (one extra pass over the input, and one over each matrix output) and computed in
-float32. Integer and bool input of ``logsumexp``/``softmax``/``log_softmax`` computes in the
+in the input dtype: on the CPU the row kernels read the half matrix itself (converted to float32
+in registers, no converted copy of the input), compute in float32 and write float32; the op casts
+the results to the input dtype (per-row results: a vector; matrix results — gibbs, softmax,
+log_softmax, the entropy gradient — one pass over the output). ``sinkhorn`` and CUDA tensors
+still convert half input to float32 first (one pass). Integer and bool input of ``logsumexp``/``softmax``/``log_softmax`` computes in the
 default float dtype, as torch's own. Under ``torch.autocast`` every op runs in float32 (the
 policy of torch's softmax family) and returns float32.
 
@@ -50,8 +52,16 @@ def _kernel_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _kernel_input(x: Tensor) -> Tensor:
-    """x in the dtype the kernels compute in (half -> float32: a conversion pass)."""
+    """x in the dtype the Sinkhorn kernel and the losses compute in (half -> float32: a
+    conversion pass; the row kernels read half input themselves, see _row_input)."""
     return x.float() if x.dtype in _HALF else x
+
+
+def _row_input(x: Tensor) -> Tensor:
+    """x as the row kernels read it: CPU tensors of every supported dtype as they are (half
+    input is converted in registers inside the kernel, which computes and writes float32);
+    CUDA half tensors converted to float32 (the CUDA kernels have no half input yet)."""
+    return x.float() if x.is_cuda and x.dtype in _HALF else x
 
 
 def _resolve_T(T: float, T_tensor: Optional[Tensor], name: str = "T") -> float:
@@ -163,8 +173,8 @@ def _register_autocast(op) -> None:
 @torch.library.custom_op("thermossl::log_partition", mutates_args=())
 def _log_partition(E: Tensor, T: float, T_tensor: Optional[Tensor], mu: Optional[Tensor]) -> Tensor:
     T = _resolve_T(T, T_tensor)
-    a = _kernel_input(E)
-    out = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
+    a = _row_input(E)
+    out = torch.empty(a.shape[0], dtype=_kernel_dtype(a.dtype), device=a.device)
     if a.shape[0]:
         _kernels.row_logsumexp(a, -1.0 / T, _shift(mu, T, a.device), out)
         _check_rows(out, "E")
@@ -201,10 +211,10 @@ _register_autocast(_log_partition)
 @torch.library.custom_op("thermossl::gibbs", mutates_args=())
 def _gibbs(E: Tensor, T: float, T_tensor: Optional[Tensor], mu: Optional[Tensor]) -> Tensor:
     T = _resolve_T(T, T_tensor)
-    a = _kernel_input(E)
-    p = torch.empty(a.shape, dtype=a.dtype, device=a.device)
+    a = _row_input(E)
+    p = torch.empty(a.shape, dtype=_kernel_dtype(a.dtype), device=a.device)
     if a.shape[0]:
-        log_z = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
+        log_z = torch.empty(a.shape[0], dtype=_kernel_dtype(a.dtype), device=a.device)
         _kernels.row_softmax(a, -1.0 / T, _shift(mu, T, a.device), p, log_z)
         _check_rows(log_z, "E")
     return p.to(E.dtype)
@@ -240,8 +250,8 @@ _register_autocast(_gibbs)
 @torch.library.custom_op("thermossl::gibbs_entropy", mutates_args=())
 def _gibbs_entropy(E: Tensor, T: float, T_tensor: Optional[Tensor]) -> Tensor:
     T = _resolve_T(T, T_tensor)
-    a = _kernel_input(E)
-    entropy = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
+    a = _row_input(E)
+    entropy = torch.empty(a.shape[0], dtype=_kernel_dtype(a.dtype), device=a.device)
     if a.shape[0]:
         log_z = torch.empty_like(entropy)
         _kernels.row_entropy(a, -1.0 / T, None, entropy, log_z)
@@ -258,10 +268,10 @@ def _(E, T, T_tensor):
 def _entropy_grad(E: Tensor, T: float, T_tensor: Optional[Tensor]) -> Tensor:
     """dS_i/dE_iy = (1/T) p_iy (log p_iy + S_i), one pass (the backward of gibbs_entropy)."""
     T = _resolve_T(T, T_tensor)
-    a = _kernel_input(E)
-    grad = torch.empty(a.shape, dtype=a.dtype, device=a.device)
+    a = _row_input(E)
+    grad = torch.empty(a.shape, dtype=_kernel_dtype(a.dtype), device=a.device)
     if a.shape[0]:
-        log_z = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
+        log_z = torch.empty(a.shape[0], dtype=_kernel_dtype(a.dtype), device=a.device)
         _kernels.row_entropy_grad(a, -1.0 / T, None, grad, log_z)
         _check_rows(log_z, "E")
     return grad.to(E.dtype)
@@ -295,12 +305,12 @@ def _cross_entropy(q: Tensor, E: Tensor, T: float, T_tensor: Optional[Tensor], w
                    ) -> tuple[Tensor, Tensor, Tensor]:
     """(L_i = -sum_y q_iy log p_iy, dL_i/dE (empty unless with_grad), log Z_i), one fused pass."""
     T = _resolve_T(T, T_tensor)
-    a = _kernel_input(E)
+    a = _row_input(E)
     qk = q.to(a.dtype)
     n, k = a.shape
-    loss = torch.empty(n, dtype=a.dtype, device=a.device)
-    log_z = torch.empty(n, dtype=a.dtype, device=a.device)
-    grad = torch.empty((n, k) if with_grad else (0, k), dtype=a.dtype, device=a.device)
+    loss = torch.empty(n, dtype=_kernel_dtype(a.dtype), device=a.device)
+    log_z = torch.empty(n, dtype=_kernel_dtype(a.dtype), device=a.device)
+    grad = torch.empty((n, k) if with_grad else (0, k), dtype=_kernel_dtype(a.dtype), device=a.device)
     if n:
         _kernels.row_cross_entropy(qk, a, -1.0 / T, None, loss, grad if with_grad else None, log_z)
         _check_rows(log_z, "E")
@@ -348,8 +358,8 @@ _register_autocast(_cross_entropy)
 # ============================================================================ logsumexp, softmax, log_softmax (rows)
 @torch.library.custom_op("thermossl::logsumexp_rows", mutates_args=())
 def _logsumexp_rows(x: Tensor) -> Tensor:
-    a = _kernel_input(x)
-    out = torch.empty(a.shape[0], dtype=a.dtype, device=a.device)
+    a = _row_input(x)
+    out = torch.empty(a.shape[0], dtype=_kernel_dtype(a.dtype), device=a.device)
     if a.shape[1] == 0:
         out.fill_(-math.inf)
     elif a.shape[0]:
@@ -378,8 +388,8 @@ _register_autocast(_logsumexp_rows)
 
 @torch.library.custom_op("thermossl::softmax_rows", mutates_args=())
 def _softmax_rows(x: Tensor) -> Tensor:
-    a = _kernel_input(x)
-    p = torch.empty(a.shape, dtype=a.dtype, device=a.device)
+    a = _row_input(x)
+    p = torch.empty(a.shape, dtype=_kernel_dtype(a.dtype), device=a.device)
     if a.numel():
         _kernels.row_softmax(a, 1.0, None, p)
     return p.to(x.dtype)
@@ -406,8 +416,8 @@ _register_autocast(_softmax_rows)
 
 @torch.library.custom_op("thermossl::log_softmax_rows", mutates_args=())
 def _log_softmax_rows(x: Tensor) -> Tensor:
-    a = _kernel_input(x)
-    out = torch.empty(a.shape, dtype=a.dtype, device=a.device)
+    a = _row_input(x)
+    out = torch.empty(a.shape, dtype=_kernel_dtype(a.dtype), device=a.device)
     if a.numel():
         _kernels.row_log_softmax(a, 1.0, None, out)
     return out.to(x.dtype)
@@ -431,7 +441,7 @@ _register_autocast(_log_softmax_rows)
 # ============================================================================ sinkhorn
 @torch.library.custom_op("thermossl::sinkhorn", mutates_args=())
 def _sinkhorn(E: Tensor, T: float, T_tensor: Optional[Tensor], n_iter: int, tol: float, max_iter: int,
-              w: Optional[Tensor], c: Optional[Tensor], mu0: Optional[Tensor]
+              w: Optional[Tensor], c: Optional[Tensor], mu0: Optional[Tensor], energy_sign: float
               ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     from .. import _status
 
@@ -458,7 +468,7 @@ def _sinkhorn(E: Tensor, T: float, T_tensor: Optional[Tensor], n_iter: int, tol:
     q = torch.empty((n, k), dtype=a.dtype, device=a.device)
     charges = torch.empty(k, dtype=torch.float64, device=a.device)
     iterations, err, converged, status, index = _kernels.sinkhorn(
-        a, T, vectors[0], vectors[1], mu0, n_iter, tol, max_iter, f, mu, q, charges
+        a, T, vectors[0], vectors[1], mu0, n_iter, tol, max_iter, f, mu, q, charges, energy_sign=energy_sign
     )
     if status:
         raise _status.sinkhorn_error(status, index)
@@ -470,7 +480,7 @@ def _sinkhorn(E: Tensor, T: float, T_tensor: Optional[Tensor], n_iter: int, tol:
 
 
 @_sinkhorn.register_fake
-def _(E, T, T_tensor, n_iter, tol, max_iter, w, c, mu0):
+def _(E, T, T_tensor, n_iter, tol, max_iter, w, c, mu0, energy_sign):
     n, k = E.shape
     return (E.new_empty((n, k)), E.new_empty((n,)), E.new_empty((k,)), torch.empty((), dtype=torch.int64),
             torch.empty((), dtype=torch.float64), torch.empty((), dtype=torch.bool),
@@ -809,7 +819,8 @@ def _count(value, name: str, minimum: int) -> int:
 
 
 def sinkhorn(E: Tensor, T: Union[float, Tensor], n_iter: Optional[int] = None, tol: float = 1e-6, max_iter: int = 1000,
-             w: Optional[Tensor] = None, c: Optional[Tensor] = None, mu0: Optional[Tensor] = None) -> SinkhornResult:
+             w: Optional[Tensor] = None, c: Optional[Tensor] = None, mu0: Optional[Tensor] = None, *,
+             energy_sign: int = 1) -> SinkhornResult:
     """Self-label balancing of energies E at reservoir temperature T, as :func:`thermossl.sinkhorn`.
 
     The same iteration convention, gauge and errors, on tensors. No gradient flows through it (the
@@ -833,6 +844,10 @@ def sinkhorn(E: Tensor, T: Union[float, Tensor], n_iter: Optional[int] = None, t
         Charge targets (default 1/K), on E's device.
     mu0 : torch.Tensor, shape (K,), optional
         Warm-start chemical potentials, on E's device.
+    energy_sign : {1, -1}, optional
+        -1: ``E`` holds scores s (SwAV's and SeLa's prototype scores) and the energies are -s; the
+        kernel reads them with a signed scale, so no negated copy is made. The results (f, mu, q,
+        errors) are those of the energies -s.
 
     Returns
     -------
@@ -845,8 +860,11 @@ def sinkhorn(E: Tensor, T: Union[float, Tensor], n_iter: Optional[int] = None, t
         If an input is not a tensor or a count is not an int.
     ValueError
         If E is not a non-empty 2-D tensor, a vector has the wrong shape or device, ``tol`` or a
-        count is out of range, or the solver refuses the input (as :func:`thermossl.sinkhorn`).
+        count is out of range, ``energy_sign`` is not 1 or -1, or the solver refuses the input (as
+        :func:`thermossl.sinkhorn`).
     """
+    if isinstance(energy_sign, bool) or energy_sign not in (1, -1):
+        raise ValueError(f"energy_sign must be 1 or -1, got {energy_sign!r}")
     T, T_tensor = _split_T(T)
     E = _check_tensor(E, "E")
     if E.dim() != 2:
@@ -868,4 +886,5 @@ def sinkhorn(E: Tensor, T: Union[float, Tensor], n_iter: Optional[int] = None, t
                 raise ValueError(f"{name} must be on E's device {E.device}, got {v.device}")
             v = v.detach()
         vectors.append(v)
-    return SinkhornResult(*_sinkhorn(E.detach(), T, T_tensor, fixed, float(tol), limit, *vectors))
+    return SinkhornResult(*_sinkhorn(E.detach(), T, T_tensor, fixed, float(tol), limit, *vectors,
+                                     float(energy_sign)))

@@ -100,11 +100,12 @@ class SeLaLabels:
         scores = _check_tensor(scores, "scores")
         if scores.dim() != 2 or scores.shape[0] < 1 or scores.shape[1] < 1:
             raise ValueError(f"scores must have shape (N, K) with N, K >= 1, got {tuple(scores.shape)}")
-        E = torch.neg(scores.detach().to(self.dtype))
-        mu0 = self.mu if self.warm_start and self.mu is not None and self.mu.shape == (E.shape[1],) else None
+        # E = -scores: the kernel reads the scores with a signed scale (no negated copy).
+        s = scores.detach().to(self.dtype)
+        mu0 = self.mu if self.warm_start and self.mu is not None and self.mu.shape == (s.shape[1],) else None
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
         q, _, mu, n_iter, err, converged = _kernels.sela_sinkhorn(
-            E, self.T, self.tol, self.max_iter, mu0, self.relaxation, distributed=distributed)
+            s, self.T, self.tol, self.max_iter, mu0, self.relaxation, distributed=distributed)
         self.q, self.mu = q, np.asarray(mu, dtype=np.float64)
         self.n_iter, self.err, self.converged = int(n_iter), float(err), bool(converged)
         return q
