@@ -1,4 +1,4 @@
-"""The type stubs of the compiled modules (python/thermossl/_core.pyi, _cuda.pyi) match the modules.
+"""The type stubs of the compiled modules (python/thermossl/_core/*.pyi, _cuda.pyi) match the modules.
 
 pybind11 functions carry no ``__signature__`` (mypy's stubtest checks only the names for them),
 so this test reads each function's signature from the first line of its docstring, which
@@ -19,6 +19,9 @@ from thermossl import _core
 
 PACKAGE = Path(thermossl.__file__).resolve().parent
 REPO = Path(__file__).resolve().parents[1]
+# _core has a submodule (pointers), so its stubs are a package: _core/__init__.pyi, _core/pointers.pyi
+CORE_STUB = PACKAGE / "_core" / "__init__.pyi"
+POINTERS_STUB = PACKAGE / "_core" / "pointers.pyi"
 
 
 def _stub_functions(path: Path) -> dict[str, ast.FunctionDef]:
@@ -81,23 +84,34 @@ def _check_args(name: str, stub: list[tuple[str, bool]], runtime: list[tuple[str
 
 
 def test_core_stub_has_every_function_and_no_other():
-    stub = _stub_functions(PACKAGE / "_core.pyi")
+    stub = _stub_functions(CORE_STUB)
     runtime = {n for n in dir(_core) if not n.startswith("_") and callable(getattr(_core, n))
                and not isinstance(getattr(_core, n), type)}
     assert set(stub) == runtime
     classes = {n for n in dir(_core) if isinstance(getattr(_core, n), type)}
-    assert set(_stub_classes(PACKAGE / "_core.pyi")) == classes
-    assert "openmp" in (PACKAGE / "_core.pyi").read_text()
+    assert set(_stub_classes(CORE_STUB)) == classes
+    assert "openmp" in (CORE_STUB).read_text()
 
 
 @pytest.mark.parametrize("name", sorted(n for n in dir(_core) if not n.startswith("_")
                                         and callable(getattr(_core, n)) and not isinstance(getattr(_core, n), type)))
 def test_core_stub_arguments_match_the_module(name):
-    _check_args(name, _stub_args(_stub_functions(PACKAGE / "_core.pyi")[name]), _runtime_args(getattr(_core, name)))
+    _check_args(name, _stub_args(_stub_functions(CORE_STUB)[name]), _runtime_args(getattr(_core, name)))
+
+
+def _functions_of(module) -> list[str]:
+    return sorted(n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n)))
+
+
+def test_pointers_stub_has_every_function_of_the_submodule_and_their_arguments():
+    stub = _stub_functions(POINTERS_STUB)
+    assert sorted(stub) == _functions_of(_core.pointers)
+    for name in stub:
+        _check_args(f"pointers.{name}", _stub_args(stub[name]), _runtime_args(getattr(_core.pointers, name)))
 
 
 def test_core_stub_class_methods_match_the_module():
-    for cls_name, node in _stub_classes(PACKAGE / "_core.pyi").items():
+    for cls_name, node in _stub_classes(CORE_STUB).items():
         cls = getattr(_core, cls_name)
         methods = {m.name: m for m in node.body if isinstance(m, ast.FunctionDef)}
         assert set(methods) - {"__init__"} == {n for n in vars(cls) if not n.startswith("_")}

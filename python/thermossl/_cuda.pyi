@@ -82,5 +82,5 @@ def sinkhorn(
     charges: int,
     workspace: int,
     check_every: int,
-    /,
+    energy_sign: float = 1.0,
 ) -> tuple[int, float, bool, int, int]: ...

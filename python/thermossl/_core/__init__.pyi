@@ -20,6 +20,8 @@ _Array = NDArray[Any]
 
 openmp: bool
 
+from . import pointers as pointers
+
 class SinkhornRelaxation:
     """The mu-update's over-relaxation controller of the C++ solver."""
 
@@ -73,6 +75,7 @@ def sinkhorn(
     row_scaling0: Optional[_Array] = None,
     fix_gauge: bool = True,
     errors: Optional[list[float]] = None,
+    energy_sign: float = 1.0,
 ) -> tuple[int, float, bool, int, int]:
     """Log-domain Sinkhorn balancing; returns (iterations, err, converged, status, index)."""
 
