@@ -203,14 +203,21 @@ def test_defaults_scale_with_the_data_and_the_run():
     assert result.options["batch_size"] == 16 and len(result.ledger) == 40 * (200 // 16)  # ceil(8000/512)
     big = ssl.train(np.repeat(X, 12, axis=0)[:2400], method="swav", n_prototypes=3, epochs=60, seed=0, hidden=8, dim=4)
     assert big.options["batch_size"] == 256 and len(big.ledger) == 60 * (2400 // 256)
-    # DINO's teacher momentum: the cosine schedule from m0 to 1; m0 = min(0.996, 1 - 10/steps).
+    # DINO's teacher momentum: the cosine schedule from m0 to 1; m0 = min(0.996, 1 - 30/steps).
     m = ssl.teacher_momentum
-    assert m(0, 240) == pytest.approx(1 - 10 / 240, rel=1e-15) and m(240, 240) == pytest.approx(1.0, abs=1e-15)
+    assert m(0, 240) == pytest.approx(1 - 30 / 240, rel=1e-15) and m(240, 240) == pytest.approx(1.0, abs=1e-15)
+    assert m(0, 240, horizon=10.0) == pytest.approx(1 - 10 / 240, rel=1e-15)
     assert m(0, 10**6) == pytest.approx(0.996, rel=1e-15)  # long runs: DINO's published base
-    assert m(120, 240) == pytest.approx(1 - (10 / 240) / 2, rel=1e-14)  # the cosine's midpoint
+    assert m(120, 240) == pytest.approx(1 - (30 / 240) / 2, rel=1e-14)  # the cosine's midpoint
     steps = [m(t, 240) for t in range(241)]
     assert all(a <= b for a, b in zip(steps, steps[1:]))
-    assert m(0, 100, base=0.9) == pytest.approx(0.9) and m(0, 5) == 0.0  # a short run: follow the student
+    assert m(0, 100, base=0.9) == pytest.approx(0.9) and m(0, 20) == 0.0  # a short run: follow the student
+    # Augmentation defaults by kind of data; prototype start by method.
+    feats = ssl.train(X, method="dino", n_prototypes=3, epochs=1, seed=0, hidden=8, dim=4)
+    assert (feats.options["noise"], feats.options["mask"], feats.options["init_prototypes"]) == (0.5, 0.3, "kmeans")
+    images = ssl.train(X[:, :4], method="sela", n_prototypes=3, epochs=1, seed=0, hidden=8, dim=4, image_shape=(2, 2))
+    assert (images.options["noise"], images.options["mask"], images.options["init_prototypes"]) == (0.1, 0.1, "random")
+    assert result.options["teacher_horizon"] == 30.0
 
 
 def test_dino_teacher_follows_the_schedule():
