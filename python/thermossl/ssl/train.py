@@ -354,18 +354,25 @@ class _Run:
 
 
 def spherical_kmeans(z: np.ndarray, k: int, rng: np.random.Generator, n_iter: int = 20) -> np.ndarray:
-    """k unit centroids (k, D) of the unit rows z (n, D) by spherical k-means: k-means++ seeding on
-    the cosine distance 1 - z.c, then ``n_iter`` Lloyd steps (each row to its most similar centroid;
-    a centroid becomes the normalised sum of its rows; a centroid left without rows stays)."""
+    """k unit centroids (k, D) of the unit rows z (n, D) by spherical k-means: greedy k-means++
+    seeding on the cosine distance 1 - z.c (= |z - c|^2 / 2 for unit vectors; each new centroid
+    the best of 2 + ln k rows drawn with probability proportional to their distance to the
+    centroids so far, as scikit-learn's k-means++), then ``n_iter`` Lloyd steps (each row to its
+    most similar centroid; a centroid becomes the normalised sum of its rows; one left without
+    rows stays)."""
     n = z.shape[0]
+    trials = 2 + int(math.log(k))
     centroids = np.empty((k, z.shape[1]))
     centroids[0] = z[rng.integers(n)]
     distance = np.maximum(1.0 - z @ centroids[0], 0.0)
     for j in range(1, k):
         total = distance.sum()
-        pick = rng.choice(n, p=distance / total) if total > 0 else rng.integers(n)
-        centroids[j] = z[pick]
-        distance = np.minimum(distance, np.maximum(1.0 - z @ centroids[j], 0.0))
+        candidates = rng.choice(n, size=trials, p=distance / total) if total > 0 else rng.integers(n, size=trials)
+        # (trials, n) distances with each candidate added; keep the one with the smallest sum.
+        with_candidate = np.minimum(distance[None, :], np.maximum(1.0 - z[candidates] @ z.T, 0.0))
+        best = int(np.argmin(with_candidate.sum(axis=1)))
+        centroids[j] = z[candidates[best]]
+        distance = with_candidate[best]
     for _ in range(n_iter):
         nearest = np.argmax(z @ centroids.T, axis=1)
         sums = np.zeros_like(centroids)
