@@ -273,7 +273,7 @@ def test_defaults_scale_with_the_data_and_the_run():
     assert m(0, 100, base=0.9) == pytest.approx(0.9) and m(0, 20) == 0.0  # a short run: follow the student
     # Augmentation defaults by kind of data; prototype start by method.
     feats = ssl.train(X, method="dino", n_prototypes=3, epochs=1, seed=0, hidden=8, dim=4)
-    assert (feats.options["noise"], feats.options["mask"], feats.options["init_prototypes"]) == (0.5, 0.3, "kmeans")
+    assert (feats.options["noise"], feats.options["mask"], feats.options["init_prototypes"]) == (0.3, 0.3, "kmeans")
     images = ssl.train(X[:, :4], method="sela", n_prototypes=3, epochs=1, seed=0, hidden=8, dim=4, image_shape=(2, 2))
     assert (images.options["noise"], images.options["mask"], images.options["init_prototypes"]) == (0.1, 0.1, "random")
     assert result.options["teacher_horizon"] == 30.0
