@@ -91,23 +91,16 @@ void entropy_impl(const MatrixView<T>& a, const Exponent ex_shared, T* entropy, 
         double z = 0.0;
         double ez = 0.0;  // sum_y e_y (x_y - max); 0 log 0 = 0
         with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
+            using V = vec_t<T>;
             m = m_row;
-            for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-                const std::int64_t j1 = std::min(k, j0 + kChunk);
-                T z_part = 0;
-                T ez_part = 0;
-#pragma omp simd reduction(+ : z_part, ez_part)
-                for (std::int64_t j = j0; j < j1; ++j) {
-                    T t;
-                    const bool at_max = arg(j, t);
-                    const T ej = exp_nonpositive(t);
-                    const T e = at_max ? T(1) : ej;  // as in row_exp_sum
-                    z_part += e;
-                    ez_part += e > T(0) ? e * t : T(0);
-                }
-                z += static_cast<double>(z_part);
-                ez += static_cast<double>(ez_part);
-            }
+            LaneSums<T, 2> sums;
+            row_sweep(k, arg, sums, [&](std::int64_t, const V t, const mask_t<T> at_max, const auto& lanes) {
+                const V e = lanes.keep(select(at_max, splat<V>(1), exp_lanes(t)));  // as in row_exp_sum
+                sums.part[0] += e;
+                sums.part[1] += select(e > splat<V>(0), e * t, splat<V>(0));
+            });
+            z = sums[0];
+            ez = sums[1];
         });
         if (log_z != nullptr) log_z[i] = static_cast<T>(m + std::log(z));
         entropy[i] = std::isfinite(m) ? static_cast<T>(std::log(z) - ez / z) : quiet_nan<T>();
@@ -138,27 +131,21 @@ void cross_entropy_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Ex
                 double q_sum = 0.0;
                 double q_dot_t = 0.0;  // sum_y q_y (x_y - max), 0 where q_y = 0
                 with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
+                    using V = vec_t<T>;
                     m = m_row;
-                    for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-                        const std::int64_t j1 = std::min(k, j0 + kChunk);
-                        T z_part = 0;
-                        T q_part = 0;
-                        T qt_part = 0;
-#pragma omp simd reduction(+ : z_part, q_part, qt_part)
-                        for (std::int64_t j = j0; j < j1; ++j) {
-                            T t;
-                            const bool at_max = arg(j, t);
-                            const T ej = exp_nonpositive(t);
-                            const T e = at_max ? T(1) : ej;  // as in row_exp_sum
-                            e_row[j] = e;
-                            z_part += e;
-                            q_part += q_row[j];
-                            qt_part += q_row[j] != T(0) ? q_row[j] * t : T(0);
-                        }
-                        z += static_cast<double>(z_part);
-                        q_sum += static_cast<double>(q_part);
-                        q_dot_t += static_cast<double>(qt_part);
-                    }
+                    LaneSums<T, 3> sums;  // z, sum q, sum q t
+                    row_sweep(k, arg, sums, [&](std::int64_t j, const V t, const mask_t<T> at_max,
+                                                const auto& lanes) {
+                        const V e = lanes.keep(select(at_max, splat<V>(1), exp_lanes(t)));  // as in row_exp_sum
+                        const V qj = lanes.load(q_row + j, T(0));
+                        lanes.store(e_row + j, e);
+                        sums.part[0] += e;
+                        sums.part[1] += qj;
+                        sums.part[2] += select(qj != splat<V>(0), qj * t, splat<V>(0));
+                    });
+                    z = sums[0];
+                    q_sum = sums[1];
+                    q_dot_t = sums[2];
                 });
                 const double log_zr = std::log(z);
                 if (log_z != nullptr) log_z[i] = static_cast<T>(m + log_zr);
@@ -190,24 +177,17 @@ void entropy_grad_impl(const MatrixView<T>& a, const Exponent ex_shared, T* grad
         double z = 0.0;
         double ez = 0.0;  // sum_y e_y (x_y - max); 0 log 0 = 0
         with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
+            using V = vec_t<T>;
             m = m_row;
-            for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-                const std::int64_t j1 = std::min(k, j0 + kChunk);
-                T z_part = 0;
-                T ez_part = 0;
-#pragma omp simd reduction(+ : z_part, ez_part)
-                for (std::int64_t j = j0; j < j1; ++j) {
-                    T t;
-                    const bool at_max = arg(j, t);
-                    const T ej = exp_nonpositive(t);
-                    const T e = at_max ? T(1) : ej;  // as in row_exp_sum
-                    g_row[j] = e;
-                    z_part += e;
-                    ez_part += e > T(0) ? e * t : T(0);
-                }
-                z += static_cast<double>(z_part);
-                ez += static_cast<double>(ez_part);
-            }
+            LaneSums<T, 2> sums;
+            row_sweep(k, arg, sums, [&](std::int64_t j, const V t, const mask_t<T> at_max, const auto& lanes) {
+                const V e = lanes.keep(select(at_max, splat<V>(1), exp_lanes(t)));  // as in row_exp_sum
+                lanes.store(g_row + j, e);
+                sums.part[0] += e;
+                sums.part[1] += select(e > splat<V>(0), e * t, splat<V>(0));
+            });
+            z = sums[0];
+            ez = sums[1];
         });
         const double log_zr = std::log(z);
         const double s = log_zr - ez / z;

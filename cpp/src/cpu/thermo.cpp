@@ -34,7 +34,6 @@ void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Expo
         double* acc = charges != nullptr ? column_sums.of_thread(thread_index()) : nullptr;
         RowReader<T> ra(a);
         RowReader<T> rq(q);
-        std::vector<T> e_row(static_cast<std::size_t>(k));
         // float charges: summed in float over groups of rows (FloatCharges), then in double
         FloatCharges<T> float_acc(std::is_same<T, float>::value && acc != nullptr ? k : 0);
         for_row_tiles(n, tile, [&](std::int64_t i0, std::int64_t i1) {
@@ -43,57 +42,51 @@ void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Expo
             for (std::int64_t i = i0; i < i1; ++i) {
                 const T* row = ra.row(i);
                 const T* q_row = rq.row(i);
-                T* e = e_row.data();
                 double m = 0.0;
                 double z = 0.0, ea = 0.0, et = 0.0;
                 double qa = 0.0, qlogq = 0.0, qlogp = 0.0, kl = 0.0, mass = 0.0;
                 // t_j = x_j - max in T: float rows without a shift take float lanes (PivotArg),
                 // the others double lanes (ExactArg); see with_row_frame.
                 with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
+                    using V = vec_t<T>;
+                    const V zero = splat<V>(0);
                     m = m_row;
                     // Pass 2: e = exp(t); Z' = sum e; sum e a; sum e t.
-                    for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-                        const std::int64_t j1 = std::min(k, j0 + kChunk);
-                        T z_part = 0, ea_part = 0, et_part = 0;
-#pragma omp simd reduction(+ : z_part, ea_part, et_part)
-                        for (std::int64_t j = j0; j < j1; ++j) {
-                            T tj;
-                            const bool at_max = arg(j, tj);
-                            const T ej = at_max ? T(1) : exp_nonpositive(tj);
-                            e[j] = ej;
-                            z_part += ej;
-                            ea_part += ej > T(0) ? ej * row[j] : T(0);
-                            et_part += ej > T(0) ? ej * tj : T(0);
-                        }
-                        z += static_cast<double>(z_part);
-                        ea += static_cast<double>(ea_part);
-                        et += static_cast<double>(et_part);
-                    }
-                    const T log_zr = static_cast<T>(std::log(z));
-                    // Pass 3: the label sums, with log p = t - log Z'.
-                    for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-                        const std::int64_t j1 = std::min(k, j0 + kChunk);
-                        T qa_part = 0, qlogq_part = 0, qlogp_part = 0, kl_part = 0, mass_part = 0;
-#pragma omp simd reduction(+ : qa_part, qlogq_part, qlogp_part, kl_part, mass_part)
-                        for (std::int64_t j = j0; j < j1; ++j) {
-                            const T qj = q_row[j];
-                            T tj;
-                            arg(j, tj);
-                            const T log_p = tj - log_zr;
-                            const T log_q = log_positive(qj);
-                            const bool on = qj != T(0);
-                            qa_part += on ? qj * row[j] : T(0);
-                            qlogq_part += on ? qj * log_q : T(0);
-                            qlogp_part += on ? qj * log_p : T(0);
-                            kl_part += on ? qj * (log_q - log_p) : T(0);
-                            mass_part += qj;
-                        }
-                        qa += static_cast<double>(qa_part);
-                        qlogq += static_cast<double>(qlogq_part);
-                        qlogp += static_cast<double>(qlogp_part);
-                        kl += static_cast<double>(kl_part);
-                        mass += static_cast<double>(mass_part);
-                    }
+                    LaneSums<T, 3> p_sums;
+                    row_sweep(k, arg, p_sums, [&](std::int64_t j, const V t, const mask_t<T> at_max,
+                                                  const auto& lanes) {
+                        const V e = lanes.keep(select(at_max, splat<V>(1), exp_lanes(t)));
+                        const V aj = lanes.load(row + j, T(0));
+                        const auto positive = e > zero;
+                        p_sums.part[0] += e;
+                        p_sums.part[1] += select(positive, e * aj, zero);
+                        p_sums.part[2] += select(positive, e * t, zero);
+                    });
+                    z = p_sums[0];
+                    ea = p_sums[1];
+                    et = p_sums[2];
+                    const V log_zr = splat<V>(static_cast<T>(std::log(z)));
+                    // Pass 3: the label sums, with log p = t - log Z' (each KL term a difference of
+                    // logs: D keeps its accuracy near 0, so this pass needs log Z' first).
+                    LaneSums<T, 5> q_sums;
+                    row_sweep(k, arg, q_sums, [&](std::int64_t j, const V t, const mask_t<T>,
+                                                  const auto& lanes) {
+                        const V qj = lanes.load(q_row + j, T(0));  // past the row: q = 0, no terms
+                        const V aj = lanes.load(row + j, T(0));
+                        const V log_p = t - log_zr;
+                        const V log_q = log_lanes(qj);
+                        const auto on = qj != zero;
+                        q_sums.part[0] += select(on, qj * aj, zero);
+                        q_sums.part[1] += select(on, qj * log_q, zero);
+                        q_sums.part[2] += select(on, qj * log_p, zero);
+                        q_sums.part[3] += select(on, qj * (log_q - log_p), zero);
+                        q_sums.part[4] += qj;
+                    });
+                    qa = q_sums[0];
+                    qlogq = q_sums[1];
+                    qlogp = q_sums[2];
+                    kl = q_sums[3];
+                    mass = q_sums[4];
                 });
                 const double log_zr = std::log(z);
                 const bool finite_max = std::isfinite(m);
