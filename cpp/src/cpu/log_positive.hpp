@@ -20,17 +20,28 @@ namespace thermossl::THERMOSSL_ISA_NS::detail {
 
 /// log_positive for float lanes: V is float or a vector of floats (simd_vec.hpp), so the scalar
 /// function below and the explicit vector loops compute the same bits.
-template <class V>
+///
+/// kExact = false is the cheaper form for terms x * f(log x) whose callers drop x = 0 (the
+/// ledger's label sums): no scaling of subnormal x (their log is off by up to 23 ln 2, so
+/// x log x by less than 2e-37 absolute) and no special results for x = 0 and x = +inf (finite
+/// values; inf * finite stays inf); x < 0 and nan still give nan.
+template <class V, bool kExact = true>
 inline V log_positive_f32(const V x) {
     using I = decltype(bits_of_lanes(x));
     // Division-free (Cephes logf): with u = m - 1 (exact, m in [sqrt(1/2), sqrt(2))),
     // log m = u - u^2/2 + u^3 P(u), P a degree-8 minimax polynomial (relative error ~1e-7 on the
     // interval; relative accuracy near x = 1 is kept since log m ~ u there).
     const V inf = lane_splat<V>(std::numeric_limits<float>::infinity());
-    const auto subnormal = x < lane_splat<V>(std::numeric_limits<float>::min());
-    const V xs = subnormal ? x * lane_splat<V>(8388608.0f) : x;  // 2^23
-    const I bits = bits_of_lanes(xs);
-    I e = ((bits >> 23) & 0xff) - (subnormal ? lane_splat<I>(127 + 23) : lane_splat<I>(127));
+    I bits, e;
+    if constexpr (kExact) {
+        const auto subnormal = x < lane_splat<V>(std::numeric_limits<float>::min());
+        const V xs = subnormal ? x * lane_splat<V>(8388608.0f) : x;  // 2^23
+        bits = bits_of_lanes(xs);
+        e = ((bits >> 23) & 0xff) - (subnormal ? lane_splat<I>(127 + 23) : lane_splat<I>(127));
+    } else {
+        bits = bits_of_lanes(x);
+        e = ((bits >> 23) & 0xff) - 127;
+    }
     V m = floats_of_lanes<V>((bits & 0x007fffff) | 0x3f800000);  // [1, 2)
     const auto high = m > lane_splat<V>(1.41421356237309505f);
     m = high ? m * lane_splat<V>(0.5f) : m;
@@ -51,8 +62,10 @@ inline V log_positive_f32(const V x) {
     y = lane_fma(ef, lane_splat<V>(-2.12194440e-4f), y);
     y = lane_fma(lane_splat<V>(-0.5f), u2, y);
     V result = lane_fma(ef, lane_splat<V>(0.693359375f), u + y);
-    result = x == inf ? x : result;
-    result = x == lane_splat<V>(0.0f) ? -inf : result;
+    if constexpr (kExact) {
+        result = x == inf ? x : result;
+        result = x == lane_splat<V>(0.0f) ? -inf : result;
+    }
     // x >= 0 is false for x < 0 and for nan
     return x >= lane_splat<V>(0.0f) ? result : lane_splat<V>(std::numeric_limits<float>::quiet_NaN());
 }

@@ -257,9 +257,10 @@ inline void row_sweep(std::int64_t k, const Arg& arg, Sums& sums, Body&& body) {
 inline vec_t<float> exp_lanes(const vec_t<float> t) { return exp_nonpositive_f32(t); }
 inline vec_t<double> exp_lanes(const vec_t<double> t) { return exp_nonpositive_f64(t); }
 
-/// log(q) for the lanes of T (log_positive.hpp).
-inline vec_t<float> log_lanes(const vec_t<float> q) { return log_positive_f32(q); }
-inline vec_t<double> log_lanes(const vec_t<double> q) { return log_positive_f64(q); }
+/// log(q) for the lanes of T, for terms q f(log q) whose callers drop q = 0 (log_positive.hpp:
+/// the float form skips the subnormal scaling and the q = 0 and q = inf results).
+inline vec_t<float> log_lanes_for_terms(const vec_t<float> q) { return log_positive_f32<vec_t<float>, false>(q); }
+inline vec_t<double> log_lanes_for_terms(const vec_t<double> q) { return log_positive_f64(q); }
 
 /// e_j = exp(x_j - m), with e_j = 1 wherever x_j >= m so that rows whose max is +-inf give
 /// finite counts instead of exp(inf - inf) = nan. Returns sum_j e_j; writes e to `e_out` when

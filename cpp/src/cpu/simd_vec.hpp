@@ -33,6 +33,8 @@
 // Wide vectors (wide_t) are passed between inline functions of one level only, never across a
 // library boundary: GCC's note that their ABI differs between levels does not apply.
 #pragma GCC diagnostic ignored "-Wpsabi"
+// GCC 12 warns inside its own AVX-512 conversion intrinsics (their _mm512_undefined_* operand).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
 namespace thermossl::THERMOSSL_ISA_NS::detail {
