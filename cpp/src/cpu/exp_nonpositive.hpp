@@ -1,6 +1,9 @@
-// exp(x) on the max-shifted domain x <= 0, written branch-free so that the loops calling it
-// vectorise at every SIMD level (SSE2 baseline, AVX2, AVX-512) without -ffast-math and without
-// libmvec.
+// exp(x) on the max-shifted domain x <= 0, written branch-free and generic over its lanes: the
+// templates take a scalar or a vector of the level (simd_vec.hpp: 16/8/4 float lanes at
+// AVX-512/AVX2/SSE2), so the row kernels' explicit vector loops and the scalar
+// exp_nonpositive(float/double) that `omp simd` loops vectorise compute the same bits, without
+// -ffast-math and without libmvec. Per vector: 1 max (clamp), 2 for n, 1-2 FMA for r, 6 (float)
+// or 11 (double) FMA, 2 integer ops for 2^n, 1 multiply, 1 select (underflow).
 //
 // Method: reduction x = n ln2 + r, |r| <= ln2/2 (n rounded by the 1.5 * 2^(mantissa bits) trick,
 // so no float->int conversion is needed: AVX2 has none for int64), then a polynomial for e^r

@@ -1,5 +1,5 @@
-// log(x) for x >= 0, written branch-free so that the loops calling it vectorise at the baseline
-// ISA (SSE2 on x86-64) without -ffast-math and without libmvec (the companion of exp_nonpositive).
+// log(x) for x >= 0, written branch-free and generic over its lanes (scalar or a simd_vec.hpp
+// vector, as exp_nonpositive), without -ffast-math and without libmvec.
 //
 // Method: x = 2^e m with m in [sqrt(1/2), sqrt(2)), plus e ln 2 split in two parts. float: a
 // division-free polynomial in u = m - 1 (Cephes logf, relative error ~1e-7). double:

@@ -23,10 +23,12 @@
 #error "include isa_begin.hpp first: it defines THERMOSSL_MADD and the SIMD level of this build"
 #endif
 
+#ifndef THERMOSSL_VECTOR_EXT  // -DTHERMOSSL_VECTOR_EXT=0 compiles the one-lane fallback here too
 #if defined(__GNUC__) || defined(__clang__)
 #define THERMOSSL_VECTOR_EXT 1
 #else
 #define THERMOSSL_VECTOR_EXT 0
+#endif
 #endif
 
 #if defined(__GNUC__) && !defined(__clang__)
