@@ -1,6 +1,9 @@
-// exp(x) on the max-shifted domain x <= 0, written branch-free so that the loops calling it
-// vectorise at every SIMD level (SSE2 baseline, AVX2, AVX-512) without -ffast-math and without
-// libmvec.
+// exp(x) on the max-shifted domain x <= 0, written branch-free and generic over its lanes: the
+// templates take a scalar or a vector of the level (simd_vec.hpp: 16/8/4 float lanes at
+// AVX-512/AVX2/SSE2), so the row kernels' explicit vector loops and the scalar
+// exp_nonpositive(float/double) that `omp simd` loops vectorise compute the same bits, without
+// -ffast-math and without libmvec. Per vector: 1 max (clamp), 2 for n, 1-2 FMA for r, 6 (float)
+// or 11 (double) FMA, 2 integer ops for 2^n, 1 multiply, 1 select (underflow).
 //
 // Method: reduction x = n ln2 + r, |r| <= ln2/2 (n rounded by the 1.5 * 2^(mantissa bits) trick,
 // so no float->int conversion is needed: AVX2 has none for int64), then a polynomial for e^r
@@ -27,6 +30,8 @@
 #error "include isa_begin.hpp first: it defines THERMOSSL_MADD and the SIMD level of this build"
 #endif
 
+#include "simd_vec.hpp"
+
 namespace thermossl::THERMOSSL_ISA_NS::detail {
 
 template <class To, class From>
@@ -37,64 +42,70 @@ inline To bit_cast(const From& from) {
     return to;
 }
 
-inline float exp_nonpositive(float x) {
-    constexpr float kLowest = -87.0f;  // keeps 2^n normal (n >= -126)
-    constexpr float kLog2e = 1.44269504088896341f;
-    constexpr float kRound = 12582912.0f;  // 1.5 * 2^23
-    // kLowest > x ? kLowest : x is one max instruction that passes a nan through (x86 max
+/// exp_nonpositive for float lanes: V is float or a vector of floats (simd_vec.hpp), so the
+/// scalar function below and the explicit vector loops compute the same bits.
+template <class V>
+inline V exp_nonpositive_f32(const V x) {
+    using I = decltype(bits_of_lanes(x));
+    const V lowest = lane_splat<V>(-87.0f);  // keeps 2^n normal (n >= -126)
+    const V round = lane_splat<V>(12582912.0f);  // 1.5 * 2^23
+    // lowest > x ? lowest : x is one max instruction that passes a nan through (x86 max
     // returns its second operand when either is nan), so no separate nan test is needed.
-    const float xc = kLowest > x ? kLowest : x;
-    const float t = THERMOSSL_MADD(xc, kLog2e, kRound);
-    const float n = t - kRound;
-    // 2^n: bits(t) - bits(kRound) = n, so bits(t) + kBias = n + 127, the biased exponent.
-    constexpr std::int32_t kBias = 127 - 0x4B400000;  // 0x4B400000 = bits of kRound
+    const V xc = lowest > x ? lowest : x;
+    const V t = lane_fma(xc, lane_splat<V>(1.44269504088896341f), round);
+    const V n = t - round;
+    // 2^n: bits(t) - bits(round) = n, so bits(t) + kBias = n + 127, the biased exponent.
+    constexpr std::int32_t kBias = 127 - 0x4B400000;  // 0x4B400000 = bits of round
 #if THERMOSSL_HAS_FMA
-    constexpr float kLn2 = 0.693147182f;  // ln2 rounded to float
-    const float r = THERMOSSL_MADD(-n, kLn2, xc);
+    const V r = lane_fma(n, lane_splat<V>(-0.693147182f), xc);  // ln2 rounded to float
 #else
-    constexpr float kLn2Hi = 0.693359375f;
-    constexpr float kLn2Lo = -2.12194440e-4f;
-    const float r = THERMOSSL_MADD(-n, kLn2Lo, THERMOSSL_MADD(-n, kLn2Hi, xc));
+    const V r = lane_fma(n, lane_splat<V>(2.12194440e-4f), lane_fma(n, lane_splat<V>(-0.693359375f), xc));
 #endif
-    float poly = 0x1.6d4324p-10f;
-    poly = THERMOSSL_MADD(poly, r, 0x1.123d90p-7f);
-    poly = THERMOSSL_MADD(poly, r, 0x1.5554eap-5f);
-    poly = THERMOSSL_MADD(poly, r, 0x1.55547cp-3f);
-    poly = THERMOSSL_MADD(poly, r, 0.5f);
-    poly = THERMOSSL_MADD(poly, r, 1.0f);
-    poly = THERMOSSL_MADD(poly, r, 1.0f);
-    const float two_n = bit_cast<float>((bit_cast<std::int32_t>(t) + kBias) << 23);
-    const float result = poly * two_n;
-    return x < kLowest ? 0.0f : result;  // nan < kLowest is false: result is nan
+    V poly = lane_splat<V>(0x1.6d4324p-10f);
+    poly = lane_fma(poly, r, lane_splat<V>(0x1.123d90p-7f));
+    poly = lane_fma(poly, r, lane_splat<V>(0x1.5554eap-5f));
+    poly = lane_fma(poly, r, lane_splat<V>(0x1.55547cp-3f));
+    poly = lane_fma(poly, r, lane_splat<V>(0.5f));
+    poly = lane_fma(poly, r, lane_splat<V>(1.0f));
+    poly = lane_fma(poly, r, lane_splat<V>(1.0f));
+    const I biased = (bits_of_lanes(t) + kBias) << 23;
+    const V two_n = floats_of_lanes<V>(biased);
+    const V result = poly * two_n;
+    return x < lowest ? lane_splat<V>(0.0f) : result;  // nan < lowest is false: result is nan
 }
 
-inline double exp_nonpositive(double x) {
-    constexpr double kLowest = -708.0;  // keeps 2^n normal (n >= -1022)
-    constexpr double kLog2e = 1.4426950408889634074;
-    constexpr double kLn2Hi = 6.93147180369123816490e-01;
-    constexpr double kLn2Lo = 1.90821492927058770002e-10;
-    constexpr double kRound = 6755399441055744.0;  // 1.5 * 2^52
-    const double xc = kLowest > x ? kLowest : x;  // passes a nan through, as above
-    const double t = THERMOSSL_MADD(xc, kLog2e, kRound);
-    const double n = t - kRound;
-    constexpr std::int64_t kBias = 1023 - 0x4338000000000000LL;  // bits of kRound
-    const double r = THERMOSSL_MADD(-n, kLn2Lo, THERMOSSL_MADD(-n, kLn2Hi, xc));
+/// exp_nonpositive for double lanes (V: double or a vector of doubles).
+template <class V>
+inline V exp_nonpositive_f64(const V x) {
+    using I = decltype(bits_of_lanes(x));
+    const V lowest = lane_splat<V>(-708.0);  // keeps 2^n normal (n >= -1022)
+    const V round = lane_splat<V>(6755399441055744.0);  // 1.5 * 2^52
+    const V xc = lowest > x ? lowest : x;  // passes a nan through, as above
+    const V t = lane_fma(xc, lane_splat<V>(1.4426950408889634074), round);
+    const V n = t - round;
+    constexpr std::int64_t kBias = 1023 - 0x4338000000000000LL;  // bits of round
+    const V r = lane_fma(n, lane_splat<V>(-1.90821492927058770002e-10),
+                         lane_fma(n, lane_splat<V>(-6.93147180369123816490e-01), xc));
     // Horner form of 1 + r (c1 + c2 r + ... + c11 r^10)
-    double poly = 2.5105217004720745e-08;
-    poly = THERMOSSL_MADD(poly, r, 2.7626371065696354e-07);
-    poly = THERMOSSL_MADD(poly, r, 2.7557255400206422e-06);
-    poly = THERMOSSL_MADD(poly, r, 2.480150431378554e-05);
-    poly = THERMOSSL_MADD(poly, r, 0.00019841269874820627);
-    poly = THERMOSSL_MADD(poly, r, 0.001388888893251478);
-    poly = THERMOSSL_MADD(poly, r, 0.008333333333326136);
-    poly = THERMOSSL_MADD(poly, r, 0.041666666666573066);
-    poly = THERMOSSL_MADD(poly, r, 0.1666666666666667);
-    poly = THERMOSSL_MADD(poly, r, 0.5000000000000006);
-    poly = THERMOSSL_MADD(poly, r, 1.0);
-    poly = THERMOSSL_MADD(poly, r, 1.0);
-    const double two_n = bit_cast<double>((bit_cast<std::int64_t>(t) + kBias) << 52);
-    const double result = poly * two_n;
-    return x < kLowest ? 0.0 : result;  // nan < kLowest is false: result is nan
+    V poly = lane_splat<V>(2.5105217004720745e-08);
+    poly = lane_fma(poly, r, lane_splat<V>(2.7626371065696354e-07));
+    poly = lane_fma(poly, r, lane_splat<V>(2.7557255400206422e-06));
+    poly = lane_fma(poly, r, lane_splat<V>(2.480150431378554e-05));
+    poly = lane_fma(poly, r, lane_splat<V>(0.00019841269874820627));
+    poly = lane_fma(poly, r, lane_splat<V>(0.001388888893251478));
+    poly = lane_fma(poly, r, lane_splat<V>(0.008333333333326136));
+    poly = lane_fma(poly, r, lane_splat<V>(0.041666666666573066));
+    poly = lane_fma(poly, r, lane_splat<V>(0.1666666666666667));
+    poly = lane_fma(poly, r, lane_splat<V>(0.5000000000000006));
+    poly = lane_fma(poly, r, lane_splat<V>(1.0));
+    poly = lane_fma(poly, r, lane_splat<V>(1.0));
+    const I biased = (bits_of_lanes(t) + kBias) << 52;
+    const V two_n = floats_of_lanes<V>(biased);
+    const V result = poly * two_n;
+    return x < lowest ? lane_splat<V>(0.0) : result;  // nan < lowest is false: result is nan
 }
+
+inline float exp_nonpositive(float x) { return exp_nonpositive_f32(x); }
+inline double exp_nonpositive(double x) { return exp_nonpositive_f64(x); }
 
 }  // namespace thermossl::THERMOSSL_ISA_NS::detail

@@ -27,6 +27,10 @@
 #include <immintrin.h>  // the F16C / AVX-512 conversions of load_element.hpp
 #endif
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>  // the FMA and masked load/store intrinsics of simd_vec.hpp
+#endif
+
 #include "thermossl/gibbs.hpp"
 #include "thermossl/logsumexp.hpp"
 #include "thermossl/sinkhorn.hpp"

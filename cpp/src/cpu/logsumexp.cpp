@@ -8,7 +8,11 @@ namespace THERMOSSL_ISA_NS {
 namespace detail {
 namespace {
 
-// One read of each row of a (and b); per row: pass 1 max, pass 2 the two sums, from cache.
+// One read of each row of a (and b) from memory; per row: pass 1 the max, pass 2 the two sums
+// (count at the max, the rest), from cache, over explicit vectors (row_sweep). The max pass is a
+// vector max, one instruction per vector; an online max-and-sum would fold it into pass 2 but
+// rescale the sums whenever a lane's max grows, and a row (<= 256 KiB, see tile_rows) is in cache
+// for the second pass anyway, so memory traffic is one read either way.
 // T: the compute type; In: the stored element type of a and b (T, or a half type).
 template <class T, bool kShift, class In>
 void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const MatrixView<In>* b, T* out,
@@ -33,22 +37,17 @@ void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const Mat
                 double m;
                 if (b == nullptr) {
                     with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
+                        using V = vec_t<T>;
                         m = m_row;
-                        for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-                            const std::int64_t j1 = std::min(k, j0 + kChunk);
-                            T count = 0;
-                            T part = 0;
-#pragma omp simd reduction(+ : count, part)
-                            for (std::int64_t j = j0; j < j1; ++j) {
-                                T t;
-                                const bool at_max = arg(j, t);
-                                const T e = exp_nonpositive(t);  // unconditional: no masked lanes
-                                count += at_max ? T(1) : T(0);
-                                part += at_max ? T(0) : e;
-                            }
-                            weight_at_max += static_cast<double>(count);
-                            rest += static_cast<double>(part);
-                        }
+                        LaneSums<T, 2> sums;  // [0]: count at the max, [1]: the rest
+                        row_sweep(k, arg, sums, [&](std::int64_t, const V t, const mask_t<T> at_max,
+                                                    const auto& lanes) {
+                            const V e = exp_lanes(t);  // unconditional: no masked lanes
+                            sums.part[0] += select(at_max, splat<V>(1), splat<V>(0));
+                            sums.part[1] += lanes.keep(select(at_max, splat<V>(0), e));
+                        });
+                        weight_at_max = sums[0];
+                        rest = sums[1];
                     });
                     finish_logsumexp<T>(weight_at_max, rest, m, [&] {
                         T total = 0;

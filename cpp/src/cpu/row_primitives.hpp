@@ -1,14 +1,18 @@
 // Per-row building blocks of the CPU kernels. Each works on one contiguous row of k elements
 // that is already in cache (or about to be), with the exponent map x_j = scale * a_j + shift_j.
-// The loops are written for auto-vectorisation: no branches, OpenMP `simd` reductions.
+// The hot loops run over explicit vectors of the level (simd_vec.hpp): row_sweep walks a row
+// vector by vector (the last, partial vector masked), the row sums live in float or double lanes
+// and are widened to double lanes once per chunk (LaneSums). The remaining scalar loops are
+// written for auto-vectorisation: no branches, OpenMP `simd` reductions.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
 
-#include "exp_nonpositive.hpp"
 #include "rows.hpp"
+#include "exp_nonpositive.hpp"
+#include "log_positive.hpp"
 
 namespace thermossl::THERMOSSL_ISA_NS::detail {
 
@@ -22,15 +26,31 @@ inline double exponent_at(const Exponent ex, const T* a, std::int64_t j) {
 }
 
 /// max_j x_j, ignoring nan (a nan is caught later: it turns the sums into nan). -inf if k == 0.
+/// One pass over the row, in double lanes (exact: max is order-free).
 template <class T, bool kShift>
 inline double row_max(const T* a, std::int64_t k, const Exponent ex) {
-    double m = -infinity<double>();
-#pragma omp simd reduction(max : m)
-    for (std::int64_t j = 0; j < k; ++j) {
-        const double x = exponent_at<T, kShift>(ex, a, j);
-        m = x > m ? x : m;
+    using W = wide_t<T>;
+    constexpr int kL = Vec<T>::kLanes;
+    const W scale = splat<W>(ex.scale);
+    const auto x_at = [&](std::int64_t j) {
+        W x = scale * widen<T>(load<vec_t<T>>(a + j));
+        if constexpr (kShift) x += load<W>(ex.shift + j);
+        return x;
+    };
+    W m0 = splat<W>(-infinity<double>()), m1 = m0;  // two independent maxima
+    std::int64_t j = 0;
+    for (; j + 2 * kL <= k; j += 2 * kL) {
+        m0 = max_lanes(x_at(j), m0);
+        m1 = max_lanes(x_at(j + kL), m1);
     }
-    return m;
+    for (; j + kL <= k; j += kL) m0 = max_lanes(x_at(j), m0);
+    if (j < k) {
+        W x = scale * widen<T>(load_partial<T>(a + j, k - j, T(0)));
+        if constexpr (kShift) x += load_wide_partial<T>(ex.shift + j, k - j);
+        x = first_wide_lanes<T>(k - j) ? x : splat<W>(-infinity<double>());
+        m1 = max_lanes(x, m1);
+    }
+    return lane_max(max_lanes(m0, m1), -infinity<double>());
 }
 
 /// The exponent of one row relative to its max, t_j = x_j - m, in T, and whether x_j is at the
@@ -45,8 +65,12 @@ inline double row_max(const T* a, std::int64_t k, const Exponent ex) {
 /// scale) and so is the product, so t_j carries at most 3 * 2^-24 of |t_j| (ExactArg: 2^-24) and,
 /// as before, never the 2^-24 |x_j| that forming x_j in float would cost. x_j is at the max
 /// exactly where a_j == a*; m = scale * double(a*) is the m of ExactArg to the bit.
+///
+/// Each evaluates one element (operator()) or one vector of elements (lanes, see FullLanes and
+/// TailLanes below): writes t, returns whether x is at the max.
 template <class T, bool kShift>
 struct ExactArg {
+    using Elem = T;
     const T* a;
     Exponent ex;
     double m;
@@ -56,9 +80,18 @@ struct ExactArg {
         t = static_cast<T>(x - m);
         return x >= m;
     }
+    template <class Lanes>
+    mask_t<T> lanes(std::int64_t j, const Lanes& at, vec_t<T>& t) const {
+        using W = wide_t<T>;
+        W x = splat<W>(ex.scale) * widen<T>(at.load(a + j, T(0)));
+        if constexpr (kShift) x += at.load_wide(ex.shift + j);
+        t = narrow<T>(x - splat<W>(m));
+        return narrow_mask<T>(x >= splat<W>(m));
+    }
 };
 
 struct PivotArg {
+    using Elem = float;
     const float* a;
     float pivot;
     float scale;
@@ -67,20 +100,47 @@ struct PivotArg {
         t = scale * d;
         return d == 0.0f;
     }
+    template <class Lanes>
+    mask_t<float> lanes(std::int64_t j, const Lanes& at, vec_t<float>& t) const {
+        using V = vec_t<float>;
+        const V d = at.load(a + j, pivot) - splat<V>(pivot);
+        t = splat<V>(scale) * d;
+        return d == splat<V>(0.0f);
+    }
 };
 
+/// max_j a_j and min_j a_j of a float row, ignoring nan: one pass in float lanes.
 inline float row_max_raw(const float* a, std::int64_t k) {
-    float m = -infinity<float>();
-#pragma omp simd reduction(max : m)
-    for (std::int64_t j = 0; j < k; ++j) m = a[j] > m ? a[j] : m;
-    return m;
+    using V = vec_t<float>;
+    constexpr int kL = Vec<float>::kLanes;
+    // four independent maxima: one load-and-max per vector (the loads fold into the max)
+    V m0 = splat<V>(-infinity<float>()), m1 = m0, m2 = m0, m3 = m0;
+    std::int64_t j = 0;
+    for (; j + 4 * kL <= k; j += 4 * kL) {
+        m0 = max_lanes(load<V>(a + j), m0);
+        m1 = max_lanes(load<V>(a + j + kL), m1);
+        m2 = max_lanes(load<V>(a + j + 2 * kL), m2);
+        m3 = max_lanes(load<V>(a + j + 3 * kL), m3);
+    }
+    for (; j + kL <= k; j += kL) m0 = max_lanes(load<V>(a + j), m0);
+    if (j < k) m1 = max_lanes(load_partial<float>(a + j, k - j, -infinity<float>()), m1);
+    return lane_max(max_lanes(max_lanes(m0, m1), max_lanes(m2, m3)), -infinity<float>());
 }
 
 inline float row_min_raw(const float* a, std::int64_t k) {
-    float m = infinity<float>();
-#pragma omp simd reduction(min : m)
-    for (std::int64_t j = 0; j < k; ++j) m = a[j] < m ? a[j] : m;
-    return m;
+    using V = vec_t<float>;
+    constexpr int kL = Vec<float>::kLanes;
+    V m0 = splat<V>(infinity<float>()), m1 = m0, m2 = m0, m3 = m0;
+    std::int64_t j = 0;
+    for (; j + 4 * kL <= k; j += 4 * kL) {
+        m0 = min_lanes(load<V>(a + j), m0);
+        m1 = min_lanes(load<V>(a + j + kL), m1);
+        m2 = min_lanes(load<V>(a + j + 2 * kL), m2);
+        m3 = min_lanes(load<V>(a + j + 3 * kL), m3);
+    }
+    for (; j + kL <= k; j += kL) m0 = min_lanes(load<V>(a + j), m0);
+    if (j < k) m1 = min_lanes(load_partial<float>(a + j, k - j, infinity<float>()), m1);
+    return lane_min(min_lanes(min_lanes(m0, m1), min_lanes(m2, m3)), infinity<float>());
 }
 
 /// Finds the max m of the exponents x_j of a row (k >= 1) and calls body(m, arg) with the
@@ -116,37 +176,111 @@ inline constexpr std::int64_t kChunk = 128;
 inline constexpr std::int64_t kChunk = 64;
 #endif
 
+/// A full vector of a row: plain loads and stores.
+template <class T>
+struct FullLanes {
+    vec_t<T> load(const T* p, T /*fill*/) const { return detail::load<vec_t<T>>(p); }
+    wide_t<T> load_wide(const double* p) const { return detail::load<wide_t<T>>(p); }
+    vec_t<T> keep(const vec_t<T> v) const { return v; }
+    mask_t<T> keep(const mask_t<T> m) const { return m; }
+    void store(T* p, const vec_t<T> v) const { detail::store(p, v); }
+};
+
+/// The last r < kLanes elements of a row: masked loads (the other lanes hold `fill`), masked
+/// stores, and keep() zeroes the lanes past the row so that they add nothing to the sums.
+template <class T>
+struct TailLanes {
+    std::int64_t r;
+    mask_t<T> valid;
+    explicit TailLanes(std::int64_t rest) : r(rest), valid(first_lanes<T>(rest)) {}
+    vec_t<T> load(const T* p, T fill) const { return load_partial<T>(p, r, fill); }
+    wide_t<T> load_wide(const double* p) const { return load_wide_partial<T>(p, r); }
+    vec_t<T> keep(const vec_t<T> v) const { return select(valid, v, splat<vec_t<T>>(0)); }
+    mask_t<T> keep(const mask_t<T> m) const { return m & valid; }
+    void store(T* p, const vec_t<T> v) const { store_partial<T>(p, r, v); }
+};
+
+/// kN running sums of one row in lanes: each vector's terms are added to a T lane sum, and once
+/// per chunk (kChunkVectors vectors: 8 terms per lane) the lane sums are widened and added to
+/// double lanes; the lanes are added together in a fixed order only when the row ends. So a
+/// float sum holds at most 8 terms (as the chunked `omp simd` reductions before) and the
+/// cross-lane step is in double at every level, 16 lanes or 4.
+template <class T, int kN>
+struct LaneSums {
+    // double lanes need no chunks (a lane sums k / kLanes terms in double, as the double
+    // chunks did before): one flush per 64 vectors only bounds the loop nest
+    static constexpr int kChunkVectors = sizeof(T) == 4 ? 8 : 64;
+    vec_t<T> part[kN];
+    DoubleLanes<T> total[kN];
+    LaneSums() {
+        for (int s = 0; s < kN; ++s) part[s] = splat<vec_t<T>>(0);
+    }
+    void flush() {
+        for (int s = 0; s < kN; ++s) {
+            total[s].add(part[s]);
+            part[s] = splat<vec_t<T>>(0);
+        }
+    }
+    double operator[](int s) const { return total[s].sum(); }
+};
+
+/// Walks a row of k elements vector by vector: body(j, t, at_max, lanes) with t = x - max for the
+/// lanes at j (Arg: PivotArg or ExactArg) and `lanes` the FullLanes / TailLanes to load, store
+/// and mask with; the last, partial vector is masked, never a scalar loop. Flushes `sums` once per
+/// chunk and at the end.
+template <class Arg, class Sums, class Body>
+inline void row_sweep(std::int64_t k, const Arg& arg, Sums& sums, Body&& body) {
+    using T = typename Arg::Elem;
+    constexpr int kL = Vec<T>::kLanes;
+    constexpr std::int64_t kChunkElems = static_cast<std::int64_t>(kL) * Sums::kChunkVectors;
+    const std::int64_t full = k - k % kL;
+    const FullLanes<T> all;
+    for (std::int64_t j0 = 0; j0 < full; j0 += kChunkElems) {
+        const std::int64_t j1 = j0 + kChunkElems < full ? j0 + kChunkElems : full;
+        for (std::int64_t j = j0; j < j1; j += kL) {
+            vec_t<T> t;
+            const mask_t<T> at_max = arg.lanes(j, all, t);
+            body(j, t, at_max, all);
+        }
+        sums.flush();
+    }
+    if (full < k) {
+        const TailLanes<T> tail(k - full);
+        vec_t<T> t;
+        const mask_t<T> at_max = tail.keep(arg.lanes(full, tail, t));
+        body(full, t, at_max, tail);
+        sums.flush();
+    }
+}
+
+/// exp(t) for the lanes of T.
+inline vec_t<float> exp_lanes(const vec_t<float> t) { return exp_nonpositive_f32(t); }
+inline vec_t<double> exp_lanes(const vec_t<double> t) { return exp_nonpositive_f64(t); }
+
+/// log(q) for the lanes of T, for terms q f(log q) whose callers drop q = 0 (log_positive.hpp:
+/// the float form skips the subnormal scaling and the q = 0 and q = inf results).
+inline vec_t<float> log_lanes_for_terms(const vec_t<float> q) { return log_positive_f32<vec_t<float>, false>(q); }
+inline vec_t<double> log_lanes_for_terms(const vec_t<double> q) { return log_positive_f64(q); }
+
 /// e_j = exp(x_j - m), with e_j = 1 wherever x_j >= m so that rows whose max is +-inf give
 /// finite counts instead of exp(inf - inf) = nan. Returns sum_j e_j; writes e to `e_out` when
-/// it is not null.
+/// it is not null. One pass over the row.
 template <class T, class Arg>
 inline double row_exp_sum(std::int64_t k, const Arg arg, T* e_out) {
-    double sum = 0.0;
-    for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-        const std::int64_t j1 = j0 + kChunk < k ? j0 + kChunk : k;
-        T part = 0;
-        if (e_out != nullptr) {
-#pragma omp simd reduction(+ : part)
-            for (std::int64_t j = j0; j < j1; ++j) {
-                T t;
-                const bool at_max = arg(j, t);
-                const T ej = exp_nonpositive(t);
-                const T e = at_max ? T(1) : ej;
-                e_out[j] = e;
-                part += e;
-            }
-        } else {
-#pragma omp simd reduction(+ : part)
-            for (std::int64_t j = j0; j < j1; ++j) {
-                T t;
-                const bool at_max = arg(j, t);
-                const T e = exp_nonpositive(t);
-                part += at_max ? T(1) : e;
-            }
-        }
-        sum += static_cast<double>(part);
+    using V = vec_t<T>;
+    LaneSums<T, 1> sums;
+    if (e_out != nullptr) {
+        row_sweep(k, arg, sums, [&](std::int64_t j, const V t, const mask_t<T> at_max, const auto& lanes) {
+            const V e = lanes.keep(select(at_max, splat<V>(1), exp_lanes(t)));
+            lanes.store(e_out + j, e);
+            sums.part[0] += e;
+        });
+    } else {
+        row_sweep(k, arg, sums, [&](std::int64_t, const V t, const mask_t<T> at_max, const auto& lanes) {
+            sums.part[0] += lanes.keep(select(at_max, splat<V>(1), exp_lanes(t)));
+        });
     }
-    return sum;
+    return sums[0];
 }
 
 template <class T, bool kShift>

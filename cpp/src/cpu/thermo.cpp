@@ -4,19 +4,18 @@
 #include "log_positive.hpp"
 #include "row_primitives.hpp"
 
-#if defined(THERMOSSL_ISA_AVX512)
-#pragma push_macro("THERMOSSL_ISA_NS")
-#undef THERMOSSL_ISA_NS
-#define THERMOSSL_ISA_NS isa_avx2
-#include "kernels.hpp"  // the AVX2 kernels, for ledger_rows<double> below
-#pragma pop_macro("THERMOSSL_ISA_NS")
-#endif
-
 namespace thermossl {
 namespace THERMOSSL_ISA_NS {
 namespace detail {
 namespace {
 
+// The ledger rows (thermo.hpp). Memory: one read of each row of a and q (and the weights); per
+// row, three passes over the row in cache, over explicit vectors (row_sweep): 1. the max of x
+// (for float rows without a shift the float max/min of a, see with_row_frame); 2. e = exp(t),
+// Z' = sum e, sum e a, sum e t; 3. the label sums sum q a, sum q log q, sum q log p, the KL terms
+// q (log q - log p) and sum q, with log p = t - log Z' (so pass 3 waits for Z'). One exp and one
+// log per element. The charges add w_i q_i to per-thread column sums (float rows: in float
+// over groups of 8 rows, FloatCharges).
 template <class T, bool kShift>
 void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Exponent ex_shared, const T* weights,
                       const LedgerRows& out, double* charges) {
@@ -34,7 +33,6 @@ void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Expo
         double* acc = charges != nullptr ? column_sums.of_thread(thread_index()) : nullptr;
         RowReader<T> ra(a);
         RowReader<T> rq(q);
-        std::vector<T> e_row(static_cast<std::size_t>(k));
         // float charges: summed in float over groups of rows (FloatCharges), then in double
         FloatCharges<T> float_acc(std::is_same<T, float>::value && acc != nullptr ? k : 0);
         for_row_tiles(n, tile, [&](std::int64_t i0, std::int64_t i1) {
@@ -43,57 +41,51 @@ void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Expo
             for (std::int64_t i = i0; i < i1; ++i) {
                 const T* row = ra.row(i);
                 const T* q_row = rq.row(i);
-                T* e = e_row.data();
                 double m = 0.0;
                 double z = 0.0, ea = 0.0, et = 0.0;
                 double qa = 0.0, qlogq = 0.0, qlogp = 0.0, kl = 0.0, mass = 0.0;
                 // t_j = x_j - max in T: float rows without a shift take float lanes (PivotArg),
                 // the others double lanes (ExactArg); see with_row_frame.
                 with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
+                    using V = vec_t<T>;
+                    const V zero = splat<V>(0);
                     m = m_row;
                     // Pass 2: e = exp(t); Z' = sum e; sum e a; sum e t.
-                    for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-                        const std::int64_t j1 = std::min(k, j0 + kChunk);
-                        T z_part = 0, ea_part = 0, et_part = 0;
-#pragma omp simd reduction(+ : z_part, ea_part, et_part)
-                        for (std::int64_t j = j0; j < j1; ++j) {
-                            T tj;
-                            const bool at_max = arg(j, tj);
-                            const T ej = at_max ? T(1) : exp_nonpositive(tj);
-                            e[j] = ej;
-                            z_part += ej;
-                            ea_part += ej > T(0) ? ej * row[j] : T(0);
-                            et_part += ej > T(0) ? ej * tj : T(0);
-                        }
-                        z += static_cast<double>(z_part);
-                        ea += static_cast<double>(ea_part);
-                        et += static_cast<double>(et_part);
-                    }
-                    const T log_zr = static_cast<T>(std::log(z));
-                    // Pass 3: the label sums, with log p = t - log Z'.
-                    for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-                        const std::int64_t j1 = std::min(k, j0 + kChunk);
-                        T qa_part = 0, qlogq_part = 0, qlogp_part = 0, kl_part = 0, mass_part = 0;
-#pragma omp simd reduction(+ : qa_part, qlogq_part, qlogp_part, kl_part, mass_part)
-                        for (std::int64_t j = j0; j < j1; ++j) {
-                            const T qj = q_row[j];
-                            T tj;
-                            arg(j, tj);
-                            const T log_p = tj - log_zr;
-                            const T log_q = log_positive(qj);
-                            const bool on = qj != T(0);
-                            qa_part += on ? qj * row[j] : T(0);
-                            qlogq_part += on ? qj * log_q : T(0);
-                            qlogp_part += on ? qj * log_p : T(0);
-                            kl_part += on ? qj * (log_q - log_p) : T(0);
-                            mass_part += qj;
-                        }
-                        qa += static_cast<double>(qa_part);
-                        qlogq += static_cast<double>(qlogq_part);
-                        qlogp += static_cast<double>(qlogp_part);
-                        kl += static_cast<double>(kl_part);
-                        mass += static_cast<double>(mass_part);
-                    }
+                    LaneSums<T, 3> p_sums;
+                    row_sweep(k, arg, p_sums, [&](std::int64_t j, const V t, const mask_t<T> at_max,
+                                                  const auto& lanes) {
+                        const V e = lanes.keep(select(at_max, splat<V>(1), exp_lanes(t)));
+                        const V aj = lanes.load(row + j, T(0));
+                        const auto positive = e > zero;
+                        p_sums.part[0] += e;
+                        p_sums.part[1] += select(positive, e * aj, zero);
+                        p_sums.part[2] += select(positive, e * t, zero);
+                    });
+                    z = p_sums[0];
+                    ea = p_sums[1];
+                    et = p_sums[2];
+                    const V log_zr = splat<V>(static_cast<T>(std::log(z)));
+                    // Pass 3: the label sums, with log p = t - log Z' (each KL term a difference of
+                    // logs: D keeps its accuracy near 0, so this pass needs log Z' first).
+                    LaneSums<T, 5> q_sums;
+                    row_sweep(k, arg, q_sums, [&](std::int64_t j, const V t, const mask_t<T>,
+                                                  const auto& lanes) {
+                        const V qj = lanes.load(q_row + j, T(0));  // past the row: q = 0, no terms
+                        const V aj = lanes.load(row + j, T(0));
+                        const V log_p = t - log_zr;
+                        const V log_q = log_lanes_for_terms(qj);
+                        const auto on = qj != zero;
+                        q_sums.part[0] += select(on, qj * aj, zero);
+                        q_sums.part[1] += select(on, qj * log_q, zero);
+                        q_sums.part[2] += select(on, qj * log_p, zero);
+                        q_sums.part[3] += select(on, qj * (log_q - log_p), zero);
+                        q_sums.part[4] += qj;
+                    });
+                    qa = q_sums[0];
+                    qlogq = q_sums[1];
+                    qlogp = q_sums[2];
+                    kl = q_sums[3];
+                    mass = q_sums[4];
                 });
                 const double log_zr = std::log(z);
                 const bool finite_max = std::isfinite(m);
@@ -122,6 +114,8 @@ void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Expo
     if (charges != nullptr) column_sums.merge_into(charges);
 }
 
+// The label rows: one read of q; one pass per row (in float or double lanes) for sum q log q and
+// sum q, and the charges.
 template <class T>
 void label_rows_impl(const MatrixView<T>& q, const T* weights, double* entropy_q, double* label_mass,
                      double* charges) {
@@ -140,20 +134,25 @@ void label_rows_impl(const MatrixView<T>& q, const T* weights, double* entropy_q
             rq.load(i0, i1);
             for (std::int64_t i = i0; i < i1; ++i) {
                 const T* q_row = rq.row(i);
-                double qlogq = 0.0, mass = 0.0;
-                for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-                    const std::int64_t j1 = std::min(k, j0 + kChunk);
-                    T qlogq_part = 0, mass_part = 0;
-#pragma omp simd reduction(+ : qlogq_part, mass_part)
-                    for (std::int64_t j = j0; j < j1; ++j) {
-                        const T qj = q_row[j];
-                        const T term = qj * log_positive(qj);
-                        qlogq_part += qj != T(0) ? term : T(0);
-                        mass_part += qj;
-                    }
-                    qlogq += static_cast<double>(qlogq_part);
-                    mass += static_cast<double>(mass_part);
+                using V = vec_t<T>;
+                constexpr int kL = Vec<T>::kLanes;
+                const V zero = splat<V>(0);
+                LaneSums<T, 2> sums;  // sum q log q, sum q
+                const auto add = [&](const V qj) {
+                    sums.part[0] += select(qj != zero, qj * log_lanes_for_terms(qj), zero);
+                    sums.part[1] += qj;
+                };
+                const std::int64_t full = k - k % kL;
+                for (std::int64_t j0 = 0; j0 < full; j0 += kL * LaneSums<T, 2>::kChunkVectors) {
+                    const std::int64_t j1 = std::min(full, j0 + kL * LaneSums<T, 2>::kChunkVectors);
+                    for (std::int64_t j = j0; j < j1; j += kL) add(load<V>(q_row + j));
+                    sums.flush();
                 }
+                if (full < k) {
+                    add(load_partial<T>(q_row + full, k - full, T(0)));  // past the row: q = 0
+                    sums.flush();
+                }
+                const double qlogq = sums[0], mass = sums[1];
                 if (entropy_q != nullptr) entropy_q[i] = -qlogq;
                 if (label_mass != nullptr) label_mass[i] = mass;
                 if (acc != nullptr) {
@@ -179,15 +178,6 @@ void label_rows(const MatrixView<T>& q, const Same<T>* weights, double* entropy_
 template <class T>
 void ledger_rows(const MatrixView<T>& q, const MatrixView<T>& a, double scale, const double* shift,
                  const Same<T>* weights, const LedgerRows& out, double* charges) {
-#if defined(THERMOSSL_ISA_AVX512)
-    // GCC 12 leaves the float64 row body (exp pass, log pass) scalar at 512 bits, which made this
-    // kernel 2x slower than at AVX2 (measured, thermossl_bench BM_ledger_rows<double>): the
-    // AVX-512 level runs the AVX2 code for float64 (always built beside it, see CMakeLists.txt).
-    if constexpr (std::is_same<T, double>::value) {
-        isa_avx2::ledger_rows<double>(q, a, scale, shift, weights, out, charges);
-        return;
-    }
-#endif
     const detail::Exponent ex{scale, shift};
     if (shift != nullptr) {
         detail::ledger_rows_impl<T, true>(q, a, ex, weights, out, charges);
@@ -196,6 +186,7 @@ void ledger_rows(const MatrixView<T>& q, const MatrixView<T>& a, double scale, c
     }
 }
 
+// sum_y u_y (v_y - w_y) per row (0 where u = 0 or v = w): one read of u, v and w, one pass.
 template <class T>
 void row_difference_dot(const MatrixView<T>& u, const MatrixView<T>& v, const MatrixView<T>& w, double* out) {
     const std::int64_t k = u.cols;
