@@ -50,7 +50,7 @@ group_tests() {
   kills=$(cd tests && ls "test_mutation_kills_$1"*.py 2>/dev/null | sed 's|^|tests/|' | tr '\n' ' ' || true)
   case $1 in
     physics) echo "tests/test_thermo.py tests/test_demon.py tests/test_analysis.py tests/test_balancing.py
-                   tests/test_reference_ledger.py tests/test_physics_contract.py $kills" ;;
+                   tests/test_reference_ledger.py tests/test_physics_contract.py tests/test_ledger_files.py $kills" ;;
     compat) echo "tests/test_compat_pot.py $kills" ;;
     torch) echo "tests/test_torch_ops.py tests/test_torch_losses.py tests/test_torch_recorder.py $kills" ;;
   esac
@@ -83,6 +83,8 @@ for group in $GROUP; do
     rm -rf "$stage/tests" && cp -r tests "$stage/tests"
     find "$stage/tests" -name __pycache__ -prune -exec rm -rf {} +
     rm -f "$stage/mutants/mutmut-stats.json"
+    sed -i "s|^pytest_add_cli_args_test_selection = .*|pytest_add_cli_args_test_selection = [$(toml_list $(group_tests "$group"))]|" \
+      "$stage/pyproject.toml"
     (cd "$stage" && nice -n 10 "$root/$venv/bin/mutmut" run --max-children 2 "$@")
     continue
   fi
