@@ -7,6 +7,10 @@
 #   GROUP=physics tools/mutation.sh results   # the verdicts of a group's last run again
 #   GROUP=physics tools/mutation.sh rerun 'thermossl.balancing.x__sinkhorn__mutmut_7*'
 #                                              # re-test those mutants against the current tests/
+#   GROUP=physics tools/mutation.sh check "tests/test_ledger_files.py" NAME...   (or NAME... from stdin)
+#                                              # quick: run just those test files against each named
+#                                              # mutant of the last run (mutmut's own switch,
+#                                              # MUTANT_UNDER_TEST, without its call statistics)
 #
 # Groups (modules of python/thermossl mutated, and the test files run against them):
 #   physics  thermo demon reservoirs balancing analysis
@@ -33,6 +37,8 @@ root=$PWD
 venv=build/mutation-venv
 PYTHON=${PYTHON:-python3}
 export OMP_NUM_THREADS=1 PYTHONDONTWRITEBYTECODE=1
+# test_compat_pot.py's side-by-side comparison with POT on 100 random problems instead of 300.
+export THERMOSSL_POT_PROBLEMS=${THERMOSSL_POT_PROBLEMS:-100}
 GROUP=${GROUP:-physics compat torch}  # (not GROUPS: bash owns that name)
 action=${1:-run}
 [ $# -gt 0 ] && shift
@@ -76,6 +82,27 @@ core=$(ls build/dev/_core*.so 2>/dev/null | head -1 || true)
 
 for group in $GROUP; do
   stage=build/mutation/$group
+  if [ "$action" = check ]; then
+    tests_to_run=$1 && shift
+    names=("$@")
+    [ ${#names[@]} -gt 0 ] || mapfile -t names
+    # only the test files that changed (a run in progress keeps reading the others)
+    for f in tests/*.py; do cmp -s "$f" "$stage/mutants/$f" || cp "$f" "$stage/mutants/$f"; done
+    # shellcheck disable=SC2086
+    (cd "$stage/mutants" && MUTANT_UNDER_TEST="" PYTHONPATH=src "$root/$venv/bin/python" -m pytest \
+       -p no:cacheprovider -q -x --hypothesis-seed=0 $tests_to_run > /dev/null 2>&1) \
+      || { echo "the tests fail on the unmutated staged sources: no verdicts"; exit 1; }
+    for name in "${names[@]}"; do
+      # shellcheck disable=SC2086
+      if (cd "$stage/mutants" && MUTANT_UNDER_TEST=$name PYTHONPATH=src nice -n 10 "$root/$venv/bin/python" -m pytest \
+            -p no:cacheprovider -q -x --hypothesis-seed=0 $tests_to_run > /dev/null 2>&1); then
+        echo "$name: survived"
+      else
+        echo "$name: killed"
+      fi
+    done
+    continue
+  fi
   if [ "$action" = rerun ]; then
     # The same mutants (the sources are not staged again), the current tests: mutmut copies
     # tests/ into mutants/ again, and the call statistics are collected anew.
@@ -89,8 +116,13 @@ for group in $GROUP; do
     continue
   fi
   modules=${MODULES:-$(group_modules "$group")}
-  isolation=fork
-  [ "$group" = torch ] && isolation=forkserver
+  isolation=fork extra=""
+  if [ "$group" = torch ]; then
+    isolation=forkserver
+    # a subprocess that imports thermossl finds no thermossl in the staging copy (and tests the
+    # package's import, not the torch layer)
+    extra=', "--deselect", "tests/test_torch_ops.py::test_import_thermossl_does_not_import_torch"'
+  fi
   rm -rf "$stage"
   mkdir -p "$stage/src"
   cp -r python/thermossl "$stage/src/thermossl"
@@ -104,7 +136,7 @@ source_paths = ["src/thermossl"]
 only_mutate = [$(toml_list $(for m in $modules; do echo "src/thermossl/$m.py"; done))]
 also_copy = ["src/thermossl"]
 process_isolation = "$isolation"
-pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x", "--hypothesis-seed=0"]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x", "--hypothesis-seed=0"$extra]
 pytest_add_cli_args_test_selection = [$(toml_list $(group_tests "$group"))]
 
 [tool.pytest.ini_options]
