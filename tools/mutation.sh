@@ -128,13 +128,14 @@ for group in $GROUP; do
   cp -r python/thermossl "$stage/src/thermossl"
   cp "$core" "$stage/src/thermossl/"
   cp -r tests "$stage/tests"
+  cp README.md "$stage/"  # test_torch_recorder.py runs the README's example
   find "$stage" -name __pycache__ -prune -exec rm -rf {} +
   # shellcheck disable=SC2046
   cat > "$stage/pyproject.toml" <<TOML
 [tool.mutmut]
 source_paths = ["src/thermossl"]
 only_mutate = [$(toml_list $(for m in $modules; do echo "src/thermossl/$m.py"; done))]
-also_copy = ["src/thermossl"]
+also_copy = ["src/thermossl", "README.md"]
 process_isolation = "$isolation"
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x", "--hypothesis-seed=0"$extra]
 pytest_add_cli_args_test_selection = [$(toml_list $(group_tests "$group"))]
