@@ -176,3 +176,70 @@ def test_codes_of_other_steps_are_refused_naming_both(n_steps, code_steps, expec
     arrays.update({f"codes_{t}": np.full((2, 3), 1 / 3) for t in code_steps})
     np.savez(path, **arrays)
     raises_exactly(ValueError, f"{path}: 'codes' must have the steps of the scores {expected}", analysis.load_run, path)
+
+
+# ----------------------------------------------------------------------------- the archive
+def npz_with(path, members):
+    """An .npz written by hand: {member name: (array, .npy format version) or raw bytes}."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            if isinstance(content, bytes):
+                archive.writestr(name, content)
+                continue
+            array, version = content
+            buffer = io.BytesIO()
+            if version == (3, 0):
+                np.lib.format.write_array(buffer, array, version=(2, 0))
+                data = bytearray(buffer.getvalue())
+                data[6] = 3  # the magic's major version
+                archive.writestr(name, bytes(data))
+            else:
+                np.lib.format.write_array(buffer, array, version=version)
+                archive.writestr(name, buffer.getvalue())
+
+
+def test_npy_format_2_members_are_read(tmp_path):
+    path = tmp_path / "run.npz"
+    npz_with(path, {"scores.npy": (scores(), (2, 0)), "weights.npy": (np.array([0.5, 0.5]), (1, 0))})
+    run = analysis.load_run(path)
+    assert_allclose(run.scores, scores(), rtol=1e-15)
+    assert_allclose(run.weights, [0.5, 0.5], rtol=1e-15)
+
+
+def test_npy_format_3_is_refused_naming_the_version(tmp_path):
+    path = tmp_path / "run.npz"
+    npz_with(path, {"scores.npy": (scores(), (3, 0))})
+    raises_exactly(ValueError, f"{path}: 'scores': .npy format version 3.0 is not supported (1.0, 2.0)",
+                   analysis.load_run, path)
+
+
+def test_a_member_without_the_npy_suffix_keeps_its_whole_name(tmp_path):
+    path = tmp_path / "run.npz"
+    npz_with(path, {"scores": (scores(), (1, 0))})
+    assert_allclose(analysis.load_run(path).scores, scores(), rtol=1e-15)
+
+
+def test_a_header_without_data_says_zero_bytes(tmp_path):
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, scores())
+    header_only = buffer.getvalue()[: -scores().nbytes]
+    path = tmp_path / "run.npz"
+    npz_with(path, {"scores.npy": header_only})
+    raises_exactly(ValueError, f"{path}: 'scores': its header declares shape (3, 2, 3) float64 (144 bytes) but the file "
+                   f"stores 0 bytes of data", analysis.load_run, path)
+
+
+def test_a_folder_is_not_an_archive(tmp_path):
+    raises_exactly(ValueError, f"{tmp_path}: a folder, not an .npz archive", analysis.load_run, tmp_path)
+
+
+def test_limit_of_exactly_one_kib_is_written_in_kib(tmp_path):
+    path = tmp_path / "run.npz"
+    np.savez(path, scores=np.zeros((3, 8, 8)))  # 1536 bytes
+    raises_exactly(ValueError, f"{path}: the arrays to read declare 1.5 KiB (with the copy that stacks numbered steps), "
+                   "more than the limit of 1.0 KiB", analysis.load_run, path, max_bytes=1024)
