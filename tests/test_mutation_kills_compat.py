@@ -100,3 +100,16 @@ def test_no_iteration_plan_overflow_warns_as_in_pot():
     assert np.isposinf(ref[0, 0]) and np.isposinf(plan[0, 0]) and plan[0, 1] == ref[0, 1]
     assert (RuntimeWarning, "overflow encountered in exp") in ref_warn
     assert my_warn == ref_warn
+
+
+def test_defaults_run_pots_iteration_budget_silently(capsys):
+    # reg small enough that the default stopThr is not met in the default 1000 iterations: the
+    # default budget shows in niter and the error count; the default verbose=False prints nothing.
+    M = np.random.default_rng(12).uniform(0, 1, (9, 4))
+    (ref, ref_log), ref_warn = run(pot, [], [], M, 0.0002, log=True)
+    ref_out = capsys.readouterr().out
+    (plan, info), my_warn = run(pot_sinkhorn, [], [], M, 0.0002, log=True)
+    assert ref_log["niter"] == 999 and info["niter"] == 999 and len(info["err"]) == len(ref_log["err"]) == 100
+    assert my_warn == ref_warn and UserWarning in [c for c, _ in my_warn]
+    assert capsys.readouterr().out == ref_out == ""
+    assert_allclose(plan, ref, rtol=1e-8, atol=1e-300)
