@@ -63,7 +63,9 @@ def test_uniform_histograms_take_the_dtype_of_float32_costs(uniform):
     M = problem(2)[0].astype(np.float32)
     (ref, ref_log), ref_warn = run(pot, [], [], M, 0.2, numItermax=40, log=True)
     (plan, info), my_warn = run(pot_sinkhorn, uniform, uniform, M, 0.2, numItermax=40, log=True)
-    assert ref.dtype == np.float32 and plan.dtype == np.float32 and info["log_u"].dtype == np.float32
+    assert ref.dtype == np.float32 and plan.dtype == np.float32
+    for key in ("log_u", "log_v", "u", "v"):
+        assert info[key].dtype == ref_log[key].dtype == np.float32, key
     assert_allclose(plan, ref, rtol=2e-4, atol=1e-7)
     assert info["niter"] == ref_log["niter"] and my_warn == ref_warn
 
