@@ -115,3 +115,15 @@ def test_defaults_run_pots_iteration_budget_silently(capsys):
     assert my_warn == ref_warn and UserWarning in [c for c, _ in my_warn]
     assert capsys.readouterr().out == ref_out == ""
     assert_allclose(plan, ref, rtol=1e-8, atol=1e-300)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int64])
+def test_warmstart_of_another_dtype_runs_as_its_float64_values(dtype):
+    M, a, b = problem(6, n=9, m=5)
+    rng = np.random.default_rng(7)
+    start = (rng.normal(size=9).astype(dtype), rng.normal(size=5).astype(dtype))
+    plan, info = pot_sinkhorn(a, b, M, 0.05, numItermax=25, log=True, warn=False, warmstart=start)
+    ref, ref_log = pot(a, b, M, 0.05, numItermax=25, log=True, warn=False,
+                       warmstart=tuple(s.astype(np.float64) for s in start))
+    assert_allclose(plan, ref, rtol=1e-10, atol=1e-300)
+    assert_allclose(info["log_u"], ref_log["log_u"], rtol=1e-10, atol=1e-12)
