@@ -89,3 +89,11 @@ class _FixedLabels(reservoirs.Reservoir):
 def test_a_reservoirs_potentials_are_checked_by_name():
     raises_exactly(ValueError, "mu must have shape (3,) (one value per state), got (4,)",
                    Demon(0.5, _FixedLabels(np.zeros(4))).measure, E43)
+
+
+def test_ids_beyond_float64_integers_stay_distinct():
+    # 2**53 and 2**53 + 1 are distinct int64 ids (one float64 value): not a repeated id.
+    big = 2**53
+    d = Demon(0.5, reservoirs.swav())
+    label = d.measure(E43, index=np.array([big, big + 1, 0, 1], dtype=np.int64))
+    assert label.q.shape == (4, 3)
