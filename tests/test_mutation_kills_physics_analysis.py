@@ -243,3 +243,11 @@ def test_limit_of_exactly_one_kib_is_written_in_kib(tmp_path):
     np.savez(path, scores=np.zeros((3, 8, 8)))  # 1536 bytes
     raises_exactly(ValueError, f"{path}: the arrays to read declare 1.5 KiB (with the copy that stacks numbered steps), "
                    "more than the limit of 1.0 KiB", analysis.load_run, path, max_bytes=1024)
+
+
+@pytest.mark.parametrize("part", ["codes", "teacher"])
+def test_a_part_of_other_rows_or_states_is_refused_naming_both_shapes(part, tmp_path):
+    path = tmp_path / "run.npz"
+    np.savez(path, scores=scores(), **{part: np.full((3, 2, 4), 0.25)})
+    raises_exactly(ValueError, f"{path}: '{part}' must hold (N, K) = (2, 3) per step like the scores, got (2, 4)",
+                   analysis.load_run, path)
