@@ -25,7 +25,7 @@ def main(paths):
                 if match:
                     counts[match.group(1)][match.group(3)] += 1
     other = sorted({v for c in counts.values() for v in c} - {"killed", "timeout", "survived"})
-    head = ["module", "mutants", "killed", "timeout", "survived", "survived %"] + other
+    head = ["module", "mutants", "killed", "timeout", "survived", "survived % of run"] + other
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     total = Counter()
@@ -37,7 +37,8 @@ def main(paths):
 
 def row(name, c: Counter, other) -> str:
     n = sum(c.values())
-    cells = [name, n, c["killed"], c["timeout"], c["survived"], f"{100 * c['survived'] / n:.2f}" if n else "-"]
+    checked = c["killed"] + c["timeout"] + c["survived"]  # the % is of the mutants that ran
+    cells = [name, n, c["killed"], c["timeout"], c["survived"], f"{100 * c['survived'] / checked:.2f}" if checked else "-"]
     cells += [c[v] for v in other]
     return "| " + " | ".join(str(x) for x in cells) + " |"
 
