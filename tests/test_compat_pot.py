@@ -11,6 +11,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import thermossl
 from thermossl.compat import pot_sinkhorn
+from helpers import warning_frames_as_without_mutmut
 
 ot = pytest.importorskip("ot")  # a test dependency (pyproject [test]); CI installs it
 
@@ -273,7 +274,7 @@ def test_warnings_point_at_the_caller():
 
     M = np.array([[0.0, 1.0], [1.0, 0.0]])
     for kwargs in ({"numItermax": 0}, {"numItermax": 2, "stopThr": 0.0}):
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, warning_frames_as_without_mutmut():
             warnings.simplefilter("always")
             line = inspect.currentframe().f_lineno + 1
             pot_sinkhorn([], [], M, 0.5, **kwargs)

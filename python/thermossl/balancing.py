@@ -78,7 +78,9 @@ def _sinkhorn(E, T: float, w=None, c=None, mu0=None, fixed: int = 0, tol: float 
     """The validated twin of :func:`sinkhorn`: E 2-D in its kernel dtype with N, K >= 1, T a
     positive float, w and c float64 distributions or None, mu0 a finite real (K,) or None, the
     iteration controls as :func:`thermossl._validation.iteration_controls` returns them.
-    ``stacklevel`` places the not-converged warning (1: this function, 2: its caller)."""
+    ``stacklevel`` places the not-converged warning (1: this function, 2: its caller): the callers
+    that can warn name the user's line, 3 frames up from :func:`sinkhorn` and 4 from a reservoir
+    (``assign`` or ``Demon.measure`` -> ``_assign`` -> here)."""
     # States with target charge c_y = 0 are empty in the solution (mu_y = -inf, q_iy = 0): the
     # solver runs on the others (a copy of those columns of E) and the empty ones are filled in.
     k = E.shape[1]

@@ -167,8 +167,8 @@ def pot_sinkhorn(
         v = np.zeros(m, dtype) if v0 is None else v0.astype(dtype)
         if warn:
             warnings.warn(_NOT_CONVERGED, UserWarning, stacklevel=2)
-        with np.errstate(over="ignore", under="ignore"):
-            return np.exp(-M.astype(dtype) / dtype.type(reg) + u[:, None] + v[None, :])
+        # numpy's overflow warning of exp stays, as in POT.
+        return np.exp(-M.astype(dtype) / dtype.type(reg) + u[:, None] + v[None, :])
 
     # Columns of zero mass get v = -inf at the first update and never count again: the solver
     # runs without them. Rows of zero mass still count in the first v-update (through their

@@ -210,7 +210,8 @@ class SinkhornReservoir(Reservoir):
         c = probability_vector(self.c, k, "c", "state")
         fixed, limit, tol, omega = iteration_controls(self.n_iter, self.tol, self.max_iter, self.relaxation)
         mu0 = self._mu if self.warm_start and self._mu is not None and self._mu.shape == (k,) else None
-        result = _sinkhorn(E, self.T, w, c, mu0, fixed, tol, limit, omega, return_q=True)
+        # stacklevel 4: the user's line, above assign() or Demon.measure() and this method.
+        result = _sinkhorn(E, self.T, w, c, mu0, fixed, tol, limit, omega, return_q=True, stacklevel=4)
         self._mu = result.mu
         return LabelState(
             q=result.q,
