@@ -94,6 +94,26 @@ def test_no_iteration_plan_is_float32_for_float32_arguments_as_in_pot(warmstart)
     assert my_warn == ref_warn and [c for c, _ in my_warn] == [UserWarning]
 
 
+@pytest.mark.parametrize("m_dtype, ab_dtype, start_dtype", [
+    (np.float32, np.float64, None),        # a, b do not enter the plan: M's dtype, as POT's
+    (np.float64, np.float32, None),
+    (np.float32, np.float64, np.float32),
+    (np.float32, np.float32, np.float64),  # the warm start does enter it
+])
+def test_no_iteration_plan_has_the_dtype_of_m_and_the_warm_start_as_in_pot(m_dtype, ab_dtype, start_dtype):
+    M, a, b = problem(4)
+    M, a, b = M.astype(m_dtype), a.astype(ab_dtype), b.astype(ab_dtype)
+    kwargs = {"numItermax": 0}
+    if start_dtype is not None:
+        rng = np.random.default_rng(6)
+        kwargs["warmstart"] = (rng.normal(size=7).astype(start_dtype), rng.normal(size=4).astype(start_dtype))
+    ref, ref_warn = run(pot, a, b, M, 0.25, **kwargs)
+    plan, my_warn = run(pot_sinkhorn, a, b, M, 0.25, **kwargs)
+    assert plan.dtype == ref.dtype
+    assert_allclose(plan, ref, rtol=1e-6 if ref.dtype == np.float32 else 1e-13)
+    assert my_warn == ref_warn
+
+
 def test_no_iteration_plan_overflow_warns_as_in_pot():
     # exp(-M / reg) beyond the largest double: numpy's overflow warning, which POT lets through.
     M = np.array([[-1000.0, 0.0], [0.0, -1000.0]])

@@ -127,7 +127,8 @@ def pot_sinkhorn(
     Returns
     -------
     G : numpy.ndarray, shape (n, m)
-        The transport plan.
+        The transport plan, in numpy's promotion of the dtypes of M, a and b (as POT's); with
+        ``numItermax=0``, of M and the warm start only (a and b do not enter that plan).
     log : dict
         Only with ``log=True``: ``{"err": [errors of the tests], "niter": index of the last
         iteration, "log_u", "log_v", "u", "v"}``.
@@ -162,13 +163,15 @@ def pot_sinkhorn(
     log_a = np.log(np.asarray(a, dtype=dtype))
     log_b = np.log(np.asarray(b, dtype=dtype))
     if numItermax == 0:
-        # No iteration: the plan of the starting scalings (POT returns it and warns).
-        u = np.zeros(n, dtype) if u0 is None else u0.astype(dtype)
-        v = np.zeros(m, dtype) if v0 is None else v0.astype(dtype)
+        # No iteration: the plan of the starting scalings (POT returns it and warns). a and b do
+        # not enter it, so its dtype is that of M and the warm start alone, as POT's.
+        _, plan_dtype = compute_dtype(M.dtype, *(x.dtype for x in (u0, v0) if x is not None))
+        u = np.zeros(n, plan_dtype) if u0 is None else u0.astype(plan_dtype)
+        v = np.zeros(m, plan_dtype) if v0 is None else v0.astype(plan_dtype)
         if warn:
             warnings.warn(_NOT_CONVERGED, UserWarning, stacklevel=2)
         # numpy's overflow warning of exp stays, as in POT.
-        return np.exp(-M.astype(dtype) / dtype.type(reg) + u[:, None] + v[None, :])
+        return np.exp(-M.astype(plan_dtype) / plan_dtype.type(reg) + u[:, None] + v[None, :])
 
     # Columns of zero mass get v = -inf at the first update and never count again: the solver
     # runs without them. Rows of zero mass still count in the first v-update (through their
