@@ -46,7 +46,7 @@ private:
     std::atomic<bool> stopped_{false};
 };
 
-/// The exponents of one row in the float-lane frame of the fused pass, for row_sweep:
+/// The exponents of one row in the float-lane frame of the fused pass, for row_exp_sum:
 /// t_j = s (d_j - d*) + s err_j + low_j with d_j = a_j - nu'_j rounded and err_j its rounding
 /// error (TwoSum, exact), so that d_j - d* is rounded once, at its own scale. The tail lanes load
 /// a_j = d*, nu'_j = low_j = 0 (t = 0: finite, and dropped by the sweep's keep()).
@@ -68,24 +68,9 @@ struct FrameArg {
         const V err = (row - (d - back)) - (mu + back);
         const V s = splat<V>(scale);
         t = fmadd(s, d - splat<V>(d_star), fmadd(s, err, at.load(low + j, T(0))));
-        return mask_t<T>{};  // no lane is singled out at the max: exp(t) is taken everywhere
+        return mask_t<T>{};  // no lane is taken as at the max: row_exp_sum takes exp(t) everywhere
     }
 };
-
-/// sum_j e_j with e_j = exp(t_j) of FrameArg, written to e_out: one pass over the row in
-/// explicit vectors (a masked last vector, no scalar tail: a row of K = 10 is one masked vector
-/// at AVX-512 instead of ten scalar exps).
-template <class T>
-double frame_exp_sum(const FrameArg<T>& arg, std::int64_t k, T* e_out) {
-    using V = vec_t<T>;
-    LaneSums<T, 1> sums;
-    row_sweep(k, arg, sums, [&](std::int64_t j, const V t, const mask_t<T>, const auto& lanes) {
-        const V e = lanes.keep(exp_lanes(t));
-        lanes.store(e_out + j, e);
-        sums.part[0] += e;
-    });
-    return sums[0];
-}
 
 template <class T>
 class SinkhornSolver {
@@ -210,11 +195,11 @@ public:
 #if defined(THERMOSSL_ISA_AVX512)
                             // Mask registers make the last partial vector cheap: explicit vectors
                             // (a row of K = 10 is one masked vector instead of ten scalar exps).
-                            const double s = frame_exp_sum(FrameArg<T>{row, mu_f, low, s_f, d_star}, k, e_row);
+                            const double s = row_exp_sum<T>(k, FrameArg<T>{row, mu_f, low, s_f, d_star}, e_row);
 #else
                             // At AVX2 the masked store of the last partial vector (vmaskmov) is
                             // slow on AMD cores: measured 6.3 -> 10.2 ns per element and iteration
-                            // at K = 10 with frame_exp_sum, so the chunked `omp simd` loop stays.
+                            // at K = 10 with row_exp_sum over FrameArg, so the chunked `omp simd` loop stays.
                             double s = 0.0;
                             for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
                                 const std::int64_t j1 = std::min(k, j0 + kChunk);
