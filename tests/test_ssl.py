@@ -244,7 +244,8 @@ def test_methods_learn_real_data_at_their_defaults(name, method, floor):
 
 def test_sela_labels_are_balanced_over_the_data_set():
     X, _ = blobs(seed=3, n=200, k=4)
-    result = ssl.train(X, method="sela", n_prototypes=4, epochs=4, seed=0, batch_size=50, hidden=16, dim=8)
+    result = ssl.train(X, method="sela", n_prototypes=4, epochs=4, seed=0, batch_size=50, hidden=16, dim=8,
+                       charge_targets="equal")  # SeLa's published equipartition
     assert_allclose(result.label_state.charges, 0.25, atol=0.1 / 200)  # default tol: a tenth of a sample
     assert result.label_state.converged
     assert result.options["tol"] == 0.1 / 200
@@ -322,3 +323,104 @@ def test_train_rejects_bad_input_with_named_arguments():
     result = ssl.train(X, n_prototypes=3, epochs=1, hidden=8, dim=4)
     with pytest.raises(ValueError, match="X must have 6 features"):
         result.embed(np.zeros((3, 5)))
+
+
+# ----------------------------------------------------------------------------- charge targets
+def test_floored_shares_is_the_projection_onto_shares_above_the_floor():
+    import scipy.optimize
+    from thermossl.ssl.train import floored_shares
+
+    rng = np.random.default_rng(0)
+    for k, floor in ((2, 0.1), (3, 0.05), (10, 0.025), (10, 0.1), (5, 0.2)):
+        for _ in range(20):
+            shares = rng.dirichlet(np.full(k, 0.3))
+            c = floored_shares(shares, floor)
+            assert c.sum() == pytest.approx(1.0, abs=1e-14) and np.all(c >= floor - 1e-15)
+            # The reference: the solution of min sum_y (c_y - s_y)^2 / s_y subject to c >= floor and
+            # sum c = 1 is c_y = max(floor, lam s_y), lam the root of sum_y max(floor, lam s_y) = 1.
+            lam = scipy.optimize.brentq(lambda v: np.maximum(floor, v * shares).sum() - 1.0, 0.0, 1.0 / shares.min(),
+                                        xtol=1e-15, rtol=1e-15)
+            ref = np.maximum(floor, lam * shares)
+            assert_allclose(c, ref, rtol=1e-12, atol=1e-15)
+            free = c > floor + 1e-12
+            if free.sum() > 1:  # entries above the floor keep their ratios
+                assert_allclose(c[free] / c[free].sum(), shares[free] / shares[free].sum(), rtol=1e-12)
+    above = np.array([0.5, 0.3, 0.2])
+    assert_array_equal(floored_shares(above, 0.1), above)  # nothing to raise: unchanged
+    assert_allclose(floored_shares(np.array([1.0, 0.0]), 0.5), [0.5, 0.5], rtol=1e-15)
+
+
+def test_share_centering_is_an_online_sinkhorn_and_reaches_the_targets():
+    from thermossl import gibbs, sinkhorn
+    from thermossl.ssl.train import ShareCenteringReservoir
+
+    rng = np.random.default_rng(1)
+    E = -rng.normal(scale=0.5, size=(300, 4))
+    c = np.array([0.4, 0.3, 0.2, 0.1])
+    T, m = 0.05, 0.5
+    reservoir = ShareCenteringReservoir(T, momentum=m, c=c)
+    center = np.zeros(4)
+    for call in range(500):
+        label = reservoir.assign(E)
+        # Replay: q = softmax((s - C)/T') with the center before the call, then the log-ratio step.
+        q = sp.softmax((-E - center) / T, axis=1)
+        assert_allclose(label.q, q, rtol=1e-12, atol=1e-300)
+        assert_allclose(label.mu, -center, atol=1e-15)
+        assert_allclose(label.charges, q.mean(axis=0), rtol=1e-12)
+        assert label.charge_err == pytest.approx(np.abs(q.mean(axis=0) - c).sum(), rel=1e-12)
+        center = center + (1 - m) * T * np.log(q.mean(axis=0) / c)
+        center -= center.mean()
+        assert_allclose(reservoir.center, center, rtol=1e-10, atol=1e-15)
+    # On fixed energies the steps converge to Sinkhorn's GGE at the targets (unique given its charges).
+    assert label.charge_err < 1e-8
+    reference = sinkhorn(E, T, c=c, tol=1e-12, max_iter=10000)
+    assert_allclose(label.q, reference.q, atol=1e-7)
+    assert_allclose(label.q, gibbs(E, T, mu=label.mu), rtol=1e-12)  # a GGE at the mu it reports
+    # DINO's own mean-score center does not balance: its charges stay far from c.
+    from thermossl.reservoirs import CenteringReservoir
+
+    mean_center = CenteringReservoir(T, momentum=m)
+    for _ in range(200):
+        plain = mean_center.assign(E)
+    assert np.abs(plain.charges - c).sum() > 0.1
+
+
+def test_estimated_charge_targets_follow_imbalanced_classes():
+    # Three clusters with shares 0.6, 0.25, 0.15: SeLa with equal targets must split the big one;
+    # with estimated targets (the default) its labels keep the classes' shares.
+    rng = np.random.default_rng(2)
+    y = np.repeat([0, 1, 2], [180, 75, 45])
+    centers = rng.normal(scale=3.0, size=(3, 5))
+    X = centers[y] + 0.4 * rng.normal(size=(300, 5))
+    kwargs = dict(method="sela", n_prototypes=3, epochs=10, seed=0, hidden=32, dim=8)
+    estimated = ssl.train(X, **kwargs)
+    equal = ssl.train(X, **kwargs, charge_targets="equal")
+    assert estimated.options["charge_targets"] == "estimated" and estimated.options["charge_floor"] == 0.25
+    assert_allclose(equal.label_state.charges, 1 / 3, atol=0.1 / 300)
+    shares = np.sort(estimated.label_state.charges)[::-1]
+    assert shares[0] == pytest.approx(0.6, abs=0.03)  # the big class kept whole (measured 0.598)
+    assert shares[-1] >= 0.25 / 3 - 0.1 / 300  # the floor: a quarter of an equal share
+    # Measured: NMI 0.870 with estimated targets, 0.574 with equal ones (k-means: 1.0).
+    nmi_estimated = ssl.cluster_scores(estimated.labels, y)["nmi"]
+    assert nmi_estimated > 0.8 and nmi_estimated > ssl.cluster_scores(equal.labels, y)["nmi"] + 0.2
+    # Every label update met its own targets (the books of a reservoir at known c) and extracted work.
+    assert np.all(estimated.ledger.column("charge_err") <= 0.1 / 300)
+    assert estimated.ledger.totals()["W"] < 0
+    for field in ("res_first_law", "res_D1", "res_E2"):
+        assert np.max(np.abs(estimated.ledger.column(field))) < 1e-12
+
+
+def test_charge_target_options_are_checked():
+    X, _ = blobs(n=40)
+    with pytest.raises(ValueError, match="charge_targets"):
+        ssl.train(X, epochs=1, charge_targets="uniform")
+    with pytest.raises(ValueError, match="centering"):
+        ssl.train(X, method="dino", epochs=1, centering="median")
+    with pytest.raises(ValueError, match="charge_floor"):
+        ssl.train(X, epochs=1, charge_floor=1.5)
+    with pytest.raises(ValueError, match="charge_horizon"):
+        ssl.train(X, epochs=1, charge_horizon=0.0)
+    dino = ssl.train(X, method="dino", n_prototypes=3, epochs=1, hidden=8, dim=4)
+    assert dino.options["centering"] == "shares" and dino.options["charge_horizon"] == 30.0
+    swav = ssl.train(X, method="swav", n_prototypes=3, epochs=1, hidden=8, dim=4)
+    assert swav.options["charge_horizon"] == 3.0

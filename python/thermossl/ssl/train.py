@@ -47,6 +47,7 @@ from typing import Any, Optional
 import numpy as np
 import numpy.typing as npt
 
+from .._backends import cpu
 from .._validation import as_real_array, positive_temperature
 from ..balancing import _sinkhorn
 from ..demon import Demon, Ledger
@@ -121,6 +122,10 @@ DEFAULTS = {
     "teacher_momentum": None,
     "teacher_horizon": 30.0,
     "center_momentum": 0.9,
+    "centering": None,
+    "charge_targets": None,
+    "charge_floor": 0.25,
+    "charge_horizon": None,
     "progress": False,
     "blas_threads": 1,
 }
@@ -129,6 +134,10 @@ _LABEL_TEMPERATURE = {"sela": 1.0 / 25.0, "swav": 0.05, "dino": 0.04}
 _AUGMENTATION = {"image": (0.1, 0.1), "features": (0.3, 0.3)}
 #: Prototype initialisation when ``init_prototypes`` is None.
 _PROTOTYPE_INIT = {"sela": "random", "swav": "random", "dino": "kmeans"}
+#: Charge targets of the Sinkhorn reservoirs when ``charge_targets`` is None (DINO has none).
+_CHARGE_TARGETS = {"sela": "estimated", "swav": "estimated", "dino": "estimated"}
+#: Horizons (EMAs per run) of the charge-target estimate when ``charge_horizon`` is None.
+_CHARGE_HORIZON = {"sela": 30.0, "swav": 3.0, "dino": 30.0}
 
 
 @dataclass
@@ -304,6 +313,18 @@ def _options(method: str, options: dict) -> dict:
         opts["teacher_momentum"] = _real(opts["teacher_momentum"], "teacher_momentum", 0.0, 1.0, high_open=True)
     opts["teacher_horizon"] = _real(opts["teacher_horizon"], "teacher_horizon", 0.0, low_open=True)
     opts["center_momentum"] = _real(opts["center_momentum"], "center_momentum", 0.0, 1.0, high_open=True)
+    if opts["charge_targets"] is None:
+        opts["charge_targets"] = _CHARGE_TARGETS[method]
+    elif opts["charge_targets"] not in ("equal", "estimated"):
+        raise ValueError(f"charge_targets must be 'equal', 'estimated' or None, got {opts['charge_targets']!r}")
+    opts["charge_floor"] = _real(opts["charge_floor"], "charge_floor", 0.0, 1.0)
+    if opts["charge_horizon"] is None:
+        opts["charge_horizon"] = _CHARGE_HORIZON[method]
+    opts["charge_horizon"] = _real(opts["charge_horizon"], "charge_horizon", 0.0, low_open=True)
+    if opts["centering"] is None:
+        opts["centering"] = "shares"
+    elif opts["centering"] not in ("mean", "shares"):
+        raise ValueError(f"centering must be 'mean', 'shares' or None, got {opts['centering']!r}")
     if opts["blas_threads"] is not None:
         opts["blas_threads"] = _integer(opts["blas_threads"], "blas_threads", 1)
     opts["T"] = positive_temperature(opts["T"])
@@ -359,13 +380,36 @@ class _Run:
             )
         elif method == "swav":
             reservoir = SinkhornReservoir(self.T_label, n_iter=opts["sinkhorn_iters"], warm_start=False)
-        else:
+        elif opts["centering"] == "mean":
             reservoir = CenteringReservoir(self.T_label, momentum=opts["center_momentum"])
+        else:
+            reservoir = ShareCenteringReservoir(self.T_label, momentum=opts["center_momentum"])
         self.demon = Demon(self.T, reservoir)
         self.teacher = self.model.copy() if method == "dino" else None
         self.frozen = ()
         self.t = 0  # training steps done
         self.total_steps = opts["total_steps"]
+        self.estimate_charges = hasattr(reservoir, "c") and opts["charge_targets"] == "estimated"
+        self.share_estimate = np.full(n_prototypes, 1.0 / n_prototypes)  # the running estimate of N[p]
+
+    def _set_charge_targets(self, E: np.ndarray) -> None:
+        """Set the reservoir's charge targets c from a running estimate of the label shares.
+
+        The estimate is an exponential moving average (momentum :func:`charge_momentum`) of
+        N[p] = sum_i w_i p_iy, the shares of the Gibbs state p = gibbs(E, T) at the representation
+        temperature of the energies about to be measured (SeLa: the student's, clean data; SwAV:
+        the student's, view a; DINO: the teacher's, view a). It starts at 1/K. The targets are the
+        estimate with every share raised to at least floor / K (:func:`floored_shares`), so no
+        state can be emptied: the collapse that equal shares prevent stays prevented. The targets
+        are set before the measurement, so each label state is the GGE of the targets it was
+        measured with and the demon's books are those of a reservoir at known (T', c).
+        """
+        if not self.estimate_charges:
+            return
+        m = charge_momentum(self.total_steps, self.opts["charge_horizon"])
+        shares = label_charges(_gibbs(E, self.T))
+        self.share_estimate = m * self.share_estimate + (1.0 - m) * shares
+        self.demon.reservoir.c = floored_shares(self.share_estimate, self.opts["charge_floor"] / shares.shape[0])
 
     def step(self, batch: np.ndarray) -> float:
         return getattr(self, f"_{self.method}_step")(batch)
@@ -374,9 +418,10 @@ class _Run:
         x = self.X[batch]
         a = self.model.forward(self.views(x, self.rng))
         b = self.model.forward(self.views(x, self.rng))
+        self._set_charge_targets(-a.scores)
         # A new batch: its labels before the measurement are the student's own Gibbs state.
         q_a = self.demon.measure(-a.scores, q_before=_gibbs(-a.scores, self.T)).q
-        q_b = _sinkhorn(-b.scores, self.T_label, fixed=self.opts["sinkhorn_iters"]).q
+        q_b = _sinkhorn(-b.scores, self.T_label, c=self.demon.reservoir.c, fixed=self.opts["sinkhorn_iters"]).q
         loss, grads = _swapped_loss(self.model, a, b, q_a, q_b, self.T)
         self.optimiser.step(grads, frozen=self.frozen)
         self.demon.feedback(-self.model.forward(b.x).scores, E_before=-b.scores)
@@ -384,6 +429,7 @@ class _Run:
 
     def _sela_step(self, batch):
         E_all = -self.model.forward(self.clean).scores
+        self._set_charge_targets(E_all)
         # The same samples every step: index chains each sample's labels from its last cycle.
         q_all = self.demon.measure(E_all, index=self.sample_ids).q
         view = self.model.forward(self.views(self.X[batch], self.rng))
@@ -397,6 +443,7 @@ class _Run:
         x = self.X[batch]
         view_a, view_b = self.views(x, self.rng), self.views(x, self.rng)
         E_teacher = -self.teacher.forward(view_a).scores
+        self._set_charge_targets(E_teacher)
         label_a = self.demon.measure(E_teacher, q_before=_gibbs(E_teacher, self.T))
         q_b = _gibbs(-self.teacher.forward(view_b).scores, self.T_label, label_a.mu / self.T_label)
         a, b = self.model.forward(view_a), self.model.forward(view_b)
@@ -419,10 +466,60 @@ class _Run:
             mu = -self.demon.reservoir.center
             q = _gibbs(E, self.T_label, mu / self.T_label)
             occupation = label_charges(q)
-            charge_err = float(np.abs(occupation - 1.0 / q.shape[1]).sum())
+            targets = getattr(self.demon.reservoir, "c", None)
+            targets = np.full(q.shape[1], 1.0 / q.shape[1]) if targets is None else targets
+            charge_err = float(np.abs(occupation - targets).sum())
             return LabelState(q, mu, occupation, charge_err, self.T_label, "centering")
         # The training reservoir: SwAV's three iterations; SeLa warm-started from the last potentials.
         return self.demon.reservoir._assign(-self.model.forward(self.clean).scores, None)
+
+
+class ShareCenteringReservoir(CenteringReservoir):
+    """DINO's teacher with a center that follows the label shares instead of the mean score.
+
+    q = softmax((s - C)/T') with s = -E, mu = -C, as :class:`~thermossl.reservoirs.CenteringReservoir`;
+    after each call the center moves by the log-ratio of the batch's label shares N_y = sum_i w_i
+    q_iy to the targets c_y:
+
+        C_y <- C_y + (1 - m) T' log(N_y / c_y),  then C <- C - mean(C)  (the gauge sum_y C_y = 0),
+
+    one damped step of Sinkhorn's mu-update per batch (an online Sinkhorn across batches: the
+    step multiplies each state's weight exp(mu_y / T') by (c_y / N_y)^(1 - m)). An over-occupied
+    state gets a higher center (a lower mu), an empty one a lower: the charges approach c over
+    the batches, where DINO's mean-score center leaves them wherever the scores put them.
+
+    Parameters
+    ----------
+    T : float
+        Teacher temperature T' > 0.
+    momentum : float, optional
+        m in [0, 1): the step is 1 - m of a full log-ratio.
+    c : array_like, shape (K,), optional
+        Charge targets (default 1/K); may be replaced between calls (``reservoir.c = ...``).
+    """
+
+    def __init__(self, T: float, momentum: float = 0.9, c: Optional[npt.ArrayLike] = None) -> None:
+        super().__init__(T, momentum)
+        self.c = None if c is None else np.asarray(c, dtype=np.float64)
+
+    def _assign(self, E, w) -> LabelState:
+        k = E.shape[1]
+        if self.center is None or self.center.shape != (k,):
+            self.center = np.zeros(k)
+        mu = -self.center
+        (E_kernel,), _ = cpu.to_kernel(E)
+        q = _gibbs(E_kernel, self.T, np.ascontiguousarray(mu / self.T, dtype=np.float64))
+        occupation = label_charges(q, w)
+        c = np.full(k, 1.0 / k) if self.c is None else self.c
+        # A share that underflowed to 0 moves its center by at most (1 - m) T' log(1e-300 / c_y).
+        step = (1.0 - self.momentum) * self.T * np.log(np.maximum(occupation, 1e-300) / c)
+        self.center = self.center + step
+        self.center -= self.center.mean()
+        return LabelState(q=q, mu=mu, charges=occupation, charge_err=float(np.abs(occupation - c).sum()), T=self.T,
+                          method="centering")
+
+    def __repr__(self) -> str:
+        return f"ShareCenteringReservoir(T={self.T:g}, momentum={self.momentum:g})"
 
 
 def spherical_kmeans(z: np.ndarray, k: int, rng: np.random.Generator, n_iter: int = 20) -> np.ndarray:
@@ -471,6 +568,31 @@ def spherical_kmeans(z: np.ndarray, k: int, rng: np.random.Generator, n_iter: in
         filled = norms > 0
         centroids[filled] = sums[filled] / norms[filled, None]
     return centroids
+
+
+def floored_shares(shares: np.ndarray, floor: float) -> np.ndarray:
+    """The distribution closest to ``shares`` (positive, summing to 1) with every entry >= floor:
+    entries below the floor are raised to it and the others scaled down together to make room
+    (repeated until none falls below; floor <= 1/K always leaves a solution)."""
+    c = np.asarray(shares, dtype=np.float64)
+    held = np.zeros(c.shape, dtype=bool)
+    for _ in range(c.shape[0]):
+        low = ~held & (c < floor)
+        if not low.any():
+            break
+        held |= low
+        free = ~held
+        rest = 1.0 - floor * held.sum()
+        c = np.where(held, floor, c)
+        if free.any():
+            c[free] *= rest / c[free].sum()
+    return c
+
+
+def charge_momentum(total_steps: int, horizon: float = 30.0) -> float:
+    """The momentum 1 - horizon / total_steps (at least 0) of the charge-target estimate: an EMA
+    over total_steps / horizon steps."""
+    return max(0.0, 1.0 - horizon / total_steps)
 
 
 def teacher_momentum(step: int, total_steps: int, base: Optional[float] = None, horizon: float = 30.0) -> float:
