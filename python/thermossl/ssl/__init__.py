@@ -8,13 +8,25 @@ helpers need scikit-learn (the ``demo`` extra).
 """
 from .evaluate import cluster_scores, evaluate, kmeans_baseline, knn_accuracy, load_digits
 from .model import Adam, Encoder
-from .train import DEFAULTS, METHODS, TrainResult, teacher_momentum, train
+from .train import (
+    DEFAULTS,
+    METHODS,
+    ShareCenteringReservoir,
+    TrainResult,
+    charge_momentum,
+    floored_shares,
+    teacher_momentum,
+    train,
+)
 from .views import Views
 
 __all__ = [
     "train",
     "TrainResult",
     "teacher_momentum",
+    "charge_momentum",
+    "floored_shares",
+    "ShareCenteringReservoir",
     "METHODS",
     "DEFAULTS",
     "Encoder",

@@ -12,10 +12,13 @@ Every training step is one demon cycle (the theory page of the documentation):
 What the methods measure and where the feedback acts:
 
 - **SwAV**: two views a, b of a batch; labels q_a are Sinkhorn-balanced (3 iterations,
-  T' = 0.05) codes of view a, q_b those of view b; the loss is the swapped prediction
+  T' = 0.05, toward estimated charge targets; ``charge_targets='equal'``: SwAV's equipartition)
+  codes of view a, q_b those of view b; the loss is the swapped prediction
   [L(q_a, E_b) + L(q_b, E_a)] / 2. The ledger follows q_a: measured on view a's energies, the
   work done on view b's energies (``Demon.feedback(E_b_after, E_before=E_b)``).
 - **SeLa**: labels of the whole data set, Sinkhorn-balanced to tolerance (T' = 1/25, float64,
+  toward charge targets estimated from the label shares during training — not SeLa's
+  equipartition, which ``charge_targets='equal'`` restores;
   warm-started from the last potentials, over-relaxed; charge error sum_y |N_y - c_y| <= 0.1/n
   by default, a tenth of one sample's weight — SeLa's own code stops at a 10% relative change of
   the scalings), measured on the clean inputs every step and chained per sample
@@ -24,10 +27,12 @@ What the methods measure and where the feedback acts:
 - **DINO**: a teacher (exponential moving average of the student, DINO's cosine momentum
   schedule to 1, its base scaled to the run's length) labels view a by centering and sharpening
   (T' = 0.04 — DINO's default teacher temperature, whose warm-up starts at 0.04, so no warm-up
-  here; center momentum 0.9, a horizon of ~10 steps, short against every run's length); the
+  here; center momentum 0.9, a horizon of ~10 steps, short against every run's length; by
+  default the center follows the label shares toward estimated targets, ``centering='shares'``,
+  where DINO's follows the mean score, ``centering='mean'``); the
   student learns to predict them from view b (and view b's teacher labels from view a, with the
   same center); its last layer (the prototypes) starts at the spherical k-means centroids of the
-  initial embeddings (centering does not balance the labels, so the start decides the partition)
+  initial embeddings (DINO's centering does not balance the labels, so the start decides the partition)
   and is frozen in the first epoch, as DINO's. The ledger follows the teacher's labels of view a
   and the work done on the student's energies of view b.
 
@@ -57,7 +62,8 @@ from ..thermo import _charges as label_charges
 from .model import Adam, Encoder
 from .views import Views
 
-__all__ = ["METHODS", "DEFAULTS", "TrainResult", "train", "teacher_momentum"]
+__all__ = ["METHODS", "DEFAULTS", "TrainResult", "train", "teacher_momentum", "charge_momentum", "floored_shares",
+           "ShareCenteringReservoir"]
 
 METHODS = ("sela", "swav", "dino")
 
@@ -74,7 +80,7 @@ METHODS = ("sela", "swav", "dino")
 #:   cos(pi t / steps)) / 2, which rises to 1 at the last step as in the paper. DINO's 0.996 is an
 #:   EMA horizon 1 / (1 - m0) of 250 steps against 125k steps of training; None scales it to the
 #:   run: m0 = min(0.996, 1 - teacher_horizon / steps), a horizon of steps / teacher_horizon
-#:   (30 horizons per run by default, see below). A fixed 0.99 over 30-60 steps left the teacher at its
+#:   (60 horizons per run by default, see below). A fixed 0.99 over 30-60 steps left the teacher at its
 #:   random initialisation (0.99^30 = 0.74 of it), labelling with a random network: no work was
 #:   extracted (sum W > 0) and the labels matched nothing.
 #: - ``tol`` (SeLa): the charge error sum_y |N_y - c_y| at which Sinkhorn stops, default 0.1 / n: the
@@ -99,10 +105,25 @@ METHODS = ("sela", "swav", "dino")
 #:   Sinkhorn re-balances SeLa's and SwAV's labels from any start; there a k-means start gained
 #:   nothing and made SeLa's summed work positive (its first labels are already sharp, and
 #:   spreading the embeddings raised their energies).
-#: - ``teacher_horizon`` (DINO) 30: a teacher that averages the student over steps / 30 steps
-#:   (17 at 512 steps). At 10 (51 steps) the teacher lagged so far that the labels kept an early
+#: - ``teacher_horizon`` (DINO) 60: a teacher that averages the student over steps / 60 steps
+#:   (8.5 at 512 steps). At 10 (51 steps) the teacher lagged so far that the labels kept an early
 #:   arbitrary cut (random prototypes, noise 0.5, mask 0.3, median of seeds 0-1: wine NMI 0.620
-#:   at 10, 0.724 at 30 (seeds 0-2); breast cancer 0.429 and 0.481; at 3: 0.438 and 0.244).
+#:   at 10, 0.724 at 30 (seeds 0-2); breast cancer 0.429 and 0.481; at 3: 0.438 and 0.244). With
+#:   the share centering (``centering``) 30 gave the digits demo NMI 0.687, 60 gave 0.752.
+#: - ``centering`` (DINO) 'shares': the teacher's center follows the log-ratio of the batch's label
+#:   shares to the charge targets (:class:`ShareCenteringReservoir`, an online Sinkhorn across
+#:   batches); 'mean' is DINO's published center, the moving average of the mean teacher score,
+#:   which does not balance the labels (the digits demo: 8 of 10 states used, charge error 0.56,
+#:   NMI 0.636 against k-means 0.742).
+#: - ``charge_targets`` 'estimated': the charge targets c of SeLa's and SwAV's Sinkhorn and of
+#:   DINO's share centering follow a running estimate of the label shares (``_Run._set_charge_targets``),
+#:   floored at ``charge_floor`` / K (0.25: a quarter of an equal share); 'equal' is the published
+#:   equipartition c = 1/K, which cuts unequal classes (breast cancer, penguins, cars: SeLa's median
+#:   NMI 0.84x, 0.86x and 0.76x k-means with equal shares).
+#: - ``charge_horizon``: the estimate averages over steps / charge_horizon steps
+#:   (:func:`charge_momentum`); 30 for SeLa and DINO, 3 for SwAV (None: the method's). SwAV's
+#:   targets drift with early chance imbalances at 30 (the digits demo: NMI 0.649, equal targets
+#:   0.786; at 3: 0.752).
 DEFAULTS = {
     "batch_size": None,
     "lr": 2e-3,
@@ -120,10 +141,10 @@ DEFAULTS = {
     "freeze_prototypes_epochs": 1,
     "init_prototypes": None,
     "teacher_momentum": None,
-    "teacher_horizon": 30.0,
+    "teacher_horizon": 60.0,
     "center_momentum": 0.9,
-    "centering": None,
-    "charge_targets": None,
+    "centering": "shares",
+    "charge_targets": "estimated",
     "charge_floor": 0.25,
     "charge_horizon": None,
     "progress": False,
@@ -134,8 +155,6 @@ _LABEL_TEMPERATURE = {"sela": 1.0 / 25.0, "swav": 0.05, "dino": 0.04}
 _AUGMENTATION = {"image": (0.1, 0.1), "features": (0.3, 0.3)}
 #: Prototype initialisation when ``init_prototypes`` is None.
 _PROTOTYPE_INIT = {"sela": "random", "swav": "random", "dino": "kmeans"}
-#: Charge targets of the Sinkhorn reservoirs when ``charge_targets`` is None (DINO has none).
-_CHARGE_TARGETS = {"sela": "estimated", "swav": "estimated", "dino": "estimated"}
 #: Horizons (EMAs per run) of the charge-target estimate when ``charge_horizon`` is None.
 _CHARGE_HORIZON = {"sela": 30.0, "swav": 3.0, "dino": 30.0}
 
@@ -313,18 +332,14 @@ def _options(method: str, options: dict) -> dict:
         opts["teacher_momentum"] = _real(opts["teacher_momentum"], "teacher_momentum", 0.0, 1.0, high_open=True)
     opts["teacher_horizon"] = _real(opts["teacher_horizon"], "teacher_horizon", 0.0, low_open=True)
     opts["center_momentum"] = _real(opts["center_momentum"], "center_momentum", 0.0, 1.0, high_open=True)
-    if opts["charge_targets"] is None:
-        opts["charge_targets"] = _CHARGE_TARGETS[method]
-    elif opts["charge_targets"] not in ("equal", "estimated"):
-        raise ValueError(f"charge_targets must be 'equal', 'estimated' or None, got {opts['charge_targets']!r}")
+    if opts["charge_targets"] not in ("equal", "estimated"):
+        raise ValueError(f"charge_targets must be 'equal' or 'estimated', got {opts['charge_targets']!r}")
     opts["charge_floor"] = _real(opts["charge_floor"], "charge_floor", 0.0, 1.0)
     if opts["charge_horizon"] is None:
         opts["charge_horizon"] = _CHARGE_HORIZON[method]
     opts["charge_horizon"] = _real(opts["charge_horizon"], "charge_horizon", 0.0, low_open=True)
-    if opts["centering"] is None:
-        opts["centering"] = "shares"
-    elif opts["centering"] not in ("mean", "shares"):
-        raise ValueError(f"centering must be 'mean', 'shares' or None, got {opts['centering']!r}")
+    if opts["centering"] not in ("mean", "shares"):
+        raise ValueError(f"centering must be 'mean' or 'shares', got {opts['centering']!r}")
     if opts["blas_threads"] is not None:
         opts["blas_threads"] = _integer(opts["blas_threads"], "blas_threads", 1)
     opts["T"] = positive_temperature(opts["T"])
@@ -389,6 +404,7 @@ class _Run:
         self.frozen = ()
         self.t = 0  # training steps done
         self.total_steps = opts["total_steps"]
+        # DINO's mean-score center has no targets: nothing to estimate.
         self.estimate_charges = hasattr(reservoir, "c") and opts["charge_targets"] == "estimated"
         self.share_estimate = np.full(n_prototypes, 1.0 / n_prototypes)  # the running estimate of N[p]
 
@@ -595,7 +611,7 @@ def charge_momentum(total_steps: int, horizon: float = 30.0) -> float:
     return max(0.0, 1.0 - horizon / total_steps)
 
 
-def teacher_momentum(step: int, total_steps: int, base: Optional[float] = None, horizon: float = 30.0) -> float:
+def teacher_momentum(step: int, total_steps: int, base: Optional[float] = None, horizon: float = 60.0) -> float:
     """DINO's teacher momentum at ``step`` of ``total_steps``.
 
     The cosine schedule m_t = 1 - (1 - m0)(1 + cos(pi t / total_steps)) / 2 from m0 at the first
@@ -715,8 +731,11 @@ def train(X: npt.ArrayLike, method: str = "swav", n_prototypes: int = 10, epochs
         stop at max_iter are counted in one RuntimeWarning after training and show in the ledger's
         charge_err), freeze_prototypes_epochs (SwAV/SeLa: prototypes fixed at first, as in SwAV),
         teacher_momentum (the base of DINO's cosine schedule; default scaled to the run),
-        teacher_horizon (EMA horizons per run when teacher_momentum is None, default 30), center_momentum
-        (DINO), progress (a tqdm bar), blas_threads (numpy's BLAS threads while training, default 1
+        teacher_horizon (EMA horizons per run when teacher_momentum is None, default 60), center_momentum
+        (DINO), centering (DINO: 'shares', default, or DINO's 'mean'), charge_targets ('estimated',
+        default, or the published 'equal' shares), charge_floor (smallest target share, in units of
+        1/K, default 0.25), charge_horizon (EMA horizons per run of the share estimate; None: 30
+        for SeLa and DINO, 3 for SwAV), progress (a tqdm bar), blas_threads (numpy's BLAS threads while training, default 1
         through threadpoolctl when installed; None: leave).
 
     Returns
