@@ -62,7 +62,8 @@ from ..thermo import _charges as label_charges
 from .model import Adam, Encoder
 from .views import Views
 
-__all__ = ["METHODS", "DEFAULTS", "TrainResult", "train", "teacher_momentum", "charge_momentum", "floored_shares",
+__all__ = ["METHODS", "DEFAULTS", "TrainResult", "train", "teacher_momentum", "charge_momentum", "center_momentum",
+           "floored_shares",
            "ShareCenteringReservoir"]
 
 METHODS = ("sela", "swav", "dino")
@@ -147,7 +148,7 @@ DEFAULTS = {
     "init_prototypes": None,
     "teacher_momentum": None,
     "teacher_horizon": 60.0,
-    "center_momentum": 0.9,
+    "center_momentum": None,
     "centering": "shares",
     "charge_targets": "estimated",
     "charge_floor": 0.25,
@@ -336,7 +337,8 @@ def _options(method: str, options: dict) -> dict:
     if opts["teacher_momentum"] is not None:
         opts["teacher_momentum"] = _real(opts["teacher_momentum"], "teacher_momentum", 0.0, 1.0, high_open=True)
     opts["teacher_horizon"] = _real(opts["teacher_horizon"], "teacher_horizon", 0.0, low_open=True)
-    opts["center_momentum"] = _real(opts["center_momentum"], "center_momentum", 0.0, 1.0, high_open=True)
+    if opts["center_momentum"] is not None:
+        opts["center_momentum"] = _real(opts["center_momentum"], "center_momentum", 0.0, 1.0, high_open=True)
     if opts["charge_targets"] not in ("equal", "estimated"):
         raise ValueError(f"charge_targets must be 'equal' or 'estimated', got {opts['charge_targets']!r}")
     opts["charge_floor"] = _real(opts["charge_floor"], "charge_floor", 0.0, 1.0)
@@ -610,6 +612,20 @@ def floored_shares(shares: np.ndarray, floor: float) -> np.ndarray:
     return c
 
 
+_SAMPLES_PER_STATE = 64
+
+
+def center_momentum(batch_size: int, n_states: int) -> float:
+    """DINO's center momentum for batches of ``batch_size`` over ``n_states`` states:
+    max(0.9, 1 - batch_size / (64 K)).
+
+    DINO's 0.9, unless a batch is so small that the center would average fewer than 64 samples
+    per state: the center follows the batch's label shares (or mean scores), whose relative noise
+    is ~sqrt(K / samples); 1 / (1 - m) batches of B samples hold B / (1 - m) samples.
+    """
+    return max(0.9, 1.0 - batch_size / (_SAMPLES_PER_STATE * n_states))
+
+
 def charge_momentum(total_steps: int, horizon: float = 30.0) -> float:
     """The momentum 1 - horizon / total_steps (at least 0) of the charge-target estimate: an EMA
     over total_steps / horizon steps."""
@@ -776,6 +792,8 @@ def train(X: npt.ArrayLike, method: str = "swav", n_prototypes: int = 10, epochs
     noise, mask = _AUGMENTATION["features" if image_shape is None else "image"]
     opts["noise"] = noise if opts["noise"] is None else opts["noise"]
     opts["mask"] = mask if opts["mask"] is None else opts["mask"]
+    if opts["center_momentum"] is None:
+        opts["center_momentum"] = center_momentum(opts["batch_size"], n_prototypes)
     n_batches = max(1, n // opts["batch_size"])
     opts["total_steps"] = epochs * n_batches
 
