@@ -352,7 +352,11 @@ def test_floored_shares_is_the_projection_onto_shares_above_the_floor():
             if free.sum() > 1:  # entries above the floor keep their ratios
                 assert_allclose(c[free] / c[free].sum(), shares[free] / shares[free].sum(), rtol=1e-12)
     above = np.array([0.5, 0.3, 0.2])
-    assert_array_equal(floored_shares(above, 0.1), above)  # nothing to raise: unchanged
+    same = floored_shares(above, 0.1)
+    assert_array_equal(same, above) and same is not above  # nothing to raise: unchanged, a copy
+    low = np.array([0.9, 0.05, 0.05])
+    floored_shares(low, 0.2)
+    assert_array_equal(low, [0.9, 0.05, 0.05])  # the input is not modified
     assert_allclose(floored_shares(np.array([1.0, 0.0]), 0.5), [0.5, 0.5], rtol=1e-15)
 
 
@@ -428,5 +432,10 @@ def test_charge_target_options_are_checked():
         ssl.train(X, epochs=1, charge_horizon=0.0)
     dino = ssl.train(X, method="dino", n_prototypes=3, epochs=1, hidden=8, dim=4)
     assert dino.options["centering"] == "shares" and dino.options["charge_horizon"] == 30.0
+    # The center averages at least 64 samples per state: 8 of 40 samples a batch, K = 3.
+    assert dino.options["batch_size"] == 8 and dino.options["center_momentum"] == pytest.approx(1 - 8 / 192, rel=1e-15)
+    assert ssl.center_momentum(256, 10) == 0.9 and ssl.center_momentum(9, 3) == pytest.approx(1 - 9 / 192, rel=1e-15)
+    with pytest.raises(ValueError, match="center_momentum"):
+        ssl.train(X, method="dino", epochs=1, center_momentum=1.0)
     swav = ssl.train(X, method="swav", n_prototypes=3, epochs=1, hidden=8, dim=4)
     assert swav.options["charge_horizon"] == 3.0
