@@ -353,7 +353,8 @@ def test_floored_shares_is_the_projection_onto_shares_above_the_floor():
                 assert_allclose(c[free] / c[free].sum(), shares[free] / shares[free].sum(), rtol=1e-12)
     above = np.array([0.5, 0.3, 0.2])
     same = floored_shares(above, 0.1)
-    assert_array_equal(same, above) and same is not above  # nothing to raise: unchanged, a copy
+    assert_array_equal(same, above)  # nothing to raise: unchanged
+    assert same is not above  # a copy
     low = np.array([0.9, 0.05, 0.05])
     floored_shares(low, 0.2)
     assert_array_equal(low, [0.9, 0.05, 0.05])  # the input is not modified
