@@ -207,6 +207,7 @@ def test_dino_starts_its_prototypes_at_the_kmeans_centroids():
 
     X, _ = blobs(seed=5, n=120, k=3)
     opts = {**_options("dino", {"hidden": 8, "dim": 4}), "noise": 0.5, "mask": 0.3, "batch_size": 40, "tol": 0.1,
+            "center_momentum": 0.9,
             "total_steps": 3}
     run = _Run("dino", X, 3, None, 7, opts)
     # Replay the initialisation: the same random stream draws the network, then seeds k-means.
