@@ -471,11 +471,15 @@ public:
     ///     N_y = b_y sum_i (w_i / s_i) K_iy,
     /// the same state as the log-domain pass, with two multiply-adds per element instead of an
     /// exp. Cold start: the same read of E gives the column sums LSE_i(log w_i + s E_iy) =
-    /// M + log sum_i w_i exp(m_i - M) K_iy (M = max_i m_i). Guards (else false, and the caller
-    /// uses the log-domain passes): every row pivot finite (no nan, -inf or fully forbidden
-    /// row), max_i m_i - min_i m_i <= kSpread and, per pass, the spread of mu/T' <= kSpread, so
-    /// no row sum s_i comes near the float underflow.
+    /// M + log sum_i w_i exp(m_i - M) K_iy (M = max_i m_i; float lanes for the rows with
+    /// m_i >= M - kSpread, double for those further below, whose factors would leave the
+    /// normal float range). Guards (else false, and the caller uses the log-domain passes):
+    /// every row pivot finite (no nan, -inf or fully forbidden row), max_i m_i - min_i m_i <=
+    /// kRowSpread (the double factors w_i exp(m_i - M) K_iy stay far above the double
+    /// underflow) and, per pass, the spread of mu/T' <= kSpread, so no row sum s_i =
+    /// sum_y K_iy b_y >= min_y b_y comes near the float underflow.
     static constexpr double kSpread = 40.0;
+    static constexpr double kRowSpread = 200.0;
 
     bool build_kernel(T* buf, bool cold) {
         if constexpr (!std::is_same<T, float>::value) {
@@ -550,7 +554,16 @@ public:
                                 for (std::int64_t y = 0; y < k; ++y) acc[y] *= down;
                                 running = m;
                             }
-                            float_acc.add(static_cast<float>(weight_[i] * std::exp(m - running)), out, k, acc);
+                            const double factor = weight_[i] * std::exp(m - running);
+                            if (m - running >= -kSpread) {
+                                float_acc.add(static_cast<float>(factor), out, k, acc);
+                            } else {
+                                // A row far below the running max: its factor (< e^-40 w_i) and
+                                // its products with K could leave the normal float range, so
+                                // they are added in double.
+#pragma omp simd
+                                for (std::int64_t y = 0; y < k; ++y) acc[y] += factor * static_cast<double>(out[y]);
+                            }
                         }
                     }
                 });
@@ -564,7 +577,7 @@ public:
             const double lo = *std::min_element(bottom.begin(), bottom.end());
             double hi = -infinity<double>();
             for (std::int64_t i = 0; i < n_; ++i) hi = std::max(hi, row_max_[i]);
-            if (!(hi - lo <= kSpread)) return false;
+            if (!(hi - lo <= kRowSpread)) return false;
             if (cold) {
                 // Merge the threads' sums (each relative to its own running max) at M = hi.
                 std::vector<double> col(static_cast<std::size_t>(k), 0.0);
@@ -585,7 +598,7 @@ public:
     }
 
     /// One pass of the scaled form at the current mu (see build_kernel); on the last pass writes
-    /// q_iy = K_iy b_y / s_i over K in `buf`. False (state untouched except f_ and the
+    /// q_iy = K_iy b_y / s_i over K in `buf` and f. False (state untouched except f_ and the
     /// accumulators) when the spread of mu/T' exceeds kSpread or a row sum is not a normal
     /// positive number.
     bool scaled_pass(T* buf, bool last) {
@@ -629,9 +642,11 @@ public:
                             failed = true;
                             break;
                         }
-                        f_[i] = -temperature_ * (row_max_[i] + beta + std::log(s));
                         float_acc.add(static_cast<float>(weight_[i] / s), row, k, acc);
                         if (last) {
+                            // f is read only after the last pass (a fallback pass recomputes
+                            // it): one log per row of the run, not per pass.
+                            f_[i] = -temperature_ * (row_max_[i] + beta + std::log(s));
                             // q = K b / s rounded once: the product in double.
                             const double inv_s = 1.0 / s;
 #pragma omp simd
