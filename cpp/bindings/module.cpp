@@ -263,8 +263,9 @@ py::tuple sinkhorn(const py::array& energy, double temperature, const py::object
 }
 
 py::tuple sinkhorn_pass(const py::array& energy, double temperature, const py::array& weights, const py::array& mu,
-                        const py::object& f, const py::object& charges, const py::object& q) {
+                        const py::object& f, const py::object& charges, const py::object& q, double energy_sign) {
     if (!(temperature > 0) || !std::isfinite(temperature)) throw py::value_error("temperature must be finite and > 0");
+    if (energy_sign != 1.0 && energy_sign != -1.0) throw py::value_error("energy_sign must be 1 or -1");
     thermossl::SinkhornPassReport report;
     dispatch_dtype(energy, [&](auto tag) {
         using T = decltype(tag);
@@ -280,7 +281,8 @@ py::tuple sinkhorn_pass(const py::array& energy, double temperature, const py::a
         std::function<bool()> interrupted;
         if (on_main_thread()) interrupted = python_signal_pending;
         py::gil_scoped_release release;
-        report = thermossl::sinkhorn_pass<T>(ev, w_ptr, mu_ptr, temperature, f_ptr, charges_ptr, q_ptr, interrupted);
+        report = thermossl::sinkhorn_pass<T>(ev, w_ptr, mu_ptr, temperature, energy_sign, f_ptr, charges_ptr, q_ptr,
+                                             interrupted);
     });
     if (report.status == thermossl::SinkhornStatus::kInterrupted) {
         if (PyErr_Occurred()) throw py::error_already_set();
@@ -505,9 +507,9 @@ PYBIND11_MODULE(_core, m) {
           "KeyboardInterrupt within ~10 ms (on the main thread). errors (a list): the error of every test is appended. "
           "energy_sign=-1: E holds scores s and the energies are -s (read with a signed scale, no copy).");
     m.def("sinkhorn_pass", &sinkhorn_pass, py::arg("E"), py::arg("temperature"), py::arg("w"), py::arg("mu"),
-          py::arg("f"), py::arg("charges"), py::arg("q") = none,
+          py::arg("f"), py::arg("charges"), py::arg("q") = none, py::arg("energy_sign") = 1.0,
           "One fused Sinkhorn pass at mu: f (float64, N) and the weighted charges (float64, K), q when given; "
-          "returns (status, index).");
+          "energy_sign -1 reads E as scores (energies -E); returns (status, index).");
     m.def("ledger_rows", &ledger_rows, py::arg("q"), py::arg("a"), py::arg("scale"), py::arg("shift") = none,
           py::arg("w") = none, py::arg("energy_q") = none, py::arg("energy_p") = none, py::arg("log_z") = none,
           py::arg("entropy_q") = none, py::arg("entropy_p") = none, py::arg("relative_entropy") = none,

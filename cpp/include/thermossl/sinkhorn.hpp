@@ -189,10 +189,11 @@ struct SinkhornPassReport {
 /// float data runs in float lanes as in `sinkhorn`. `interrupted`, when set, is polled by the
 /// calling thread between row tiles (as SinkhornOptions::interrupted, every few ms): once it
 /// returns true the pass stops with kInterrupted. On a status other than kOk the outputs are
-/// unspecified.
+/// unspecified. energy_sign (+-1) as SinkhornOptions::energy_sign: -1 reads the matrix given as
+/// scores s with the energies E = -s (a signed scale, no negated copy).
 template <class T>
 SinkhornPassReport sinkhorn_pass(const MatrixView<T>& energy, const double* weights, const double* mu,
-                                 double temperature, double* f, double* charges, Same<T>* q,
+                                 double temperature, double energy_sign, double* f, double* charges, Same<T>* q,
                                  const std::function<bool()>& interrupted = {});
 
 }  // namespace thermossl

@@ -46,9 +46,10 @@
                                  Same<T>* f, Same<T>* mu, Same<T>* q, double* charges),                       \
       (energy, weights, targets, mu0, options, f, mu, q, charges))                                          \
     X(SinkhornPassReport, sinkhorn_pass, (const MatrixView<T>& energy, const double* weights,              \
-                                          const double* mu, double temperature, double* f, double* charges,  \
-                                          Same<T>* q, const std::function<bool()>& interrupted),             \
-      (energy, weights, mu, temperature, f, charges, q, interrupted))
+                                          const double* mu, double temperature, double energy_sign,          \
+                                          double* f, double* charges, Same<T>* q,                            \
+                                          const std::function<bool()>& interrupted),                         \
+      (energy, weights, mu, temperature, energy_sign, f, charges, q, interrupted))
 
 // cpp/src/cpu/thermo.cpp
 #define THERMOSSL_THERMO_KERNELS(X, T)                                                                      \

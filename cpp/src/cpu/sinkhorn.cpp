@@ -815,10 +815,11 @@ SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, con
 
 template <class T>
 SinkhornPassReport sinkhorn_pass(const MatrixView<T>& energy, const double* weights, const double* mu,
-                                 double temperature, double* f, double* charges, Same<T>* q,
+                                 double temperature, double energy_sign, double* f, double* charges, Same<T>* q,
                                  const std::function<bool()>& interrupted) {
     SinkhornOptions options;
     options.temperature = temperature;
+    options.energy_sign = energy_sign;
     options.interrupted = interrupted;  // polled between row tiles of the pass
     detail::SinkhornSolver<T> solver(energy, nullptr, nullptr, options);
     std::copy(weights, weights + energy.rows, solver.weights().begin());

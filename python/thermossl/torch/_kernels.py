@@ -234,8 +234,8 @@ def sharded_sinkhorn(scores, T: float, n_iter: int, group=None, energy_sign: flo
     and the charge error."""
     from .. import distributed as _distributed
 
-    E = _host(scores) if energy_sign > 0 else np.negative(_host(scores))
-    result = _distributed.sinkhorn(E, T, n_iter=n_iter, comm=_distributed.TorchComm(group=group))
+    result = _distributed.sinkhorn(_host(scores), T, n_iter=n_iter, comm=_distributed.TorchComm(group=group),
+                                   energy_sign=energy_sign)
     return torch.from_numpy(result.q), np.asarray(result.mu, dtype=np.float64), float(result.err)
 
 
@@ -244,16 +244,16 @@ def sela_sinkhorn(scores, T: float, tol: float, max_iter: int, mu0, relaxation, 
     ranks' when ``distributed``), warm-started from mu0 (numpy or None). In one process the
     kernel reads the scores in place with a signed scale (no negated copy; CUDA scores are
     copied to the host, where the solver has the adaptive over-relaxation); sharded, by
-    thermossl.distributed.sinkhorn on the negated scores. Returns (q tensor on the scores'
-    device, f, mu (numpy), n_iter, err, converged)."""
+    thermossl.distributed.sinkhorn with the same signed scale (no negation pass either).
+    Returns (q tensor on the scores' device, f, mu (numpy), n_iter, err, converged)."""
     from .. import _status
     from .. import distributed as _distributed
     from .._validation import iteration_controls
 
     host = scores.cpu() if scores.is_cuda else scores
     if distributed:
-        result = _distributed.sinkhorn(np.negative(_host(host)), T, tol=tol, max_iter=max_iter, mu0=mu0,
-                                       relaxation=relaxation, comm=_distributed.TorchComm(group=group))
+        result = _distributed.sinkhorn(_host(host), T, tol=tol, max_iter=max_iter, mu0=mu0, relaxation=relaxation,
+                                       comm=_distributed.TorchComm(group=group), energy_sign=-1.0)
         q = torch.from_numpy(result.q).to(scores.device)
         return q, result.f, result.mu, result.n_iter, result.err, result.converged
     _, limit, tol, omega = iteration_controls(None, tol, max_iter, relaxation)

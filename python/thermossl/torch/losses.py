@@ -89,9 +89,7 @@ def _swav_codes_into(output: Tensor, crops, batch: int, epsilon: float, n_iter: 
             scores = stacked
         slot = codes[i * batch:(i + 1) * batch]
         if world > 1:
-            E = _scratch_tensor("swav_E", scores.shape, scores.dtype, scores.device)
-            torch.neg(scores, out=E)  # the sharded solver takes energies: one negation pass
-            q, mus[i], errs[i] = _kernels.sharded_sinkhorn(E, epsilon, n_iter)
+            q, mus[i], errs[i] = _kernels.sharded_sinkhorn(scores, epsilon, n_iter, energy_sign=-1.0)
             slot.copy_(q[extra:])
             continue
         q = slot if queue is None else _scratch_tensor("swav_q", (extra + batch, k), codes.dtype, codes.device)
