@@ -166,10 +166,13 @@ struct SinkhornReport {
 /// charge targets c) may be null for uniform 1/N and 1/K; `mu0` (K) may be null for a cold
 /// start. Outputs: f (N), mu (K); q (N x K, C-contiguous) and the charges N_y of the returned
 /// state (K, from the last pass: no extra work) when not null. On a status other than kOk the
-/// outputs are unspecified.
+/// outputs are unspecified. T may also be bfloat16 or float16 (thermossl/half.hpp): E is read as
+/// such (each tile converted to float as it is packed, no converted copy), the solver computes
+/// in float exactly as on a float32 matrix holding the same values, and the vectors and q are
+/// float (Real<T>).
 template <class T>
-SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, const Same<T>* targets,
-                        const Same<T>* mu0, const SinkhornOptions& options, Same<T>* f, Same<T>* mu, Same<T>* q,
+SinkhornReport sinkhorn(const MatrixView<T>& energy, const Real<T>* weights, const Real<T>* targets,
+                        const Real<T>* mu0, const SinkhornOptions& options, Real<T>* f, Real<T>* mu, Real<T>* q,
                         double* charges = nullptr);
 
 /// Outcome of sinkhorn_pass: kOk, or the first bad row (kNanEnergy, kRowForbidden, kInfiniteScore).

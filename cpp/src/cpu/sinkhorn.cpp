@@ -72,10 +72,12 @@ struct FrameArg {
     }
 };
 
-template <class T>
+/// The solver in compute type T (float or double) over a matrix of element type In: T itself,
+/// or bfloat16/float16 for T = float (each row tile converted as RowReader packs it).
+template <class T, class In = T>
 class SinkhornSolver {
 public:
-    SinkhornSolver(const MatrixView<T>& energy, const T* weights, const T* charges, const SinkhornOptions& options)
+    SinkhornSolver(const MatrixView<In>& energy, const T* weights, const T* charges, const SinkhornOptions& options)
         : energy_(energy),
           n_(energy.rows),
           k_(energy.cols),
@@ -157,7 +159,7 @@ public:
             const Exponent ex{scale_, shift_.data()};
             const double temperature = temperature_;
             double* acc = accumulators_.of_thread(thread);
-            RowReader<T> reader(energy_);
+            RowReader<T, In> reader(energy_);
             std::vector<T> scratch(q == nullptr ? static_cast<std::size_t>(k) : 0);
             FloatCharges<T> float_acc(float_lanes ? k : 0);
             const T* mu_f = frame_mu_.data();
@@ -348,7 +350,11 @@ public:
             row_shift[i] = row_scaling != nullptr ? row_scaling[i]
                                                   : std::log(weight_[i]) + (use_f ? f_[i] / temperature_ : 0.0);
         std::vector<T> lse(static_cast<std::size_t>(k_));
-        THERMOSSL_ISA_NS::col_logsumexp<T>(energy_, scale_, row_shift.data(), lse.data());
+        if constexpr (std::is_same<T, In>::value) {
+            THERMOSSL_ISA_NS::col_logsumexp<T>(energy_, scale_, row_shift.data(), lse.data());
+        } else {
+            converted_column_logsumexp(row_shift.data(), lse.data());
+        }
         bool finite = true;
         for (std::int64_t y = 0; y < k_; ++y) finite &= std::isfinite(lse[y]);
         if (!finite) {
@@ -370,6 +376,38 @@ public:
         for (std::int64_t y = 0; y < k_; ++y)
             mu_[y] = temperature_ * (log_charge_target_[y] - static_cast<double>(lse[y]));
         return true;
+    }
+
+    /// lse_y = LSE_i(row_shift_i + s a_iy) over a half-precision matrix (the column pass of
+    /// exact_column_update, which col_logsumexp takes for float and double): two reads of the
+    /// converted row tiles, the column maxima and then the sums of exp(x - max), in double, on
+    /// one thread. Taken only off the fast paths (weighted or row-scaled cold starts, charges
+    /// that underflow); a column with no finite entry gives -inf, a nan gives nan, as there.
+    void converted_column_logsumexp(const double* row_shift, T* lse) {
+        const std::int64_t k = k_;
+        const std::int64_t tile = tile_rows<T>(k_);
+        std::vector<double> top(static_cast<std::size_t>(k), -infinity<double>());
+        std::vector<double> sum(static_cast<std::size_t>(k), 0.0);
+        RowReader<T, In> reader(energy_);
+        for (int sweep = 0; sweep < 2; ++sweep) {
+            for (std::int64_t i0 = 0; i0 < n_; i0 += tile) {
+                const std::int64_t i1 = std::min(n_, i0 + tile);
+                reader.load(i0, i1);
+                for (std::int64_t i = i0; i < i1; ++i) {
+                    const T* row = reader.row(i);
+                    for (std::int64_t y = 0; y < k; ++y) {
+                        const double x = row_shift[i] + scale_ * static_cast<double>(row[y]);
+                        if (sweep == 0) {
+                            top[y] = x != x || top[y] != top[y] ? quiet_nan<double>() : std::max(top[y], x);
+                        } else if (std::isfinite(top[y])) {
+                            sum[y] += std::exp(x - top[y]);
+                        }
+                    }
+                }
+            }
+        }
+        for (std::int64_t y = 0; y < k; ++y)
+            lse[y] = static_cast<T>(std::isfinite(top[y]) ? top[y] + std::log(sum[y]) : top[y]);
     }
 
     /// The cold-start mu-update for float data and uniform weights in float lanes:
@@ -401,7 +439,7 @@ public:
             float* bp = block_pivot.data();
             float* bs = block_sum.data();
             bool nan_or_neg_inf = false;
-            RowReader<T> reader(energy_);
+            RowReader<T, In> reader(energy_);
             for_row_tiles(n_, block, [&](std::int64_t i0, std::int64_t i1) {
                 reader.load(i0, i1);
                 std::copy(p, p + k, bp);
@@ -505,7 +543,7 @@ public:
                 double running = -infinity<double>();  // this thread's M so far (acc is relative to it)
                 double low = infinity<double>();
                 bool failed = false;
-                RowReader<T> reader(energy_);
+                RowReader<T, In> reader(energy_);
                 for_row_tiles(n_, tile, [&](std::int64_t i0, std::int64_t i1) {
                     reader.load(i0, i1);
                     for (std::int64_t i = i0; i < i1; ++i) {
@@ -686,7 +724,7 @@ public:
     double scale() const { return scale_; }
 
 private:
-    MatrixView<T> energy_;
+    MatrixView<In> energy_;
     std::int64_t n_;
     std::int64_t k_;
     double temperature_;
@@ -714,12 +752,13 @@ private:
 }  // namespace
 }  // namespace detail
 
-template <class T>
-SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, const Same<T>* targets,
-                        const Same<T>* mu0, const SinkhornOptions& options, Same<T>* f, Same<T>* mu, Same<T>* q,
+template <class In>
+SinkhornReport sinkhorn(const MatrixView<In>& energy, const Real<In>* weights, const Real<In>* targets,
+                        const Real<In>* mu0, const SinkhornOptions& options, Real<In>* f, Real<In>* mu, Real<In>* q,
                         double* charges) {
+    using T = Real<In>;  // the compute type: float for the half types
     SinkhornReport report;
-    detail::SinkhornSolver<T> solver(energy, weights, targets, options);
+    detail::SinkhornSolver<T, In> solver(energy, weights, targets, options);
     const bool fixed = options.fixed_iterations > 0;
     const std::int64_t limit = fixed ? options.fixed_iterations : options.max_iterations;
     // In fixed mode the last pass is known in advance and writes q itself.
@@ -836,6 +875,7 @@ SinkhornPassReport sinkhorn_pass(const MatrixView<T>& energy, const double* weig
 }
 
 THERMOSSL_INSTANTIATE_KERNELS(THERMOSSL_SINKHORN_KERNELS)
+THERMOSSL_INSTANTIATE_HALF_INPUT_KERNELS(THERMOSSL_SINKHORN_SOLVER_KERNELS)
 
 }  // namespace THERMOSSL_ISA_NS
 }  // namespace thermossl

@@ -180,8 +180,10 @@ def sinkhorn(E, T: float, w, c, mu0, fixed: int, tol: float, limit: int, f, mu, 
     """The whole Sinkhorn loop of thermossl.sinkhorn on energies E (N, K) at T.
 
     energy_sign -1: ``E`` holds scores s and the energies are -s, read by the kernel with a
-    signed scale (no negated copy). w, c, mu0: contiguous vectors of E's dtype or None; outputs
-    f (N,), mu (K,), q (N, K) or None, charges (K,) float64. relaxation: the mu-update's
+    signed scale (no negated copy). E may be bfloat16 or float16 on the CPU (read in place,
+    computed in float32). w, c, mu0: contiguous vectors of the kernel dtype (E's, float32 for
+    half E) or None; outputs f (N,), mu (K,), q (N, K) or None of the kernel dtype, charges
+    (K,) float64. relaxation: the mu-update's
     over-relaxation (<= 0 automatic; CPU only, the device solver runs plain Sinkhorn). Returns
     (iterations, err, converged, status, index) as the core reports them (status != 0: bad rows,
     see thermossl._messages.SINKHORN_STATUS).
@@ -194,6 +196,10 @@ def sinkhorn(E, T: float, w, c, mu0, fixed: int, tol: float, limit: int, f, mu, 
         return _cuda.sinkhorn(dtype, device, stream, _matrix(E), T, _ptr(w), _ptr(c), _ptr(mu0), fixed, tol, limit,
                               f.data_ptr(), mu.data_ptr(), _ptr(q), charges.data_ptr(), workspace.data_ptr(), 8,
                               energy_sign)
+    if E.dtype in (torch.bfloat16, torch.float16):
+        # numpy has no bfloat16: the solver on raw addresses, the half matrix read in place
+        return _HOST.sinkhorn(_DTYPE_NAMES[E.dtype], _matrix(E), T, _ptr(w), _ptr(c), _ptr(mu0), fixed, tol, limit,
+                              f.data_ptr(), mu.data_ptr(), _ptr(q), charges.data_ptr(), relaxation, energy_sign)
     return _core.sinkhorn(_host(E), T, _host(w), _host(c), _host(mu0), fixed, tol, limit, _host(f), _host(mu),
                           _host(q), _host(charges), relaxation=relaxation, energy_sign=energy_sign)
 

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from . import _kernels
-from .ops import _check_rows, _check_tensor, _kernel_dtype, _kernel_input, _register_autocast
+from .ops import _check_rows, _check_tensor, _kernel_dtype, _kernel_input, _register_autocast, _row_input
 
 if TYPE_CHECKING:
     from .recorder import LedgerRecorder
@@ -181,12 +181,15 @@ def _(output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes):
 def _dino_impl(student: Tensor, teacher: Tensor, center: Tensor, teacher_temp: float, n_crops: int, scale: float,
                return_labels: bool):
     """The body of ``thermossl::dino_loss`` (see there); the eager path calls it directly."""
+    # The student's half scores are converted once (the fused cross-entropy kernel reads labels
+    # and scores of one dtype, and the labels are float32); the teacher's are read in place by
+    # the softmax kernel on the CPU (a half teacher with a float32 student, or the reverse, too).
     a = _kernel_input(student)
-    t = _kernel_input(teacher)
+    t = _row_input(teacher) if _kernel_dtype(teacher.dtype) == a.dtype else teacher.to(a.dtype)
     labels = _scratch_tensor("dino_labels", t.shape, a.dtype, a.device)
     shift = (center.reshape(-1).to(device=a.device, dtype=torch.float64) * (-1.0 / teacher_temp)).contiguous()
     log_z = torch.empty(t.shape[0], dtype=a.dtype, device=a.device)
-    _kernels.row_softmax(t.to(a.dtype), 1.0 / teacher_temp, shift, labels, log_z)
+    _kernels.row_softmax(t, 1.0 / teacher_temp, shift, labels, log_z)
     _check_rows(log_z, "teacher_output")
     grad = torch.empty(a.shape, dtype=a.dtype, device=a.device)
     total = _multicrop_into(a, labels, (0, 1), n_crops, scale, grad)
