@@ -9,7 +9,8 @@ gradient together; the references' per-pair log_softmax, product, sum and mean, 
 backward, are replaced by one read of the scores and the labels and one write of the gradient.
 The scores enter with the signed scale +1/T: no E = -scores pass. Each loss is one custom op
 (``thermossl::swav_loss``, ``thermossl::dino_loss``: labels and fused cross-entropy, the gradient
-saved for a backward that scales it in place), so ``torch.compile`` sees one node.
+saved for a backward that scales it in place), so ``torch.compile`` sees one node; plain eager
+calls reach the same implementation through an ``autograd.Function`` (see ``_eager``).
 """
 from __future__ import annotations
 
