@@ -514,8 +514,9 @@ public:
     /// normal float range). Guards (else false, and the caller uses the log-domain passes):
     /// every row pivot finite (no nan, -inf or fully forbidden row), max_i m_i - min_i m_i <=
     /// kRowSpread (the double factors w_i exp(m_i - M) K_iy stay far above the double
-    /// underflow) and, per pass, the spread of mu/T' <= kSpread, so no row sum s_i =
-    /// sum_y K_iy b_y >= min_y b_y comes near the float underflow.
+    /// underflow), the cold start's mu/T' spread <= kSpread (its column sums then dominate the
+    /// terms lost to K's float underflow by e^47 / (N K)) and, per pass, the spread of mu/T' <=
+    /// kSpread, so no row sum s_i = sum_y K_iy b_y >= min_y b_y comes near the float underflow.
     static constexpr double kSpread = 40.0;
     static constexpr double kRowSpread = 200.0;
 
@@ -628,8 +629,17 @@ public:
                 for (std::int64_t y = 0; y < k; ++y) {
                     if (!(col[y] >= std::numeric_limits<double>::min()) || !std::isfinite(col[y])) return false;
                 }
-                for (std::int64_t y = 0; y < k; ++y)
+                double top_mu = -infinity<double>(), low_mu = infinity<double>();
+                for (std::int64_t y = 0; y < k; ++y) {
                     mu_[y] = temperature_ * (log_charge_target_[y] - (hi + std::log(col[y])));
+                    top_mu = std::max(top_mu, mu_[y] / temperature_);
+                    low_mu = std::min(low_mu, mu_[y] / temperature_);
+                }
+                // K underflows (float exp) 87 units below each row's pivot, so a column sum may
+                // miss terms below e^-87 (relative to e^M); a column whose sum is below e^-40 of
+                // the largest could then be wrong. Such a column makes the mu spread exceed
+                // kSpread: the cold start is then redone by the exact column pass (the caller).
+                if (!(top_mu - low_mu <= kSpread)) return false;
             }
             return true;
         }
