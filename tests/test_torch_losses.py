@@ -256,3 +256,40 @@ def test_sela_labels_are_sinkhorn_to_tolerance_with_warm_starts():
         tt.SeLaLabels().labels()
     with pytest.raises(ValueError, match="scores must have shape"):
         sela.update(torch.randn(5))
+
+
+def test_finite_differences_of_dino_loss_both_routes():
+    """Central finite differences (float64) of DINOLoss in the student output against its
+    gradient, through the eager autograd.Function and through the registered op (the teacher is
+    a target without gradient, as in DINO). torch.autograd.gradcheck itself does not apply: it
+    runs backward twice through one forward (its reentrancy check), which the losses refuse (their
+    gradient buffer is scaled in place). SwAV's published gradient holds the codes constant (they
+    are computed under no_grad from the same output), so finite differences of SwAVLoss do not
+    apply either: its gradient is compared with the reference's autograd above."""
+    from thermossl.torch.losses import _dino_loss
+
+    B, K = 6, 5
+    g = torch.Generator().manual_seed(3)
+    s = torch.randn(3 * B, K, generator=g, dtype=torch.float64)
+    t = torch.randn(2 * B, K, generator=g, dtype=torch.float64)
+    center = torch.randn(1, K, generator=g, dtype=torch.float64)
+    loss = tt.DINOLoss(K, 3, 0.04, 0.07, 2, 4).double()
+
+    def eager(x):
+        loss.center.copy_(center)  # the forward updates the center: restore it for each evaluation
+        return loss(x, t, 1)
+
+    def op(x):
+        return _dino_loss(x, t, center, loss.teacher_temp_schedule[1], 3, 10.0, False)[0]
+
+    for fn in (eager, op):
+        x = s.clone().requires_grad_()
+        (grad,) = torch.autograd.grad(fn(x), x)
+        numeric = torch.empty_like(s)
+        eps = 1e-6
+        for idx in range(s.numel()):
+            d = torch.zeros(s.numel(), dtype=torch.float64)
+            d[idx] = eps
+            d = d.reshape(s.shape)
+            numeric.view(-1)[idx] = (fn(s + d) - fn(s - d)) / (2 * eps)
+        torch.testing.assert_close(grad, numeric, rtol=1e-6, atol=1e-8)
