@@ -293,3 +293,16 @@ def test_finite_differences_of_dino_loss_both_routes():
             d = d.reshape(s.shape)
             numeric.view(-1)[idx] = (fn(s + d) - fn(s - d)) / (2 * eps)
         torch.testing.assert_close(grad, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_tracing_takes_the_registered_op():
+    """Under make_fx (a tracing dispatch mode) the losses call their torch.library op, so a graph
+    holds one node per loss; plain eager calls do not go through it."""
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    x = scores(2 * 8, 5, seed=4)
+    graph = make_fx(lambda v: tt.SwAVLoss()(v))(x.detach())
+    assert sum("thermossl.swav_loss" in str(n.target) for n in graph.graph.nodes) == 1
+    t = scores(2 * 8, 5, seed=5).detach()
+    graph = make_fx(lambda s, u: tt.DINOLoss(5, 2, 0.04, 0.07, 1, 2)(s, u, 0))(x.detach(), t)
+    assert sum("thermossl.dino_loss" in str(n.target) for n in graph.graph.nodes) == 1

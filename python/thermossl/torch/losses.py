@@ -300,13 +300,17 @@ class _DINOLossFunction(torch.autograd.Function):
 
 
 _PLAIN = (Tensor, nn.Parameter)
+# torch's own probes of a tracing dispatch mode and of active functorch transforms (private; where a
+# torch lacks one, every call takes the registered op: slower at small batches, never wrong)
+_DISPATCH_DEPTH = getattr(torch._C, "_len_torch_dispatch_stack", None)
+_TRANSFORMS = getattr(getattr(torch._C, "_functorch", None), "peek_interpreter_stack", None)
 
 
 def _eager(*tensors) -> bool:
     """Whether the eager path may run: plain tensors, no compiler, tracing mode or transform."""
-    if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack():
+    if _DISPATCH_DEPTH is None or _TRANSFORMS is None:
         return False
-    if torch._C._functorch.peek_interpreter_stack() is not None:
+    if torch.compiler.is_compiling() or _DISPATCH_DEPTH() or _TRANSFORMS() is not None:
         return False
     return all(t is None or type(t) in _PLAIN for t in tensors)
 
