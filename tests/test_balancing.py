@@ -419,6 +419,43 @@ def test_float32_scaled_form_equals_log_domain(offset):
     assert_allclose(with_q.q.sum(axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("row_offset", [1.0, 3.0, 6.0])
+def test_float32_scaled_form_with_spread_rows_equals_log_domain(row_offset):
+    # Rows shifted apart: the row maxima m_i = -min_y E_iy / T' spread over ~2 row_offset / T'
+    # (40, 120, 240 at T' = 0.05). The scaled form's cold start adds rows more than 40 below the
+    # running max in double; beyond a spread of 200 it falls back to the log-domain passes.
+    # Same state either way, and the same as float64.
+    rng = np.random.default_rng(13)
+    n, k = 300, 10
+    E = (-cosine_scores(rng, n, k) + rng.uniform(-row_offset, row_offset, size=(n, 1))).astype(np.float32)
+    with_q = thermossl.sinkhorn(E, 0.05, n_iter=3)
+    without_q = thermossl.sinkhorn(E, 0.05, n_iter=3, return_q=False)
+    r64 = thermossl.sinkhorn(E.astype(np.float64), 0.05, n_iter=3)
+    assert_allclose(with_q.f, without_q.f, rtol=1e-6, atol=1e-6)
+    assert_allclose(with_q.mu, without_q.mu, rtol=0, atol=1e-6)
+    assert_allclose(with_q.charges, without_q.charges, rtol=1e-5)
+    assert_allclose(with_q.charges, r64.charges, rtol=1e-5)
+    assert np.max(np.abs(with_q.q - r64.q)) <= 2e-5
+    assert_allclose(with_q.q.sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("n_iter", [1, 2, 3])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_float32_cold_start_with_skewed_columns_matches_float64(n_iter, weighted):
+    # Wide normal energies at T' = 0.05: row maxima ~90 units apart and columns whose sums fall
+    # e^100 apart, so K = exp(x - row max) underflows in float for terms that dominate some
+    # column. The scaled form's cold start must not keep that mu (it redoes the column pass).
+    rng = np.random.default_rng(1)
+    for _ in range(12):
+        n, k = int(rng.integers(5, 60)), int(rng.integers(2, 300))
+        E = (rng.standard_normal((n, k)) * rng.uniform(0.5, 3)).astype(np.float32)
+        w = rng.uniform(0.5, 1.5, n)
+        w /= w.sum()
+        a = thermossl.sinkhorn(E, 0.05, w=w if weighted else None, n_iter=n_iter)
+        b = thermossl.sinkhorn(E.astype(np.float64), 0.05, w=w if weighted else None, n_iter=n_iter)
+        assert np.max(np.abs(a.q - b.q)) <= 1e-4
+
+
 def test_bad_rows_and_states_are_named(backend):
     rng = np.random.default_rng(11)
     E = rng.normal(size=(20, 5))

@@ -496,3 +496,40 @@ def test_core_sinkhorn_pass_is_the_solver_pass(dtype):
     assert_allclose(q, ref.q, **tol)
     E[17, :] = np.inf
     assert _core.sinkhorn_pass(E, 0.2, w, np.zeros(70), f, charges)[0:2] == (2, 17)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", [dict(n_iter=3), dict(tol=1e-7), dict(tol=1e-7, relaxation="auto")])
+def test_energy_sign_reads_scores_as_negated_energies(dtype, mode):
+    # energy_sign=-1 (the torch losses' sharded paths): the solver reads scores s with the
+    # energies -s through a signed scale, no negated copy; the result is bitwise that of -s.
+    rng = np.random.default_rng(5)
+    s = rng.normal(size=(300, 12)).astype(dtype)
+    s[rng.random(s.shape) < 0.05] = -np.inf  # forbidden states: E = +inf
+    got = distributed.sinkhorn(s, 0.1, comm=None, energy_sign=-1, **mode)
+    ref = distributed.sinkhorn(-s, 0.1, comm=None, **mode)
+    for field in ("q", "f", "mu", "charges"):
+        assert_array_equal(getattr(got, field), getattr(ref, field), err_msg=field)
+    assert (got.n_iter, got.err, got.converged) == (ref.n_iter, ref.err, ref.converged)
+    # and the single-process solver on the energies
+    single = thermossl.sinkhorn(-s, 0.1, **mode)
+    tol = dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=RTOL, atol=ATOL)
+    assert_allclose(got.q, single.q, **tol)
+    with pytest.raises(ValueError, match="energy_sign must be 1 or -1"):
+        distributed.sinkhorn(s, 0.1, comm=None, energy_sign=2)
+
+
+def test_core_sinkhorn_pass_energy_sign_is_the_pass_on_negated_energies():
+    from thermossl import _core
+
+    rng = np.random.default_rng(4)
+    s = rng.normal(size=(200, 30)).astype(np.float32)
+    w = np.full(200, 1 / 200)
+    mu = rng.normal(size=30) * 0.1
+    out = [(np.empty(200), np.empty(30), np.empty_like(s)) for _ in range(2)]
+    assert _core.sinkhorn_pass(s, 0.2, w, mu, *out[0], energy_sign=-1.0) == (0, -1)
+    assert _core.sinkhorn_pass(-s, 0.2, w, mu, *out[1]) == (0, -1)
+    for a, b in zip(*out):
+        assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="energy_sign"):
+        _core.sinkhorn_pass(s, 0.2, w, mu, *out[0], energy_sign=0.5)

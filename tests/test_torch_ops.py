@@ -427,3 +427,61 @@ def test_sinkhorn_reads_scores_with_a_signed_scale(n_iter):
         assert torch.equal(x, y)
     with pytest.raises(ValueError, match="energy_sign must be 1 or -1"):
         tt.sinkhorn(s, 0.3, energy_sign=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("layout", ["rows", "transposed"])
+def test_half_input_in_the_sinkhorn_solver_at_every_level(simd_level, dtype, layout):
+    """The solver reads bfloat16/float16 matrices itself (each tile converted as it is packed):
+    with uniform weights its float32 state equals the float32 solver's on the same values to
+    the bit, in every mode (fixed iterations: the scaled form; tolerance; warm start; scores
+    with a signed scale); weighted cold starts take a column pass of their own (double sums),
+    within float32 rounding of the float32 solver; and both are within the float32 bounds of
+    the float64 solver on the exact values."""
+    import numpy as np
+
+    import thermossl
+
+    from thermossl.torch import _kernels
+
+    gen = torch.Generator().manual_seed(8)
+    n, k = 300, 37
+    E = (torch.randn(n, k, generator=gen) * 0.5).to(dtype)
+    E[5, 3] = float("inf")  # a forbidden state
+    if layout == "transposed":
+        E = E.t().contiguous().t()
+    w = torch.rand(n, generator=gen) + 0.5
+    w = (w / w.sum()).float()
+    mu0 = torch.randn(k, generator=gen).mul(0.01)
+    for kw in (dict(n_iter=3), dict(n_iter=None), dict(n_iter=2, mu0=mu0), dict(n_iter=3, energy_sign=-1),
+               dict(n_iter=None, energy_sign=-1)):
+        x = E if kw.get("energy_sign", 1) == 1 else -E  # scores: the forbidden state at -inf
+        half = tt.sinkhorn(x, 0.05, **kw)
+        single = tt.sinkhorn(x.float(), 0.05, **kw)
+        assert half.q.dtype == dtype and half.f.dtype == dtype
+        # q, f, mu: the float32 solver's values rounded once; charges and counts identical
+        for name in ("q", "f", "mu"):
+            assert torch.equal(getattr(half, name), getattr(single, name).to(dtype)), (kw, name)
+        assert torch.equal(half.charges, single.charges) and int(half.n_iter) == int(single.n_iter), kw
+    # bitwise on the kernel's float32 outputs (before the cast to the input dtype)
+    outs = []
+    for x in (E, E.float()):
+        f, mu, q, ch = torch.empty(n), torch.empty(k), torch.empty(n, k), torch.empty(k, dtype=torch.float64)
+        _kernels.sinkhorn(x, 0.05, None, None, None, 3, 1e-6, 1000, f, mu, q, ch, energy_sign=1.0)
+        outs.append((f, mu, q, ch))
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)
+    # weighted: the converted column pass of the cold start (double sums) against float32 and float64
+    outs = []
+    for x in (E, E.float(), E.double()):
+        dt = torch.float64 if x.dtype == torch.float64 else torch.float32
+        f, mu, q = torch.empty(n, dtype=dt), torch.empty(k, dtype=dt), torch.empty(n, k, dtype=dt)
+        ch = torch.empty(k, dtype=torch.float64)
+        _kernels.sinkhorn(x, 0.05, w.to(dt), None, None, 0, 1e-6, 1000, f, mu, q, ch)
+        outs.append((f, mu, q, ch))
+    (fh, muh, qh, chh), (f32, mu32, q32, ch32), (f64, mu64, q64, ch64) = outs
+    assert torch.allclose(qh, q32, rtol=0, atol=2e-5) and torch.allclose(muh, mu32, rtol=0, atol=2e-5)
+    assert torch.allclose(qh.double(), q64, rtol=0, atol=2e-5)
+    assert torch.allclose(chh, ch64, rtol=0, atol=2e-6)
+    ref = thermossl.sinkhorn(E.double().numpy(), 0.05, w=w.double().numpy(), tol=1e-6)
+    np.testing.assert_allclose(qh.numpy(), ref.q, rtol=0, atol=2e-5)

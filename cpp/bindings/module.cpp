@@ -263,8 +263,9 @@ py::tuple sinkhorn(const py::array& energy, double temperature, const py::object
 }
 
 py::tuple sinkhorn_pass(const py::array& energy, double temperature, const py::array& weights, const py::array& mu,
-                        const py::object& f, const py::object& charges, const py::object& q) {
+                        const py::object& f, const py::object& charges, const py::object& q, double energy_sign) {
     if (!(temperature > 0) || !std::isfinite(temperature)) throw py::value_error("temperature must be finite and > 0");
+    if (energy_sign != 1.0 && energy_sign != -1.0) throw py::value_error("energy_sign must be 1 or -1");
     thermossl::SinkhornPassReport report;
     dispatch_dtype(energy, [&](auto tag) {
         using T = decltype(tag);
@@ -280,7 +281,8 @@ py::tuple sinkhorn_pass(const py::array& energy, double temperature, const py::a
         std::function<bool()> interrupted;
         if (on_main_thread()) interrupted = python_signal_pending;
         py::gil_scoped_release release;
-        report = thermossl::sinkhorn_pass<T>(ev, w_ptr, mu_ptr, temperature, f_ptr, charges_ptr, q_ptr, interrupted);
+        report = thermossl::sinkhorn_pass<T>(ev, w_ptr, mu_ptr, temperature, energy_sign, f_ptr, charges_ptr, q_ptr,
+                                             interrupted);
     });
     if (report.status == thermossl::SinkhornStatus::kInterrupted) {
         if (PyErr_Occurred()) throw py::error_already_set();
@@ -468,6 +470,53 @@ void def_pointer_kernels(py::module_& m) {
        py::arg("log_z"));
 }
 
+// Sinkhorn on a raw host matrix of any of the four dtypes (thermossl.torch: half tensors are read
+// in place). The vectors and q are float32 for the half types (Real<T>), else the input's dtype;
+// charges float64. The arguments and the returned tuple are those of `sinkhorn` above (the
+// tolerance controls at their defaults: check every iteration, L1 error, fix the gauge).
+void def_pointer_sinkhorn(py::module_& m) {
+    auto p = m.attr("pointers").cast<py::module_>();
+    p.def("sinkhorn", [](const std::string& dtype, const RawMatrix& e, double temperature, std::uintptr_t weights,
+                         std::uintptr_t targets, std::uintptr_t mu0, std::int64_t fixed_iterations, double tolerance,
+                         std::int64_t max_iterations, std::uintptr_t f, std::uintptr_t mu, std::uintptr_t q,
+                         std::uintptr_t charges, double relaxation, double energy_sign) {
+        if (!(temperature > 0) || !std::isfinite(temperature)) throw py::value_error("temperature must be finite and > 0");
+        if (energy_sign != 1.0 && energy_sign != -1.0) throw py::value_error("energy_sign must be 1 or -1");
+        if (!(relaxation < 2.0) || std::isnan(relaxation)) throw py::value_error("relaxation must be < 2 (<= 0: automatic)");
+        if (fixed_iterations < 0 || max_iterations < 1) throw py::value_error("iteration counts out of range");
+        if (std::isnan(tolerance)) throw py::value_error("tolerance must not be NaN");
+        if (f == 0 || mu == 0) throw py::value_error("f and mu are required");
+        thermossl::SinkhornReport report;
+        dispatch_name(dtype, [&](auto tag) {
+            using T = decltype(tag);
+            using R = thermossl::Real<T>;
+            const auto ev = raw_view<T>(e);
+            if (ev.rows < 1 || ev.cols < 1) throw py::value_error("E must have at least one row and one column");
+            thermossl::SinkhornOptions options;
+            options.temperature = temperature;
+            options.energy_sign = energy_sign;
+            options.fixed_iterations = fixed_iterations;
+            options.tolerance = tolerance;
+            options.max_iterations = max_iterations;
+            options.relaxation = relaxation;
+            if (on_main_thread()) options.interrupted = python_signal_pending;
+            options.poll_seconds = 0.01;
+            py::gil_scoped_release release;
+            report = thermossl::sinkhorn<T>(ev, raw_ptr<const R>(weights), raw_ptr<const R>(targets),
+                                            raw_ptr<const R>(mu0), options, raw_ptr<R>(f), raw_ptr<R>(mu), raw_ptr<R>(q),
+                                            raw_ptr<double>(charges));
+        });
+        if (report.status == thermossl::SinkhornStatus::kInterrupted) {
+            if (PyErr_Occurred()) throw py::error_already_set();
+            throw py::value_error("sinkhorn: interrupted");
+        }
+        return py::make_tuple(report.iterations, report.charge_error, report.converged,
+                              static_cast<int>(report.status), report.index);
+    }, py::arg("dtype"), py::arg("E"), py::arg("temperature"), py::arg("w"), py::arg("c"), py::arg("mu0"),
+       py::arg("fixed_iterations"), py::arg("tolerance"), py::arg("max_iterations"), py::arg("f"), py::arg("mu"),
+       py::arg("q"), py::arg("charges"), py::arg("relaxation") = 1.0, py::arg("energy_sign") = 1.0);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -505,9 +554,9 @@ PYBIND11_MODULE(_core, m) {
           "KeyboardInterrupt within ~10 ms (on the main thread). errors (a list): the error of every test is appended. "
           "energy_sign=-1: E holds scores s and the energies are -s (read with a signed scale, no copy).");
     m.def("sinkhorn_pass", &sinkhorn_pass, py::arg("E"), py::arg("temperature"), py::arg("w"), py::arg("mu"),
-          py::arg("f"), py::arg("charges"), py::arg("q") = none,
+          py::arg("f"), py::arg("charges"), py::arg("q") = none, py::arg("energy_sign") = 1.0,
           "One fused Sinkhorn pass at mu: f (float64, N) and the weighted charges (float64, K), q when given; "
-          "returns (status, index).");
+          "energy_sign -1 reads E as scores (energies -E); returns (status, index).");
     m.def("ledger_rows", &ledger_rows, py::arg("q"), py::arg("a"), py::arg("scale"), py::arg("shift") = none,
           py::arg("w") = none, py::arg("energy_q") = none, py::arg("energy_p") = none, py::arg("log_z") = none,
           py::arg("entropy_q") = none, py::arg("entropy_p") = none, py::arg("relative_entropy") = none,
@@ -533,6 +582,7 @@ PYBIND11_MODULE(_core, m) {
         thermossl::set_simd_level(level);
     }, py::arg("name"), "Switch the SIMD level for the whole process (for tests and benchmarks).");
     def_pointer_kernels(m);
+    def_pointer_sinkhorn(m);
 #ifdef _OPENMP
     m.attr("openmp") = true;
     // The OpenMP runtime's own setting (omp_set_num_threads), as torch.set_num_threads and

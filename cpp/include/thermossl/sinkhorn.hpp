@@ -166,10 +166,13 @@ struct SinkhornReport {
 /// charge targets c) may be null for uniform 1/N and 1/K; `mu0` (K) may be null for a cold
 /// start. Outputs: f (N), mu (K); q (N x K, C-contiguous) and the charges N_y of the returned
 /// state (K, from the last pass: no extra work) when not null. On a status other than kOk the
-/// outputs are unspecified.
+/// outputs are unspecified. T may also be bfloat16 or float16 (thermossl/half.hpp): E is read as
+/// such (each tile converted to float as it is packed, no converted copy), the solver computes
+/// in float exactly as on a float32 matrix holding the same values, and the vectors and q are
+/// float (Real<T>).
 template <class T>
-SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, const Same<T>* targets,
-                        const Same<T>* mu0, const SinkhornOptions& options, Same<T>* f, Same<T>* mu, Same<T>* q,
+SinkhornReport sinkhorn(const MatrixView<T>& energy, const Real<T>* weights, const Real<T>* targets,
+                        const Real<T>* mu0, const SinkhornOptions& options, Real<T>* f, Real<T>* mu, Real<T>* q,
                         double* charges = nullptr);
 
 /// Outcome of sinkhorn_pass: kOk, or the first bad row (kNanEnergy, kRowForbidden, kInfiniteScore).
@@ -189,10 +192,11 @@ struct SinkhornPassReport {
 /// float data runs in float lanes as in `sinkhorn`. `interrupted`, when set, is polled by the
 /// calling thread between row tiles (as SinkhornOptions::interrupted, every few ms): once it
 /// returns true the pass stops with kInterrupted. On a status other than kOk the outputs are
-/// unspecified.
+/// unspecified. energy_sign (+-1) as SinkhornOptions::energy_sign: -1 reads the matrix given as
+/// scores s with the energies E = -s (a signed scale, no negated copy).
 template <class T>
 SinkhornPassReport sinkhorn_pass(const MatrixView<T>& energy, const double* weights, const double* mu,
-                                 double temperature, double* f, double* charges, Same<T>* q,
+                                 double temperature, double energy_sign, double* f, double* charges, Same<T>* q,
                                  const std::function<bool()>& interrupted = {});
 
 }  // namespace thermossl

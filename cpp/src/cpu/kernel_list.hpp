@@ -39,16 +39,19 @@
                                Real<T>* entropy, Real<T>* log_z),                                            \
       (a, scale, shift, grad, entropy, log_z))
 
-// cpp/src/cpu/sinkhorn.cpp
+// cpp/src/cpu/sinkhorn.cpp (the solver also takes half-precision input)
+#define THERMOSSL_SINKHORN_SOLVER_KERNELS(X, T)                                                             \
+    X(SinkhornReport, sinkhorn, (const MatrixView<T>& energy, const Real<T>* weights,                      \
+                                 const Real<T>* targets, const Real<T>* mu0, const SinkhornOptions& options, \
+                                 Real<T>* f, Real<T>* mu, Real<T>* q, double* charges),                       \
+      (energy, weights, targets, mu0, options, f, mu, q, charges))
 #define THERMOSSL_SINKHORN_KERNELS(X, T)                                                                    \
-    X(SinkhornReport, sinkhorn, (const MatrixView<T>& energy, const Same<T>* weights,                      \
-                                 const Same<T>* targets, const Same<T>* mu0, const SinkhornOptions& options, \
-                                 Same<T>* f, Same<T>* mu, Same<T>* q, double* charges),                       \
-      (energy, weights, targets, mu0, options, f, mu, q, charges))                                          \
+    THERMOSSL_SINKHORN_SOLVER_KERNELS(X, T)                                                                 \
     X(SinkhornPassReport, sinkhorn_pass, (const MatrixView<T>& energy, const double* weights,              \
-                                          const double* mu, double temperature, double* f, double* charges,  \
-                                          Same<T>* q, const std::function<bool()>& interrupted),             \
-      (energy, weights, mu, temperature, f, charges, q, interrupted))
+                                          const double* mu, double temperature, double energy_sign,          \
+                                          double* f, double* charges, Same<T>* q,                            \
+                                          const std::function<bool()>& interrupted),                         \
+      (energy, weights, mu, temperature, energy_sign, f, charges, q, interrupted))
 
 // cpp/src/cpu/thermo.cpp
 #define THERMOSSL_THERMO_KERNELS(X, T)                                                                      \
@@ -76,7 +79,8 @@
 /// computing in float and writing float results (Real<T>); load_element.hpp converts the elements.
 #define THERMOSSL_HALF_INPUT_KERNELS(X, T) \
     THERMOSSL_ROW_LOGSUMEXP_KERNELS(X, T)  \
-    THERMOSSL_GIBBS_KERNELS(X, T)
+    THERMOSSL_GIBBS_KERNELS(X, T)          \
+    THERMOSSL_SINKHORN_SOLVER_KERNELS(X, T)
 #define THERMOSSL_HALF_TYPES(X, LIST) LIST(X, bfloat16) LIST(X, float16)
 
 // Generators (X arguments).

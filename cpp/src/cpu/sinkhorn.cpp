@@ -72,10 +72,12 @@ struct FrameArg {
     }
 };
 
-template <class T>
+/// The solver in compute type T (float or double) over a matrix of element type In: T itself,
+/// or bfloat16/float16 for T = float (each row tile converted as RowReader packs it).
+template <class T, class In = T>
 class SinkhornSolver {
 public:
-    SinkhornSolver(const MatrixView<T>& energy, const T* weights, const T* charges, const SinkhornOptions& options)
+    SinkhornSolver(const MatrixView<In>& energy, const T* weights, const T* charges, const SinkhornOptions& options)
         : energy_(energy),
           n_(energy.rows),
           k_(energy.cols),
@@ -157,7 +159,7 @@ public:
             const Exponent ex{scale_, shift_.data()};
             const double temperature = temperature_;
             double* acc = accumulators_.of_thread(thread);
-            RowReader<T> reader(energy_);
+            RowReader<T, In> reader(energy_);
             std::vector<T> scratch(q == nullptr ? static_cast<std::size_t>(k) : 0);
             FloatCharges<T> float_acc(float_lanes ? k : 0);
             const T* mu_f = frame_mu_.data();
@@ -348,7 +350,11 @@ public:
             row_shift[i] = row_scaling != nullptr ? row_scaling[i]
                                                   : std::log(weight_[i]) + (use_f ? f_[i] / temperature_ : 0.0);
         std::vector<T> lse(static_cast<std::size_t>(k_));
-        THERMOSSL_ISA_NS::col_logsumexp<T>(energy_, scale_, row_shift.data(), lse.data());
+        if constexpr (std::is_same<T, In>::value) {
+            THERMOSSL_ISA_NS::col_logsumexp<T>(energy_, scale_, row_shift.data(), lse.data());
+        } else {
+            converted_column_logsumexp(row_shift.data(), lse.data());
+        }
         bool finite = true;
         for (std::int64_t y = 0; y < k_; ++y) finite &= std::isfinite(lse[y]);
         if (!finite) {
@@ -370,6 +376,38 @@ public:
         for (std::int64_t y = 0; y < k_; ++y)
             mu_[y] = temperature_ * (log_charge_target_[y] - static_cast<double>(lse[y]));
         return true;
+    }
+
+    /// lse_y = LSE_i(row_shift_i + s a_iy) over a half-precision matrix (the column pass of
+    /// exact_column_update, which col_logsumexp takes for float and double): two reads of the
+    /// converted row tiles, the column maxima and then the sums of exp(x - max), in double, on
+    /// one thread. Taken only off the fast paths (weighted or row-scaled cold starts, charges
+    /// that underflow); a column with no finite entry gives -inf, a nan gives nan, as there.
+    void converted_column_logsumexp(const double* row_shift, T* lse) {
+        const std::int64_t k = k_;
+        const std::int64_t tile = tile_rows<T>(k_);
+        std::vector<double> top(static_cast<std::size_t>(k), -infinity<double>());
+        std::vector<double> sum(static_cast<std::size_t>(k), 0.0);
+        RowReader<T, In> reader(energy_);
+        for (int sweep = 0; sweep < 2; ++sweep) {
+            for (std::int64_t i0 = 0; i0 < n_; i0 += tile) {
+                const std::int64_t i1 = std::min(n_, i0 + tile);
+                reader.load(i0, i1);
+                for (std::int64_t i = i0; i < i1; ++i) {
+                    const T* row = reader.row(i);
+                    for (std::int64_t y = 0; y < k; ++y) {
+                        const double x = row_shift[i] + scale_ * static_cast<double>(row[y]);
+                        if (sweep == 0) {
+                            top[y] = x != x || top[y] != top[y] ? quiet_nan<double>() : std::max(top[y], x);
+                        } else if (std::isfinite(top[y])) {
+                            sum[y] += std::exp(x - top[y]);
+                        }
+                    }
+                }
+            }
+        }
+        for (std::int64_t y = 0; y < k; ++y)
+            lse[y] = static_cast<T>(std::isfinite(top[y]) ? top[y] + std::log(sum[y]) : top[y]);
     }
 
     /// The cold-start mu-update for float data and uniform weights in float lanes:
@@ -401,7 +439,7 @@ public:
             float* bp = block_pivot.data();
             float* bs = block_sum.data();
             bool nan_or_neg_inf = false;
-            RowReader<T> reader(energy_);
+            RowReader<T, In> reader(energy_);
             for_row_tiles(n_, block, [&](std::int64_t i0, std::int64_t i1) {
                 reader.load(i0, i1);
                 std::copy(p, p + k, bp);
@@ -471,11 +509,16 @@ public:
     ///     N_y = b_y sum_i (w_i / s_i) K_iy,
     /// the same state as the log-domain pass, with two multiply-adds per element instead of an
     /// exp. Cold start: the same read of E gives the column sums LSE_i(log w_i + s E_iy) =
-    /// M + log sum_i w_i exp(m_i - M) K_iy (M = max_i m_i). Guards (else false, and the caller
-    /// uses the log-domain passes): every row pivot finite (no nan, -inf or fully forbidden
-    /// row), max_i m_i - min_i m_i <= kSpread and, per pass, the spread of mu/T' <= kSpread, so
-    /// no row sum s_i comes near the float underflow.
+    /// M + log sum_i w_i exp(m_i - M) K_iy (M = max_i m_i; float lanes for the rows with
+    /// m_i >= M - kSpread, double for those further below, whose factors would leave the
+    /// normal float range). Guards (else false, and the caller uses the log-domain passes):
+    /// every row pivot finite (no nan, -inf or fully forbidden row), max_i m_i - min_i m_i <=
+    /// kRowSpread (the double factors w_i exp(m_i - M) K_iy stay far above the double
+    /// underflow), the cold start's mu/T' spread <= kSpread (its column sums then dominate the
+    /// terms lost to K's float underflow by e^47 / (N K)) and, per pass, the spread of mu/T' <=
+    /// kSpread, so no row sum s_i = sum_y K_iy b_y >= min_y b_y comes near the float underflow.
     static constexpr double kSpread = 40.0;
+    static constexpr double kRowSpread = 200.0;
 
     bool build_kernel(T* buf, bool cold) {
         if constexpr (!std::is_same<T, float>::value) {
@@ -501,7 +544,7 @@ public:
                 double running = -infinity<double>();  // this thread's M so far (acc is relative to it)
                 double low = infinity<double>();
                 bool failed = false;
-                RowReader<T> reader(energy_);
+                RowReader<T, In> reader(energy_);
                 for_row_tiles(n_, tile, [&](std::int64_t i0, std::int64_t i1) {
                     reader.load(i0, i1);
                     for (std::int64_t i = i0; i < i1; ++i) {
@@ -550,7 +593,16 @@ public:
                                 for (std::int64_t y = 0; y < k; ++y) acc[y] *= down;
                                 running = m;
                             }
-                            float_acc.add(static_cast<float>(weight_[i] * std::exp(m - running)), out, k, acc);
+                            const double factor = weight_[i] * std::exp(m - running);
+                            if (m - running >= -kSpread) {
+                                float_acc.add(static_cast<float>(factor), out, k, acc);
+                            } else {
+                                // A row far below the running max: its factor (< e^-40 w_i) and
+                                // its products with K could leave the normal float range, so
+                                // they are added in double.
+#pragma omp simd
+                                for (std::int64_t y = 0; y < k; ++y) acc[y] += factor * static_cast<double>(out[y]);
+                            }
                         }
                     }
                 });
@@ -564,7 +616,7 @@ public:
             const double lo = *std::min_element(bottom.begin(), bottom.end());
             double hi = -infinity<double>();
             for (std::int64_t i = 0; i < n_; ++i) hi = std::max(hi, row_max_[i]);
-            if (!(hi - lo <= kSpread)) return false;
+            if (!(hi - lo <= kRowSpread)) return false;
             if (cold) {
                 // Merge the threads' sums (each relative to its own running max) at M = hi.
                 std::vector<double> col(static_cast<std::size_t>(k), 0.0);
@@ -577,15 +629,24 @@ public:
                 for (std::int64_t y = 0; y < k; ++y) {
                     if (!(col[y] >= std::numeric_limits<double>::min()) || !std::isfinite(col[y])) return false;
                 }
-                for (std::int64_t y = 0; y < k; ++y)
+                double top_mu = -infinity<double>(), low_mu = infinity<double>();
+                for (std::int64_t y = 0; y < k; ++y) {
                     mu_[y] = temperature_ * (log_charge_target_[y] - (hi + std::log(col[y])));
+                    top_mu = std::max(top_mu, mu_[y] / temperature_);
+                    low_mu = std::min(low_mu, mu_[y] / temperature_);
+                }
+                // K underflows (float exp) 87 units below each row's pivot, so a column sum may
+                // miss terms below e^-87 (relative to e^M); a column whose sum is below e^-40 of
+                // the largest could then be wrong. Such a column makes the mu spread exceed
+                // kSpread: the cold start is then redone by the exact column pass (the caller).
+                if (!(top_mu - low_mu <= kSpread)) return false;
             }
             return true;
         }
     }
 
     /// One pass of the scaled form at the current mu (see build_kernel); on the last pass writes
-    /// q_iy = K_iy b_y / s_i over K in `buf`. False (state untouched except f_ and the
+    /// q_iy = K_iy b_y / s_i over K in `buf` and f. False (state untouched except f_ and the
     /// accumulators) when the spread of mu/T' exceeds kSpread or a row sum is not a normal
     /// positive number.
     bool scaled_pass(T* buf, bool last) {
@@ -629,9 +690,11 @@ public:
                             failed = true;
                             break;
                         }
-                        f_[i] = -temperature_ * (row_max_[i] + beta + std::log(s));
                         float_acc.add(static_cast<float>(weight_[i] / s), row, k, acc);
                         if (last) {
+                            // f is read only after the last pass (a fallback pass recomputes
+                            // it): one log per row of the run, not per pass.
+                            f_[i] = -temperature_ * (row_max_[i] + beta + std::log(s));
                             // q = K b / s rounded once: the product in double.
                             const double inv_s = 1.0 / s;
 #pragma omp simd
@@ -671,7 +734,7 @@ public:
     double scale() const { return scale_; }
 
 private:
-    MatrixView<T> energy_;
+    MatrixView<In> energy_;
     std::int64_t n_;
     std::int64_t k_;
     double temperature_;
@@ -699,12 +762,13 @@ private:
 }  // namespace
 }  // namespace detail
 
-template <class T>
-SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, const Same<T>* targets,
-                        const Same<T>* mu0, const SinkhornOptions& options, Same<T>* f, Same<T>* mu, Same<T>* q,
+template <class In>
+SinkhornReport sinkhorn(const MatrixView<In>& energy, const Real<In>* weights, const Real<In>* targets,
+                        const Real<In>* mu0, const SinkhornOptions& options, Real<In>* f, Real<In>* mu, Real<In>* q,
                         double* charges) {
+    using T = Real<In>;  // the compute type: float for the half types
     SinkhornReport report;
-    detail::SinkhornSolver<T> solver(energy, weights, targets, options);
+    detail::SinkhornSolver<T, In> solver(energy, weights, targets, options);
     const bool fixed = options.fixed_iterations > 0;
     const std::int64_t limit = fixed ? options.fixed_iterations : options.max_iterations;
     // In fixed mode the last pass is known in advance and writes q itself.
@@ -800,10 +864,11 @@ SinkhornReport sinkhorn(const MatrixView<T>& energy, const Same<T>* weights, con
 
 template <class T>
 SinkhornPassReport sinkhorn_pass(const MatrixView<T>& energy, const double* weights, const double* mu,
-                                 double temperature, double* f, double* charges, Same<T>* q,
+                                 double temperature, double energy_sign, double* f, double* charges, Same<T>* q,
                                  const std::function<bool()>& interrupted) {
     SinkhornOptions options;
     options.temperature = temperature;
+    options.energy_sign = energy_sign;
     options.interrupted = interrupted;  // polled between row tiles of the pass
     detail::SinkhornSolver<T> solver(energy, nullptr, nullptr, options);
     std::copy(weights, weights + energy.rows, solver.weights().begin());
@@ -820,6 +885,7 @@ SinkhornPassReport sinkhorn_pass(const MatrixView<T>& energy, const double* weig
 }
 
 THERMOSSL_INSTANTIATE_KERNELS(THERMOSSL_SINKHORN_KERNELS)
+THERMOSSL_INSTANTIATE_HALF_INPUT_KERNELS(THERMOSSL_SINKHORN_SOLVER_KERNELS)
 
 }  // namespace THERMOSSL_ISA_NS
 }  // namespace thermossl

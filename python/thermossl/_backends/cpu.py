@@ -187,9 +187,10 @@ def sinkhorn_pot(E, reg: float, w, c, stop_threshold: float, limit: int, u_start
     return f, mu, q, iterations, status, index, errors
 
 
-def sinkhorn_pass(E, T: float, w, mu, f, charges, q=None):
-    """One fused Sinkhorn pass at mu into f, charges (and q): returns (status, index)."""
-    return _core.sinkhorn_pass(E, T, w, mu, f, charges, q)
+def sinkhorn_pass(E, T: float, w, mu, f, charges, q=None, energy_sign: float = 1.0):
+    """One fused Sinkhorn pass at mu into f, charges (and q): returns (status, index).
+    energy_sign -1: E holds scores, the energies are -E (no negated copy)."""
+    return _core.sinkhorn_pass(E, T, w, mu, f, charges, q, energy_sign)
 
 
 def ledger_rows(q, E, scale: float, shift, w):

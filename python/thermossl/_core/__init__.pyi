@@ -80,7 +80,14 @@ def sinkhorn(
     """Log-domain Sinkhorn balancing; returns (iterations, err, converged, status, index)."""
 
 def sinkhorn_pass(
-    E: _Array, temperature: float, w: _Array, mu: _Array, f: _Array, charges: _Array, q: Optional[_Array] = None
+    E: _Array,
+    temperature: float,
+    w: _Array,
+    mu: _Array,
+    f: _Array,
+    charges: _Array,
+    q: Optional[_Array] = None,
+    energy_sign: float = 1.0,
 ) -> tuple[int, int]:
     """One fused Sinkhorn pass at mu; returns (status, index)."""
 

@@ -14,3 +14,20 @@ def row_cross_entropy(
     dtype: str, q: _RawMatrix, a: _RawMatrix, scale: float, shift: int, loss: int, grad: int, log_z: int
 ) -> None: ...
 def row_entropy_grad(dtype: str, a: _RawMatrix, scale: float, shift: int, grad: int, entropy: int, log_z: int) -> None: ...
+def sinkhorn(
+    dtype: str,
+    E: _RawMatrix,
+    temperature: float,
+    w: int,
+    c: int,
+    mu0: int,
+    fixed_iterations: int,
+    tolerance: float,
+    max_iterations: int,
+    f: int,
+    mu: int,
+    q: int,
+    charges: int,
+    relaxation: float = 1.0,
+    energy_sign: float = 1.0,
+) -> tuple[int, float, bool, int, int]: ...

@@ -62,13 +62,14 @@ class DistributedSinkhornResult(SinkhornResult):
 class _ShardedSinkhorn:
     """The state of one rank's run; every method that communicates is a collective."""
 
-    def __init__(self, comm, E, T, dtype, w, log_c, c_exact, offset):
+    def __init__(self, comm, E, T, dtype, w, log_c, c_exact, offset, energy_sign=1.0):
         self.comm = comm
-        self.E = E
+        self.E = E  # the energies, or the scores when energy_sign is -1 (energies -E)
         self.T = T
         self.dtype = dtype
         self.n, self.k = E.shape
-        self.scale = -1.0 / T
+        self.energy_sign = energy_sign
+        self.scale = -energy_sign / T
         self.w = w  # (n,) float64 sample weights, as the single-process kernel reads them
         self.log_w = np.log(w)
         self.log_c = log_c  # (K,) float64
@@ -104,7 +105,7 @@ class _ShardedSinkhorn:
             return None
         f = np.empty(self.n)
         status, index = cpu.sinkhorn_pass(self.E, self.T, self.w, np.ascontiguousarray(mu, dtype=np.float64), f,
-                                            charges, q)
+                                            charges, q, self.energy_sign)
         if status:
             return _status.sinkhorn_error(status, self.offset + index)
         self.f = f
@@ -188,7 +189,7 @@ class _ShardedSinkhorn:
 def sinkhorn(E_local: npt.ArrayLike, T: float, w: Optional[npt.ArrayLike] = None, c: Optional[npt.ArrayLike] = None,
              n_iter: Optional[int] = None, tol: float = 1e-6, max_iter: int = 1000, mu0: Optional[npt.ArrayLike] = None,
              return_q: bool = True, comm: Optional[Any] = None,
-             relaxation: Union[float, str] = 1.0) -> DistributedSinkhornResult:
+             relaxation: Union[float, str] = 1.0, *, energy_sign: float = 1.0) -> DistributedSinkhornResult:
     """Sinkhorn balancing (:func:`thermossl.sinkhorn`) of energies whose rows are sharded over ranks.
 
     A collective: every rank of ``comm`` calls it with its rows ``E_local`` — any number of rows,
@@ -223,6 +224,9 @@ def sinkhorn(E_local: npt.ArrayLike, T: float, w: Optional[npt.ArrayLike] = None
         The communicator (None: one process).
     relaxation : float or {"auto"}, optional
         Over-relaxation of the mu-update, as in :func:`thermossl.sinkhorn`.
+    energy_sign : {1, -1}, optional
+        -1: ``E_local`` holds scores s and the energies are -s, read with a signed scale (no
+        negated copy); the result is that of ``-E_local``, bitwise. Must agree between ranks.
 
     Returns
     -------
@@ -254,15 +258,18 @@ def sinkhorn(E_local: npt.ArrayLike, T: float, w: Optional[npt.ArrayLike] = None
             if mu0 is not None:
                 mu0 = finite_vector(mu0, k, "mu0", "state").astype(dtype).astype(np.float64)  # as the kernel reads it
             fixed, limit, tol, omega_requested = iteration_controls(n_iter, tol, max_iter, relaxation)
+            if energy_sign not in (1, -1) or isinstance(energy_sign, bool):
+                raise ValueError(f"energy_sign must be 1 or -1, got {energy_sign!r}")
         except Exception as exc:
             error = exc
         _check(comm, error)
-    return _sinkhorn(comm, E, T, w_local, c, mu0, fixed, tol, limit, omega_requested, return_q, stacklevel=3)
+    return _sinkhorn(comm, E, T, w_local, c, mu0, fixed, tol, limit, omega_requested, return_q, stacklevel=3,
+                     energy_sign=float(energy_sign))
 
 
 def _sinkhorn(comm: Communicator, E, T: float, w_local, c, mu0, fixed: int, tol: float, limit: int,
               omega_requested: float, return_q: bool = True, *, check_weight_sum: bool = True,
-              stacklevel: int = 2) -> DistributedSinkhornResult:
+              stacklevel: int = 2, energy_sign: float = 1.0) -> DistributedSinkhornResult:
     """The validated twin of :func:`sinkhorn` (a collective): every rank's local arguments checked
     and agreed on (E 2-D in its kernel dtype with K >= 1, T a positive float, w_local finite > 0
     float64 or None, c a float64 distribution or None, mu0 float64 as the kernel reads it, the
@@ -276,26 +283,27 @@ def _sinkhorn(comm: Communicator, E, T: float, w_local, c, mu0, fixed: int, tol:
     alike, so an error filter on it raises on every rank in step."""
     with _in_step(comm, "thermossl.distributed.sinkhorn"):
         result = _solve(comm, E, T, w_local, c, mu0, fixed, tol, limit, omega_requested, return_q,
-                        check_weight_sum)
+                        check_weight_sum, energy_sign)
     if not fixed and not result.converged:
         _status.warn_not_converged(limit, result.err, tol, stacklevel)
     return result
 
 
 def _solve(comm: Communicator, E, T: float, w_local, c, mu0, fixed: int, tol: float, limit: int,
-           omega_requested: float, return_q: bool, check_weight_sum: bool) -> DistributedSinkhornResult:
+           omega_requested: float, return_q: bool, check_weight_sum: bool,
+           energy_sign: float = 1.0) -> DistributedSinkhornResult:
     """The collectives of :func:`_sinkhorn` (the same arguments)."""
     dtype = E.dtype
     n, k = E.shape
     # --- agreement on the replicated arguments, and the global row count and offsets ---
     scalars = np.array(
         [k, T, np.dtype(dtype).itemsize, fixed, tol, limit, c is not None, mu0 is not None, w_local is not None,
-         omega_requested],
+         omega_requested, energy_sign],
         dtype=np.float64,
     )
     spread = comm.allreduce(np.concatenate((scalars, -scalars)), "max")
     names = ("K (the number of states, E.shape[1])", "T", "the dtype of E", "n_iter", "tol", "max_iter",
-             "whether c is given", "whether mu0 is given", "whether w is given", "relaxation")
+             "whether c is given", "whether mu0 is given", "whether w is given", "relaxation", "energy_sign")
     for j, name in enumerate(names):
         if spread[j] != -spread[len(names) + j]:
             _raise_everywhere(ValueError(f"{name} differs between ranks; it must be the same on every rank"))
@@ -322,7 +330,7 @@ def _solve(comm: Communicator, E, T: float, w_local, c, mu0, fixed: int, tol: fl
     else:
         w_kernel = w_local.astype(dtype).astype(np.float64)
     c_exact = np.full(k, 1.0 / k) if c is None else c.astype(dtype).astype(np.float64)
-    solver = _ShardedSinkhorn(comm, E, T, dtype, w_kernel, np.log(c_exact), c_exact, offset)
+    solver = _ShardedSinkhorn(comm, E, T, dtype, w_kernel, np.log(c_exact), c_exact, offset, energy_sign)
 
     # --- the iteration of thermossl.sinkhorn (cpp/src/cpu/sinkhorn.cpp): one fused pass per
     # iteration (f-update and local charges in one read of E) and one K-vector sum-allreduce ---

@@ -36,7 +36,9 @@ __all__ = [
     "row_entropy_grad",
     "row_cross_entropy",
     "sinkhorn",
+    "sinkhorn_codes",
     "sharded_sinkhorn",
+    "row_cross_entropy_block",
     "sela_sinkhorn",
 ]
 
@@ -154,14 +156,34 @@ def row_cross_entropy(q, a, scale: float, shift, loss, grad, log_z) -> None:
                                 _ptr(grad), _ptr(log_z))
 
 
+def row_cross_entropy_block(q, q_row0: int, a, a_row0: int, rows: int, scale: float, loss, grad, log_z) -> None:
+    """row_cross_entropy on row blocks, addressed without tensor views: labels q[q_row0 :
+    q_row0 + rows] against a[a_row0 : a_row0 + rows], results into rows a_row0 ... of loss, grad
+    (C-contiguous (N, K) of the kernel dtype) and log_z (both (N,)). q has a's dtype. One read of
+    the two blocks, one write of the gradient block."""
+    k = a.shape[1]
+    qm = (q.data_ptr() + q_row0 * q.stride(0) * q.element_size(), rows, k, q.stride(0), q.stride(1))
+    am = (a.data_ptr() + a_row0 * a.stride(0) * a.element_size(), rows, k, a.stride(0), a.stride(1))
+    out = loss.element_size() * a_row0
+    loss_p, log_z_p = loss.data_ptr() + out, log_z.data_ptr() + out
+    grad_p = grad.data_ptr() + a_row0 * k * grad.element_size()
+    if a.is_cuda:
+        dtype, device, stream = _launch(a)
+        _cuda.row_cross_entropy(dtype, device, stream, qm, am, scale, 0, loss_p, grad_p, log_z_p)
+    else:
+        _HOST.row_cross_entropy(_DTYPE_NAMES[a.dtype], qm, am, scale, 0, loss_p, grad_p, log_z_p)
+
+
 # ----------------------------------------------------------------------------------- Sinkhorn
 def sinkhorn(E, T: float, w, c, mu0, fixed: int, tol: float, limit: int, f, mu, q, charges,
              energy_sign: float = 1.0, relaxation: float = 1.0):
     """The whole Sinkhorn loop of thermossl.sinkhorn on energies E (N, K) at T.
 
     energy_sign -1: ``E`` holds scores s and the energies are -s, read by the kernel with a
-    signed scale (no negated copy). w, c, mu0: contiguous vectors of E's dtype or None; outputs
-    f (N,), mu (K,), q (N, K) or None, charges (K,) float64. relaxation: the mu-update's
+    signed scale (no negated copy). E may be bfloat16 or float16 on the CPU (read in place,
+    computed in float32). w, c, mu0: contiguous vectors of the kernel dtype (E's, float32 for
+    half E) or None; outputs f (N,), mu (K,), q (N, K) or None of the kernel dtype, charges
+    (K,) float64. relaxation: the mu-update's
     over-relaxation (<= 0 automatic; CPU only, the device solver runs plain Sinkhorn). Returns
     (iterations, err, converged, status, index) as the core reports them (status != 0: bad rows,
     see thermossl._messages.SINKHORN_STATUS).
@@ -174,18 +196,52 @@ def sinkhorn(E, T: float, w, c, mu0, fixed: int, tol: float, limit: int, f, mu, 
         return _cuda.sinkhorn(dtype, device, stream, _matrix(E), T, _ptr(w), _ptr(c), _ptr(mu0), fixed, tol, limit,
                               f.data_ptr(), mu.data_ptr(), _ptr(q), charges.data_ptr(), workspace.data_ptr(), 8,
                               energy_sign)
+    if E.dtype in (torch.bfloat16, torch.float16):
+        # numpy has no bfloat16: the solver on raw addresses, the half matrix read in place
+        return _HOST.sinkhorn(_DTYPE_NAMES[E.dtype], _matrix(E), T, _ptr(w), _ptr(c), _ptr(mu0), fixed, tol, limit,
+                              f.data_ptr(), mu.data_ptr(), _ptr(q), charges.data_ptr(), relaxation, energy_sign)
     return _core.sinkhorn(_host(E), T, _host(w), _host(c), _host(mu0), fixed, tol, limit, _host(f), _host(mu),
                           _host(q), _host(charges), relaxation=relaxation, energy_sign=energy_sign)
 
 
-def sharded_sinkhorn(E, T: float, n_iter: int, group=None):
+def sinkhorn_codes(scores, T: float, n_iter: int, q, context: str):
+    """SwAV's codes: ``n_iter`` Sinkhorn iterations at T on the energies E = -scores (read in
+    place with a signed scale, no negated copy), uniform weights and charges; q (N, K) of the
+    scores' dtype written by the last pass. Returns (f (N,) float64 numpy, mu (K,) float64 numpy,
+    charge error). Bad rows raise ValueError, the message prefixed by ``context``. On the CPU the
+    small vectors are numpy arrays (no torch allocation or view per call)."""
+    from .._messages import SINKHORN_STATUS
+
+    n, k = scores.shape
+    if scores.is_cuda:
+        f = torch.empty(n, dtype=scores.dtype, device=scores.device)
+        mu = torch.empty(k, dtype=scores.dtype, device=scores.device)
+        charges = torch.empty(k, dtype=torch.float64, device=scores.device)
+        _, err, _, status, index = sinkhorn(scores, T, None, None, None, n_iter, 1e-6, 1000, f, mu, q, charges,
+                                            energy_sign=-1.0)
+    else:
+        dtype = np.float32 if scores.dtype == torch.float32 else np.float64
+        f, mu = np.empty(n, dtype=dtype), np.empty(k, dtype=dtype)
+        _, err, _, status, index = _core.sinkhorn(scores.detach().numpy(), T, None, None, None, n_iter, 1e-6, 1000,
+                                                  f, mu, q.detach().numpy(), None, relaxation=1.0, energy_sign=-1.0)
+    if status:
+        raise ValueError(context + SINKHORN_STATUS[status].format(index=index).removeprefix("E "))
+    if scores.is_cuda:
+        f, mu = f.double().cpu().numpy(), mu.double().cpu().numpy()
+    return f.astype(np.float64), mu.astype(np.float64), float(err)
+
+
+def sharded_sinkhorn(scores, T: float, n_iter: int, group=None, energy_sign: float = 1.0):
     """Sinkhorn over the rows of every rank of the initialised torch.distributed group (SwAV's
     distributed_sinkhorn: uniform weights over all ranks' rows, one all-reduce of the charges per
-    iteration), by thermossl.distributed.sinkhorn on CPU tensors. Returns this rank's q as a
-    tensor (E's dtype) and the global mu (float64 numpy) and charge error."""
+    iteration), by thermossl.distributed.sinkhorn on CPU tensors; ``energy_sign`` -1: the
+    tensor holds scores and the energies are -scores (read with a signed scale, no negated
+    copy). Returns this rank's q as a tensor (the input's dtype), the global mu (float64 numpy)
+    and the charge error."""
     from .. import distributed as _distributed
 
-    result = _distributed.sinkhorn(_host(E), T, n_iter=n_iter, comm=_distributed.TorchComm(group=group))
+    result = _distributed.sinkhorn(_host(scores), T, n_iter=n_iter, comm=_distributed.TorchComm(group=group),
+                                   energy_sign=energy_sign)
     return torch.from_numpy(result.q), np.asarray(result.mu, dtype=np.float64), float(result.err)
 
 
@@ -194,16 +250,16 @@ def sela_sinkhorn(scores, T: float, tol: float, max_iter: int, mu0, relaxation, 
     ranks' when ``distributed``), warm-started from mu0 (numpy or None). In one process the
     kernel reads the scores in place with a signed scale (no negated copy; CUDA scores are
     copied to the host, where the solver has the adaptive over-relaxation); sharded, by
-    thermossl.distributed.sinkhorn on the negated scores. Returns (q tensor on the scores'
-    device, f, mu (numpy), n_iter, err, converged)."""
+    thermossl.distributed.sinkhorn with the same signed scale (no negation pass either).
+    Returns (q tensor on the scores' device, f, mu (numpy), n_iter, err, converged)."""
     from .. import _status
     from .. import distributed as _distributed
     from .._validation import iteration_controls
 
     host = scores.cpu() if scores.is_cuda else scores
     if distributed:
-        result = _distributed.sinkhorn(np.negative(_host(host)), T, tol=tol, max_iter=max_iter, mu0=mu0,
-                                       relaxation=relaxation, comm=_distributed.TorchComm(group=group))
+        result = _distributed.sinkhorn(_host(host), T, tol=tol, max_iter=max_iter, mu0=mu0, relaxation=relaxation,
+                                       comm=_distributed.TorchComm(group=group), energy_sign=-1.0)
         q = torch.from_numpy(result.q).to(scores.device)
         return q, result.f, result.mu, result.n_iter, result.err, result.converged
     _, limit, tol, omega = iteration_controls(None, tol, max_iter, relaxation)

@@ -9,7 +9,8 @@ gradient together; the references' per-pair log_softmax, product, sum and mean, 
 backward, are replaced by one read of the scores and the labels and one write of the gradient.
 The scores enter with the signed scale +1/T: no E = -scores pass. Each loss is one custom op
 (``thermossl::swav_loss``, ``thermossl::dino_loss``: labels and fused cross-entropy, the gradient
-saved for a backward that scales it in place), so ``torch.compile`` sees one node.
+saved for a backward that scales it in place), so ``torch.compile`` sees one node; plain eager
+calls reach the same implementation through an ``autograd.Function`` (see ``_eager``).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from . import _kernels
-from .ops import _check_rows, _check_tensor, _kernel_dtype, _kernel_input, _register_autocast
+from .ops import _check_rows, _check_tensor, _kernel_dtype, _kernel_input, _register_autocast, _row_input
 
 if TYPE_CHECKING:
     from .recorder import LedgerRecorder
@@ -72,70 +73,59 @@ def _swav_codes_into(output: Tensor, crops, batch: int, epsilon: float, n_iter: 
     float64 = -f/epsilon, empty when distributed). Per crop: the Sinkhorn passes over the crop's scores in
     place (the kernel reads E = -scores with a signed scale: no negated copy), q written straight
     into its slot; with a queue, one copy that stacks the queue's and the crop's scores.
-    Distributed (more than one rank), the sharded solver takes energies: one negation pass."""
-    from .._messages import SINKHORN_STATUS
-
-    dtype, device, k = codes.dtype, codes.device, codes.shape[1]
+    Distributed (more than one rank), the sharded solver reads the scores with the same signed
+    scale (no negation pass either)."""
+    k = codes.shape[1]
     world, _ = _world()
-    mus = torch.empty((len(crops), k), dtype=torch.float64)
-    errs = torch.empty(len(crops), dtype=torch.float64)
-    log_z = torch.empty(0 if world > 1 else len(crops) * batch, dtype=torch.float64, device=device)
+    mus = np.empty((len(crops), k))
+    errs = np.empty(len(crops))
+    log_z = np.empty(0 if world > 1 else len(crops) * batch)
     extra = 0 if queue is None else queue.shape[1]
     for i, crop in enumerate(crops):
         scores = output[crop * batch:(crop + 1) * batch]
         if queue is not None:
-            stacked = _scratch_tensor("swav_scores", (extra + batch, k), dtype, device)
+            stacked = _scratch_tensor("swav_scores", (extra + batch, k), output.dtype, output.device)
             stacked[:extra].copy_(queue[i])
             stacked[extra:].copy_(scores)
             scores = stacked
         slot = codes[i * batch:(i + 1) * batch]
         if world > 1:
-            E = _scratch_tensor("swav_E", scores.shape, dtype, device)
-            torch.neg(scores, out=E)
-            q, mu, err = _kernels.sharded_sinkhorn(E, epsilon, n_iter)
+            q, mus[i], errs[i] = _kernels.sharded_sinkhorn(scores, epsilon, n_iter, energy_sign=-1.0)
             slot.copy_(q[extra:])
-            mus[i] = torch.from_numpy(mu)
-            errs[i] = err
             continue
-        q = slot if queue is None else _scratch_tensor("swav_q", scores.shape, dtype, device)
-        f = torch.empty(scores.shape[0], dtype=dtype, device=device)
-        mu = torch.empty(k, dtype=dtype, device=device)
-        charges = torch.empty(k, dtype=torch.float64, device=device)
-        _, err, _, status, index = _kernels.sinkhorn(scores, epsilon, None, None, None, n_iter, 1e-6, 1000, f, mu, q,
-                                                      charges, energy_sign=-1.0)
-        if status:
-            raise ValueError("SwAVLoss: output " + SINKHORN_STATUS[status].format(index=index).removeprefix("E "))
+        q = slot if queue is None else _scratch_tensor("swav_q", (extra + batch, k), codes.dtype, codes.device)
+        f, mus[i], errs[i] = _kernels.sinkhorn_codes(scores, epsilon, n_iter, q, "SwAVLoss: output ")
         if queue is not None:
             slot.copy_(q[extra:])
         # the codes are q = exp((f + mu - E)/eps) with rows summing to 1: log Z of the GGE is -f/eps
-        torch.mul(f[extra:], -1.0 / epsilon, out=log_z[i * batch:(i + 1) * batch])
-        mus[i] = mu.cpu().to(torch.float64)
-        errs[i] = err
-    return mus, errs, log_z
+        np.multiply(f[extra:], -1.0 / epsilon, out=log_z[i * batch:(i + 1) * batch])
+    return torch.from_numpy(mus), torch.from_numpy(errs), torch.from_numpy(log_z).to(codes.device)
 
 
-def _multicrop_into(scores: Tensor, labels: Tensor, label_crops, n_crops: int, scale: float, grad: Tensor) -> Tensor:
+def _multicrop_into(scores: Tensor, labels: Tensor, label_crops, n_crops: int, scale: float, grad: Tensor) -> float:
     """sum over student crops v and label blocks a with label_crops[a] != v of
-    sum_rows -sum_y labels_a log softmax(scale * scores_v) (a 0-d float64 tensor), and its
-    gradient in the scores written into ``grad``.
+    sum_rows -sum_y labels_a log softmax(scale * scores_v) (a float, accumulated in float64),
+    and its gradient in the scores written into ``grad``.
 
-    scores: (n_crops * B, K) in the kernel dtype; labels: (len(label_crops) * B, K). One kernel
-    pass per student crop (loss and gradient together) against the sum of its labels (a view
-    when it is one block; blocks summed once and shared when several)."""
+    scores: (n_crops * B, K), read in place in their own dtype (half types converted in
+    registers); labels and grad: (len(label_crops) * B, K) and (n_crops * B, K) of the kernel
+    dtype. One kernel pass per student crop (loss and gradient together) against the sum of its
+    labels (the block itself when it is one block; blocks summed once and shared when several).
+    Row blocks are addressed by pointer arithmetic, not tensor views (the views cost more than
+    the kernel at small batches)."""
     batch = scores.shape[0] // n_crops
-    loss_rows = torch.empty(scores.shape[0], dtype=scores.dtype, device=scores.device)
+    loss_rows = torch.empty(scores.shape[0], dtype=grad.dtype, device=grad.device)
     log_z = torch.empty_like(loss_rows)
     summed = {}
     for v in range(n_crops):
-        rows = slice(v * batch, (v + 1) * batch)
         blocks = tuple(i for i, crop in enumerate(label_crops) if crop != v)
         if not blocks:
-            grad[rows] = 0
-            loss_rows[rows] = 0
-            log_z[rows] = 0
+            grad[v * batch:(v + 1) * batch] = 0
+            loss_rows[v * batch:(v + 1) * batch] = 0
+            log_z[v * batch:(v + 1) * batch] = 0
             continue
         if len(blocks) == 1:
-            target = labels[blocks[0] * batch:(blocks[0] + 1) * batch]
+            target, first = labels, blocks[0] * batch
         else:
             target = summed.get(blocks)
             if target is None:
@@ -144,30 +134,38 @@ def _multicrop_into(scores: Tensor, labels: Tensor, label_crops, n_crops: int, s
                 for i in blocks[2:]:
                     target += labels[i * batch:(i + 1) * batch]
                 summed[blocks] = target
-        _kernels.row_cross_entropy(target, scores[rows], scale, None, loss_rows[rows], grad[rows], log_z[rows])
-    _check_rows(log_z, "student scores")
-    loss = loss_rows.sum(dtype=torch.float64)
-    if not math.isfinite(float(loss)):
+            first = 0
+        _kernels.row_cross_entropy_block(target, first, scores, v * batch, batch, scale, loss_rows, grad, log_z)
+    loss = float(loss_rows.sum(dtype=torch.float64))
+    if not math.isfinite(loss):
+        _check_rows(log_z, "student scores")  # names a row without a Gibbs state
         raise ValueError("labels contain NaN or inf")
     return loss
 
 
-@torch.library.custom_op("thermossl::swav_loss", mutates_args=())
-def _swav_loss(output: Tensor, crops: Sequence[int], n_crops: int, epsilon: float, n_iter: int, scale: float,
-               queue: Optional[Tensor], return_codes: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """SwAV's loss, unnormalised: (sum over crop pairs and rows of the cross-entropy (0-d),
-    its gradient in ``output``, the codes (len(crops) * B, K) when ``return_codes`` else (0, K),
-    Sinkhorn's mu (len(crops), K) float64, charge errors (len(crops),) float64, the codes' log Z
-    (len(crops) * B,) float64 (empty when distributed))."""
+def _swav_impl(output: Tensor, crops, n_crops: int, epsilon: float, n_iter: int, scale: float, queue,
+               return_codes: bool):
+    """The body of ``thermossl::swav_loss`` (see there); the eager path calls it directly."""
     a = _kernel_input(output)
     batch = a.shape[0] // n_crops
     k = a.shape[1]
     codes = _scratch_tensor("swav_codes", (len(crops) * batch, k), a.dtype, a.device)
     mus, errs, log_z = _swav_codes_into(a, crops, batch, epsilon, n_iter, queue, codes)
     grad = torch.empty(a.shape, dtype=a.dtype, device=a.device)
-    loss = _multicrop_into(a, codes, crops, n_crops, scale, grad)
+    total = _multicrop_into(a, codes, crops, n_crops, scale, grad)
+    loss = torch.tensor(total * _swav_norm(a, crops, n_crops), dtype=output.dtype, device=output.device)
     kept = codes.clone() if return_codes else codes.new_empty((0, k))
-    return loss.to(output.dtype), grad.to(output.dtype), kept, mus, errs, log_z
+    return loss, grad.to(output.dtype), kept, mus, errs, log_z
+
+
+@torch.library.custom_op("thermossl::swav_loss", mutates_args=())
+def _swav_loss(output: Tensor, crops: Sequence[int], n_crops: int, epsilon: float, n_iter: int, scale: float,
+               queue: Optional[Tensor], return_codes: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """SwAV's loss: (the mean over crop pairs and rows of the cross-entropy (0-d), the gradient
+    of their SUM in ``output`` (the backward scales it by the mean's factor, in place), the codes (len(crops) * B, K) when ``return_codes`` else (0, K),
+    Sinkhorn's mu (len(crops), K) float64, charge errors (len(crops),) float64, the codes' log Z
+    (len(crops) * B,) float64 (empty when distributed))."""
+    return _swav_impl(output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes)
 
 
 @_swav_loss.register_fake
@@ -181,24 +179,34 @@ def _(output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes):
             output.new_empty((0 if world > 1 else len(crops) * batch,), dtype=torch.float64))
 
 
-@torch.library.custom_op("thermossl::dino_loss", mutates_args=())
-def _dino_loss(student: Tensor, teacher: Tensor, center: Tensor, teacher_temp: float, n_crops: int, scale: float,
-               return_labels: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """DINO's loss, unnormalised: (sum over crop pairs and rows of -sum_y q log softmax(scale *
-    student), its gradient in ``student``, the teacher labels (2 B, K) when ``return_labels``
-    else (0, K)), with q = softmax((teacher - center) / teacher_temp) from one kernel pass (the
-    center enters as a per-state shift of the exponent), and the labels' log Z (2 B,) float64."""
+def _dino_impl(student: Tensor, teacher: Tensor, center: Tensor, teacher_temp: float, n_crops: int, scale: float,
+               return_labels: bool):
+    """The body of ``thermossl::dino_loss`` (see there); the eager path calls it directly."""
+    # The student's half scores are converted once (the fused cross-entropy kernel reads labels
+    # and scores of one dtype, and the labels are float32); the teacher's are read in place by
+    # the softmax kernel on the CPU (a half teacher with a float32 student, or the reverse, too).
     a = _kernel_input(student)
-    t = _kernel_input(teacher)
+    t = _row_input(teacher) if _kernel_dtype(teacher.dtype) == a.dtype else teacher.to(a.dtype)
     labels = _scratch_tensor("dino_labels", t.shape, a.dtype, a.device)
     shift = (center.reshape(-1).to(device=a.device, dtype=torch.float64) * (-1.0 / teacher_temp)).contiguous()
     log_z = torch.empty(t.shape[0], dtype=a.dtype, device=a.device)
-    _kernels.row_softmax(t.to(a.dtype), 1.0 / teacher_temp, shift, labels, log_z)
+    _kernels.row_softmax(t, 1.0 / teacher_temp, shift, labels, log_z)
     _check_rows(log_z, "teacher_output")
     grad = torch.empty(a.shape, dtype=a.dtype, device=a.device)
-    loss = _multicrop_into(a, labels, (0, 1), n_crops, scale, grad)
+    total = _multicrop_into(a, labels, (0, 1), n_crops, scale, grad)
+    loss = torch.tensor(total * _dino_norm(a, n_crops), dtype=student.dtype, device=student.device)
     kept = labels.clone() if return_labels else labels.new_empty((0, a.shape[1]))
-    return loss.to(student.dtype), grad.to(student.dtype), kept, log_z.to(torch.float64)
+    return loss, grad.to(student.dtype), kept, log_z.to(torch.float64)
+
+
+@torch.library.custom_op("thermossl::dino_loss", mutates_args=())
+def _dino_loss(student: Tensor, teacher: Tensor, center: Tensor, teacher_temp: float, n_crops: int, scale: float,
+               return_labels: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """DINO's loss: (the mean over crop pairs and rows of -sum_y q log softmax(scale *
+    student), the gradient of their sum in ``student``, the teacher labels (2 B, K) when ``return_labels``
+    else (0, K)), with q = softmax((teacher - center) / teacher_temp) from one kernel pass (the
+    center enters as a per-state shift of the exponent), and the labels' log Z (2 B,) float64."""
+    return _dino_impl(student, teacher, center, teacher_temp, n_crops, scale, return_labels)
 
 
 @_dino_loss.register_fake
@@ -209,9 +217,10 @@ def _(student, teacher, center, teacher_temp, n_crops, scale, return_labels):
             teacher.new_empty((teacher.shape[0],), dtype=torch.float64))
 
 
-def _loss_setup(ctx, inputs, output):
+def _loss_setup(ctx, output, norm: float) -> None:
     ctx.mark_non_differentiable(*output[1:])
     ctx.save_for_backward(output[1])
+    ctx.norm = norm
     ctx.scaled = False
 
 
@@ -221,8 +230,9 @@ def _loss_backward(ctx, grad_loss, *_unused):
     _no_double_backward()
     (grad,) = ctx.saved_tensors
     n_inputs = ctx.n_inputs
+    factor = grad_loss * ctx.norm  # the ops' gradient is the sum's; the loss is the mean
     if torch.compiler.is_compiling():
-        return (grad * grad_loss,) + (None,) * (n_inputs - 1)
+        return (grad * factor,) + (None,) * (n_inputs - 1)
     # The losses discard the gradient output of the op, so the saved buffer is ours alone: scale
     # it in place (one pass, no new N x K allocation and its page faults). A second backward
     # through the same forward (retain_graph=True) would find it scaled: autograd's version check
@@ -231,23 +241,107 @@ def _loss_backward(ctx, grad_loss, *_unused):
         raise RuntimeError("thermossl losses support one backward per forward (their gradient buffer is "
                            "scaled in place); run the forward again")
     ctx.scaled = True
-    return (grad.mul_(grad_loss),) + (None,) * (n_inputs - 1)
+    return (grad.mul_(factor),) + (None,) * (n_inputs - 1)
+
+
+def _swav_norm(output: Tensor, crops, n_crops: int) -> float:
+    """1 / the number of (crop pair, row) terms SwAV's loss averages over."""
+    return 1.0 / (len(crops) * (n_crops - 1) * (output.shape[0] // n_crops))
+
+
+def _dino_norm(student: Tensor, n_crops: int) -> float:
+    """1 / the number of (crop pair, row) terms DINO's loss averages over."""
+    return 1.0 / (2 * (n_crops - 1) * (student.shape[0] // n_crops))
 
 
 def _swav_setup(ctx, inputs, output):
     ctx.n_inputs = 8
-    _loss_setup(ctx, inputs, output)
+    _loss_setup(ctx, output, _swav_norm(inputs[0], inputs[1], inputs[2]))
 
 
 def _dino_setup(ctx, inputs, output):
     ctx.n_inputs = 7
-    _loss_setup(ctx, inputs, output)
+    _loss_setup(ctx, output, _dino_norm(inputs[0], inputs[4]))
 
 
 _swav_loss.register_autograd(_loss_backward, setup_context=_swav_setup)
 _dino_loss.register_autograd(_loss_backward, setup_context=_dino_setup)
 _register_autocast(_swav_loss)
 _register_autocast(_dino_loss)
+
+
+# ---------------------------------------------------------------------------- the eager path
+# A torch.library custom op costs ~90 us per forward + backward in Python dispatch (its
+# autocast, autograd and redispatch layers) — more than the whole kernel work of SwAV at
+# 256 x 10. In eager mode on plain tensors the losses call the same implementation through an
+# autograd.Function (same saved gradient, same backward); under torch.compile, a tracing
+# dispatch mode (make_fx, fake tensors), functorch transforms or tensor subclasses, they call
+# the registered op, so graphs hold one node per loss.
+class _SwAVLossFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes):
+        result = _swav_impl(output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes)
+        ctx.n_inputs = 8
+        _loss_setup(ctx, result, _swav_norm(output, crops, n_crops))
+        return result
+
+    backward = staticmethod(_loss_backward)
+
+
+class _DINOLossFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, student, teacher, center, teacher_temp, n_crops, scale, return_labels):
+        result = _dino_impl(student, teacher, center, teacher_temp, n_crops, scale, return_labels)
+        ctx.n_inputs = 7
+        _loss_setup(ctx, result, _dino_norm(student, n_crops))
+        return result
+
+    backward = staticmethod(_loss_backward)
+
+
+_PLAIN = (Tensor, nn.Parameter)
+# torch's own probes of a tracing dispatch mode and of active functorch transforms (private; where a
+# torch lacks one, every call takes the registered op: slower at small batches, never wrong)
+_DISPATCH_DEPTH = getattr(torch._C, "_len_torch_dispatch_stack", None)
+_TRANSFORMS = getattr(getattr(torch._C, "_functorch", None), "peek_interpreter_stack", None)
+
+
+def _eager(*tensors) -> bool:
+    """Whether the eager path may run: plain tensors, no compiler, tracing mode or transform."""
+    if _DISPATCH_DEPTH is None or _TRANSFORMS is None:
+        return False
+    if torch.compiler.is_compiling() or _DISPATCH_DEPTH() or _TRANSFORMS() is not None:
+        return False
+    return all(t is None or type(t) in _PLAIN for t in tensors)
+
+
+def _autocast_float32(device_type: str, *tensors):
+    """The op's autocast rule, for the eager path: under autocast on the tensors' device, floating
+    tensors other than float64 are cast to float32 (torch.library.register_autocast's rule)."""
+    return tuple(t.float() if t is not None and t.is_floating_point() and t.dtype != torch.float64 else t
+                 for t in tensors)
+
+
+def _call_swav(output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes):
+    if not _eager(output, queue):
+        return _swav_loss(output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes)
+    device_type = output.device.type
+    if torch.is_autocast_enabled(device_type):
+        output, queue = _autocast_float32(device_type, output, queue)
+        with torch.autocast(device_type, enabled=False):
+            return _SwAVLossFunction.apply(output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes)
+    return _SwAVLossFunction.apply(output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes)
+
+
+def _call_dino(student, teacher, center, teacher_temp, n_crops, scale, return_labels):
+    if not _eager(student, teacher, center):
+        return _dino_loss(student, teacher, center, teacher_temp, n_crops, scale, return_labels)
+    device_type = student.device.type
+    if torch.is_autocast_enabled(device_type):
+        student, teacher, center = _autocast_float32(device_type, student, teacher, center)
+        with torch.autocast(device_type, enabled=False):
+            return _DINOLossFunction.apply(student, teacher, center, teacher_temp, n_crops, scale, return_labels)
+    return _DINOLossFunction.apply(student, teacher, center, teacher_temp, n_crops, scale, return_labels)
 
 
 # ============================================================================ SwAV
@@ -352,8 +446,8 @@ class SwAVLoss(nn.Module):
                 raise ValueError(f"queue must have shape ({expected[0]}, L, {expected[1]}), got {tuple(queue.shape)}")
             queue = queue.detach()
         want_codes = self.keep_codes or self.recorder is not None
-        total, _, codes, mu, err, log_z = _swav_loss(output, self.crops_for_assign, self.n_crops, self.epsilon,
-                                              self.sinkhorn_iterations, 1.0 / self.temperature, queue, want_codes)
+        loss, _, codes, mu, err, log_z = _call_swav(output, self.crops_for_assign, self.n_crops, self.epsilon,
+                                                    self.sinkhorn_iterations, 1.0 / self.temperature, queue, want_codes)
         if self.keep_codes:
             self.last_codes = codes
         if self.recorder is not None:
@@ -361,7 +455,7 @@ class SwAVLoss(nn.Module):
             self.recorder._measure_from_loss(
                 output.detach()[crop * batch:(crop + 1) * batch], codes[:batch], mu[0], err[0], self.epsilon,
                 log_z[:batch] if log_z.numel() else None)
-        return total / (len(self.crops_for_assign) * (self.n_crops - 1) * batch)
+        return loss
 
 
 # ============================================================================ DINO
@@ -469,14 +563,13 @@ class DINOLoss(nn.Module):
             raise ValueError(f"epoch must be an int in [0, nepochs={len(self.teacher_temp_schedule)}), got {epoch!r}")
         temp = self.teacher_temp_schedule[epoch]
         teacher = teacher_output.detach()
-        total, _, labels, log_z = _dino_loss(student_output, teacher, self.center.detach(), temp, self.ncrops,
-                                      1.0 / self.student_temp, self.recorder is not None)
-        n_terms = 2 * (self.ncrops - 1)
+        loss, _, labels, log_z = _call_dino(student_output, teacher, self.center.detach(), temp, self.ncrops,
+                                            1.0 / self.student_temp, self.recorder is not None)
         if self.recorder is not None:
             self.recorder._measure_from_loss(teacher[:batch], labels[:batch], -self.center[0].detach(), None, temp,
                                              log_z[:batch])
         self.update_center(teacher)
-        return total / (n_terms * batch)
+        return loss
 
     @torch.no_grad()
     def update_center(self, teacher_output: Tensor) -> None:

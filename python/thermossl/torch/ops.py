@@ -10,7 +10,8 @@ dtypes: float32 and float64 are computed natively. float16 and bfloat16 are acce
 in the input dtype: on the CPU the row kernels read the half matrix itself (converted to float32
 in registers, no converted copy of the input), compute in float32 and write float32; the op casts
 the results to the input dtype (per-row results: a vector; matrix results — gibbs, softmax,
-log_softmax, the entropy gradient — one pass over the output). ``sinkhorn`` and CUDA tensors
+log_softmax, the entropy gradient — one pass over the output). ``sinkhorn`` reads CPU half
+input the same way (its q is cast to the input dtype: one pass over the output). CUDA tensors
 still convert half input to float32 first (one pass). Integer and bool input of ``logsumexp``/``softmax``/``log_softmax`` computes in the
 default float dtype, as torch's own. Under ``torch.autocast`` every op runs in float32 (the
 policy of torch's softmax family) and returns float32.
@@ -446,7 +447,8 @@ def _sinkhorn(E: Tensor, T: float, T_tensor: Optional[Tensor], n_iter: int, tol:
     from .. import _status
 
     T = _resolve_T(T, T_tensor)
-    a = _kernel_input(E)
+    a = _row_input(E)  # CPU half input is read by the solver itself (float32 vectors and q)
+    dtype = _kernel_dtype(a.dtype)
     n, k = a.shape
     vectors = []
     for v, name, length in ((w, "w", n), (c, "c", k)):
@@ -457,15 +459,15 @@ def _sinkhorn(E: Tensor, T: float, T_tensor: Optional[Tensor], n_iter: int, tol:
             total = float(v.sum())
             if abs(total - 1.0) > 1e-6:
                 raise ValueError(f"{name} must sum to 1, got {total!r}")
-            v = v.to(a.dtype).contiguous()
+            v = v.to(dtype).contiguous()
         vectors.append(v)
     if mu0 is not None:
         if not bool(torch.isfinite(mu0).all()):
             raise ValueError("mu0 must be finite")
-        mu0 = mu0.to(a.dtype).contiguous()
-    f = torch.empty(n, dtype=a.dtype, device=a.device)
-    mu = torch.empty(k, dtype=a.dtype, device=a.device)
-    q = torch.empty((n, k), dtype=a.dtype, device=a.device)
+        mu0 = mu0.to(dtype).contiguous()
+    f = torch.empty(n, dtype=dtype, device=a.device)
+    mu = torch.empty(k, dtype=dtype, device=a.device)
+    q = torch.empty((n, k), dtype=dtype, device=a.device)
     charges = torch.empty(k, dtype=torch.float64, device=a.device)
     iterations, err, converged, status, index = _kernels.sinkhorn(
         a, T, vectors[0], vectors[1], mu0, n_iter, tol, max_iter, f, mu, q, charges, energy_sign=energy_sign
