@@ -1,0 +1,208 @@
+"""LedgerRecorder's chained path (``index=``) and SeLaLabels' arguments against independent
+references (issue 20, mutation testing of thermossl.torch).
+
+The recorder's ``index=`` path hands the batch to ``thermossl.demon.Demon`` with the caller's
+codes (or its reservoir's labels) chained per sample id. Its books are compared here, field by
+field, with the numpy reference of tests/test_reference_ledger.py (which never calls thermossl):
+a run over overlapping batches of ids, so that chaining changes the ledger, with codes given
+with and without their potentials, temperature and charge error, and with labels from the
+recorder's own reservoir.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import thermossl.torch as tt  # noqa: E402
+from thermossl import reservoirs  # noqa: E402
+from thermossl.demon import LEDGER_FIELDS  # noqa: E402
+from test_reference_ledger import T, SinkhornLabels, drifting_scores, reference_run  # noqa: E402
+
+N_IDS, B, K = 30, 20, 6
+FIELDS = [f for f in LEDGER_FIELDS if f != "t" and not f.startswith("res_")]
+
+
+class CenteredLabels:
+    """Reference labels with mu in the gauge mean_y mu_y = 0 and the charge error of the
+    unweighted charges, sum_y |mean_i q_iy - 1/K| (what the recorder books for given codes)."""
+
+    def __init__(self, inner, gauge=True):
+        self.inner, self.T, self.gauge = inner, inner.T, gauge
+
+    def __call__(self, E, w):
+        q, mu, _ = self.inner(E, w)
+        err = float(np.abs(q.mean(axis=0) - 1.0 / q.shape[1]).sum())
+        return q, (mu - mu.mean()) if self.gauge else mu, err
+
+
+def overlapping_cycles(seed, forbidden=False, steps=5):
+    """Batches of B of N_IDS ids, overlapping from one cycle to the next, drifting scores."""
+    rng = np.random.default_rng(seed)
+    E_all = drifting_scores(rng, n=N_IDS, k=K, steps=steps + 1, forbidden=forbidden)
+    cycles = []
+    for t in range(steps):
+        ids = np.sort(rng.choice(N_IDS, size=B, replace=False))
+        cycles.append((ids, E_all[t][ids], None, E_all[t + 1][ids]))
+    return cycles
+
+
+def assert_rows_match(ledger, rows, rtol=1e-9):
+    assert len(ledger) == len(rows)
+    for got, want in zip(ledger, rows):
+        for f in (f for f in FIELDS if f in want):
+            g, x = float(got[f]), float(want[f])
+            assert abs(g - x) <= rtol * max(abs(x), 1e-3), (got["t"], f, g, x)
+
+
+def uniform(n):
+    return np.full(n, 1.0 / n)
+
+
+@pytest.mark.parametrize("forbidden", [False, True])
+def test_given_codes_and_potentials_chained_by_id_match_the_reference(forbidden):
+    """Codes, mu, T' and the charge error passed in: the books are the reference's for exactly
+    those labels, chained per sample id. The recorder's own reservoir has another T', so a T'
+    or codes not passed on would change the books."""
+    Tl = 0.07
+    cycles = overlapping_cycles(1, forbidden)
+    ref = CenteredLabels(SinkhornLabels(Tl))
+    rows, _, _, labels = reference_run(cycles, uniform(B), ref)
+    rec = tt.LedgerRecorder(T=T, reservoir=reservoirs.swav(T=0.5))
+    for (ids, E, _, E_after), (q, mu), row in zip(cycles, labels, rows):
+        errs = 0.01 * (row["t"] + 1)
+        label = rec.measure(torch.from_numpy(-E), torch.from_numpy(q), index=ids,
+                            mu=torch.from_numpy(mu), T_label=Tl, charge_err=errs)
+        assert label.method == "given" and label.T == Tl
+        np.testing.assert_array_equal(label.q, q)
+        assert rec.recording
+        rec.feedback(torch.from_numpy(-E_after))
+        assert not rec.recording
+        row["charge_err"] = errs  # the error passed in is booked as given
+    assert_rows_match(rec.ledger, rows)
+    # chaining mattered: the books of labels that start from the Gibbs state every cycle differ
+    unchained, _, _, _ = reference_run(cycles, uniform(B), ref, chain=False)
+    assert abs(unchained[-1]["U_start"] - rows[-1]["U_start"]) > 1e-3
+
+
+@pytest.mark.parametrize("forbidden", [False, True])
+def test_given_codes_alone_get_their_potentials_estimated_and_the_reservoirs_temperature(forbidden):
+    """Codes only: mu is estimated from the codes, mu_y = mean_i (T' log q_iy + E_iy) over the
+    allowed states in the gauge mean_y mu_y = 0 (exact for a GGE of the scores without forbidden
+    states), T' is the reservoir's, and the charge error that of the codes' unweighted charges."""
+    Tl = 0.08
+    cycles = overlapping_cycles(2, forbidden)
+    ref = CenteredLabels(SinkhornLabels(Tl, n_iter=4))  # not balanced: a charge error to book
+    rows, _, _, labels = reference_run(cycles, uniform(B), ref)
+    rec = tt.LedgerRecorder(T=T, reservoir=reservoirs.swav(T=Tl))
+    for (ids, E, _, E_after), (q, mu), row in zip(cycles, labels, rows):
+        label = rec.measure(torch.from_numpy(-E), torch.from_numpy(q), index=ids)
+        if forbidden:
+            # the estimate over each state's allowed samples (a forbidden state, E = inf, q = 0,
+            # does not enter its column's mean)
+            allowed = np.isfinite(E)
+            terms = np.where(allowed, Tl * np.log(np.where(allowed, q, 1.0)) + np.where(allowed, E, 0.0), 0.0)
+            estimate = terms.sum(axis=0) / allowed.sum(axis=0)
+            estimate = estimate - estimate.mean()
+            assert np.abs(estimate - mu).max() > 1e-4  # not the exact mu here
+            # the booked Sigma and mu summary follow the estimate
+            N_prev = uniform(B) @ row["_q_prev"]
+            row["Sigma"] += float((estimate - mu) @ (row["_N"] - N_prev)) / Tl
+            mu = estimate
+            row["mu_min"], row["mu_max"], row["mu_mean"] = mu.min(), mu.max(), mu.mean()
+        np.testing.assert_allclose(label.mu, mu, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(label.charges, q.mean(axis=0), rtol=1e-14)
+        rec.feedback(torch.from_numpy(-E_after))
+    assert min(r["charge_err"] for r in rows) > 1e-6
+    assert_rows_match(rec.ledger, rows)
+
+
+def test_chained_labels_from_the_recorders_reservoir_match_the_reference():
+    """No codes: the recorder's reservoir labels every batch (Sinkhorn to tolerance), chained per
+    id, cycle after cycle — the same books as the reference's."""
+    Tl = 0.1
+    cycles = overlapping_cycles(3)
+    rows, _, _, labels = reference_run(cycles, uniform(B), SinkhornLabels(Tl))
+    rec = tt.LedgerRecorder(T=T, reservoir=reservoirs.sela(T=Tl, tol=1e-13))
+    for (ids, E, _, E_after), (q, _) in zip(cycles, labels):
+        label = rec.measure(torch.from_numpy(-E), index=ids)
+        assert label.method != "given"
+        np.testing.assert_allclose(label.q, q, rtol=0, atol=1e-10)
+        rec.feedback(torch.from_numpy(-E_after))
+    for row in rows:  # the reservoir's own error at its stop, not the reference's
+        row.pop("charge_err")
+    assert_rows_match(rec.ledger, rows)
+    assert all(0 <= r["charge_err"] <= 1e-13 for r in rec.ledger)
+
+
+def test_a_failed_chained_measurement_leaves_no_codes_behind():
+    """Codes handed over for a measurement that fails (a bad index) are not used by the next one."""
+    Tl = 0.1
+    cycles = overlapping_cycles(4, steps=2)
+    rows, _, _, labels = reference_run(cycles, uniform(B), SinkhornLabels(Tl))
+    rec = tt.LedgerRecorder(T=T, reservoir=reservoirs.sela(T=Tl, tol=1e-13))
+    ids, E, _, E_after = cycles[0]
+    wrong = torch.from_numpy(np.full_like(E, 1.0 / K))
+    with pytest.raises(ValueError, match="index"):
+        rec.measure(torch.from_numpy(-E), wrong, index=ids[:-1])
+    assert not rec.recording and len(rec.ledger) == 0
+    for (ids, E, _, E_after), (q, _) in zip(cycles, labels):
+        label = rec.measure(torch.from_numpy(-E), index=ids)
+        np.testing.assert_allclose(label.q, q, rtol=0, atol=1e-10)
+        rec.feedback(torch.from_numpy(-E_after))
+    assert len(rec.ledger) == 2
+
+
+@pytest.mark.parametrize("bad, error, message", [
+    (np.zeros((B, K)), TypeError, "scores must be a torch.Tensor, got ndarray"),
+    (torch.zeros(B), ValueError, r"scores must be 2-D \(batch, prototypes\), got ndim=1"),
+])
+def test_chained_measurement_names_the_scores(bad, error, message):
+    rec = tt.LedgerRecorder(T=T)
+    with pytest.raises(error, match=f"^{message}$"):
+        rec.measure(bad, index=np.arange(B))
+
+
+def test_reset_starts_new_books_and_forgets_the_chained_labels():
+    """reset(): empty ledger, step count 0, nothing pending; the next chained measurement starts
+    from the Gibbs state (its books equal a fresh recorder's)."""
+    Tl = 0.1
+    cycles = overlapping_cycles(5, steps=3)
+    fresh_rows, _, _, _ = reference_run(cycles[1:], uniform(B), SinkhornLabels(Tl))
+    rec = tt.LedgerRecorder(T=T, reservoir=reservoirs.sela(T=Tl, tol=1e-13), every=1)
+    ids, E, _, E_after = cycles[0]
+    rec.measure(torch.from_numpy(-E), index=ids)
+    rec.feedback(torch.from_numpy(-E_after))
+    rec.measure(torch.from_numpy(-cycles[1][1]), index=cycles[1][0])  # pending when reset
+    assert repr(rec) == f"LedgerRecorder(T={T:g}, every=1, cycles=1)"
+    rec.reset()
+    assert rec.steps == 0 and not rec.recording and len(rec.ledger) == 0
+    assert rec.work_per_sample is None and rec.heat_per_sample is None
+    assert repr(rec) == f"LedgerRecorder(T={T:g}, every=1, cycles=0)"
+    for ids, E, _, E_after in cycles[1:]:
+        rec.measure(torch.from_numpy(-E), index=ids)
+        rec.feedback(torch.from_numpy(-E_after))
+    for row in fresh_rows:
+        row.pop("charge_err")
+    assert_rows_match(rec.ledger, fresh_rows)
+
+
+# ----------------------------------------------------------------------------- SeLaLabels
+@pytest.mark.parametrize("T_bad", [0, 0.0, -0.5, math.inf, math.nan, "0.1", None])
+def test_sela_labels_refuse_a_temperature_that_is_not_finite_and_positive(T_bad):
+    with pytest.raises(ValueError, match=rf"^T must be a finite number > 0, got {re.escape(repr(T_bad))}$"):
+        tt.SeLaLabels(T=T_bad)
+
+
+def test_sela_labels_stop_at_1000_iterations_by_default():
+    """An unreachable tolerance: update() stops after max_iter = 1000 iterations, not converged."""
+    g = torch.Generator().manual_seed(0)
+    sela = tt.SeLaLabels(tol=1e-300, relaxation=1.0)
+    sela.update(torch.randn(40, 6, generator=g, dtype=torch.float64) * 3)
+    assert sela.n_iter == 1000 and not sela.converged and sela.err > 1e-300
+
+
