@@ -140,3 +140,21 @@ def test_a_member_whose_data_fail_their_crc_is_named(tmp_path):
 
 
 
+
+# ----------------------------------------------------------------------------- fixed weights
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_demon_keeps_a_copy_of_its_weights(dtype):
+    """Weights changed in place by the caller after the demon was made do not change its books:
+    the cycle's U_measured = sum_i w_i sum_y q_iy E_iy with the weights given (numpy)."""
+    rng = np.random.default_rng(3)
+    n, k = 10, 4
+    w = rng.uniform(0.2, 1.0, n)
+    w = (w / w.sum()).astype(dtype)
+    given = w.astype(np.float64)
+    E = rng.normal(size=(n, k))
+    d = Demon(0.1, reservoirs.sela(tol=1e-7), w=w)
+    w[:] = w[::-1].copy()  # the caller reuses the array
+    q = d.measure(E).q
+    row = d.feedback(E * 0.9)
+    assert row["U_measured"] == pytest.approx(float(given @ (q * E).sum(axis=1)), rel=1e-13)
+    assert abs(float(w.astype(np.float64) @ (q * E).sum(axis=1)) - row["U_measured"]) > 1e-6
