@@ -31,12 +31,13 @@ class CenteredLabels:
     """Reference labels with mu in the gauge mean_y mu_y = 0 and the charge error of the
     unweighted charges, sum_y |mean_i q_iy - 1/K| (what the recorder books for given codes)."""
 
-    def __init__(self, inner, gauge=True):
-        self.inner, self.T, self.gauge = inner, inner.T, gauge
+    def __init__(self, inner, gauge=True, weighted=False):
+        self.inner, self.T, self.gauge, self.weighted = inner, inner.T, gauge, weighted
 
     def __call__(self, E, w):
         q, mu, _ = self.inner(E, w)
-        err = float(np.abs(q.mean(axis=0) - 1.0 / q.shape[1]).sum())
+        charges = w @ q if self.weighted else q.mean(axis=0)
+        err = float(np.abs(charges - 1.0 / q.shape[1]).sum())
         return q, (mu - mu.mean()) if self.gauge else mu, err
 
 
@@ -51,12 +52,15 @@ def overlapping_cycles(seed, forbidden=False, steps=5):
     return cycles
 
 
-def assert_rows_match(ledger, rows, rtol=1e-9):
+def assert_rows_match(ledger, rows, rtol=1e-9, residuals=False):
     assert len(ledger) == len(rows)
     for got, want in zip(ledger, rows):
         for f in (f for f in FIELDS if f in want):
             g, x = float(got[f]), float(want[f])
             assert abs(g - x) <= rtol * max(abs(x), 1e-3), (got["t"], f, g, x)
+        if residuals:  # THEORY.md's identities hold on the books: every residual near rounding
+            for f in (f for f in LEDGER_FIELDS if f.startswith("res_")):
+                assert abs(got[f]) <= 1e-9 and abs(want[f]) <= 1e-9, (got["t"], f, got[f], want[f])
 
 
 def uniform(n):
@@ -189,6 +193,96 @@ def test_reset_starts_new_books_and_forgets_the_chained_labels():
     for row in fresh_rows:
         row.pop("charge_err")
     assert_rows_match(rec.ledger, fresh_rows)
+
+
+# ----------------------------------------------------------------------------- the fused path
+def weights(weighted):
+    if not weighted:
+        return None
+    w = np.random.default_rng(7).uniform(0.2, 1.8, B)
+    return w / w.sum()
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("given", ["codes", "codes+mu", "codes+mu+log_z"])
+@pytest.mark.parametrize("swapped", [False, True])
+def test_fused_books_of_given_codes_match_the_reference(weighted, given, swapped):
+    """Without index= the recorder keeps the books itself (fused passes, every batch starting from
+    its Gibbs state at T): the same rows as the numpy reference without chaining, with fixed
+    sample weights or uniform ones, codes with or without their (shifted) potentials and the
+    log-partition function of their GGE, the work counted on another view or the measured one;
+    the per-sample work and heat of the last cycle too."""
+    Tl = 0.06
+    w = weights(weighted)
+    w_ref = uniform(B) if w is None else w
+    rng = np.random.default_rng(8)
+    cycles = overlapping_cycles(6)
+    if swapped:
+        cycles = [(ids, E, E + 0.05 * rng.normal(size=E.shape), E_a) for ids, E, _, E_a in cycles]
+    inner = SinkhornLabels(Tl, n_iter=4) if given == "codes" else SinkhornLabels(Tl)
+    ref = CenteredLabels(inner, weighted=True)
+    rows, work, heat, labels = reference_run(cycles, w_ref, ref, chain=False)
+    rec = tt.LedgerRecorder(T=T, reservoir=reservoirs.swav(T=Tl), w=w)
+    for (ids, E, E_b, E_a), (q, mu) in zip(cycles, labels):
+        kwargs = {}
+        if given != "codes":
+            kwargs["mu"] = torch.from_numpy(mu + 0.3)  # any gauge: the recorder centres mu
+        if given == "codes+mu+log_z":
+            # log Z of the GGE at the shifted mu; a wrong log Z would break the E2 identity
+            kwargs["log_z_label"] = torch.from_numpy(log_partition(E, Tl, mu) + 0.3 / Tl)
+        label = rec.measure(torch.from_numpy(-E), torch.from_numpy(q), **kwargs)
+        np.testing.assert_allclose(label.mu, mu, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(label.charges, w_ref @ q, rtol=1e-12)
+        assert label.T == Tl and label.method == "given"
+        before = None if E_b is None else torch.from_numpy(-E_b)
+        rec.feedback(torch.from_numpy(-E_a), before)
+    assert_rows_match(rec.ledger, rows, residuals=True)
+    np.testing.assert_allclose(rec.work_per_sample, work, rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(rec.heat_per_sample, heat, rtol=1e-10, atol=1e-15)
+
+
+def log_partition(E, temperature, mu):
+    x = (mu - E) / temperature
+    top = x.max(axis=1)
+    return top + np.log(np.exp(x - top[:, None]).sum(axis=1))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fused_books_of_the_recorders_reservoir_match_the_reference(weighted):
+    """No codes, no index: the reservoir labels each batch (SeLa to tolerance, with the fixed
+    weights), the books are the reference's without chaining."""
+    Tl = 0.1
+    w = weights(weighted)
+    w_ref = uniform(B) if w is None else w
+    cycles = overlapping_cycles(9, steps=4)
+    rows, work, _, labels = reference_run(cycles, w_ref, SinkhornLabels(Tl), chain=False)
+    rec = tt.LedgerRecorder(T=T, reservoir=reservoirs.sela(T=Tl, tol=1e-13), w=w)
+    for (ids, E, _, E_a), (q, _) in zip(cycles, labels):
+        label = rec.measure(torch.from_numpy(-E))
+        np.testing.assert_allclose(label.q, q, rtol=0, atol=1e-10)
+        rec.feedback(torch.from_numpy(-E_a))
+    for row in rows:
+        row.pop("charge_err")
+    assert_rows_match(rec.ledger, rows, residuals=True)
+    assert all(0 <= r["charge_err"] <= 1e-13 for r in rec.ledger)
+    np.testing.assert_allclose(rec.work_per_sample, work, rtol=1e-9, atol=1e-15)
+
+
+@pytest.mark.parametrize("flush_every", [1, 2, 64])
+def test_deferred_books_on_the_cpu_match_the_reference(flush_every):
+    """deferred=True on the CPU: feedback returns None, the rows reach the ledger in batches of
+    flush_every (and all of them when the ledger is read), equal to the reference's."""
+    Tl = 0.06
+    cycles = overlapping_cycles(10, steps=5)
+    ref = CenteredLabels(SinkhornLabels(Tl, n_iter=4))
+    rows, _, _, labels = reference_run(cycles, uniform(B), ref, chain=False)
+    rec = tt.LedgerRecorder(T=T, reservoir=reservoirs.swav(T=Tl), deferred=True, flush_every=flush_every)
+    for t, ((ids, E, _, E_a), (q, _)) in enumerate(zip(cycles, labels)):
+        label = rec.measure(torch.from_numpy(-E), torch.from_numpy(q))
+        assert isinstance(label.mu, torch.Tensor) and isinstance(label.q, torch.Tensor)
+        assert rec.feedback(torch.from_numpy(-E_a)) is None
+        assert len(rec.demon.ledger) == (t + 1) // flush_every * flush_every
+    assert_rows_match(rec.ledger, rows, residuals=True)
 
 
 # ----------------------------------------------------------------------------- SeLaLabels
