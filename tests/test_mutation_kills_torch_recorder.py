@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -300,3 +301,52 @@ def test_sela_labels_stop_at_1000_iterations_by_default():
     assert sela.n_iter == 1000 and not sela.converged and sela.err > 1e-300
 
 
+
+
+LIMIT_TEXT = "sinkhorn did not converge in max_iter={limit} iterations: charge error {err:.3e} > tol={tol:g}"
+
+
+def test_sela_labels_warn_at_the_callers_line_when_not_converged():
+    """max_iter reached: a RuntimeWarning with the iteration limit, the charge error of the
+    returned labels (numpy) and the tolerance, pointing at the line that called update()."""
+    import warnings
+
+    from helpers import warning_frames_as_without_mutmut
+
+    g = torch.Generator().manual_seed(1)
+    scores = torch.randn(40, 6, generator=g, dtype=torch.float64) * 3
+    sela = tt.SeLaLabels(tol=1e-9, max_iter=7, relaxation=1.0)
+    with warnings.catch_warnings(record=True) as caught, warning_frames_as_without_mutmut():
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        q = sela.update(scores)
+    err = float(np.abs(q.numpy().mean(axis=0) - 1 / 6).sum())
+    assert sela.n_iter == 7 and not sela.converged and sela.err == pytest.approx(err, rel=1e-9)
+    assert [(str(w.message), w.category, w.filename, w.lineno) for w in caught] == [
+        (LIMIT_TEXT.format(limit=7, err=sela.err, tol=1e-9), RuntimeWarning, __file__, line)]
+
+
+def test_sela_labels_name_the_bad_row():
+    scores = torch.randn(6, 4, dtype=torch.float64)
+    scores[4, 1] = math.nan
+    with pytest.raises(ValueError, match=r"^E contains NaN \(row 4\)"):
+        tt.SeLaLabels().update(scores)
+
+
+def test_float32_sela_labels_warm_start_from_their_own_potentials():
+    """dtype=float32: the second update starts from the first's mu (kept as float64 numpy) and
+    reaches the same labels as a cold float32 solve, in fewer iterations."""
+    g = torch.Generator().manual_seed(2)
+    scores = torch.randn(300, 8, generator=g, dtype=torch.float64) * 2
+    sela = tt.SeLaLabels(dtype=torch.float32, tol=1e-5)
+    sela.update(scores)
+    assert sela.q.dtype == torch.float32 and sela.mu.dtype == np.float64
+    moved = scores * 1.001
+    q_warm = sela.update(moved)
+    warm_iterations = sela.n_iter
+    cold = tt.SeLaLabels(dtype=torch.float32, tol=1e-5)
+    q_cold = cold.update(moved)
+    assert warm_iterations < cold.n_iter
+    torch.testing.assert_close(q_warm, q_cold, rtol=0, atol=1e-3)
+    ref = np.asarray(q_warm, dtype=np.float64)
+    assert np.abs(ref.mean(axis=0) - 1 / 8).sum() <= 2e-5
