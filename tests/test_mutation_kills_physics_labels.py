@@ -158,3 +158,33 @@ def test_the_demon_keeps_a_copy_of_its_weights(dtype):
     row = d.feedback(E * 0.9)
     assert row["U_measured"] == pytest.approx(float(given @ (q * E).sum(axis=1)), rel=1e-13)
     assert abs(float(w.astype(np.float64) @ (q * E).sum(axis=1)) - row["U_measured"]) > 1e-6
+
+
+# ----------------------------------------------------------------------------- energies named in errors
+class UniformLabels(reservoirs.Reservoir):
+    """A reservoir that accepts any energies: uniform labels (so the demon's own passes meet them)."""
+
+    T = 1.0
+
+    def assign(self, E, w=None):
+        n, k = np.shape(E)
+        q = np.full((n, k), 1.0 / k)
+        return reservoirs.LabelState(q=q, mu=np.zeros(k), charges=q.mean(axis=0), charge_err=0.0, T=1.0,
+                                     method="uniform")
+
+
+def test_an_infinite_score_is_named_after_the_energies_it_is_in():
+    rng = np.random.default_rng(4)
+    E = rng.normal(size=(5, 3))
+    bad = E.copy()
+    bad[2, 1] = -np.inf
+    d = Demon(0.1, UniformLabels())
+    with pytest.raises(ValueError, match=r"^E contains -inf \(an infinite score\) or E/T overflows in row 2"):
+        d.measure(bad)
+    d = Demon(0.1, UniformLabels())  # labels before given: the demon's own ledger pass meets the -inf first
+    with pytest.raises(ValueError, match=r"^E contains -inf \(an infinite score\) or E/T overflows in row 2"):
+        d.measure(bad, q_before=np.full((5, 3), 1 / 3))
+    d = Demon(0.1, UniformLabels())
+    d.measure(E)
+    with pytest.raises(ValueError, match=r"^E_after contains -inf \(an infinite score\) or E/T overflows in row 2; energies must be > -inf$"):
+        d.feedback(bad)
