@@ -179,3 +179,27 @@ def test_repr_counts_the_deferred_cycles():
     assert len(rec.demon.ledger) == 0 and rec.steps == 6
     assert repr(rec) == "LedgerRecorder(T=0.5, every=3, cycles=2)"
     assert len(rec.ledger) == 2 and repr(rec) == "LedgerRecorder(T=0.5, every=3, cycles=2)"
+
+
+def test_a_second_measure_without_feedback_is_refused_with_its_message():
+    rec = tt.LedgerRecorder(T=0.1)
+    rec.measure(torch.zeros(4, 3))
+    exactly(RuntimeError, "measure() called twice without feedback(): complete the recorded cycle first",
+            rec.measure, torch.zeros(4, 3))
+
+
+def test_float32_scores_get_the_reservoirs_labels_in_float32():
+    """No codes, float32 scores: the reservoir's labels come back in the scores' dtype and the
+    books match the float64 books of the same values to float32 rounding."""
+    rng = np.random.default_rng(12)
+    s = rng.normal(size=(B, K)).astype(np.float32)
+    s_after = rng.normal(size=(B, K)).astype(np.float32)
+    rec32 = tt.LedgerRecorder(T=T, reservoir=reservoirs.sela(T=0.1, tol=1e-6))
+    label = rec32.measure(torch.from_numpy(s))
+    assert label.q.dtype == np.float32
+    row32 = rec32.feedback(torch.from_numpy(s_after))
+    rec64 = tt.LedgerRecorder(T=T, reservoir=reservoirs.sela(T=0.1, tol=1e-6))
+    rec64.measure(torch.from_numpy(s.astype(np.float64)))
+    row64 = rec64.feedback(torch.from_numpy(s_after.astype(np.float64)))
+    for f in ("U_measured", "W", "S_q", "D_before"):
+        assert row32[f] == pytest.approx(row64[f], rel=1e-4, abs=1e-5), f
