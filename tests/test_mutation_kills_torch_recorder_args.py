@@ -203,3 +203,14 @@ def test_float32_scores_get_the_reservoirs_labels_in_float32():
     row64 = rec64.feedback(torch.from_numpy(s_after.astype(np.float64)))
     for f in ("U_measured", "W", "S_q", "D_before"):
         assert row32[f] == pytest.approx(row64[f], rel=1e-4, abs=1e-5), f
+
+
+@pytest.mark.parametrize("index", [None, np.arange(B)])
+def test_a_given_charge_error_is_booked_as_given(index):
+    rng = np.random.default_rng(13)
+    E = rng.normal(size=(B, K))
+    q = gge(E, 0.1, np.zeros(K))
+    rec = tt.LedgerRecorder(T=T, reservoir=reservoirs.swav(T=0.1))
+    label = rec.measure(torch.from_numpy(-E), torch.from_numpy(q), index=index, charge_err=0.125)
+    assert label.charge_err == 0.125
+    assert rec.feedback(torch.from_numpy(-E))["charge_err"] == 0.125
