@@ -193,7 +193,7 @@ def test_one_demon_cycle_checks_each_array_once(checks, make):
         # come in (a reservoir is pluggable: its answer is checked where the demon takes it).
         assert checks.times("as_real_array", E) == 1
         assert checks.times("as_real_array", E_after) == 1
-        assert checks.times("probability_vector", w) == 1
+        assert checks.times("probability_vector", d._w) == 1  # the demon's copy of the user's w
         assert sorted(checks.names("as_real_array")) == ["E", "E_after", "labels", "mu", "w"]
         assert checks.names("probability_vector") == ["w"]
         # T' of the reservoir's answer, once; the demon's own T was checked by its constructor.

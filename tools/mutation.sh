@@ -4,6 +4,10 @@
 #   tools/mutation.sh                          # every group: generate, run, list the survivors
 #   GROUP=compat tools/mutation.sh            # one group (physics, compat, torch)
 #   GROUP=torch MODULES="torch/losses torch/ops" tools/mutation.sh   # a subset of a group's modules
+#   GROUP=torch MODULES=... tools/mutation.sh run 'thermossl.torch.sela*' ...
+#                                              # stage and generate all, run only the mutants named
+#                                              # (fnmatch patterns); a later run without names
+#                                              # resumes: mutmut skips mutants with a verdict
 #   GROUP=physics tools/mutation.sh results   # the verdicts of a group's last run again
 #   GROUP=physics tools/mutation.sh rerun 'thermossl.balancing.x__sinkhorn__mutmut_7*'
 #                                              # re-test those mutants against the current tests/
@@ -40,6 +44,7 @@ export OMP_NUM_THREADS=1 PYTHONDONTWRITEBYTECODE=1
 # test_compat_pot.py's side-by-side comparison with POT on 100 random problems instead of 300.
 export THERMOSSL_POT_PROBLEMS=${THERMOSSL_POT_PROBLEMS:-100}
 GROUP=${GROUP:-physics compat torch}  # (not GROUPS: bash owns that name)
+children=${MAX_CHILDREN:-2}  # mutmut's parallel workers
 action=${1:-run}
 [ $# -gt 0 ] && shift
 
@@ -112,7 +117,7 @@ for group in $GROUP; do
     rm -f "$stage/mutants/mutmut-stats.json"
     sed -i "s|^pytest_add_cli_args_test_selection = .*|pytest_add_cli_args_test_selection = [$(toml_list $(group_tests "$group"))]|" \
       "$stage/pyproject.toml"
-    (cd "$stage" && nice -n 10 "$root/$venv/bin/mutmut" run --max-children 2 "$@")
+    (cd "$stage" && nice -n 10 "$root/$venv/bin/mutmut" run --max-children "$children" "$@")
     continue
   fi
   modules=${MODULES:-$(group_modules "$group")}
@@ -145,5 +150,6 @@ addopts = ["--import-mode=importlib", "-ra"]
 pythonpath = ["tests"]
 TOML
   echo "== $group: $modules"
-  (cd "$stage" && nice -n 10 "$root/$venv/bin/mutmut" run --max-children 2 && "$root/$venv/bin/mutmut" results)
+  # shellcheck disable=SC2086
+  (cd "$stage" && nice -n 10 "$root/$venv/bin/mutmut" run --max-children "$children" "$@" && "$root/$venv/bin/mutmut" results)
 done

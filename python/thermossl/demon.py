@@ -675,7 +675,7 @@ class Demon:
     reservoir : thermossl.reservoirs.Reservoir
         Supplies the labels at its own temperature T'.
     w : array_like, shape (N,), optional
-        Fixed sample weights (default 1/N per batch).
+        Fixed sample weights (default 1/N per batch); the demon keeps a copy.
 
     Attributes
     ----------
@@ -697,7 +697,8 @@ class Demon:
         if not isinstance(reservoir, Reservoir):
             raise TypeError(f"reservoir must be a thermossl.reservoirs.Reservoir, got {type(reservoir).__name__}")
         self.reservoir = reservoir
-        self._w = None if w is None else np.asarray(w, dtype=np.float64)
+        # a copy: a caller reusing their weights array must not change the books of later cycles
+        self._w = None if w is None else np.array(w, dtype=np.float64)
         self.ledger = Ledger()
         self.work_per_sample: Optional[Float64Array] = None  # (N,) w_i sum_y q_iy (E'_iy - E_iy) of the last cycle
         self.heat_per_sample: Optional[Float64Array] = None  # (N,) w_i sum_y E_iy (q_iy - q_prev_iy) of the last cycle
