@@ -126,6 +126,31 @@ def test_given_codes_alone_get_their_potentials_estimated_and_the_reservoirs_tem
     assert_rows_match(rec.ledger, rows)
 
 
+def test_given_codes_chained_by_id_book_the_weighted_charges():
+    """With fixed sample weights, given codes on the index= path book the charges sum_i w_i q_iy
+    and their charge error, as the path without index= does (both against numpy)."""
+    Tl = 0.08
+    w = weights(True)
+    cycles = overlapping_cycles(4)
+    _, _, _, labels = reference_run(cycles, w, CenteredLabels(SinkhornLabels(Tl, n_iter=2), weighted=True))
+    chained = tt.LedgerRecorder(T=T, reservoir=reservoirs.swav(T=Tl), w=w)
+    fused = tt.LedgerRecorder(T=T, reservoir=reservoirs.swav(T=Tl), w=w)
+    for (ids, E, _, E_after), (q, _) in zip(cycles, labels):
+        want = w @ q
+        assert np.abs(want - q.mean(axis=0)).sum() > 1e-4  # the weights matter here
+        by_id = chained.measure(torch.from_numpy(-E), torch.from_numpy(q), index=ids)
+        by_batch = fused.measure(torch.from_numpy(-E), torch.from_numpy(q))
+        np.testing.assert_allclose(by_id.charges, want, rtol=1e-13)
+        np.testing.assert_allclose(by_batch.charges, want, rtol=1e-12)
+        err = float(np.abs(want - 1.0 / K).sum())
+        assert by_id.charge_err == pytest.approx(err, rel=1e-12)
+        assert float(by_batch.charge_err) == pytest.approx(err, rel=1e-12)
+        chained.feedback(torch.from_numpy(-E_after))
+        fused.feedback(torch.from_numpy(-E_after))
+    booked = [r["charge_err"] for r in chained.ledger]
+    np.testing.assert_allclose(booked, [r["charge_err"] for r in fused.ledger], rtol=1e-12)
+
+
 def test_chained_labels_from_the_recorders_reservoir_match_the_reference():
     """No codes: the recorder's reservoir labels every batch (Sinkhorn to tolerance), chained per
     id, cycle after cycle — the same books as the reference's."""

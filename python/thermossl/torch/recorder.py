@@ -40,6 +40,7 @@ are not a label state) raise ``ValueError`` at the flush, naming the cycle.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Optional, Union
 
 import numpy as np
@@ -237,7 +238,9 @@ class LedgerRecorder:
         mu : torch.Tensor or array_like, shape (K,), optional
             The codes' chemical potentials when known (Sinkhorn's mu; DINO's -center); otherwise they
             are estimated from the codes, mu_y = mean_i (T' log q_iy + E_iy) in the gauge
-            sum_y mu_y = 0 — exact when the codes are a GGE of these scores at T'.
+            sum_y mu_y = 0 — exact when the codes are a GGE of these scores at T' with every state
+            allowed (q > 0); where codes are 0 the mean runs over the finite terms only, and the
+            estimate is approximate.
         T_label : float, optional
             The label temperature T' of given codes (default: the reservoir's).
         charge_err : float, optional
@@ -297,15 +300,19 @@ class LedgerRecorder:
         q = (q if q.dtype in (torch.float32, torch.float64) else q.float()).cpu().numpy()
         T_label = float(self._labels.T if T_label is None else T_label)
         if mu is None:
-            with np.errstate(divide="ignore"):
+            with np.errstate(divide="ignore", invalid="ignore"):  # q = 0 at E = inf: nan, dropped below
                 terms = T_label * np.log(q.astype(np.float64)) + E
             terms[~np.isfinite(terms)] = np.nan
-            mu = np.nanmean(terms, axis=0)
+            with warnings.catch_warnings():  # a state forbidden in every row: mu 0, set below
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mu = np.nanmean(terms, axis=0)
             mu = np.where(np.isfinite(mu), mu, 0.0)
         else:
             mu = (mu.detach().cpu().numpy() if isinstance(mu, Tensor) else np.asarray(mu)).astype(np.float64)
         mu = mu - mu.mean()
-        charges = q.mean(axis=0, dtype=np.float64)
+        # The charges with the demon's sample weights, as Demon books them (sum_i w_i q_iy).
+        w = self.demon._sample_weights(q.shape[0])
+        charges = q.mean(axis=0, dtype=np.float64) if w is None else w @ q.astype(np.float64)
         if charge_err is None:
             charge_err = float(np.abs(charges - 1.0 / q.shape[1]).sum())
         return LabelState(q=q, mu=mu, charges=charges, charge_err=float(charge_err), T=T_label, method="given")
