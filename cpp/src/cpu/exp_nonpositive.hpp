@@ -25,6 +25,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #ifndef THERMOSSL_MADD
 #error "include isa_begin.hpp first: it defines THERMOSSL_MADD and the SIMD level of this build"
@@ -42,12 +43,26 @@ inline To bit_cast(const From& from) {
     return to;
 }
 
+/// v << kBits on the integer lanes of v (or a scalar), the bits shifted out dropped: done on
+/// unsigned lanes, where that is defined behaviour.
+template <int kBits, class I>
+inline I shift_left_wrapping(const I v) {
+    if constexpr (std::is_arithmetic<I>::value) {
+        using U = std::make_unsigned_t<I>;
+        return static_cast<I>(static_cast<U>(static_cast<U>(v) << kBits));
+    } else {
+        using U = std::make_unsigned_t<std::remove_reference_t<decltype(v[0])>>;
+        typedef U UV __attribute__((vector_size(sizeof(I))));
+        return (I)((UV)v << kBits);
+    }
+}
+
 /// exp_nonpositive for float lanes: V is float or a vector of floats (simd_vec.hpp), so the
 /// scalar function below and the explicit vector loops compute the same bits.
 template <class V>
 inline V exp_nonpositive_f32(const V x) {
     using I = decltype(bits_of_lanes(x));
-    const V lowest = lane_splat<V>(-87.0f);  // keeps 2^n normal (n >= -126)
+    const V lowest = lane_splat<V>(-86.9f);  // keeps the result normal (n >= -125, see below)
     const V round = lane_splat<V>(12582912.0f);  // 1.5 * 2^23
     // lowest > x ? lowest : x is one max instruction that passes a nan through (x86 max
     // returns its second operand when either is nan), so no separate nan test is needed.
@@ -68,9 +83,20 @@ inline V exp_nonpositive_f32(const V x) {
     poly = lane_fma(poly, r, lane_splat<V>(0.5f));
     poly = lane_fma(poly, r, lane_splat<V>(1.0f));
     poly = lane_fma(poly, r, lane_splat<V>(1.0f));
-    const I biased = (bits_of_lanes(t) + kBias) << 23;
-    const V two_n = floats_of_lanes<V>(biased);
-    const V result = poly * two_n;
+#if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
+    if constexpr (sizeof(V) == 64) {
+        // poly * 2^n in one instruction (vscalefps: exact scaling, no exponent-bit arithmetic),
+        // with the lanes where x < lowest zeroed by the same instruction's mask.
+        const __mmask16 keep = _mm512_cmp_ps_mask((__m512)x, (__m512)lowest, _CMP_NLT_UQ);  // nan kept
+        return (V)_mm512_maskz_scalef_ps(keep, (__m512)poly, (__m512)n);
+    }
+#endif
+    (void)kBias;
+    // 2^n placed in the exponent bits of poly by one integer add: bits(t) << 23 = n << 23 (the
+    // bits of `round` shift out), and poly in [0.70, 1.42] has biased exponent 126 or 127, so
+    // the sum stays a normal float for n >= -125 (x >= lowest = -86.9).
+    const I scaled = bits_of_lanes(poly) + shift_left_wrapping<23>(bits_of_lanes(t));
+    const V result = floats_of_lanes<V>(scaled);
     return x < lowest ? lane_splat<V>(0.0f) : result;  // nan < lowest is false: result is nan
 }
 

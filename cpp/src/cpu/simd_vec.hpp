@@ -372,6 +372,21 @@ inline double lane_sum(const W w) {
     }
 }
 
+/// How many times each lane's mask was set, in integer lanes (a set mask lane is -1, so the
+/// lanes count down: one integer subtraction per vector, no float flush); total() adds the lanes.
+template <class T>
+struct LaneCount {
+#if THERMOSSL_VECTOR_EXT
+    mask_t<T> minus_count{};
+    void add(const mask_t<T> m) { minus_count += m; }
+    double total() const { return -lane_sum(__builtin_convertvector(minus_count, wide_t<T>)); }
+#else
+    std::int64_t count = 0;
+    void add(const bool m) { count += m ? 1 : 0; }
+    double total() const { return static_cast<double>(count); }
+#endif
+};
+
 /// Lane-wise v > m ? v : m and v < m ? v : m: a nan in v keeps m (x86 max/min semantics).
 template <class V>
 inline V max_lanes(const V v, const V m) { return v > m ? v : m; }

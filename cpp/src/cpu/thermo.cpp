@@ -60,7 +60,7 @@ void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Expo
                         p_sums.part[0] += e;
                         p_sums.part[1] += select(positive, e * aj, zero);
                         p_sums.part[2] += select(positive, e * t, zero);
-                    });
+                    }, q_row);  // pass 3 reads q: from cache
                     z = p_sums[0];
                     ea = p_sums[1];
                     et = p_sums[2];
@@ -80,7 +80,7 @@ void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Expo
                         q_sums.part[2] += select(on, qj * log_p, zero);
                         q_sums.part[3] += select(on, qj * (log_q - log_p), zero);
                         q_sums.part[4] += qj;
-                    });
+                    }, ra.next_row(i));  // the next row's max pass: from cache
                     qa = q_sums[0];
                     qlogq = q_sums[1];
                     qlogp = q_sums[2];
