@@ -15,6 +15,7 @@
 // extensions (MSVC) get one-lane "vectors": the same code, scalar.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -232,6 +233,17 @@ inline vec_t<T> load_partial(const T* p, std::int64_t r, T fill) {
     } else {
         return (vec_t<T>)_mm512_mask_loadu_pd(_mm512_set1_pd(fill), static_cast<__mmask8>(k16), p);
     }
+#elif THERMOSSL_VECTOR_EXT && defined(THERMOSSL_ISA_AVX2)
+    // vmaskmov load (fast on AMD and Intel; only its store form is slow on AMD) and a blend of the
+    // fill: no scalar copies through a stack buffer, whose vector reload waits on store forwarding
+    const mask_t<T> valid = first_lanes<T>(r);
+    if constexpr (std::is_same<T, float>::value) {
+        const vec_t<T> v = (vec_t<T>)_mm256_maskload_ps(p, (__m256i)valid);
+        return select(valid, v, splat<vec_t<T>>(fill));
+    } else {
+        const vec_t<T> v = (vec_t<T>)_mm256_maskload_pd(p, (__m256i)valid);
+        return select(valid, v, splat<vec_t<T>>(fill));
+    }
 #else
     T buffer[Vec<T>::kLanes];
     for (int l = 0; l < Vec<T>::kLanes; ++l) buffer[l] = l < r ? p[l] : fill;
@@ -242,9 +254,27 @@ inline vec_t<T> load_partial(const T* p, std::int64_t r, T fill) {
 /// Loads r < kLanes doubles into the first double lanes of wide_t<T>; the others are 0.
 template <class T>
 inline wide_t<T> load_wide_partial(const double* p, std::int64_t r) {
+#if THERMOSSL_VECTOR_EXT && (defined(THERMOSSL_ISA_AVX512) || defined(THERMOSSL_ISA_AVX2))
+    // masked loads, one register (8 / 4 doubles) at a time: no stack buffer (its vector reload
+    // would wait on store forwarding)
+    constexpr int kPer = kVectorBytes / 8;
+    wide_t<T> w;
+    for (int h = 0; h < Vec<T>::kLanes / kPer; ++h) {
+        const std::int64_t in_h = std::max<std::int64_t>(0, std::min<std::int64_t>(kPer, r - h * kPer));
+#if defined(THERMOSSL_ISA_AVX512)
+        const __m512d part = _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << in_h) - 1u), p + h * kPer);
+#else
+        const __m256i idx = _mm256_set_epi64x(3, 2, 1, 0);
+        const __m256d part = _mm256_maskload_pd(p + h * kPer, _mm256_cmpgt_epi64(_mm256_set1_epi64x(in_h), idx));
+#endif
+        std::memcpy(reinterpret_cast<char*>(&w) + h * kVectorBytes, &part, kVectorBytes);
+    }
+    return w;
+#else
     double buffer[Vec<T>::kLanes] = {};
     std::memcpy(buffer, p, static_cast<std::size_t>(r) * sizeof(double));
     return load<wide_t<T>>(buffer);
+#endif
 }
 
 /// Stores the first r < kLanes lanes of v to p.
