@@ -3,7 +3,9 @@
 // AVX-512/AVX2/SSE2), so the row kernels' explicit vector loops and the scalar
 // exp_nonpositive(float/double) that `omp simd` loops vectorise compute the same bits, without
 // -ffast-math and without libmvec. Per vector: 1 max (clamp), 2 for n, 1-2 FMA for r, 6 (float)
-// or 11 (double) FMA, 2 integer ops for 2^n, 1 multiply, 1 select (underflow).
+// or 11 (double) FMA, then the scale by 2^n: float, 2 integer ops (2^n added to the exponent
+// bits of the polynomial; at AVX-512 one vscalefps), double, 2 integer ops and 1 multiply; and
+// 1 select (underflow; at AVX-512 float the zeroing mask of vscalefps).
 //
 // Method: reduction x = n ln2 + r, |r| <= ln2/2 (n rounded by the 1.5 * 2^(mantissa bits) trick,
 // so no float->int conversion is needed: AVX2 has none for int64), then a polynomial for e^r
@@ -18,8 +20,8 @@
 //   double: degree 11, truncation 9.9e-18 relative (0.09 ulp) (Taylor needed degree 13); the
 //           reduction always takes the two-constant split (ln2 rounded to double would cost
 //           |n| 2^-53 relative, up to 1e-14 at n = -1022).
-// Special values: exp(-inf) = 0, nan -> nan; results below the smallest normal number
-// (x < -87 for float, x < -708 for double) are flushed to 0. Arguments > 0 are not supported
+// Special values: exp(-inf) = 0, nan -> nan; results near or below the smallest normal number
+// (x < -86.9 for float, x < -708 for double) are flushed to 0. Arguments > 0 are not supported
 // (callers clamp: every argument is x - max(x)).
 #pragma once
 
@@ -66,7 +68,7 @@ inline V exp_nonpositive_f32(const V x) {
     const V round = lane_splat<V>(12582912.0f);  // 1.5 * 2^23
     // lowest > x ? lowest : x is one max instruction that passes a nan through (x86 max
     // returns its second operand when either is nan), so no separate nan test is needed.
-    const V xc = lowest > x ? lowest : x;
+    const V xc = clamp_below(x, lowest);
     const V t = lane_fma(xc, lane_splat<V>(1.44269504088896341f), round);
     const V n = t - round;
     // 2^n: bits(t) - bits(round) = n, so bits(t) + kBias = n + 127, the biased exponent.
@@ -106,7 +108,7 @@ inline V exp_nonpositive_f64(const V x) {
     using I = decltype(bits_of_lanes(x));
     const V lowest = lane_splat<V>(-708.0);  // keeps 2^n normal (n >= -1022)
     const V round = lane_splat<V>(6755399441055744.0);  // 1.5 * 2^52
-    const V xc = lowest > x ? lowest : x;  // passes a nan through, as above
+    const V xc = clamp_below(x, lowest);  // passes a nan through, as above
     const V t = lane_fma(xc, lane_splat<V>(1.4426950408889634074), round);
     const V n = t - round;
     constexpr std::int64_t kBias = 1023 - 0x4338000000000000LL;  // bits of round

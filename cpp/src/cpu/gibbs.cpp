@@ -1,6 +1,7 @@
 // CPU implementation of gibbs.hpp. See the header for what each kernel computes; the pass
 // counts below are over one row, which stays in cache between passes (memory traffic is one
-// read of each input and one write of each output).
+// read of each input and one write of each output). The exp pass of each kernel prefetches the
+// next row of its inputs (and of its N x K output), so memory and compute overlap.
 #include "isa_begin.hpp"
 #include "kernels.hpp"
 #include "row_primitives.hpp"

@@ -9,10 +9,11 @@ namespace detail {
 namespace {
 
 // One read of each row of a (and b) from memory; per row: pass 1 the max, pass 2 the two sums
-// (count at the max, the rest), from cache, over explicit vectors (row_sweep). The max pass is a
-// vector max, one instruction per vector; an online max-and-sum would fold it into pass 2 but
-// rescale the sums whenever a lane's max grows, and a row (<= 256 KiB, see tile_rows) is in cache
-// for the second pass anyway, so memory traffic is one read either way.
+// (count at the max, in integer lanes, and the rest), from cache, over explicit vectors
+// (row_sweep). Pass 2 prefetches the next row (row_sweep's `ahead`), so the next pass 1 reads
+// from cache while memory streams during the exp: the passes overlap memory and compute. The max
+// pass is a vector max, one instruction per vector; an online max-and-sum would fold it into pass
+// 2 but rescale the sums whenever a lane's max grows, and memory traffic is one read either way.
 // T: the compute type; In: the stored element type of a and b (T, or a half type).
 template <class T, bool kShift, class In>
 void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const MatrixView<In>* b, T* out,

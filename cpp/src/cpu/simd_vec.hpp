@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 #ifndef THERMOSSL_MADD
 #error "include isa_begin.hpp first: it defines THERMOSSL_MADD and the SIMD level of this build"
@@ -422,6 +423,33 @@ template <class V>
 inline V max_lanes(const V v, const V m) { return v > m ? v : m; }
 template <class V>
 inline V min_lanes(const V v, const V m) { return v < m ? v : m; }
+
+/// Lane-wise lo > v ? lo : v, as one max instruction where the level has one (x86 max returns
+/// its second operand when either is nan, so a nan in v passes through). GCC does not turn the
+/// conditional into a max by itself (it emits a compare and a blend).
+template <class V>
+inline V clamp_below(const V v, const V lo) {
+#if THERMOSSL_VECTOR_EXT && (defined(THERMOSSL_ISA_AVX512) || defined(THERMOSSL_ISA_AVX2))
+    if constexpr (!std::is_arithmetic<V>::value) {
+        constexpr std::size_t kElem = sizeof(std::declval<V>()[0]);
+        if constexpr (sizeof(V) == 64 && kElem == 4) {
+            return (V)_mm512_max_ps((__m512)lo, (__m512)v);
+        } else if constexpr (sizeof(V) == 64 && kElem == 8) {
+            return (V)_mm512_max_pd((__m512d)lo, (__m512d)v);
+        } else if constexpr (sizeof(V) == 32 && kElem == 4) {
+            return (V)_mm256_max_ps((__m256)lo, (__m256)v);
+        } else if constexpr (sizeof(V) == 32 && kElem == 8) {
+            return (V)_mm256_max_pd((__m256d)lo, (__m256d)v);
+        } else {
+            return lo > v ? lo : v;
+        }
+    } else {
+        return lo > v ? lo : v;
+    }
+#else
+    return lo > v ? lo : v;
+#endif
+}
 
 /// Max / min of the lanes, ignoring nan lanes (a nan-only vector gives `init`).
 template <class V, class S>

@@ -14,7 +14,8 @@ namespace {
 // (for float rows without a shift the float max/min of a, see with_row_frame); 2. e = exp(t),
 // Z' = sum e, sum e a, sum e t; 3. the label sums sum q a, sum q log q, sum q log p, the KL terms
 // q (log q - log p) and sum q, with log p = t - log Z' (so pass 3 waits for Z'). One exp and one
-// log per element. The charges add w_i q_i to per-thread column sums (float rows: in float
+// log per element. Pass 2 prefetches this row of q and pass 3 the next row of a, so the reads
+// from memory overlap the exp and log passes instead of alternating with them. The charges add w_i q_i to per-thread column sums (float rows: in float
 // over groups of 8 rows, FloatCharges).
 template <class T, bool kShift>
 void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Exponent ex_shared, const T* weights,
