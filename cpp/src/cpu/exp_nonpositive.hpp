@@ -53,9 +53,13 @@ inline I shift_left_wrapping(const I v) {
         using U = std::make_unsigned_t<I>;
         return static_cast<I>(static_cast<U>(static_cast<U>(v) << kBits));
     } else {
+#if THERMOSSL_VECTOR_EXT
         using U = std::make_unsigned_t<std::remove_reference_t<decltype(v[0])>>;
         typedef U UV __attribute__((vector_size(sizeof(I))));
         return (I)((UV)v << kBits);
+#else
+        return v;  // not reached: without vector extensions every lane type is arithmetic
+#endif
     }
 }
 

@@ -230,8 +230,14 @@ struct LaneSums {
 /// row and the matrix).
 template <std::int64_t kBytes>
 inline void prefetch_bytes(const char* begin) {
+#if defined(__GNUC__) || defined(__clang__)
 #pragma GCC unroll 16
     for (std::int64_t off = 0; off < kBytes; off += 64) __builtin_prefetch(begin + off, 0, 3);
+#elif defined(_M_X64)
+    for (std::int64_t off = 0; off < kBytes; off += 64) _mm_prefetch(begin + off, _MM_HINT_T0);
+#else
+    (void)begin;
+#endif
 }
 
 /// Walks a row of k elements vector by vector: body(j, t, at_max, lanes) with t = x - max for the

@@ -39,6 +39,7 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 // GCC 12 warns inside its own AVX-512 conversion intrinsics (their _mm512_undefined_* operand).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 namespace thermossl::THERMOSSL_ISA_NS::detail {
