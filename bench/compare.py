@@ -8,6 +8,7 @@ swav        bench/compare_swav.py        sinkhorn(E, 0.05, n_iter=3) vs torch Sw
 sela        bench/compare_sela.py        sinkhorn(E, 1/25, tol=1e-6), cold and warm vs POT sinkhorn_log
 xent        bench/compare_xent.py        cross_entropy(q, E, 0.1, grad=True) vs torch forward + backward
 ledger      bench/compare_ledger.py      the fused ledger-row kernel vs one read of E and q
+softmax     bench/compare_softmax.py     gibbs (row softmax) and entropy_grad vs one read + one write, torch
 
 The harness they share (options, peers, medians, the machine header, the read yardstick, data,
 tables) is bench/harness.py. All libraries run in one process on the same data; each timing is
@@ -34,11 +35,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare_ledger  # noqa: E402
 import compare_logsumexp  # noqa: E402
 import compare_sela  # noqa: E402
+import compare_softmax  # noqa: E402
 import compare_swav  # noqa: E402
 import compare_xent  # noqa: E402
 import harness  # noqa: E402
 
-FAMILIES = {m.KERNEL: m for m in (compare_logsumexp, compare_swav, compare_sela, compare_xent, compare_ledger)}
+FAMILIES = {m.KERNEL: m for m in (compare_logsumexp, compare_swav, compare_sela, compare_xent, compare_ledger,
+                                   compare_softmax)}
 KERNELS = tuple(FAMILIES)
 
 

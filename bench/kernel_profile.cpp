@@ -8,11 +8,16 @@
 //       KERNEL: logsumexp, softmax, log_softmax, entropy, xent (cross-entropy + gradient),
 //       entropy_grad, col_logsumexp, ledger, label, swav (SwAV Sinkhorn, T' = 0.05, 3 fixed
 //       iterations, q written), sela (Sinkhorn to tolerance 1e-6, T' = 0.05); DTYPE: float, double.
+//   kernel_profile time KERNEL DTYPE ROWS COLS REPEATS
+//       the median CPU time per element of REPEATS calls (after a warm-up call), for A/B runs of
+//       two builds alternated in one session on a loaded machine (use OMP_NUM_THREADS=1).
 //   kernel_profile dump FILE
 //       writes the raw outputs of every kernel (float and double, rows with +-inf, nan, ties,
 //       shifts) at the SIMD level in force (THERMOSSL_SIMD) to FILE, so two builds or two levels
 //       can be compared byte for byte with cmp.
+#include <algorithm>
 #include <cmath>
+#include <ctime>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -225,6 +230,36 @@ int main(int argc, char** argv) {
                     static_cast<long long>(k), thermossl::simd_level_name(thermossl::simd_level()));
         return 0;
     }
+    if (mode == "time" && argc == 7) {
+        // median CPU time per element over REPEATS calls (process CPU time: run with
+        // OMP_NUM_THREADS=1 on a loaded machine, and alternate two builds for an A/B)
+        const std::string kernel = argv[2], dtype = argv[3];
+        const std::int64_t n = std::atoll(argv[4]), k = std::atoll(argv[5]);
+        const int repeats = std::atoi(argv[6]);
+        const double sigma = (kernel == "swav" || kernel == "sela") ? 0.25 : 3.0;
+        std::vector<double> ns;
+        const auto time_it = [&](auto tag) {
+            using T = decltype(tag);
+            const auto d = make_data<T>(n, k, sigma, false);
+            Outputs<T> o(n, k);
+            run_kernel<T>(kernel, d, o, nullptr);  // warm-up
+            for (int r = 0; r < repeats; ++r) {
+                const std::clock_t c0 = std::clock();
+                run_kernel<T>(kernel, d, o, nullptr);
+                ns.push_back(1e9 * static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC / static_cast<double>(n * k));
+            }
+        };
+        if (dtype == "float") {
+            time_it(0.0f);
+        } else {
+            time_it(0.0);
+        }
+        std::sort(ns.begin(), ns.end());
+        std::printf("%s %s %lldx%lld at %s: %.4f CPU ns/element (median of %d)\n", kernel.c_str(), dtype.c_str(),
+                    static_cast<long long>(n), static_cast<long long>(k),
+                    thermossl::simd_level_name(thermossl::simd_level()), ns[ns.size() / 2], repeats);
+        return 0;
+    }
     if (mode == "dump" && argc == 3) {
         Writer w{std::fopen(argv[2], "wb")};
         if (w.f == nullptr) return 1;
@@ -234,6 +269,6 @@ int main(int argc, char** argv) {
         std::printf("outputs at %s written to %s\n", thermossl::simd_level_name(thermossl::simd_level()), argv[2]);
         return 0;
     }
-    std::fprintf(stderr, "usage: kernel_profile run KERNEL DTYPE ROWS COLS | dump FILE\n");
+    std::fprintf(stderr, "usage: kernel_profile run KERNEL DTYPE ROWS COLS | time KERNEL DTYPE ROWS COLS REPEATS | dump FILE\n");
     return 2;
 }

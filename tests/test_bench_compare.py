@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 TINY = "64x50"
 FAMILY_SIZE_FLAGS = {"logsumexp": "--sizes", "swav": "--swav-sizes", "sela": "--sela-sizes",
-                     "xent": "--xent-sizes", "ledger": "--xent-sizes"}
+                     "xent": "--xent-sizes", "ledger": "--xent-sizes", "softmax": "--xent-sizes"}
 PEER_MODULES = {"scipy": "scipy.special", "torch": "torch", "POT": "ot"}
 # Runs a script with the peers made unimportable (None in sys.modules makes `import` fail).
 HIDE_PEERS = ("import runpy, sys\n"
@@ -120,15 +120,18 @@ def test_compare_quick_every_kernel_with_installed_peers():
     peers = {peer: installed(peer) for peer in PEER_MODULES}
     check_header(out, peers)
     tables = parse_tables(out)
-    # logsumexp and its yardstick, swav and its yardstick, sela and its yardstick, xent, ledger
-    assert len(tables) == 8, out
-    lse, lse_read, swav, swav_read, sela, sela_read, xent, ledger = tables
+    # logsumexp and its yardstick, swav and its yardstick, sela and its yardstick, xent, ledger,
+    # softmax with entropy_grad
+    assert len(tables) == 9, out
+    lse, lse_read, swav, swav_read, sela, sela_read, xent, ledger, rowmaps = tables
     assert sizes_of(lse) == sizes_of(lse_read) == [("256x300", "float32"), ("256x300", "float64")]
     assert sizes_of(swav) == sizes_of(swav_read) == [(TINY, "float32")]
     assert [(r["size"], r["start"]) for r in sela] == [(TINY, "cold"), (TINY, "warm")]
     assert sizes_of(sela_read) == [(TINY, "float64")]
     assert sizes_of(xent) == [(TINY, "float32")]
     assert sizes_of(ledger) == [(TINY, "float32"), (TINY, "float64")]
+    assert [(r["kernel"], r["size"]) for r in rowmaps] == [("softmax", TINY), ("entropy_grad", TINY)]
+    assert all(r["% of read+write bw"].endswith("%") for r in rowmaps)
     for table in tables:
         check_table(table, peers)
     assert "thermossl cycles/elem" in lse[0] and "thermossl cycles/elem/pass" in swav[0]
@@ -146,7 +149,7 @@ def test_family_script_alone_without_peers(family):
     for table in tables:
         check_table(table, absent)
         assert all(r["size"] == TINY for r in table)
-    assert len(tables[0]) == {"logsumexp": 2, "sela": 2, "ledger": 2}.get(family, 1)
+    assert len(tables[0]) == {"logsumexp": 2, "sela": 2, "ledger": 2, "softmax": 2}.get(family, 1)
 
 
 # ----------------------------------------------------------------------------- in-process
@@ -156,7 +159,7 @@ def bench_modules(monkeypatch):
     then take them out of sys.modules and sys.path again."""
     monkeypatch.setattr(sys, "path", [str(BENCH)] + sys.path)
     names = ("compare", "harness", "compare_logsumexp", "compare_swav", "compare_sela", "compare_xent",
-             "compare_ledger", "compare_cuda")
+             "compare_ledger", "compare_softmax", "compare_cuda")
     for name in names:
         monkeypatch.delitem(sys.modules, name, raising=False)
     import compare

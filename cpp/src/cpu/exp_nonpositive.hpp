@@ -3,7 +3,9 @@
 // AVX-512/AVX2/SSE2), so the row kernels' explicit vector loops and the scalar
 // exp_nonpositive(float/double) that `omp simd` loops vectorise compute the same bits, without
 // -ffast-math and without libmvec. Per vector: 1 max (clamp), 2 for n, 1-2 FMA for r, 6 (float)
-// or 11 (double) FMA, 2 integer ops for 2^n, 1 multiply, 1 select (underflow).
+// or 11 (double) FMA, then the scale by 2^n: float, 2 integer ops (2^n added to the exponent
+// bits of the polynomial; at AVX-512 one vscalefps), double, 2 integer ops and 1 multiply; and
+// 1 select (underflow; at AVX-512 float the zeroing mask of vscalefps).
 //
 // Method: reduction x = n ln2 + r, |r| <= ln2/2 (n rounded by the 1.5 * 2^(mantissa bits) trick,
 // so no float->int conversion is needed: AVX2 has none for int64), then a polynomial for e^r
@@ -18,13 +20,14 @@
 //   double: degree 11, truncation 9.9e-18 relative (0.09 ulp) (Taylor needed degree 13); the
 //           reduction always takes the two-constant split (ln2 rounded to double would cost
 //           |n| 2^-53 relative, up to 1e-14 at n = -1022).
-// Special values: exp(-inf) = 0, nan -> nan; results below the smallest normal number
-// (x < -87 for float, x < -708 for double) are flushed to 0. Arguments > 0 are not supported
+// Special values: exp(-inf) = 0, nan -> nan; results near or below the smallest normal number
+// (x < -86.9 for float, x < -708 for double) are flushed to 0. Arguments > 0 are not supported
 // (callers clamp: every argument is x - max(x)).
 #pragma once
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #ifndef THERMOSSL_MADD
 #error "include isa_begin.hpp first: it defines THERMOSSL_MADD and the SIMD level of this build"
@@ -42,16 +45,34 @@ inline To bit_cast(const From& from) {
     return to;
 }
 
+/// v << kBits on the integer lanes of v (or a scalar), the bits shifted out dropped: done on
+/// unsigned lanes, where that is defined behaviour.
+template <int kBits, class I>
+inline I shift_left_wrapping(const I v) {
+    if constexpr (std::is_arithmetic<I>::value) {
+        using U = std::make_unsigned_t<I>;
+        return static_cast<I>(static_cast<U>(static_cast<U>(v) << kBits));
+    } else {
+#if THERMOSSL_VECTOR_EXT
+        using U = std::make_unsigned_t<std::remove_reference_t<decltype(v[0])>>;
+        typedef U UV __attribute__((vector_size(sizeof(I))));
+        return (I)((UV)v << kBits);
+#else
+        return v;  // not reached: without vector extensions every lane type is arithmetic
+#endif
+    }
+}
+
 /// exp_nonpositive for float lanes: V is float or a vector of floats (simd_vec.hpp), so the
 /// scalar function below and the explicit vector loops compute the same bits.
 template <class V>
 inline V exp_nonpositive_f32(const V x) {
     using I = decltype(bits_of_lanes(x));
-    const V lowest = lane_splat<V>(-87.0f);  // keeps 2^n normal (n >= -126)
+    const V lowest = lane_splat<V>(-86.9f);  // keeps the result normal (n >= -125, see below)
     const V round = lane_splat<V>(12582912.0f);  // 1.5 * 2^23
     // lowest > x ? lowest : x is one max instruction that passes a nan through (x86 max
     // returns its second operand when either is nan), so no separate nan test is needed.
-    const V xc = lowest > x ? lowest : x;
+    const V xc = clamp_below(x, lowest);
     const V t = lane_fma(xc, lane_splat<V>(1.44269504088896341f), round);
     const V n = t - round;
     // 2^n: bits(t) - bits(round) = n, so bits(t) + kBias = n + 127, the biased exponent.
@@ -68,9 +89,20 @@ inline V exp_nonpositive_f32(const V x) {
     poly = lane_fma(poly, r, lane_splat<V>(0.5f));
     poly = lane_fma(poly, r, lane_splat<V>(1.0f));
     poly = lane_fma(poly, r, lane_splat<V>(1.0f));
-    const I biased = (bits_of_lanes(t) + kBias) << 23;
-    const V two_n = floats_of_lanes<V>(biased);
-    const V result = poly * two_n;
+#if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
+    if constexpr (sizeof(V) == 64) {
+        // poly * 2^n in one instruction (vscalefps: exact scaling, no exponent-bit arithmetic),
+        // with the lanes where x < lowest zeroed by the same instruction's mask.
+        const __mmask16 keep = _mm512_cmp_ps_mask((__m512)x, (__m512)lowest, _CMP_NLT_UQ);  // nan kept
+        return (V)_mm512_maskz_scalef_ps(keep, (__m512)poly, (__m512)n);
+    }
+#endif
+    (void)kBias;
+    // 2^n placed in the exponent bits of poly by one integer add: bits(t) << 23 = n << 23 (the
+    // bits of `round` shift out), and poly in [0.70, 1.42] has biased exponent 126 or 127, so
+    // the sum stays a normal float for n >= -125 (x >= lowest = -86.9).
+    const I scaled = bits_of_lanes(poly) + shift_left_wrapping<23>(bits_of_lanes(t));
+    const V result = floats_of_lanes<V>(scaled);
     return x < lowest ? lane_splat<V>(0.0f) : result;  // nan < lowest is false: result is nan
 }
 
@@ -80,7 +112,7 @@ inline V exp_nonpositive_f64(const V x) {
     using I = decltype(bits_of_lanes(x));
     const V lowest = lane_splat<V>(-708.0);  // keeps 2^n normal (n >= -1022)
     const V round = lane_splat<V>(6755399441055744.0);  // 1.5 * 2^52
-    const V xc = lowest > x ? lowest : x;  // passes a nan through, as above
+    const V xc = clamp_below(x, lowest);  // passes a nan through, as above
     const V t = lane_fma(xc, lane_splat<V>(1.4426950408889634074), round);
     const V n = t - round;
     constexpr std::int64_t kBias = 1023 - 0x4338000000000000LL;  // bits of round

@@ -1,6 +1,7 @@
 // CPU implementation of gibbs.hpp. See the header for what each kernel computes; the pass
 // counts below are over one row, which stays in cache between passes (memory traffic is one
-// read of each input and one write of each output).
+// read of each input and one write of each output). The exp pass of each kernel prefetches the
+// next row of its inputs (and of its N x K output), so memory and compute overlap.
 #include "isa_begin.hpp"
 #include "kernels.hpp"
 #include "row_primitives.hpp"
@@ -15,29 +16,36 @@ void fill_row(T* row, std::int64_t k, T value) {
     for (std::int64_t j = 0; j < k; ++j) row[j] = value;
 }
 
-/// Runs row_body(i, row_pointer) for each row of `a` in parallel; the body gets contiguous rows
-/// of the compute type T (In: the stored element type, T or a half type).
+/// Runs row_body(i, row_pointer, next) for each row of `a` in parallel; the body gets contiguous
+/// rows of the compute type T (In: the stored element type, T or a half type) and the next row it
+/// will read from memory, or null (RowReader::next_row), to prefetch during its exp pass.
 template <class T, class In, class RowBody>
 void for_each_row(const MatrixView<In>& a, RowBody&& row_body) {
     parallel_row_tiles(a.rows, tile_rows<T>(a.cols), a.rows * a.cols, [&] {
         return [&, reader = RowReader<T, In>(a)](std::int64_t i0, std::int64_t i1) mutable {
             reader.load(i0, i1);
-            for (std::int64_t i = i0; i < i1; ++i) row_body(i, reader.row(i));
+            for (std::int64_t i = i0; i < i1; ++i) row_body(i, reader.row(i), reader.next_row(i));
         };
     });
+}
+
+/// The output row after row i of an n-row output of k columns (prefetched for writing), or null.
+template <class T>
+const T* next_out_row(const T* out_row, std::int64_t i, std::int64_t n, std::int64_t k) {
+    return i + 1 < n ? out_row + k : nullptr;
 }
 
 // Passes: max; exp and sum (e written into p); p *= 1/Z.
 template <class T, bool kShift, class In>
 void softmax_impl(const MatrixView<In>& a, const Exponent ex_shared, T* p, T* log_z) {
     const std::int64_t k = a.cols;
-    for_each_row<T>(a, [&](std::int64_t i, const T* row) {
+    for_each_row<T>(a, [&](std::int64_t i, const T* row, const T* next) {
         const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
         T* p_row = p + i * k;
         double m = 0.0, z = 0.0;
         with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
             m = m_row;
-            z = row_exp_sum<T>(k, arg, p_row);
+            z = row_exp_sum<T>(k, arg, p_row, next, next_out_row<T>(p_row, i, a.rows, k));
         });
         if (log_z != nullptr) log_z[i] = static_cast<T>(m + std::log(z));
         if (!std::isfinite(m)) {
@@ -54,7 +62,7 @@ void softmax_impl(const MatrixView<In>& a, const Exponent ex_shared, T* p, T* lo
 template <class T, bool kShift, class In>
 void log_softmax_impl(const MatrixView<In>& a, const Exponent ex_shared, T* log_p) {
     const std::int64_t k = a.cols;
-    for_each_row<T>(a, [&](std::int64_t i, const T* row) {
+    for_each_row<T>(a, [&](std::int64_t i, const T* row, const T* next) {
         const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
         T* out = log_p + i * k;
         // The sum in the row's frame (float lanes for float rows, see with_row_frame); the
@@ -62,7 +70,7 @@ void log_softmax_impl(const MatrixView<In>& a, const Exponent ex_shared, T* log_
         double m = 0.0, z = 0.0;
         with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
             m = m_row;
-            z = row_exp_sum<T>(k, arg, static_cast<T*>(nullptr));
+            z = row_exp_sum<T>(k, arg, static_cast<T*>(nullptr), next, out);
         });
         if (std::isfinite(m)) {
             const double log_z = std::log(z);  // nan when the row holds a nan
@@ -86,7 +94,7 @@ void log_softmax_impl(const MatrixView<In>& a, const Exponent ex_shared, T* log_
 template <class T, bool kShift, class In>
 void entropy_impl(const MatrixView<In>& a, const Exponent ex_shared, T* entropy, T* log_z) {
     const std::int64_t k = a.cols;
-    for_each_row<T>(a, [&](std::int64_t i, const T* row) {
+    for_each_row<T>(a, [&](std::int64_t i, const T* row, const T* next) {
         const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
         double m = 0.0;
         double z = 0.0;
@@ -99,7 +107,7 @@ void entropy_impl(const MatrixView<In>& a, const Exponent ex_shared, T* entropy,
                 const V e = lanes.keep(select(at_max, splat<V>(1), exp_lanes(t)));  // as in row_exp_sum
                 sums.part[0] += e;
                 sums.part[1] += select(e > splat<V>(0), e * t, splat<V>(0));
-            });
+            }, next);
             z = sums[0];
             ez = sums[1];
         });
@@ -143,7 +151,7 @@ void cross_entropy_impl(const MatrixView<In>& q, const MatrixView<In>& a, const 
                         sums.part[0] += e;
                         sums.part[1] += qj;
                         sums.part[2] += select(qj != splat<V>(0), qj * t, splat<V>(0));
-                    });
+                    }, ra.next_row(i), rq.next_row(i));
                     z = sums[0];
                     q_sum = sums[1];
                     q_dot_t = sums[2];
@@ -172,7 +180,7 @@ void cross_entropy_impl(const MatrixView<In>& q, const MatrixView<In>& a, const 
 template <class T, bool kShift, class In>
 void entropy_grad_impl(const MatrixView<In>& a, const Exponent ex_shared, T* grad, T* entropy, T* log_z) {
     const std::int64_t k = a.cols;
-    for_each_row<T>(a, [&](std::int64_t i, const T* row) {
+    for_each_row<T>(a, [&](std::int64_t i, const T* row, const T* next) {
         const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
         T* g_row = grad + i * k;
         double m = 0.0;
@@ -187,7 +195,7 @@ void entropy_grad_impl(const MatrixView<In>& a, const Exponent ex_shared, T* gra
                 lanes.store(g_row + j, e);
                 sums.part[0] += e;
                 sums.part[1] += select(e > splat<V>(0), e * t, splat<V>(0));
-            });
+            }, next, next_out_row<T>(g_row, i, a.rows, k));
             z = sums[0];
             ez = sums[1];
             if (!std::isfinite(m)) return;

@@ -9,10 +9,11 @@ namespace detail {
 namespace {
 
 // One read of each row of a (and b) from memory; per row: pass 1 the max, pass 2 the two sums
-// (count at the max, the rest), from cache, over explicit vectors (row_sweep). The max pass is a
-// vector max, one instruction per vector; an online max-and-sum would fold it into pass 2 but
-// rescale the sums whenever a lane's max grows, and a row (<= 256 KiB, see tile_rows) is in cache
-// for the second pass anyway, so memory traffic is one read either way.
+// (count at the max, in integer lanes, and the rest), from cache, over explicit vectors
+// (row_sweep). Pass 2 prefetches the next row (row_sweep's `ahead`), so the next pass 1 reads
+// from cache while memory streams during the exp: the passes overlap memory and compute. The max
+// pass is a vector max, one instruction per vector; an online max-and-sum would fold it into pass
+// 2 but rescale the sums whenever a lane's max grows, and memory traffic is one read either way.
 // T: the compute type; In: the stored element type of a and b (T, or a half type).
 template <class T, bool kShift, class In>
 void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const MatrixView<In>* b, T* out,
@@ -27,6 +28,7 @@ void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const Mat
             if (b != nullptr) rb.load(i0, i1);
             for (std::int64_t i = i0; i < i1; ++i) {
                 const T* row = ra.row(i);
+                const T* next = ra.next_row(i);  // prefetched during this row's exp pass
                 if (k == 0) {
                     out[i] = -infinity<T>();
                     if (sign != nullptr) sign[i] = T(-1);  // scipy: sign(-inf) for empty input
@@ -39,15 +41,16 @@ void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const Mat
                     with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
                         using V = vec_t<T>;
                         m = m_row;
-                        LaneSums<T, 2> sums;  // [0]: count at the max, [1]: the rest
+                        LaneCount<T> at_max_count;  // integer lanes: no float flush
+                        LaneSums<T, 1> sums;        // the rest
                         row_sweep(k, arg, sums, [&](std::int64_t, const V t, const mask_t<T> at_max,
                                                     const auto& lanes) {
                             const V e = exp_lanes(t);  // unconditional: no masked lanes
-                            sums.part[0] += select(at_max, splat<V>(1), splat<V>(0));
-                            sums.part[1] += lanes.keep(select(at_max, splat<V>(0), e));
-                        });
-                        weight_at_max = sums[0];
-                        rest = sums[1];
+                            at_max_count.add(at_max);
+                            sums.part[0] += lanes.keep(select(at_max, splat<V>(0), e));
+                        }, next);
+                        weight_at_max = at_max_count.total();
+                        rest = sums[0];
                     });
                     finish_logsumexp<T>(weight_at_max, rest, m, [&] {
                         T total = 0;

@@ -208,8 +208,9 @@ struct TailLanes {
 template <class T, int kN>
 struct LaneSums {
     // double lanes need no chunks (a lane sums k / kLanes terms in double, as the double
-    // chunks did before): one flush per 64 vectors only bounds the loop nest
-    static constexpr int kChunkVectors = sizeof(T) == 4 ? 8 : 64;
+    // chunks did before): one flush per 16 vectors only bounds the loop nest and spreads the
+    // prefetches of row_sweep (one chunk's bytes at a time, 0.5-1 KiB)
+    static constexpr int kChunkVectors = sizeof(T) == 4 ? 8 : 16;
     vec_t<T> part[kN];
     DoubleLanes<T> total[kN];
     LaneSums() {
@@ -224,19 +225,46 @@ struct LaneSums {
     double operator[](int s) const { return total[s].sum(); }
 };
 
+/// Asks the cache for kBytes bytes of a row from `begin` on, that a later pass will read (one
+/// prefetch per 64-byte line, unrolled; a prefetch never faults, so the range may run past the
+/// row and the matrix).
+template <std::int64_t kBytes>
+inline void prefetch_bytes(const char* begin) {
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC unroll 16
+    for (std::int64_t off = 0; off < kBytes; off += 64) __builtin_prefetch(begin + off, 0, 3);
+#elif defined(_M_X64)
+    for (std::int64_t off = 0; off < kBytes; off += 64) _mm_prefetch(begin + off, _MM_HINT_T0);
+#else
+    (void)begin;
+#endif
+}
+
 /// Walks a row of k elements vector by vector: body(j, t, at_max, lanes) with t = x - max for the
 /// lanes at j (Arg: PivotArg or ExactArg) and `lanes` the FullLanes / TailLanes to load, store
 /// and mask with; the last, partial vector is masked, never a scalar loop. Flushes `sums` once per
 /// chunk and at the end.
+///
+/// `ahead`, `ahead2` (may be null): rows of k elements of T that the caller reads or writes next
+/// (the next row of the matrix, another input of this row, the next output row), prefetched chunk
+/// by chunk as the sweep goes. The sweep computes from cache while that row streams in, so the next max pass, which
+/// would otherwise wait on memory with the vector units idle, finds its row in cache: memory and
+/// compute overlap instead of alternating.
 template <class Arg, class Sums, class Body>
-inline void row_sweep(std::int64_t k, const Arg& arg, Sums& sums, Body&& body) {
+inline void row_sweep(std::int64_t k, const Arg& arg, Sums& sums, Body&& body, const void* ahead = nullptr,
+                      const void* ahead2 = nullptr) {
     using T = typename Arg::Elem;
     constexpr int kL = Vec<T>::kLanes;
     constexpr std::int64_t kChunkElems = static_cast<std::int64_t>(kL) * Sums::kChunkVectors;
     const std::int64_t full = k - k % kL;
     const FullLanes<T> all;
+    const char* const next = static_cast<const char*>(ahead);
+    const char* const next2 = static_cast<const char*>(ahead2);
     for (std::int64_t j0 = 0; j0 < full; j0 += kChunkElems) {
         const std::int64_t j1 = j0 + kChunkElems < full ? j0 + kChunkElems : full;
+        // the whole chunk's bytes, also for a shorter last chunk (the rest is the row after)
+        if (next != nullptr) prefetch_bytes<kChunkElems * sizeof(T)>(next + j0 * sizeof(T));
+        if (next2 != nullptr) prefetch_bytes<kChunkElems * sizeof(T)>(next2 + j0 * sizeof(T));
         for (std::int64_t j = j0; j < j1; j += kL) {
             vec_t<T> t;
             const mask_t<T> at_max = arg.lanes(j, all, t);
@@ -245,6 +273,8 @@ inline void row_sweep(std::int64_t k, const Arg& arg, Sums& sums, Body&& body) {
         sums.flush();
     }
     if (full < k) {
+        if (next != nullptr) prefetch_bytes<kL * sizeof(T)>(next + full * sizeof(T));
+        if (next2 != nullptr) prefetch_bytes<kL * sizeof(T)>(next2 + full * sizeof(T));
         const TailLanes<T> tail(k - full);
         vec_t<T> t;
         const mask_t<T> at_max = tail.keep(arg.lanes(full, tail, t));
@@ -266,7 +296,8 @@ inline vec_t<double> log_lanes_for_terms(const vec_t<double> q) { return log_pos
 /// finite counts instead of exp(inf - inf) = nan. Returns sum_j e_j; writes e to `e_out` when
 /// it is not null. One pass over the row.
 template <class T, class Arg>
-inline double row_exp_sum(std::int64_t k, const Arg arg, T* e_out) {
+inline double row_exp_sum(std::int64_t k, const Arg arg, T* e_out, const void* ahead = nullptr,
+                          const void* ahead2 = nullptr) {
     using V = vec_t<T>;
     LaneSums<T, 1> sums;
     if (e_out != nullptr) {
@@ -274,11 +305,11 @@ inline double row_exp_sum(std::int64_t k, const Arg arg, T* e_out) {
             const V e = lanes.keep(select(at_max, splat<V>(1), exp_lanes(t)));
             lanes.store(e_out + j, e);
             sums.part[0] += e;
-        });
+        }, ahead, ahead2);
     } else {
         row_sweep(k, arg, sums, [&](std::int64_t, const V t, const mask_t<T> at_max, const auto& lanes) {
             sums.part[0] += lanes.keep(select(at_max, splat<V>(1), exp_lanes(t)));
-        });
+        }, ahead, ahead2);
     }
     return sums[0];
 }

@@ -80,6 +80,16 @@ public:
         return buffer_.data() + (i - first_) * view_.cols;
     }
 
+    /// The row after row i of the tile [first, end) where a kernel will read from memory next, for
+    /// prefetching (row_sweep's `ahead`): the next row of the matrix when rows are read in place
+    /// (across tile ends too), null when rows are packed (the tile buffer is filled ahead already).
+    const T* next_row(std::int64_t i) const {
+        if constexpr (!kConverts) {
+            if (view_.rows_contiguous() && i + 1 < view_.rows) return view_.row(i + 1);
+        }
+        return nullptr;
+    }
+
 private:
     MatrixView<In> view_;
     std::vector<T> buffer_;

@@ -15,9 +15,11 @@
 // extensions (MSVC) get one-lane "vectors": the same code, scalar.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 #ifndef THERMOSSL_MADD
 #error "include isa_begin.hpp first: it defines THERMOSSL_MADD and the SIMD level of this build"
@@ -37,6 +39,7 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 // GCC 12 warns inside its own AVX-512 conversion intrinsics (their _mm512_undefined_* operand).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 namespace thermossl::THERMOSSL_ISA_NS::detail {
@@ -232,6 +235,17 @@ inline vec_t<T> load_partial(const T* p, std::int64_t r, T fill) {
     } else {
         return (vec_t<T>)_mm512_mask_loadu_pd(_mm512_set1_pd(fill), static_cast<__mmask8>(k16), p);
     }
+#elif THERMOSSL_VECTOR_EXT && defined(THERMOSSL_ISA_AVX2)
+    // vmaskmov load (fast on AMD and Intel; only its store form is slow on AMD) and a blend of the
+    // fill: no scalar copies through a stack buffer, whose vector reload waits on store forwarding
+    const mask_t<T> valid = first_lanes<T>(r);
+    if constexpr (std::is_same<T, float>::value) {
+        const vec_t<T> v = (vec_t<T>)_mm256_maskload_ps(p, (__m256i)valid);
+        return select(valid, v, splat<vec_t<T>>(fill));
+    } else {
+        const vec_t<T> v = (vec_t<T>)_mm256_maskload_pd(p, (__m256i)valid);
+        return select(valid, v, splat<vec_t<T>>(fill));
+    }
 #else
     T buffer[Vec<T>::kLanes];
     for (int l = 0; l < Vec<T>::kLanes; ++l) buffer[l] = l < r ? p[l] : fill;
@@ -242,9 +256,27 @@ inline vec_t<T> load_partial(const T* p, std::int64_t r, T fill) {
 /// Loads r < kLanes doubles into the first double lanes of wide_t<T>; the others are 0.
 template <class T>
 inline wide_t<T> load_wide_partial(const double* p, std::int64_t r) {
+#if THERMOSSL_VECTOR_EXT && (defined(THERMOSSL_ISA_AVX512) || defined(THERMOSSL_ISA_AVX2))
+    // masked loads, one register (8 / 4 doubles) at a time: no stack buffer (its vector reload
+    // would wait on store forwarding)
+    constexpr int kPer = kVectorBytes / 8;
+    wide_t<T> w;
+    for (int h = 0; h < Vec<T>::kLanes / kPer; ++h) {
+        const std::int64_t in_h = std::max<std::int64_t>(0, std::min<std::int64_t>(kPer, r - h * kPer));
+#if defined(THERMOSSL_ISA_AVX512)
+        const __m512d part = _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << in_h) - 1u), p + h * kPer);
+#else
+        const __m256i idx = _mm256_set_epi64x(3, 2, 1, 0);
+        const __m256d part = _mm256_maskload_pd(p + h * kPer, _mm256_cmpgt_epi64(_mm256_set1_epi64x(in_h), idx));
+#endif
+        std::memcpy(reinterpret_cast<char*>(&w) + h * kVectorBytes, &part, kVectorBytes);
+    }
+    return w;
+#else
     double buffer[Vec<T>::kLanes] = {};
     std::memcpy(buffer, p, static_cast<std::size_t>(r) * sizeof(double));
     return load<wide_t<T>>(buffer);
+#endif
 }
 
 /// Stores the first r < kLanes lanes of v to p.
@@ -372,11 +404,53 @@ inline double lane_sum(const W w) {
     }
 }
 
+/// How many times each lane's mask was set, in integer lanes (a set mask lane is -1, so the
+/// lanes count down: one integer subtraction per vector, no float flush); total() adds the lanes.
+template <class T>
+struct LaneCount {
+#if THERMOSSL_VECTOR_EXT
+    mask_t<T> minus_count{};
+    void add(const mask_t<T> m) { minus_count += m; }
+    double total() const { return -lane_sum(__builtin_convertvector(minus_count, wide_t<T>)); }
+#else
+    std::int64_t count = 0;
+    void add(const bool m) { count += m ? 1 : 0; }
+    double total() const { return static_cast<double>(count); }
+#endif
+};
+
 /// Lane-wise v > m ? v : m and v < m ? v : m: a nan in v keeps m (x86 max/min semantics).
 template <class V>
 inline V max_lanes(const V v, const V m) { return v > m ? v : m; }
 template <class V>
 inline V min_lanes(const V v, const V m) { return v < m ? v : m; }
+
+/// Lane-wise lo > v ? lo : v, as one max instruction where the level has one (x86 max returns
+/// its second operand when either is nan, so a nan in v passes through). GCC does not turn the
+/// conditional into a max by itself (it emits a compare and a blend).
+template <class V>
+inline V clamp_below(const V v, const V lo) {
+#if THERMOSSL_VECTOR_EXT && (defined(THERMOSSL_ISA_AVX512) || defined(THERMOSSL_ISA_AVX2))
+    if constexpr (!std::is_arithmetic<V>::value) {
+        constexpr std::size_t kElem = sizeof(std::declval<V>()[0]);
+        if constexpr (sizeof(V) == 64 && kElem == 4) {
+            return (V)_mm512_max_ps((__m512)lo, (__m512)v);
+        } else if constexpr (sizeof(V) == 64 && kElem == 8) {
+            return (V)_mm512_max_pd((__m512d)lo, (__m512d)v);
+        } else if constexpr (sizeof(V) == 32 && kElem == 4) {
+            return (V)_mm256_max_ps((__m256)lo, (__m256)v);
+        } else if constexpr (sizeof(V) == 32 && kElem == 8) {
+            return (V)_mm256_max_pd((__m256d)lo, (__m256d)v);
+        } else {
+            return lo > v ? lo : v;
+        }
+    } else {
+        return lo > v ? lo : v;
+    }
+#else
+    return lo > v ? lo : v;
+#endif
+}
 
 /// Max / min of the lanes, ignoring nan lanes (a nan-only vector gives `init`).
 template <class V, class S>

@@ -14,7 +14,8 @@ namespace {
 // (for float rows without a shift the float max/min of a, see with_row_frame); 2. e = exp(t),
 // Z' = sum e, sum e a, sum e t; 3. the label sums sum q a, sum q log q, sum q log p, the KL terms
 // q (log q - log p) and sum q, with log p = t - log Z' (so pass 3 waits for Z'). One exp and one
-// log per element. The charges add w_i q_i to per-thread column sums (float rows: in float
+// log per element. Pass 2 prefetches this row of q and pass 3 the next row of a, so the reads
+// from memory overlap the exp and log passes instead of alternating with them. The charges add w_i q_i to per-thread column sums (float rows: in float
 // over groups of 8 rows, FloatCharges).
 template <class T, bool kShift>
 void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Exponent ex_shared, const T* weights,
@@ -60,7 +61,7 @@ void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Expo
                         p_sums.part[0] += e;
                         p_sums.part[1] += select(positive, e * aj, zero);
                         p_sums.part[2] += select(positive, e * t, zero);
-                    });
+                    }, q_row);  // pass 3 reads q: from cache
                     z = p_sums[0];
                     ea = p_sums[1];
                     et = p_sums[2];
@@ -80,7 +81,7 @@ void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Expo
                         q_sums.part[2] += select(on, qj * log_p, zero);
                         q_sums.part[3] += select(on, qj * (log_q - log_p), zero);
                         q_sums.part[4] += qj;
-                    });
+                    }, ra.next_row(i));  // the next row's max pass: from cache
                     qa = q_sums[0];
                     qlogq = q_sums[1];
                     qlogp = q_sums[2];
