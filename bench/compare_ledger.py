@@ -2,8 +2,8 @@
 
 The fused ledger-row kernel (_core.ledger_rows: U[q], U[p], log Z, S[q], S[p], D(q||p), L, label
 mass, charges; one read of E and q, no N x K output) vs its yardstick: one streaming read of E
-and one of q (a.sum(axis=1), the faster of numpy and torch for each, summed). Target: kernel time
-<= 1.5 x the yardstick. Same matrices as the cross-entropy (``--xent-sizes``), float32 and float64.
+and one of q (a.sum(axis=1), the faster of numpy and torch for each, summed). Target (issue 16,
+CPU): kernel time <= 2 x the yardstick (older tables printed round 1's 1.5x). Same matrices as the cross-entropy (``--xent-sizes``), float32 and float64.
 
     python bench/compare_ledger.py [--quick] [--xent-sizes 65536x3000] [--repeats 7]
     python bench/compare.py --kernels ledger ...     # the same section, from compare.py
@@ -50,7 +50,7 @@ def run_ledger(rows: int, cols: int, dtype: np.dtype, repeats: int, clock: harne
         "read E ms": fmt_ms(read_e),
         "read q ms": fmt_ms(read_q),
         "kernel / read(E, q)": f"{th_ms / read_ms:.2f}x",
-        "target": "<= 1.5x",
+        "target": "<= 2x",
         "thermossl GB/s": fmt_num(th_gbs, 2),
         "% of read bw": fmt_pct(th_gbs, gbs(nbytes, read_ms)),
         "thermossl cycles/elem": harness.fmt_cycles(th_ms, clock, rows, cols),
