@@ -69,3 +69,27 @@ def test_losses_compile_fullgraph_with_inductor():
         torch.testing.assert_close(a, b)
         torch.testing.assert_close(ga, gb)
         torch.testing.assert_close(dino.center, dino_eager.center)  # the buffer update is in the graph
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_losses_on_half_scores_compile_fullgraph(dtype):
+    """The registered ops on bfloat16/float16 scores (read by the kernels in place, computed in
+    float32): one graph, no graph break, eager's half loss and gradient."""
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(4 * 16, 12, generator=g).to(dtype).requires_grad_()
+    t = torch.randn(2 * 16, 12, generator=g).to(dtype)
+    swav = tt.SwAVLoss(nmb_crops=(2, 2))
+    dino = tt.DINOLoss(12, 4, 0.04, 0.07, 2, 4)
+    for fn in (lambda v: swav(v), lambda v: dino(v, t, 0)):
+        dino.center.zero_()  # each DINO call updates the center: every run starts from the same one
+        explanation = torch._dynamo.explain(fn)(x)
+        assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+        dino.center.zero_()
+        a = torch.compile(fn, fullgraph=True, backend="aot_eager")(x)
+        (ga,) = torch.autograd.grad(a, x)
+        dino.center.zero_()
+        b = fn(x)
+        (gb,) = torch.autograd.grad(b, x)
+        assert a.dtype == ga.dtype == dtype
+        assert torch.equal(a, b) and torch.equal(ga, gb)

@@ -306,3 +306,104 @@ def test_tracing_takes_the_registered_op():
     t = scores(2 * 8, 5, seed=5).detach()
     graph = make_fx(lambda s, u: tt.DINOLoss(5, 2, 0.04, 0.07, 1, 2)(s, u, 0))(x.detach(), t)
     assert sum("thermossl.dino_loss" in str(n.target) for n in graph.graph.nodes) == 1
+
+
+# ----------------------------------------------------------------------------- half scores read in place
+@pytest.fixture(params=thermossl._core.simd_levels())
+def simd_level(request):
+    before = thermossl._core.simd_level()
+    thermossl._core.set_simd_level(request.param)
+    yield request.param
+    thermossl._core.set_simd_level(before)
+
+
+def _record_kernel_calls(monkeypatch):
+    """Wrap the two kernels the losses read the student scores with (Sinkhorn's codes, the fused
+    cross-entropy + gradient): each call records the scores tensor handed to the kernel (dtype,
+    address, storage) and copies of the blocks it read and wrote (labels, loss, gradient, log Z)."""
+    from thermossl.torch import _kernels
+
+    calls = {"xent": [], "sinkhorn": []}
+    xent, codes = _kernels.row_cross_entropy_block, _kernels.sinkhorn_codes
+
+    def xent_block(q, q_row0, a, a_row0, rows, scale, loss, grad, log_z):
+        xent(q, q_row0, a, a_row0, rows, scale, loss, grad, log_z)
+        calls["xent"].append(dict(
+            a_dtype=a.dtype, a_ptr=a.data_ptr(), a_storage=a.untyped_storage().data_ptr(), q_dtype=q.dtype,
+            labels=q[q_row0:q_row0 + rows].clone(), loss=loss[a_row0:a_row0 + rows].clone(),
+            grad=grad[a_row0:a_row0 + rows].clone(), log_z=log_z[a_row0:a_row0 + rows].clone()))
+
+    def sinkhorn_codes(scores, T, n_iter, q, context):
+        out = codes(scores, T, n_iter, q, context)
+        calls["sinkhorn"].append(dict(a_dtype=scores.dtype, a_ptr=scores.data_ptr(),
+                                      a_storage=scores.untyped_storage().data_ptr(), q=q.clone()))
+        return out
+
+    monkeypatch.setattr(_kernels, "row_cross_entropy_block", xent_block)
+    monkeypatch.setattr(_kernels, "sinkhorn_codes", sinkhorn_codes)
+    return calls
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_student_scores_reach_the_kernels_without_a_float32_copy(monkeypatch, dtype):
+    """SwAVLoss and DINOLoss hand bfloat16/float16 student scores to Sinkhorn and to the fused
+    cross-entropy kernel as they are: the tensor the kernels read is the caller's own (same
+    storage, same address, half dtype) against float32 labels, so no float32 copy of the score
+    matrix is made (before, the losses converted it with ``.float()``)."""
+    calls = _record_kernel_calls(monkeypatch)
+    B, K = 32, 24
+    x = scores(4 * B, K, seed=7, scale=3.0).detach().to(dtype).requires_grad_()
+    loss = tt.SwAVLoss(crops_for_assign=(0, 1), nmb_crops=(2, 2))(x)
+    loss.backward()
+    t = scores(2 * B, K, seed=8, scale=3.0).detach().to(dtype)
+    dino = tt.DINOLoss(K, 4, 0.04, 0.07, 1, 2)(x, t, 0)
+    dino.backward()
+    assert len(calls["sinkhorn"]) == 2 and len(calls["xent"]) == 8  # SwAV: 2 codes, 4 crops; DINO: 4 crops
+    for call in calls["sinkhorn"] + calls["xent"]:
+        assert call["a_dtype"] == dtype
+        assert call["a_storage"] == x.untyped_storage().data_ptr()
+    assert {call["a_ptr"] for call in calls["xent"]} == {x.data_ptr()}  # the whole matrix, rows by offset
+    assert {call["a_ptr"] for call in calls["sinkhorn"]} == {x.data_ptr(), x.data_ptr() + B * K * x.element_size()}
+    assert {call["q_dtype"] for call in calls["xent"]} == {torch.float32}
+    assert x.grad.dtype == dtype and bool(torch.isfinite(x.grad).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("with_queue", [False, True])
+def test_half_student_scores_give_the_float32_kernels_results_to_the_bit(monkeypatch, simd_level, dtype,
+                                                                         with_queue):
+    """At every SIMD level: the losses on half scores compute exactly what they compute on the
+    same values in float32 — the codes, DINO's labels, and every block of the fused kernel's
+    float32 loss rows, gradient and log Z, bitwise — and return the float32 run's loss and
+    gradient rounded to the half dtype (SwAV with and without a queue, DINO with a half
+    teacher)."""
+    B, K, L = 32, 40, 64  # 5 crops: both losses average over 2 * 4 * B = 256 terms (a power of two)
+    xh = scores(5 * B, K, seed=9, scale=4.0).detach().to(dtype)
+    teacher = scores(2 * B, K, seed=10, scale=4.0).detach().to(dtype)
+    queue = scores(2 * L, K, seed=11, scale=4.0).detach().reshape(2, L, K) if with_queue else None
+    runs = []
+    for x in (xh, xh.float()):
+        calls = _record_kernel_calls(monkeypatch)
+        x = x.clone().requires_grad_()
+        swav = tt.SwAVLoss(crops_for_assign=(0, 1), nmb_crops=(2, 3))(x, queue=queue)
+        (g_swav,) = torch.autograd.grad(swav, x)
+        dino = tt.DINOLoss(K, 5, 0.04, 0.07, 1, 2)(x, teacher if x.dtype == dtype else teacher.float(), 0)
+        (g_dino,) = torch.autograd.grad(dino, x)
+        runs.append((calls, swav, g_swav, dino, g_dino))
+        monkeypatch.undo()  # the next run records through the original kernels
+    (half, *h_out), (single, *s_out) = runs
+    assert len(half["xent"]) == len(single["xent"]) == 10 and len(half["sinkhorn"]) == 2
+    for a, b in zip(half["sinkhorn"], single["sinkhorn"]):
+        assert torch.equal(a["q"], b["q"])
+    for a, b in zip(half["xent"], single["xent"]):
+        assert a["a_dtype"] == dtype and b["a_dtype"] == torch.float32
+        for name in ("labels", "loss", "grad", "log_z"):
+            assert torch.equal(a[name], b[name]), name
+    swav_h, g_swav_h, dino_h, g_dino_h = h_out
+    swav_s, g_swav_s, dino_s, g_dino_s = s_out
+    assert swav_h.dtype == g_swav_h.dtype == dino_h.dtype == g_dino_h.dtype == dtype
+    assert torch.equal(swav_h, swav_s.to(dtype)) and torch.equal(dino_h, dino_s.to(dtype))
+    # The mean's factor 1/256 is exact: the half gradient is the float32 one rounded, up to one
+    # float16 subnormal step where the half path rounds twice (to half, then the scaled value).
+    for g_h, g_s in ((g_swav_h, g_swav_s), (g_dino_h, g_dino_s)):
+        assert float((g_h.float() - g_s.to(dtype).float()).abs().max()) <= 2.0 ** -24

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -452,6 +453,29 @@ void def_pointer_kernels(py::module_& m) {
             py::gil_scoped_release release;
             thermossl::row_cross_entropy<T>(qv, av, scale, raw_ptr<const double>(shift), raw_ptr<R>(loss),
                                             raw_ptr<R>(grad), raw_ptr<R>(log_z));
+        });
+    }, py::arg("dtype"), py::arg("q"), py::arg("a"), py::arg("scale"), py::arg("shift"), py::arg("loss"),
+       py::arg("grad"), py::arg("log_z"));
+    // The labels in the compute type (float32 for half scores, else the scores' dtype): half scores
+    // against float32 labels are read in place by the mixed kernel, no converted copy of a.
+    p.def("row_cross_entropy_float_labels", [](const std::string& dtype, const RawMatrix& q, const RawMatrix& a,
+                                               double scale, std::uintptr_t shift, std::uintptr_t loss,
+                                               std::uintptr_t grad, std::uintptr_t log_z) {
+        dispatch_name(dtype, [&](auto tag) {
+            using T = decltype(tag);
+            using R = thermossl::Real<T>;
+            const auto qv = raw_view<R>(q);
+            const auto av = raw_view<T>(a);
+            if (qv.rows != av.rows || qv.cols != av.cols) throw py::value_error("q must have the shape of a");
+            if (loss == 0) throw py::value_error("loss is required");
+            py::gil_scoped_release release;
+            if constexpr (std::is_same<T, R>::value) {
+                thermossl::row_cross_entropy<T>(qv, av, scale, raw_ptr<const double>(shift), raw_ptr<R>(loss),
+                                                raw_ptr<R>(grad), raw_ptr<R>(log_z));
+            } else {
+                thermossl::row_cross_entropy_float_labels<T>(qv, av, scale, raw_ptr<const double>(shift),
+                                                             raw_ptr<R>(loss), raw_ptr<R>(grad), raw_ptr<R>(log_z));
+            }
         });
     }, py::arg("dtype"), py::arg("q"), py::arg("a"), py::arg("scale"), py::arg("shift"), py::arg("loss"),
        py::arg("grad"), py::arg("log_z"));

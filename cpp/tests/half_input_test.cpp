@@ -7,11 +7,15 @@
 //      ldexp (an independent decoding);
 //   2. the kernels' results on half matrices (contiguous and transposed views) against a long
 //      double computation on the same half values: log Z, softmax, log_softmax, entropy,
-//      cross-entropy and its gradient, entropy gradient, within float32 bounds.
+//      cross-entropy and its gradient, entropy gradient, within float32 bounds;
+//   3. the mixed cross-entropy (half scores, float labels: row_cross_entropy_float_labels), with
+//      and without a shift and a gradient, contiguous and transposed: bitwise the float kernel's
+//      results on the float values of the scores.
 // Exit code 0 when every check passes.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -221,6 +225,64 @@ void kernels_on_half_values(const char* level, const char* type, double (*decode
     }
 }
 
+// Bitwise equality of two float arrays (nan-safe: compares the bits).
+bool same_bits(const std::vector<float>& x, const std::vector<float>& y) {
+    return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
+}
+
+template <class H>
+void mixed_cross_entropy(const char* level, const char* type, double (*decode)(std::uint16_t),
+                         std::uint16_t max_finite, std::uint16_t infinity_bits) {
+    const std::int64_t n = 41, k = 263;  // k: 16-wide, 8-wide and masked tails at every level
+    std::mt19937_64 rng(17);
+    std::normal_distribution<double> normal(0.0, 3.0);
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    std::vector<H> a(n * k), a_t(n * k);
+    std::vector<float> a_f(n * k), a_ft(n * k), q(n * k), q_t(n * k);
+    for (std::int64_t i = 0; i < n; ++i) {
+        double total = 0;
+        for (std::int64_t y = 0; y < k; ++y) total += (q[i * k + y] = static_cast<float>(uniform(rng)));
+        for (std::int64_t y = 0; y < k; ++y) {
+            q[i * k + y] = static_cast<float>(q[i * k + y] / total);  // float labels, not half values
+            a[i * k + y] = nearest<H>(normal(rng), decode, max_finite);
+        }
+    }
+    a[5 * k + 11] = H{infinity_bits};  // a forbidden state with no label mass
+    q[5 * k + 11] = 0;
+    for (std::int64_t i = 0; i < n; ++i)
+        for (std::int64_t y = 0; y < k; ++y) {
+            a_f[i * k + y] = static_cast<float>(decode(a[i * k + y].bits));
+            a_t[y * n + i] = a[i * k + y];
+            a_ft[y * n + i] = a_f[i * k + y];
+            q_t[y * n + i] = q[i * k + y];
+        }
+    std::vector<double> shift(k);
+    for (auto& v : shift) v = normal(rng);
+    const thermossl::MatrixView<H> half_views[2] = {thermossl::MatrixView<H>::contiguous(a.data(), n, k),
+                                                    thermossl::MatrixView<H>{a_t.data(), n, k, 1, n}};
+    const thermossl::MatrixView<float> float_views[2] = {thermossl::MatrixView<float>::contiguous(a_f.data(), n, k),
+                                                         thermossl::MatrixView<float>{a_ft.data(), n, k, 1, n}};
+    const thermossl::MatrixView<float> label_views[2] = {thermossl::MatrixView<float>::contiguous(q.data(), n, k),
+                                                         thermossl::MatrixView<float>{q_t.data(), n, k, 1, n}};
+    for (int layout = 0; layout < 2; ++layout)
+        for (const double* sh : {static_cast<const double*>(nullptr), static_cast<const double*>(shift.data())})
+            for (const bool with_grad : {true, false}) {
+                std::vector<float> loss_h(n), lz_h(n), g_h(with_grad ? n * k : 0), loss_f(n), lz_f(n),
+                    g_f(with_grad ? n * k : 0);
+                thermossl::row_cross_entropy_float_labels<H>(label_views[layout], half_views[layout], -1.0 / 0.2, sh,
+                                                             loss_h.data(), with_grad ? g_h.data() : nullptr,
+                                                             lz_h.data());
+                thermossl::row_cross_entropy<float>(label_views[layout], float_views[layout], -1.0 / 0.2, sh,
+                                                    loss_f.data(), with_grad ? g_f.data() : nullptr, lz_f.data());
+                const std::int64_t case_id = layout * 4 + (sh != nullptr) * 2 + with_grad;
+                if (!same_bits(loss_h, loss_f)) fail(level, type, "mixed cross-entropy loss", case_id, loss_h[0], loss_f[0]);
+                if (!same_bits(lz_h, lz_f)) fail(level, type, "mixed cross-entropy log_z", case_id, lz_h[0], lz_f[0]);
+                if (!same_bits(g_h, g_f)) fail(level, type, "mixed cross-entropy grad", case_id, 0, 0);
+                if (!std::isfinite(loss_h[5]) || (!g_h.empty() && g_h[5 * k + 11] != 0))
+                    fail(level, type, "mixed cross-entropy forbidden state", case_id, loss_h[5], 0);
+            }
+}
+
 }  // namespace
 
 int main() {
@@ -238,6 +300,8 @@ int main() {
         infinities<thermossl::float16>(name, "float16", 0x7c00);
         kernels_on_half_values<thermossl::bfloat16>(name, "bfloat16", decode_bfloat16, 0x7f7f, 0x7f80);
         kernels_on_half_values<thermossl::float16>(name, "float16", decode_float16, 0x7bff, 0x7c00);
+        mixed_cross_entropy<thermossl::bfloat16>(name, "bfloat16", decode_bfloat16, 0x7f7f, 0x7f80);
+        mixed_cross_entropy<thermossl::float16>(name, "float16", decode_float16, 0x7bff, 0x7c00);
         std::printf("level %s: checked\n", name);
     }
     if (failures) {

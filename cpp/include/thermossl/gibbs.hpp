@@ -49,6 +49,16 @@ template <class T>
 void row_cross_entropy(const MatrixView<T>& q, const MatrixView<T>& a, double scale, const double* shift,
                        Real<T>* loss, Real<T>* grad, Real<T>* log_z);
 
+/// row_cross_entropy of half-precision scores a (T = bfloat16 or float16) against labels q in
+/// float (Real<T>), e.g. float32 codes predicted from bfloat16 logits: the scores are converted to
+/// float in registers as each row tile is read (no converted copy of the matrix), q is read as
+/// stored, and every result equals row_cross_entropy<float> on the float values of a, to the bit.
+/// Passes per row as row_cross_entropy. (For float and double scores q has a's type: call
+/// row_cross_entropy.)
+template <class T>
+void row_cross_entropy_float_labels(const MatrixView<Real<T>>& q, const MatrixView<T>& a, double scale,
+                                    const double* shift, Real<T>* loss, Real<T>* grad, Real<T>* log_z);
+
 /// grad_iy = d S_i / d a_iy = -scale * p_iy (log p_iy + S_i), S_i the row entropy (optional
 /// output). For a = E, scale = -1/T this is (1/T) p (log p + S) of THEORY.md §2 (per row,
 /// before the sample weights w_i). Passes per row: max, exp+sums (stores exp in grad), gradient.

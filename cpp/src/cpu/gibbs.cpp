@@ -117,12 +117,14 @@ void entropy_impl(const MatrixView<In>& a, const Exponent ex_shared, T* entropy,
 }
 
 // Passes over the row of a: max; exp and sums (e stored in grad); gradient (reads q again).
-template <class T, bool kShift, class In>
-void cross_entropy_impl(const MatrixView<In>& q, const MatrixView<In>& a, const Exponent ex_shared,
+// InQ, InA: the stored element types of the labels and the scores (each T or a half type; half
+// scores with float labels: row_cross_entropy_float_labels), converted as each tile is read.
+template <class T, bool kShift, class InQ, class InA>
+void cross_entropy_impl(const MatrixView<InQ>& q, const MatrixView<InA>& a, const Exponent ex_shared,
                         T* loss, T* grad, T* log_z) {
     const std::int64_t k = a.cols;
     parallel_row_tiles(a.rows, tile_rows<T>(k), a.rows * k, [&] {
-        return [&, ra = RowReader<T, In>(a), rq = RowReader<T, In>(q),
+        return [&, ra = RowReader<T, InA>(a), rq = RowReader<T, InQ>(q),
                 scratch = std::vector<T>()](std::int64_t i0, std::int64_t i1) mutable {
             const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
             ra.load(i0, i1);
@@ -255,6 +257,12 @@ void row_cross_entropy(const MatrixView<T>& q, const MatrixView<T>& a, double sc
 }
 
 template <class T>
+void row_cross_entropy_float_labels(const MatrixView<Real<T>>& q, const MatrixView<T>& a, double scale,
+                                    const double* shift, Real<T>* loss, Real<T>* grad, Real<T>* log_z) {
+    THERMOSSL_DISPATCH_SHIFT(cross_entropy_impl, q, a, ex, loss, grad, log_z);
+}
+
+template <class T>
 void row_entropy_grad(const MatrixView<T>& a, double scale, const double* shift, Real<T>* grad,
                       Real<T>* entropy, Real<T>* log_z) {
     THERMOSSL_DISPATCH_SHIFT(entropy_grad_impl, a, ex, grad, entropy, log_z);
@@ -264,6 +272,7 @@ void row_entropy_grad(const MatrixView<T>& a, double scale, const double* shift,
 
 THERMOSSL_INSTANTIATE_KERNELS(THERMOSSL_GIBBS_KERNELS)
 THERMOSSL_INSTANTIATE_HALF_INPUT_KERNELS(THERMOSSL_GIBBS_KERNELS)
+THERMOSSL_INSTANTIATE_HALF_INPUT_KERNELS(THERMOSSL_HALF_SCORE_KERNELS)
 
 }  // namespace THERMOSSL_ISA_NS
 }  // namespace thermossl

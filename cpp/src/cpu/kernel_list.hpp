@@ -65,6 +65,16 @@
                                  double* out),                                                               \
       (u, v, w, out))
 
+// cpp/src/cpu/gibbs.cpp, for half-precision input only (T = bfloat16, float16): the fused
+// cross-entropy of half scores a against labels q in the compute type (float), the scores
+// converted in registers as each row tile is read. For float and double input row_cross_entropy
+// is this kernel already (q and a of one type), so it has no float/double instantiation.
+#define THERMOSSL_HALF_SCORE_KERNELS(X, T)                                                                  \
+    X(void, row_cross_entropy_float_labels, (const MatrixView<Real<T>>& q, const MatrixView<T>& a,          \
+                                             double scale, const double* shift, Real<T>* loss,              \
+                                             Real<T>* grad, Real<T>* log_z),                                \
+      (q, a, scale, shift, loss, grad, log_z))
+
 /// Every kernel, for the declarations and the dispatcher.
 #define THERMOSSL_CPU_KERNELS(X, T)      \
     THERMOSSL_LOGSUMEXP_KERNELS(X, T)    \

@@ -13,6 +13,9 @@ def row_entropy(dtype: str, a: _RawMatrix, scale: float, shift: int, entropy: in
 def row_cross_entropy(
     dtype: str, q: _RawMatrix, a: _RawMatrix, scale: float, shift: int, loss: int, grad: int, log_z: int
 ) -> None: ...
+def row_cross_entropy_float_labels(
+    dtype: str, q: _RawMatrix, a: _RawMatrix, scale: float, shift: int, loss: int, grad: int, log_z: int
+) -> None: ...
 def row_entropy_grad(dtype: str, a: _RawMatrix, scale: float, shift: int, grad: int, entropy: int, log_z: int) -> None: ...
 def sinkhorn(
     dtype: str,

@@ -143,24 +143,32 @@ def row_entropy_grad(a, scale: float, shift, grad, log_z) -> None:
                                _ptr(log_z))
 
 
+def _host_cross_entropy(q, a):
+    """The host cross-entropy binding for labels q against scores a: q of a's dtype, or float32
+    labels against CPU half scores (the mixed kernel: the half scores read in place, converted in
+    registers, no float32 copy of them)."""
+    return _HOST.row_cross_entropy if q.dtype == a.dtype else _HOST.row_cross_entropy_float_labels
+
+
 def row_cross_entropy(q, a, scale: float, shift, loss, grad, log_z) -> None:
     """loss_i = -sum_j q_ij log softmax_j(scale a_ij + shift_j); grad = dloss_i/da_ij when given
-    (scale (p_ij sum_j q_ij - q_ij)); log Z_i. q has a's dtype. One read of q and a, one write of
-    grad."""
+    (scale (p_ij sum_j q_ij - q_ij)); log Z_i. q has a's dtype (CPU half a: also float32 q). One
+    read of q and a, one write of grad."""
     if a.is_cuda:
         dtype, device, stream = _launch(a)
         _cuda.row_cross_entropy(dtype, device, stream, _matrix(q), _matrix(a), scale, _ptr(shift), loss.data_ptr(),
                                 _ptr(grad), _ptr(log_z))
     else:
-        _HOST.row_cross_entropy(_DTYPE_NAMES[a.dtype], _matrix(q), _matrix(a), scale, _ptr(shift), loss.data_ptr(),
-                                _ptr(grad), _ptr(log_z))
+        _host_cross_entropy(q, a)(_DTYPE_NAMES[a.dtype], _matrix(q), _matrix(a), scale, _ptr(shift),
+                                  loss.data_ptr(), _ptr(grad), _ptr(log_z))
 
 
 def row_cross_entropy_block(q, q_row0: int, a, a_row0: int, rows: int, scale: float, loss, grad, log_z) -> None:
     """row_cross_entropy on row blocks, addressed without tensor views: labels q[q_row0 :
     q_row0 + rows] against a[a_row0 : a_row0 + rows], results into rows a_row0 ... of loss, grad
-    (C-contiguous (N, K) of the kernel dtype) and log_z (both (N,)). q has a's dtype. One read of
-    the two blocks, one write of the gradient block."""
+    (C-contiguous (N, K) of the kernel dtype) and log_z (both (N,)). q has a's dtype, or is
+    float32 for CPU half a (read by the mixed kernel, a in place). One read of the two blocks, one
+    write of the gradient block."""
     k = a.shape[1]
     qm = (q.data_ptr() + q_row0 * q.stride(0) * q.element_size(), rows, k, q.stride(0), q.stride(1))
     am = (a.data_ptr() + a_row0 * a.stride(0) * a.element_size(), rows, k, a.stride(0), a.stride(1))
@@ -171,7 +179,7 @@ def row_cross_entropy_block(q, q_row0: int, a, a_row0: int, rows: int, scale: fl
         dtype, device, stream = _launch(a)
         _cuda.row_cross_entropy(dtype, device, stream, qm, am, scale, 0, loss_p, grad_p, log_z_p)
     else:
-        _HOST.row_cross_entropy(_DTYPE_NAMES[a.dtype], qm, am, scale, 0, loss_p, grad_p, log_z_p)
+        _host_cross_entropy(q, a)(_DTYPE_NAMES[a.dtype], qm, am, scale, 0, loss_p, grad_p, log_z_p)
 
 
 # ----------------------------------------------------------------------------------- Sinkhorn
@@ -207,9 +215,11 @@ def sinkhorn(E, T: float, w, c, mu0, fixed: int, tol: float, limit: int, f, mu, 
 def sinkhorn_codes(scores, T: float, n_iter: int, q, context: str):
     """SwAV's codes: ``n_iter`` Sinkhorn iterations at T on the energies E = -scores (read in
     place with a signed scale, no negated copy), uniform weights and charges; q (N, K) of the
-    scores' dtype written by the last pass. Returns (f (N,) float64 numpy, mu (K,) float64 numpy,
-    charge error). Bad rows raise ValueError, the message prefixed by ``context``. On the CPU the
-    small vectors are numpy arrays (no torch allocation or view per call)."""
+    scores' kernel dtype (float32 for half scores) written by the last pass. Returns (f (N,)
+    float64 numpy, mu (K,) float64 numpy, charge error). Bad rows raise ValueError, the message
+    prefixed by ``context``. On the CPU the small vectors are numpy arrays (no torch allocation or
+    view per call), and bfloat16/float16 scores are read in place by the solver (converted in
+    registers, computed in float32: no float32 copy of the scores)."""
     from .._messages import SINKHORN_STATUS
 
     n, k = scores.shape
@@ -219,6 +229,12 @@ def sinkhorn_codes(scores, T: float, n_iter: int, q, context: str):
         charges = torch.empty(k, dtype=torch.float64, device=scores.device)
         _, err, _, status, index = sinkhorn(scores, T, None, None, None, n_iter, 1e-6, 1000, f, mu, q, charges,
                                             energy_sign=-1.0)
+    elif scores.dtype in (torch.bfloat16, torch.float16):
+        # numpy has no bfloat16: the solver on raw addresses (float32 f, mu and q)
+        f, mu = np.empty(n, dtype=np.float32), np.empty(k, dtype=np.float32)
+        _, err, _, status, index = _HOST.sinkhorn(_DTYPE_NAMES[scores.dtype], _matrix(scores), T, 0, 0, 0, n_iter,
+                                                  1e-6, 1000, f.ctypes.data, mu.ctypes.data, q.data_ptr(), 0, 1.0,
+                                                  -1.0)
     else:
         dtype = np.float32 if scores.dtype == torch.float32 else np.float64
         f, mu = np.empty(n, dtype=dtype), np.empty(k, dtype=dtype)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from . import _kernels
-from .ops import _check_rows, _check_tensor, _kernel_dtype, _kernel_input, _register_autocast, _row_input
+from .ops import _check_rows, _check_tensor, _kernel_dtype, _register_autocast, _row_input
 
 if TYPE_CHECKING:
     from .recorder import LedgerRecorder
@@ -71,10 +71,12 @@ def _swav_codes_into(output: Tensor, crops, batch: int, epsilon: float, n_iter: 
     crop's scores, with the queue's scores before them. Returns (mu (len(crops), K) float64,
     charge error (len(crops),) float64, log Z of each code row's GGE (len(crops) * batch,)
     float64 = -f/epsilon, empty when distributed). Per crop: the Sinkhorn passes over the crop's scores in
-    place (the kernel reads E = -scores with a signed scale: no negated copy), q written straight
-    into its slot; with a queue, one copy that stacks the queue's and the crop's scores.
-    Distributed (more than one rank), the sharded solver reads the scores with the same signed
-    scale (no negation pass either)."""
+    place (the kernel reads E = -scores with a signed scale: no negated copy; CPU half scores are
+    converted in registers, computed in float32), q written straight into its slot (``codes``:
+    the kernel dtype, float32 for half scores); with a queue, one copy that stacks the queue's
+    and the crop's scores (in the codes' dtype). Distributed (more than one rank), the sharded
+    solver reads the scores with the same signed scale (no negation pass either); it takes numpy
+    arrays, so half scores are converted to float32 there (one pass over the crop)."""
     k = codes.shape[1]
     world, _ = _world()
     mus = np.empty((len(crops), k))
@@ -84,13 +86,14 @@ def _swav_codes_into(output: Tensor, crops, batch: int, epsilon: float, n_iter: 
     for i, crop in enumerate(crops):
         scores = output[crop * batch:(crop + 1) * batch]
         if queue is not None:
-            stacked = _scratch_tensor("swav_scores", (extra + batch, k), output.dtype, output.device)
+            stacked = _scratch_tensor("swav_scores", (extra + batch, k), codes.dtype, output.device)
             stacked[:extra].copy_(queue[i])
             stacked[extra:].copy_(scores)
             scores = stacked
         slot = codes[i * batch:(i + 1) * batch]
         if world > 1:
-            q, mus[i], errs[i] = _kernels.sharded_sinkhorn(scores, epsilon, n_iter, energy_sign=-1.0)
+            host = scores if scores.dtype == codes.dtype else scores.to(codes.dtype)  # numpy has no bfloat16
+            q, mus[i], errs[i] = _kernels.sharded_sinkhorn(host, epsilon, n_iter, energy_sign=-1.0)
             slot.copy_(q[extra:])
             continue
         q = slot if queue is None else _scratch_tensor("swav_q", (extra + batch, k), codes.dtype, codes.device)
@@ -107,9 +110,10 @@ def _multicrop_into(scores: Tensor, labels: Tensor, label_crops, n_crops: int, s
     sum_rows -sum_y labels_a log softmax(scale * scores_v) (a float, accumulated in float64),
     and its gradient in the scores written into ``grad``.
 
-    scores: (n_crops * B, K), read in place in their own dtype (half types converted in
-    registers); labels and grad: (len(label_crops) * B, K) and (n_crops * B, K) of the kernel
-    dtype. One kernel pass per student crop (loss and gradient together) against the sum of its
+    scores: (n_crops * B, K), read in place in their own dtype (CPU half scores converted in
+    registers by the mixed kernel against the float32 labels: no float32 copy of the scores);
+    labels and grad: (len(label_crops) * B, K) and (n_crops * B, K) of the kernel dtype
+    (float32 for half scores). One kernel pass per student crop (loss and gradient together) against the sum of its
     labels (the block itself when it is one block; blocks summed once and shared when several).
     Row blocks are addressed by pointer arithmetic, not tensor views (the views cost more than
     the kernel at small batches)."""
@@ -145,13 +149,20 @@ def _multicrop_into(scores: Tensor, labels: Tensor, label_crops, n_crops: int, s
 
 def _swav_impl(output: Tensor, crops, n_crops: int, epsilon: float, n_iter: int, scale: float, queue,
                return_codes: bool):
-    """The body of ``thermossl::swav_loss`` (see there); the eager path calls it directly."""
-    a = _kernel_input(output)
+    """The body of ``thermossl::swav_loss`` (see there); the eager path calls it directly.
+
+    CPU half (bfloat16/float16) scores are read in place by every kernel (Sinkhorn and the fused
+    cross-entropy convert them in registers and compute in float32): no float32 copy of the
+    score matrix. The codes and the gradient are float32; the gradient is cast to the scores'
+    dtype at the end (one pass over the output). CUDA half scores are converted first (the CUDA
+    kernels have no half input)."""
+    a = _row_input(output)
+    kernel_dtype = _kernel_dtype(a.dtype)
     batch = a.shape[0] // n_crops
     k = a.shape[1]
-    codes = _scratch_tensor("swav_codes", (len(crops) * batch, k), a.dtype, a.device)
+    codes = _scratch_tensor("swav_codes", (len(crops) * batch, k), kernel_dtype, a.device)
     mus, errs, log_z = _swav_codes_into(a, crops, batch, epsilon, n_iter, queue, codes)
-    grad = torch.empty(a.shape, dtype=a.dtype, device=a.device)
+    grad = torch.empty(a.shape, dtype=kernel_dtype, device=a.device)
     total = _multicrop_into(a, codes, crops, n_crops, scale, grad)
     loss = torch.tensor(total * _swav_norm(a, crops, n_crops), dtype=output.dtype, device=output.device)
     kept = codes.clone() if return_codes else codes.new_empty((0, k))
@@ -182,17 +193,21 @@ def _(output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes):
 def _dino_impl(student: Tensor, teacher: Tensor, center: Tensor, teacher_temp: float, n_crops: int, scale: float,
                return_labels: bool):
     """The body of ``thermossl::dino_loss`` (see there); the eager path calls it directly."""
-    # The student's half scores are converted once (the fused cross-entropy kernel reads labels
-    # and scores of one dtype, and the labels are float32); the teacher's are read in place by
-    # the softmax kernel on the CPU (a half teacher with a float32 student, or the reverse, too).
-    a = _kernel_input(student)
-    t = _row_input(teacher) if _kernel_dtype(teacher.dtype) == a.dtype else teacher.to(a.dtype)
-    labels = _scratch_tensor("dino_labels", t.shape, a.dtype, a.device)
+    # On the CPU half scores are read in place, student and teacher alike (a half teacher with a
+    # float32 student, or the reverse, too): the teacher's by the softmax kernel, the student's
+    # by the mixed cross-entropy kernel against the float32 labels (converted in registers,
+    # computed in float32, no float32 copy of the student scores). The labels and the gradient
+    # are float32; the gradient is cast to the student's dtype at the end (one pass over the
+    # output). CUDA half scores are converted first (the CUDA kernels have no half input).
+    a = _row_input(student)
+    kernel_dtype = _kernel_dtype(a.dtype)
+    t = _row_input(teacher) if _kernel_dtype(teacher.dtype) == kernel_dtype else teacher.to(kernel_dtype)
+    labels = _scratch_tensor("dino_labels", t.shape, kernel_dtype, a.device)
     shift = (center.reshape(-1).to(device=a.device, dtype=torch.float64) * (-1.0 / teacher_temp)).contiguous()
-    log_z = torch.empty(t.shape[0], dtype=a.dtype, device=a.device)
+    log_z = torch.empty(t.shape[0], dtype=kernel_dtype, device=a.device)
     _kernels.row_softmax(t, 1.0 / teacher_temp, shift, labels, log_z)
     _check_rows(log_z, "teacher_output")
-    grad = torch.empty(a.shape, dtype=a.dtype, device=a.device)
+    grad = torch.empty(a.shape, dtype=kernel_dtype, device=a.device)
     total = _multicrop_into(a, labels, (0, 1), n_crops, scale, grad)
     loss = torch.tensor(total * _dino_norm(a, n_crops), dtype=student.dtype, device=student.device)
     kept = labels.clone() if return_labels else labels.new_empty((0, a.shape[1]))

@@ -11,8 +11,9 @@ in the input dtype: on the CPU the row kernels read the half matrix itself (conv
 in registers, no converted copy of the input), compute in float32 and write float32; the op casts
 the results to the input dtype (per-row results: a vector; matrix results — gibbs, softmax,
 log_softmax, the entropy gradient — one pass over the output). ``sinkhorn`` reads CPU half
-input the same way (its q is cast to the input dtype: one pass over the output). CUDA tensors
-still convert half input to float32 first (one pass). Integer and bool input of ``logsumexp``/``softmax``/``log_softmax`` computes in the
+input the same way (its q is cast to the input dtype: one pass over the output), and so do the
+losses (``SwAVLoss``, ``DINOLoss``: half student scores against float32 labels, by the mixed
+cross-entropy kernel). CUDA tensors still convert half input to float32 first (one pass). Integer and bool input of ``logsumexp``/``softmax``/``log_softmax`` computes in the
 default float dtype, as torch's own. Under ``torch.autocast`` every op runs in float32 (the
 policy of torch's softmax family) and returns float32.
 
@@ -50,12 +51,6 @@ _SUPPORTED = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # ============================================================================ shared helpers
 def _kernel_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in _HALF else dtype
-
-
-def _kernel_input(x: Tensor) -> Tensor:
-    """x in the dtype the Sinkhorn kernel and the losses compute in (half -> float32: a
-    conversion pass; the row kernels read half input themselves, see _row_input)."""
-    return x.float() if x.dtype in _HALF else x
 
 
 def _row_input(x: Tensor) -> Tensor:
