@@ -225,7 +225,7 @@ def test_second_backward_through_one_forward_is_refused():
     loss = tt.SwAVLoss()(x)
     loss.backward(retain_graph=True)
     first = x.grad.clone()
-    with pytest.raises(RuntimeError, match="modified by an inplace operation|one backward per forward"):
+    with pytest.raises(RuntimeError, match="support one backward per forward"):
         loss.backward()
     # a fresh forward works, and gives the same gradient
     x.grad = None

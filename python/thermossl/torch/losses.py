@@ -243,6 +243,9 @@ def _loss_backward(ctx, grad_loss, *_unused):
     from .ops import _no_double_backward
 
     _no_double_backward()
+    if ctx.scaled:  # checked before saved_tensors, whose version check would say less
+        raise RuntimeError("thermossl losses support one backward per forward (their gradient buffer is "
+                           "scaled in place by the first); run the forward again")
     (grad,) = ctx.saved_tensors
     n_inputs = ctx.n_inputs
     factor = grad_loss * ctx.norm  # the ops' gradient is the sum's; the loss is the mean
@@ -252,9 +255,6 @@ def _loss_backward(ctx, grad_loss, *_unused):
     # it in place (one pass, no new N x K allocation and its page faults). A second backward
     # through the same forward (retain_graph=True) would find it scaled: autograd's version check
     # of the saved tensor refuses that ("modified by an inplace operation"), and so does this flag.
-    if ctx.scaled:
-        raise RuntimeError("thermossl losses support one backward per forward (their gradient buffer is "
-                           "scaled in place); run the forward again")
     ctx.scaled = True
     return (grad.mul_(factor),) + (None,) * (n_inputs - 1)
 
