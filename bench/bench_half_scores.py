@@ -13,24 +13,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 import torch
 
 import thermossl
 import thermossl.torch as tt
-
-
-def median_ms(fn, repeats):
-    fn()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return statistics.median(wall) * 1e3, statistics.median(cpu) * 1e3
+from bench_torch_losses import median_ms  # (wall, CPU) medians, the same timing as the loss table
 
 
 def main():
