@@ -121,3 +121,21 @@ def pytest_runtest_makereport(item, call):
 def pytest_make_collect_report(collector):
     outcome = yield
     _fail_required_skip(outcome.get_result(), set())
+
+
+def _levels_of_this_cpu():
+    from thermossl import _core
+
+    return _core.simd_levels()
+
+
+@pytest.fixture(params=_levels_of_this_cpu())
+def simd_level(request):
+    """The test runs once at every SIMD level this CPU runs (the others are not parametrised: they
+    cannot run here); the level in force before is restored afterwards."""
+    from thermossl import _core
+
+    before = _core.simd_level()
+    _core.set_simd_level(request.param)
+    yield request.param
+    _core.set_simd_level(before)

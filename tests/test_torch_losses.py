@@ -309,12 +309,7 @@ def test_tracing_takes_the_registered_op():
 
 
 # ----------------------------------------------------------------------------- half scores read in place
-@pytest.fixture(params=thermossl._core.simd_levels())
-def simd_level(request):
-    before = thermossl._core.simd_level()
-    thermossl._core.set_simd_level(request.param)
-    yield request.param
-    thermossl._core.set_simd_level(before)
+# simd_level: the fixture of tests/conftest.py (each level this CPU runs)
 
 
 def _record_kernel_calls(monkeypatch):

@@ -347,12 +347,7 @@ def test_import_thermossl_does_not_import_torch():
 
 
 # ----------------------------------------------------------------------------- half input in the kernels
-@pytest.fixture(params=thermossl._core.simd_levels())
-def simd_level(request):
-    before = thermossl._core.simd_level()
-    thermossl._core.set_simd_level(request.param)
-    yield request.param
-    thermossl._core.set_simd_level(before)
+# simd_level: the fixture of tests/conftest.py (each level this CPU runs)
 
 
 def _kernel_rows(x, scale, q=None):
