@@ -394,6 +394,36 @@ void dispatch_name(const std::string& dtype, Fn&& fn) {
     }
 }
 
+
+// The fused cross-entropy + gradient on raw pointers. The labels q are read as the scores' dtype T
+// (LabelsInComputeType = false: row_cross_entropy) or as the compute type Real<T>
+// (LabelsInComputeType = true: float32 labels against half scores, row_cross_entropy_float_labels;
+// for float32/float64 scores the two are the same kernel).
+template <bool LabelsInComputeType>
+void def_pointer_cross_entropy(py::module_& p, const char* name) {
+    p.def(name, [](const std::string& dtype, const RawMatrix& q, const RawMatrix& a, double scale,
+                   std::uintptr_t shift, std::uintptr_t loss, std::uintptr_t grad, std::uintptr_t log_z) {
+        dispatch_name(dtype, [&](auto tag) {
+            using T = decltype(tag);
+            using R = thermossl::Real<T>;
+            using Q = std::conditional_t<LabelsInComputeType, R, T>;
+            const auto qv = raw_view<Q>(q);
+            const auto av = raw_view<T>(a);
+            if (qv.rows != av.rows || qv.cols != av.cols) throw py::value_error("q must have the shape of a");
+            if (loss == 0) throw py::value_error("loss is required");
+            py::gil_scoped_release release;
+            if constexpr (std::is_same<Q, T>::value) {
+                thermossl::row_cross_entropy<T>(qv, av, scale, raw_ptr<const double>(shift), raw_ptr<R>(loss),
+                                                raw_ptr<R>(grad), raw_ptr<R>(log_z));
+            } else {
+                thermossl::row_cross_entropy_float_labels<T>(qv, av, scale, raw_ptr<const double>(shift),
+                                                             raw_ptr<R>(loss), raw_ptr<R>(grad), raw_ptr<R>(log_z));
+            }
+        });
+    }, py::arg("dtype"), py::arg("q"), py::arg("a"), py::arg("scale"), py::arg("shift"), py::arg("loss"),
+       py::arg("grad"), py::arg("log_z"));
+}
+
 void def_pointer_kernels(py::module_& m) {
     auto p = m.def_submodule(
         "pointers", "Row kernels on raw host addresses, any of float32/float64/bfloat16/float16 in (thermossl.torch).");
@@ -441,44 +471,9 @@ void def_pointer_kernels(py::module_& m) {
             thermossl::row_entropy<T>(av, scale, raw_ptr<const double>(shift), raw_ptr<R>(entropy), raw_ptr<R>(log_z));
         });
     }, py::arg("dtype"), py::arg("a"), py::arg("scale"), py::arg("shift"), py::arg("entropy"), py::arg("log_z"));
-    p.def("row_cross_entropy", [](const std::string& dtype, const RawMatrix& q, const RawMatrix& a, double scale,
-                                  std::uintptr_t shift, std::uintptr_t loss, std::uintptr_t grad, std::uintptr_t log_z) {
-        dispatch_name(dtype, [&](auto tag) {
-            using T = decltype(tag);
-            using R = thermossl::Real<T>;
-            const auto qv = raw_view<T>(q);
-            const auto av = raw_view<T>(a);
-            if (qv.rows != av.rows || qv.cols != av.cols) throw py::value_error("q must have the shape of a");
-            if (loss == 0) throw py::value_error("loss is required");
-            py::gil_scoped_release release;
-            thermossl::row_cross_entropy<T>(qv, av, scale, raw_ptr<const double>(shift), raw_ptr<R>(loss),
-                                            raw_ptr<R>(grad), raw_ptr<R>(log_z));
-        });
-    }, py::arg("dtype"), py::arg("q"), py::arg("a"), py::arg("scale"), py::arg("shift"), py::arg("loss"),
-       py::arg("grad"), py::arg("log_z"));
-    // The labels in the compute type (float32 for half scores, else the scores' dtype): half scores
-    // against float32 labels are read in place by the mixed kernel, no converted copy of a.
-    p.def("row_cross_entropy_float_labels", [](const std::string& dtype, const RawMatrix& q, const RawMatrix& a,
-                                               double scale, std::uintptr_t shift, std::uintptr_t loss,
-                                               std::uintptr_t grad, std::uintptr_t log_z) {
-        dispatch_name(dtype, [&](auto tag) {
-            using T = decltype(tag);
-            using R = thermossl::Real<T>;
-            const auto qv = raw_view<R>(q);
-            const auto av = raw_view<T>(a);
-            if (qv.rows != av.rows || qv.cols != av.cols) throw py::value_error("q must have the shape of a");
-            if (loss == 0) throw py::value_error("loss is required");
-            py::gil_scoped_release release;
-            if constexpr (std::is_same<T, R>::value) {
-                thermossl::row_cross_entropy<T>(qv, av, scale, raw_ptr<const double>(shift), raw_ptr<R>(loss),
-                                                raw_ptr<R>(grad), raw_ptr<R>(log_z));
-            } else {
-                thermossl::row_cross_entropy_float_labels<T>(qv, av, scale, raw_ptr<const double>(shift),
-                                                             raw_ptr<R>(loss), raw_ptr<R>(grad), raw_ptr<R>(log_z));
-            }
-        });
-    }, py::arg("dtype"), py::arg("q"), py::arg("a"), py::arg("scale"), py::arg("shift"), py::arg("loss"),
-       py::arg("grad"), py::arg("log_z"));
+    def_pointer_cross_entropy<false>(p, "row_cross_entropy");
+    // Half scores against float32 labels are read in place by the mixed kernel, no converted copy of a.
+    def_pointer_cross_entropy<true>(p, "row_cross_entropy_float_labels");
     p.def("row_entropy_grad", [](const std::string& dtype, const RawMatrix& a, double scale, std::uintptr_t shift,
                                  std::uintptr_t grad, std::uintptr_t entropy, std::uintptr_t log_z) {
         dispatch_name(dtype, [&](auto tag) {
