@@ -113,8 +113,12 @@ void for_row_tiles(std::int64_t rows, std::int64_t tile, Body body) {
 /// `make_body()` is called once per thread so each thread owns its buffers.
 template <class MakeBody>
 void parallel_row_tiles(std::int64_t rows, std::int64_t tile, std::int64_t elements, MakeBody make_body) {
+#ifdef _OPENMP
     const std::int64_t n_tiles = (rows + tile - 1) / tile;
 #pragma omp parallel if (elements >= kParallelMinElements && n_tiles > 1)
+#else
+    (void)elements;  // serial build: one team of one thread, no threshold to test
+#endif
     {
         for_row_tiles(rows, tile, make_body());
     }
