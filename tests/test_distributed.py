@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -23,6 +24,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 import thermossl
 from thermossl import demon, distributed, reservoirs
+from thermossl.distributed.abort import _REPORT_GRACE
 
 import distributed_worker as worker
 
@@ -272,9 +274,21 @@ def test_mpi_interrupt_inside_a_sharded_call_ends_the_job_without_the_runner(tmp
 
 
 GUARD_SCRIPT = r"""
-import sys, warnings
+import sys, time, warnings
 import numpy as np
 from thermossl import distributed as dist
+
+class StampedStderr:  # stderr that remembers when the abort report was written
+    def __init__(self, stream):
+        self.stream, self.report_at = stream, None
+    def write(self, text):
+        if "aborting the job" in text:
+            self.report_at = time.monotonic()
+        return self.stream.write(text)
+    def flush(self):
+        self.stream.flush()
+
+sys.stderr = StampedStderr(sys.stderr)
 
 class TwoRanks(dist.Communicator):
     # rank 0 of 2 with an identity allreduce; abort() ends the process as MPI_Abort would
@@ -287,7 +301,8 @@ class TwoRanks(dist.Communicator):
             raise KeyboardInterrupt  # as Python raises it after a SIGINT
         return np.array(x, dtype=np.float64, copy=True)
     def abort(self, code):
-        sys.stderr.write(f"ABORT {code}\n"); sys.stderr.flush()
+        sys.stderr.write(f"ABORT {code} {time.monotonic() - sys.stderr.report_at:.6f} s after the report\n")
+        sys.stderr.flush()
         raise SystemExit(99)  # must not be taken for a return: the guard exits with code
 
 E = np.random.default_rng(0).normal(size=(20, 4))
@@ -334,6 +349,10 @@ def test_guard_aborts_on_unagreed_failures_only(tmp_path, case, status, escaped)
     else:
         assert proc.stderr.count(escaped) == 1 and f"ABORT {status}" in proc.stderr, proc.stderr
         assert "rank 0 of 2" in proc.stderr
+        # The report is written, then MPI_Abort waits so that mpiexec forwards it before the
+        # teardown (without the pause, a CI run lost the whole report).
+        pause = float(re.search(r"ABORT \d+ ([0-9.]+) s after the report", proc.stderr).group(1))
+        assert pause >= _REPORT_GRACE > 0, proc.stderr
 
 
 def test_runner_usage_and_single_process(tmp_path):

@@ -50,17 +50,26 @@ def _where(comm) -> str:
     return f"rank {comm.rank} of {comm.size}"
 
 
+# A rank's stderr reaches the user through the process manager (mpiexec's proxy reads a pipe and
+# forwards it). MPI_Abort makes that manager kill every rank and exit, and it may do so before it has
+# read what the aborting rank wrote just before: the report is then lost, with no output at all
+# (seen in a CI run of the signal test below: an empty output; other launchers lose output the
+# same way). A flushed write is in the pipe, not yet forwarded; this pause before MPI_Abort gives
+# the proxy time to forward it. It delays the end of a failed job by that much, nothing else.
+_REPORT_GRACE = 0.25  # seconds
+
 # An error agreed from another rank is raised there too, at the same moment: that rank prints the
 # traceback and aborts. Waiting this long before aborting here lets its report out (an abort from
 # this rank would kill it mid-report); should it have caught the error instead, the job still ends.
 _AGREED_GRACE = 1.0  # seconds
 
 
-def _abort_job(comm, code: int, text: str, grace: float = 0.0) -> None:
+def _abort_job(comm, code: int, text: str, grace: float = _REPORT_GRACE) -> None:
     """Write ``text`` to stderr in one write (so ranks' reports do not interleave line by line),
-    flush, wait ``grace`` seconds, and abort the job through ``comm.abort(code)`` (MPI_Abort). Only
-    the first caller in a process reports and aborts; a later one waits for the abort to end the
-    process (another thread) or returns (a signal handler run inside the abort, same thread)."""
+    flush, wait ``grace`` seconds (so the process manager forwards the report before the abort
+    tears the job down), and abort the job through ``comm.abort(code)`` (MPI_Abort). Only the first
+    caller in a process reports and aborts; a later one waits for the abort to end the process
+    (another thread) or returns (a signal handler run inside the abort, same thread)."""
     if not _abort_lock.acquire(blocking=False):
         if _aborting_thread[0] == threading.get_ident():
             return
@@ -104,7 +113,7 @@ def _from_elsewhere(comm, exc: BaseException) -> bool:
 def _abort_for_exception(comm, exc: BaseException, context: str, skip_files=()) -> None:
     """Report ``exc`` once and abort the job (an error agreed from another rank: after a grace)."""
     _abort_job(comm, _exit_code(exc), _report(comm, exc, context, skip_files),
-               _AGREED_GRACE if _from_elsewhere(comm, exc) else 0.0)
+               _AGREED_GRACE if _from_elsewhere(comm, exc) else _REPORT_GRACE)
 
 
 def _report(comm, exc: BaseException, context: str, skip_files=()) -> str:
