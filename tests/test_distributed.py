@@ -427,6 +427,25 @@ def test_self_comm_matches_single_process():
         assert got.n_total == E.shape[0] and got.offset == 0
 
 
+def test_not_converged_warning_points_at_the_callers_line():
+    # As thermossl.sinkhorn and the single-process reservoir: the warning names the user's line
+    # (this file), not a line inside thermossl, for each sharded entry point.
+    E = np.random.default_rng(0).normal(size=(50, 4))
+
+    def reservoir():
+        return distributed.ShardedSinkhornReservoir(T=0.01, tol=1e-300, max_iter=2)
+
+    calls = {
+        "sinkhorn": lambda: distributed.sinkhorn(E, 0.01, tol=1e-300, max_iter=2),
+        "reservoir.assign": lambda: reservoir().assign(E),
+        "Demon.measure": lambda: distributed.Demon(1.0, reservoir()).measure(E),
+    }
+    for name, call in calls.items():
+        with pytest.warns(RuntimeWarning, match="did not converge") as record:
+            call()
+        assert [w.filename for w in record] == [__file__], (name, [(w.filename, w.lineno) for w in record])
+
+
 def test_self_comm_ledger_matches_single_process():
     for name, (T, rkw, weighted) in worker.demon_configs().items():
         want, _ = reference_ledger(name)

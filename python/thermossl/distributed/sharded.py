@@ -16,7 +16,7 @@ from .._validation import iteration_controls, positive_vector, probability_vecto
 from ..reservoirs import LabelState, SinkhornReservoir
 from .comm import as_comm
 from .failures import _check, _raise_everywhere, agreement
-from .solver import _sinkhorn, sinkhorn
+from .solver import _checked_sinkhorn, _sinkhorn, sinkhorn
 
 __all__ = ["ShardedSinkhornReservoir", "Demon"]
 
@@ -106,8 +106,9 @@ class ShardedSinkhornReservoir(SinkhornReservoir):
         shape = np.shape(E)
         if self.warm_start and self._mu is not None and len(shape) == 2 and self._mu.shape == (shape[1],):
             mu0 = self._mu
-        result = sinkhorn(E, self.T, w=w, c=self.c, n_iter=self.n_iter, tol=self.tol, max_iter=self.max_iter,
-                          mu0=mu0, comm=self.comm, relaxation=self.relaxation)
+        # stacklevel 3: the not-converged warning points at the user's line, above this method.
+        result = _checked_sinkhorn(E, self.T, w, self.c, self.n_iter, self.tol, self.max_iter, mu0, True,
+                                   self.comm, self.relaxation, 1.0, stacklevel=3)
         return self._label_state(result)
 
     def _assign(self, E, w) -> LabelState:
@@ -127,7 +128,10 @@ class ShardedSinkhornReservoir(SinkhornReservoir):
         except Exception as exc:
             error = exc
         _check(self.comm, error)
-        result = _sinkhorn(self.comm, E, self.T, w, c, mu0, fixed, tol, limit, omega, True, check_weight_sum=False)
+        # stacklevel 5: the user's line, above the sharded Demon.measure, the base class's measure
+        # it calls, and this method (the sharded demon is the caller of this method).
+        result = _sinkhorn(self.comm, E, self.T, w, c, mu0, fixed, tol, limit, omega, True, check_weight_sum=False,
+                           stacklevel=5)
         return self._label_state(result)
 
     def _label_state(self, result) -> LabelState:

@@ -242,6 +242,15 @@ def sinkhorn(E_local: npt.ArrayLike, T: float, w: Optional[npt.ArrayLike] = None
         with every state forbidden, ... named by its global row index; arguments that differ between
         ranks. Raised on every rank alike.
     """
+    return _checked_sinkhorn(E_local, T, w, c, n_iter, tol, max_iter, mu0, return_q, comm, relaxation,
+                             energy_sign, stacklevel=3)
+
+
+def _checked_sinkhorn(E_local, T, w, c, n_iter, tol, max_iter, mu0, return_q, comm, relaxation, energy_sign,
+                      *, stacklevel: int) -> DistributedSinkhornResult:
+    """:func:`sinkhorn`, its not-converged warning placed ``stacklevel`` frames up from here (1: this
+    function, 2: its caller, 3: the caller's caller), so that an entry point calling it on the
+    user's behalf (``ShardedSinkhornReservoir.assign``) points the warning at the user's line."""
     comm = as_comm(comm)
     with _in_step(comm, "thermossl.distributed.sinkhorn"):  # see abort.py: a KeyboardInterrupt here aborts
         # --- local validation, then agreement (a rank with bad input makes every rank raise) ---
@@ -263,8 +272,8 @@ def sinkhorn(E_local: npt.ArrayLike, T: float, w: Optional[npt.ArrayLike] = None
         except Exception as exc:
             error = exc
         _check(comm, error)
-    return _sinkhorn(comm, E, T, w_local, c, mu0, fixed, tol, limit, omega_requested, return_q, stacklevel=3,
-                     energy_sign=float(energy_sign))
+    return _sinkhorn(comm, E, T, w_local, c, mu0, fixed, tol, limit, omega_requested, return_q,
+                     stacklevel=stacklevel + 1, energy_sign=float(energy_sign))
 
 
 def _sinkhorn(comm: Communicator, E, T: float, w_local, c, mu0, fixed: int, tol: float, limit: int,
