@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <time.h>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -81,6 +82,13 @@ struct Writer {
         std::fwrite(v.data(), sizeof(v[0]), v.size(), f);
     }
 };
+
+// Process CPU time of all threads, in seconds (finer than std::clock's ticks).
+double cpu_seconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 template <class T>
 double scale_of(double temperature) { return -1.0 / temperature; }
@@ -243,10 +251,12 @@ int main(int argc, char** argv) {
             const auto d = make_data<T>(n, k, sigma, false);
             Outputs<T> o(n, k);
             run_kernel<T>(kernel, d, o, nullptr);  // warm-up
+            // calls per sample: enough for >= ~20 ms of CPU time (std::clock ticks coarsely)
+            const std::int64_t calls = std::max<std::int64_t>(1, 5000000 / std::max<std::int64_t>(1, n * k));
             for (int r = 0; r < repeats; ++r) {
-                const std::clock_t c0 = std::clock();
-                run_kernel<T>(kernel, d, o, nullptr);
-                ns.push_back(1e9 * static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC / static_cast<double>(n * k));
+                const double c0 = cpu_seconds();
+                for (std::int64_t c = 0; c < calls; ++c) run_kernel<T>(kernel, d, o, nullptr);
+                ns.push_back(1e9 * (cpu_seconds() - c0) / static_cast<double>(calls * n * k));
             }
         };
         if (dtype == "float") {

@@ -47,7 +47,8 @@ void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const Mat
                                                     const auto& lanes) {
                             const V e = exp_lanes(t);  // unconditional: no masked lanes
                             at_max_count.add(at_max);
-                            sums.part[0] += lanes.keep(select(at_max, splat<V>(0), e));
+                            // one masked add at AVX-512 (add_where), an and + add elsewhere
+                            sums.part[0] = add_where(sums.part[0], lanes.keep(mask_not(at_max)), e);
                         }, next);
                         weight_at_max = at_max_count.total();
                         rest = sums[0];

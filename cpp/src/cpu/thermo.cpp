@@ -59,8 +59,9 @@ void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Expo
                         const V aj = lanes.load(row + j, T(0));
                         const auto positive = e > zero;
                         p_sums.part[0] += e;
-                        p_sums.part[1] += select(positive, e * aj, zero);
-                        p_sums.part[2] += select(positive, e * t, zero);
+                        // one masked FMA each at AVX-512 (madd_where), mul + and + add elsewhere
+                        p_sums.part[1] = madd_where(p_sums.part[1], positive, e, aj);
+                        p_sums.part[2] = madd_where(p_sums.part[2], positive, e, t);
                     }, q_row);  // pass 3 reads q: from cache
                     z = p_sums[0];
                     ea = p_sums[1];
@@ -76,10 +77,10 @@ void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Expo
                         const V log_p = t - log_zr;
                         const V log_q = log_lanes_for_terms(qj);
                         const auto on = qj != zero;
-                        q_sums.part[0] += select(on, qj * aj, zero);
-                        q_sums.part[1] += select(on, qj * log_q, zero);
-                        q_sums.part[2] += select(on, qj * log_p, zero);
-                        q_sums.part[3] += select(on, qj * (log_q - log_p), zero);
+                        q_sums.part[0] = madd_where(q_sums.part[0], on, qj, aj);
+                        q_sums.part[1] = madd_where(q_sums.part[1], on, qj, log_q);
+                        q_sums.part[2] = madd_where(q_sums.part[2], on, qj, log_p);
+                        q_sums.part[3] = madd_where(q_sums.part[3], on, qj, log_q - log_p);
                         q_sums.part[4] += qj;
                     }, ra.next_row(i));  // the next row's max pass: from cache
                     qa = q_sums[0];
@@ -140,7 +141,7 @@ void label_rows_impl(const MatrixView<T>& q, const T* weights, double* entropy_q
                 const V zero = splat<V>(0);
                 LaneSums<T, 2> sums;  // sum q log q, sum q
                 const auto add = [&](const V qj) {
-                    sums.part[0] += select(qj != zero, qj * log_lanes_for_terms(qj), zero);
+                    sums.part[0] = madd_where(sums.part[0], qj != zero, qj, log_lanes_for_terms(qj));
                     sums.part[1] += qj;
                 };
                 const std::int64_t full = k - k % kL;
