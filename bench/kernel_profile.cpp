@@ -9,8 +9,9 @@
 //       entropy_grad, col_logsumexp, ledger, label, swav (SwAV Sinkhorn, T' = 0.05, 3 fixed
 //       iterations, q written), sela (Sinkhorn to tolerance 1e-6, T' = 0.05); DTYPE: float, double.
 //   kernel_profile time KERNEL DTYPE ROWS COLS REPEATS
-//       the median CPU time per element of REPEATS calls (after a warm-up call), for A/B runs of
-//       two builds alternated in one session on a loaded machine (use OMP_NUM_THREADS=1).
+//       the median CPU time per element of REPEATS samples (after a warm-up call), each sample
+//       the process CPU time of enough calls for >= 5 M elements, for A/B runs of two builds
+//       alternated in one session on a loaded machine (use OMP_NUM_THREADS=1).
 //   kernel_profile dump FILE
 //       writes the raw outputs of every kernel (float and double, rows with +-inf, nan, ties,
 //       shifts) at the SIMD level in force (THERMOSSL_SIMD) to FILE, so two builds or two levels
