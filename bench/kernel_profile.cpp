@@ -9,8 +9,9 @@
 //       entropy_grad, col_logsumexp, ledger, label, swav (SwAV Sinkhorn, T' = 0.05, 3 fixed
 //       iterations, q written), sela (Sinkhorn to tolerance 1e-6, T' = 0.05); DTYPE: float, double.
 //   kernel_profile time KERNEL DTYPE ROWS COLS REPEATS
-//       the median CPU time per element of REPEATS calls (after a warm-up call), for A/B runs of
-//       two builds alternated in one session on a loaded machine (use OMP_NUM_THREADS=1).
+//       the median CPU time per element of REPEATS samples (after a warm-up call), each sample
+//       the process CPU time of enough calls for >= 5 M elements, for A/B runs of two builds
+//       alternated in one session on a loaded machine (use OMP_NUM_THREADS=1).
 //   kernel_profile dump FILE
 //       writes the raw outputs of every kernel (float and double, rows with +-inf, nan, ties,
 //       shifts) at the SIMD level in force (THERMOSSL_SIMD) to FILE, so two builds or two levels
@@ -18,6 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <time.h>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -81,6 +83,13 @@ struct Writer {
         std::fwrite(v.data(), sizeof(v[0]), v.size(), f);
     }
 };
+
+// Process CPU time of all threads, in seconds (finer than std::clock's ticks).
+double cpu_seconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 template <class T>
 double scale_of(double temperature) { return -1.0 / temperature; }
@@ -243,10 +252,12 @@ int main(int argc, char** argv) {
             const auto d = make_data<T>(n, k, sigma, false);
             Outputs<T> o(n, k);
             run_kernel<T>(kernel, d, o, nullptr);  // warm-up
+            // calls per sample: enough for >= ~20 ms of CPU time (std::clock ticks coarsely)
+            const std::int64_t calls = std::max<std::int64_t>(1, 5000000 / std::max<std::int64_t>(1, n * k));
             for (int r = 0; r < repeats; ++r) {
-                const std::clock_t c0 = std::clock();
-                run_kernel<T>(kernel, d, o, nullptr);
-                ns.push_back(1e9 * static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC / static_cast<double>(n * k));
+                const double c0 = cpu_seconds();
+                for (std::int64_t c = 0; c < calls; ++c) run_kernel<T>(kernel, d, o, nullptr);
+                ns.push_back(1e9 * (cpu_seconds() - c0) / static_cast<double>(calls * n * k));
             }
         };
         if (dtype == "float") {

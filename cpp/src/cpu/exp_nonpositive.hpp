@@ -6,6 +6,10 @@
 // or 11 (double) FMA, then the scale by 2^n: float, 2 integer ops (2^n added to the exponent
 // bits of the polynomial; at AVX-512 one vscalefps), double, 2 integer ops and 1 multiply; and
 // 1 select (underflow; at AVX-512 float the zeroing mask of vscalefps).
+// One exception to "the same bits": double vectors of 8 lanes at AVX-512 take a table of
+// 2^(j/16) and a degree-7 polynomial (exp_nonpositive_f64_table below, 18 instructions per
+// vector against 21); the scalar double form at that level keeps the degree-11 polynomial, so an
+// `omp simd` loop over it and the explicit 8-lane loops differ by rounding (both ~0.5 ulp).
 //
 // Method: reduction x = n ln2 + r, |r| <= ln2/2 (n rounded by the 1.5 * 2^(mantissa bits) trick,
 // so no float->int conversion is needed: AVX2 has none for int64), then a polynomial for e^r
@@ -19,7 +23,9 @@
 //           the Cody-Waite two-constant split keeps n ln2 exact.
 //   double: degree 11, truncation 9.9e-18 relative (0.09 ulp) (Taylor needed degree 13); the
 //           reduction always takes the two-constant split (ln2 rounded to double would cost
-//           |n| 2^-53 relative, up to 1e-14 at n = -1022).
+//           |n| 2^-53 relative, up to 1e-14 at n = -1022). AVX-512 vectors: |r| <= ln2/32 after
+//           the table, degree 7, truncation 4e-20 (0.0004 ulp); the table entries carry their
+//           rounding in a second (lo) table, so the result is rounded once at the end.
 // Special values: exp(-inf) = 0, nan -> nan; results near or below the smallest normal number
 // (x < -86.9 for float, x < -708 for double) are flushed to 0. Arguments > 0 are not supported
 // (callers clamp: every argument is x - max(x)).
@@ -106,9 +112,53 @@ inline V exp_nonpositive_f32(const V x) {
     return x < lowest ? lane_splat<V>(0.0f) : result;  // nan < lowest is false: result is nan
 }
 
+#if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
+/// exp(x) for x <= 0 on 8 double lanes at AVX-512, by a table of 2^(j/16) (see the header):
+/// x = (k/16) ln 2 + r, |r| <= ln2/32, e^x = 2^floor(k/16) * 2^((k mod 16)/16) * e^r. The 16
+/// entries, each as a double hi and the rest lo (so the table adds no rounding of its own), sit
+/// in two registers apiece and are looked up by vpermi2pd on the low 4 bits of k; e^r - 1 is
+/// r + r^2 (c2 + ... + c7 r^5), degree 7 instead of 11 (Chebyshev interpolation of
+/// (e^r - 1 - r)/r^2 on [-1.0005 ln2/32, 1.0005 ln2/32], truncation 4e-20 relative, 0.0004 ulp);
+/// y = hi + (hi (e^r - 1) + lo) in [1, 2), and the scale 2^floor(k/16) by vscalefpd, whose
+/// zeroing mask flushes x < -708 to 0. Per 8 lanes: 1 max, 2 for k, 2 FMA for r, 7 for the
+/// polynomial, 2 permutes, 1 FMA + 1 add, 1 compare, 1 vscalefpd (18, against 21 for the
+/// degree-11 form).
+inline __m512d exp_nonpositive_f64_table(const __m512d x) {
+    const __m512d lowest = _mm512_set1_pd(-708.0);
+    const __m512d xc = _mm512_max_pd(lowest, x);  // passes a nan through (second operand)
+    // s - round = k/16 with k = round(16 x / ln2): the ulp of round = 1.5 * 2^48 is 1/16, and the
+    // low 4 bits of s's mantissa are k mod 16 (vpermi2pd reads only those bits of the index)
+    const __m512d round = _mm512_set1_pd(422212465065984.0);  // 1.5 * 2^48
+    const __m512d s = _mm512_fmadd_pd(xc, _mm512_set1_pd(1.4426950408889634074), round);
+    const __m512d kk = _mm512_sub_pd(s, round);
+    __m512d r = _mm512_fnmadd_pd(kk, _mm512_set1_pd(6.93147180369123816490e-01), xc);
+    r = _mm512_fnmadd_pd(kk, _mm512_set1_pd(1.90821492927058770002e-10), r);
+    __m512d c = _mm512_set1_pd(0.000198414639814658);
+    c = _mm512_fmadd_pd(c, r, _mm512_set1_pd(0.0013889063615251755));
+    c = _mm512_fmadd_pd(c, r, _mm512_set1_pd(0.008333333332991407));
+    c = _mm512_fmadd_pd(c, r, _mm512_set1_pd(0.04166666666358933));
+    c = _mm512_fmadd_pd(c, r, _mm512_set1_pd(0.16666666666666669));
+    c = _mm512_fmadd_pd(c, r, _mm512_set1_pd(0.5000000000000001));
+    const __m512d expm1_r = _mm512_fmadd_pd(_mm512_mul_pd(r, r), c, r);
+    const __m512i j = _mm512_castpd_si512(s);
+    const __m512d hi = _mm512_permutex2var_pd(
+        _mm512_setr_pd(0x1.0000000000000p+0, 0x1.0b5586cf9890fp+0, 0x1.172b83c7d517bp+0, 0x1.2387a6e756238p+0, 0x1.306fe0a31b715p+0, 0x1.3dea64c123422p+0, 0x1.4bfdad5362a27p+0, 0x1.5ab07dd485429p+0), j,
+        _mm512_setr_pd(0x1.6a09e667f3bcdp+0, 0x1.7a11473eb0187p+0, 0x1.8ace5422aa0dbp+0, 0x1.9c49182a3f090p+0, 0x1.ae89f995ad3adp+0, 0x1.c199bdd85529cp+0, 0x1.d5818dcfba487p+0, 0x1.ea4afa2a490dap+0));
+    const __m512d lo = _mm512_permutex2var_pd(
+        _mm512_setr_pd(0x0.0p+0, 0x1.8a62e4adc610bp-54, -0x1.19041b9d78a76p-55, 0x1.9b07eb6c70573p-54, 0x1.6f46ad23182e4p-55, 0x1.ada0911f09ebcp-55, 0x1.d4397afec42e2p-56, 0x1.6324c054647adp-54), j,
+        _mm512_setr_pd(-0x1.bdd3413b26456p-54, -0x1.41577ee04992fp-55, 0x1.6e9f156864b27p-54, 0x1.c7c46b071f2bep-56, 0x1.7a1cd345dcc81p-54, 0x1.11065895048ddp-55, 0x1.2ed02d75b3707p-55, -0x1.e9c23179c2893p-54));
+    const __m512d y = _mm512_add_pd(hi, _mm512_fmadd_pd(hi, expm1_r, lo));
+    const __mmask8 keep = _mm512_cmp_pd_mask(x, lowest, _CMP_NLT_UQ);  // nan kept
+    return _mm512_maskz_scalef_pd(keep, y, kk);  // y * 2^floor(k/16)
+}
+#endif
+
 /// exp_nonpositive for double lanes (V: double or a vector of doubles).
 template <class V>
 inline V exp_nonpositive_f64(const V x) {
+#if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
+    if constexpr (sizeof(V) == 64) return (V)exp_nonpositive_f64_table((__m512d)x);
+#endif
     using I = decltype(bits_of_lanes(x));
     const V lowest = lane_splat<V>(-708.0);  // keeps 2^n normal (n >= -1022)
     const V round = lane_splat<V>(6755399441055744.0);  // 1.5 * 2^52

@@ -24,7 +24,9 @@ namespace thermossl::THERMOSSL_ISA_NS::detail {
 /// kExact = false is the cheaper form for terms x * f(log x) whose callers drop x = 0 (the
 /// ledger's label sums): no scaling of subnormal x (their log is off by up to 23 ln 2, so
 /// x log x by less than 2e-37 absolute) and no special results for x = 0 and x = +inf (finite
-/// values; inf * finite stays inf); x < 0 and nan still give nan.
+/// values; inf * finite stays inf); x < 0 and nan still give nan. At AVX-512 (16 lanes) it takes
+/// the mantissa and exponent from vgetmantps / vgetexpps: subnormals exact, x = 0 gives -inf and
+/// x = +inf gives +inf; ~22 instructions per vector against ~30.
 template <class V, bool kExact = true>
 inline V log_positive_f32(const V x) {
     using I = decltype(bits_of_lanes(x));
@@ -32,6 +34,36 @@ inline V log_positive_f32(const V x) {
     // log m = u - u^2/2 + u^3 P(u), P a degree-8 minimax polynomial (relative error ~1e-7 on the
     // interval; relative accuracy near x = 1 is kept since log m ~ u there).
     const V inf = lane_splat<V>(std::numeric_limits<float>::infinity());
+#if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
+    if constexpr (!kExact && sizeof(V) == 64) {
+        // AVX-512: the mantissa in [1, 2) and the exponent as a float by vgetmantps / vgetexpps
+        // (exact, subnormals included), instead of ~8 integer and convert steps; then the same
+        // reduction to [sqrt(1/2), sqrt(2)) and the same polynomial as below. x = 0 gives
+        // e = -inf (callers drop it), x = +inf gives +inf, nan stays nan.
+        const __m512 xv = (__m512)x;
+        const __m512 m1 = _mm512_getmant_ps(xv, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src);
+        const __m512 e1 = _mm512_getexp_ps(xv);
+        const __mmask16 high = _mm512_cmp_ps_mask(m1, _mm512_set1_ps(1.41421356237309505f), _CMP_GT_OQ);
+        const V m = (V)_mm512_mask_mul_ps(m1, high, m1, _mm512_set1_ps(0.5f));
+        const V ef = (V)_mm512_mask_add_ps(e1, high, e1, _mm512_set1_ps(1.0f));
+        const V u = m - lane_splat<V>(1.0f);
+        const V u2 = u * u;
+        V poly = lane_splat<V>(7.0376836292e-2f);
+        poly = lane_fma(poly, u, lane_splat<V>(-1.1514610310e-1f));
+        poly = lane_fma(poly, u, lane_splat<V>(1.1676998740e-1f));
+        poly = lane_fma(poly, u, lane_splat<V>(-1.2420140846e-1f));
+        poly = lane_fma(poly, u, lane_splat<V>(1.4249322787e-1f));
+        poly = lane_fma(poly, u, lane_splat<V>(-1.6668057665e-1f));
+        poly = lane_fma(poly, u, lane_splat<V>(2.0000714765e-1f));
+        poly = lane_fma(poly, u, lane_splat<V>(-2.4999993993e-1f));
+        poly = lane_fma(poly, u, lane_splat<V>(3.3333331174e-1f));
+        V y = u * u2 * poly;
+        y = lane_fma(ef, lane_splat<V>(-2.12194440e-4f), y);
+        y = lane_fma(lane_splat<V>(-0.5f), u2, y);
+        const V result = lane_fma(ef, lane_splat<V>(0.693359375f), u + y);
+        return x >= lane_splat<V>(0.0f) ? result : lane_splat<V>(std::numeric_limits<float>::quiet_NaN());
+    }
+#endif
     I bits, e;
     if constexpr (kExact) {
         const auto subnormal = x < lane_splat<V>(std::numeric_limits<float>::min());

@@ -109,12 +109,14 @@ struct PivotArg {
     }
 };
 
-/// max_j a_j and min_j a_j of a float row, ignoring nan: one pass in float lanes.
-inline float row_max_raw(const float* a, std::int64_t k) {
-    using V = vec_t<float>;
-    constexpr int kL = Vec<float>::kLanes;
+/// max_j a_j and min_j a_j of a row (float or double), ignoring nan (all nan: -inf / +inf):
+/// one pass in lanes of T.
+template <class T>
+inline T row_max_raw(const T* a, std::int64_t k) {
+    using V = vec_t<T>;
+    constexpr int kL = Vec<T>::kLanes;
     // four independent maxima: one load-and-max per vector (the loads fold into the max)
-    V m0 = splat<V>(-infinity<float>()), m1 = m0, m2 = m0, m3 = m0;
+    V m0 = splat<V>(-infinity<T>()), m1 = m0, m2 = m0, m3 = m0;
     std::int64_t j = 0;
     for (; j + 4 * kL <= k; j += 4 * kL) {
         m0 = max_lanes(load<V>(a + j), m0);
@@ -123,14 +125,15 @@ inline float row_max_raw(const float* a, std::int64_t k) {
         m3 = max_lanes(load<V>(a + j + 3 * kL), m3);
     }
     for (; j + kL <= k; j += kL) m0 = max_lanes(load<V>(a + j), m0);
-    if (j < k) m1 = max_lanes(load_partial<float>(a + j, k - j, -infinity<float>()), m1);
-    return lane_max(max_lanes(max_lanes(m0, m1), max_lanes(m2, m3)), -infinity<float>());
+    if (j < k) m1 = max_lanes(load_partial<T>(a + j, k - j, -infinity<T>()), m1);
+    return lane_max(max_lanes(max_lanes(m0, m1), max_lanes(m2, m3)), -infinity<T>());
 }
 
-inline float row_min_raw(const float* a, std::int64_t k) {
-    using V = vec_t<float>;
-    constexpr int kL = Vec<float>::kLanes;
-    V m0 = splat<V>(infinity<float>()), m1 = m0, m2 = m0, m3 = m0;
+template <class T>
+inline T row_min_raw(const T* a, std::int64_t k) {
+    using V = vec_t<T>;
+    constexpr int kL = Vec<T>::kLanes;
+    V m0 = splat<V>(infinity<T>()), m1 = m0, m2 = m0, m3 = m0;
     std::int64_t j = 0;
     for (; j + 4 * kL <= k; j += 4 * kL) {
         m0 = min_lanes(load<V>(a + j), m0);
@@ -139,8 +142,8 @@ inline float row_min_raw(const float* a, std::int64_t k) {
         m3 = min_lanes(load<V>(a + j + 3 * kL), m3);
     }
     for (; j + kL <= k; j += kL) m0 = min_lanes(load<V>(a + j), m0);
-    if (j < k) m1 = min_lanes(load_partial<float>(a + j, k - j, infinity<float>()), m1);
-    return lane_min(min_lanes(min_lanes(m0, m1), min_lanes(m2, m3)), infinity<float>());
+    if (j < k) m1 = min_lanes(load_partial<T>(a + j, k - j, infinity<T>()), m1);
+    return lane_min(min_lanes(min_lanes(m0, m1), min_lanes(m2, m3)), infinity<T>());
 }
 
 /// Finds the max m of the exponents x_j of a row (k >= 1) and calls body(m, arg) with the
@@ -161,7 +164,21 @@ inline void with_row_frame(const T* a, std::int64_t k, const Exponent ex, Body&&
             }
         }
     }
-    const double m = row_max<T, kShift>(a, k, ex);
+    double m;
+    if constexpr (!kShift) {
+        // x_j = fl(scale * a_j) is monotone in a_j (rounding is monotone), so max_j x_j is
+        // fl(scale * max a) for scale > 0 and fl(scale * min a) for scale < 0: the same bits as
+        // row_max, from a max pass without the multiply and the widening (nan ignored as there;
+        // scale 0, inf or nan keeps row_max, where 0 * inf would differ)
+        if (ex.scale != 0.0 && std::isfinite(ex.scale)) {
+            const T pivot = ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
+            m = ex.scale * static_cast<double>(pivot);
+        } else {
+            m = row_max<T, kShift>(a, k, ex);
+        }
+    } else {
+        m = row_max<T, kShift>(a, k, ex);
+    }
     body(m, ExactArg<T, kShift>{a, ex, m});
 }
 

@@ -404,13 +404,52 @@ inline double lane_sum(const W w) {
     }
 }
 
+/// The lanes where `mask` is not set (~ on vector masks, ! on the one-lane fallback's bool).
+template <class M>
+inline M mask_not(const M mask) {
+    if constexpr (std::is_same<M, bool>::value) {
+        return !mask;
+    } else {
+        return ~mask;
+    }
+}
+
+/// acc + (mask ? v : 0), lane by lane. At AVX-512 written as mask ? acc + v : acc, which GCC
+/// emits as one merge-masked add (vaddps/vaddpd {k}); elsewhere a select (an and) and an add.
+/// The same bits either way: adding +0 leaves acc as it is, except that -0 + +0 = +0 (the
+/// masked form keeps -0), a difference no sum of the kernels can show.
+template <class M, class V>
+inline V add_where(const V acc, const M mask, const V v) {
+#if THERMOSSL_VECTOR_EXT && defined(THERMOSSL_ISA_AVX512)
+    if constexpr (sizeof(V) == 64) return select(mask, acc + v, acc);
+#endif
+    return acc + select(mask, v, splat<V>(0));
+}
+
+/// acc + (mask ? a * b : 0). At AVX-512 one merge-masked FMA (vfmadd231 {k}: a * b + acc rounded
+/// once); elsewhere the product is rounded, selected and added (as `acc += select(mask, a * b, 0)`).
+template <class M, class V>
+inline V madd_where(const V acc, const M mask, const V a, const V b) {
+#if THERMOSSL_VECTOR_EXT && defined(THERMOSSL_ISA_AVX512)
+    if constexpr (sizeof(V) == 64) return select(mask, fmadd(a, b, acc), acc);
+#endif
+    return acc + select(mask, a * b, splat<V>(0));
+}
+
 /// How many times each lane's mask was set, in integer lanes (a set mask lane is -1, so the
-/// lanes count down: one integer subtraction per vector, no float flush); total() adds the lanes.
+/// lanes count down: one integer subtraction per vector, no float flush; at AVX-512 one
+/// merge-masked integer add of -1, the mask staying in its mask register); total() adds the lanes.
 template <class T>
 struct LaneCount {
 #if THERMOSSL_VECTOR_EXT
     mask_t<T> minus_count{};
-    void add(const mask_t<T> m) { minus_count += m; }
+    void add(const mask_t<T> m) {
+#if defined(THERMOSSL_ISA_AVX512)
+        minus_count = select(m, minus_count - 1, minus_count);
+#else
+        minus_count += m;
+#endif
+    }
     double total() const { return -lane_sum(__builtin_convertvector(minus_count, wide_t<T>)); }
 #else
     std::int64_t count = 0;

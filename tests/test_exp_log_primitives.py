@@ -1,0 +1,137 @@
+"""The vector exp and log of the CPU kernels (cpp/src/cpu/exp_nonpositive.hpp, log_positive.hpp),
+seen one value at a time through public kernels, at every SIMD level this CPU runs, against numpy
+in long double (x87 extended on x86-64: 64-bit mantissa, 2^11 times finer than float64).
+
+exp: logsumexp of the two-state row [0, t] is log(1 + e^t) = log1p(e^t), with e^t taken from the
+kernel's vector exp (the row's partial vector) and log1p from libm, so the result carries the
+exp's relative error (times e^t / ((1 + e^t) log1p(e^t)) <= 1) plus one log1p rounding. That
+covers the AVX-512 float64 form (a 2^(j/16) table and degree 7) and the polynomial forms of the
+other levels and of float32, over the whole reduced range down to the underflow boundary.
+
+log: the label entropy of the row [q, 1 - q] (ledger rows, E = 0) is -q log q - (1-q) log(1-q)
+with log from the kernel's vector log (AVX-512 float32: vgetmant/vgetexp).
+
+The bounds are the ones stated in the headers (exp ~0.5 ulp plus the reduction; log ~1e-7
+relative in float32), with the final rounding of the public result added.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import thermossl
+from thermossl import _core
+
+LD = np.longdouble
+if np.finfo(LD).eps > 1e-18:
+    pytest.skip("needs a long double finer than float64 as the reference", allow_module_level=True)
+
+LEVELS = _core.simd_levels()
+
+
+@pytest.fixture
+def at_level(request):
+    before = _core.simd_level()
+    _core.set_simd_level(request.param)
+    yield request.param
+    _core.set_simd_level(before)
+
+
+def exponents(dtype):
+    """t over the reduced range: dense near 0, every integer part down to the underflow
+    boundary, the boundary itself (float32 -86.9, float64 -708), and ties of the round step."""
+    low = -86.9 if dtype == np.float32 else -708.0
+    rng = np.random.default_rng(5)
+    t = np.concatenate([
+        -rng.uniform(0, 1, 3000),
+        -rng.uniform(0, -low, 6000),
+        -np.logspace(-30, np.log10(-low), 500),
+        -np.arange(0, int(-low) + 1) * np.log(2) / 32,  # k ln2 / 32: near the ties of the tables
+        -(np.arange(1, 40) + 0.5) * np.log(2),          # halfway between two powers of 2
+        [low, np.nextafter(low, 0), -1e-300 if dtype == np.float64 else -1e-38],
+    ]).astype(dtype)
+    return t[t >= dtype(low)]
+
+
+def log1p_exp(t):
+    return np.log1p(np.exp(t.astype(LD)))
+
+
+@pytest.mark.parametrize("at_level", LEVELS, indirect=True)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_against_mpmath_at_every_level(at_level, dtype):
+    t = exponents(dtype)
+    rows = np.stack([np.zeros_like(t), t], axis=1)
+    got = np.asarray(thermossl.logsumexp(rows, axis=1)).astype(LD)
+    ref = log1p_exp(t)
+    ulp = float(np.finfo(dtype).eps) / 2  # 2^-24 / 2^-53: relative rounding unit
+    units = np.asarray(np.abs(got - ref) / ref, dtype=np.float64) / ulp
+    # exp within ~1 unit (its last rounding and truncation) plus the final rounding of log1p
+    # (float64) or of the float32 result; float32 at the FMA levels reduces with ln2 rounded to
+    # float (exp_nonpositive.hpp): |n| (float(ln2) - ln2) = 2.7e-9 |t| relative, 0.045 |t| units
+    # (5% of the 2^-24 |t| that t itself carries in the kernels)
+    allowed = 2.0 + (0.05 * np.abs(t.astype(np.float64)) if dtype == np.float32 else 0.0)
+    worst = np.max(units / allowed)
+    assert worst <= 1.0, f"{at_level} {dtype.__name__}: {np.max(units):.3f} units, {worst:.3f} of the bound"
+
+
+@pytest.mark.parametrize("at_level", LEVELS, indirect=True)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_special_values_and_underflow_boundary(at_level, dtype):
+    low = -86.9 if dtype == np.float32 else -708.0
+    below = np.nextafter(dtype(low), dtype(-np.inf))
+    t = np.array([-np.inf, below, 2 * low, -1e5, 0.0, np.nan], dtype=dtype)
+    rows = np.stack([np.zeros_like(t), t], axis=1)
+    got = np.asarray(thermossl.logsumexp(rows, axis=1), dtype=np.float64)
+    # below the boundary (and -inf) exp is flushed to exactly 0: log(1 + 0) = 0
+    assert np.all(got[:4] == 0.0)
+    # a tie at the max: both terms are at the max, log 2 to the last bit of the dtype
+    assert got[4] == pytest.approx(np.log(2.0), rel=float(np.finfo(dtype).eps))
+    assert np.isnan(got[5])
+    # just above the boundary: exp is still a normal number, not flushed
+    above = np.array([[0.0, np.nextafter(dtype(low), dtype(0))]], dtype=dtype)
+    assert thermossl.logsumexp(above, axis=1)[0] > 0
+
+
+@pytest.mark.parametrize("at_level", LEVELS, indirect=True)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_against_mpmath_at_every_level(at_level, dtype):
+    tiny = float(np.finfo(dtype).tiny)
+    q = np.concatenate([
+        np.logspace(np.log10(tiny), 0, 400),
+        np.random.default_rng(3).uniform(0, 1, 2000),
+        1.0 - np.logspace(-7 if dtype == np.float32 else -15, -1, 200),  # log q near 0 (relative)
+        [0.5, 1.0, np.sqrt(0.5), np.nextafter(np.sqrt(0.5), 1), 2.0 ** -40],
+    ]).astype(dtype)
+    q = q[(q > 0) & (q <= 1)]
+    labels = np.stack([q, (dtype(1) - q)], axis=1).astype(dtype)
+    E = np.zeros_like(labels)
+    entropy = np.asarray(thermossl.thermo.ledger_rows(labels, E, 1.0)[0]["entropy_q"]).astype(LD)
+    ql = labels.astype(LD)
+    terms = np.where(ql > 0, -ql * np.log(np.where(ql > 0, ql, 1)), 0)
+    ref = terms.sum(axis=1)
+    assert np.all(entropy[ref == 0] == 0)  # q = 1: log 1 = 0 exactly
+    rel = np.asarray(np.abs(entropy - ref)[ref > 0] / ref[ref > 0], dtype=np.float64)
+    eps = float(np.finfo(dtype).eps)
+    # a few rounding units: the log (Cephes logf ~1e-7 relative; float64 atanh series), the
+    # products and the sum of two terms
+    assert rel.max() <= (4 * eps if dtype == np.float32 else 8 * eps), f"{rel.max() / eps:.3f} eps"
+
+
+@pytest.mark.parametrize("at_level", LEVELS, indirect=True)
+def test_float32_log_of_subnormal_labels(at_level):
+    """Subnormal q: the log exact at AVX-512 (vgetmant/vgetexp); the other levels' cheaper form is
+    off by less than 2e-37 absolute in q log q (log_positive.hpp)."""
+    q = np.array([1e-40, 3e-42, 1e-45, 1e-39], dtype=np.float32)
+    labels = np.stack([q, np.ones_like(q)], axis=1)
+    labels[:, 1] = np.float32(1) - labels[:, 0]
+    entropy = np.asarray(thermossl.thermo.ledger_rows(labels, np.zeros_like(labels), 1.0)[0]["entropy_q"])
+    ql = labels.astype(LD)
+    ref = np.asarray((-ql[:, 0] * np.log(ql[:, 0]) - np.where(ql[:, 1] < 1, ql[:, 1] * np.log(ql[:, 1]), 0)),
+                     dtype=np.float64)
+    if at_level == "avx512":
+        # the log exact to float rounding; the product q log q is itself subnormal, rounded to a
+        # multiple of the smallest subnormal 2^-149
+        assert np.all(np.abs(entropy - ref) <= 4 * float(np.finfo(np.float32).eps) * ref + 2.0 ** -149)
+    else:
+        assert np.all(np.abs(entropy - ref) < 2e-37)
