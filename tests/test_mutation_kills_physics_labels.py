@@ -16,7 +16,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from thermossl import analysis, reservoirs
+from thermossl import analysis, reservoirs, thermo
 from thermossl.demon import Demon
 
 
@@ -158,6 +158,25 @@ def test_the_demon_keeps_a_copy_of_its_weights(dtype):
     row = d.feedback(E * 0.9)
     assert row["U_measured"] == pytest.approx(float(given @ (q * E).sum(axis=1)), rel=1e-13)
     assert abs(float(w.astype(np.float64) @ (q * E).sum(axis=1)) - row["U_measured"]) > 1e-6
+
+
+NOT_REAL_WEIGHTS = [
+    (np.array([0.5 + 0.25j, 0.5]), "w must be real; complex input (dtype complex128) is not supported"),
+    (["0.5", "0.5"], "w must be a real numeric array, got dtype <U3"),
+] + ([(np.array([0.5, 0.5], dtype=np.longdouble),
+       f"w: extended precision ({np.dtype(np.longdouble)}) is not supported; use float64")]
+     if np.dtype(np.longdouble).itemsize > 8 else [])  # long double is float64 on some platforms
+
+
+@pytest.mark.parametrize("w, message", NOT_REAL_WEIGHTS)
+def test_the_demon_refuses_weights_that_are_not_real_numbers(w, message):
+    """Demon(w=) refuses what every function taking w refuses, when the demon is made (found by
+    the survivors Demon.__init__ 12, 14: a float64 cast at construction dropped the imaginary
+    part of complex weights with only numpy's ComplexWarning, parsed strings, and rounded
+    extended precision, so the demon ran where thermo.energy(w=) raises)."""
+    raises_exactly(TypeError, message, Demon, 0.1, reservoirs.sela(), w=w)
+    E = np.random.default_rng(4).normal(size=(2, 3))
+    raises_exactly(TypeError, message, thermo.energy, np.full((2, 3), 1 / 3), E, w=w)  # the same refusal
 
 
 # ----------------------------------------------------------------------------- energies named in errors
