@@ -700,8 +700,9 @@ class Demon:
         self.reservoir = reservoir
         # Real numbers, refused like every other function's w (a float64 cast would drop the
         # imaginary part of complex weights and parse strings); their length and sum are checked
-        # per batch. A copy: a caller reusing their weights array must not change later books.
-        self._w = None if w is None else np.array(as_real_array(w, "w"), dtype=np.float64)
+        # per batch, from this dtype, as thermo's functions check theirs. A copy: a caller reusing
+        # their weights array must not change the books of later cycles.
+        self._w = None if w is None else np.array(as_real_array(w, "w"))
         self.ledger = Ledger()
         self.work_per_sample: Optional[Float64Array] = None  # (N,) w_i sum_y q_iy (E'_iy - E_iy) of the last cycle
         self.heat_per_sample: Optional[Float64Array] = None  # (N,) w_i sum_y E_iy (q_iy - q_prev_iy) of the last cycle
