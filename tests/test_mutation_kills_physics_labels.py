@@ -4,7 +4,11 @@
   of each cycle (weighted charges, charge error, placeholders mu = 0 and T = 1) against numpy;
   its own errors when it is driven past the codes or with energies of another shape.
 - A demon chains each sample's labels by id: labels of a float64 cycle keep their precision when
-  the next measurement is float32 (the cycle's sums are float64, checked against numpy).
+  the next measurement is float32 (the cycle's sums are float64, checked against numpy); the id
+  store keeps the wider dtype of the labels it is given (float64 labels are never rounded to
+  float32; a float32 run stays float32: chained by id books what the same labels given as
+  q_before book).
+- ``Demon(w=)`` refuses weights that are not real numbers, as every function taking w does.
 - A run file that cannot be opened is named as such, not taken for a .npy array; a member whose
   data fail their CRC after a valid header is named with the reader's error.
 """
