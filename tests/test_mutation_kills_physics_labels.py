@@ -19,6 +19,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import scipy.special as sp
 
 from thermossl import analysis, reservoirs, thermo
 from thermossl.demon import Demon
@@ -159,6 +160,26 @@ def test_float64_labels_stored_over_float32_ones_stay_float64():
     E3 = E - 0.2 * rng.normal(size=(n, k))
     d.measure(E3, index=A)
     assert_U_start_is_from(d.feedback(E3 * 0.9), q2, w, E3)
+
+
+def test_unseen_samples_start_from_the_float64_gibbs_state_beside_float32_stored_labels():
+    """Samples A measured in float32, then a float64 batch of A and new samples B: A starts from
+    its stored float32 labels, B from the Gibbs state of the float64 energies at T, unrounded
+    (U_start against numpy to 1e-13; the survivor _LabelStore.chained 22 rounded the batch's
+    starting labels to the store's float32)."""
+    rng = np.random.default_rng(8)
+    n, k, T = 12, 5, 0.1
+    _, E = weights_and_energies(rng, n, k)
+    A, B = np.arange(n), np.arange(n, 2 * n)
+    d = Demon(T, reservoirs.sela(tol=1e-5))
+    q1 = d.measure(E.astype(np.float32), index=A).q
+    assert q1.dtype == np.float32
+    d.feedback(E.astype(np.float32) * np.float32(0.9))
+    E2 = rng.normal(size=(2 * n, k))
+    d.measure(E2, index=np.concatenate((A, B)))
+    gibbs_B = sp.softmax(-E2[n:] / T, axis=1)
+    q_start = np.concatenate((q1.astype(np.float64), gibbs_B))
+    assert_U_start_is_from(d.feedback(E2 * 0.9), q_start, np.full(2 * n, 1 / (2 * n)), E2)
 
 
 def test_float32_labels_chained_by_id_are_the_labels_given_as_q_before():
