@@ -315,3 +315,7 @@ def test_an_infinite_score_is_named_after_the_energies_it_is_in():
     d.measure(E)
     with pytest.raises(ValueError, match=r"^E_after contains -inf \(an infinite score\) or E/T overflows in row 2; energies must be > -inf$"):
         d.feedback(bad)
+    d = Demon(0.1, UniformLabels())
+    d.measure(E)
+    with pytest.raises(ValueError, match=r"^E_before contains -inf \(an infinite score\) or E/T overflows in row 2; energies must be > -inf$"):
+        d.feedback(E, E_before=bad)
