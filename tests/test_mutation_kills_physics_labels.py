@@ -4,7 +4,11 @@
   of each cycle (weighted charges, charge error, placeholders mu = 0 and T = 1) against numpy;
   its own errors when it is driven past the codes or with energies of another shape.
 - A demon chains each sample's labels by id: labels of a float64 cycle keep their precision when
-  the next measurement is float32 (the cycle's sums are float64, checked against numpy).
+  the next measurement is float32 (the cycle's sums are float64, checked against numpy); the id
+  store keeps the wider dtype of the labels it is given (float64 labels are never rounded to
+  float32; a float32 run stays float32: chained by id books what the same labels given as
+  q_before book).
+- ``Demon(w=)`` refuses weights that are not real numbers, as every function taking w does.
 - A run file that cannot be opened is named as such, not taken for a .npy array; a member whose
   data fail their CRC after a valid header is named with the reader's error.
 """
@@ -15,8 +19,9 @@ import zipfile
 
 import numpy as np
 import pytest
+import scipy.special as sp
 
-from thermossl import analysis, reservoirs
+from thermossl import analysis, reservoirs, thermo
 from thermossl.demon import Demon
 
 
@@ -103,6 +108,109 @@ def test_float64_labels_chained_into_a_float32_measurement_keep_their_precision(
     assert row["Q"] == pytest.approx(Q, rel=1e-11, abs=1e-13)
 
 
+def weights_and_energies(rng, n, k):
+    w = rng.uniform(0.2, 1.0, n)
+    return w / w.sum(), rng.normal(size=(n, k))
+
+
+def assert_U_start_is_from(row, q, w, E):
+    """The cycle started from labels q (float64): U_start = sum_i w_i sum_y q_iy E_iy to 1e-13,
+    where q rounded to float32 moves it by ~1e-8 of its size."""
+    U_start = float(w @ (q * E).sum(axis=1))
+    rounded = float(w @ (q.astype(np.float32).astype(np.float64) * E).sum(axis=1))
+    assert abs(rounded - U_start) > 1e-10 * abs(U_start)
+    assert row["U_start"] == pytest.approx(U_start, rel=1e-13)
+
+
+def test_float64_labels_stay_float64_when_a_float32_batch_of_other_samples_is_stored():
+    """Samples A measured in float64, then a float32 batch of other samples B: the store keeps
+    A's labels in float64, so a third cycle of A starts from them unrounded (the survivor
+    _LabelStore.update 21 stored everything in the dtype of the last batch)."""
+    rng = np.random.default_rng(5)
+    n, k = 12, 5
+    w, E = weights_and_energies(rng, n, k)
+    A, B = np.arange(n), np.arange(n, 2 * n)
+    d = Demon(0.1, reservoirs.sela(tol=1e-7), w=w)
+    q1 = d.measure(E, index=A).q
+    assert q1.dtype == np.float64
+    d.feedback(E * 0.9)
+    E2 = (E + 0.3 * rng.normal(size=(n, k))).astype(np.float32)
+    d.measure(E2, index=B)
+    d.feedback(E2 * np.float32(0.9))
+    E3 = E - 0.2 * rng.normal(size=(n, k))
+    d.measure(E3, index=A)
+    assert_U_start_is_from(d.feedback(E3 * 0.9), q1, w, E3)
+
+
+def test_float64_labels_stored_over_float32_ones_stay_float64():
+    """Samples A measured in float32, then again in float64: the store widens to float64 for
+    the new labels, so a third cycle starts from them unrounded (the survivor
+    _LabelStore.update 22 kept the store's float32)."""
+    rng = np.random.default_rng(6)
+    n, k = 12, 5
+    w, E = weights_and_energies(rng, n, k)
+    A = np.arange(n)
+    d = Demon(0.1, reservoirs.sela(tol=1e-7), w=w)
+    d.measure(E.astype(np.float32), index=A)
+    d.feedback(E.astype(np.float32) * np.float32(0.9))
+    E2 = E + 0.3 * rng.normal(size=(n, k))
+    q2 = d.measure(E2, index=A).q
+    assert q2.dtype == np.float64
+    d.feedback(E2 * 0.9)
+    E3 = E - 0.2 * rng.normal(size=(n, k))
+    d.measure(E3, index=A)
+    assert_U_start_is_from(d.feedback(E3 * 0.9), q2, w, E3)
+
+
+def test_unseen_samples_start_from_the_float64_gibbs_state_beside_float32_stored_labels():
+    """Samples A measured in float32, then a float64 batch of A and new samples B: A starts from
+    its stored float32 labels, B from the Gibbs state of the float64 energies at T, unrounded
+    (U_start against numpy to 1e-13; the survivor _LabelStore.chained 22 rounded the batch's
+    starting labels to the store's float32)."""
+    rng = np.random.default_rng(8)
+    n, k, T = 12, 5, 0.1
+    _, E = weights_and_energies(rng, n, k)
+    A, B = np.arange(n), np.arange(n, 2 * n)
+    d = Demon(T, reservoirs.sela(tol=1e-5))
+    q1 = d.measure(E.astype(np.float32), index=A).q
+    assert q1.dtype == np.float32
+    d.feedback(E.astype(np.float32) * np.float32(0.9))
+    E2 = rng.normal(size=(2 * n, k))
+    d.measure(E2, index=np.concatenate((A, B)))
+    gibbs_B = sp.softmax(-E2[n:] / T, axis=1)
+    q_start = np.concatenate((q1.astype(np.float64), gibbs_B))
+    assert_U_start_is_from(d.feedback(E2 * 0.9), q_start, np.full(2 * n, 1 / (2 * n)), E2)
+
+
+def test_float32_labels_chained_by_id_are_the_labels_given_as_q_before():
+    """A float32 run chained by id books each cycle exactly as a run given the last labels as
+    q_before (float32): the store keeps float32 labels float32, so the measurement stays in the
+    float32 kernels (the survivors _LabelStore.update 15, 19, 20 widened the store to float64,
+    which moves the chained cycle's sums to float64 arithmetic: the last check shows that this
+    changes the row)."""
+    rng = np.random.default_rng(7)
+    n, k = 40, 7
+    w, E = weights_and_energies(rng, n, k)
+    energies = [(E + 0.3 * t * rng.normal(size=(n, k))).astype(np.float32) for t in range(3)]
+    chained = Demon(0.1, reservoirs.sela(tol=1e-4), w=w)
+    given = Demon(0.1, reservoirs.sela(tol=1e-4), w=w)
+    ids = np.arange(n)
+    labels = [None]
+    for E_t in energies:
+        chained.measure(E_t, index=ids)
+        label = given.measure(E_t, q_before=labels[-1])
+        assert label.q.dtype == np.float32
+        row_chained = chained.feedback(E_t * np.float32(0.9))
+        assert row_chained == given.feedback(E_t * np.float32(0.9))  # every field, bit for bit
+        labels.append(label.q)
+    # the same second cycle from the float64 copy of the first labels books other values
+    wide = Demon(0.1, reservoirs.sela(tol=1e-4), w=w)
+    wide.measure(energies[0])
+    wide.feedback(energies[0] * np.float32(0.9))
+    wide.measure(energies[1], q_before=labels[1].astype(np.float64))
+    assert wide.feedback(energies[1] * np.float32(0.9)) != given.ledger[1]
+
+
 # ----------------------------------------------------------------------------- unreadable runs
 def test_a_run_path_that_cannot_be_opened_is_not_taken_for_a_npy_array(tmp_path):
     """A path under a regular file cannot be opened (ENOTDIR, also as root): the error says the
@@ -160,6 +268,25 @@ def test_the_demon_keeps_a_copy_of_its_weights(dtype):
     assert abs(float(w.astype(np.float64) @ (q * E).sum(axis=1)) - row["U_measured"]) > 1e-6
 
 
+NOT_REAL_WEIGHTS = [
+    (np.array([0.5 + 0.25j, 0.5]), "w must be real; complex input (dtype complex128) is not supported"),
+    (["0.5", "0.5"], "w must be a real numeric array, got dtype <U3"),
+] + ([(np.array([0.5, 0.5], dtype=np.longdouble),
+       f"w: extended precision ({np.dtype(np.longdouble)}) is not supported; use float64")]
+     if np.dtype(np.longdouble).itemsize > 8 else [])  # long double is float64 on some platforms
+
+
+@pytest.mark.parametrize("w, message", NOT_REAL_WEIGHTS)
+def test_the_demon_refuses_weights_that_are_not_real_numbers(w, message):
+    """Demon(w=) refuses what every function taking w refuses, when the demon is made (found by
+    the survivors Demon.__init__ 12, 14: a float64 cast at construction dropped the imaginary
+    part of complex weights with only numpy's ComplexWarning, parsed strings, and rounded
+    extended precision, so the demon ran where thermo.energy(w=) raises)."""
+    raises_exactly(TypeError, message, Demon, 0.1, reservoirs.sela(), w=w)
+    E = np.random.default_rng(4).normal(size=(2, 3))
+    raises_exactly(TypeError, message, thermo.energy, np.full((2, 3), 1 / 3), E, w=w)  # the same refusal
+
+
 # ----------------------------------------------------------------------------- energies named in errors
 class UniformLabels(reservoirs.Reservoir):
     """A reservoir that accepts any energies: uniform labels (so the demon's own passes meet them)."""
@@ -188,3 +315,7 @@ def test_an_infinite_score_is_named_after_the_energies_it_is_in():
     d.measure(E)
     with pytest.raises(ValueError, match=r"^E_after contains -inf \(an infinite score\) or E/T overflows in row 2; energies must be > -inf$"):
         d.feedback(bad)
+    d = Demon(0.1, UniformLabels())
+    d.measure(E)
+    with pytest.raises(ValueError, match=r"^E_before contains -inf \(an infinite score\) or E/T overflows in row 2; energies must be > -inf$"):
+        d.feedback(E, E_before=bad)

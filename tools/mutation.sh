@@ -9,6 +9,9 @@
 #                                              # (fnmatch patterns); a later run without names
 #                                              # resumes: mutmut skips mutants with a verdict
 #   GROUP=physics tools/mutation.sh results   # the verdicts of a group's last run again
+#   GROUP=physics tools/mutation.sh more 'thermossl.demon.x_*'
+#                                              # more named mutants in the last run's stage (its
+#                                              # sources, tests and verdicts kept; not staged again)
 #   GROUP=physics tools/mutation.sh rerun 'thermossl.balancing.x__sinkhorn__mutmut_7*'
 #                                              # re-test those mutants against the current tests/
 #   GROUP=physics tools/mutation.sh check "tests/test_ledger_files.py" NAME...   (or NAME... from stdin)
@@ -106,6 +109,11 @@ for group in $GROUP; do
         echo "$name: killed"
       fi
     done
+    continue
+  fi
+  if [ "$action" = more ]; then
+    [ -d "$stage/mutants" ] || { echo "no earlier run of $group in $stage"; exit 1; }
+    (cd "$stage" && nice -n 10 "$root/$venv/bin/mutmut" run --max-children "$children" "$@")
     continue
   fi
   if [ "$action" = rerun ]; then

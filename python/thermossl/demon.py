@@ -32,7 +32,7 @@ import numpy.typing as npt
 from . import _messages as msg
 from ._backends import cpu
 from ._typing import Float64Array
-from ._validation import check_states, positive_temperature, potential, real_matrix
+from ._validation import as_real_array, check_states, positive_temperature, potential, real_matrix
 from .gibbs import _gibbs
 from .reservoirs import LabelState, Reservoir
 from .thermo import _ledger_rows, reduce, shannon_entropy
@@ -687,7 +687,8 @@ class Demon:
     Raises
     ------
     TypeError
-        If ``reservoir`` is not a :class:`~thermossl.reservoirs.Reservoir`.
+        If ``reservoir`` is not a :class:`~thermossl.reservoirs.Reservoir`, or ``w`` is not real
+        numbers (complex, strings, extended precision).
     ValueError
         If ``T`` is not finite and > 0.
     """
@@ -697,8 +698,11 @@ class Demon:
         if not isinstance(reservoir, Reservoir):
             raise TypeError(f"reservoir must be a thermossl.reservoirs.Reservoir, got {type(reservoir).__name__}")
         self.reservoir = reservoir
-        # a copy: a caller reusing their weights array must not change the books of later cycles
-        self._w = None if w is None else np.array(w, dtype=np.float64)
+        # Real numbers, refused like every other function's w (a float64 cast would drop the
+        # imaginary part of complex weights and parse strings); their length and sum are checked
+        # per batch, from this dtype, as thermo's functions check theirs. A copy: a caller reusing
+        # their weights array must not change the books of later cycles.
+        self._w = None if w is None else np.array(as_real_array(w, "w"))
         self.ledger = Ledger()
         self.work_per_sample: Optional[Float64Array] = None  # (N,) w_i sum_y q_iy (E'_iy - E_iy) of the last cycle
         self.heat_per_sample: Optional[Float64Array] = None  # (N,) w_i sum_y E_iy (q_iy - q_prev_iy) of the last cycle
