@@ -72,6 +72,102 @@ struct FrameArg {
     }
 };
 
+/// A row_sweep evaluator that evaluates nothing: for the sweeps of the scaled form, whose bodies
+/// do their own loads through `lanes` (full or masked last vector) from K, b or E.
+struct NoArg {
+    using Elem = float;
+    template <class Lanes>
+    mask_t<float> lanes(std::int64_t, const Lanes&, vec_t<float>& t) const {
+        t = splat<vec_t<float>>(0.0f);
+        return mask_t<float>{};
+    }
+};
+
+/// The float lanes of v as two registers of double lanes (low half, high half), and back: one
+/// conversion instruction per half. (GCC lowers the generic __builtin_convertvector of 16 floats
+/// to 16 doubles in 2-lane pieces; see DoubleLanes.) One-lane builds: lo = v, hi unused.
+inline void widen_halves(const vec_t<float> v, vec_t<double>& lo, vec_t<double>& hi) {
+#if THERMOSSL_VECTOR_EXT && defined(THERMOSSL_ISA_AVX512)
+    lo = (vec_t<double>)_mm512_cvtps_pd(_mm512_castps512_ps256((__m512)v));
+    hi = (vec_t<double>)_mm512_cvtps_pd(_mm512_extractf32x8_ps((__m512)v, 1));
+#elif THERMOSSL_VECTOR_EXT && defined(THERMOSSL_ISA_AVX2)
+    lo = (vec_t<double>)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)v));
+    hi = (vec_t<double>)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)v, 1));
+#elif THERMOSSL_VECTOR_EXT
+    typedef float H __attribute__((vector_size(kVectorBytes / 2)));
+    H l, h;
+    std::memcpy(&l, &v, sizeof(H));
+    std::memcpy(&h, reinterpret_cast<const char*>(&v) + sizeof(H), sizeof(H));
+    lo = __builtin_convertvector(l, vec_t<double>);
+    hi = __builtin_convertvector(h, vec_t<double>);
+#else
+    lo = static_cast<double>(v);
+    hi = 0.0;
+#endif
+}
+
+inline vec_t<float> narrow_halves(const vec_t<double> lo, const vec_t<double> hi) {
+#if THERMOSSL_VECTOR_EXT && defined(THERMOSSL_ISA_AVX512)
+    return (vec_t<float>)_mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps((__m512d)lo)),
+                                            _mm512_cvtpd_ps((__m512d)hi), 1);
+#elif THERMOSSL_VECTOR_EXT && defined(THERMOSSL_ISA_AVX2)
+    return (vec_t<float>)_mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps((__m256d)lo)),
+                                              _mm256_cvtpd_ps((__m256d)hi), 1);
+#elif THERMOSSL_VECTOR_EXT
+    typedef float H __attribute__((vector_size(kVectorBytes / 2)));
+    const H l = __builtin_convertvector(lo, H), h = __builtin_convertvector(hi, H);
+    vec_t<float> v;
+    std::memcpy(&v, &l, sizeof(H));
+    std::memcpy(reinterpret_cast<char*>(&v) + sizeof(H), &h, sizeof(H));
+    return v;
+#else
+    (void)hi;
+    return static_cast<float>(lo);
+#endif
+}
+
+/// The scaled form's exp pass over one row (build_kernel): K_j = exp(x_j) with
+/// x_j = scale (a_j - pivot) <= 0 in double (the difference of two floats is exact in double:
+/// one rounding, by the scale), clamped at -1000 (+inf energies give -inf; a nan passes
+/// through), split x = x_hi + x_lo with x_hi = float(x); the exp in float lanes at x_hi, times
+/// 1 + x_lo (|x_lo| <= 2^-24 |x|), so the argument's float rounding does not reach K. Writes K
+/// to `out`, returns sum_j K_j (float lanes of 8 terms, then double); prefetches `ahead` (the
+/// next row of E, whose pivot pass then reads from cache).
+inline double kernel_row(std::int64_t k, const float* a, float pivot, double scale, float* out, const void* ahead) {
+    using V = vec_t<float>;
+    using D = vec_t<double>;
+    const D p = splat<D>(static_cast<double>(pivot));
+    const D s = splat<D>(scale);
+    const D floor = splat<D>(-1000.0);
+    LaneSums<float, 1> sums;
+    row_sweep(k, NoArg{}, sums, [&](std::int64_t j, V, mask_t<float>, const auto& lanes) {
+        D lo, hi;
+        widen_halves(lanes.load(a + j, pivot), lo, hi);  // the tail lanes: a = pivot, x = 0
+        lo = clamp_below(s * (lo - p), floor);
+        hi = clamp_below(s * (hi - p), floor);
+        const V x_hi = narrow_halves(lo, hi);
+        D back_lo, back_hi;
+        widen_halves(x_hi, back_lo, back_hi);
+        const V x_lo = narrow_halves(lo - back_lo, hi - back_hi);
+        const V e_hi = exp_lanes(x_hi);
+        const V e = lanes.keep(fmadd(e_hi, x_lo, e_hi));
+        lanes.store(out + j, e);
+        sums.part[0] += e;
+    }, ahead);
+    return sums[0];
+}
+
+/// sum_j K_j b_j over one row of K (the scaled form's row sums): float lanes of 8 terms, then
+/// double lanes; prefetches `ahead` (the next row of K).
+inline double row_dot(std::int64_t k, const float* row, const float* b, const void* ahead) {
+    using V = vec_t<float>;
+    LaneSums<float, 1> sums;
+    row_sweep(k, NoArg{}, sums, [&](std::int64_t j, V, mask_t<float>, const auto& lanes) {
+        sums.part[0] = fmadd(lanes.load(row + j, 0.0f), lanes.load(b + j, 0.0f), sums.part[0]);
+    }, ahead);
+    return sums[0];
+}
+
 /// The solver in compute type T (float or double) over a matrix of element type In: T itself,
 /// or bfloat16/float16 for T = float (each row tile converted as RowReader packs it).
 template <class T, class In = T>
@@ -559,28 +655,9 @@ public:
                         }
                         row_max_[i] = m;
                         low = std::min(low, m);
-                        double total = 0.0;
-                        for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-                            const std::int64_t j1 = std::min(k, j0 + kChunk);
-                            float part = 0.0f;
-                            // K (computed once): the argument x in double (exact difference,
-                            // one rounding), split x = x_hi + x_lo with x_hi = float(x); the exp
-                            // in float lanes at x_hi, times 1 + x_lo (|x_lo| <= 2^-24 |x|), so
-                            // the argument's float rounding does not reach K.
-#pragma omp simd reduction(+ : part)
-                            for (std::int64_t j = j0; j < j1; ++j) {
-                                const double x_raw = scale * (static_cast<double>(row[j]) - static_cast<double>(pivot));
-                                // clamp (+inf energies give -inf; a nan passes through, as in exp)
-                                const double x = -1000.0 > x_raw ? -1000.0 : x_raw;
-                                const float x_hi = static_cast<float>(x);
-                                const float x_lo = static_cast<float>(x - static_cast<double>(x_hi));
-                                const float e_hi = exp_nonpositive(x_hi);
-                                const float e = THERMOSSL_MADD(e_hi, x_lo, e_hi);
-                                out[j] = e;
-                                part += e;
-                            }
-                            total += static_cast<double>(part);
-                        }
+                        // K (computed once) and its row sum, prefetching the next row of E so
+                        // that the pivot pass of the next row reads from cache.
+                        const double total = kernel_row(k, row, pivot, scale, out, reader.next_row(i));
                         if (!std::isfinite(total)) {  // a nan
                             failed = true;
                             continue;
@@ -678,14 +755,10 @@ public:
                     if (poll_.check_in_pass(thread)) return;
                     for (std::int64_t i = i0; i < i1 && !failed; ++i) {
                         float* row = buf + i * k;
-                        double s = 0.0;
-                        for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-                            const std::int64_t j1 = std::min(k, j0 + kChunk);
-                            float part = 0.0f;
-#pragma omp simd reduction(+ : part)
-                            for (std::int64_t j = j0; j < j1; ++j) part = THERMOSSL_MADD(row[j], bv[j], part);
-                            s += static_cast<double>(part);
-                        }
+                        // s_i = sum_y K_iy b_y in float lanes (8 terms per lane, then double
+                        // lanes). No software prefetch: a plain forward stream, which the
+                        // hardware prefetchers follow (prefetching the next row measured slower).
+                        const double s = row_dot(k, row, bv, nullptr);
                         if (!(s >= 0x1p-100) || !std::isfinite(s)) {
                             failed = true;
                             break;
