@@ -83,72 +83,49 @@ struct NoArg {
     }
 };
 
-/// The float lanes of v as two registers of double lanes (low half, high half), and back: one
-/// conversion instruction per half. (GCC lowers the generic __builtin_convertvector of 16 floats
-/// to 16 doubles in 2-lane pieces; see DoubleLanes.) One-lane builds: lo = v, hi unused.
-inline void widen_halves(const vec_t<float> v, vec_t<double>& lo, vec_t<double>& hi) {
-#if THERMOSSL_VECTOR_EXT && defined(THERMOSSL_ISA_AVX512)
-    lo = (vec_t<double>)_mm512_cvtps_pd(_mm512_castps512_ps256((__m512)v));
-    hi = (vec_t<double>)_mm512_cvtps_pd(_mm512_extractf32x8_ps((__m512)v, 1));
-#elif THERMOSSL_VECTOR_EXT && defined(THERMOSSL_ISA_AVX2)
-    lo = (vec_t<double>)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)v));
-    hi = (vec_t<double>)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)v, 1));
-#elif THERMOSSL_VECTOR_EXT
-    typedef float H __attribute__((vector_size(kVectorBytes / 2)));
-    H l, h;
-    std::memcpy(&l, &v, sizeof(H));
-    std::memcpy(&h, reinterpret_cast<const char*>(&v) + sizeof(H), sizeof(H));
-    lo = __builtin_convertvector(l, vec_t<double>);
-    hi = __builtin_convertvector(h, vec_t<double>);
-#else
-    lo = static_cast<double>(v);
-    hi = 0.0;
-#endif
-}
-
-inline vec_t<float> narrow_halves(const vec_t<double> lo, const vec_t<double> hi) {
-#if THERMOSSL_VECTOR_EXT && defined(THERMOSSL_ISA_AVX512)
-    return (vec_t<float>)_mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps((__m512d)lo)),
-                                            _mm512_cvtpd_ps((__m512d)hi), 1);
-#elif THERMOSSL_VECTOR_EXT && defined(THERMOSSL_ISA_AVX2)
-    return (vec_t<float>)_mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps((__m256d)lo)),
-                                              _mm256_cvtpd_ps((__m256d)hi), 1);
-#elif THERMOSSL_VECTOR_EXT
-    typedef float H __attribute__((vector_size(kVectorBytes / 2)));
-    const H l = __builtin_convertvector(lo, H), h = __builtin_convertvector(hi, H);
-    vec_t<float> v;
-    std::memcpy(&v, &l, sizeof(H));
-    std::memcpy(reinterpret_cast<char*>(&v) + sizeof(H), &h, sizeof(H));
-    return v;
-#else
-    (void)hi;
-    return static_cast<float>(lo);
-#endif
-}
-
 /// The scaled form's exp pass over one row (build_kernel): K_j = exp(x_j) with
-/// x_j = scale (a_j - pivot) <= 0 in double (the difference of two floats is exact in double:
-/// one rounding, by the scale), clamped at -1000 (+inf energies give -inf; a nan passes
-/// through), split x = x_hi + x_lo with x_hi = float(x); the exp in float lanes at x_hi, times
-/// 1 + x_lo (|x_lo| <= 2^-24 |x|), so the argument's float rounding does not reach K. Writes K
-/// to `out`, returns sum_j K_j (float lanes of 8 terms, then double); prefetches `ahead` (the
-/// next row of E, whose pivot pass then reads from cache).
+/// x_j = scale (a_j - pivot) <= 0, all in float lanes. d = a_j - pivot is taken as d_hi + d_lo
+/// (TwoSum, exact) and scale as S + S_lo (S = float(scale)), so that x = x_hi + x_lo with
+/// x_hi = S d_hi and x_lo = fma(S, d_hi, -x_hi) + S d_lo + S_lo d_hi (the sum is x to ~2^-46
+/// relative; |x_lo| <= ~2^-23 |x|). K_j = exp(x_hi) (1 + x_lo): the float exp at x_hi, its
+/// argument's rounding restored to first order, so it does not reach K. (Rounds 1 to 4 formed x
+/// in double and split it; the same K to first order without the conversions: 7.1 -> 6.4
+/// instructions per element at avx2. The baseline level, without FMA, keeps that double form.)
+/// A +inf energy gives x_hi = -inf and K = 0; a nan energy gives a nan K.
+/// Writes K to `out`, returns sum_j K_j (float lanes of 8 terms, then double lanes); prefetches
+/// `ahead` (the next row of E, whose pivot pass then reads from cache).
 inline double kernel_row(std::int64_t k, const float* a, float pivot, double scale, float* out, const void* ahead) {
     using V = vec_t<float>;
-    using D = vec_t<double>;
-    const D p = splat<D>(static_cast<double>(pivot));
-    const D s = splat<D>(scale);
-    const D floor = splat<D>(-1000.0);
+#if THERMOSSL_HAS_FMA
+    const float s_hi = static_cast<float>(scale);
+    const V S = splat<V>(s_hi);
+    const V S_lo = splat<V>(static_cast<float>(scale - static_cast<double>(s_hi)));
+    const V p = splat<V>(pivot);
+    const V minus_one = splat<V>(-1.0f), one = splat<V>(1.0f);
+#else
+    using W = wide_t<float>;
+    const W p = splat<W>(static_cast<double>(pivot));
+    const W s = splat<W>(scale);
+    const W floor = splat<W>(-1000.0);
+#endif
     LaneSums<float, 1> sums;
     row_sweep(k, NoArg{}, sums, [&](std::int64_t j, V, mask_t<float>, const auto& lanes) {
-        D lo, hi;
-        widen_halves(lanes.load(a + j, pivot), lo, hi);  // the tail lanes: a = pivot, x = 0
-        lo = clamp_below(s * (lo - p), floor);
-        hi = clamp_below(s * (hi - p), floor);
-        const V x_hi = narrow_halves(lo, hi);
-        D back_lo, back_hi;
-        widen_halves(x_hi, back_lo, back_hi);
-        const V x_lo = narrow_halves(lo - back_lo, hi - back_hi);
+        const V e_in = lanes.load(a + j, pivot);  // the tail lanes: a = pivot, x = 0
+#if THERMOSSL_HAS_FMA
+        const V d_hi = e_in - p;
+        const V back = d_hi - e_in;
+        const V d_lo = (e_in - (d_hi - back)) - (p + back);
+        const V x_hi = S * d_hi;
+        // max then min: a nan (infinite d) becomes -1, an infinite x_lo (x_hi overflowed to
+        // -inf) +-1; either way exp(x_hi) = 0 and so is K
+        const V x_lo = min_lanes(max_lanes(fmadd(S_lo, d_hi, fmadd(S, d_lo, fmadd(S, d_hi, -x_hi))), minus_one), one);
+#else
+        // without FMA the product's rounding error is not free: x in double and split (one
+        // rounding by the scale; clamped at -1000, a nan passes through)
+        const W x = clamp_below(s * (widen<float>(e_in) - p), floor);
+        const V x_hi = narrow<float>(x);
+        const V x_lo = narrow<float>(x - widen<float>(x_hi));
+#endif
         const V e_hi = exp_lanes(x_hi);
         const V e = lanes.keep(fmadd(e_hi, x_lo, e_hi));
         lanes.store(out + j, e);
@@ -598,7 +575,7 @@ public:
     /// The scaled form of the iteration for float data (SwAV's exp-once algorithm, kept stable
     /// per row; written for E, it runs on the matrix a = sigma E given with s = scale_ = -sigma/T'
     /// and the pivot where s a is largest). K_iy = exp(s (E_iy - p_i)) with the row pivot p_i = min_y E_iy (so K <= 1, its
-    /// max is 1, m_i = s p_i the row max of s E) is computed once (double argument, float exp
+    /// max is 1, m_i = s p_i the row max of s E) is computed once (kernel_row: the argument as a float pair, float exp
     /// with the argument's rounding error restored to first order) into `buf`
     /// (q's storage). With b_y = exp(mu_y/T' - beta), beta = max_y mu_y/T':
     ///     q_iy = K_iy b_y / s_i,  s_i = sum_y K_iy b_y,  f_i = -T' (m_i + beta + log s_i),
