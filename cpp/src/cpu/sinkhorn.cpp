@@ -72,6 +72,79 @@ struct FrameArg {
     }
 };
 
+/// A row_sweep evaluator that evaluates nothing: for the sweeps of the scaled form, whose bodies
+/// do their own loads through `lanes` (full or masked last vector) from K, b or E.
+struct NoArg {
+    using Elem = float;
+    template <class Lanes>
+    mask_t<float> lanes(std::int64_t, const Lanes&, vec_t<float>& t) const {
+        t = splat<vec_t<float>>(0.0f);
+        return mask_t<float>{};
+    }
+};
+
+/// The scaled form's exp pass over one row (build_kernel): K_j = exp(x_j) with
+/// x_j = scale (a_j - pivot) <= 0, all in float lanes. d = a_j - pivot is taken as d_hi + d_lo
+/// (TwoSum, exact) and scale as S + S_lo (S = float(scale)), so that x = x_hi + x_lo with
+/// x_hi = S d_hi and x_lo = fma(S, d_hi, -x_hi) + S d_lo + S_lo d_hi (the sum is x to ~2^-46
+/// relative; |x_lo| <= ~2^-23 |x|). K_j = exp(x_hi) (1 + x_lo): the float exp at x_hi, its
+/// argument's rounding restored to first order, so it does not reach K. (Rounds 1 to 4 formed x
+/// in double and split it; the same K to first order without the conversions: 7.1 -> 6.4
+/// instructions per element at avx2. The baseline level, without FMA, keeps that double form.)
+/// A +inf energy gives x_hi = -inf and K = 0; a nan energy gives a nan K.
+/// Writes K to `out`, returns sum_j K_j (float lanes of 8 terms, then double lanes); prefetches
+/// `ahead` (the next row of E, whose pivot pass then reads from cache).
+inline double kernel_row(std::int64_t k, const float* a, float pivot, double scale, float* out, const void* ahead) {
+    using V = vec_t<float>;
+#if THERMOSSL_HAS_FMA
+    const float s_hi = static_cast<float>(scale);
+    const V S = splat<V>(s_hi);
+    const V S_lo = splat<V>(static_cast<float>(scale - static_cast<double>(s_hi)));
+    const V p = splat<V>(pivot);
+    const V minus_one = splat<V>(-1.0f), one = splat<V>(1.0f);
+#else
+    using W = wide_t<float>;
+    const W p = splat<W>(static_cast<double>(pivot));
+    const W s = splat<W>(scale);
+    const W floor = splat<W>(-1000.0);
+#endif
+    LaneSums<float, 1> sums;
+    row_sweep(k, NoArg{}, sums, [&](std::int64_t j, V, mask_t<float>, const auto& lanes) {
+        const V e_in = lanes.load(a + j, pivot);  // the tail lanes: a = pivot, x = 0
+#if THERMOSSL_HAS_FMA
+        const V d_hi = e_in - p;
+        const V back = d_hi - e_in;
+        const V d_lo = (e_in - (d_hi - back)) - (p + back);
+        const V x_hi = S * d_hi;
+        // max then min: a nan (infinite d) becomes -1, an infinite x_lo (x_hi overflowed to
+        // -inf) +-1; either way exp(x_hi) = 0 and so is K
+        const V x_lo = min_lanes(max_lanes(fmadd(S_lo, d_hi, fmadd(S, d_lo, fmadd(S, d_hi, -x_hi))), minus_one), one);
+#else
+        // without FMA the product's rounding error is not free: x in double and split (one
+        // rounding by the scale; clamped at -1000, a nan passes through)
+        const W x = clamp_below(s * (widen<float>(e_in) - p), floor);
+        const V x_hi = narrow<float>(x);
+        const V x_lo = narrow<float>(x - widen<float>(x_hi));
+#endif
+        const V e_hi = exp_lanes(x_hi);
+        const V e = lanes.keep(fmadd(e_hi, x_lo, e_hi));
+        lanes.store(out + j, e);
+        sums.part[0] += e;
+    }, ahead);
+    return sums[0];
+}
+
+/// sum_j K_j b_j over one row of K (the scaled form's row sums): float lanes of 8 terms, then
+/// double lanes; prefetches `ahead` (the next row of K).
+inline double row_dot(std::int64_t k, const float* row, const float* b, const void* ahead) {
+    using V = vec_t<float>;
+    LaneSums<float, 1> sums;
+    row_sweep(k, NoArg{}, sums, [&](std::int64_t j, V, mask_t<float>, const auto& lanes) {
+        sums.part[0] = fmadd(lanes.load(row + j, 0.0f), lanes.load(b + j, 0.0f), sums.part[0]);
+    }, ahead);
+    return sums[0];
+}
+
 /// The solver in compute type T (float or double) over a matrix of element type In: T itself,
 /// or bfloat16/float16 for T = float (each row tile converted as RowReader packs it).
 template <class T, class In = T>
@@ -502,7 +575,7 @@ public:
     /// The scaled form of the iteration for float data (SwAV's exp-once algorithm, kept stable
     /// per row; written for E, it runs on the matrix a = sigma E given with s = scale_ = -sigma/T'
     /// and the pivot where s a is largest). K_iy = exp(s (E_iy - p_i)) with the row pivot p_i = min_y E_iy (so K <= 1, its
-    /// max is 1, m_i = s p_i the row max of s E) is computed once (double argument, float exp
+    /// max is 1, m_i = s p_i the row max of s E) is computed once (kernel_row: the argument as a float pair, float exp
     /// with the argument's rounding error restored to first order) into `buf`
     /// (q's storage). With b_y = exp(mu_y/T' - beta), beta = max_y mu_y/T':
     ///     q_iy = K_iy b_y / s_i,  s_i = sum_y K_iy b_y,  f_i = -T' (m_i + beta + log s_i),
@@ -559,28 +632,9 @@ public:
                         }
                         row_max_[i] = m;
                         low = std::min(low, m);
-                        double total = 0.0;
-                        for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-                            const std::int64_t j1 = std::min(k, j0 + kChunk);
-                            float part = 0.0f;
-                            // K (computed once): the argument x in double (exact difference,
-                            // one rounding), split x = x_hi + x_lo with x_hi = float(x); the exp
-                            // in float lanes at x_hi, times 1 + x_lo (|x_lo| <= 2^-24 |x|), so
-                            // the argument's float rounding does not reach K.
-#pragma omp simd reduction(+ : part)
-                            for (std::int64_t j = j0; j < j1; ++j) {
-                                const double x_raw = scale * (static_cast<double>(row[j]) - static_cast<double>(pivot));
-                                // clamp (+inf energies give -inf; a nan passes through, as in exp)
-                                const double x = -1000.0 > x_raw ? -1000.0 : x_raw;
-                                const float x_hi = static_cast<float>(x);
-                                const float x_lo = static_cast<float>(x - static_cast<double>(x_hi));
-                                const float e_hi = exp_nonpositive(x_hi);
-                                const float e = THERMOSSL_MADD(e_hi, x_lo, e_hi);
-                                out[j] = e;
-                                part += e;
-                            }
-                            total += static_cast<double>(part);
-                        }
+                        // K (computed once) and its row sum, prefetching the next row of E so
+                        // that the pivot pass of the next row reads from cache.
+                        const double total = kernel_row(k, row, pivot, scale, out, reader.next_row(i));
                         if (!std::isfinite(total)) {  // a nan
                             failed = true;
                             continue;
@@ -678,14 +732,10 @@ public:
                     if (poll_.check_in_pass(thread)) return;
                     for (std::int64_t i = i0; i < i1 && !failed; ++i) {
                         float* row = buf + i * k;
-                        double s = 0.0;
-                        for (std::int64_t j0 = 0; j0 < k; j0 += kChunk) {
-                            const std::int64_t j1 = std::min(k, j0 + kChunk);
-                            float part = 0.0f;
-#pragma omp simd reduction(+ : part)
-                            for (std::int64_t j = j0; j < j1; ++j) part = THERMOSSL_MADD(row[j], bv[j], part);
-                            s += static_cast<double>(part);
-                        }
+                        // s_i = sum_y K_iy b_y in float lanes (8 terms per lane, then double
+                        // lanes). No software prefetch: a plain forward stream, which the
+                        // hardware prefetchers follow (prefetching the next row measured slower).
+                        const double s = row_dot(k, row, bv, nullptr);
                         if (!(s >= 0x1p-100) || !std::isfinite(s)) {
                             failed = true;
                             break;
