@@ -1,0 +1,346 @@
+"""thermossl.torch._kernels' CUDA routing, run on the CPU (issue 20's mutation testing).
+
+Without a GPU the CUDA kernels cannot run, but the Python side of the route to them can: which
+binding a wrapper picks, the head it binds (dtype name, device ordinal, the current stream of that
+device), the Sinkhorn workspace it allocates on the device, the arguments after the head (shared
+with the host route) and the torch fallbacks that have no CUDA kernel yet. These tests run that
+code with CPU tensors that say they live on a CUDA device (``OnDevice``) and a stand-in ``_cuda``
+module whose kernels record the head of each call and compute with the host bindings on the same
+memory; the values are checked against plain torch (or thermossl's numpy API for Sinkhorn), and
+every call's head against the device the tensor names.
+"""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import thermossl  # noqa: E402
+from thermossl import _core  # noqa: E402
+from thermossl.torch import _kernels  # noqa: E402
+
+STREAM_BASE = 7000  # the stand-in stream of device d is STREAM_BASE + d
+CURRENT_DEVICE = 3  # the stand-in current device (for a tensor on "cuda" without an index)
+CUDA_KERNELS = ("row_logsumexp", "row_softmax", "row_log_softmax", "row_entropy", "row_cross_entropy",
+                "row_entropy_grad", "ledger_rows")  # the names thermossl._cuda has (no half kernels)
+
+
+class OnDevice(torch.Tensor):
+    """A CPU tensor that says it is a CUDA tensor on ``on_device`` (ops return plain tensors)."""
+
+    __torch_function__ = torch._C._disabled_torch_function_impl
+    on_device = torch.device("cuda", 1)
+
+    @property
+    def is_cuda(self):
+        return True
+
+    @property
+    def device(self):
+        return self.on_device
+
+
+def on(t, device=torch.device("cuda", 1)):
+    moved = torch.Tensor._make_subclass(OnDevice, t)
+    moved.on_device = device
+    return moved
+
+
+class StandInCuda:
+    """thermossl._cuda's functions, computed by the host bindings (thermossl._core.pointers) on the
+    addresses given; ``calls`` records (name, dtype, device, stream) of each call, and the
+    workspace and check interval of the Sinkhorn calls."""
+
+    def __init__(self, workspace_bytes):
+        self.calls = []
+        self.workspace_bytes = workspace_bytes
+        for name in CUDA_KERNELS:
+            setattr(self, name, self._kernel(name))
+
+    def _kernel(self, name):
+        host = getattr(_core.pointers, name)
+
+        def kernel(dtype, device, stream, *args):
+            self.calls.append((name, dtype, device, stream))
+            return host(dtype, *args)
+        return kernel
+
+    def sinkhorn_workspace_bytes(self, n, k):
+        self.sizes = (n, k)
+        return self.workspace_bytes
+
+    def sinkhorn(self, dtype, device, stream, E, T, w, c, mu0, fixed, tol, limit, f, mu, q, charges, workspace,
+                 check_every, energy_sign):
+        self.calls.append(("sinkhorn", dtype, device, stream))
+        self.workspace, self.check_every = workspace, check_every
+        # the device solver is plain Sinkhorn (no over-relaxation)
+        return _core.pointers.sinkhorn(dtype, E, T, w, c, mu0, fixed, tol, limit, f, mu, q, charges, 1.0, energy_sign)
+
+
+@pytest.fixture
+def cuda(monkeypatch):
+    """The stand-in device: _kernels' _cuda module, an available device, its streams, and
+    torch.empty on a CUDA device allocating on the CPU (recorded in ``cuda.device_allocations``)."""
+    stand_in = StandInCuda(workspace_bytes=8 * 40)
+    stand_in.device_allocations = []
+    monkeypatch.setattr(_kernels, "_cuda", stand_in)
+    monkeypatch.setattr(_kernels._device, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: CURRENT_DEVICE)
+    monkeypatch.setattr(torch.cuda, "current_stream",
+                        lambda device: types.SimpleNamespace(cuda_stream=STREAM_BASE + device))
+    empty = torch.empty
+
+    def device_empty(*shape, device=None, **kwargs):
+        if device is not None and torch.device(device).type == "cuda":
+            t = empty(*shape, **kwargs)
+            stand_in.device_allocations.append((torch.device(device), t))
+            return t
+        return empty(*shape, device=device, **kwargs)
+
+    monkeypatch.setattr(torch, "empty", device_empty)
+    return stand_in
+
+
+def heads(cuda, device=1):
+    return [(name, dtype, d, stream - STREAM_BASE) for name, dtype, d, stream in cuda.calls]
+
+
+def scores(n=9, k=6, dtype=torch.float64, seed=0):
+    return torch.randn(n, k, generator=torch.Generator().manual_seed(seed), dtype=dtype) * 2
+
+
+def labels(n=9, k=6, dtype=torch.float64, seed=1):
+    return torch.softmax(torch.randn(n, k, generator=torch.Generator().manual_seed(seed), dtype=dtype), 1)
+
+
+TOL = {torch.float32: 2e-5, torch.float64: 1e-12}
+
+
+# ----------------------------------------------------------------------------------- row kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("device, ordinal", [(torch.device("cuda", 1), 1), (torch.device("cuda"), CURRENT_DEVICE)])
+def test_row_kernels_take_the_device_head_and_the_shared_arguments(cuda, dtype, device, ordinal):
+    a = scores(dtype=dtype).t().contiguous().t()  # column-major: the strides travel
+    n, k = a.shape
+    shift = torch.linspace(-0.5, 0.5, k, dtype=torch.float64)
+    x = (-0.7 * a.double() + shift)
+    ref_lse = torch.logsumexp(x, 1)
+    ref_p = torch.softmax(x, 1)
+    tol = TOL[dtype]
+    name = {torch.float32: "float32", torch.float64: "float64"}[dtype]
+
+    out = torch.empty(n, dtype=dtype)
+    _kernels.row_logsumexp(on(a, device), -0.7, shift, out)
+    torch.testing.assert_close(out.double(), ref_lse, rtol=tol, atol=tol)
+
+    p, log_z = torch.empty(n, k, dtype=dtype), torch.empty(n, dtype=dtype)
+    _kernels.row_softmax(on(a, device), -0.7, shift, p, log_z)
+    torch.testing.assert_close(p.double(), ref_p, rtol=tol, atol=tol)
+    torch.testing.assert_close(log_z.double(), ref_lse, rtol=tol, atol=tol)
+
+    log_p = torch.empty(n, k, dtype=dtype)
+    _kernels.row_log_softmax(on(a, device), -0.7, shift, log_p)
+    torch.testing.assert_close(log_p.double(), torch.log_softmax(x, 1), rtol=tol, atol=tol)
+
+    x0 = -0.7 * a.double()  # the entropy kernels without a shift
+    p0 = torch.softmax(x0, 1)
+    entropy, log_z0 = torch.empty(n, dtype=dtype), torch.empty(n, dtype=dtype)
+    _kernels.row_entropy(on(a, device), -0.7, None, entropy, log_z0)
+    torch.testing.assert_close(entropy.double(), -(p0 * torch.log_softmax(x0, 1)).sum(1), rtol=tol, atol=tol)
+    torch.testing.assert_close(log_z0.double(), torch.logsumexp(x0, 1), rtol=tol, atol=tol)
+
+    grad = torch.empty(n, k, dtype=dtype)
+    _kernels.row_entropy_grad(on(a, device), -0.7, None, grad, log_z0)
+    a64 = a.double().requires_grad_(True)
+    s = -(torch.softmax(-0.7 * a64, 1) * torch.log_softmax(-0.7 * a64, 1)).sum()
+    (ref_grad,) = torch.autograd.grad(s, a64)
+    torch.testing.assert_close(grad.double(), ref_grad, rtol=tol, atol=tol)
+
+    calls = ["row_logsumexp", "row_softmax", "row_log_softmax", "row_entropy", "row_entropy_grad"]
+    assert heads(cuda) == [(c, name, ordinal, ordinal) for c in calls]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cross_entropy_and_its_blocks_on_the_device(cuda, dtype):
+    a, q = scores(dtype=dtype), labels(dtype=dtype)
+    n, k = a.shape
+    x = 0.8 * a.double()
+    q64 = q.double()
+    ref_loss = -(q64 * torch.log_softmax(x, 1)).sum(1)
+    ref_grad = 0.8 * (torch.softmax(x, 1) * q64.sum(1, keepdim=True) - q64)
+    tol = TOL[dtype]
+    loss, grad, log_z = torch.empty(n, dtype=dtype), torch.empty(n, k, dtype=dtype), torch.empty(n, dtype=dtype)
+    _kernels.row_cross_entropy(on(q), on(a), 0.8, None, loss, grad, log_z)
+    torch.testing.assert_close(loss.double(), ref_loss, rtol=tol, atol=tol)
+    torch.testing.assert_close(grad.double(), ref_grad, rtol=tol, atol=tol)
+    torch.testing.assert_close(log_z.double(), torch.logsumexp(x, 1), rtol=tol, atol=tol)
+
+    # rows 3..6 of a against rows 1..4 of q, into rows 3..6 of the outputs
+    loss.fill_(-1), grad.fill_(-1), log_z.fill_(-1)
+    _kernels.row_cross_entropy_block(on(q), 1, on(a), 3, 4, 0.8, loss, grad, log_z)
+    xb, qb = x[3:7], q64[1:5]
+    torch.testing.assert_close(loss[3:7].double(), -(qb * torch.log_softmax(xb, 1)).sum(1), rtol=tol, atol=tol)
+    torch.testing.assert_close(grad[3:7].double(), 0.8 * (torch.softmax(xb, 1) * qb.sum(1, keepdim=True) - qb),
+                               rtol=tol, atol=tol)
+    torch.testing.assert_close(log_z[3:7].double(), torch.logsumexp(xb, 1), rtol=tol, atol=tol)
+    assert bool((loss[:3] == -1).all()) and bool((loss[7:] == -1).all()) and bool((grad[7:] == -1).all())
+    name = "float32" if dtype == torch.float32 else "float64"
+    assert heads(cuda) == [("row_cross_entropy", name, 1, 1)] * 2
+
+
+def test_labels_of_another_dtype_ask_the_device_for_a_kernel_it_does_not_have(cuda):
+    # only CPU half scores have the mixed-dtype kernel; the CUDA module has none (the callers
+    # convert the labels to the scores' dtype first)
+    a, q = scores(), labels(dtype=torch.float32)
+    n, k = a.shape
+    with pytest.raises(AttributeError, match="row_cross_entropy_float_labels"):
+        _kernels.row_cross_entropy(on(q), on(a), 1.0, None, torch.empty(n, dtype=torch.float64), None,
+                                   torch.empty(n, dtype=torch.float64))
+
+
+# ----------------------------------------------------------------------------------- Sinkhorn
+@pytest.mark.parametrize("workspace_bytes, words", [(8 * 40, 40), (8 * 40 + 1, 41), (8 * 40 + 7, 41)])
+def test_sinkhorn_on_the_device_gets_its_workspace_and_the_shared_arguments(cuda, workspace_bytes, words):
+    cuda.workspace_bytes = workspace_bytes
+    E = scores(12, 5)
+    n, k = E.shape
+    w = torch.linspace(1, 2, n, dtype=torch.float64)
+    c = torch.linspace(2, 1, k, dtype=torch.float64)
+    w, c = w / w.sum(), c / c.sum()
+    f, mu, q = torch.empty(n, dtype=torch.float64), torch.empty(k, dtype=torch.float64), torch.empty(n, k, dtype=torch.float64)
+    charges = torch.empty(k, dtype=torch.float64)
+    device = torch.device("cuda", 2)
+    # relaxation 1.7 is not the device's: its solver runs plain Sinkhorn (the stand-in's 1.0)
+    iterations, err, converged, status, index = _kernels.sinkhorn(
+        on(E, device), 0.5, w, c, None, 0, 1e-10, 500, f, mu, q, charges, energy_sign=-1.0, relaxation=1.7)
+    ref = thermossl.sinkhorn(-E.numpy(), 0.5, w=w.numpy(), c=c.numpy(), tol=1e-10, max_iter=500, relaxation=1.0)
+    assert (iterations, converged, status) == (ref.n_iter, True, 0)
+    np.testing.assert_allclose(q.numpy(), ref.q, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(mu.numpy(), ref.mu, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(f.numpy(), ref.f, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(charges.numpy(), ref.charges, rtol=1e-12, atol=1e-15)
+    assert err == pytest.approx(ref.err, rel=1e-9, abs=1e-16)
+    assert heads(cuda) == [("sinkhorn", "float64", 2, 2)]
+    assert cuda.sizes == (n, k) and cuda.check_every == 8
+    ((where, workspace),) = cuda.device_allocations
+    assert where == device and workspace.dtype == torch.float64 and workspace.shape == (words,)
+    assert cuda.workspace == workspace.data_ptr()
+
+
+def test_sinkhorn_on_the_device_with_a_warm_start_and_fixed_iterations(cuda):
+    E = scores(10, 4)
+    n, k = E.shape
+    ref = thermossl.sinkhorn(E.numpy(), 0.7, n_iter=3, mu0=np.array([0.1, -0.2, 0.3, -0.2]))
+    f, mu, q = torch.empty(n, dtype=torch.float64), torch.empty(k, dtype=torch.float64), torch.empty(n, k, dtype=torch.float64)
+    mu0 = torch.tensor([0.1, -0.2, 0.3, -0.2], dtype=torch.float64)
+    result = _kernels.sinkhorn(on(E), 0.7, None, None, mu0, 3, 1e-6, 1000, f, mu, q, None)
+    assert result[0] == 3 and result[3] == 0
+    np.testing.assert_allclose(q.numpy(), ref.q, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(mu.numpy(), ref.mu, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_swav_codes_on_the_device(cuda, dtype):
+    s = scores(16, 5, dtype=dtype)
+    q = torch.empty(16, 5, dtype=dtype)
+    f, mu, err = _kernels.sinkhorn_codes(on(s), 0.3, 3, on(q), "ctx: ")
+    ref = thermossl.sinkhorn(-s.double().numpy(), 0.3, n_iter=3)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert f.dtype == np.float64 and mu.dtype == np.float64 and isinstance(err, float)
+    np.testing.assert_allclose(q.double().numpy(), ref.q, rtol=tol, atol=tol)
+    np.testing.assert_allclose(f, ref.f, rtol=tol, atol=tol)
+    np.testing.assert_allclose(mu, ref.mu, rtol=tol, atol=tol)
+    assert err == pytest.approx(ref.err, rel=1e-3, abs=1e-7)
+    # f and mu in the kernel dtype on the scores' device; no charges asked for
+    assert [(where, t.dtype, tuple(t.shape)) for where, t in cuda.device_allocations[:2]] == [
+        (torch.device("cuda", 1), dtype, (16,)), (torch.device("cuda", 1), dtype, (5,))]
+    name = "float32" if dtype == torch.float32 else "float64"
+    assert heads(cuda) == [("sinkhorn", name, 1, 1)]
+
+
+def test_swav_codes_on_the_device_name_a_bad_row(cuda):
+    s = scores(6, 3)
+    s[4] = float("nan")
+    with pytest.raises(ValueError) as info:
+        _kernels.sinkhorn_codes(on(s), 0.3, 3, torch.empty(6, 3, dtype=torch.float64), "SwAVLoss: output ")
+    assert str(info.value).startswith("SwAVLoss: output ") and "row 4" in str(info.value)
+
+
+# ----------------------------------------------------------------------------------- ledger rows
+@pytest.mark.parametrize("weighted", [False, True])
+def test_ledger_rows_on_the_device(cuda, weighted):
+    s, q = scores(), labels()
+    n, k = s.shape
+    w = torch.linspace(1, 3, n, dtype=torch.float64) if weighted else None
+    scale = 1 / 0.4
+    rows = {name: torch.full((n,), -1.0, dtype=torch.float64) for name in ("energy_q", "log_z", "entropy_q", "loss")}
+    charges = torch.empty(k, dtype=torch.float64)
+    _kernels.ledger_rows(on(q), on(s), scale, None, None if w is None else w, rows, charges)
+    # the kernel's sums over the matrix it reads (here scores at the scale 1/T): sum_y q_y a_y,
+    # log Z of exp(s/T), S[q] = -sum q log q, L = -sum_y q_y log p_y
+    torch.testing.assert_close(rows["energy_q"], (q * s).sum(1), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(rows["log_z"], torch.logsumexp(scale * s, 1), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(rows["entropy_q"], -(q * torch.log(q)).sum(1), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(rows["loss"], -(q * torch.log_softmax(scale * s, 1)).sum(1), rtol=1e-12, atol=1e-12)
+    weights = torch.full((n,), 1.0 / n, dtype=torch.float64) if w is None else w
+    torch.testing.assert_close(charges, (weights[:, None] * q).sum(0), rtol=1e-12, atol=1e-14)
+    assert heads(cuda) == [("ledger_rows", "float64", 1, 1)]
+
+
+# ----------------------------------------------------------------------------------- torch fallbacks
+def test_row_difference_dot_on_the_device_by_torch(cuda):
+    u = labels(7, 5)
+    u[2, 1] = 0.0
+    v, w = scores(7, 5, seed=3), scores(7, 5, seed=4)
+    v[2, 1] = float("inf")  # u = 0 there: skipped, not nan
+    w[3] = v[3]  # v = w: skipped
+    v[3, 0] = w[3, 0] = float("inf")
+    out = _kernels.row_difference_dot(on(u), on(v), on(w))
+    diff = torch.where((u != 0) & (v != w), u * (v - w), torch.zeros(()))
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, diff.sum(1), rtol=1e-13, atol=0)
+    assert out[3] == 0 and bool(torch.isfinite(out).all())
+    host = _kernels.row_difference_dot(u, v, w)
+    torch.testing.assert_close(out, host, rtol=1e-13, atol=1e-15)
+    assert cuda.calls == []  # no kernel on the device: torch's
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_softmax_expectation_on_the_device_by_torch(cuda, dtype):
+    a = scores(8, 5, dtype=dtype)
+    v = torch.linspace(-1.0, 2.0, 5, dtype=torch.float64)
+    log_z = torch.logsumexp(1.3 * a.double(), 1)
+    got = _kernels.softmax_expectation(on(a), 1.3, v, log_z)
+    ref = (torch.softmax(1.3 * a.double(), 1) * v).sum(1)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got, _kernels.softmax_expectation(a, 1.3, v, log_z),
+                               rtol=TOL[dtype], atol=TOL[dtype])
+    assert cuda.calls == []
+
+
+# ----------------------------------------------------------------------------------- errors
+def test_a_cuda_tensor_without_the_cuda_kernels_or_a_device_is_refused(cuda, monkeypatch):
+    a = on(scores())
+    out = torch.empty(9, dtype=torch.float64)
+    monkeypatch.setattr(_kernels, "_cuda", None)
+    with pytest.raises(RuntimeError) as info:
+        _kernels.row_logsumexp(a, 1.0, None, out)
+    assert str(info.value) == (
+        "thermossl.torch got a CUDA tensor, but thermossl was built without its CUDA kernels "
+        "(rebuild with nvcc available, THERMOSSL_CUDA=ON), or move the tensor to the CPU")
+    monkeypatch.setattr(_kernels, "_cuda", cuda)
+    monkeypatch.setattr(_kernels._device, "is_available", lambda: False)
+    with pytest.raises(RuntimeError) as info:
+        _kernels.row_logsumexp(a, 1.0, None, out)
+    assert str(info.value) == "thermossl.torch got a CUDA tensor, but no CUDA device is available to thermossl"
+    assert cuda.calls == []
+
+
+def test_half_tensors_have_no_cuda_kernel(cuda):
+    a = on(scores(dtype=torch.bfloat16))
+    with pytest.raises(KeyError):
+        _kernels.row_logsumexp(a, 1.0, None, torch.empty(9, dtype=torch.float32))
+    assert cuda.calls == []
