@@ -204,7 +204,7 @@ def test_labels_of_another_dtype_ask_the_device_for_a_kernel_it_does_not_have(cu
 @pytest.mark.parametrize("workspace_bytes, words", [(8 * 40, 40), (8 * 40 + 1, 41), (8 * 40 + 7, 41)])
 def test_sinkhorn_on_the_device_gets_its_workspace_and_the_shared_arguments(cuda, workspace_bytes, words):
     cuda.workspace_bytes = workspace_bytes
-    E = scores(12, 5)
+    E = scores(12, 8)[:, :5]  # rows 8 apart: the workspace is sized by the shape, not the strides
     n, k = E.shape
     w = torch.linspace(1, 2, n, dtype=torch.float64)
     c = torch.linspace(2, 1, k, dtype=torch.float64)
@@ -235,7 +235,7 @@ def test_sinkhorn_on_the_device_with_a_warm_start_and_fixed_iterations(cuda):
     ref = thermossl.sinkhorn(E.numpy(), 0.7, n_iter=3, mu0=np.array([0.1, -0.2, 0.3, -0.2]))
     f, mu, q = torch.empty(n, dtype=torch.float64), torch.empty(k, dtype=torch.float64), torch.empty(n, k, dtype=torch.float64)
     mu0 = torch.tensor([0.1, -0.2, 0.3, -0.2], dtype=torch.float64)
-    result = _kernels.sinkhorn(on(E), 0.7, None, None, mu0, 3, 1e-6, 1000, f, mu, q, None)
+    result = _kernels.sinkhorn(on(E), 0.7, None, None, mu0, 3, 1e-6, 1000, f, mu, q, None, energy_sign=1.0)
     assert result[0] == 3 and result[3] == 0
     np.testing.assert_allclose(q.numpy(), ref.q, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(mu.numpy(), ref.mu, rtol=1e-12, atol=1e-12)

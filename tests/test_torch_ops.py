@@ -479,7 +479,7 @@ def test_half_input_in_the_sinkhorn_solver_at_every_level(simd_level, dtype, lay
         dt = torch.float64 if x.dtype == torch.float64 else torch.float32
         f, mu, q = torch.empty(n, dtype=dt), torch.empty(k, dtype=dt), torch.empty(n, k, dtype=dt)
         ch = torch.empty(k, dtype=torch.float64)
-        _kernels.sinkhorn(x, 0.05, w.to(dt), None, None, 0, 1e-6, 1000, f, mu, q, ch)
+        _kernels.sinkhorn(x, 0.05, w.to(dt), None, None, 0, 1e-6, 1000, f, mu, q, ch, energy_sign=1.0)
         outs.append((f, mu, q, ch))
     (fh, muh, qh, chh), (f32, mu32, q32, ch32), (f64, mu64, q64, ch64) = outs
     assert torch.allclose(qh, q32, rtol=0, atol=2e-5) and torch.allclose(muh, mu32, rtol=0, atol=2e-5)

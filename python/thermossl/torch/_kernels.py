@@ -171,8 +171,8 @@ def row_cross_entropy_block(q, q_row0: int, a, a_row0: int, rows: int, scale: fl
 
 
 # ----------------------------------------------------------------------------------- Sinkhorn
-def sinkhorn(E, T: float, w, c, mu0, fixed: int, tol: float, limit: int, f, mu, q, charges,
-             energy_sign: float = 1.0, relaxation: float = 1.0):
+def sinkhorn(E, T: float, w, c, mu0, fixed: int, tol: float, limit: int, f, mu, q, charges, *,
+             energy_sign: float, relaxation: float = 1.0):
     """The whole Sinkhorn loop of thermossl.sinkhorn on energies E (N, K) at T.
 
     energy_sign -1: ``E`` holds scores s and the energies are -s, read by the kernel with a
@@ -207,7 +207,7 @@ def sinkhorn_codes(scores, T: float, n_iter: int, q, context: str):
     return f.to(torch.float64).cpu().numpy(), mu.to(torch.float64).cpu().numpy(), float(err)
 
 
-def sharded_sinkhorn(scores, T: float, n_iter: int, group=None, energy_sign: float = 1.0):
+def sharded_sinkhorn(scores, T: float, n_iter: int, *, energy_sign: float, group=None):
     """Sinkhorn over the rows of every rank of the initialised torch.distributed group (SwAV's
     distributed_sinkhorn: uniform weights over all ranks' rows, one all-reduce of the charges per
     iteration), by thermossl.distributed.sinkhorn on CPU tensors; ``energy_sign`` -1: the
@@ -221,7 +221,7 @@ def sharded_sinkhorn(scores, T: float, n_iter: int, group=None, energy_sign: flo
     return torch.from_numpy(result.q), np.asarray(result.mu, dtype=np.float64), float(result.err)
 
 
-def sela_sinkhorn(scores, T: float, tol: float, max_iter: int, mu0, relaxation, group=None, distributed=False):
+def sela_sinkhorn(scores, T: float, tol: float, max_iter: int, mu0, relaxation, *, distributed: bool, group=None):
     """Sinkhorn to tolerance over a whole data set's energies E = -scores (this rank's rows; all
     ranks' when ``distributed``), warm-started from mu0 (numpy or None). In one process the
     kernel reads the scores in place with a signed scale (no negated copy; CUDA scores are
