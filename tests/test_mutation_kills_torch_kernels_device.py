@@ -94,13 +94,22 @@ def cuda(monkeypatch):
 
     def device_empty(*shape, device=None, **kwargs):
         if device is not None and torch.device(device).type == "cuda":
-            t = empty(*shape, **kwargs)
+            t = on(empty(*shape, **kwargs), torch.device(device))
             stand_in.device_allocations.append((torch.device(device), t))
             return t
         return empty(*shape, device=device, **kwargs)
 
     monkeypatch.setattr(torch, "empty", device_empty)
     return stand_in
+
+
+def plain(t):
+    """The tensor without its device costume (a CPU torch.Tensor over the same memory)."""
+    return t.as_subclass(torch.Tensor) if isinstance(t, torch.Tensor) else t
+
+
+def close(got, ref, **tolerances):
+    torch.testing.assert_close(plain(got), plain(ref), **tolerances)
 
 
 def heads(cuda, device=1):
@@ -131,32 +140,32 @@ def test_row_kernels_take_the_device_head_and_the_shared_arguments(cuda, dtype, 
     tol = TOL[dtype]
     name = {torch.float32: "float32", torch.float64: "float64"}[dtype]
 
-    out = torch.empty(n, dtype=dtype)
-    _kernels.row_logsumexp(on(a, device), -0.7, shift, out)
-    torch.testing.assert_close(out.double(), ref_lse, rtol=tol, atol=tol)
+    out = on(torch.empty(n, dtype=dtype), device)
+    _kernels.row_logsumexp(on(a, device), -0.7, on(shift, device), out)
+    close(out.double(), ref_lse, rtol=tol, atol=tol)
 
-    p, log_z = torch.empty(n, k, dtype=dtype), torch.empty(n, dtype=dtype)
-    _kernels.row_softmax(on(a, device), -0.7, shift, p, log_z)
-    torch.testing.assert_close(p.double(), ref_p, rtol=tol, atol=tol)
-    torch.testing.assert_close(log_z.double(), ref_lse, rtol=tol, atol=tol)
+    p, log_z = on(torch.empty(n, k, dtype=dtype), device), on(torch.empty(n, dtype=dtype), device)
+    _kernels.row_softmax(on(a, device), -0.7, on(shift, device), p, log_z)
+    close(p.double(), ref_p, rtol=tol, atol=tol)
+    close(log_z.double(), ref_lse, rtol=tol, atol=tol)
 
-    log_p = torch.empty(n, k, dtype=dtype)
-    _kernels.row_log_softmax(on(a, device), -0.7, shift, log_p)
-    torch.testing.assert_close(log_p.double(), torch.log_softmax(x, 1), rtol=tol, atol=tol)
+    log_p = on(torch.empty(n, k, dtype=dtype), device)
+    _kernels.row_log_softmax(on(a, device), -0.7, on(shift, device), log_p)
+    close(log_p.double(), torch.log_softmax(x, 1), rtol=tol, atol=tol)
 
     x0 = -0.7 * a.double()  # the entropy kernels without a shift
     p0 = torch.softmax(x0, 1)
-    entropy, log_z0 = torch.empty(n, dtype=dtype), torch.empty(n, dtype=dtype)
+    entropy, log_z0 = on(torch.empty(n, dtype=dtype), device), on(torch.empty(n, dtype=dtype), device)
     _kernels.row_entropy(on(a, device), -0.7, None, entropy, log_z0)
-    torch.testing.assert_close(entropy.double(), -(p0 * torch.log_softmax(x0, 1)).sum(1), rtol=tol, atol=tol)
-    torch.testing.assert_close(log_z0.double(), torch.logsumexp(x0, 1), rtol=tol, atol=tol)
+    close(entropy.double(), -(p0 * torch.log_softmax(x0, 1)).sum(1), rtol=tol, atol=tol)
+    close(log_z0.double(), torch.logsumexp(x0, 1), rtol=tol, atol=tol)
 
-    grad = torch.empty(n, k, dtype=dtype)
+    grad = on(torch.empty(n, k, dtype=dtype), device)
     _kernels.row_entropy_grad(on(a, device), -0.7, None, grad, log_z0)
     a64 = a.double().requires_grad_(True)
     s = -(torch.softmax(-0.7 * a64, 1) * torch.log_softmax(-0.7 * a64, 1)).sum()
     (ref_grad,) = torch.autograd.grad(s, a64)
-    torch.testing.assert_close(grad.double(), ref_grad, rtol=tol, atol=tol)
+    close(grad.double(), ref_grad, rtol=tol, atol=tol)
 
     calls = ["row_logsumexp", "row_softmax", "row_log_softmax", "row_entropy", "row_entropy_grad"]
     assert heads(cuda) == [(c, name, ordinal, ordinal) for c in calls]
@@ -171,33 +180,36 @@ def test_cross_entropy_and_its_blocks_on_the_device(cuda, dtype):
     ref_loss = -(q64 * torch.log_softmax(x, 1)).sum(1)
     ref_grad = 0.8 * (torch.softmax(x, 1) * q64.sum(1, keepdim=True) - q64)
     tol = TOL[dtype]
-    loss, grad, log_z = torch.empty(n, dtype=dtype), torch.empty(n, k, dtype=dtype), torch.empty(n, dtype=dtype)
+    loss, grad, log_z = on(torch.empty(n, dtype=dtype)), on(torch.empty(n, k, dtype=dtype)), on(torch.empty(n, dtype=dtype))
     _kernels.row_cross_entropy(on(q), on(a), 0.8, None, loss, grad, log_z)
-    torch.testing.assert_close(loss.double(), ref_loss, rtol=tol, atol=tol)
-    torch.testing.assert_close(grad.double(), ref_grad, rtol=tol, atol=tol)
-    torch.testing.assert_close(log_z.double(), torch.logsumexp(x, 1), rtol=tol, atol=tol)
+    close(loss.double(), ref_loss, rtol=tol, atol=tol)
+    close(grad.double(), ref_grad, rtol=tol, atol=tol)
+    close(log_z.double(), torch.logsumexp(x, 1), rtol=tol, atol=tol)
 
     # rows 3..6 of a against rows 1..4 of q, into rows 3..6 of the outputs
     loss.fill_(-1), grad.fill_(-1), log_z.fill_(-1)
     _kernels.row_cross_entropy_block(on(q), 1, on(a), 3, 4, 0.8, loss, grad, log_z)
     xb, qb = x[3:7], q64[1:5]
-    torch.testing.assert_close(loss[3:7].double(), -(qb * torch.log_softmax(xb, 1)).sum(1), rtol=tol, atol=tol)
-    torch.testing.assert_close(grad[3:7].double(), 0.8 * (torch.softmax(xb, 1) * qb.sum(1, keepdim=True) - qb),
+    close(loss[3:7].double(), -(qb * torch.log_softmax(xb, 1)).sum(1), rtol=tol, atol=tol)
+    close(grad[3:7].double(), 0.8 * (torch.softmax(xb, 1) * qb.sum(1, keepdim=True) - qb),
                                rtol=tol, atol=tol)
-    torch.testing.assert_close(log_z[3:7].double(), torch.logsumexp(xb, 1), rtol=tol, atol=tol)
+    close(log_z[3:7].double(), torch.logsumexp(xb, 1), rtol=tol, atol=tol)
     assert bool((loss[:3] == -1).all()) and bool((loss[7:] == -1).all()) and bool((grad[7:] == -1).all())
     name = "float32" if dtype == torch.float32 else "float64"
     assert heads(cuda) == [("row_cross_entropy", name, 1, 1)] * 2
 
 
-def test_labels_of_another_dtype_ask_the_device_for_a_kernel_it_does_not_have(cuda):
+def test_labels_of_another_dtype_are_refused_on_the_device(cuda):
     # only CPU half scores have the mixed-dtype kernel; the CUDA module has none (the callers
     # convert the labels to the scores' dtype first)
     a, q = scores(), labels(dtype=torch.float32)
     n, k = a.shape
-    with pytest.raises(AttributeError, match="row_cross_entropy_float_labels"):
-        _kernels.row_cross_entropy(on(q), on(a), 1.0, None, torch.empty(n, dtype=torch.float64), None,
-                                   torch.empty(n, dtype=torch.float64))
+    with pytest.raises(ValueError) as info:
+        _kernels.row_cross_entropy(on(q), on(a), 1.0, None, on(torch.empty(n, dtype=torch.float64)), None,
+                                   on(torch.empty(n, dtype=torch.float64)))
+    assert str(info.value) == ("thermossl.torch kernels: labels torch.float32 (9, 6) on cuda:1 do not match scores "
+                               "torch.float64 (9, 6) on cuda:1")
+    assert cuda.calls == []
 
 
 # ----------------------------------------------------------------------------------- Sinkhorn
@@ -209,12 +221,13 @@ def test_sinkhorn_on_the_device_gets_its_workspace_and_the_shared_arguments(cuda
     w = torch.linspace(1, 2, n, dtype=torch.float64)
     c = torch.linspace(2, 1, k, dtype=torch.float64)
     w, c = w / w.sum(), c / c.sum()
-    f, mu, q = torch.empty(n, dtype=torch.float64), torch.empty(k, dtype=torch.float64), torch.empty(n, k, dtype=torch.float64)
-    charges = torch.empty(k, dtype=torch.float64)
     device = torch.device("cuda", 2)
+    f, mu, q = (on(torch.empty(shape, dtype=torch.float64), device) for shape in ((n,), (k,), (n, k)))
+    charges = on(torch.empty(k, dtype=torch.float64), device)
     # relaxation 1.7 is not the device's: its solver runs plain Sinkhorn (the stand-in's 1.0)
     iterations, err, converged, status, index = _kernels.sinkhorn(
-        on(E, device), 0.5, w, c, None, 0, 1e-10, 500, f, mu, q, charges, energy_sign=-1.0, relaxation=1.7)
+        on(E, device), 0.5, on(w, device), on(c, device), None, 0, 1e-10, 500, f, mu, q, charges, energy_sign=-1.0,
+        relaxation=1.7)
     ref = thermossl.sinkhorn(-E.numpy(), 0.5, w=w.numpy(), c=c.numpy(), tol=1e-10, max_iter=500, relaxation=1.0)
     assert (iterations, converged, status) == (ref.n_iter, True, 0)
     np.testing.assert_allclose(q.numpy(), ref.q, rtol=1e-12, atol=1e-14)
@@ -233,8 +246,8 @@ def test_sinkhorn_on_the_device_with_a_warm_start_and_fixed_iterations(cuda):
     E = scores(10, 4)
     n, k = E.shape
     ref = thermossl.sinkhorn(E.numpy(), 0.7, n_iter=3, mu0=np.array([0.1, -0.2, 0.3, -0.2]))
-    f, mu, q = torch.empty(n, dtype=torch.float64), torch.empty(k, dtype=torch.float64), torch.empty(n, k, dtype=torch.float64)
-    mu0 = torch.tensor([0.1, -0.2, 0.3, -0.2], dtype=torch.float64)
+    f, mu, q = (on(torch.empty(shape, dtype=torch.float64)) for shape in ((n,), (k,), (n, k)))
+    mu0 = on(torch.tensor([0.1, -0.2, 0.3, -0.2], dtype=torch.float64))
     result = _kernels.sinkhorn(on(E), 0.7, None, None, mu0, 3, 1e-6, 1000, f, mu, q, None, energy_sign=1.0)
     assert result[0] == 3 and result[3] == 0
     np.testing.assert_allclose(q.numpy(), ref.q, rtol=1e-12, atol=1e-14)
@@ -264,7 +277,7 @@ def test_swav_codes_on_the_device_name_a_bad_row(cuda):
     s = scores(6, 3)
     s[4] = float("nan")
     with pytest.raises(ValueError) as info:
-        _kernels.sinkhorn_codes(on(s), 0.3, 3, torch.empty(6, 3, dtype=torch.float64), "SwAVLoss: output ")
+        _kernels.sinkhorn_codes(on(s), 0.3, 3, on(torch.empty(6, 3, dtype=torch.float64)), "SwAVLoss: output ")
     assert str(info.value).startswith("SwAVLoss: output ") and "row 4" in str(info.value)
 
 
@@ -275,17 +288,17 @@ def test_ledger_rows_on_the_device(cuda, weighted):
     n, k = s.shape
     w = torch.linspace(1, 3, n, dtype=torch.float64) if weighted else None
     scale = 1 / 0.4
-    rows = {name: torch.full((n,), -1.0, dtype=torch.float64) for name in ("energy_q", "log_z", "entropy_q", "loss")}
-    charges = torch.empty(k, dtype=torch.float64)
-    _kernels.ledger_rows(on(q), on(s), scale, None, None if w is None else w, rows, charges)
+    rows = {name: on(torch.full((n,), -1.0, dtype=torch.float64)) for name in ("energy_q", "log_z", "entropy_q", "loss")}
+    charges = on(torch.empty(k, dtype=torch.float64))
+    _kernels.ledger_rows(on(q), on(s), scale, None, None if w is None else on(w), rows, charges)
     # the kernel's sums over the matrix it reads (here scores at the scale 1/T): sum_y q_y a_y,
     # log Z of exp(s/T), S[q] = -sum q log q, L = -sum_y q_y log p_y
-    torch.testing.assert_close(rows["energy_q"], (q * s).sum(1), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(rows["log_z"], torch.logsumexp(scale * s, 1), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(rows["entropy_q"], -(q * torch.log(q)).sum(1), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(rows["loss"], -(q * torch.log_softmax(scale * s, 1)).sum(1), rtol=1e-12, atol=1e-12)
+    close(rows["energy_q"], (q * s).sum(1), rtol=1e-12, atol=1e-12)
+    close(rows["log_z"], torch.logsumexp(scale * s, 1), rtol=1e-12, atol=1e-12)
+    close(rows["entropy_q"], -(q * torch.log(q)).sum(1), rtol=1e-12, atol=1e-12)
+    close(rows["loss"], -(q * torch.log_softmax(scale * s, 1)).sum(1), rtol=1e-12, atol=1e-12)
     weights = torch.full((n,), 1.0 / n, dtype=torch.float64) if w is None else w
-    torch.testing.assert_close(charges, (weights[:, None] * q).sum(0), rtol=1e-12, atol=1e-14)
+    close(charges, (weights[:, None] * q).sum(0), rtol=1e-12, atol=1e-14)
     assert heads(cuda) == [("ledger_rows", "float64", 1, 1)]
 
 
@@ -300,10 +313,10 @@ def test_row_difference_dot_on_the_device_by_torch(cuda):
     out = _kernels.row_difference_dot(on(u), on(v), on(w))
     diff = torch.where((u != 0) & (v != w), u * (v - w), torch.zeros(()))
     assert out.dtype == torch.float64
-    torch.testing.assert_close(out, diff.sum(1), rtol=1e-13, atol=0)
+    close(out, diff.sum(1), rtol=1e-13, atol=0)
     assert out[3] == 0 and bool(torch.isfinite(out).all())
     host = _kernels.row_difference_dot(u, v, w)
-    torch.testing.assert_close(out, host, rtol=1e-13, atol=1e-15)
+    close(out, host, rtol=1e-13, atol=1e-15)
     assert cuda.calls == []  # no kernel on the device: torch's
 
 
@@ -315,8 +328,8 @@ def test_softmax_expectation_on_the_device_by_torch(cuda, dtype):
     got = _kernels.softmax_expectation(on(a), 1.3, v, log_z)
     ref = (torch.softmax(1.3 * a.double(), 1) * v).sum(1)
     assert got.dtype == torch.float64
-    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(got, _kernels.softmax_expectation(a, 1.3, v, log_z),
+    close(got, ref, rtol=1e-12, atol=1e-12)
+    close(got, _kernels.softmax_expectation(a, 1.3, v, log_z),
                                rtol=TOL[dtype], atol=TOL[dtype])
     assert cuda.calls == []
 
@@ -324,7 +337,7 @@ def test_softmax_expectation_on_the_device_by_torch(cuda, dtype):
 # ----------------------------------------------------------------------------------- errors
 def test_a_cuda_tensor_without_the_cuda_kernels_or_a_device_is_refused(cuda, monkeypatch):
     a = on(scores())
-    out = torch.empty(9, dtype=torch.float64)
+    out = on(torch.empty(9, dtype=torch.float64))
     monkeypatch.setattr(_kernels, "_cuda", None)
     with pytest.raises(RuntimeError) as info:
         _kernels.row_logsumexp(a, 1.0, None, out)
@@ -342,5 +355,114 @@ def test_a_cuda_tensor_without_the_cuda_kernels_or_a_device_is_refused(cuda, mon
 def test_half_tensors_have_no_cuda_kernel(cuda):
     a = on(scores(dtype=torch.bfloat16))
     with pytest.raises(KeyError):
+        _kernels.row_logsumexp(a, 1.0, None, on(torch.empty(9, dtype=torch.float32)))
+    assert cuda.calls == []
+
+
+# ----------------------------------------------------------------------------------- operand checks
+# The kernels take addresses and cannot check them: every operand read or written whole is checked
+# in _kernels (shape, dtype, layout, device), so a caller's bug is an error, never a stray write.
+def test_outputs_of_another_dtype_shape_or_layout_are_refused_before_any_kernel_runs():
+    a = scores()  # (9, 6) float64
+    with pytest.raises(ValueError) as info:
         _kernels.row_logsumexp(a, 1.0, None, torch.empty(9, dtype=torch.float32))
+    assert str(info.value) == ("thermossl.torch kernels: out must be a contiguous torch.float64 tensor of shape (9,) "
+                               "on cpu, got torch.float32 (9,) on cpu")
+    with pytest.raises(ValueError, match=r"p must be a contiguous torch.float64 tensor of shape \(9, 6\) on cpu, "
+                                         r"got torch.float64 \(6, 9\) on cpu"):
+        _kernels.row_softmax(a, 1.0, None, torch.empty(9, 6, dtype=torch.float64).t())
+    with pytest.raises(ValueError, match=r"p must be a contiguous .* got torch.float64 \(9, 6\) on cpu"):
+        _kernels.row_softmax(a, 1.0, None, torch.empty(6, 9, dtype=torch.float64).t())  # not contiguous
+    with pytest.raises(ValueError, match=r"shift must be a contiguous torch.float64 tensor of shape \(6,\) on cpu, "
+                                         r"got torch.float32 \(6,\) on cpu"):
+        _kernels.row_log_softmax(a, 1.0, torch.zeros(6), torch.empty(9, 6, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"entropy must be .* got None"):
+        _kernels.row_entropy(a, 1.0, None, None, None)
+    with pytest.raises(ValueError, match=r"log_z must be a contiguous torch.float64 tensor of shape \(9,\)"):
+        _kernels.row_entropy_grad(a, 1.0, None, torch.empty(9, 6, dtype=torch.float64), torch.empty(8, dtype=torch.float64))
+    # half input: the outputs are float32
+    half = a.to(torch.bfloat16)
+    out = torch.empty(9, dtype=torch.float32)
+    _kernels.row_logsumexp(half, 1.0, None, out)
+    close(out, torch.logsumexp(half.float(), 1), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"out must be a contiguous torch.float32 tensor"):
+        _kernels.row_logsumexp(half, 1.0, None, torch.empty(9, dtype=torch.bfloat16))
+
+
+def test_labels_and_blocks_are_checked():
+    a, q = scores(), labels()
+    n, k = a.shape
+    loss, grad, log_z = torch.empty(n, dtype=torch.float64), torch.empty(n, k, dtype=torch.float64), torch.empty(n, dtype=torch.float64)
+    with pytest.raises(ValueError) as info:
+        _kernels.row_cross_entropy(q[:, :5], a, 1.0, None, loss, grad, log_z)
+    assert str(info.value) == ("thermossl.torch kernels: labels torch.float64 (9, 5) on cpu do not match scores "
+                               "torch.float64 (9, 6) on cpu")
+    with pytest.raises(ValueError, match="labels torch.float64 \\(8, 6\\) on cpu do not match"):
+        _kernels.row_cross_entropy(q[:8], a, 1.0, None, loss, grad, log_z)
+    with pytest.raises(ValueError, match="labels torch.float32 \\(9, 6\\) on cpu do not match scores torch.float64"):
+        _kernels.ledger_rows(q.float(), a, 1.0, None, None, {}, None)
+    # float32 labels are read by the mixed kernel against CPU half scores only, and a 1-D label vector never
+    _kernels.row_cross_entropy(q.float(), a.half(), 1.0, None, loss.float(), None, log_z.float())
+    with pytest.raises(ValueError, match="labels torch.float64 \\(54,\\)"):
+        _kernels.row_cross_entropy_block(q.reshape(-1), 0, a, 0, 3, 1.0, loss, grad, log_z)
+    # a block of labels may come from a taller matrix, within its rows and the scores' rows
+    tall = torch.cat([q, q])
+    _kernels.row_cross_entropy_block(tall, 15, a, 6, 3, 1.0, loss, grad, log_z)
+    close(loss[6:9], -(q[6:9] * torch.log_softmax(a[6:9], 1)).sum(1), rtol=1e-12, atol=1e-12)
+    for q_row0, a_row0, rows in ((16, 6, 3), (0, 7, 3), (-1, 0, 3), (0, -1, 3), (0, 0, -1)):
+        with pytest.raises(ValueError) as info:
+            _kernels.row_cross_entropy_block(tall, q_row0, a, a_row0, rows, 1.0, loss, grad, log_z)
+        assert str(info.value) == (f"thermossl.torch kernels: rows {q_row0}..{q_row0 + rows} of labels (18, 6) "
+                                   f"against rows {a_row0}..{a_row0 + rows} of scores (9, 6)")
+    with pytest.raises(ValueError, match=r"grad must be a contiguous torch.float64 tensor of shape \(9, 6\)"):
+        _kernels.row_cross_entropy_block(q, 0, a, 0, 9, 1.0, loss, grad[:8], log_z)
+
+
+def test_sinkhorn_and_ledger_operands_are_checked():
+    E = scores()
+    n, k = E.shape
+    f, mu, q = torch.empty(n, dtype=torch.float64), torch.empty(k, dtype=torch.float64), torch.empty(n, k, dtype=torch.float64)
+    cases = [
+        ({"charges": torch.empty(k)}, "charges must be a contiguous torch.float64 tensor of shape (6,) on cpu, "
+                                      "got torch.float32 (6,) on cpu"),
+        ({"f": torch.empty(k, dtype=torch.float64)}, "f must be a contiguous torch.float64 tensor of shape (9,) on "
+                                                     "cpu, got torch.float64 (6,) on cpu"),
+        ({"mu": None}, "mu must be a contiguous torch.float64 tensor of shape (6,) on cpu, got None"),
+        ({"q": torch.empty(n, k)}, "q must be a contiguous torch.float64 tensor of shape (9, 6) on cpu, "
+                                   "got torch.float32 (9, 6) on cpu"),
+        ({"w": torch.full((k,), 1 / k, dtype=torch.float64)}, "w must be a contiguous torch.float64 tensor of shape "
+                                                               "(9,) on cpu, got torch.float64 (6,) on cpu"),
+        ({"c": torch.full((n,), 1 / n, dtype=torch.float64)}, "c must be a contiguous torch.float64 tensor of shape "
+                                                               "(6,) on cpu, got torch.float64 (9,) on cpu"),
+        ({"mu0": torch.zeros(k)}, "mu0 must be a contiguous torch.float64 tensor of shape (6,) on cpu, "
+                                  "got torch.float32 (6,) on cpu"),
+    ]
+    for change, message in cases:
+        args = {"w": None, "c": None, "mu0": None, "f": f, "mu": mu, "q": q, "charges": None, **change}
+        with pytest.raises(ValueError) as info:
+            _kernels.sinkhorn(E, 0.5, args["w"], args["c"], args["mu0"], 2, 1e-6, 10, args["f"], args["mu"],
+                              args["q"], args["charges"], energy_sign=1.0)
+        assert str(info.value) == "thermossl.torch kernels: " + message
+    q_labels = labels()
+    with pytest.raises(ValueError) as info:
+        _kernels.ledger_rows(q_labels, E, 1.0, None, None, {"loss": torch.empty(n)}, None)
+    assert str(info.value) == ("thermossl.torch kernels: loss must be a contiguous torch.float64 tensor of shape (9,) "
+                               "on cpu, got torch.float32 (9,) on cpu")
+    with pytest.raises(ValueError, match=r"w must be a contiguous torch.float64 tensor of shape \(9,\)"):
+        _kernels.ledger_rows(q_labels, E, 1.0, None, torch.ones(n), {}, None)
+    with pytest.raises(ValueError, match=r"charges must be a contiguous torch.float64 tensor of shape \(6,\)"):
+        _kernels.ledger_rows(q_labels, E, 1.0, None, None, {}, torch.empty(n, dtype=torch.float64))
+    with pytest.raises(ValueError, match="rows: unknown ledger field name"):
+        _kernels.ledger_rows(q_labels, E, 1.0, None, None, {"lost": torch.empty(n, dtype=torch.float64)}, None)
+
+
+def test_operands_on_another_device_are_refused(cuda):
+    a = on(scores())
+    with pytest.raises(ValueError) as info:
+        _kernels.row_logsumexp(a, 1.0, None, torch.empty(9, dtype=torch.float64))
+    assert str(info.value) == ("thermossl.torch kernels: out must be a contiguous torch.float64 tensor of shape (9,) "
+                               "on cuda:1, got torch.float64 (9,) on cpu")
+    with pytest.raises(ValueError, match="labels torch.float64 \\(9, 6\\) on cpu do not match scores torch.float64 "
+                                         "\\(9, 6\\) on cuda:1"):
+        _kernels.row_cross_entropy(labels(), a, 1.0, None, on(torch.empty(9, dtype=torch.float64)), None, None)
     assert cuda.calls == []

@@ -101,8 +101,39 @@ def _matrix(t: torch.Tensor):
     return (t.data_ptr(), rows, cols, t.stride(0), t.stride(1))
 
 
-def _ptr(t) -> int:
-    return 0 if t is None else t.data_ptr()
+def _kernel_dtype(a: torch.Tensor) -> torch.dtype:
+    """The dtype the kernels compute and write in for input a: float32 for half input, else a's."""
+    return torch.float32 if a.dtype in (torch.bfloat16, torch.float16) else a.dtype
+
+
+def _address(t, a, shape, name: str, dtype=None, optional: bool = False) -> int:
+    """The address of an operand the kernels read or write whole: a C-contiguous tensor of
+    ``shape`` and ``dtype`` (default: the kernel dtype of a) on a's device; 0 for None when
+    ``optional``. The kernels cannot check an address, so anything else is a ValueError here (a
+    caller's bug), never a read or write past the end of a buffer."""
+    if t is None and optional:
+        return 0
+    dtype = _kernel_dtype(a) if dtype is None else dtype
+    if t is None or t.dtype != dtype or tuple(t.shape) != shape or t.device != a.device or not t.is_contiguous():
+        got = "None" if t is None else f"{t.dtype} {tuple(t.shape)} on {t.device}"
+        raise ValueError(f"thermossl.torch kernels: {name} must be a contiguous {dtype} tensor of shape {shape} on "
+                         f"{a.device}, got {got}")
+    return t.data_ptr()
+
+
+def _shift(shift, a) -> int:
+    """The address of the float64 (K,) shift of the exponent, or 0 for none."""
+    return _address(shift, a, (a.shape[1],), "shift", torch.float64, optional=True)
+
+
+def _labels(q, a, whole: bool = True) -> None:
+    """Labels q against scores a: a's columns (and rows when ``whole``), a's device, a's dtype
+    (float32 also for CPU half a: the mixed kernel)."""
+    mixed = q.dtype == torch.float32 and a.dtype in (torch.bfloat16, torch.float16) and not a.is_cuda
+    shape_ok = q.dim() == 2 and q.shape[1] == a.shape[1] and (not whole or q.shape[0] == a.shape[0])
+    if not shape_ok or q.device != a.device or not (q.dtype == a.dtype or mixed):
+        raise ValueError(f"thermossl.torch kernels: labels {q.dtype} {tuple(q.shape)} on {q.device} do not match "
+                         f"scores {a.dtype} {tuple(a.shape)} on {a.device}")
 
 
 def _host(t):
@@ -117,27 +148,35 @@ def _host(t):
 # shift a contiguous float64 vector or None.
 def row_logsumexp(a, scale: float, shift, out) -> None:
     """out_i = log sum_j exp(scale a_ij + shift_j). One read of a."""
-    _kernel("row_logsumexp", a)(_matrix(a), scale, _ptr(shift), out.data_ptr())
+    n, k = a.shape
+    _kernel("row_logsumexp", a)(_matrix(a), scale, _shift(shift, a), _address(out, a, (n,), "out"))
 
 
 def row_softmax(a, scale: float, shift, p, log_z=None) -> None:
     """p = softmax_j(scale a_ij + shift_j), and log Z_i when asked. One read of a, one write of p."""
-    _kernel("row_softmax", a)(_matrix(a), scale, _ptr(shift), p.data_ptr(), _ptr(log_z))
+    n, k = a.shape
+    _kernel("row_softmax", a)(_matrix(a), scale, _shift(shift, a), _address(p, a, (n, k), "p"),
+                              _address(log_z, a, (n,), "log_z", optional=True))
 
 
 def row_log_softmax(a, scale: float, shift, log_p) -> None:
     """log_p = log_softmax_j(scale a_ij + shift_j). One read of a, one write of log_p."""
-    _kernel("row_log_softmax", a)(_matrix(a), scale, _ptr(shift), log_p.data_ptr())
+    n, k = a.shape
+    _kernel("row_log_softmax", a)(_matrix(a), scale, _shift(shift, a), _address(log_p, a, (n, k), "log_p"))
 
 
 def row_entropy(a, scale: float, shift, entropy, log_z) -> None:
     """Entropy of each row's softmax, and log Z. One read of a."""
-    _kernel("row_entropy", a)(_matrix(a), scale, _ptr(shift), entropy.data_ptr(), _ptr(log_z))
+    n, k = a.shape
+    _kernel("row_entropy", a)(_matrix(a), scale, _shift(shift, a), _address(entropy, a, (n,), "entropy"),
+                              _address(log_z, a, (n,), "log_z", optional=True))
 
 
 def row_entropy_grad(a, scale: float, shift, grad, log_z) -> None:
     """dS_i/da_ij of each row's softmax entropy. One read of a, one write of grad."""
-    _kernel("row_entropy_grad", a)(_matrix(a), scale, _ptr(shift), grad.data_ptr(), 0, _ptr(log_z))
+    n, k = a.shape
+    _kernel("row_entropy_grad", a)(_matrix(a), scale, _shift(shift, a), _address(grad, a, (n, k), "grad"), 0,
+                                   _address(log_z, a, (n,), "log_z", optional=True))
 
 
 def _cross_entropy_kernel(q, a):
@@ -151,8 +190,11 @@ def row_cross_entropy(q, a, scale: float, shift, loss, grad, log_z) -> None:
     """loss_i = -sum_j q_ij log softmax_j(scale a_ij + shift_j); grad = dloss_i/da_ij when given
     (scale (p_ij sum_j q_ij - q_ij)); log Z_i. q has a's dtype (CPU half a: also float32 q). One
     read of q and a, one write of grad."""
-    _cross_entropy_kernel(q, a)(_matrix(q), _matrix(a), scale, _ptr(shift), loss.data_ptr(), _ptr(grad),
-                                _ptr(log_z))
+    n, k = a.shape
+    _labels(q, a)
+    _cross_entropy_kernel(q, a)(_matrix(q), _matrix(a), scale, _shift(shift, a), _address(loss, a, (n,), "loss"),
+                                _address(grad, a, (n, k), "grad", optional=True),
+                                _address(log_z, a, (n,), "log_z", optional=True))
 
 
 def row_cross_entropy_block(q, q_row0: int, a, a_row0: int, rows: int, scale: float, loss, grad, log_z) -> None:
@@ -161,12 +203,18 @@ def row_cross_entropy_block(q, q_row0: int, a, a_row0: int, rows: int, scale: fl
     (C-contiguous (N, K) of the kernel dtype) and log_z (both (N,)). q has a's dtype, or is
     float32 for CPU half a (read by the mixed kernel, a in place). One read of the two blocks, one
     write of the gradient block."""
-    k = a.shape[1]
+    n, k = a.shape
+    _labels(q, a, whole=False)
+    if not (rows >= 0 and 0 <= q_row0 <= q.shape[0] - rows and 0 <= a_row0 <= n - rows):
+        raise ValueError(f"thermossl.torch kernels: rows {q_row0}..{q_row0 + rows} of labels {tuple(q.shape)} "
+                         f"against rows {a_row0}..{a_row0 + rows} of scores {tuple(a.shape)}")
+    base = {name: _address(t, a, shape, name) for name, t, shape in
+            (("loss", loss, (n,)), ("grad", grad, (n, k)), ("log_z", log_z, (n,)))}
     qm = (q.data_ptr() + q_row0 * q.stride(0) * q.element_size(), rows, k, q.stride(0), q.stride(1))
     am = (a.data_ptr() + a_row0 * a.stride(0) * a.element_size(), rows, k, a.stride(0), a.stride(1))
     out = loss.element_size() * a_row0
-    loss_p, log_z_p = loss.data_ptr() + out, log_z.data_ptr() + out
-    grad_p = grad.data_ptr() + a_row0 * k * grad.element_size()
+    loss_p, log_z_p = base["loss"] + out, base["log_z"] + out
+    grad_p = base["grad"] + a_row0 * k * grad.element_size()
     _cross_entropy_kernel(q, a)(qm, am, scale, 0, loss_p, grad_p, log_z_p)
 
 
@@ -183,8 +231,12 @@ def sinkhorn(E, T: float, w, c, mu0, fixed: int, tol: float, limit: int, f, mu, 
     the device solver runs plain Sinkhorn). Returns (iterations, err, converged, status, index)
     as the core reports them (status != 0: bad rows, see thermossl._messages.SINKHORN_STATUS).
     """
-    return _kernel("sinkhorn", E)(_matrix(E), T, _ptr(w), _ptr(c), _ptr(mu0), fixed, tol, limit, f.data_ptr(),
-                                  mu.data_ptr(), _ptr(q), _ptr(charges), relaxation, energy_sign)
+    n, k = E.shape
+    return _kernel("sinkhorn", E)(
+        _matrix(E), T, _address(w, E, (n,), "w", optional=True), _address(c, E, (k,), "c", optional=True),
+        _address(mu0, E, (k,), "mu0", optional=True), fixed, tol, limit, _address(f, E, (n,), "f"),
+        _address(mu, E, (k,), "mu"), _address(q, E, (n, k), "q", optional=True),
+        _address(charges, E, (k,), "charges", torch.float64, optional=True), relaxation, energy_sign)
 
 
 def sinkhorn_codes(scores, T: float, n_iter: int, q, context: str):
@@ -262,8 +314,11 @@ def ledger_rows(q, a, scale: float, shift, w, rows: dict, charges) -> None:
     missing) and the charges sum_i w_i q_iy into ``charges`` (float64 (K,)), in one read of q and
     a (q and a of one dtype, float32 or float64; w of a's dtype or None for 1/N). On the
     device's current stream for CUDA tensors (no synchronisation)."""
-    _kernel("ledger_rows", a)(_matrix(q), _matrix(a), scale, _ptr(shift), _ptr(w),
-                              {name: t.data_ptr() for name, t in rows.items()}, _ptr(charges))
+    n, k = a.shape
+    _labels(q, a)
+    _kernel("ledger_rows", a)(_matrix(q), _matrix(a), scale, _shift(shift, a), _address(w, a, (n,), "w", optional=True),
+                              {name: _address(t, a, (n,), name, torch.float64) for name, t in rows.items()},
+                              _address(charges, a, (k,), "charges", torch.float64, optional=True))
 
 
 def row_difference_dot(u, v, w):
