@@ -1,0 +1,52 @@
+"""LedgerRecorder's given labels on the chained path (``index=``): the potentials estimated from
+codes that are 0 at forbidden states without a numpy warning, and potentials given as a tensor
+that requires grad (issue 20, mutation testing of thermossl.torch)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import thermossl.torch as tt  # noqa: E402
+from thermossl import reservoirs  # noqa: E402
+from test_mutation_kills_torch_recorder import B, CenteredLabels, overlapping_cycles, uniform  # noqa: E402
+from test_reference_ledger import T, SinkhornLabels, reference_run  # noqa: E402
+
+
+def test_codes_zero_at_forbidden_states_give_their_estimate_without_a_warning():
+    """E = inf where the codes are 0: T' log 0 + inf is nan, dropped from the estimate of mu;
+    numpy's "invalid value" warning for it is not the user's business (warnings are errors here)."""
+    Tl = 0.08
+    cycles = overlapping_cycles(2, forbidden=True)
+    assert any(np.isinf(E).any() for _, E, _, _ in cycles)
+    _, _, _, labels = reference_run(cycles, uniform(B), CenteredLabels(SinkhornLabels(Tl, n_iter=4)))
+    rec = tt.LedgerRecorder(T=T, reservoir=reservoirs.swav(T=Tl))
+    for (ids, E, _, E_after), (q, _) in zip(cycles, labels):
+        assert (q[np.isinf(E)] == 0).all()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            label = rec.measure(torch.from_numpy(-E), torch.from_numpy(q), index=ids)
+        allowed = np.isfinite(E)
+        terms = np.where(allowed, Tl * np.log(np.where(allowed, q, 1.0)) + np.where(allowed, E, 0.0), 0.0)
+        estimate = terms.sum(axis=0) / allowed.sum(axis=0)
+        np.testing.assert_allclose(label.mu, estimate - estimate.mean(), rtol=0, atol=1e-9)
+        rec.feedback(torch.from_numpy(-E_after))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_potentials_given_as_a_tensor_that_requires_grad(dtype):
+    """mu from a model (a tensor in the autograd graph) is read without its graph, in float64."""
+    Tl = 0.07
+    cycles = overlapping_cycles(1)
+    _, _, _, labels = reference_run(cycles, uniform(B), CenteredLabels(SinkhornLabels(Tl)))
+    rec = tt.LedgerRecorder(T=T, reservoir=reservoirs.swav(T=0.5))
+    (ids, E, _, E_after), (q, mu) = cycles[0], labels[0]
+    given = torch.tensor(mu + 0.25, dtype=dtype, requires_grad=True)  # off the gauge: centred on booking
+    label = rec.measure(torch.from_numpy(-E), torch.from_numpy(q), index=ids, mu=given, T_label=Tl)
+    assert label.mu.dtype == np.float64
+    expected = given.detach().double().numpy()
+    np.testing.assert_allclose(label.mu, expected - expected.mean(), rtol=0, atol=1e-15)
+    assert given.requires_grad and given.grad is None
