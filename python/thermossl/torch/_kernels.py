@@ -296,9 +296,8 @@ def sela_sinkhorn(scores, T: float, tol: float, max_iter: int, mu0, relaxation, 
     f = torch.empty(n, dtype=dtype)
     mu = torch.empty(k, dtype=dtype)
     q = torch.empty((n, k), dtype=dtype)
-    charges = torch.empty(k, dtype=torch.float64)
     warm = None if mu0 is None else torch.as_tensor(np.ascontiguousarray(mu0), dtype=dtype)
-    iterations, err, converged, status, index = sinkhorn(host, T, None, None, warm, 0, tol, limit, f, mu, q, charges,
+    iterations, err, converged, status, index = sinkhorn(host, T, None, None, warm, 0, tol, limit, f, mu, q, None,
                                                          energy_sign=-1.0, relaxation=omega)
     if status:
         raise _status.sinkhorn_error(status, index)
