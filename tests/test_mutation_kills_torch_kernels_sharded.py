@@ -95,3 +95,24 @@ def test_sharded_sinkhorn_over_one_rank_is_the_single_process_solver(group, ener
     np.testing.assert_allclose(mu, ref.mu, rtol=tol, atol=tol)
     assert isinstance(err, float) and err == pytest.approx(ref.err, rel=1e-4 if dtype == torch.float32 else 1e-8,
                                                            abs=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_sela_sinkhorn_warns_in_the_gauge_form_when_the_gauge_rounds_mu(dtype):
+    """A third state 1e12 above the others: the solver meets tol, but the gauge shift of mu ~1e12 T
+    rounds the returned potentials beyond it. The warning names the iterations, the scale |mu|/T of
+    the returned mu and its dtype (the solver's own form), not the iteration limit."""
+    E = torch.tensor([[0.5, 0.0, 2.0], [-0.25, 0.0, 2.0], [1.0, 0.0, 2.0], [0.0, 0.0, 2.0]], dtype=torch.float64)
+    E[:, 2] *= 1e12
+    scores = (-E).to(dtype)
+    T = 0.5
+    with pytest.warns(RuntimeWarning) as caught:
+        q, f, mu, n_iter, err, converged = _kernels.sela_sinkhorn(scores, T, 1e-6, 1000, None, 1.0, distributed=False)
+    assert not converged and 0 < n_iter < 1000
+    scale = float(np.abs(mu.astype(np.float64)).max()) / T
+    assert scale > 1e12
+    expected = ("sinkhorn: charge error {err:.3e} > tol={tol:g} in the returned state after {iterations} iterations: "
+                "at |mu|/T up to {scale:.3g} the gauge sum_y c_y mu_y = 0 rounds the potentials beyond the "
+                "tolerance in {dtype}").format(err=err, tol=1e-6, iterations=n_iter, scale=scale,
+                                              dtype=str(dtype).removeprefix("torch."))
+    assert [str(w.message) for w in caught] == [expected]
