@@ -281,6 +281,19 @@ def test_swav_codes_on_the_device_name_a_bad_row(cuda):
     assert str(info.value).startswith("SwAVLoss: output ") and "row 4" in str(info.value)
 
 
+@pytest.mark.parametrize("bad, message", [
+    (float("nan"), "SwAVLoss: output contains NaN (row 4)"),
+    (float("inf"), "SwAVLoss: output contains -inf (an infinite score) or E/T overflows (row 4)"),
+])
+def test_swav_codes_name_a_bad_row_in_the_callers_words(bad, message):
+    # the solver's message is about E; the codes read scores: "E " gives way to the caller's prefix
+    s = scores(6, 3)
+    s[4, 1] = bad
+    with pytest.raises(ValueError) as info:
+        _kernels.sinkhorn_codes(s, 0.3, 3, torch.empty(6, 3, dtype=torch.float64), "SwAVLoss: output ")
+    assert str(info.value) == message
+
+
 # ----------------------------------------------------------------------------------- ledger rows
 @pytest.mark.parametrize("weighted", [False, True])
 def test_ledger_rows_on_the_device(cuda, weighted):
@@ -416,6 +429,11 @@ def test_labels_and_blocks_are_checked():
                                    f"against rows {a_row0}..{a_row0 + rows} of scores (9, 6)")
     with pytest.raises(ValueError, match=r"grad must be a contiguous torch.float64 tensor of shape \(9, 6\)"):
         _kernels.row_cross_entropy_block(q, 0, a, 0, 9, 1.0, loss, grad[:8], log_z)
+    # an empty block (at the very end of both) is allowed and writes nothing
+    loss.fill_(7), grad.fill_(7), log_z.fill_(7)
+    before = (loss.clone(), grad.clone(), log_z.clone())
+    _kernels.row_cross_entropy_block(tall, 18, a, 9, 0, 1.0, loss, grad, log_z)
+    assert all(torch.equal(x, y) for x, y in zip(before, (loss, grad, log_z)))
 
 
 def test_sinkhorn_and_ledger_operands_are_checked():
