@@ -484,3 +484,39 @@ def test_operands_on_another_device_are_refused(cuda):
                                          "\\(9, 6\\) on cuda:1"):
         _kernels.row_cross_entropy(labels(), a, 1.0, None, on(torch.empty(9, dtype=torch.float64)), None, None)
     assert cuda.calls == []
+
+
+def _bad(shape):
+    return torch.empty(shape, dtype=torch.float32)  # float64 kernels: the wrong dtype
+
+
+@pytest.mark.parametrize("call, name, shape", [
+    (lambda a, n, k: _kernels.row_logsumexp(a, 1.0, None, _bad(n)), "out", "(9,)"),
+    (lambda a, n, k: _kernels.row_softmax(a, 1.0, None, _bad((n, k))), "p", "(9, 6)"),
+    (lambda a, n, k: _kernels.row_softmax(a, 1.0, None, torch.empty(n, k, dtype=torch.float64), _bad(n)),
+     "log_z", "(9,)"),
+    (lambda a, n, k: _kernels.row_log_softmax(a, 1.0, None, _bad((n, k))), "log_p", "(9, 6)"),
+    (lambda a, n, k: _kernels.row_entropy(a, 1.0, None, _bad(n), None), "entropy", "(9,)"),
+    (lambda a, n, k: _kernels.row_entropy(a, 1.0, None, torch.empty(n, dtype=torch.float64), _bad(n)),
+     "log_z", "(9,)"),
+    (lambda a, n, k: _kernels.row_entropy_grad(a, 1.0, None, _bad((n, k)), None), "grad", "(9, 6)"),
+    (lambda a, n, k: _kernels.row_entropy_grad(a, 1.0, None, torch.empty(n, k, dtype=torch.float64), _bad(n)),
+     "log_z", "(9,)"),
+    (lambda a, n, k: _kernels.row_cross_entropy(labels(), a, 1.0, None, _bad(n), None, None), "loss", "(9,)"),
+    (lambda a, n, k: _kernels.row_cross_entropy(labels(), a, 1.0, None, torch.empty(n, dtype=torch.float64),
+                                                _bad((n, k)), None), "grad", "(9, 6)"),
+    (lambda a, n, k: _kernels.row_cross_entropy(labels(), a, 1.0, None, torch.empty(n, dtype=torch.float64), None,
+                                                _bad(n)), "log_z", "(9,)"),
+    (lambda a, n, k: _kernels.row_cross_entropy_block(labels(), 0, a, 0, 2, 1.0, _bad(n),
+                                                      torch.empty(n, k, dtype=torch.float64),
+                                                      torch.empty(n, dtype=torch.float64)), "loss", "(9,)"),
+    (lambda a, n, k: _kernels.row_cross_entropy_block(labels(), 0, a, 0, 2, 1.0, torch.empty(n, dtype=torch.float64),
+                                                      torch.empty(n, k, dtype=torch.float64), _bad(n)),
+     "log_z", "(9,)"),
+])
+def test_each_operand_is_named_in_its_error(call, name, shape):
+    a = scores()
+    with pytest.raises(ValueError) as info:
+        call(a, *a.shape)
+    assert str(info.value) == (f"thermossl.torch kernels: {name} must be a contiguous torch.float64 tensor of shape "
+                               f"{shape} on cpu, got torch.float32 {shape} on cpu")

@@ -50,3 +50,24 @@ def test_potentials_given_as_a_tensor_that_requires_grad(dtype):
     expected = given.detach().double().numpy()
     np.testing.assert_allclose(label.mu, expected - expected.mean(), rtol=0, atol=1e-15)
     assert given.requires_grad and given.grad is None
+
+
+NON_FINITE = ("LedgerRecorder: cycle 0 has non-finite sums (nan or infinite scores, or codes that are not a label "
+              "state: rows of nonnegative numbers summing to 1)")
+
+
+@pytest.mark.parametrize("bad_row", [0, 5])
+def test_a_nan_in_the_scores_after_the_step_is_refused_with_its_message(bad_row):
+    """The measurement is finite (and its charges); only the feedback's sums (the work and the
+    books after the step) are not: the cycle is refused, not booked."""
+    g = torch.Generator().manual_seed(4)
+    s = torch.randn(8, 5, generator=g, dtype=torch.float64)
+    codes = torch.softmax(torch.randn(8, 5, generator=g, dtype=torch.float64), 1)
+    rec = tt.LedgerRecorder(T=0.5, reservoir=reservoirs.swav(T=0.5))
+    rec.measure(s, codes)
+    after = s + 0.1
+    after[bad_row, 2] = float("nan")
+    with pytest.raises(ValueError) as info:
+        rec.feedback(after)
+    assert str(info.value) == NON_FINITE
+    assert len(rec.ledger) == 0
