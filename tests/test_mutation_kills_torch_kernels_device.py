@@ -316,20 +316,22 @@ def test_ledger_rows_on_the_device(cuda, weighted):
 
 
 # ----------------------------------------------------------------------------------- torch fallbacks
-def test_row_difference_dot_on_the_device_by_torch(cuda):
-    u = labels(7, 5)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_row_difference_dot_on_the_device_by_torch(cuda, dtype):
+    u = labels(7, 5, dtype=dtype)
     u[2, 1] = 0.0
-    v, w = scores(7, 5, seed=3), scores(7, 5, seed=4)
+    v, w = scores(7, 5, dtype=dtype, seed=3), scores(7, 5, dtype=dtype, seed=4)
     v[2, 1] = float("inf")  # u = 0 there: skipped, not nan
     w[3] = v[3]  # v = w: skipped
     v[3, 0] = w[3, 0] = float("inf")
     out = _kernels.row_difference_dot(on(u), on(v), on(w))
-    diff = torch.where((u != 0) & (v != w), u * (v - w), torch.zeros(()))
-    assert out.dtype == torch.float64
-    close(out, diff.sum(1), rtol=1e-13, atol=0)
+    diff = torch.where((u != 0) & (v != w), u.double() * (v.double() - w.double()), torch.zeros((), dtype=torch.float64))
+    assert out.dtype == torch.float64  # summed in float64 whatever the labels' dtype
+    tol = 1e-6 if dtype == torch.float32 else 1e-13
+    close(out, diff.sum(1), rtol=tol, atol=tol)
     assert out[3] == 0 and bool(torch.isfinite(out).all())
     host = _kernels.row_difference_dot(u, v, w)
-    close(out, host, rtol=1e-13, atol=1e-15)
+    close(out, host, rtol=tol, atol=tol)
     assert cuda.calls == []  # no kernel on the device: torch's
 
 
