@@ -71,3 +71,52 @@ def test_a_nan_in_the_scores_after_the_step_is_refused_with_its_message(bad_row)
         rec.feedback(after)
     assert str(info.value) == NON_FINITE
     assert len(rec.ledger) == 0
+
+
+def estimated_mu(q, E, T_label):
+    """mu_y = mean over the rows allowed for y of (T' log q_iy + E_iy), 0 for a state forbidden in
+    every row, in the gauge mean_y mu_y = 0 (numpy, float64, from the given values)."""
+    q, E = np.asarray(q, dtype=np.float64), np.asarray(E, dtype=np.float64)
+    allowed = np.isfinite(E) & (q > 0)
+    terms = np.where(allowed, T_label * np.log(np.where(allowed, q, 1.0)) + np.where(allowed, E, 0.0), 0.0)
+    count = allowed.sum(axis=0)
+    mu = np.where(count > 0, terms.sum(axis=0) / np.maximum(count, 1), 0.0)
+    return mu - mu.mean()
+
+
+def test_float32_codes_get_their_potentials_estimated_in_float64():
+    """Fused path, float32 scores and codes: the logs of the codes are taken in float64 (a float32
+    log would move mu by ~1e-7)."""
+    g = torch.Generator().manual_seed(7)
+    s = torch.randn(12, 5, generator=g, dtype=torch.float64).float()
+    codes = torch.softmax(torch.randn(12, 5, generator=g, dtype=torch.float64) * 3, 1).float()
+    rec = tt.LedgerRecorder(T=0.5, reservoir=reservoirs.swav(T=0.3))
+    label = rec.measure(s, codes)
+    np.testing.assert_allclose(label.mu, estimated_mu(codes.numpy(), -s.numpy(), 0.3), rtol=0, atol=1e-12)
+
+
+def test_a_state_forbidden_in_every_row_gets_potential_zero_before_the_gauge():
+    g = torch.Generator().manual_seed(8)
+    s = torch.randn(10, 4, generator=g, dtype=torch.float64)
+    s[:, 2] = -float("inf")  # E = +inf: forbidden for every sample
+    codes = torch.softmax(s * 2, 1)
+    assert bool((codes[:, 2] == 0).all())
+    rec = tt.LedgerRecorder(T=0.5, reservoir=reservoirs.swav(T=0.3))
+    label = rec.measure(s, codes)
+    expected = estimated_mu(codes.numpy(), -s.numpy(), 0.3)
+    np.testing.assert_allclose(label.mu, expected, rtol=0, atol=1e-12)
+
+
+def test_float32_scores_with_sample_weights_book_the_weighted_charges():
+    """Fixed sample weights (float64) with float32 scores: the ledger pass gets them in the
+    scores' dtype; the booked charges are sum_i w_i q_iy."""
+    g = torch.Generator().manual_seed(9)
+    s = torch.randn(6, 4, generator=g, dtype=torch.float64).float()
+    codes = torch.softmax(torch.randn(6, 4, generator=g, dtype=torch.float64), 1).float()
+    w = np.linspace(1.0, 2.0, 6)
+    w /= w.sum()
+    rec = tt.LedgerRecorder(T=0.5, reservoir=reservoirs.swav(T=0.3), w=w)
+    rec.measure(s, codes)
+    row = rec.feedback(s + 0.01)
+    charges = w @ codes.double().numpy()
+    assert row["charge_err"] == pytest.approx(float(np.abs(charges - 0.25).sum()), rel=1e-6)
