@@ -120,3 +120,21 @@ def test_float32_scores_with_sample_weights_book_the_weighted_charges():
     row = rec.feedback(s + 0.01)
     charges = w @ codes.double().numpy()
     assert row["charge_err"] == pytest.approx(float(np.abs(charges - 0.25).sum()), rel=1e-6)
+
+
+def test_a_float32_log_z_of_the_labels_is_booked_as_its_float64_values():
+    """log Z of the labels' GGE handed over in float32 (a float32 loss) enters the books as the
+    same numbers in float64: the gauge shift is subtracted in float64, not rounded to float32."""
+    g = torch.Generator().manual_seed(10)
+    s = torch.randn(8, 5, generator=g, dtype=torch.float64)
+    mu = torch.linspace(-0.4, 0.9, 5, dtype=torch.float64)  # mean 0.25: a gauge shift to subtract
+    T_label = 0.3
+    codes = torch.softmax((s + mu) / T_label, 1)
+    lz32 = torch.logsumexp((s + mu) / T_label, 1).float()
+    books = []
+    for lz in (lz32, lz32.double()):
+        rec = tt.LedgerRecorder(T=0.5, reservoir=reservoirs.swav(T=0.3))
+        rec.measure(s, codes, mu=mu, T_label=T_label, log_z_label=lz)
+        books.append(rec.feedback(s + 0.05))
+    for field in ("res_E2", "Sigma", "Q"):  # res_E2 = Sigma - D(p || GGE(T', mu))
+        assert books[0][field] == pytest.approx(books[1][field], rel=1e-13, abs=1e-13), field
