@@ -138,3 +138,16 @@ def test_a_float32_log_z_of_the_labels_is_booked_as_its_float64_values():
         books.append(rec.feedback(s + 0.05))
     for field in ("res_E2", "Sigma", "Q"):  # res_E2 = Sigma - D(p || GGE(T', mu))
         assert books[0][field] == pytest.approx(books[1][field], rel=1e-13, abs=1e-13), field
+
+
+def test_the_label_state_of_cpu_scores_holds_numpy_charges_and_a_float_error():
+    """On the CPU (not deferred) the label state handed back holds host values: the charges as a
+    float64 numpy array, the charge error as a float."""
+    g = torch.Generator().manual_seed(11)
+    s = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    codes = torch.softmax(torch.randn(6, 4, generator=g, dtype=torch.float64), 1)
+    label = tt.LedgerRecorder(T=0.5, reservoir=reservoirs.swav(T=0.3)).measure(s, codes)
+    assert type(label.charges) is np.ndarray and label.charges.dtype == np.float64
+    np.testing.assert_allclose(label.charges, codes.mean(0).numpy(), rtol=1e-14)
+    assert type(label.charge_err) is float
+    assert label.charge_err == pytest.approx(float((codes.mean(0) - 0.25).abs().sum()), rel=1e-12)
