@@ -151,3 +151,29 @@ def test_the_label_state_of_cpu_scores_holds_numpy_charges_and_a_float_error():
     np.testing.assert_allclose(label.charges, codes.mean(0).numpy(), rtol=1e-14)
     assert type(label.charge_err) is float
     assert label.charge_err == pytest.approx(float((codes.mean(0) - 0.25).abs().sum()), rel=1e-12)
+
+
+def test_chained_feedback_takes_the_scores_before_the_step_when_given():
+    """Demon's path (index=): the work of the step is sum_i w_i q_i . (E_after - E_before) with
+    E_before from ``scores_before`` when given (not the measured scores)."""
+    g = torch.Generator().manual_seed(12)
+    s, s_before = (torch.randn(6, 4, generator=g, dtype=torch.float64) for _ in range(2))
+    s_after = s_before + 0.2 * torch.randn(6, 4, generator=g, dtype=torch.float64)
+    codes = torch.softmax(torch.randn(6, 4, generator=g, dtype=torch.float64), 1)
+    rec = tt.LedgerRecorder(T=0.5, reservoir=reservoirs.swav(T=0.3))
+    rec.measure(s, codes, index=np.arange(6))
+    row = rec.feedback(s_after, s_before)
+    work = float(-(codes * (s_after - s_before)).sum(1).mean())
+    assert row["W"] == pytest.approx(work, rel=1e-12, abs=1e-14)
+
+
+@pytest.mark.parametrize("name", ["scores_after", "scores_before"])
+def test_chained_feedback_names_the_scores_it_refuses(name):
+    g = torch.Generator().manual_seed(13)
+    s = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    rec = tt.LedgerRecorder(T=0.5, reservoir=reservoirs.swav(T=0.3))
+    rec.measure(s, torch.softmax(s, 1), index=np.arange(6))
+    args = {"scores_after": s + 0.1, "scores_before": s, name: s[0]}
+    with pytest.raises(ValueError) as info:
+        rec.feedback(args["scores_after"], args["scores_before"])
+    assert str(info.value) == f"{name} must be 2-D (batch, prototypes), got ndim=1"
