@@ -177,3 +177,12 @@ def test_chained_feedback_names_the_scores_it_refuses(name):
     with pytest.raises(ValueError) as info:
         rec.feedback(args["scores_after"], args["scores_before"])
     assert str(info.value) == f"{name} must be 2-D (batch, prototypes), got ndim=1"
+
+
+def test_fused_feedback_names_the_scores_it_refuses():
+    s = torch.randn(6, 4, generator=torch.Generator().manual_seed(14), dtype=torch.float64)
+    rec = tt.LedgerRecorder(T=0.5, reservoir=reservoirs.swav(T=0.3))
+    rec.measure(s, torch.softmax(s, 1))
+    with pytest.raises(ValueError) as info:
+        rec.feedback(s[0])
+    assert str(info.value) == "scores_after must be 2-D (batch, prototypes), got ndim=1"
