@@ -3,6 +3,7 @@ op with a gradient, any strides and shapes, half types, autocast, T as a 0-d ten
 meta tensors, and the CUDA variants (skipped without a GPU)."""
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
@@ -304,8 +305,14 @@ def test_sinkhorn_equals_the_numpy_solver(device, dtype):
     E_np = E.detach().cpu().numpy()
     tol = 1e-6 if dtype == torch.float32 else 1e-13
     for kwargs in ({"n_iter": 3}, {"tol": 1e-8}):
-        r = tt.sinkhorn(E, 0.05 if "n_iter" in kwargs else 0.5, **kwargs)
-        ref = thermossl.sinkhorn(E_np, 0.05 if "n_iter" in kwargs else 0.5, **kwargs)
+        # float32 cannot reach tol 1e-8 (the charge error stalls near 2e-8, float32 rounding): both
+        # solvers say so, and the results are still compared
+        stalls = dtype == torch.float32 and "tol" in kwargs
+        with pytest.warns(RuntimeWarning, match="did not converge") if stalls else contextlib.nullcontext():
+            r = tt.sinkhorn(E, 0.05 if "n_iter" in kwargs else 0.5, **kwargs)
+        with pytest.warns(RuntimeWarning, match="did not converge") if stalls else contextlib.nullcontext():
+            ref = thermossl.sinkhorn(E_np, 0.05 if "n_iter" in kwargs else 0.5, **kwargs)
+        assert "tol" not in kwargs or bool(r.converged) != stalls
         assert isinstance(r, tt.SinkhornResult)
         assert not r.q.requires_grad  # no gradient through Sinkhorn (documented)
         for field in ("q", "f", "mu", "charges"):
@@ -472,7 +479,7 @@ def test_half_input_in_the_sinkhorn_solver_at_every_level(simd_level, dtype, lay
         dt = torch.float64 if x.dtype == torch.float64 else torch.float32
         f, mu, q = torch.empty(n, dtype=dt), torch.empty(k, dtype=dt), torch.empty(n, k, dtype=dt)
         ch = torch.empty(k, dtype=torch.float64)
-        _kernels.sinkhorn(x, 0.05, w.to(dt), None, None, 0, 1e-6, 1000, f, mu, q, ch)
+        _kernels.sinkhorn(x, 0.05, w.to(dt), None, None, 0, 1e-6, 1000, f, mu, q, ch, energy_sign=1.0)
         outs.append((f, mu, q, ch))
     (fh, muh, qh, chh), (f32, mu32, q32, ch32), (f64, mu64, q64, ch64) = outs
     assert torch.allclose(qh, q32, rtol=0, atol=2e-5) and torch.allclose(muh, mu32, rtol=0, atol=2e-5)

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -489,6 +490,47 @@ void def_pointer_kernels(py::module_& m) {
        py::arg("log_z"));
 }
 
+// The per-row state functions of a ledger row (see `ledger_rows` above) on raw host addresses,
+// with the signature of the CUDA module's ledger_rows less its device and stream: q and a of one
+// dtype, float32 or float64 (no half kernel), w of that dtype or 0 (1/N), `rows` a dict of the
+// addresses of the float64 (N,) outputs named as the LedgerRows fields (any may be missing),
+// charges the address of a float64 (K,) output or 0. One read of q and a.
+void def_pointer_ledger_rows(py::module_ p) {
+    p.def("ledger_rows", [](const std::string& dtype, const RawMatrix& q, const RawMatrix& a, double scale,
+                            std::uintptr_t shift, std::uintptr_t weights, const py::dict& rows,
+                            std::uintptr_t charges) {
+        thermossl::LedgerRows out;
+        double** fields[] = {&out.energy_q,  &out.energy_p,         &out.log_z, &out.entropy_q,
+                             &out.entropy_p, &out.relative_entropy, &out.loss,  &out.label_mass};
+        const char* names[] = {"energy_q",  "energy_p",         "log_z", "entropy_q",
+                               "entropy_p", "relative_entropy", "loss",  "label_mass"};
+        std::size_t found = 0;
+        for (std::size_t i = 0; i < std::size(names); ++i) {
+            if (!rows.contains(names[i])) continue;
+            *fields[i] = raw_ptr<double>(rows[names[i]].cast<std::uintptr_t>());
+            ++found;
+        }
+        if (found != rows.size()) throw py::value_error("rows: unknown ledger field name");
+        auto run = [&](auto tag) {
+            using T = decltype(tag);
+            const auto qv = raw_view<T>(q);
+            const auto av = raw_view<T>(a);
+            if (qv.rows != av.rows || qv.cols != av.cols) throw py::value_error("q must have the shape of E");
+            py::gil_scoped_release release;
+            thermossl::ledger_rows<T>(qv, av, scale, raw_ptr<const double>(shift), raw_ptr<const T>(weights), out,
+                                      raw_ptr<double>(charges));
+        };
+        if (dtype == "float32") {
+            run(float{});
+        } else if (dtype == "float64") {
+            run(double{});
+        } else {
+            throw py::type_error("thermossl ledger rows take float32 or float64, got " + dtype);
+        }
+    }, py::arg("dtype"), py::arg("q"), py::arg("a"), py::arg("scale"), py::arg("shift"), py::arg("weights"),
+       py::arg("rows"), py::arg("charges"));
+}
+
 // Sinkhorn on a raw host matrix of any of the four dtypes (thermossl.torch: half tensors are read
 // in place). The vectors and q are float32 for the half types (Real<T>), else the input's dtype;
 // charges float64. The arguments and the returned tuple are those of `sinkhorn` above (the
@@ -602,6 +644,7 @@ PYBIND11_MODULE(_core, m) {
     }, py::arg("name"), "Switch the SIMD level for the whole process (for tests and benchmarks).");
     def_pointer_kernels(m);
     def_pointer_sinkhorn(m);
+    def_pointer_ledger_rows(m.attr("pointers").cast<py::module_>());
 #ifdef _OPENMP
     m.attr("openmp") = true;
     // The OpenMP runtime's own setting (omp_set_num_threads), as torch.set_num_threads and

@@ -1,5 +1,8 @@
 """Row kernels on raw host addresses, any of float32/float64/bfloat16/float16 in (thermossl.torch).
 
+ledger_rows takes float32 or float64 only; its ``rows`` maps ledger field names to the addresses of
+float64 (N,) outputs.
+
 A matrix is ``(address, rows, cols, row_stride, col_stride)`` with strides in elements; every other
 address is an int (0 = none) of a C-contiguous float32 array (half input) or one of the input's
 dtype. ``dtype`` is one of "float32", "float64", "bfloat16", "float16".
@@ -34,3 +37,13 @@ def sinkhorn(
     relaxation: float = 1.0,
     energy_sign: float = 1.0,
 ) -> tuple[int, float, bool, int, int]: ...
+def ledger_rows(
+    dtype: str,
+    q: _RawMatrix,
+    a: _RawMatrix,
+    scale: float,
+    shift: int,
+    weights: int,
+    rows: dict[str, int],
+    charges: int,
+) -> None: ...
