@@ -18,6 +18,31 @@
 
 namespace thermossl::THERMOSSL_ISA_NS::detail {
 
+/// log(2^ef m) for m in [sqrt(1/2), sqrt(2)] and ef an integer held as a float: the step of
+/// log_positive_f32 after its reduction, shared by its generic and AVX-512 forms (same bits for
+/// the same m and ef). Division-free (Cephes logf): with u = m - 1 (exact),
+/// log m = u - u^2/2 + u^3 P(u), P a degree-8 minimax polynomial (relative error ~1e-7 on the
+/// interval; relative accuracy near x = 1 is kept since log m ~ u there), and ef ln 2 in two
+/// parts (0.693359375 exact in float, the rest -2.12194440e-4 folded into the small terms).
+template <class V>
+inline V log_of_reduced_f32(const V m, const V ef) {
+    const V u = m - lane_splat<V>(1.0f);
+    const V u2 = u * u;
+    V poly = lane_splat<V>(7.0376836292e-2f);
+    poly = lane_fma(poly, u, lane_splat<V>(-1.1514610310e-1f));
+    poly = lane_fma(poly, u, lane_splat<V>(1.1676998740e-1f));
+    poly = lane_fma(poly, u, lane_splat<V>(-1.2420140846e-1f));
+    poly = lane_fma(poly, u, lane_splat<V>(1.4249322787e-1f));
+    poly = lane_fma(poly, u, lane_splat<V>(-1.6668057665e-1f));
+    poly = lane_fma(poly, u, lane_splat<V>(2.0000714765e-1f));
+    poly = lane_fma(poly, u, lane_splat<V>(-2.4999993993e-1f));
+    poly = lane_fma(poly, u, lane_splat<V>(3.3333331174e-1f));
+    V y = u * u2 * poly;
+    y = lane_fma(ef, lane_splat<V>(-2.12194440e-4f), y);
+    y = lane_fma(lane_splat<V>(-0.5f), u2, y);
+    return lane_fma(ef, lane_splat<V>(0.693359375f), u + y);
+}
+
 /// log_positive for float lanes: V is float or a vector of floats (simd_vec.hpp), so the scalar
 /// function below and the explicit vector loops compute the same bits.
 ///
@@ -30,9 +55,6 @@ namespace thermossl::THERMOSSL_ISA_NS::detail {
 template <class V, bool kExact = true>
 inline V log_positive_f32(const V x) {
     using I = decltype(bits_of_lanes(x));
-    // Division-free (Cephes logf): with u = m - 1 (exact, m in [sqrt(1/2), sqrt(2))),
-    // log m = u - u^2/2 + u^3 P(u), P a degree-8 minimax polynomial (relative error ~1e-7 on the
-    // interval; relative accuracy near x = 1 is kept since log m ~ u there).
     const V inf = lane_splat<V>(std::numeric_limits<float>::infinity());
 #if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
     if constexpr (!kExact && sizeof(V) == 64) {
@@ -46,21 +68,7 @@ inline V log_positive_f32(const V x) {
         const __mmask16 high = _mm512_cmp_ps_mask(m1, _mm512_set1_ps(1.41421356237309505f), _CMP_GT_OQ);
         const V m = (V)_mm512_mask_mul_ps(m1, high, m1, _mm512_set1_ps(0.5f));
         const V ef = (V)_mm512_mask_add_ps(e1, high, e1, _mm512_set1_ps(1.0f));
-        const V u = m - lane_splat<V>(1.0f);
-        const V u2 = u * u;
-        V poly = lane_splat<V>(7.0376836292e-2f);
-        poly = lane_fma(poly, u, lane_splat<V>(-1.1514610310e-1f));
-        poly = lane_fma(poly, u, lane_splat<V>(1.1676998740e-1f));
-        poly = lane_fma(poly, u, lane_splat<V>(-1.2420140846e-1f));
-        poly = lane_fma(poly, u, lane_splat<V>(1.4249322787e-1f));
-        poly = lane_fma(poly, u, lane_splat<V>(-1.6668057665e-1f));
-        poly = lane_fma(poly, u, lane_splat<V>(2.0000714765e-1f));
-        poly = lane_fma(poly, u, lane_splat<V>(-2.4999993993e-1f));
-        poly = lane_fma(poly, u, lane_splat<V>(3.3333331174e-1f));
-        V y = u * u2 * poly;
-        y = lane_fma(ef, lane_splat<V>(-2.12194440e-4f), y);
-        y = lane_fma(lane_splat<V>(-0.5f), u2, y);
-        const V result = lane_fma(ef, lane_splat<V>(0.693359375f), u + y);
+        const V result = log_of_reduced_f32(m, ef);
         return x >= lane_splat<V>(0.0f) ? result : lane_splat<V>(std::numeric_limits<float>::quiet_NaN());
     }
 #endif
@@ -78,22 +86,7 @@ inline V log_positive_f32(const V x) {
     const auto high = m > lane_splat<V>(1.41421356237309505f);
     m = high ? m * lane_splat<V>(0.5f) : m;
     e = high ? e + 1 : e;
-    const V u = m - lane_splat<V>(1.0f);
-    const V u2 = u * u;
-    V poly = lane_splat<V>(7.0376836292e-2f);
-    poly = lane_fma(poly, u, lane_splat<V>(-1.1514610310e-1f));
-    poly = lane_fma(poly, u, lane_splat<V>(1.1676998740e-1f));
-    poly = lane_fma(poly, u, lane_splat<V>(-1.2420140846e-1f));
-    poly = lane_fma(poly, u, lane_splat<V>(1.4249322787e-1f));
-    poly = lane_fma(poly, u, lane_splat<V>(-1.6668057665e-1f));
-    poly = lane_fma(poly, u, lane_splat<V>(2.0000714765e-1f));
-    poly = lane_fma(poly, u, lane_splat<V>(-2.4999993993e-1f));
-    poly = lane_fma(poly, u, lane_splat<V>(3.3333331174e-1f));
-    const V ef = lane_convert<V>(e);
-    V y = u * u2 * poly;
-    y = lane_fma(ef, lane_splat<V>(-2.12194440e-4f), y);
-    y = lane_fma(lane_splat<V>(-0.5f), u2, y);
-    V result = lane_fma(ef, lane_splat<V>(0.693359375f), u + y);
+    V result = log_of_reduced_f32(m, lane_convert<V>(e));
     if constexpr (kExact) {
         result = x == inf ? x : result;
         result = x == lane_splat<V>(0.0f) ? -inf : result;
