@@ -20,21 +20,11 @@ import numpy as np
 import pytest
 
 import thermossl
-from thermossl import _core
+
 
 LD = np.longdouble
 if np.finfo(LD).eps > 1e-18:
     pytest.skip("needs a long double finer than float64 as the reference", allow_module_level=True)
-
-LEVELS = _core.simd_levels()
-
-
-@pytest.fixture
-def at_level(request):
-    before = _core.simd_level()
-    _core.set_simd_level(request.param)
-    yield request.param
-    _core.set_simd_level(before)
 
 
 def exponents(dtype):
@@ -57,9 +47,8 @@ def log1p_exp(t):
     return np.log1p(np.exp(t.astype(LD)))
 
 
-@pytest.mark.parametrize("at_level", LEVELS, indirect=True)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_exp_against_mpmath_at_every_level(at_level, dtype):
+def test_exp_against_mpmath_at_every_level(simd_level, dtype):
     t = exponents(dtype)
     rows = np.stack([np.zeros_like(t), t], axis=1)
     got = np.asarray(thermossl.logsumexp(rows, axis=1)).astype(LD)
@@ -72,12 +61,11 @@ def test_exp_against_mpmath_at_every_level(at_level, dtype):
     # (5% of the 2^-24 |t| that t itself carries in the kernels)
     allowed = 2.0 + (0.05 * np.abs(t.astype(np.float64)) if dtype == np.float32 else 0.0)
     worst = np.max(units / allowed)
-    assert worst <= 1.0, f"{at_level} {dtype.__name__}: {np.max(units):.3f} units, {worst:.3f} of the bound"
+    assert worst <= 1.0, f"{simd_level} {dtype.__name__}: {np.max(units):.3f} units, {worst:.3f} of the bound"
 
 
-@pytest.mark.parametrize("at_level", LEVELS, indirect=True)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_exp_special_values_and_underflow_boundary(at_level, dtype):
+def test_exp_special_values_and_underflow_boundary(simd_level, dtype):
     low = -86.9 if dtype == np.float32 else -708.0
     below = np.nextafter(dtype(low), dtype(-np.inf))
     t = np.array([-np.inf, below, 2 * low, -1e5, 0.0, np.nan], dtype=dtype)
@@ -93,9 +81,8 @@ def test_exp_special_values_and_underflow_boundary(at_level, dtype):
     assert thermossl.logsumexp(above, axis=1)[0] > 0
 
 
-@pytest.mark.parametrize("at_level", LEVELS, indirect=True)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_log_against_mpmath_at_every_level(at_level, dtype):
+def test_log_against_mpmath_at_every_level(simd_level, dtype):
     tiny = float(np.finfo(dtype).tiny)
     q = np.concatenate([
         np.logspace(np.log10(tiny), 0, 400),
@@ -118,8 +105,7 @@ def test_log_against_mpmath_at_every_level(at_level, dtype):
     assert rel.max() <= (4 * eps if dtype == np.float32 else 8 * eps), f"{rel.max() / eps:.3f} eps"
 
 
-@pytest.mark.parametrize("at_level", LEVELS, indirect=True)
-def test_float32_log_of_subnormal_labels(at_level):
+def test_float32_log_of_subnormal_labels(simd_level):
     """Subnormal q: the log exact at AVX-512 (vgetmant/vgetexp); the other levels' cheaper form is
     off by less than 2e-37 absolute in q log q (log_positive.hpp)."""
     q = np.array([1e-40, 3e-42, 1e-45, 1e-39], dtype=np.float32)
@@ -129,7 +115,7 @@ def test_float32_log_of_subnormal_labels(at_level):
     ql = labels.astype(LD)
     ref = np.asarray((-ql[:, 0] * np.log(ql[:, 0]) - np.where(ql[:, 1] < 1, ql[:, 1] * np.log(ql[:, 1]), 0)),
                      dtype=np.float64)
-    if at_level == "avx512":
+    if simd_level == "avx512":
         # the log exact to float rounding; the product q log q is itself subnormal, rounded to a
         # multiple of the smallest subnormal 2^-149
         assert np.all(np.abs(entropy - ref) <= 4 * float(np.finfo(np.float32).eps) * ref + 2.0 ** -149)

@@ -10,16 +10,6 @@ import pytest
 
 from thermossl import _core
 
-LEVELS = _core.simd_levels()
-
-
-@pytest.fixture(params=LEVELS)
-def level(request):
-    before = _core.simd_level()
-    _core.set_simd_level(request.param)
-    yield request.param
-    _core.set_simd_level(before)
-
 
 def solve(a, T, sign, fixed=0, return_q=True, w=None, mu0=None, tol=1e-6, max_iter=300):
     n, k = a.shape
@@ -51,7 +41,7 @@ def numpy_sinkhorn(E, T, n_iter):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("mode", ["fixed_q", "fixed", "tolerance_q", "tolerance", "warm", "weighted"])
-def test_scores_with_negative_sign_equal_the_negated_energies(level, dtype, mode):
+def test_scores_with_negative_sign_equal_the_negated_energies(simd_level, dtype, mode):
     rng = np.random.default_rng(7)
     s = (3.0 * rng.normal(size=(257, 67))).astype(dtype)
     kwargs = {}
@@ -77,7 +67,7 @@ def test_scores_with_negative_sign_equal_the_negated_energies(level, dtype, mode
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_signed_scores_match_a_numpy_sinkhorn(level, dtype):
+def test_signed_scores_match_a_numpy_sinkhorn(simd_level, dtype):
     rng = np.random.default_rng(3)
     s = (2.0 * rng.normal(size=(300, 40))).astype(dtype)
     strided = np.asfortranarray(s)  # any strides: the tile reader packs them

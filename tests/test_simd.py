@@ -33,14 +33,6 @@ def level_param(level):
 LEVEL_PARAMS = [level_param(level) for level in ALL_LEVELS]
 
 
-@pytest.fixture
-def at_level(request):
-    before = _core.simd_level()
-    _core.set_simd_level(request.param)
-    yield request.param
-    _core.set_simd_level(before)
-
-
 def problem(dtype):
     rng = np.random.default_rng(0)
     E = (rng.normal(size=(300, 257)) * 3).astype(dtype)
@@ -96,9 +88,8 @@ def test_levels_are_reported():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("at_level", LEVEL_PARAMS, indirect=True)
-def test_every_level_matches_independent_references(at_level, dtype):
-    assert _core.simd_level() == at_level
+def test_every_level_matches_independent_references(simd_level, dtype):
+    assert _core.simd_level() == simd_level
     E, q = problem(dtype)
     ref = references(E, q)
     eps = EPS[dtype]
@@ -128,8 +119,7 @@ def test_every_level_matches_independent_references(at_level, dtype):
 
 @pytest.mark.parametrize("T", [1.0, 0.1, 0.05])
 @pytest.mark.parametrize("scale", [1.0, 1e2, 1e4])
-@pytest.mark.parametrize("at_level", LEVEL_PARAMS, indirect=True)
-def test_float32_accuracy_claim_at_every_level(at_level, scale, T):
+def test_float32_accuracy_claim_at_every_level(simd_level, scale, T):
     """README "Accuracy": float32 kernels against float64 on the same float32 inputs (|E| from 1
     to 1e4; 200 x 3000 here, every level)."""
     rng = np.random.default_rng(int(scale) + 17)
@@ -195,8 +185,7 @@ def reference_log_z(E32, T):
 
 
 @pytest.mark.parametrize("T", [1.0, 0.1, 1e-25])  # 1e-25: |scale| > 2^60, the double form for every row
-@pytest.mark.parametrize("at_level", LEVEL_PARAMS, indirect=True)
-def test_float32_pivot_and_double_exponent_forms(at_level, T):
+def test_float32_pivot_and_double_exponent_forms(simd_level, T):
     E = float32_rows_of_every_kind()
     ref = reference_log_z(E, T)
     with np.errstate(over="ignore"):

@@ -30,14 +30,6 @@ def cpu_flags():
     return None
 
 
-@pytest.fixture
-def at_level(request):
-    before = _core.simd_level()
-    _core.set_simd_level(request.param)
-    yield request.param
-    _core.set_simd_level(before)
-
-
 def test_levels_follow_the_cpu():
     flags = cpu_flags()
     if flags is None or platform.machine().lower() not in ("x86_64", "amd64"):
@@ -72,9 +64,8 @@ def ref_parts(E64, q64, T):
     return lz, p, S, L
 
 
-@pytest.mark.parametrize("at_level", LEVELS, indirect=True)
 @pytest.mark.parametrize("scale,T", [(1.0, 1.0), (10.0, 0.1), (1e3, 1.0), (1e4, 0.1)])
-def test_float32_accuracy_claim_at_every_level(at_level, scale, T):
+def test_float32_accuracy_claim_at_every_level(simd_level, scale, T):
     """README "Accuracy" (float32, against float64 on the same float32 inputs): log Z 1 eps32
     relative to max(|log Z|, 1), p 4 eps32 absolute, S 8 eps32 and L 4 eps32 relative to
     max(value, 1)."""
@@ -92,8 +83,7 @@ def test_float32_accuracy_claim_at_every_level(at_level, scale, T):
     assert err_L <= 4 * EPS32, f"L: {err_L / EPS32:.2f} eps32"
 
 
-@pytest.mark.parametrize("at_level", LEVELS, indirect=True)
-def test_float64_exp_and_log_at_every_level(at_level):
+def test_float64_exp_and_log_at_every_level(simd_level):
     """float64: log Z, p, S and the label entropy -sum q log q (the vector log) within a few ulp
     of numpy/scipy; arguments spread over the whole reduced range of exp (|x - max| up to ~700)."""
     rng = np.random.default_rng(11)
@@ -112,9 +102,8 @@ def test_float64_exp_and_log_at_every_level(at_level):
     assert np.max(np.abs(np.asarray(ledger["entropy_q"]) - Sq) / np.maximum(Sq, 1)) <= 16 * EPS64
 
 
-@pytest.mark.parametrize("at_level", LEVELS, indirect=True)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_exp_special_values_at_every_level(at_level, dtype):
+def test_exp_special_values_at_every_level(simd_level, dtype):
     """Forbidden states (E = +inf) get p = 0 exactly, a tie at the max is exact, states far below
     the max (exp underflows) get p = 0, and a constant row is uniform to the last bit."""
     E = np.zeros((4, 37), dtype)
