@@ -32,6 +32,8 @@ SWAV_CASES = [
     ((0, 1), (2, 4)),      # multi-crop: 2 global + 4 local crops
     ((0,), (2, 2)),        # one assigned crop
     ((1, 0), (3,)),        # assignment order differs from crop order
+    ((1,), (3,)),          # a crop with no label block in the middle: its gradient rows are zero
+    ((0, 1, 2, 3), (4, 2)),  # four assigning crops: a target is three or four blocks summed
 ]
 
 
