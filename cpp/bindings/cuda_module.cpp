@@ -17,6 +17,8 @@
 
 #include "thermossl/cuda.hpp"
 
+#include "ledger_fields.hpp"
+
 namespace py = pybind11;
 using thermossl::MatrixView;
 
@@ -123,18 +125,7 @@ PYBIND11_MODULE(_cuda, m) {
     m.def("ledger_rows", [](const std::string& dtype, int device, std::uintptr_t stream, const Matrix& q,
                             const Matrix& a, double scale, std::uintptr_t shift, std::uintptr_t weights,
                             const py::dict& rows, std::uintptr_t charges) {
-        thermossl::LedgerRows out;
-        auto field = [&](const char* name) {
-            return rows.contains(name) ? ptr<double>(rows[name].cast<std::uintptr_t>()) : nullptr;
-        };
-        out.energy_q = field("energy_q");
-        out.energy_p = field("energy_p");
-        out.log_z = field("log_z");
-        out.entropy_q = field("entropy_q");
-        out.entropy_p = field("entropy_p");
-        out.relative_entropy = field("relative_entropy");
-        out.loss = field("loss");
-        out.label_mass = field("label_mass");
+        const thermossl::LedgerRows out = thermossl_bindings::ledger_rows_from_addresses(rows);
         dispatch(dtype, device, [&](auto tag) {
             using T = decltype(tag);
             thermossl::cuda::ledger_rows<T>(view<T>(q), view<T>(a), scale, ptr<const double>(shift),

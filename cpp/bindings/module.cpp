@@ -7,7 +7,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <iterator>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -22,6 +21,8 @@
 #include "thermossl/simd.hpp"
 #include "thermossl/sinkhorn.hpp"
 #include "thermossl/thermo.hpp"
+
+#include "ledger_fields.hpp"
 
 namespace py = pybind11;
 using thermossl::MatrixView;
@@ -499,18 +500,7 @@ void def_pointer_ledger_rows(py::module_ p) {
     p.def("ledger_rows", [](const std::string& dtype, const RawMatrix& q, const RawMatrix& a, double scale,
                             std::uintptr_t shift, std::uintptr_t weights, const py::dict& rows,
                             std::uintptr_t charges) {
-        thermossl::LedgerRows out;
-        double** fields[] = {&out.energy_q,  &out.energy_p,         &out.log_z, &out.entropy_q,
-                             &out.entropy_p, &out.relative_entropy, &out.loss,  &out.label_mass};
-        const char* names[] = {"energy_q",  "energy_p",         "log_z", "entropy_q",
-                               "entropy_p", "relative_entropy", "loss",  "label_mass"};
-        std::size_t found = 0;
-        for (std::size_t i = 0; i < std::size(names); ++i) {
-            if (!rows.contains(names[i])) continue;
-            *fields[i] = raw_ptr<double>(rows[names[i]].cast<std::uintptr_t>());
-            ++found;
-        }
-        if (found != rows.size()) throw py::value_error("rows: unknown ledger field name");
+        const thermossl::LedgerRows out = thermossl_bindings::ledger_rows_from_addresses(rows);
         auto run = [&](auto tag) {
             using T = decltype(tag);
             const auto qv = raw_view<T>(q);
