@@ -38,8 +38,12 @@ def run_ledger(rows: int, cols: int, dtype: np.dtype, repeats: int, clock: harne
         _core.ledger_rows(q, E, -1.0 / XENT_T, None, None, charges=charges, **out)
 
     kernel()  # warm-up; agreement with float64 references is the test suite's job (tests/test_thermo.py)
-    th_ms = harness.median_ms(kernel, repeats)
-    read_e, read_q = harness.read_ms_of(E, repeats), harness.read_ms_of(q, repeats)
+    ms = harness.interleaved_ms({"kernel": kernel,
+                                 **harness.read_contenders(E, harness.torch_view(E), "E"),
+                                 **harness.read_contenders(q, harness.torch_view(q), "q")}, repeats)
+    th_ms = ms["kernel"]
+    read_e = min(v for v in (ms["E"], ms["E_torch"]) if v is not None)
+    read_q = min(v for v in (ms["q"], ms["q_torch"]) if v is not None)
     read_ms = read_e + read_q
     nbytes = 2 * E.nbytes
     th_gbs = gbs(nbytes, th_ms)
@@ -59,7 +63,7 @@ def run_ledger(rows: int, cols: int, dtype: np.dtype, repeats: int, clock: harne
 
 def section(opts) -> None:
     clock = harness.section_header("\n## Ledger-row kernel (one read of E and q) vs one streaming read of E and q\n", PEERS)
-    print(f"- median of {opts.repeats} calls; T = {XENT_T}, E = 3 N(0,1), q = softmax(N(0,1)) rows; all 8 row "
+    print(f"- median of {opts.repeats} calls, the kernel and the reads once per round in a rotating order; T = {XENT_T}, E = 3 N(0,1), q = softmax(N(0,1)) rows; all 8 row "
           "outputs and the charges requested; read yardstick: the faster of numpy/torch sum(axis=1), for E "
           "and for q, summed\n")
     results = [run_ledger(r, c, dt, opts.repeats, clock)

@@ -94,16 +94,16 @@ def run_config(rows: int, cols: int, dtype: np.dtype, repeats: int, clock: harne
     check_agreement("thermossl.logsumexp", thermossl.logsumexp(a, axis=1), ref, ref_name, dtype, label)
     if t is not None:
         check_agreement("torch.logsumexp", torch.logsumexp(t, dim=1).numpy(), ref, ref_name, dtype, label)
-    np.sum(a, axis=1)
     del ref
     gc.collect()
 
-    ms = {
-        "thermossl": harness.median_ms(lambda: thermossl.logsumexp(a, axis=1), repeats),
-        "scipy": harness.median_ms(lambda: special.logsumexp(a, axis=1), repeats) if special is not None else None,
-        "torch": harness.median_ms(lambda: torch.logsumexp(t, dim=1), repeats) if t is not None else None,
-    }
-    ms["read"], ms["torch_read"] = harness.read_yardstick(a, t, repeats)
+    ms = harness.interleaved_ms({
+        "thermossl": lambda: thermossl.logsumexp(a, axis=1),
+        "scipy": (lambda: special.logsumexp(a, axis=1)) if special is not None else None,
+        "torch": (lambda: torch.logsumexp(t, dim=1)) if t is not None else None,
+        **harness.read_contenders(a, t),
+    }, repeats)
+    ms["torch_read"] = ms["read_torch"]
     nbytes = a.nbytes + rows * dtype.itemsize  # one read of a, one write of the row results
     read_row = harness.read_row(a, ms["read"], ms["torch_read"])
     best_read = harness.best_read_gbs(a, ms["read"], ms["torch_read"])
@@ -131,7 +131,7 @@ def section(opts) -> None:
     clock = harness.section_header("## thermossl.logsumexp vs scipy.special.logsumexp vs torch.logsumexp\n", PEERS)
     if harness.peer("scipy") is None:
         print("- scipy not installed: its columns show -; results checked against a float64 numpy reference")
-    print(f"- median of {opts.repeats} calls after a warm-up call; data 3 * N(0,1), C-contiguous; reduction over axis 1\n")
+    print(f"- median of {opts.repeats} calls after a warm-up call, every contender once per round in a rotating order; data 3 * N(0,1), C-contiguous; reduction over axis 1\n")
     sys.stdout.flush()
 
     results, reads = [], []

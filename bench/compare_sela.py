@@ -90,8 +90,8 @@ def run_sela(rows: int, cols: int, repeats: int, slow_repeats: int, budget_s: fl
     q_cold, q_warm = res.q, res_w.q
     del res, res_w
 
-    ms = {"cold": harness.median_ms(cold, repeats), "warm": harness.median_ms(warm, repeats)}
-    read_ms, torch_read_ms = harness.read_yardstick(E, t_read, repeats)
+    ms = harness.interleaved_ms({"cold": cold, "warm": warm, **harness.read_contenders(E, t_read)}, repeats)
+    read_ms, torch_read_ms = ms["read"], ms["read_torch"]
     best_read = harness.best_read_gbs(E, read_ms, torch_read_ms)
 
     pot = {"cold": None, "warm": None}  # per start: dict(ms, n, iters, estimate)

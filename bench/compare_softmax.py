@@ -34,18 +34,19 @@ PEERS = ("torch",)
 OPTIONS = [harness.REPEATS, XENT_SIZES, harness.QUICK]
 
 
-def copy_ms_of(a: np.ndarray, repeats: int) -> float:
-    """One read of a and one write of a matrix of its shape: the faster of numpy np.copyto and
-    torch copy_ into a preallocated matrix (median ms)."""
+def copy_contenders(a: np.ndarray) -> dict:
+    """One read of a and one write of a matrix of its shape, as harness.interleaved_ms contenders
+    (each called once here, which also touches the destination's pages): "copy" numpy np.copyto
+    and "copy_torch" torch copy_ (None without torch) into a preallocated matrix."""
     dst = np.empty_like(a)
-    np.copyto(dst, a)  # touches dst's pages before timing
-    times = [harness.median_ms(lambda: np.copyto(dst, a), repeats)]
+    np.copyto(dst, a)
+    contenders = {"copy": lambda: np.copyto(dst, a), "copy_torch": None}
     torch = harness.peer("torch")
     if torch is not None:
         src_t, dst_t = torch.from_numpy(a), torch.from_numpy(dst)
         dst_t.copy_(src_t)
-        times.append(harness.median_ms(lambda: dst_t.copy_(src_t), repeats))
-    return min(times)
+        contenders["copy_torch"] = lambda: dst_t.copy_(src_t)
+    return contenders
 
 
 def torch_softmax(E_t, T: float):
@@ -72,8 +73,7 @@ def agree(label: str, got: np.ndarray, ref: np.ndarray) -> None:
         raise SystemExit(f"ABORT ({label}): thermossl vs torch: max |diff| {err:.3g} > 1e-4 x {scale:.3g}")
 
 
-def run_kernel(name: str, rows: int, cols: int, dtype: np.dtype, repeats: int, copy_ms: float,
-               clock: harness.Clock) -> dict:
+def run_kernel(name: str, rows: int, cols: int, dtype: np.dtype, repeats: int, clock: harness.Clock) -> dict:
     from thermossl import _core
 
     torch = harness.peer("torch")
@@ -88,7 +88,7 @@ def run_kernel(name: str, rows: int, cols: int, dtype: np.dtype, repeats: int, c
     kernel()
     if not np.array_equal(out, got):
         raise SystemExit(f"ABORT ({name} {rows}x{cols}): the kernel and thermossl's public call differ")
-    torch_ms = None
+    peer_fn = None
     if torch is not None:
         if name == "softmax":
             E_t = torch.from_numpy(E)
@@ -97,11 +97,11 @@ def run_kernel(name: str, rows: int, cols: int, dtype: np.dtype, repeats: int, c
             E_t = torch.from_numpy(E).requires_grad_(True)
             peer_fn = lambda: torch_entropy_grad(E_t, XENT_T)  # noqa: E731
         agree(f"{name} {rows}x{cols} {dtype.name}", got, peer_fn().detach().numpy())
-        torch_ms = harness.median_ms(peer_fn, repeats)
     del got
     gc.collect()
-    public_ms = harness.median_ms(public, repeats)
-    th_ms = harness.median_ms(kernel, repeats)
+    ms = harness.interleaved_ms({"torch": peer_fn, "public": public, "kernel": kernel, **copy_contenders(E)}, repeats)
+    torch_ms, public_ms, th_ms = ms["torch"], ms["public"], ms["kernel"]
+    copy_ms = min(v for v in (ms["copy"], ms["copy_torch"]) if v is not None)
     nbytes = 2 * E.nbytes  # E read, the N x K output written
     th_gbs = gbs(nbytes, th_ms)
     return {
@@ -124,7 +124,8 @@ def section(opts) -> None:
     clock = harness.section_header(
         f"\n## Softmax and entropy gradient (N x K out) vs one read + one write: thermossl.gibbs / entropy_grad(E, {XENT_T})\n",
         PEERS)
-    print(f"- median of {opts.repeats} calls after a check call; E = 3 N(0,1), float32. thermossl ms: the public "
+    print(f"- median of {opts.repeats} calls after a check call, every contender (with the copy) once per round in a "
+          "rotating order; E = 3 N(0,1), float32. thermossl ms: the public "
           "call (thermossl.gibbs / entropy_grad: validation and a new output matrix), against torch (which allocates "
           "too): softmax(-E/T, 1), and autograd of S = -(p log p).sum(1) for the gradient")
     print("- kernel (out given): _core.row_softmax / row_entropy_grad into a preallocated matrix; GB/s: E read + "
@@ -133,8 +134,7 @@ def section(opts) -> None:
     results = []
     for r, c in opts.xent_sizes:
         dtype = np.dtype(np.float32)
-        copy_ms = copy_ms_of(harness.make_data(r, c, dtype), opts.repeats)
-        results += [run_kernel(name, r, c, dtype, opts.repeats, copy_ms, clock) for name in ("softmax", "entropy_grad")]
+        results += [run_kernel(name, r, c, dtype, opts.repeats, clock) for name in ("softmax", "entropy_grad")]
     print(markdown_table(results))
     sys.stdout.flush()
 

@@ -99,8 +99,12 @@ def run_swav(rows: int, cols: int, repeats: int, slow_repeats: int, budget_s: fl
     notes.append(f"{rows}x{cols}: max |diff| / row max of q: "
                  + (", ".join(f"vs {k} {v:.2g}" for k, v in diffs.items()) or "no peer installed to compare with"))
 
-    ms = {"thermossl": harness.median_ms(lambda: thermossl.sinkhorn(E, SWAV_T, n_iter=SWAV_ITERS), repeats)}
-    ms["torch"] = harness.median_ms(lambda: swav_torch(ts), repeats) if ts is not None else None
+    ms = harness.interleaved_ms({
+        "thermossl": lambda: thermossl.sinkhorn(E, SWAV_T, n_iter=SWAV_ITERS),
+        "torch": (lambda: swav_torch(ts)) if ts is not None else None,
+        **harness.read_contenders(E, t_read),
+    }, repeats)
+    read_ms, torch_read_ms = ms["read"], ms["read_torch"]
     n_pot = {}
     for method in ("sinkhorn_log", "sinkhorn"):
         if ot is None:
@@ -110,7 +114,6 @@ def run_swav(rows: int, cols: int, repeats: int, slow_repeats: int, budget_s: fl
             lambda: ot.sinkhorn(a, b, M, SWAV_T, method=method, numItermax=SWAV_ITERS, stopThr=0, warn=False),
             slow_repeats, pot_first[method], budget_s,
         )
-    read_ms, torch_read_ms = harness.read_yardstick(E, t_read, repeats)
     # The scaled form (float32, fixed iterations, q): E read once and K = exp(x - row max) written
     # into q, one pass over K per iteration (read), the last rewriting it in place as q.
     nbytes = E.nbytes + E.nbytes + SWAV_ITERS * E.nbytes + E.nbytes

@@ -51,7 +51,7 @@ def run_xent(rows: int, cols: int, dtype: np.dtype, repeats: int, clock: harness
     E = harness.make_data(rows, cols, dtype)
     q = harness.make_labels(rows, cols, dtype)
     loss, grad = thermossl.cross_entropy(q, E, XENT_T, grad=True)  # also the warm-up call
-    torch_ms = None
+    torch_fn = None
     if torch is not None:
         E_t = torch.from_numpy(E).requires_grad_(True)
         q_t = torch.from_numpy(q)
@@ -62,12 +62,18 @@ def run_xent(rows: int, cols: int, dtype: np.dtype, repeats: int, clock: harness
             if not err <= 1e-4 * scale:
                 raise SystemExit(f"ABORT ({label}): thermossl vs torch {name}: max |diff| {err:.3g} > 1e-4 x {scale:.3g}")
         del tl, tg
-        torch_ms = harness.median_ms(lambda: torch_xent_fwd_bwd(E_t, q_t, XENT_T), repeats)
         E_t.grad = None
+        torch_fn = lambda: torch_xent_fwd_bwd(E_t, q_t, XENT_T)  # noqa: E731
     del loss, grad
     gc.collect()
-    th_ms = harness.median_ms(lambda: thermossl.cross_entropy(q, E, XENT_T, grad=True), repeats)
-    read_ms = harness.read_ms_of(E, repeats) + harness.read_ms_of(q, repeats)
+    ms = harness.interleaved_ms({
+        "thermossl": lambda: thermossl.cross_entropy(q, E, XENT_T, grad=True),
+        "torch": torch_fn,
+        **harness.read_contenders(E, harness.torch_view(E), "E"),
+        **harness.read_contenders(q, harness.torch_view(q), "q"),
+    }, repeats)
+    th_ms, torch_ms = ms["thermossl"], ms["torch"]
+    read_ms = sum(min(v for v in (ms[x], ms[f"{x}_torch"]) if v is not None) for x in ("E", "q"))
     nbytes = 3 * E.nbytes  # E and q read, gradient written
     read_gbs = gbs(2 * E.nbytes, read_ms)
     th_gbs = gbs(nbytes, th_ms)
@@ -87,7 +93,8 @@ def run_xent(rows: int, cols: int, dtype: np.dtype, repeats: int, clock: harness
 def section(opts) -> None:
     clock = harness.section_header(
         f"\n## Cross-entropy + gradient: thermossl.cross_entropy(q, E, {XENT_T}, grad=True) vs torch forward + backward\n", PEERS)
-    print(f"- median of {opts.repeats} calls after a check call; E = 3 N(0,1), q = softmax(N(0,1)) rows, float32; "
+    print(f"- median of {opts.repeats} calls after a check call, every contender (with the reads) once per round in a "
+          "rotating order; E = 3 N(0,1), q = softmax(N(0,1)) rows, float32; "
           "torch: L = -(q * log_softmax(-E/T)).sum(1), L.sum().backward() to E")
     print("- GB/s: E and q read + gradient written; % of read bw: over one streaming read of E and of q "
           "(best of numpy/torch sum(axis=1), same run)\n")

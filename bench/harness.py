@@ -6,7 +6,8 @@ What every kernel family needs, written once:
   the same flags as compare.py), and their checks;
 - peers: torch, POT and scipy, imported by the sections that use them, None where not installed
   (their table cells then show "-" and the header says so);
-- timing: medians of wall time, slow-peer medians that fit a time budget;
+- timing: medians of wall time, the contenders of a table row interleaved round by round;
+  slow-peer medians that fit a time budget;
 - the machine header: CPU model, cores, SIMD level thermossl ran at, OpenMP and torch threads,
   library versions, load average, and the core clock measured in the run (for cycles/element);
 - the read-bandwidth yardstick: ``a.sum(axis=1)`` in numpy (one thread) and ``t.sum(dim=1)``
@@ -200,6 +201,27 @@ def median_ms(fn, repeats: int) -> float:
         times.append(time.perf_counter() - t0)
         del result
     return 1e3 * statistics.median(times)
+
+
+def interleaved_ms(contenders: dict, repeats: int) -> dict:
+    """Median wall time in ms of each contender over `repeats` rounds (after the caller's warm-up
+    calls); a None contender gets None.
+
+    Each round calls every contender once, the order rotated from round to round, so a slow drift
+    of a shared machine (its load, its memory bandwidth, the clock) hits every contender alike
+    instead of the one that happened to be timed while it lasted; the ratios of the table (kernel
+    against peer, kernel against the read yardstick) are then taken over the same stretch of time.
+    """
+    names = [name for name, fn in contenders.items() if fn is not None]
+    times: dict = {name: [] for name in names}
+    for round_index in range(repeats):
+        shift = round_index % max(len(names), 1)
+        for name in names[shift:] + names[:shift]:
+            t0 = time.perf_counter()
+            result = contenders[name]()
+            times[name].append(time.perf_counter() - t0)
+            del result
+    return {name: (1e3 * statistics.median(times[name]) if name in times else None) for name in contenders}
 
 
 def timed_once(fn):
@@ -436,15 +458,15 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 # ----------------------------------------------------------------------------- read yardstick
-def read_yardstick(a: np.ndarray, t, repeats: int) -> tuple[float, float | None]:
-    """Median ms of the read yardsticks on `a`: numpy a.sum(axis=1) and torch t.sum(dim=1)."""
+def read_contenders(a: np.ndarray, t, prefix: str = "read") -> dict:
+    """The read yardsticks on `a` as interleaved_ms contenders, each called once here as its
+    warm-up: f"{prefix}" numpy a.sum(axis=1), f"{prefix}_torch" torch t.sum(dim=1) (None without
+    torch)."""
     a.sum(axis=1)
     if t is not None:
         t.sum(dim=1)
-    return (
-        median_ms(lambda: a.sum(axis=1), repeats),
-        median_ms(lambda: t.sum(dim=1), repeats) if t is not None else None,
-    )
+    return {prefix: lambda: a.sum(axis=1),
+            f"{prefix}_torch": (lambda: t.sum(dim=1)) if t is not None else None}
 
 
 def read_row(a: np.ndarray, read_ms: float, torch_read_ms: float | None) -> dict:
@@ -471,12 +493,6 @@ def torch_view(a: np.ndarray):
     """torch.from_numpy(a) (shares a's memory), or None without torch."""
     torch = peer("torch")
     return torch.from_numpy(a) if torch is not None else None
-
-
-def read_ms_of(a: np.ndarray, repeats: int) -> float:
-    """The faster of numpy a.sum(axis=1) and torch t.sum(dim=1) on a (median ms)."""
-    numpy_ms, torch_ms = read_yardstick(a, torch_view(a), repeats)
-    return min(v for v in (numpy_ms, torch_ms) if v is not None)
 
 
 # ----------------------------------------------------------------------------- data and checks

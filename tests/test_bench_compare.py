@@ -234,6 +234,27 @@ def test_thread_threshold_matches_the_kernels(bench_modules):
     assert eval(match.group(1), {}) == bench_modules.harness.PARALLEL_MIN_ELEMENTS  # e.g. "1 << 15"
 
 
+def test_interleaved_medians_rotate_the_order(bench_modules, monkeypatch):
+    """interleaved_ms times every contender once per round, each round starting one later, and
+    returns each one's median; a None contender is not called and gets None."""
+    harness = bench_modules.harness
+    clock = iter(range(1000))
+    monkeypatch.setattr(harness.time, "perf_counter", lambda: next(clock) * 1e-3)  # 1 ms per reading
+    calls = []
+
+    def contender(name, work):
+        def call():
+            calls.append(name)
+            for _ in range(work):  # each reading of the clock advances it 1 ms
+                harness.time.perf_counter()
+        return call
+
+    ms = harness.interleaved_ms({"a": contender("a", 0), "none": None, "b": contender("b", 2),
+                                 "c": contender("c", 4)}, 4)
+    assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]
+    assert ms == {"a": pytest.approx(1.0), "none": None, "b": pytest.approx(3.0), "c": pytest.approx(5.0)}
+
+
 def test_number_formats_keep_tiny_values_nonzero(bench_modules):
     harness = bench_modules.harness
     assert harness.fmt_x(1.0, 250.0) == "0.004x"
