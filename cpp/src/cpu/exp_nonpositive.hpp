@@ -113,6 +113,30 @@ inline V exp_nonpositive_f32(const V x) {
 }
 
 #if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
+/// 2^y for y <= 0 on 16 float lanes at AVX-512, the lanes not in `keep` set to 0: the exp of the
+/// logsumexp kernel's pivot rows, whose argument arrives already in base 2 (y = (a - a*) *
+/// float(scale log2 e), logsumexp.cpp), so there is no reduction multiply-add and no clamp.
+/// f = y - floor(y) in [0, 1] by vreduceps (exact), 2^f by a degree-6 polynomial (Chebyshev
+/// interpolation of (2^f - 1)/f on [0, 1], coefficients rounded to float, c0 = 1 so 2^0 = 1
+/// exactly; truncation 0.2 units of 2^-24, 1.05 units worst with the float Horner steps), and
+/// 2^floor(y) by vscalefps, whose zeroing mask drops the lanes outside `keep` (the caller's
+/// underflow flush and the terms at the max). Special values: vreduceps(-inf) = 0 and vscalefps
+/// of -inf gives 0; a nan stays nan; below 2^-126 vscalefps rounds to the subnormal (no garbage
+/// exponent: there are no integer bit operations). Per 16 lanes: 1 vreduceps, 6 FMA, 1 vscalefps.
+inline __m512 exp2_nonpositive_f32_scalef(const __m512 y, const __mmask16 keep) {
+    const __m512 f = _mm512_reduce_ps(y, 0x09);  // M = 0 fraction bits kept, round down, no #PE
+    __m512 p = _mm512_set1_ps(0x1.b49554p-13f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0x1.4cb7b0p-10f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0x1.3c487cp-7f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0x1.c69f98p-5f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0x1.ebfc3ep-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0x1.62e430p-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    return _mm512_maskz_scalef_ps(keep, p, y);  // p * 2^floor(y), 0 outside keep
+}
+#endif
+
+#if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
 /// exp(x) for x <= 0 on 8 double lanes at AVX-512, by a table of 2^(j/16) (see the header):
 /// x = (k/16) ln 2 + r, |r| <= ln2/32, e^x = 2^floor(k/16) * 2^((k mod 16)/16) * e^r. The 16
 /// entries, each as a double hi and the rest lo (so the table adds no rounding of its own), sit

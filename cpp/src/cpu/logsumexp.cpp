@@ -17,6 +17,67 @@ namespace {
 // sums whenever a lane's max grows, and memory traffic is one read either way. Pass 2 per vector
 // at AVX-512 (objdump of the loop): float 24 instructions per 16 elements (the exp 12, the count
 // at the max and the sum one merge-masked add each), double 31 per 8 (the table exp 18).
+#if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
+/// Pass 2 of a float row at AVX-512 in the pivot frame (with_row_frame's PivotArg: scale a
+/// moderate normal number, max finite), with the exponent in base 2: d = a - a* (exact max/min
+/// pivot, one rounding), y = d * c with c = float(scale log2 e), and e = 2^y by vreduceps /
+/// vscalefps (exp2_nonpositive_f32_scalef), so the natural-log reduction (a multiply-add for n,
+/// a subtraction, a multiply-add for r) and the clamp are gone. y carries the same three
+/// roundings as PivotArg's t (d, the constant, the product: <= 3 2^-24 |y|, i.e. a relative error
+/// <= 3 2^-24 |t| of e^t, as before) and no reduction error. Terms at the max (d == 0) and
+/// terms below 2^ly (ly = float(-86.9) * float(log2 e): the flush of exp_nonpositive_f32, at the
+/// same t when scale = 1) are zeroed by vscalefps's mask, built by one compare and one masked
+/// compare; the count at the max is k less the count of the other lanes (one masked integer
+/// add). Per 16 elements: load, subtract, multiply, 2 compares, vreduceps, 6 FMA,
+/// vscalefps, add, count. Returns false (nothing done) where PivotArg does not apply.
+inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exponent ex, const float* next,
+                                 double& m, double& weight_at_max, double& rest) {
+    const double mag = std::fabs(ex.scale);
+    if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
+    const float pivot = ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
+    m = ex.scale * static_cast<double>(pivot);
+    if (!std::isfinite(m)) return false;
+    constexpr float kLowest = -86.9f * 1.44269504f;  // float products, as y at scale 1
+    const __m512 pv = _mm512_set1_ps(pivot);
+    const __m512 cv = _mm512_set1_ps(static_cast<float>(ex.scale * 1.4426950408889634074));
+    const __m512 low = _mm512_set1_ps(kLowest);
+    const __m512i one = _mm512_set1_epi32(1);
+    __m512i below_max = _mm512_setzero_si512();  // per lane: how many terms are not at the max
+    LaneSums<float, 1> sums;
+    const auto term = [&](const __m512 d, __m512& part) {
+        const __m512 y = _mm512_mul_ps(d, cv);
+        const __mmask16 not_max = _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_NEQ_UQ);  // nan: set
+        const __mmask16 keep = _mm512_mask_cmp_ps_mask(not_max, y, low, _CMP_NLT_UQ);     // nan: set
+        part = _mm512_add_ps(part, exp2_nonpositive_f32_scalef(y, keep));
+        below_max = _mm512_mask_add_epi32(below_max, not_max, below_max, one);
+    };
+    constexpr std::int64_t kL = 16;
+    constexpr std::int64_t kChunkElems = kL * LaneSums<float, 1>::kChunkVectors;  // 8 terms per lane
+    const std::int64_t full = k - k % kL;
+    const char* const ahead = reinterpret_cast<const char*>(next);
+    for (std::int64_t j0 = 0; j0 < full; j0 += kChunkElems) {
+        const std::int64_t j1 = j0 + kChunkElems < full ? j0 + kChunkElems : full;
+        if (ahead != nullptr) prefetch_bytes<kChunkElems * sizeof(float)>(ahead + j0 * sizeof(float));
+        __m512 part = _mm512_setzero_ps();
+        for (std::int64_t j = j0; j < j1; j += kL) term(_mm512_sub_ps(_mm512_loadu_ps(a + j), pv), part);
+        sums.part[0] = (vec_t<float>)part;
+        sums.flush();
+    }
+    if (full < k) {
+        if (ahead != nullptr) prefetch_bytes<kL * sizeof(float)>(ahead + full * sizeof(float));
+        // lanes past the row load the pivot: d = 0, neither counted nor summed
+        const __mmask16 valid = static_cast<__mmask16>((1u << (k - full)) - 1u);
+        __m512 part = _mm512_setzero_ps();
+        term(_mm512_sub_ps(_mm512_mask_loadu_ps(pv, valid, a + full), pv), part);
+        sums.part[0] = (vec_t<float>)part;
+        sums.flush();
+    }
+    weight_at_max = static_cast<double>(k - static_cast<std::int64_t>(_mm512_reduce_add_epi32(below_max)));
+    rest = sums[0];
+    return true;
+}
+#endif
+
 // T: the compute type; In: the stored element type of a and b (T, or a half type).
 template <class T, bool kShift, class In>
 void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const MatrixView<In>* b, T* out,
@@ -40,8 +101,14 @@ void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const Mat
                 double weight_at_max = 0.0;
                 double rest = 0.0;
                 double m;
+                bool summed = false;
+#if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
+                if constexpr (std::is_same<T, float>::value && !kShift) {
+                    if (b == nullptr) summed = pivot_row_sums_base2(row, k, ex, next, m, weight_at_max, rest);
+                }
+#endif
                 if (b == nullptr) {
-                    with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
+                    if (!summed) with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
                         using V = vec_t<T>;
                         m = m_row;
                         LaneCount<T> at_max_count;  // integer lanes: no float flush
