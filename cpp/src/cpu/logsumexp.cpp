@@ -39,7 +39,8 @@ inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exp
     if (!std::isfinite(m)) return false;
     constexpr float kLowest = -86.9f * 1.44269504f;  // float products, as y at scale 1
     const __m512 pv = _mm512_set1_ps(pivot);
-    const __m512 cv = _mm512_set1_ps(static_cast<float>(ex.scale * 1.4426950408889634074));
+    // d is formed as a* - a (the load folds into the subtraction), so the constant is negated
+    const __m512 cv = _mm512_set1_ps(static_cast<float>(-ex.scale * 1.4426950408889634074));
     const __m512 low = _mm512_set1_ps(kLowest);
     const __m512i one = _mm512_set1_epi32(1);
     __m512i below_max = _mm512_setzero_si512();  // per lane: how many terms are not at the max
@@ -59,7 +60,7 @@ inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exp
         const std::int64_t j1 = j0 + kChunkElems < full ? j0 + kChunkElems : full;
         if (ahead != nullptr) prefetch_bytes<kChunkElems * sizeof(float)>(ahead + j0 * sizeof(float));
         __m512 part = _mm512_setzero_ps();
-        for (std::int64_t j = j0; j < j1; j += kL) term(_mm512_sub_ps(_mm512_loadu_ps(a + j), pv), part);
+        for (std::int64_t j = j0; j < j1; j += kL) term(_mm512_sub_ps(pv, _mm512_loadu_ps(a + j)), part);
         sums.part[0] = (vec_t<float>)part;
         sums.flush();
     }
@@ -68,7 +69,7 @@ inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exp
         // lanes past the row load the pivot: d = 0, neither counted nor summed
         const __mmask16 valid = static_cast<__mmask16>((1u << (k - full)) - 1u);
         __m512 part = _mm512_setzero_ps();
-        term(_mm512_sub_ps(_mm512_mask_loadu_ps(pv, valid, a + full), pv), part);
+        term(_mm512_sub_ps(pv, _mm512_mask_loadu_ps(pv, valid, a + full)), part);
         sums.part[0] = (vec_t<float>)part;
         sums.flush();
     }
