@@ -42,15 +42,14 @@ inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exp
     // d is formed as a* - a (the load folds into the subtraction), so the constant is negated
     const __m512 cv = _mm512_set1_ps(static_cast<float>(-ex.scale * 1.4426950408889634074));
     const __m512 low = _mm512_set1_ps(kLowest);
-    const __m512i one = _mm512_set1_epi32(1);
-    __m512i below_max = _mm512_setzero_si512();  // per lane: how many terms are not at the max
+    std::int64_t below_count = 0;  // how many terms are not at the max
     LaneSums<float, 1> sums;
     const auto term = [&](const __m512 d, __m512& part) {
         const __m512 y = _mm512_mul_ps(d, cv);
         const __mmask16 not_max = _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_NEQ_UQ);  // nan: set
         const __mmask16 keep = _mm512_mask_cmp_ps_mask(not_max, y, low, _CMP_NLT_UQ);     // nan: set
         part = _mm512_add_ps(part, exp2_nonpositive_f32_scalef(y, keep));
-        below_max = _mm512_mask_add_epi32(below_max, not_max, below_max, one);
+        below_count += __builtin_popcount(static_cast<unsigned>(not_max));
     };
     constexpr std::int64_t kL = 16;
     constexpr std::int64_t kChunkElems = kL * LaneSums<float, 1>::kChunkVectors;  // 8 terms per lane
@@ -73,7 +72,7 @@ inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exp
         sums.part[0] = (vec_t<float>)part;
         sums.flush();
     }
-    weight_at_max = static_cast<double>(k - static_cast<std::int64_t>(_mm512_reduce_add_epi32(below_max)));
+    weight_at_max = static_cast<double>(k - below_count);
     rest = sums[0];
     return true;
 }
