@@ -69,6 +69,25 @@ inline I shift_left_wrapping(const I v) {
     }
 }
 
+/// a + b on the integer lanes (or scalars), wrapping on overflow: done on unsigned lanes, where
+/// that is defined behaviour. The lanes of an argument below the flush threshold (no clamp, see
+/// exp_nonpositive_f32) carry garbage bits that may overflow; their results are discarded.
+template <class I>
+inline I add_wrapping(const I a, const I b) {
+    if constexpr (std::is_arithmetic<I>::value) {
+        using U = std::make_unsigned_t<I>;
+        return static_cast<I>(static_cast<U>(static_cast<U>(a) + static_cast<U>(b)));
+    } else {
+#if THERMOSSL_VECTOR_EXT
+        using U = std::make_unsigned_t<std::remove_reference_t<decltype(a[0])>>;
+        typedef U UV __attribute__((vector_size(sizeof(I))));
+        return (I)((UV)a + (UV)b);
+#else
+        return a;  // not reached: without vector extensions every lane type is arithmetic
+#endif
+    }
+}
+
 /// exp_nonpositive for float lanes: V is float or a vector of floats (simd_vec.hpp), so the
 /// scalar function below and the explicit vector loops compute the same bits.
 template <class V>
@@ -76,9 +95,11 @@ inline V exp_nonpositive_f32(const V x) {
     using I = decltype(bits_of_lanes(x));
     const V lowest = lane_splat<V>(-86.9f);  // keeps the result normal (n >= -125, see below)
     const V round = lane_splat<V>(12582912.0f);  // 1.5 * 2^23
-    // lowest > x ? lowest : x is one max instruction that passes a nan through (x86 max
-    // returns its second operand when either is nan), so no separate nan test is needed.
-    const V xc = clamp_below(x, lowest);
+    // No clamp of the argument: the lanes with x < lowest (and -inf, whose r is nan) compute
+    // garbage that the final select (or vscalefps's zeroing mask) replaces by 0, and the integer
+    // steps wrap (add_wrapping, shift_left_wrapping) instead of overflowing. A nan passes
+    // through every step. The kept lanes are the same bits as with the clamp (one max fewer).
+    const V xc = x;
     const V t = lane_fma(xc, lane_splat<V>(1.44269504088896341f), round);
     const V n = t - round;
     // 2^n: bits(t) - bits(round) = n, so bits(t) + kBias = n + 127, the biased exponent.
@@ -107,7 +128,7 @@ inline V exp_nonpositive_f32(const V x) {
     // 2^n placed in the exponent bits of poly by one integer add: bits(t) << 23 = n << 23 (the
     // bits of `round` shift out), and poly in [0.70, 1.42] has biased exponent 126 or 127, so
     // the sum stays a normal float for n >= -125 (x >= lowest = -86.9).
-    const I scaled = bits_of_lanes(poly) + shift_left_wrapping<23>(bits_of_lanes(t));
+    const I scaled = add_wrapping(bits_of_lanes(poly), shift_left_wrapping<23>(bits_of_lanes(t)));
     const V result = floats_of_lanes<V>(scaled);
     return x < lowest ? lane_splat<V>(0.0f) : result;  // nan < lowest is false: result is nan
 }
@@ -149,7 +170,7 @@ inline __m512 exp2_nonpositive_f32_scalef(const __m512 y, const __mmask16 keep) 
 /// degree-11 form).
 inline __m512d exp_nonpositive_f64_table(const __m512d x) {
     const __m512d lowest = _mm512_set1_pd(-708.0);
-    const __m512d xc = _mm512_max_pd(lowest, x);  // passes a nan through (second operand)
+    const __m512d xc = x;  // no clamp: the lanes below lowest are zeroed by vscalefpd's mask
     // s - round = k/16 with k = round(16 x / ln2): the ulp of round = 1.5 * 2^48 is 1/16, and the
     // low 4 bits of s's mantissa are k mod 16 (vpermi2pd reads only those bits of the index)
     const __m512d round = _mm512_set1_pd(422212465065984.0);  // 1.5 * 2^48
@@ -186,7 +207,7 @@ inline V exp_nonpositive_f64(const V x) {
     using I = decltype(bits_of_lanes(x));
     const V lowest = lane_splat<V>(-708.0);  // keeps 2^n normal (n >= -1022)
     const V round = lane_splat<V>(6755399441055744.0);  // 1.5 * 2^52
-    const V xc = clamp_below(x, lowest);  // passes a nan through, as above
+    const V xc = x;  // no clamp, as above: the lanes below lowest are replaced by 0 at the end
     const V t = lane_fma(xc, lane_splat<V>(1.4426950408889634074), round);
     const V n = t - round;
     constexpr std::int64_t kBias = 1023 - 0x4338000000000000LL;  // bits of round
@@ -205,7 +226,7 @@ inline V exp_nonpositive_f64(const V x) {
     poly = lane_fma(poly, r, lane_splat<V>(0.5000000000000006));
     poly = lane_fma(poly, r, lane_splat<V>(1.0));
     poly = lane_fma(poly, r, lane_splat<V>(1.0));
-    const I biased = (bits_of_lanes(t) + kBias) << 52;
+    const I biased = shift_left_wrapping<52>(add_wrapping(bits_of_lanes(t), I{} + kBias));
     const V two_n = floats_of_lanes<V>(biased);
     const V result = poly * two_n;
     return x < lowest ? lane_splat<V>(0.0) : result;  // nan < lowest is false: result is nan
