@@ -168,8 +168,9 @@ inline __m512 exp2_nonpositive_f32_scalef(const __m512 y, const __mmask16 keep) 
 /// zeroing mask flushes x < -708 to 0. Per 8 lanes: 1 max, 2 for k, 2 FMA for r, 7 for the
 /// polynomial, 2 permutes, 1 FMA + 1 add, 1 compare, 1 vscalefpd (18, against 21 for the
 /// degree-11 form).
-inline __m512d exp_nonpositive_f64_table(const __m512d x) {
-    const __m512d lowest = _mm512_set1_pd(-708.0);
+/// The lanes outside `keep` are 0 (vscalefpd's zeroing mask): exp_nonpositive_f64_table passes
+/// x >= -708 (nan kept); the logsumexp kernel also drops its terms at the max by the same mask.
+inline __m512d exp_nonpositive_f64_table_where(const __m512d x, const __mmask8 keep) {
     const __m512d xc = x;  // no clamp: the lanes below lowest are zeroed by vscalefpd's mask
     // s - round = k/16 with k = round(16 x / ln2): the ulp of round = 1.5 * 2^48 is 1/16, and the
     // low 4 bits of s's mantissa are k mod 16 (vpermi2pd reads only those bits of the index)
@@ -193,8 +194,12 @@ inline __m512d exp_nonpositive_f64_table(const __m512d x) {
         _mm512_setr_pd(0x0.0p+0, 0x1.8a62e4adc610bp-54, -0x1.19041b9d78a76p-55, 0x1.9b07eb6c70573p-54, 0x1.6f46ad23182e4p-55, 0x1.ada0911f09ebcp-55, 0x1.d4397afec42e2p-56, 0x1.6324c054647adp-54), j,
         _mm512_setr_pd(-0x1.bdd3413b26456p-54, -0x1.41577ee04992fp-55, 0x1.6e9f156864b27p-54, 0x1.c7c46b071f2bep-56, 0x1.7a1cd345dcc81p-54, 0x1.11065895048ddp-55, 0x1.2ed02d75b3707p-55, -0x1.e9c23179c2893p-54));
     const __m512d y = _mm512_add_pd(hi, _mm512_fmadd_pd(hi, expm1_r, lo));
-    const __mmask8 keep = _mm512_cmp_pd_mask(x, lowest, _CMP_NLT_UQ);  // nan kept
     return _mm512_maskz_scalef_pd(keep, y, kk);  // y * 2^floor(k/16)
+}
+
+inline __m512d exp_nonpositive_f64_table(const __m512d x) {
+    const __mmask8 keep = _mm512_cmp_pd_mask(x, _mm512_set1_pd(-708.0), _CMP_NLT_UQ);  // nan kept
+    return exp_nonpositive_f64_table_where(x, keep);
 }
 #endif
 

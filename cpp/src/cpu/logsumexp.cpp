@@ -76,6 +76,56 @@ inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exp
     rest = sums[0];
     return true;
 }
+
+/// Pass 2 of an unshifted double row at AVX-512: x = scale * a (the load folded into the
+/// multiply), t = x - m, and the table exp with the terms at the max (x >= m) and below the flush
+/// (t < -708) zeroed by vscalefpd's mask (one compare and one masked compare), so the sum is a
+/// plain add and the count at the max is k less a popcount of the other lanes (scalar pipes). The
+/// same terms, added in the same order and chunks, as the generic sweep (ExactArg and add_where):
+/// the same bits. Returns false where the generic frame's max is not finite.
+inline bool exact_row_sums_f64(const double* a, const std::int64_t k, const Exponent ex, const double* next,
+                               double& m, double& weight_at_max, double& rest) {
+    if (!(ex.scale != 0.0 && std::isfinite(ex.scale))) return false;
+    const double pivot = ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
+    m = ex.scale * pivot;
+    if (!std::isfinite(m)) return false;
+    const __m512d sv = _mm512_set1_pd(ex.scale);
+    const __m512d mv = _mm512_set1_pd(m);
+    const __m512d low = _mm512_set1_pd(-708.0);
+    std::int64_t below_count = 0;
+    LaneSums<double, 1> sums;
+    const auto term = [&](const __m512d x, __m512d& part) {
+        const __m512d t = _mm512_sub_pd(x, mv);
+        const __mmask8 not_max = _mm512_cmp_pd_mask(x, mv, _CMP_NGE_UQ);             // nan: set
+        const __mmask8 keep = _mm512_mask_cmp_pd_mask(not_max, t, low, _CMP_NLT_UQ);  // nan: set
+        part = _mm512_add_pd(part, exp_nonpositive_f64_table_where(t, keep));
+        below_count += __builtin_popcount(static_cast<unsigned>(not_max));
+    };
+    constexpr std::int64_t kL = 8;
+    constexpr std::int64_t kChunkElems = kL * LaneSums<double, 1>::kChunkVectors;
+    const std::int64_t full = k - k % kL;
+    const char* const ahead = reinterpret_cast<const char*>(next);
+    for (std::int64_t j0 = 0; j0 < full; j0 += kChunkElems) {
+        const std::int64_t j1 = j0 + kChunkElems < full ? j0 + kChunkElems : full;
+        if (ahead != nullptr) prefetch_bytes<kChunkElems * sizeof(double)>(ahead + j0 * sizeof(double));
+        __m512d part = _mm512_setzero_pd();
+        for (std::int64_t j = j0; j < j1; j += kL) term(_mm512_mul_pd(sv, _mm512_loadu_pd(a + j)), part);
+        sums.part[0] = (vec_t<double>)part;
+        sums.flush();
+    }
+    if (full < k) {
+        if (ahead != nullptr) prefetch_bytes<kL * sizeof(double)>(ahead + full * sizeof(double));
+        // lanes past the row load the pivot: x = m, neither counted nor summed
+        const __mmask8 valid = static_cast<__mmask8>((1u << (k - full)) - 1u);
+        __m512d part = _mm512_setzero_pd();
+        term(_mm512_mul_pd(sv, _mm512_mask_loadu_pd(_mm512_set1_pd(pivot), valid, a + full)), part);
+        sums.part[0] = (vec_t<double>)part;
+        sums.flush();
+    }
+    weight_at_max = static_cast<double>(k - below_count);
+    rest = sums[0];
+    return true;
+}
 #endif
 
 // T: the compute type; In: the stored element type of a and b (T, or a half type).
@@ -105,6 +155,9 @@ void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const Mat
 #if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
                 if constexpr (std::is_same<T, float>::value && !kShift) {
                     if (b == nullptr) summed = pivot_row_sums_base2(row, k, ex, next, m, weight_at_max, rest);
+                }
+                if constexpr (std::is_same<T, double>::value && !kShift) {
+                    if (b == nullptr) summed = exact_row_sums_f64(row, k, ex, next, m, weight_at_max, rest);
                 }
 #endif
                 if (b == nullptr) {
