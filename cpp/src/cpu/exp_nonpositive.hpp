@@ -133,6 +133,30 @@ inline V exp_nonpositive_f32(const V x) {
     return x < lowest ? lane_splat<V>(0.0f) : result;  // nan < lowest is false: result is nan
 }
 
+#if defined(THERMOSSL_ISA_AVX2) && !defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
+/// 2^y for -125.37 <= y <= 0 on 8 float lanes at AVX2, for the logsumexp kernel's pivot rows
+/// (logsumexp.cpp, exponent already in base 2): n = round(y) by the 1.5 * 2^23 trick, f = y - n in
+/// [-1/2, 1/2] (exact), 2^f by a degree-6 polynomial (Chebyshev interpolation of (2^f - 1)/f on
+/// [-1/2, 1/2], coefficients rounded to float, c0 = 1; 1.19 units of 2^-24 worst with the float
+/// Horner steps) and 2^n added to its exponent bits (n >= -125 keeps the result normal). Lanes
+/// below -125.37, -inf and the caller's excluded lanes are garbage here (the integer add wraps):
+/// the caller masks them. A nan stays nan. Per 8 lanes: add, 2 subtractions, 6 FMA, shift, add.
+inline __m256 exp2_nonpositive_f32_unmasked(const __m256 y) {
+    const __m256 round = _mm256_set1_ps(12582912.0f);  // 1.5 * 2^23
+    const __m256 s = _mm256_add_ps(y, round);
+    const __m256 f = _mm256_sub_ps(y, _mm256_sub_ps(s, round));
+    __m256 p = _mm256_set1_ps(0x1.44138ap-13f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0x1.5f0890p-10f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0x1.3b2a54p-7f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0x1.c6af6cp-5f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0x1.ebfbe0p-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0x1.62e430p-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    // bits(s) << 23 = n << 23 (the bits of `round` shift out); epi32 adds wrap
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_castps_si256(s), 23)));
+}
+#endif
+
 #if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
 /// 2^y for y <= 0 on 16 float lanes at AVX-512, the lanes not in `keep` set to 0: the exp of the
 /// logsumexp kernel's pivot rows, whose argument arrives already in base 2 (y = (a - a*) *

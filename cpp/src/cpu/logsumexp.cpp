@@ -76,6 +76,66 @@ inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exp
     rest = sums[0];
     return true;
 }
+#elif defined(THERMOSSL_ISA_AVX2) && THERMOSSL_VECTOR_EXT
+/// Pass 2 of a float row at AVX2 in the pivot frame, exponent in base 2 as at AVX-512 (see
+/// there): d = a* - a (the load folded), y = d * (-c), e = 2^y (exp2_nonpositive_f32_unmasked:
+/// the rounding trick, no reduction multiply-adds, no clamp), and the terms at the max (d == 0)
+/// and below 2^ly zeroed by one and-not with the or of two compares. The count at the max stays
+/// in integer lanes (one subtraction of the compare mask). Per 8 elements: load-subtract,
+/// multiply, add, 2 subtractions, 6 FMA, shift, add, 2 compares, or, and-not, add, count.
+inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exponent ex, const float* next,
+                                 double& m, double& weight_at_max, double& rest) {
+    const double mag = std::fabs(ex.scale);
+    if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
+    const float pivot = ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
+    m = ex.scale * static_cast<double>(pivot);
+    if (!std::isfinite(m)) return false;
+    constexpr float kLowest = -86.9f * 1.44269504f;  // as at AVX-512
+    const __m256 pv = _mm256_set1_ps(pivot);
+    const __m256 cv = _mm256_set1_ps(static_cast<float>(-ex.scale * 1.4426950408889634074));
+    const __m256 low = _mm256_set1_ps(kLowest);
+    __m256i minus_at_max = _mm256_setzero_si256();
+    LaneSums<float, 1> sums;
+    const auto term = [&](const __m256 d, __m256& part) {
+        const __m256 y = _mm256_mul_ps(d, cv);
+        const __m256 at_max = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_EQ_OQ);
+        const __m256 drop = _mm256_or_ps(at_max, _mm256_cmp_ps(y, low, _CMP_LT_OQ));  // nan: kept
+        part = _mm256_add_ps(part, _mm256_andnot_ps(drop, exp2_nonpositive_f32_unmasked(y)));
+        minus_at_max = _mm256_add_epi32(minus_at_max, _mm256_castps_si256(at_max));
+    };
+    constexpr std::int64_t kL = 8;
+    constexpr std::int64_t kChunkElems = kL * LaneSums<float, 1>::kChunkVectors;
+    const std::int64_t full = k - k % kL;
+    const char* const ahead = reinterpret_cast<const char*>(next);
+    for (std::int64_t j0 = 0; j0 < full; j0 += kChunkElems) {
+        const std::int64_t j1 = j0 + kChunkElems < full ? j0 + kChunkElems : full;
+        if (ahead != nullptr) prefetch_bytes<kChunkElems * sizeof(float)>(ahead + j0 * sizeof(float));
+        __m256 part = _mm256_setzero_ps();
+        for (std::int64_t j = j0; j < j1; j += kL) term(_mm256_sub_ps(pv, _mm256_loadu_ps(a + j)), part);
+        sums.part[0] = (vec_t<float>)part;
+        sums.flush();
+    }
+    if (full < k) {
+        if (ahead != nullptr) prefetch_bytes<kL * sizeof(float)>(ahead + full * sizeof(float));
+        // the lanes past the row are zeroed after the term (they hold the pivot: d = 0, at the
+        // max, so they add -1 to the count, taken back below)
+        const TailLanes<float> tail(k - full);
+        __m256 part = _mm256_setzero_ps();
+        term(_mm256_sub_ps(pv, (__m256)tail.load(a + full, pivot)), part);
+        sums.part[0] = (vec_t<float>)part;
+        sums.flush();
+    }
+    const std::int64_t padded = (k + kL - 1) / kL * kL;
+    std::int64_t at_max = 0;
+    alignas(32) std::int32_t lanes[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), minus_at_max);
+    for (int l = 0; l < 8; ++l) at_max -= lanes[l];
+    weight_at_max = static_cast<double>(at_max - (padded - k));
+    rest = sums[0];
+    return true;
+}
+#endif
+#if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
 
 /// Pass 2 of an unshifted double row at AVX-512: x = scale * a (the load folded into the
 /// multiply), t = x - m, and the table exp with the terms at the max (x >= m) and below the flush
@@ -152,13 +212,15 @@ void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const Mat
                 double rest = 0.0;
                 double m;
                 bool summed = false;
-#if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
+#if (defined(THERMOSSL_ISA_AVX512) || defined(THERMOSSL_ISA_AVX2)) && THERMOSSL_VECTOR_EXT
                 if constexpr (std::is_same<T, float>::value && !kShift) {
                     if (b == nullptr) summed = pivot_row_sums_base2(row, k, ex, next, m, weight_at_max, rest);
                 }
+#if defined(THERMOSSL_ISA_AVX512)
                 if constexpr (std::is_same<T, double>::value && !kShift) {
                     if (b == nullptr) summed = exact_row_sums_f64(row, k, ex, next, m, weight_at_max, rest);
                 }
+#endif
 #endif
                 if (b == nullptr) {
                     if (!summed) with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
