@@ -2,10 +2,13 @@
 // templates take a scalar or a vector of the level (simd_vec.hpp: 16/8/4 float lanes at
 // AVX-512/AVX2/SSE2), so the row kernels' explicit vector loops and the scalar
 // exp_nonpositive(float/double) that `omp simd` loops vectorise compute the same bits, without
-// -ffast-math and without libmvec. Per vector: 1 max (clamp), 2 for n, 1-2 FMA for r, 6 (float)
-// or 11 (double) FMA, then the scale by 2^n: float, 2 integer ops (2^n added to the exponent
-// bits of the polynomial; at AVX-512 one vscalefps), double, 2 integer ops and 1 multiply; and
-// 1 select (underflow; at AVX-512 float the zeroing mask of vscalefps).
+// -ffast-math and without libmvec. Per vector: 2 for n, 1-2 FMA for r, 6 (float) or 11 (double)
+// FMA, then the scale by 2^n: float, 2 integer ops (2^n added to the exponent bits of the
+// polynomial; at AVX-512 one vscalefps), double, 2 integer ops and 1 multiply; and 1 select
+// (underflow; at AVX-512 float the zeroing mask of vscalefps). No clamp of the argument: the
+// lanes below the flush compute garbage that the select discards (the integer steps wrap).
+// The logsumexp kernel's float rows at AVX2 and AVX-512 take their own base-2 forms
+// (exp2_nonpositive_f32_unmasked, exp2_nonpositive_f32_scalef below; logsumexp.cpp).
 // One exception to "the same bits": double vectors of 8 lanes at AVX-512 take a table of
 // 2^(j/16) and a degree-7 polynomial (exp_nonpositive_f64_table below, 18 instructions per
 // vector against 21); the scalar double form at that level keeps the degree-11 polynomial, so an
