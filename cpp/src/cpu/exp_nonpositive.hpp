@@ -2,10 +2,14 @@
 // templates take a scalar or a vector of the level (simd_vec.hpp: 16/8/4 float lanes at
 // AVX-512/AVX2/SSE2), so the row kernels' explicit vector loops and the scalar
 // exp_nonpositive(float/double) that `omp simd` loops vectorise compute the same bits, without
-// -ffast-math and without libmvec. Per vector: 1 max (clamp), 2 for n, 1-2 FMA for r, 6 (float)
-// or 11 (double) FMA, then the scale by 2^n: float, 2 integer ops (2^n added to the exponent
-// bits of the polynomial; at AVX-512 one vscalefps), double, 2 integer ops and 1 multiply; and
-// 1 select (underflow; at AVX-512 float the zeroing mask of vscalefps).
+// -ffast-math and without libmvec. Per vector: 2 for n, 1-2 FMA for r, 6 (float) or 11 (double)
+// FMA, then the scale by 2^n: float, 2 integer ops (2^n added to the exponent bits of the
+// polynomial; at AVX-512 one vscalefps), double, 2 integer ops and 1 multiply; and 1 select
+// (underflow; at AVX-512 float the zeroing mask of vscalefps). No clamp of the float argument
+// (nor at the AVX-512 double table): the lanes below the flush compute garbage that the select
+// discards (the integer steps wrap); the generic double form keeps its clamp (1 max).
+// The logsumexp kernel's float rows at AVX2 and AVX-512 take their own base-2 forms
+// (exp2_nonpositive_f32_unmasked, exp2_nonpositive_f32_scalef below; logsumexp.cpp).
 // One exception to "the same bits": double vectors of 8 lanes at AVX-512 take a table of
 // 2^(j/16) and a degree-7 polynomial (exp_nonpositive_f64_table below, 18 instructions per
 // vector against 21); the scalar double form at that level keeps the degree-11 polynomial, so an
@@ -69,6 +73,25 @@ inline I shift_left_wrapping(const I v) {
     }
 }
 
+/// a + b on the integer lanes (or scalars), wrapping on overflow: done on unsigned lanes, where
+/// that is defined behaviour. The lanes of an argument below the flush threshold (no clamp, see
+/// exp_nonpositive_f32) carry garbage bits that may overflow; their results are discarded.
+template <class I>
+inline I add_wrapping(const I a, const I b) {
+    if constexpr (std::is_arithmetic<I>::value) {
+        using U = std::make_unsigned_t<I>;
+        return static_cast<I>(static_cast<U>(static_cast<U>(a) + static_cast<U>(b)));
+    } else {
+#if THERMOSSL_VECTOR_EXT
+        using U = std::make_unsigned_t<std::remove_reference_t<decltype(a[0])>>;
+        typedef U UV __attribute__((vector_size(sizeof(I))));
+        return (I)((UV)a + (UV)b);
+#else
+        return a;  // not reached: without vector extensions every lane type is arithmetic
+#endif
+    }
+}
+
 /// exp_nonpositive for float lanes: V is float or a vector of floats (simd_vec.hpp), so the
 /// scalar function below and the explicit vector loops compute the same bits.
 template <class V>
@@ -76,9 +99,11 @@ inline V exp_nonpositive_f32(const V x) {
     using I = decltype(bits_of_lanes(x));
     const V lowest = lane_splat<V>(-86.9f);  // keeps the result normal (n >= -125, see below)
     const V round = lane_splat<V>(12582912.0f);  // 1.5 * 2^23
-    // lowest > x ? lowest : x is one max instruction that passes a nan through (x86 max
-    // returns its second operand when either is nan), so no separate nan test is needed.
-    const V xc = clamp_below(x, lowest);
+    // No clamp of the argument: the lanes with x < lowest (and -inf, whose r is nan) compute
+    // garbage that the final select (or vscalefps's zeroing mask) replaces by 0, and the integer
+    // steps wrap (add_wrapping, shift_left_wrapping) instead of overflowing. A nan passes
+    // through every step. The kept lanes are the same bits as with the clamp (one max fewer).
+    const V xc = x;
     const V t = lane_fma(xc, lane_splat<V>(1.44269504088896341f), round);
     const V n = t - round;
     // 2^n: bits(t) - bits(round) = n, so bits(t) + kBias = n + 127, the biased exponent.
@@ -107,10 +132,58 @@ inline V exp_nonpositive_f32(const V x) {
     // 2^n placed in the exponent bits of poly by one integer add: bits(t) << 23 = n << 23 (the
     // bits of `round` shift out), and poly in [0.70, 1.42] has biased exponent 126 or 127, so
     // the sum stays a normal float for n >= -125 (x >= lowest = -86.9).
-    const I scaled = bits_of_lanes(poly) + shift_left_wrapping<23>(bits_of_lanes(t));
+    const I scaled = add_wrapping(bits_of_lanes(poly), shift_left_wrapping<23>(bits_of_lanes(t)));
     const V result = floats_of_lanes<V>(scaled);
     return x < lowest ? lane_splat<V>(0.0f) : result;  // nan < lowest is false: result is nan
 }
+
+#if defined(THERMOSSL_ISA_AVX2) && !defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
+/// 2^y for -125.37 <= y <= 0 on 8 float lanes at AVX2, for the logsumexp kernel's pivot rows
+/// (logsumexp.cpp, exponent already in base 2): n = round(y) by the 1.5 * 2^23 trick, f = y - n in
+/// [-1/2, 1/2] (exact), 2^f by a degree-6 polynomial (Chebyshev interpolation of (2^f - 1)/f on
+/// [-1/2, 1/2], coefficients rounded to float, c0 = 1; 1.19 units of 2^-24 worst with the float
+/// Horner steps) and 2^n added to its exponent bits (n >= -125 keeps the result normal). Lanes
+/// below -125.37, -inf and the caller's excluded lanes are garbage here (the integer add wraps):
+/// the caller masks them. A nan stays nan. Per 8 lanes: add, 2 subtractions, 6 FMA, shift, add.
+inline __m256 exp2_nonpositive_f32_unmasked(const __m256 y) {
+    const __m256 round = _mm256_set1_ps(12582912.0f);  // 1.5 * 2^23
+    const __m256 s = _mm256_add_ps(y, round);
+    const __m256 f = _mm256_sub_ps(y, _mm256_sub_ps(s, round));
+    __m256 p = _mm256_set1_ps(0x1.44138ap-13f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0x1.5f0890p-10f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0x1.3b2a54p-7f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0x1.c6af6cp-5f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0x1.ebfbe0p-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0x1.62e430p-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    // bits(s) << 23 = n << 23 (the bits of `round` shift out); epi32 adds wrap
+    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_castps_si256(s), 23)));
+}
+#endif
+
+#if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
+/// 2^y for y <= 0 on 16 float lanes at AVX-512, the lanes not in `keep` set to 0: the exp of the
+/// logsumexp kernel's pivot rows, whose argument arrives already in base 2 (y = (a - a*) *
+/// float(scale log2 e), logsumexp.cpp), so there is no reduction multiply-add and no clamp.
+/// f = y - floor(y) in [0, 1] by vreduceps (exact), 2^f by a degree-6 polynomial (Chebyshev
+/// interpolation of (2^f - 1)/f on [0, 1], coefficients rounded to float, c0 = 1 so 2^0 = 1
+/// exactly; truncation 0.2 units of 2^-24, 1.05 units worst with the float Horner steps), and
+/// 2^floor(y) by vscalefps, whose zeroing mask drops the lanes outside `keep` (the caller's
+/// underflow flush and the terms at the max). Special values: vreduceps(-inf) = 0 and vscalefps
+/// of -inf gives 0; a nan stays nan; below 2^-126 vscalefps rounds to the subnormal (no garbage
+/// exponent: there are no integer bit operations). Per 16 lanes: 1 vreduceps, 6 FMA, 1 vscalefps.
+inline __m512 exp2_nonpositive_f32_scalef(const __m512 y, const __mmask16 keep) {
+    const __m512 f = _mm512_reduce_ps(y, 0x09);  // M = 0 fraction bits kept, round down, no #PE
+    __m512 p = _mm512_set1_ps(0x1.b49554p-13f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0x1.4cb7b0p-10f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0x1.3c487cp-7f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0x1.c69f98p-5f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0x1.ebfc3ep-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0x1.62e430p-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    return _mm512_maskz_scalef_ps(keep, p, y);  // p * 2^floor(y), 0 outside keep
+}
+#endif
 
 #if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
 /// exp(x) for x <= 0 on 8 double lanes at AVX-512, by a table of 2^(j/16) (see the header):
@@ -123,9 +196,10 @@ inline V exp_nonpositive_f32(const V x) {
 /// zeroing mask flushes x < -708 to 0. Per 8 lanes: 1 max, 2 for k, 2 FMA for r, 7 for the
 /// polynomial, 2 permutes, 1 FMA + 1 add, 1 compare, 1 vscalefpd (18, against 21 for the
 /// degree-11 form).
-inline __m512d exp_nonpositive_f64_table(const __m512d x) {
-    const __m512d lowest = _mm512_set1_pd(-708.0);
-    const __m512d xc = _mm512_max_pd(lowest, x);  // passes a nan through (second operand)
+/// The lanes outside `keep` are 0 (vscalefpd's zeroing mask): exp_nonpositive_f64_table passes
+/// x >= -708 (nan kept); the logsumexp kernel also drops its terms at the max by the same mask.
+inline __m512d exp_nonpositive_f64_table_where(const __m512d x, const __mmask8 keep) {
+    const __m512d xc = x;  // no clamp: the lanes below lowest are zeroed by vscalefpd's mask
     // s - round = k/16 with k = round(16 x / ln2): the ulp of round = 1.5 * 2^48 is 1/16, and the
     // low 4 bits of s's mantissa are k mod 16 (vpermi2pd reads only those bits of the index)
     const __m512d round = _mm512_set1_pd(422212465065984.0);  // 1.5 * 2^48
@@ -148,8 +222,12 @@ inline __m512d exp_nonpositive_f64_table(const __m512d x) {
         _mm512_setr_pd(0x0.0p+0, 0x1.8a62e4adc610bp-54, -0x1.19041b9d78a76p-55, 0x1.9b07eb6c70573p-54, 0x1.6f46ad23182e4p-55, 0x1.ada0911f09ebcp-55, 0x1.d4397afec42e2p-56, 0x1.6324c054647adp-54), j,
         _mm512_setr_pd(-0x1.bdd3413b26456p-54, -0x1.41577ee04992fp-55, 0x1.6e9f156864b27p-54, 0x1.c7c46b071f2bep-56, 0x1.7a1cd345dcc81p-54, 0x1.11065895048ddp-55, 0x1.2ed02d75b3707p-55, -0x1.e9c23179c2893p-54));
     const __m512d y = _mm512_add_pd(hi, _mm512_fmadd_pd(hi, expm1_r, lo));
-    const __mmask8 keep = _mm512_cmp_pd_mask(x, lowest, _CMP_NLT_UQ);  // nan kept
     return _mm512_maskz_scalef_pd(keep, y, kk);  // y * 2^floor(k/16)
+}
+
+inline __m512d exp_nonpositive_f64_table(const __m512d x) {
+    const __mmask8 keep = _mm512_cmp_pd_mask(x, _mm512_set1_pd(-708.0), _CMP_NLT_UQ);  // nan kept
+    return exp_nonpositive_f64_table_where(x, keep);
 }
 #endif
 
@@ -162,7 +240,9 @@ inline V exp_nonpositive_f64(const V x) {
     using I = decltype(bits_of_lanes(x));
     const V lowest = lane_splat<V>(-708.0);  // keeps 2^n normal (n >= -1022)
     const V round = lane_splat<V>(6755399441055744.0);  // 1.5 * 2^52
-    const V xc = clamp_below(x, lowest);  // passes a nan through, as above
+    // The clamp stays here: without it GCC spills a constant of this 34-instruction AVX2 loop
+    // instead (the same count, and logsumexp float64 measured 2% slower at avx2).
+    const V xc = clamp_below(x, lowest);
     const V t = lane_fma(xc, lane_splat<V>(1.4426950408889634074), round);
     const V n = t - round;
     constexpr std::int64_t kBias = 1023 - 0x4338000000000000LL;  // bits of round
@@ -181,7 +261,7 @@ inline V exp_nonpositive_f64(const V x) {
     poly = lane_fma(poly, r, lane_splat<V>(0.5000000000000006));
     poly = lane_fma(poly, r, lane_splat<V>(1.0));
     poly = lane_fma(poly, r, lane_splat<V>(1.0));
-    const I biased = (bits_of_lanes(t) + kBias) << 52;
+    const I biased = shift_left_wrapping<52>(add_wrapping(bits_of_lanes(t), I{} + kBias));
     const V two_n = floats_of_lanes<V>(biased);
     const V result = poly * two_n;
     return x < lowest ? lane_splat<V>(0.0) : result;  // nan < lowest is false: result is nan

@@ -17,6 +17,177 @@ namespace {
 // sums whenever a lane's max grows, and memory traffic is one read either way. Pass 2 per vector
 // at AVX-512 (objdump of the loop): float 24 instructions per 16 elements (the exp 12, the count
 // at the max and the sum one merge-masked add each), double 31 per 8 (the table exp 18).
+#if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
+/// Pass 2 of a float row at AVX-512 in the pivot frame (with_row_frame's PivotArg: scale a
+/// moderate normal number, max finite), with the exponent in base 2: d = a - a* (exact max/min
+/// pivot, one rounding), y = d * c with c = float(scale log2 e), and e = 2^y by vreduceps /
+/// vscalefps (exp2_nonpositive_f32_scalef), so the natural-log reduction (a multiply-add for n,
+/// a subtraction, a multiply-add for r) and the clamp are gone. y carries the same three
+/// roundings as PivotArg's t (d, the constant, the product: <= 3 2^-24 |y|, i.e. a relative error
+/// <= 3 2^-24 |t| of e^t, as before) and no reduction error. Terms at the max (d == 0) and
+/// terms below 2^ly (ly = float(-86.9) * float(log2 e): the flush of exp_nonpositive_f32, at the
+/// same t when scale = 1) are zeroed by vscalefps's mask, built by one compare and one masked
+/// compare; the count at the max is k less the count of the other lanes (one masked integer
+/// add). Per 16 elements: load, subtract, multiply, 2 compares, vreduceps, 6 FMA,
+/// vscalefps, add, count. Returns false (nothing done) where PivotArg does not apply.
+inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exponent ex, const float* next,
+                                 double& m, double& weight_at_max, double& rest) {
+    const double mag = std::fabs(ex.scale);
+    if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
+    const float pivot = ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
+    m = ex.scale * static_cast<double>(pivot);
+    if (!std::isfinite(m)) return false;
+    constexpr float kLowest = -86.9f * 1.44269504f;  // float products, as y at scale 1
+    const __m512 pv = _mm512_set1_ps(pivot);
+    // d is formed as a* - a (the load folds into the subtraction), so the constant is negated
+    const __m512 cv = _mm512_set1_ps(static_cast<float>(-ex.scale * 1.4426950408889634074));
+    const __m512 low = _mm512_set1_ps(kLowest);
+    std::int64_t below_count = 0;  // how many terms are not at the max
+    LaneSums<float, 1> sums;
+    const auto term = [&](const __m512 d, __m512& part) {
+        const __m512 y = _mm512_mul_ps(d, cv);
+        const __mmask16 not_max = _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_NEQ_UQ);  // nan: set
+        const __mmask16 keep = _mm512_mask_cmp_ps_mask(not_max, y, low, _CMP_NLT_UQ);     // nan: set
+        part = _mm512_add_ps(part, exp2_nonpositive_f32_scalef(y, keep));
+        below_count += __builtin_popcount(static_cast<unsigned>(not_max));
+    };
+    constexpr std::int64_t kL = 16;
+    constexpr std::int64_t kChunkElems = kL * LaneSums<float, 1>::kChunkVectors;  // 8 terms per lane
+    const std::int64_t full = k - k % kL;
+    const char* const ahead = reinterpret_cast<const char*>(next);
+    for (std::int64_t j0 = 0; j0 < full; j0 += kChunkElems) {
+        const std::int64_t j1 = j0 + kChunkElems < full ? j0 + kChunkElems : full;
+        if (ahead != nullptr) prefetch_bytes<kChunkElems * sizeof(float)>(ahead + j0 * sizeof(float));
+        __m512 part = _mm512_setzero_ps();
+        for (std::int64_t j = j0; j < j1; j += kL) term(_mm512_sub_ps(pv, _mm512_loadu_ps(a + j)), part);
+        sums.part[0] = (vec_t<float>)part;
+        sums.flush();
+    }
+    if (full < k) {
+        if (ahead != nullptr) prefetch_bytes<kL * sizeof(float)>(ahead + full * sizeof(float));
+        // lanes past the row load the pivot: d = 0, neither counted nor summed
+        const __mmask16 valid = static_cast<__mmask16>((1u << (k - full)) - 1u);
+        __m512 part = _mm512_setzero_ps();
+        term(_mm512_sub_ps(pv, _mm512_mask_loadu_ps(pv, valid, a + full)), part);
+        sums.part[0] = (vec_t<float>)part;
+        sums.flush();
+    }
+    weight_at_max = static_cast<double>(k - below_count);
+    rest = sums[0];
+    return true;
+}
+#elif defined(THERMOSSL_ISA_AVX2) && THERMOSSL_VECTOR_EXT
+/// Pass 2 of a float row at AVX2 in the pivot frame, exponent in base 2 as at AVX-512 (see
+/// there): d = a* - a (the load folded), y = d * (-c), e = 2^y (exp2_nonpositive_f32_unmasked:
+/// the rounding trick, no reduction multiply-adds, no clamp), and the terms at the max (d == 0)
+/// and below 2^ly zeroed by one and-not with the or of two compares. The count at the max stays
+/// in integer lanes (one subtraction of the compare mask). Per 8 elements: load-subtract,
+/// multiply, add, 2 subtractions, 6 FMA, shift, add, 2 compares, or, and-not, add, count.
+inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exponent ex, const float* next,
+                                 double& m, double& weight_at_max, double& rest) {
+    const double mag = std::fabs(ex.scale);
+    if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
+    const float pivot = ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
+    m = ex.scale * static_cast<double>(pivot);
+    if (!std::isfinite(m)) return false;
+    constexpr float kLowest = -86.9f * 1.44269504f;  // as at AVX-512
+    const __m256 pv = _mm256_set1_ps(pivot);
+    const __m256 cv = _mm256_set1_ps(static_cast<float>(-ex.scale * 1.4426950408889634074));
+    const __m256 low = _mm256_set1_ps(kLowest);
+    __m256i minus_at_max = _mm256_setzero_si256();
+    LaneSums<float, 1> sums;
+    const auto term = [&](const __m256 d, __m256& part) {
+        const __m256 y = _mm256_mul_ps(d, cv);
+        const __m256 at_max = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_EQ_OQ);
+        const __m256 drop = _mm256_or_ps(at_max, _mm256_cmp_ps(y, low, _CMP_LT_OQ));  // nan: kept
+        part = _mm256_add_ps(part, _mm256_andnot_ps(drop, exp2_nonpositive_f32_unmasked(y)));
+        minus_at_max = _mm256_add_epi32(minus_at_max, _mm256_castps_si256(at_max));
+    };
+    constexpr std::int64_t kL = 8;
+    constexpr std::int64_t kChunkElems = kL * LaneSums<float, 1>::kChunkVectors;
+    const std::int64_t full = k - k % kL;
+    const char* const ahead = reinterpret_cast<const char*>(next);
+    for (std::int64_t j0 = 0; j0 < full; j0 += kChunkElems) {
+        const std::int64_t j1 = j0 + kChunkElems < full ? j0 + kChunkElems : full;
+        if (ahead != nullptr) prefetch_bytes<kChunkElems * sizeof(float)>(ahead + j0 * sizeof(float));
+        __m256 part = _mm256_setzero_ps();
+        for (std::int64_t j = j0; j < j1; j += kL) term(_mm256_sub_ps(pv, _mm256_loadu_ps(a + j)), part);
+        sums.part[0] = (vec_t<float>)part;
+        sums.flush();
+    }
+    if (full < k) {
+        if (ahead != nullptr) prefetch_bytes<kL * sizeof(float)>(ahead + full * sizeof(float));
+        // the lanes past the row are zeroed after the term (they hold the pivot: d = 0, at the
+        // max, so they add -1 to the count, taken back below)
+        const TailLanes<float> tail(k - full);
+        __m256 part = _mm256_setzero_ps();
+        term(_mm256_sub_ps(pv, (__m256)tail.load(a + full, pivot)), part);
+        sums.part[0] = (vec_t<float>)part;
+        sums.flush();
+    }
+    const std::int64_t padded = (k + kL - 1) / kL * kL;
+    std::int64_t at_max = 0;
+    alignas(32) std::int32_t lanes[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), minus_at_max);
+    for (int l = 0; l < 8; ++l) at_max -= lanes[l];
+    weight_at_max = static_cast<double>(at_max - (padded - k));
+    rest = sums[0];
+    return true;
+}
+#endif
+#if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
+
+/// Pass 2 of an unshifted double row at AVX-512: x = scale * a (the load folded into the
+/// multiply), t = x - m, and the table exp with the terms at the max (x >= m) and below the flush
+/// (t < -708) zeroed by vscalefpd's mask (one compare and one masked compare), so the sum is a
+/// plain add and the count at the max is k less a popcount of the other lanes (scalar pipes). The
+/// same terms, added in the same order and chunks, as the generic sweep (ExactArg and add_where):
+/// the same bits. Returns false where the generic frame's max is not finite.
+inline bool exact_row_sums_f64(const double* a, const std::int64_t k, const Exponent ex, const double* next,
+                               double& m, double& weight_at_max, double& rest) {
+    if (!(ex.scale != 0.0 && std::isfinite(ex.scale))) return false;
+    const double pivot = ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
+    m = ex.scale * pivot;
+    if (!std::isfinite(m)) return false;
+    const __m512d sv = _mm512_set1_pd(ex.scale);
+    const __m512d mv = _mm512_set1_pd(m);
+    const __m512d low = _mm512_set1_pd(-708.0);
+    std::int64_t below_count = 0;
+    LaneSums<double, 1> sums;
+    const auto term = [&](const __m512d x, __m512d& part) {
+        const __m512d t = _mm512_sub_pd(x, mv);
+        const __mmask8 not_max = _mm512_cmp_pd_mask(x, mv, _CMP_NGE_UQ);             // nan: set
+        const __mmask8 keep = _mm512_mask_cmp_pd_mask(not_max, t, low, _CMP_NLT_UQ);  // nan: set
+        part = _mm512_add_pd(part, exp_nonpositive_f64_table_where(t, keep));
+        below_count += __builtin_popcount(static_cast<unsigned>(not_max));
+    };
+    constexpr std::int64_t kL = 8;
+    constexpr std::int64_t kChunkElems = kL * LaneSums<double, 1>::kChunkVectors;
+    const std::int64_t full = k - k % kL;
+    const char* const ahead = reinterpret_cast<const char*>(next);
+    for (std::int64_t j0 = 0; j0 < full; j0 += kChunkElems) {
+        const std::int64_t j1 = j0 + kChunkElems < full ? j0 + kChunkElems : full;
+        if (ahead != nullptr) prefetch_bytes<kChunkElems * sizeof(double)>(ahead + j0 * sizeof(double));
+        __m512d part = _mm512_setzero_pd();
+        for (std::int64_t j = j0; j < j1; j += kL) term(_mm512_mul_pd(sv, _mm512_loadu_pd(a + j)), part);
+        sums.part[0] = (vec_t<double>)part;
+        sums.flush();
+    }
+    if (full < k) {
+        if (ahead != nullptr) prefetch_bytes<kL * sizeof(double)>(ahead + full * sizeof(double));
+        // lanes past the row load the pivot: x = m, neither counted nor summed
+        const __mmask8 valid = static_cast<__mmask8>((1u << (k - full)) - 1u);
+        __m512d part = _mm512_setzero_pd();
+        term(_mm512_mul_pd(sv, _mm512_mask_loadu_pd(_mm512_set1_pd(pivot), valid, a + full)), part);
+        sums.part[0] = (vec_t<double>)part;
+        sums.flush();
+    }
+    weight_at_max = static_cast<double>(k - below_count);
+    rest = sums[0];
+    return true;
+}
+#endif
+
 // T: the compute type; In: the stored element type of a and b (T, or a half type).
 template <class T, bool kShift, class In>
 void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const MatrixView<In>* b, T* out,
@@ -40,8 +211,19 @@ void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const Mat
                 double weight_at_max = 0.0;
                 double rest = 0.0;
                 double m;
+                bool summed = false;
+#if (defined(THERMOSSL_ISA_AVX512) || defined(THERMOSSL_ISA_AVX2)) && THERMOSSL_VECTOR_EXT
+                if constexpr (std::is_same<T, float>::value && !kShift) {
+                    if (b == nullptr) summed = pivot_row_sums_base2(row, k, ex, next, m, weight_at_max, rest);
+                }
+#if defined(THERMOSSL_ISA_AVX512)
+                if constexpr (std::is_same<T, double>::value && !kShift) {
+                    if (b == nullptr) summed = exact_row_sums_f64(row, k, ex, next, m, weight_at_max, rest);
+                }
+#endif
+#endif
                 if (b == nullptr) {
-                    with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
+                    if (!summed) with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
                         using V = vec_t<T>;
                         m = m_row;
                         LaneCount<T> at_max_count;  // integer lanes: no float flush
