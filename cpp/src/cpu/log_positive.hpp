@@ -95,6 +95,26 @@ inline V log_positive_f32(const V x) {
     return x >= lane_splat<V>(0.0f) ? result : lane_splat<V>(std::numeric_limits<float>::quiet_NaN());
 }
 
+/// log(2^ef m) for m in [sqrt(1/2), sqrt(2)] and ef an integer held as a double: the step of
+/// log_positive_f64 after its reduction (2 atanh((m - 1)/(m + 1)), see the header).
+template <class V>
+inline V log_of_reduced_f64(const V m, const V ed) {
+    const V z = (m - lane_splat<V>(1.0)) / (m + lane_splat<V>(1.0));
+    const V z2 = z * z;
+    V poly = lane_splat<V>(1.0 / 21.0);
+    poly = lane_fma(poly, z2, lane_splat<V>(1.0 / 19.0));
+    poly = lane_fma(poly, z2, lane_splat<V>(1.0 / 17.0));
+    poly = lane_fma(poly, z2, lane_splat<V>(1.0 / 15.0));
+    poly = lane_fma(poly, z2, lane_splat<V>(1.0 / 13.0));
+    poly = lane_fma(poly, z2, lane_splat<V>(1.0 / 11.0));
+    poly = lane_fma(poly, z2, lane_splat<V>(1.0 / 9.0));
+    poly = lane_fma(poly, z2, lane_splat<V>(1.0 / 7.0));
+    poly = lane_fma(poly, z2, lane_splat<V>(1.0 / 5.0));
+    poly = lane_fma(poly, z2, lane_splat<V>(1.0 / 3.0));
+    const V log_m = lane_splat<V>(2.0) * z + lane_splat<V>(2.0) * z * z2 * poly;
+    return (ed * lane_splat<V>(1.90821492927058770002e-10) + log_m) + ed * lane_splat<V>(6.93147180369123816490e-01);
+}
+
 /// log_positive for double lanes (V: double or a vector of doubles).
 template <class V>
 inline V log_positive_f64(const V x) {
@@ -109,24 +129,68 @@ inline V log_positive_f64(const V x) {
     const auto high = m > lane_splat<V>(1.41421356237309504880);
     m = high ? m * lane_splat<V>(0.5) : m;
     e = high ? e + 1 : e;
-    const V z = (m - lane_splat<V>(1.0)) / (m + lane_splat<V>(1.0));
-    const V z2 = z * z;
-    V poly = lane_splat<V>(1.0 / 21.0);
-    poly = lane_fma(poly, z2, lane_splat<V>(1.0 / 19.0));
-    poly = lane_fma(poly, z2, lane_splat<V>(1.0 / 17.0));
-    poly = lane_fma(poly, z2, lane_splat<V>(1.0 / 15.0));
-    poly = lane_fma(poly, z2, lane_splat<V>(1.0 / 13.0));
-    poly = lane_fma(poly, z2, lane_splat<V>(1.0 / 11.0));
-    poly = lane_fma(poly, z2, lane_splat<V>(1.0 / 9.0));
-    poly = lane_fma(poly, z2, lane_splat<V>(1.0 / 7.0));
-    poly = lane_fma(poly, z2, lane_splat<V>(1.0 / 5.0));
-    poly = lane_fma(poly, z2, lane_splat<V>(1.0 / 3.0));
-    const V log_m = lane_splat<V>(2.0) * z + lane_splat<V>(2.0) * z * z2 * poly;
     const V ed = floats_of_lanes<V>(e + bits_of_lanes(round)) - round;
-    V result = (ed * lane_splat<V>(1.90821492927058770002e-10) + log_m) + ed * lane_splat<V>(6.93147180369123816490e-01);
+    V result = log_of_reduced_f64(m, ed);
     result = x == inf ? x : result;
     result = x == lane_splat<V>(0.0) ? -inf : result;
     return x >= lane_splat<V>(0.0) ? result : lane_splat<V>(std::numeric_limits<double>::quiet_NaN());
+}
+
+/// log x for the label terms x log x, x (log x - log p) of the ledger's unmasked row pass
+/// (thermo.cpp), whose sums are not masked by x != 0: finite for x = 0 (so 0 log 0 adds 0) and
+/// for subnormal x (off by up to 23 ln 2 there, so x log x by < 2e-37 absolute, as
+/// log_positive_f32<V, false>); x = +inf gives a finite value (inf * finite stays inf). x < 0
+/// gives nan at AVX-512 (vgetmantps's sign control) and a finite value elsewhere, so the caller
+/// checks the row's min(x) there; nan stays nan. Normal x > 0: the bits of log_positive_f32.
+template <class V>
+inline V log_unchecked_f32(const V x) {
+#if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
+    if constexpr (sizeof(V) == 64) {
+        const __m512 xv = (__m512)x;
+        const __m512 m1 = _mm512_getmant_ps(xv, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_nan);  // x < 0: nan
+        // x = 0: the exponent -inf clamped, so the log is finite (0 * log 0 adds 0)
+        const __m512 e1 = _mm512_max_ps(_mm512_set1_ps(-200.0f), _mm512_getexp_ps(xv));
+        const __mmask16 high = _mm512_cmp_ps_mask(m1, _mm512_set1_ps(1.41421356237309505f), _CMP_GT_OQ);
+        const V m = (V)_mm512_mask_mul_ps(m1, high, m1, _mm512_set1_ps(0.5f));
+        const V ef = (V)_mm512_mask_add_ps(e1, high, e1, _mm512_set1_ps(1.0f));
+        return log_of_reduced_f32(m, ef);
+    }
+#endif
+    using I = decltype(bits_of_lanes(x));
+    const I bits = bits_of_lanes(x);
+    I e = ((bits >> 23) & 0xff) - 127;
+    V m = floats_of_lanes<V>((bits & 0x007fffff) | 0x3f800000);  // [1, 2); x = 0: 1
+    const auto high = m > lane_splat<V>(1.41421356237309505f);
+    m = high ? m * lane_splat<V>(0.5f) : m;
+    e = high ? e + 1 : e;
+    return log_of_reduced_f32(m, lane_convert<V>(e));
+}
+
+/// The double form of log_unchecked_f32 (the same contract; subnormal x off by up to 52 ln 2).
+/// Normal x > 0: the bits of log_positive_f64.
+template <class V>
+inline V log_unchecked_f64(const V x) {
+#if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
+    if constexpr (sizeof(V) == 64) {
+        const __m512d xv = (__m512d)x;
+        const __m512d m1 = _mm512_getmant_pd(xv, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_nan);
+        const __m512d e1 = _mm512_max_pd(_mm512_set1_pd(-2000.0), _mm512_getexp_pd(xv));
+        const __mmask8 high = _mm512_cmp_pd_mask(m1, _mm512_set1_pd(1.41421356237309504880), _CMP_GT_OQ);
+        const V m = (V)_mm512_mask_mul_pd(m1, high, m1, _mm512_set1_pd(0.5));
+        const V ed = (V)_mm512_mask_add_pd(e1, high, e1, _mm512_set1_pd(1.0));
+        return log_of_reduced_f64(m, ed);
+    }
+#endif
+    using I = decltype(bits_of_lanes(x));
+    const V round = lane_splat<V>(6755399441055744.0);  // 1.5 * 2^52
+    const I bits = bits_of_lanes(x);
+    I e = ((bits >> 52) & 0x7ff) - 1023;
+    V m = floats_of_lanes<V>((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);  // [1, 2)
+    const auto high = m > lane_splat<V>(1.41421356237309504880);
+    m = high ? m * lane_splat<V>(0.5) : m;
+    e = high ? e + 1 : e;
+    const V ed = floats_of_lanes<V>(e + bits_of_lanes(round)) - round;
+    return log_of_reduced_f64(m, ed);
 }
 
 inline float log_positive(float x) { return log_positive_f32(x); }
