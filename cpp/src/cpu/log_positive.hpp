@@ -12,7 +12,9 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "exp_nonpositive.hpp"  // bit_cast
 
@@ -136,6 +138,51 @@ inline V log_positive_f64(const V x) {
     return x >= lane_splat<V>(0.0) ? result : lane_splat<V>(std::numeric_limits<double>::quiet_NaN());
 }
 
+/// The lanes of I as unsigned integers of the same width (wrapping arithmetic, logical shifts).
+template <class I>
+struct UnsignedLanes {
+    using type = std::make_unsigned_t<I>;
+};
+#if THERMOSSL_VECTOR_EXT
+template <>
+struct UnsignedLanes<mask_t<float>> {
+    typedef std::uint32_t type __attribute__((vector_size(sizeof(mask_t<float>))));
+};
+template <>
+struct UnsignedLanes<mask_t<double>> {
+    typedef std::uint64_t type __attribute__((vector_size(sizeof(mask_t<double>))));
+};
+#endif
+
+/// x = 2^e m with m in [sqrt(1/2), sqrt(2)] for x > 0 (the reduction of log_positive_f32 and
+/// _f64, the same m and e for normal x) in integer steps without a compare: with
+/// u = bits(x) + (bits(1) - bits(first m above sqrt(1/2))), u >> (mantissa bits) is the biased e
+/// (the offset carries into the exponent field exactly when m > sqrt(2)), and bits(m) =
+/// bits(x) - (that << mantissa bits) + bits(1). e comes back as a float / double (through the
+/// 1.5 * 2^(mantissa bits) trick for double). x = 0 gives m = 1, e = -bias (finite); subnormal x
+/// a wrong but finite m and e; x < 0 and nan give finite garbage or nan (callers check).
+template <class T, class V>
+inline void reduce_to_sqrt_half(const V x, V& m, V& e) {
+    using I = decltype(bits_of_lanes(x));
+    using U = typename UnsignedLanes<I>::type;
+    U bits;
+    std::memcpy(&bits, &x, sizeof(U));
+    if constexpr (std::is_same<T, float>::value) {
+        const U biased = (bits + 0x004afb0cu) >> 23;  // 0x3f800000 - 0x3f3504f4
+        const U m_bits = bits - (biased << 23) + 0x3f800000u;
+        std::memcpy(&m, &m_bits, sizeof(U));
+        e = lane_convert<V>((I)biased) - lane_splat<V>(127.0f);
+    } else {
+        const U biased = (bits + 0x00095f619980c432ull) >> 52;  // 0x3ff0... - 0x3fe6a09e667f3bce
+        const U m_bits = bits - (biased << 52) + 0x3ff0000000000000ull;
+        std::memcpy(&m, &m_bits, sizeof(U));
+        const U e_bits = biased | 0x4330000000000000ull;  // 2^52 + biased
+        V e_big;
+        std::memcpy(&e_big, &e_bits, sizeof(U));
+        e = e_big - lane_splat<V>(4503599627371519.0);  // 2^52 + 1023
+    }
+}
+
 #if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
 /// log x on 16 float lanes by a 16-entry table (AVX-512; the form of log_unchecked_f32 there):
 /// x = 2^e m with m in [0.75, 1.5) by vgetmantps (subnormals exact; x < 0 gives nan, x = 0 gives
@@ -190,14 +237,9 @@ inline V log_unchecked_f32(const V x) {
 #if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
     if constexpr (sizeof(V) == 64) return (V)log_table_f32((__m512)x);
 #endif
-    using I = decltype(bits_of_lanes(x));
-    const I bits = bits_of_lanes(x);
-    I e = ((bits >> 23) & 0xff) - 127;
-    V m = floats_of_lanes<V>((bits & 0x007fffff) | 0x3f800000);  // [1, 2); x = 0: 1
-    const auto high = m > lane_splat<V>(1.41421356237309505f);
-    m = high ? m * lane_splat<V>(0.5f) : m;
-    e = high ? e + 1 : e;
-    return log_of_reduced_f32(m, lane_convert<V>(e));
+    V m, ef;
+    reduce_to_sqrt_half<float>(x, m, ef);
+    return log_of_reduced_f32(m, ef);
 }
 
 #if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
@@ -248,15 +290,8 @@ inline V log_unchecked_f64(const V x) {
         return (V)log_table_f64((__m512d)x);
     }
 #endif
-    using I = decltype(bits_of_lanes(x));
-    const V round = lane_splat<V>(6755399441055744.0);  // 1.5 * 2^52
-    const I bits = bits_of_lanes(x);
-    I e = ((bits >> 52) & 0x7ff) - 1023;
-    V m = floats_of_lanes<V>((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);  // [1, 2)
-    const auto high = m > lane_splat<V>(1.41421356237309504880);
-    m = high ? m * lane_splat<V>(0.5) : m;
-    e = high ? e + 1 : e;
-    const V ed = floats_of_lanes<V>(e + bits_of_lanes(round)) - round;
+    V m, ed;
+    reduce_to_sqrt_half<double>(x, m, ed);
     return log_of_reduced_f64(m, ed);
 }
 
