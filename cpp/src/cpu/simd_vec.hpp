@@ -491,6 +491,32 @@ inline V clamp_below(const V v, const V lo) {
 #endif
 }
 
+/// Lane-wise hi < v ? hi : v, as one min instruction where the level has one (as clamp_below:
+/// a nan in v passes through).
+template <class V>
+inline V clamp_above(const V v, const V hi) {
+#if THERMOSSL_VECTOR_EXT && (defined(THERMOSSL_ISA_AVX512) || defined(THERMOSSL_ISA_AVX2))
+    if constexpr (!std::is_arithmetic<V>::value) {
+        constexpr std::size_t kElem = sizeof(std::declval<V>()[0]);
+        if constexpr (sizeof(V) == 64 && kElem == 4) {
+            return (V)_mm512_min_ps((__m512)hi, (__m512)v);
+        } else if constexpr (sizeof(V) == 64 && kElem == 8) {
+            return (V)_mm512_min_pd((__m512d)hi, (__m512d)v);
+        } else if constexpr (sizeof(V) == 32 && kElem == 4) {
+            return (V)_mm256_min_ps((__m256)hi, (__m256)v);
+        } else if constexpr (sizeof(V) == 32 && kElem == 8) {
+            return (V)_mm256_min_pd((__m256d)hi, (__m256d)v);
+        } else {
+            return hi < v ? hi : v;
+        }
+    } else {
+        return hi < v ? hi : v;
+    }
+#else
+    return hi < v ? hi : v;
+#endif
+}
+
 /// Max / min of the lanes, ignoring nan lanes (a nan-only vector gives `init`).
 template <class V, class S>
 inline S lane_max(const V v, S init) {

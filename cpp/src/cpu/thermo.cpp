@@ -9,6 +9,192 @@ namespace THERMOSSL_ISA_NS {
 namespace detail {
 namespace {
 
+/// min_j a_j and max_j a_j of a row in one pass (nan ignored; all nan: +inf / -inf), in lanes of
+/// T with two independent minima and maxima: the frame of the ledger's unmasked form.
+template <class T>
+inline void row_min_max_raw(const T* a, std::int64_t k, T& lo, T& hi) {
+    using V = vec_t<T>;
+    constexpr int kL = Vec<T>::kLanes;
+    V hi0 = splat<V>(-infinity<T>()), hi1 = hi0;
+    V lo0 = splat<V>(infinity<T>()), lo1 = lo0;
+    std::int64_t j = 0;
+    for (; j + 2 * kL <= k; j += 2 * kL) {
+        const V v0 = load<V>(a + j), v1 = load<V>(a + j + kL);
+        hi0 = max_lanes(v0, hi0);
+        lo0 = min_lanes(v0, lo0);
+        hi1 = max_lanes(v1, hi1);
+        lo1 = min_lanes(v1, lo1);
+    }
+    for (; j + kL <= k; j += kL) {
+        const V v = load<V>(a + j);
+        hi0 = max_lanes(v, hi0);
+        lo0 = min_lanes(v, lo0);
+    }
+    if (j < k) {
+        hi1 = max_lanes(load_partial<T>(a + j, k - j, -infinity<T>()), hi1);
+        lo1 = min_lanes(load_partial<T>(a + j, k - j, infinity<T>()), lo1);
+    }
+    hi = lane_max(max_lanes(hi0, hi1), -infinity<T>());
+    lo = lane_min(min_lanes(lo0, lo1), infinity<T>());
+}
+
+/// The per-row sums of the ledger (the outputs are formed from them, see ledger_rows_impl).
+struct LedgerSums {
+    double m = 0.0;  // max_j x_j
+    double z = 0.0, ea = 0.0, et = 0.0;  // Z' = sum e, sum e a, sum e t
+    double qa = 0.0, qlogq = 0.0, qlogp = 0.0, kl = 0.0, mass = 0.0;
+};
+
+/// LaneSums flushed to double every 16 vectors instead of 8 for float (16 terms per float lane
+/// sum): the unmasked form's 3 + 5 sums cost 5 instructions each per flush (two conversions, an
+/// extract, two adds), a tenth of its loop at 8 vectors.
+template <class T, int kN>
+struct WideChunkSums : LaneSums<T, kN> {
+    static constexpr int kChunkVectors = 16;
+};
+
+/// Passes 2 and 3 of one ledger row without masks (see ledger_rows_impl), for rows whose every
+/// t_j = x_j - max is finite (so e_j = exp(t_j) = 1 exactly at the max, no select, and e a, e t
+/// are 0 where e = 0) and whose q_j are >= 0 and not nan (log_unchecked is finite at q = 0, so
+/// q a, q log q, q log p and the KL terms are 0 where q = 0). Every sum is a plain FMA. Returns
+/// false when those conditions fail in a way the sums show: a nan in a or q or a negative q
+/// (a nan sum, or min q < 0), so the caller redoes the row with the masked form.
+template <class T, class Arg>
+bool ledger_row_unmasked(const T* row, const T* q_row, std::int64_t k, const Arg& arg, const void* next_row,
+                         LedgerSums& s) {
+    using V = vec_t<T>;
+    WideChunkSums<T, 3> p_sums;
+    // Pass 2: e = exp(t); Z' = sum e; sum e a; sum e t.
+    row_sweep(k, arg, p_sums, [&](std::int64_t j, const V t, const mask_t<T>, const auto& lanes) {
+        const V e = lanes.keep(exp_lanes(t));
+        const V aj = lanes.load(row + j, T(0));
+        p_sums.part[0] += e;
+        p_sums.part[1] = fmadd(e, aj, p_sums.part[1]);
+        p_sums.part[2] = fmadd(e, t, p_sums.part[2]);
+    }, q_row);  // pass 3 reads q: from cache
+    s.z = p_sums[0];
+    s.ea = p_sums[1];
+    s.et = p_sums[2];
+    const V log_zr = splat<V>(static_cast<T>(std::log(s.z)));
+    // Pass 3: the label sums, with log p = t - log Z' (each KL term a difference of logs: D keeps
+    // its accuracy near 0, so this pass needs log Z' first).
+    WideChunkSums<T, 5> q_sums;
+    // below AVX-512 the log of a negative q is finite: its min is checked instead
+#if THERMOSSL_VECTOR_EXT && defined(THERMOSSL_ISA_AVX512)
+    constexpr bool kCheckMin = false;
+#else
+    constexpr bool kCheckMin = true;
+#endif
+    V q_min = splat<V>(0);
+    row_sweep(k, arg, q_sums, [&](std::int64_t j, const V t, const mask_t<T>, const auto& lanes) {
+        const V qj = lanes.load(q_row + j, T(0));  // past the row: q = 0, no terms
+        const V aj = lanes.load(row + j, T(0));
+        const V log_p = t - log_zr;
+        V log_q;
+        if constexpr (std::is_same<T, float>::value) {
+            log_q = log_unchecked_f32(qj);
+        } else {
+            log_q = log_unchecked_f64(qj);
+        }
+        q_sums.part[0] = fmadd(qj, aj, q_sums.part[0]);
+        q_sums.part[1] = fmadd(qj, log_q, q_sums.part[1]);
+        q_sums.part[2] = fmadd(qj, log_p, q_sums.part[2]);
+        q_sums.part[3] = fmadd(qj, log_q - log_p, q_sums.part[3]);
+        q_sums.part[4] += qj;
+        if constexpr (kCheckMin) q_min = clamp_above(qj, q_min);
+    }, next_row);  // the next row's max pass: from cache
+    s.qa = q_sums[0];
+    s.qlogq = q_sums[1];
+    s.qlogp = q_sums[2];
+    s.kl = q_sums[3];
+    s.mass = q_sums[4];
+    if constexpr (kCheckMin) {
+        if (lane_min(q_min, T(0)) < T(0)) return false;
+    }
+    // a nan in any sum: a nan a or q, 0 * inf or a negative q (AVX-512: log q = nan)
+    return !std::isnan(s.ea + s.et + s.qa + s.qlogq + s.qlogp + s.kl + s.mass);
+}
+
+/// Passes 1-3 of one ledger row with every term masked (see ledger_rows_impl): any row, shifted or
+/// not, with +-inf or nan energies, forbidden states (e = 0 where t = -inf), zero, negative or nan
+/// labels.
+template <class T, bool kShift>
+LedgerSums ledger_row_masked(const T* row, const T* q_row, std::int64_t k, const Exponent ex,
+                             const void* next_row) {
+    LedgerSums s;
+    // t_j = x_j - max in T: float rows without a shift take float lanes (PivotArg), the others
+    // double lanes (ExactArg); see with_row_frame.
+    with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
+        using V = vec_t<T>;
+        const V zero = splat<V>(0);
+        s.m = m_row;
+        // Pass 2: e = exp(t); Z' = sum e; sum e a; sum e t.
+        LaneSums<T, 3> p_sums;
+        row_sweep(k, arg, p_sums, [&](std::int64_t j, const V t, const mask_t<T> at_max, const auto& lanes) {
+            const V e = lanes.keep(select(at_max, splat<V>(1), exp_lanes(t)));
+            const V aj = lanes.load(row + j, T(0));
+            const auto positive = e > zero;
+            p_sums.part[0] += e;
+            // one masked FMA each at AVX-512 (madd_where), mul + and + add elsewhere
+            p_sums.part[1] = madd_where(p_sums.part[1], positive, e, aj);
+            p_sums.part[2] = madd_where(p_sums.part[2], positive, e, t);
+        }, q_row);  // pass 3 reads q: from cache
+        s.z = p_sums[0];
+        s.ea = p_sums[1];
+        s.et = p_sums[2];
+        const V log_zr = splat<V>(static_cast<T>(std::log(s.z)));
+        // Pass 3: the label sums, with log p = t - log Z'.
+        LaneSums<T, 5> q_sums;
+        row_sweep(k, arg, q_sums, [&](std::int64_t j, const V t, const mask_t<T>, const auto& lanes) {
+            const V qj = lanes.load(q_row + j, T(0));  // past the row: q = 0, no terms
+            const V aj = lanes.load(row + j, T(0));
+            const V log_p = t - log_zr;
+            const V log_q = log_lanes_for_terms(qj);
+            const auto on = qj != zero;
+            q_sums.part[0] = madd_where(q_sums.part[0], on, qj, aj);
+            q_sums.part[1] = madd_where(q_sums.part[1], on, qj, log_q);
+            q_sums.part[2] = madd_where(q_sums.part[2], on, qj, log_p);
+            q_sums.part[3] = madd_where(q_sums.part[3], on, qj, log_q - log_p);
+            q_sums.part[4] += qj;
+        }, next_row);  // the next row's max pass: from cache
+        s.qa = q_sums[0];
+        s.qlogq = q_sums[1];
+        s.qlogp = q_sums[2];
+        s.kl = q_sums[3];
+        s.mass = q_sums[4];
+    });
+    return s;
+}
+
+/// The unmasked form of a row without a shift (ledger_row_unmasked), when the row's frame allows
+/// it: its min and max found in one pass, the max x finite and t finite at the far end (so at
+/// every j: t is monotone in a). float rows take the float-lane pivot frame (PivotArg, the scale
+/// a normal float of moderate size, as with_row_frame), double rows the exact one. Returns false
+/// (nothing written) when the row needs the masked form.
+template <class T>
+bool ledger_row_fast(const T* row, const T* q_row, std::int64_t k, const Exponent ex, const void* next_row,
+                     LedgerSums& s) {
+    const double scale = ex.scale;
+    if (!(scale != 0.0 && std::isfinite(scale))) return false;
+    T lo, hi;
+    row_min_max_raw(row, k, lo, hi);
+    const T pivot = scale > 0 ? hi : lo;
+    const T far = scale > 0 ? lo : hi;
+    const double m = scale * static_cast<double>(pivot);
+    if (!std::isfinite(m)) return false;
+    s.m = m;
+    if constexpr (std::is_same<T, float>::value) {
+        const double mag = std::fabs(scale);
+        if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
+        const float s_float = static_cast<float>(scale);
+        if (!std::isfinite(s_float * (far - pivot))) return false;  // t at the far end, as PivotArg
+        return ledger_row_unmasked(row, q_row, k, PivotArg{row, pivot, s_float}, next_row, s);
+    } else {
+        if (!std::isfinite(static_cast<T>(scale * static_cast<double>(far) - m))) return false;
+        return ledger_row_unmasked(row, q_row, k, ExactArg<T, false>{row, ex, m}, next_row, s);
+    }
+}
+
 // The ledger rows (thermo.hpp). Memory: one read of each row of a and q (and the weights); per
 // row, three passes over the row in cache, over explicit vectors (row_sweep): 1. the max of x
 // (for float rows without a shift the float max/min of a, see with_row_frame); 2. e = exp(t),
@@ -45,53 +231,12 @@ void ledger_rows_impl(const MatrixView<T>& q, const MatrixView<T>& a, const Expo
             for (std::int64_t i = i0; i < i1; ++i) {
                 const T* row = ra.row(i);
                 const T* q_row = rq.row(i);
-                double m = 0.0;
-                double z = 0.0, ea = 0.0, et = 0.0;
-                double qa = 0.0, qlogq = 0.0, qlogp = 0.0, kl = 0.0, mass = 0.0;
-                // t_j = x_j - max in T: float rows without a shift take float lanes (PivotArg),
-                // the others double lanes (ExactArg); see with_row_frame.
-                with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
-                    using V = vec_t<T>;
-                    const V zero = splat<V>(0);
-                    m = m_row;
-                    // Pass 2: e = exp(t); Z' = sum e; sum e a; sum e t.
-                    LaneSums<T, 3> p_sums;
-                    row_sweep(k, arg, p_sums, [&](std::int64_t j, const V t, const mask_t<T> at_max,
-                                                  const auto& lanes) {
-                        const V e = lanes.keep(select(at_max, splat<V>(1), exp_lanes(t)));
-                        const V aj = lanes.load(row + j, T(0));
-                        const auto positive = e > zero;
-                        p_sums.part[0] += e;
-                        // one masked FMA each at AVX-512 (madd_where), mul + and + add elsewhere
-                        p_sums.part[1] = madd_where(p_sums.part[1], positive, e, aj);
-                        p_sums.part[2] = madd_where(p_sums.part[2], positive, e, t);
-                    }, q_row);  // pass 3 reads q: from cache
-                    z = p_sums[0];
-                    ea = p_sums[1];
-                    et = p_sums[2];
-                    const V log_zr = splat<V>(static_cast<T>(std::log(z)));
-                    // Pass 3: the label sums, with log p = t - log Z' (each KL term a difference of
-                    // logs: D keeps its accuracy near 0, so this pass needs log Z' first).
-                    LaneSums<T, 5> q_sums;
-                    row_sweep(k, arg, q_sums, [&](std::int64_t j, const V t, const mask_t<T>,
-                                                  const auto& lanes) {
-                        const V qj = lanes.load(q_row + j, T(0));  // past the row: q = 0, no terms
-                        const V aj = lanes.load(row + j, T(0));
-                        const V log_p = t - log_zr;
-                        const V log_q = log_lanes_for_terms(qj);
-                        const auto on = qj != zero;
-                        q_sums.part[0] = madd_where(q_sums.part[0], on, qj, aj);
-                        q_sums.part[1] = madd_where(q_sums.part[1], on, qj, log_q);
-                        q_sums.part[2] = madd_where(q_sums.part[2], on, qj, log_p);
-                        q_sums.part[3] = madd_where(q_sums.part[3], on, qj, log_q - log_p);
-                        q_sums.part[4] += qj;
-                    }, ra.next_row(i));  // the next row's max pass: from cache
-                    qa = q_sums[0];
-                    qlogq = q_sums[1];
-                    qlogp = q_sums[2];
-                    kl = q_sums[3];
-                    mass = q_sums[4];
-                });
+                LedgerSums sums;
+                bool done = false;
+                if constexpr (!kShift) done = ledger_row_fast(row, q_row, k, ex, ra.next_row(i), sums);
+                if (!done) sums = ledger_row_masked<T, kShift>(row, q_row, k, ex, ra.next_row(i));
+                const double m = sums.m, z = sums.z, ea = sums.ea, et = sums.et;
+                const double qa = sums.qa, qlogq = sums.qlogq, qlogp = sums.qlogp, kl = sums.kl, mass = sums.mass;
                 const double log_zr = std::log(z);
                 const bool finite_max = std::isfinite(m);
                 const double nan = quiet_nan<double>();
