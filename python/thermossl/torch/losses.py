@@ -103,7 +103,7 @@ def _swav_codes_into(output: Tensor, crops, batch: int, epsilon: float, n_iter: 
             scores = stacked
         slot = codes[i * batch:(i + 1) * batch]
         if world > 1:
-            host = scores if scores.dtype == codes.dtype else scores.to(codes.dtype)  # numpy has no bfloat16
+            host = scores.to(codes.dtype)  # the scores themselves unless half: numpy has no bfloat16
             q, mus[i], errs[i] = _kernels.sharded_sinkhorn(host, epsilon, n_iter, energy_sign=-1.0)
             slot.copy_(q[extra:])
             continue
@@ -338,7 +338,7 @@ def _eager(*tensors) -> bool:
     return all(t is None or type(t) in _PLAIN for t in tensors)
 
 
-def _autocast_float32(device_type: str, *tensors):
+def _autocast_float32(*tensors):
     """The op's autocast rule, for the eager path: under autocast on the tensors' device, floating
     tensors other than float64 are cast to float32 (torch.library.register_autocast's rule)."""
     return tuple(t.float() if t is not None and t.is_floating_point() and t.dtype != torch.float64 else t
@@ -350,7 +350,7 @@ def _call_swav(output, crops, n_crops, epsilon, n_iter, scale, queue, return_cod
         return _swav_loss(output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes)
     device_type = output.device.type
     if torch.is_autocast_enabled(device_type):
-        output, queue = _autocast_float32(device_type, output, queue)
+        output, queue = _autocast_float32(output, queue)
         with torch.autocast(device_type, enabled=False):
             return _SwAVLossFunction.apply(output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes)
     return _SwAVLossFunction.apply(output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes)
@@ -361,7 +361,7 @@ def _call_dino(student, teacher, center, teacher_temp, n_crops, scale, return_la
         return _dino_loss(student, teacher, center, teacher_temp, n_crops, scale, return_labels)
     device_type = student.device.type
     if torch.is_autocast_enabled(device_type):
-        student, teacher, center = _autocast_float32(device_type, student, teacher, center)
+        student, teacher, center = _autocast_float32(student, teacher, center)
         with torch.autocast(device_type, enabled=False):
             return _DINOLossFunction.apply(student, teacher, center, teacher_temp, n_crops, scale, return_labels)
     return _DINOLossFunction.apply(student, teacher, center, teacher_temp, n_crops, scale, return_labels)
