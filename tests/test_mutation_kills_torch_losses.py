@@ -283,13 +283,15 @@ def test_autocast_with_a_queue_runs_in_float32():
     queue = scores(2 * L, K, seed=15).reshape(2, L, K).to(torch.bfloat16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = head(feats)
-        loss = tt.SwAVLoss()(out, queue=queue)
+        swav = tt.SwAVLoss(keep_codes=True)
+        loss = swav(out, queue=queue)
         d = tt.DINOLoss(K, 2, 0.04, 0.07, 1, 2)
         teacher = out.detach() + 0.5
         dl = d(out, teacher, 0)
     assert out.dtype == torch.bfloat16 and loss.dtype == dl.dtype == torch.float32
     ref = swav_loss(out.float(), queue_scores=queue.float())
     assert abs(loss.item() / ref.item() - 1) <= 1e-6
+    assert swav.last_codes.shape == (2 * B, K) and swav.last_codes.dtype == torch.float32
     dref = DINOReference(K, 2, 0.04, 0.07, 1, 2)(out.float(), teacher.float(), 0)
     assert abs(dl.item() / dref.item() - 1) <= 1e-6
 
@@ -335,3 +337,40 @@ def test_losses_keep_their_work_buffers_between_steps():
     assert torch.equal(first, second)
     losses.release_scratch()
     assert torch.equal(swav(x, queue=queue), first)
+
+
+def test_multicrop_writes_every_gradient_row():
+    """A crop whose own block is the only label block gets no kernel pass: its gradient rows are
+    written as zeros whatever the buffer held, its loss rows add nothing."""
+    B, K = 4, 5
+    s = scores(3 * B, K, seed=19).double()
+    labels = torch.softmax(scores(B, K, seed=20).double(), 1)
+    grad = torch.full_like(s, float("nan"))
+    total = losses._multicrop_into(s, labels, (1,), 3, 10.0, grad)
+    ls = torch.log_softmax(10.0 * s, 1)
+    expected = -(labels * ls[:B]).sum() - (labels * ls[2 * B:]).sum()
+    assert abs(total / expected.item() - 1) <= 1e-12
+    assert torch.equal(grad[B:2 * B], torch.zeros(B, K, dtype=torch.float64))
+    sm = torch.softmax(10.0 * s, 1)
+    torch.testing.assert_close(grad[:B], 10.0 * (sm[:B] - labels))
+    torch.testing.assert_close(grad[2 * B:], 10.0 * (sm[2 * B:] - labels))
+
+
+@pytest.mark.parametrize("student_dtype,teacher_dtype", [(torch.float32, torch.float64), (torch.float64, torch.float32),
+                                                         (torch.float64, torch.bfloat16), (torch.bfloat16, torch.float32)])
+def test_dino_with_a_teacher_of_another_dtype(student_dtype, teacher_dtype):
+    """The teacher's labels are computed in the student's kernel dtype: the published loss on the
+    teacher's values, the student's dtype out."""
+    B, K = 8, 6
+    s = scores(2 * B, K, seed=21, dtype=student_dtype).requires_grad_()
+    t = scores(2 * B, K, seed=22, dtype=teacher_dtype) + 0.3
+    loss = tt.DINOLoss(K, 2, 0.04, 0.07, 1, 2)(s, t, 0)
+    (g,) = torch.autograd.grad(loss, s)
+    assert loss.dtype == g.dtype == student_dtype
+    sr = s.detach().double().requires_grad_()
+    ref = DINOReference(K, 2, 0.04, 0.07, 1, 2).double()(sr, t.double(), 0)
+    (g_ref,) = torch.autograd.grad(ref, sr)
+    # the teacher's values are exact in the kernel dtype but for float64 -> float32
+    tol = {torch.float32: 1e-5, torch.float64: 1e-10, torch.bfloat16: 1e-2}[student_dtype]
+    assert abs(loss.item() / ref.item() - 1) <= tol
+    assert float((g.double() - g_ref).abs().max() / g_ref.abs().max()) <= tol

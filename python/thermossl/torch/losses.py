@@ -129,15 +129,15 @@ def _multicrop_into(scores: Tensor, labels: Tensor, label_crops, n_crops: int, s
     Row blocks are addressed by pointer arithmetic, not tensor views (the views cost more than
     the kernel at small batches)."""
     batch = scores.shape[0] // n_crops
-    loss_rows = torch.empty(scores.shape[0], dtype=grad.dtype, device=grad.device)
-    log_z = torch.empty_like(loss_rows)
+    # zeros: the rows of a crop without label blocks (no kernel pass) add nothing, and their log Z
+    # is finite for the error path
+    loss_rows = torch.zeros(scores.shape[0], dtype=grad.dtype, device=grad.device)
+    log_z = torch.zeros_like(loss_rows)
     summed = {}
     for v in range(n_crops):
         blocks = tuple(i for i, crop in enumerate(label_crops) if crop != v)
         if not blocks:
             grad[v * batch:(v + 1) * batch] = 0
-            loss_rows[v * batch:(v + 1) * batch] = 0
-            log_z[v * batch:(v + 1) * batch] = 0
             continue
         if len(blocks) == 1:
             target, first = labels, blocks[0] * batch
@@ -273,12 +273,12 @@ def _loss_backward(ctx, grad_loss, *_unused):
 
 def _swav_norm(output: Tensor, crops, n_crops: int) -> float:
     """1 / the number of (crop pair, row) terms SwAV's loss averages over."""
-    return 1.0 / (len(crops) * (n_crops - 1) * (output.shape[0] // n_crops))
+    return n_crops / (len(crops) * (n_crops - 1) * output.shape[0])  # rows = n_crops * batch: exactly 1/(... batch)
 
 
 def _dino_norm(student: Tensor, n_crops: int) -> float:
     """1 / the number of (crop pair, row) terms DINO's loss averages over."""
-    return 1.0 / (2 * (n_crops - 1) * (student.shape[0] // n_crops))
+    return n_crops / (2 * (n_crops - 1) * student.shape[0])  # rows = n_crops * batch: exactly 1/(... batch)
 
 
 def _swav_setup(ctx, inputs, output):
