@@ -374,3 +374,68 @@ def test_dino_with_a_teacher_of_another_dtype(student_dtype, teacher_dtype):
     tol = {torch.float32: 1e-5, torch.float64: 1e-10, torch.bfloat16: 1e-2}[student_dtype]
     assert abs(loss.item() / ref.item() - 1) <= tol
     assert float((g.double() - g_ref).abs().max() / g_ref.abs().max()) <= tol
+
+
+# ----------------------------------------------------------------------------- the recorder's measurement
+def test_swav_recorder_measures_the_loss_codes_mu_and_charge_error():
+    """The recorder books the loss's own label state of the first assigned crop (its codes, its
+    Sinkhorn mu and charge error), not one its reservoir would compute: here the loss's Sinkhorn
+    (epsilon 0.07, 5 iterations) differs from the recorder's default reservoir."""
+    B, K = 16, 6
+    x = scores(3 * B, K, seed=23, dtype=torch.float64)
+    rec = tt.LedgerRecorder(T=0.1)
+    fn = tt.SwAVLoss(epsilon=0.07, sinkhorn_iterations=5, crops_for_assign=(2, 0), nmb_crops=(3,), recorder=rec,
+                     keep_codes=True)
+    fn(x)
+    _, _, codes, mu, err, _ = torch.ops.thermossl.swav_loss(x, (2, 0), 3, 0.07, 5, 10.0, None, True)
+    torch.testing.assert_close(fn.last_codes, codes, rtol=0, atol=0)
+    row = rec.feedback(x[2 * B:] * 1.01)
+    assert row["charge_err"] == pytest.approx(float(err[0]), rel=1e-12)
+    assert row["mu_min"] == pytest.approx(float(mu[0].min()), rel=1e-12)
+    assert row["mu_max"] == pytest.approx(float(mu[0].max()), rel=1e-12)
+    # the energy of the measured state: the codes of crop 2 against E = -scores of crop 2
+    u = -(codes[:B] * x[2 * B:]).sum(1).mean()
+    assert row["U_measured"] == pytest.approx(float(u), rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- tensor subclasses
+class Wrapped(torch.Tensor):
+    """A wrapper tensor subclass without storage of its own (as DTensor and other wrappers are): its
+    __torch_dispatch__ runs each op on the wrapped tensor. The losses' eager path reads raw
+    addresses, so such inputs must take the registered op, which dispatches to the subclass."""
+
+    @staticmethod
+    def __new__(cls, inner):
+        return torch.Tensor._make_wrapper_subclass(cls, inner.shape, dtype=inner.dtype, device=inner.device,
+                                                   strides=inner.stride())
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        from torch.utils._pytree import tree_map
+
+        def unwrap(t):
+            return t.inner if isinstance(t, Wrapped) else t
+
+        out = func(*tree_map(unwrap, args), **tree_map(unwrap, kwargs or {}))
+        return tree_map(lambda t: Wrapped(t) if isinstance(t, torch.Tensor) else t, out)
+
+
+def test_wrapper_subclass_inputs_take_the_registered_op():
+    B, K = 8, 6
+    x = scores(2 * B, K, seed=24)
+    queue = scores(2 * 10, K, seed=25).reshape(2, 10, K)
+    for q in (None, queue):
+        loss = tt.SwAVLoss()(Wrapped(x), queue=q)
+        assert type(loss) is Wrapped and loss.inner.item() == tt.SwAVLoss()(x, queue=q).item()
+    t = scores(2 * B, K, seed=26) + 0.2
+    center = torch.linspace(-0.1, 0.1, K).reshape(1, K)
+    for wrap in ("student", "teacher", "center"):
+        d, plain = tt.DINOLoss(K, 2, 0.04, 0.07, 1, 2), tt.DINOLoss(K, 2, 0.04, 0.07, 1, 2)
+        plain.center.copy_(center)
+        d.center = Wrapped(center.clone()) if wrap == "center" else center.clone()
+        value = d(Wrapped(x) if wrap == "student" else x, Wrapped(t) if wrap == "teacher" else t, 0)
+        expected = plain(x, t, 0)
+        assert type(value) is Wrapped and value.inner.item() == expected.item(), wrap
