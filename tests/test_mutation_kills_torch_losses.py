@@ -396,6 +396,12 @@ def test_swav_recorder_measures_the_loss_codes_mu_and_charge_error():
     # the energy of the measured state: the codes of crop 2 against E = -scores of crop 2
     u = -(codes[:B] * x[2 * B:]).sum(1).mean()
     assert row["U_measured"] == pytest.approx(float(u), rel=1e-12)
+    # the whole row is that of the public measurement of these codes at the loss's epsilon
+    by_hand = tt.LedgerRecorder(T=0.1)
+    by_hand.measure(x[2 * B:], codes[:B], mu=mu[0], T_label=0.07)
+    expected = by_hand.feedback(x[2 * B:] * 1.01)
+    for field, value in expected.items():
+        assert row[field] == pytest.approx(value, rel=1e-9, abs=1e-12), field
 
 
 # ----------------------------------------------------------------------------- tensor subclasses
