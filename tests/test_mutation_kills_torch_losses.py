@@ -445,3 +445,59 @@ def test_wrapper_subclass_inputs_take_the_registered_op():
         value = d(Wrapped(x) if wrap == "student" else x, Wrapped(t) if wrap == "teacher" else t, 0)
         expected = plain(x, t, 0)
         assert type(value) is Wrapped and value.inner.item() == expected.item(), wrap
+
+
+def test_dino_half_teacher_reaches_the_softmax_kernel_in_place(monkeypatch):
+    """A CPU half teacher with a float32 student is read by the labels' softmax kernel as it is
+    (converted in registers), not copied to float32 first; a float64 teacher with a float32
+    student is converted (the kernel dtype is the student's)."""
+    from thermossl.torch import _kernels
+
+    seen = []
+    softmax = _kernels.row_softmax
+
+    def recording(t, *args):
+        seen.append((t.dtype, t.untyped_storage().data_ptr()))
+        return softmax(t, *args)
+
+    monkeypatch.setattr(_kernels, "row_softmax", recording)
+    B, K = 8, 6
+    s = scores(2 * B, K, seed=27)
+    for teacher in (scores(2 * B, K, seed=28).to(torch.bfloat16), scores(2 * B, K, seed=28).to(torch.float16),
+                    scores(2 * B, K, seed=28).double()):
+        seen.clear()
+        tt.DINOLoss(K, 2, 0.04, 0.07, 1, 2)(s, teacher, 0)
+        if teacher.dtype == torch.float64:
+            assert seen[0][0] == torch.float32
+        else:
+            assert seen == [(teacher.dtype, teacher.untyped_storage().data_ptr())]
+
+
+def test_dino_recorder_through_both_routes_and_autocast():
+    """DINO's recorder gets the teacher's labels of the first global crop on the eager path, the
+    registered op's route and under autocast: the same ledger row each way."""
+    B, K = 8, 6
+    s = scores(2 * B, K, seed=29)
+    t = scores(2 * B, K, seed=30) + 0.2
+    rows = []
+    for route in ("eager", "op", "autocast"):
+        rec = tt.LedgerRecorder(T=0.1)
+        d = tt.DINOLoss(K, 2, 0.04, 0.07, 1, 2, recorder=rec)
+        if route == "op":
+            with PassThrough():
+                d(s, t, 0)
+        elif route == "autocast":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                d(s, t, 0)
+        else:
+            d(s, t, 0)
+        rows.append(rec.feedback(t[:B] * 1.01))
+    for row in rows[1:]:
+        for field, value in rows[0].items():
+            assert row[field] == pytest.approx(value, rel=1e-6, abs=1e-9), field
+    # the labels measured: softmax(teacher / T) of crop 0 (the center is 0 at the first step)
+    by_hand = tt.LedgerRecorder(T=0.1)
+    by_hand.measure(t[:B], torch.softmax(t[:B].double() / 0.04, 1).float(), mu=torch.zeros(K), T_label=0.04)
+    expected = by_hand.feedback(t[:B] * 1.01)
+    for field, value in expected.items():
+        assert rows[0][field] == pytest.approx(value, rel=1e-5, abs=1e-7), field
