@@ -15,6 +15,7 @@ charge errors, the empty log Z), and DINO's center over two steps.
 """
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -70,6 +71,12 @@ def worker(out_dir: str) -> None:
         assert abs(loss.item() / ref.item() - 1) <= tol, (name, loss.item(), ref.item())
         assert float((g.float() - g_ref).abs().max() / g_ref.abs().max()) <= tol * 10, name
         record[name] = {"loss": loss.detach().float(), "grad": g.float(), "codes": loss_fn.last_codes.clone()}
+    # a recorder on a rank measures that rank's codes of crop 0 (the loss has no log Z to give it)
+    x = local_rows(swav_out, 2, rank)
+    rec = tt.LedgerRecorder(T=0.1)
+    tt.SwAVLoss(recorder=rec)(x)
+    row = rec.feedback(x[:B] * 1.01)
+    assert all(math.isfinite(v) for v in row.values()), row
     # the op's own outputs: Sinkhorn's mu and charge errors per assigned crop, no log Z when sharded
     x = local_rows(swav_out, 2, rank)
     out = torch.ops.thermossl.swav_loss(x, (0, 1), 2, 0.05, 3, 10.0, None, True)
