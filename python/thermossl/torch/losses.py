@@ -41,28 +41,39 @@ def _world():
 
 
 # ============================================================================ internal ops
-_scratch = threading.local()
+class _ScratchBuffer:
+    """A work buffer kept between calls on the CPU, one per thread: a fresh N x K tensor costs its
+    page faults on first touch (~0.6 ms per MB measured here, as much as a kernel pass), and these
+    buffers never leave the op. On CUDA the caching allocator does this. Each buffer is its own
+    object (no names to keep apart); ``release_scratch`` frees them all."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        _SCRATCH_BUFFERS.append(self)
+
+    def get(self, shape, dtype, device) -> Tensor:
+        """An uninitialised tensor of this shape, dtype and device: this thread's kept one when it
+        matches (CPU only), else a new one (kept in place of the old on the CPU)."""
+        if device.type != "cpu":
+            return torch.empty(shape, dtype=dtype, device=device)
+        t = getattr(self._local, "tensor", None)
+        if t is None or t.shape != shape or t.dtype != dtype:
+            self._local.tensor = None  # free the old buffer before allocating the new one
+            t = self._local.tensor = torch.empty(shape, dtype=dtype, device=device)
+        return t
+
+    def release(self) -> None:
+        self._local.tensor = None
 
 
-def _scratch_tensor(name: str, shape, dtype, device) -> Tensor:
-    """A work buffer kept between calls on the CPU (one per name and thread): a fresh N x K
-    tensor costs its page faults on first touch (~0.6 ms per MB measured here, as much as a
-    kernel pass), and these buffers never leave the op. On CUDA the caching allocator does this."""
-    if device.type != "cpu":
-        return torch.empty(shape, dtype=dtype, device=device)
-    buffers = getattr(_scratch, "buffers", None)
-    if buffers is None:
-        buffers = _scratch.buffers = {}
-    t = buffers.get(name)
-    if t is None or tuple(t.shape) != tuple(shape) or t.dtype != dtype:
-        buffers[name] = None  # free the old buffer before allocating the new one
-        t = buffers[name] = torch.empty(shape, dtype=dtype, device=device)
-    return t
+_SCRATCH_BUFFERS: list = []
+_SWAV_CODES, _SWAV_SCORES, _SWAV_Q, _DINO_LABELS = (_ScratchBuffer() for _ in range(4))
 
 
 def release_scratch() -> None:
     """Free the CPU work buffers the losses keep between steps (this thread's)."""
-    _scratch.buffers = {}
+    for buffer in _SCRATCH_BUFFERS:
+        buffer.release()
 
 
 def _swav_codes_into(output: Tensor, crops, batch: int, epsilon: float, n_iter: int, queue, codes: Tensor):
@@ -86,17 +97,17 @@ def _swav_codes_into(output: Tensor, crops, batch: int, epsilon: float, n_iter: 
     for i, crop in enumerate(crops):
         scores = output[crop * batch:(crop + 1) * batch]
         if queue is not None:
-            stacked = _scratch_tensor("swav_scores", (extra + batch, k), codes.dtype, output.device)
+            stacked = _SWAV_SCORES.get((extra + batch, k), codes.dtype, output.device)
             stacked[:extra].copy_(queue[i])
             stacked[extra:].copy_(scores)
             scores = stacked
         slot = codes[i * batch:(i + 1) * batch]
         if world > 1:
-            host = scores if scores.dtype == codes.dtype else scores.to(codes.dtype)  # numpy has no bfloat16
+            host = scores.to(codes.dtype)  # the scores themselves unless half: numpy has no bfloat16
             q, mus[i], errs[i] = _kernels.sharded_sinkhorn(host, epsilon, n_iter, energy_sign=-1.0)
             slot.copy_(q[extra:])
             continue
-        q = slot if queue is None else _scratch_tensor("swav_q", (extra + batch, k), codes.dtype, codes.device)
+        q = slot if queue is None else _SWAV_Q.get((extra + batch, k), codes.dtype, codes.device)
         f, mus[i], errs[i] = _kernels.sinkhorn_codes(scores, epsilon, n_iter, q, "SwAVLoss: output ")
         if queue is not None:
             slot.copy_(q[extra:])
@@ -118,15 +129,15 @@ def _multicrop_into(scores: Tensor, labels: Tensor, label_crops, n_crops: int, s
     Row blocks are addressed by pointer arithmetic, not tensor views (the views cost more than
     the kernel at small batches)."""
     batch = scores.shape[0] // n_crops
-    loss_rows = torch.empty(scores.shape[0], dtype=grad.dtype, device=grad.device)
-    log_z = torch.empty_like(loss_rows)
+    # zeros: the rows of a crop without label blocks (no kernel pass) add nothing, and their log Z
+    # is finite for the error path
+    loss_rows = torch.zeros(scores.shape[0], dtype=grad.dtype, device=grad.device)
+    log_z = torch.zeros_like(loss_rows)
     summed = {}
     for v in range(n_crops):
         blocks = tuple(i for i, crop in enumerate(label_crops) if crop != v)
         if not blocks:
             grad[v * batch:(v + 1) * batch] = 0
-            loss_rows[v * batch:(v + 1) * batch] = 0
-            log_z[v * batch:(v + 1) * batch] = 0
             continue
         if len(blocks) == 1:
             target, first = labels, blocks[0] * batch
@@ -160,7 +171,7 @@ def _swav_impl(output: Tensor, crops, n_crops: int, epsilon: float, n_iter: int,
     kernel_dtype = _kernel_dtype(a.dtype)
     batch = a.shape[0] // n_crops
     k = a.shape[1]
-    codes = _scratch_tensor("swav_codes", (len(crops) * batch, k), kernel_dtype, a.device)
+    codes = _SWAV_CODES.get((len(crops) * batch, k), kernel_dtype, a.device)
     mus, errs, log_z = _swav_codes_into(a, crops, batch, epsilon, n_iter, queue, codes)
     grad = torch.empty(a.shape, dtype=kernel_dtype, device=a.device)
     total = _multicrop_into(a, codes, crops, n_crops, scale, grad)
@@ -202,7 +213,7 @@ def _dino_impl(student: Tensor, teacher: Tensor, center: Tensor, teacher_temp: f
     a = _row_input(student)
     kernel_dtype = _kernel_dtype(a.dtype)
     t = _row_input(teacher) if _kernel_dtype(teacher.dtype) == kernel_dtype else teacher.to(kernel_dtype)
-    labels = _scratch_tensor("dino_labels", t.shape, kernel_dtype, a.device)
+    labels = _DINO_LABELS.get(t.shape, kernel_dtype, a.device)
     shift = (center.reshape(-1).to(device=a.device, dtype=torch.float64) * (-1.0 / teacher_temp)).contiguous()
     log_z = torch.empty(t.shape[0], dtype=kernel_dtype, device=a.device)
     _kernels.row_softmax(t, 1.0 / teacher_temp, shift, labels, log_z)
@@ -232,7 +243,8 @@ def _(student, teacher, center, teacher_temp, n_crops, scale, return_labels):
             teacher.new_empty((teacher.shape[0],), dtype=torch.float64))
 
 
-def _loss_setup(ctx, output, norm: float) -> None:
+def _loss_setup(ctx, inputs, output, norm: float) -> None:
+    ctx.n_inputs = len(inputs)  # the backward returns no gradient for every input but the first
     ctx.mark_non_differentiable(*output[1:])
     ctx.save_for_backward(output[1])
     ctx.norm = norm
@@ -261,22 +273,20 @@ def _loss_backward(ctx, grad_loss, *_unused):
 
 def _swav_norm(output: Tensor, crops, n_crops: int) -> float:
     """1 / the number of (crop pair, row) terms SwAV's loss averages over."""
-    return 1.0 / (len(crops) * (n_crops - 1) * (output.shape[0] // n_crops))
+    return n_crops / (len(crops) * (n_crops - 1) * output.shape[0])  # rows = n_crops * batch: exactly 1/(... batch)
 
 
 def _dino_norm(student: Tensor, n_crops: int) -> float:
     """1 / the number of (crop pair, row) terms DINO's loss averages over."""
-    return 1.0 / (2 * (n_crops - 1) * (student.shape[0] // n_crops))
+    return n_crops / (2 * (n_crops - 1) * student.shape[0])  # rows = n_crops * batch: exactly 1/(... batch)
 
 
 def _swav_setup(ctx, inputs, output):
-    ctx.n_inputs = 8
-    _loss_setup(ctx, output, _swav_norm(inputs[0], inputs[1], inputs[2]))
+    _loss_setup(ctx, inputs, output, _swav_norm(inputs[0], inputs[1], inputs[2]))  # (output, crops, n_crops)
 
 
 def _dino_setup(ctx, inputs, output):
-    ctx.n_inputs = 7
-    _loss_setup(ctx, output, _dino_norm(inputs[0], inputs[4]))
+    _loss_setup(ctx, inputs, output, _dino_norm(inputs[0], inputs[4]))  # (student, n_crops)
 
 
 _swav_loss.register_autograd(_loss_backward, setup_context=_swav_setup)
@@ -294,10 +304,9 @@ _register_autocast(_dino_loss)
 # the registered op, so graphs hold one node per loss.
 class _SwAVLossFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes):
-        result = _swav_impl(output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes)
-        ctx.n_inputs = 8
-        _loss_setup(ctx, result, _swav_norm(output, crops, n_crops))
+    def forward(ctx, *inputs):  # the op's inputs, in its order
+        result = _swav_impl(*inputs)
+        _swav_setup(ctx, inputs, result)
         return result
 
     backward = staticmethod(_loss_backward)
@@ -305,10 +314,9 @@ class _SwAVLossFunction(torch.autograd.Function):
 
 class _DINOLossFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, student, teacher, center, teacher_temp, n_crops, scale, return_labels):
-        result = _dino_impl(student, teacher, center, teacher_temp, n_crops, scale, return_labels)
-        ctx.n_inputs = 7
-        _loss_setup(ctx, result, _dino_norm(student, n_crops))
+    def forward(ctx, *inputs):  # the op's inputs, in its order
+        result = _dino_impl(*inputs)
+        _dino_setup(ctx, inputs, result)
         return result
 
     backward = staticmethod(_loss_backward)
@@ -330,7 +338,7 @@ def _eager(*tensors) -> bool:
     return all(t is None or type(t) in _PLAIN for t in tensors)
 
 
-def _autocast_float32(device_type: str, *tensors):
+def _autocast_float32(*tensors):
     """The op's autocast rule, for the eager path: under autocast on the tensors' device, floating
     tensors other than float64 are cast to float32 (torch.library.register_autocast's rule)."""
     return tuple(t.float() if t is not None and t.is_floating_point() and t.dtype != torch.float64 else t
@@ -342,7 +350,7 @@ def _call_swav(output, crops, n_crops, epsilon, n_iter, scale, queue, return_cod
         return _swav_loss(output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes)
     device_type = output.device.type
     if torch.is_autocast_enabled(device_type):
-        output, queue = _autocast_float32(device_type, output, queue)
+        output, queue = _autocast_float32(output, queue)
         with torch.autocast(device_type, enabled=False):
             return _SwAVLossFunction.apply(output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes)
     return _SwAVLossFunction.apply(output, crops, n_crops, epsilon, n_iter, scale, queue, return_codes)
@@ -353,7 +361,7 @@ def _call_dino(student, teacher, center, teacher_temp, n_crops, scale, return_la
         return _dino_loss(student, teacher, center, teacher_temp, n_crops, scale, return_labels)
     device_type = student.device.type
     if torch.is_autocast_enabled(device_type):
-        student, teacher, center = _autocast_float32(device_type, student, teacher, center)
+        student, teacher, center = _autocast_float32(student, teacher, center)
         with torch.autocast(device_type, enabled=False):
             return _DINOLossFunction.apply(student, teacher, center, teacher_temp, n_crops, scale, return_labels)
     return _DINOLossFunction.apply(student, teacher, center, teacher_temp, n_crops, scale, return_labels)
