@@ -138,7 +138,8 @@ def _energies(E, name: str = "E") -> Tensor:
         raise ValueError(f"{name} must have shape (N, K) or (..., N, K), got ndim={E.dim()}")
     if E.shape[-1] == 0 and _prod(E.shape[:-1]) > 0:
         raise ValueError(f"{name} must have at least one state per row (K >= 1), got shape {tuple(E.shape)}")
-    return E if E.dim() == 2 else E.reshape(-1, E.shape[-1])
+    # the row count spelt out: reshape(-1, 0) is ambiguous for an empty batch of empty rows
+    return E.reshape(_prod(E.shape[:-1]), E.shape[-1])
 
 
 def _potentials(mu, E: Tensor, name: str = "mu") -> Optional[Tensor]:
@@ -672,18 +673,15 @@ def _float_input(x, name: str = "input") -> Tensor:
 
 
 def _dims(dim, ndim: int) -> tuple:
-    if isinstance(dim, (list, tuple)):
-        dims = tuple(dim)
-    else:
-        dims = (dim,)
-    size = max(ndim, 1)
+    """dim as a tuple of axes in [0, ndim) (the callers give 0-d input one axis first)."""
+    dims = tuple(dim) if isinstance(dim, (list, tuple)) else (dim,)
     out = []
     for d in dims:
         if isinstance(d, bool) or not isinstance(d, int):
             raise TypeError(f"dim must be an int or a tuple of ints, got {dim!r}")
-        if not -size <= d < size:
-            raise IndexError(f"Dimension out of range (expected to be in range of [{-size}, {size - 1}], but got {d})")
-        out.append(d % size)
+        if not -ndim <= d < ndim:
+            raise IndexError(f"Dimension out of range (expected to be in range of [{-ndim}, {ndim - 1}], but got {d})")
+        out.append(d % ndim)
     if len(set(out)) != len(out):
         raise ValueError(f"dim {dim!r} names a dimension twice")
     return tuple(out)
@@ -693,10 +691,9 @@ def _to_rows(x: Tensor, dims: tuple):
     """x as a 2-D (kept, reduced) matrix (a view when torch can make one) and the permuted shape."""
     kept = tuple(i for i in range(x.dim()) if i not in dims)
     order = kept + dims
-    moved = x.permute(order) if order != tuple(range(x.dim())) else x
     n_rows = _prod([x.shape[i] for i in kept])
     n_cols = _prod([x.shape[i] for i in dims])
-    return moved.reshape(n_rows, n_cols), order
+    return x.permute(order).reshape(n_rows, n_cols), order  # permute: a view, also in order
 
 
 def logsumexp(x: Tensor, dim: Union[int, Sequence[int]] = -1, keepdim: bool = False) -> Tensor:
@@ -746,9 +743,7 @@ def _row_transform(op, x: Tensor, dim: int, dtype) -> Tensor:
     if x.dim() == 0:
         return op(x.reshape(1, 1)).reshape(())
     (axis,) = _dims(dim, x.dim())
-    if axis == x.dim() - 1:
-        return op(x.reshape(-1, x.shape[-1])).reshape(x.shape)
-    rows, order = _to_rows(x, (axis,))
+    rows, order = _to_rows(x, (axis,))  # the last axis: a view of x, no permutation
     out = op(rows).reshape([x.shape[i] for i in order])
     return out.permute([order.index(i) for i in range(x.dim())])
 
