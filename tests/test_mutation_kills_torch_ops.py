@@ -297,3 +297,98 @@ def test_the_cross_entropy_op_without_its_gradient():
     # with it: the fused gradient is an output but not differentiable
     loss, grad, log_z = torch.ops.thermossl.cross_entropy(q, E, 0.5, None, True)
     assert grad.shape == (4, 3) and not grad.requires_grad and not log_z.requires_grad
+
+
+def test_second_derivatives_are_refused_with_the_message():
+    E = E43.clone().requires_grad_()
+    q = torch.softmax(E43, -1)
+    for y in (tt.log_partition(E, 0.5).sum(), tt.gibbs(E, 0.5)[:, 0].sum(), tt.gibbs_entropy(E, 0.5).sum(),
+              tt.cross_entropy(q, E, 0.5).sum(), tt.logsumexp(E, 0).sum(), tt.softmax(E)[:, 0].sum(),
+              tt.log_softmax(E)[:, 0].sum()):
+        raises_exactly(RuntimeError, "thermossl.torch ops support first derivatives only (create_graph=True is not supported)",
+                       torch.autograd.grad, y, E, create_graph=True)
+
+
+# ----------------------------------------------------------------------------- the torch-style reductions
+def test_every_dim_and_dtype_argument_against_torch():
+    x = torch.randn(2, 3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    for dim in (0, 1, 2, -1, -2, -3):
+        torch.testing.assert_close(tt.logsumexp(x, dim), torch.logsumexp(x, dim), rtol=1e-14, atol=0)
+        torch.testing.assert_close(tt.softmax(x, dim), torch.softmax(x, dim), rtol=1e-14, atol=0)
+        torch.testing.assert_close(tt.log_softmax(x, dim), torch.log_softmax(x, dim), rtol=1e-14, atol=0)
+    for dims in ((0, 2), [-1, 0], (-3, -2, -1), (1,)):
+        torch.testing.assert_close(tt.logsumexp(x, dims), torch.logsumexp(x, dims), rtol=1e-14, atol=0)
+        torch.testing.assert_close(tt.logsumexp(x, dims, keepdim=True), torch.logsumexp(x, dims, keepdim=True),
+                                   rtol=1e-14, atol=0)
+    x32 = x.float()
+    for fn, ref in ((tt.softmax, torch.softmax), (tt.log_softmax, torch.log_softmax)):
+        out = fn(x32, 1, dtype=torch.float64)
+        assert out.dtype == torch.float64
+        torch.testing.assert_close(out, ref(x32, 1, dtype=torch.float64), rtol=1e-14, atol=0)
+    # 0-d input: one element on axis 0 (or -1)
+    s = torch.tensor(0.7, dtype=torch.float64)
+    for dim in (0, -1):
+        assert tt.logsumexp(s, dim).shape == () and float(tt.logsumexp(s, dim)) == pytest.approx(0.7, rel=1e-15)
+        assert tt.softmax(s, dim).shape == () and float(tt.softmax(s, dim)) == 1.0
+        assert tt.log_softmax(s, dim).shape == () and float(tt.log_softmax(s, dim)) == 0.0
+    # integers compute in the default dtype
+    ints = torch.arange(6).reshape(2, 3)
+    torch.testing.assert_close(tt.logsumexp(ints, 1), torch.logsumexp(ints.float(), 1))
+    assert tt.softmax(ints, 0).dtype == torch.get_default_dtype()
+
+
+def test_float_types_without_a_kernel_are_refused_by_name():
+    x = torch.zeros(2, 3).to(torch.float8_e4m3fn)
+    raises_exactly(TypeError, "input must be float16, bfloat16, float32 or float64, got torch.float8_e4m3fn",
+                   tt.logsumexp, x)
+
+
+# ----------------------------------------------------------------------------- the CUDA route, on the CPU
+class OnCuda(torch.Tensor):
+    """A CPU tensor that says it is a CUDA tensor (as in test_mutation_kills_torch_kernels_device)."""
+
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    @property
+    def is_cuda(self):
+        return True
+
+
+def on_cuda(t):
+    return torch.Tensor._make_subclass(OnCuda, t)
+
+
+def test_cuda_half_input_is_converted_to_float32_and_other_input_is_read_as_it_is():
+    from thermossl.torch import ops
+    for dtype in (torch.float16, torch.bfloat16):
+        x = torch.arange(6.0).reshape(2, 3).to(dtype)
+        assert ops._row_input(x) is x  # the CPU kernels read half input themselves
+        converted = ops._row_input(on_cuda(x))
+        assert converted.dtype == torch.float32 and torch.equal(converted, x.float())
+    for dtype in (torch.float32, torch.float64):
+        x = on_cuda(torch.arange(6.0, dtype=dtype).reshape(2, 3))
+        assert ops._row_input(x) is x
+
+
+def test_cuda_rows_are_checked_after_one_synchronisation():
+    from thermossl.torch import ops
+    assert ops._check_rows(on_cuda(torch.tensor([0.5, -3.0])), "E") is None
+    with pytest.raises(ValueError) as nan_row:
+        ops._check_rows(on_cuda(torch.tensor([0.5, math.nan, 1.0])), "teacher_output")
+    with pytest.raises(ValueError) as host:
+        ops._check_rows(torch.tensor([0.5, math.nan, 1.0]), "teacher_output")
+    assert str(nan_row.value) == str(host.value) and "teacher_output" in str(nan_row.value)
+    assert "row 1" in str(nan_row.value)
+
+
+def test_sinkhorn_vectors_that_require_grad_give_results_without_a_graph():
+    g = torch.Generator().manual_seed(10)
+    w = torch.full((4,), 0.25, dtype=torch.float64, requires_grad=True)
+    c = torch.full((3,), 1 / 3, dtype=torch.float64, requires_grad=True)
+    mu0 = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    E = torch.randn(4, 3, dtype=torch.float64, generator=g).requires_grad_()
+    r = tt.sinkhorn(E, 0.5, n_iter=5, w=w, c=c, mu0=mu0)
+    ref = tt.sinkhorn(E.detach(), 0.5, n_iter=5, w=w.detach(), c=c.detach(), mu0=mu0.detach())
+    for field in r._fields:
+        assert not getattr(r, field).requires_grad, field
+        torch.testing.assert_close(getattr(r, field), getattr(ref, field), rtol=1e-14, atol=0)
