@@ -8,6 +8,10 @@
 #                                              # stage and generate all, run only the mutants named
 #                                              # (fnmatch patterns); a later run without names
 #                                              # resumes: mutmut skips mutants with a verdict
+#   STAGE=torch-ops GROUP=torch MODULES=torch/ops tools/mutation.sh run ...
+#                                              # stage in build/mutation/torch-ops instead of
+#                                              # build/mutation/torch (two stages of one group side
+#                                              # by side; give the same STAGE to results/more/check)
 #   GROUP=physics tools/mutation.sh results   # the verdicts of a group's last run again
 #   GROUP=physics tools/mutation.sh more 'thermossl.demon.x_*'
 #                                              # more named mutants in the last run's stage (its
@@ -74,7 +78,7 @@ toml_list() { local sep=""; for x in "$@"; do printf '%s"%s"' "$sep" "$x"; sep="
 if [ "$action" = results ]; then
   for group in $GROUP; do
     echo "== $group"
-    (cd "build/mutation/$group" && "$root/$venv/bin/mutmut" results)
+    (cd "build/mutation/${STAGE:-$group}" && "$root/$venv/bin/mutmut" results)
   done
   exit 0
 fi
@@ -89,7 +93,7 @@ core=$(ls build/dev/_core*.so 2>/dev/null | head -1 || true)
 }
 
 for group in $GROUP; do
-  stage=build/mutation/$group
+  stage=build/mutation/${STAGE:-$group}
   if [ "$action" = check ]; then
     tests_to_run=$1 && shift
     names=("$@")

@@ -82,13 +82,14 @@ def _check_rows(log_z: Tensor, name: str) -> None:
     _status.check_rows(cpu, log_z.detach().numpy(), name)
 
 
-def _shift(mu: Optional[Tensor], T: float, device) -> Optional[Tensor]:
-    """mu / T as the contiguous float64 vector the kernels add to each row's exponent."""
+def _shift(mu: Optional[Tensor], T: float) -> Optional[Tensor]:
+    """mu / T as the contiguous float64 vector the kernels add to each row's exponent (on E's
+    device: the wrappers check it, the kernels' operand checks refuse any other)."""
     if mu is None:
         return None
     if not bool(torch.isfinite(mu).all()):
         raise ValueError("mu must be finite")
-    return (mu.to(device=device, dtype=torch.float64) / T).contiguous()
+    return (mu.to(torch.float64) / T).contiguous()
 
 
 def _split_T(T, name: str = "T"):
@@ -138,15 +139,16 @@ def _energies(E, name: str = "E") -> Tensor:
         raise ValueError(f"{name} must have shape (N, K) or (..., N, K), got ndim={E.dim()}")
     if E.shape[-1] == 0 and _prod(E.shape[:-1]) > 0:
         raise ValueError(f"{name} must have at least one state per row (K >= 1), got shape {tuple(E.shape)}")
-    return E if E.dim() == 2 else E.reshape(-1, E.shape[-1])
+    # the row count spelt out: reshape(-1, 0) is ambiguous for an empty batch of empty rows
+    return E.reshape(_prod(E.shape[:-1]), E.shape[-1])
 
 
 def _potentials(mu, E: Tensor, name: str = "mu") -> Optional[Tensor]:
     if mu is None:
         return None
     mu = _check_tensor(mu, name)
-    if tuple(mu.shape) != (E.shape[-1],):
-        raise ValueError(f"{name} must have shape ({E.shape[-1]},) (one value per state), got {tuple(mu.shape)}")
+    if tuple(mu.shape) != (E.shape[1],):  # E: the (rows, K) view
+        raise ValueError(f"{name} must have shape ({E.shape[1]},) (one value per state), got {tuple(mu.shape)}")
     if mu.device != E.device:
         raise ValueError(f"{name} must be on E's device {E.device}, got {mu.device}")
     return mu
@@ -172,7 +174,7 @@ def _log_partition(E: Tensor, T: float, T_tensor: Optional[Tensor], mu: Optional
     a = _row_input(E)
     out = torch.empty(a.shape[0], dtype=_kernel_dtype(a.dtype), device=a.device)
     if a.shape[0]:
-        _kernels.row_logsumexp(a, -1.0 / T, _shift(mu, T, a.device), out)
+        _kernels.row_logsumexp(a, -1.0 / T, _shift(mu, T), out)
         _check_rows(out, "E")
     return out.to(E.dtype)
 
@@ -192,10 +194,11 @@ def _log_partition_backward(ctx, grad):
     _no_double_backward()
     E, T_tensor, mu = ctx.saved_tensors
     p = _gibbs(E, ctx.T, T_tensor, mu)  # d log Z_i / dE_iy = -p_iy / T
-    weighted = grad.unsqueeze(-1) * p
+    weighted = grad.unsqueeze(1) * p
     Tv = _T_value(ctx.T, T_tensor)
+    # (autograd casts each gradient to its input's dtype: float32 mu with float64 E gets float32)
     grad_E = -weighted / Tv if ctx.needs_input_grad[0] else None
-    grad_mu = (weighted.sum(0) / Tv).to(mu.dtype) if mu is not None and ctx.needs_input_grad[3] else None
+    grad_mu = weighted.sum(0) / Tv if ctx.needs_input_grad[3] else None  # False when mu is None
     return grad_E, None, None, grad_mu
 
 
@@ -211,7 +214,7 @@ def _gibbs(E: Tensor, T: float, T_tensor: Optional[Tensor], mu: Optional[Tensor]
     p = torch.empty(a.shape, dtype=_kernel_dtype(a.dtype), device=a.device)
     if a.shape[0]:
         log_z = torch.empty(a.shape[0], dtype=_kernel_dtype(a.dtype), device=a.device)
-        _kernels.row_softmax(a, -1.0 / T, _shift(mu, T, a.device), p, log_z)
+        _kernels.row_softmax(a, -1.0 / T, _shift(mu, T), p, log_z)
         _check_rows(log_z, "E")
     return p.to(E.dtype)
 
@@ -222,19 +225,19 @@ def _(E, T, T_tensor, mu):
 
 
 def _gibbs_setup(ctx, inputs, output):
-    E, T, T_tensor, mu = inputs
+    _, T, T_tensor, _ = inputs
     ctx.T = T
-    ctx.save_for_backward(output, T_tensor, mu)
+    ctx.save_for_backward(output, T_tensor)
 
 
 def _gibbs_backward(ctx, grad):
     _no_double_backward()
-    p, T_tensor, mu = ctx.saved_tensors
+    p, T_tensor = ctx.saved_tensors
     # dp_iy/dE_iz = -(1/T) p_iy (delta_yz - p_iz): grad_E = -(1/T) p (g - sum_y g p).
-    centred = p * (grad - (grad * p).sum(-1, keepdim=True))
+    centred = p * (grad - (grad * p).sum(1, keepdim=True))
     Tv = _T_value(ctx.T, T_tensor)
     grad_E = -centred / Tv if ctx.needs_input_grad[0] else None
-    grad_mu = (centred.sum(0) / Tv).to(mu.dtype) if mu is not None and ctx.needs_input_grad[3] else None
+    grad_mu = centred.sum(0) / Tv if ctx.needs_input_grad[3] else None  # False when mu is None
     return grad_E, None, None, grad_mu
 
 
@@ -287,7 +290,7 @@ def _gibbs_entropy_setup(ctx, inputs, output):
 def _gibbs_entropy_backward(ctx, grad):
     _no_double_backward()
     E, T_tensor = ctx.saved_tensors
-    return grad.unsqueeze(-1) * _entropy_grad(E, ctx.T, T_tensor), None, None
+    return grad.unsqueeze(1) * _entropy_grad(E, ctx.T, T_tensor), None, None
 
 
 _gibbs_entropy.register_autograd(_gibbs_entropy_backward, setup_context=_gibbs_entropy_setup)
@@ -329,13 +332,13 @@ def _cross_entropy_setup(ctx, inputs, output):
     ctx.T = T
     ctx.with_grad = with_grad
     ctx.mark_non_differentiable(grad, log_z)
-    ctx.save_for_backward(q, E, T_tensor, grad, log_z)
+    ctx.save_for_backward(E, T_tensor, grad, log_z)
 
 
 def _cross_entropy_backward(ctx, grad_loss, _grad_grad, _grad_log_z):
     _no_double_backward()
-    q, E, T_tensor, grad, log_z = ctx.saved_tensors
-    g = grad_loss.unsqueeze(-1)
+    E, T_tensor, grad, log_z = ctx.saved_tensors
+    g = grad_loss.unsqueeze(1)
     grad_q = grad_E = None
     if ctx.needs_input_grad[1]:
         if not ctx.with_grad:
@@ -343,7 +346,7 @@ def _cross_entropy_backward(ctx, grad_loss, _grad_grad, _grad_log_z):
         grad_E = g * grad  # the fused kernel's dL_i/dE_iy = (q_iy - p_iy sum q_i) / T
     if ctx.needs_input_grad[0]:
         # dL_i/dq_iy = -log p_iy = E_iy / T + log Z_i.
-        grad_q = (g * (E / _T_value(ctx.T, T_tensor) + log_z.unsqueeze(-1))).to(q.dtype)
+        grad_q = g * (E / _T_value(ctx.T, T_tensor) + log_z.unsqueeze(1))
     return grad_q, grad_E, None, None, None
 
 
@@ -375,7 +378,7 @@ def _save_input_and_output(ctx, inputs, output):
 def _logsumexp_backward(ctx, grad):
     _no_double_backward()
     x, out = ctx.saved_tensors
-    return grad.unsqueeze(-1) * torch.exp(x - out.unsqueeze(-1))
+    return grad.unsqueeze(1) * torch.exp(x - out.unsqueeze(1))
 
 
 _logsumexp_rows.register_autograd(_logsumexp_backward, setup_context=_save_input_and_output)
@@ -403,7 +406,7 @@ def _save_output(ctx, inputs, output):
 def _softmax_backward(ctx, grad):
     _no_double_backward()
     (p,) = ctx.saved_tensors
-    return p * (grad - (grad * p).sum(-1, keepdim=True))
+    return p * (grad - (grad * p).sum(1, keepdim=True))
 
 
 _softmax_rows.register_autograd(_softmax_backward, setup_context=_save_output)
@@ -427,7 +430,7 @@ def _(x):
 def _log_softmax_backward(ctx, grad):
     _no_double_backward()
     (log_p,) = ctx.saved_tensors
-    return grad - torch.exp(log_p) * grad.sum(-1, keepdim=True)
+    return grad - torch.exp(log_p) * grad.sum(1, keepdim=True)
 
 
 _log_softmax_rows.register_autograd(_log_softmax_backward, setup_context=_save_output)
@@ -672,18 +675,15 @@ def _float_input(x, name: str = "input") -> Tensor:
 
 
 def _dims(dim, ndim: int) -> tuple:
-    if isinstance(dim, (list, tuple)):
-        dims = tuple(dim)
-    else:
-        dims = (dim,)
-    size = max(ndim, 1)
+    """dim as a tuple of axes in [0, ndim) (the callers give 0-d input one axis first)."""
+    dims = tuple(dim) if isinstance(dim, (list, tuple)) else (dim,)
     out = []
     for d in dims:
         if isinstance(d, bool) or not isinstance(d, int):
             raise TypeError(f"dim must be an int or a tuple of ints, got {dim!r}")
-        if not -size <= d < size:
-            raise IndexError(f"Dimension out of range (expected to be in range of [{-size}, {size - 1}], but got {d})")
-        out.append(d % size)
+        if not -ndim <= d < ndim:
+            raise IndexError(f"Dimension out of range (expected to be in range of [{-ndim}, {ndim - 1}], but got {d})")
+        out.append(d % ndim)
     if len(set(out)) != len(out):
         raise ValueError(f"dim {dim!r} names a dimension twice")
     return tuple(out)
@@ -693,10 +693,9 @@ def _to_rows(x: Tensor, dims: tuple):
     """x as a 2-D (kept, reduced) matrix (a view when torch can make one) and the permuted shape."""
     kept = tuple(i for i in range(x.dim()) if i not in dims)
     order = kept + dims
-    moved = x.permute(order) if order != tuple(range(x.dim())) else x
     n_rows = _prod([x.shape[i] for i in kept])
     n_cols = _prod([x.shape[i] for i in dims])
-    return moved.reshape(n_rows, n_cols), order
+    return x.permute(order).reshape(n_rows, n_cols), order  # permute: a view, also in order
 
 
 def logsumexp(x: Tensor, dim: Union[int, Sequence[int]] = -1, keepdim: bool = False) -> Tensor:
@@ -746,9 +745,7 @@ def _row_transform(op, x: Tensor, dim: int, dtype) -> Tensor:
     if x.dim() == 0:
         return op(x.reshape(1, 1)).reshape(())
     (axis,) = _dims(dim, x.dim())
-    if axis == x.dim() - 1:
-        return op(x.reshape(-1, x.shape[-1])).reshape(x.shape)
-    rows, order = _to_rows(x, (axis,))
+    rows, order = _to_rows(x, (axis,))  # the last axis: a view of x, no permutation
     out = op(rows).reshape([x.shape[i] for i in order])
     return out.permute([order.index(i) for i in range(x.dim())])
 
