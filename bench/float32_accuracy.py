@@ -9,7 +9,7 @@ q = softmax(N(0, 1)) as float32. Errors are measured as the README's bounds are 
     log Z: |err| / max(|log Z|, 1)      (bound 1 eps)
     p:     |err| absolute               (bound 4 eps)
     S:     |err| / max(S, 1)            (bound 8 eps)
-    L:     |err| / max(L, 1)            (bound 2 eps)
+    L:     |err| / max(L, 1)            (bound 4 eps)
 
     python bench/float32_accuracy.py [--n 1000] [--k 3000] [--levels baseline,avx2]
 """
@@ -26,7 +26,7 @@ from thermossl import _core
 EPS32 = float(np.finfo(np.float32).eps)
 SCALES = (1.0, 10.0, 1e2, 1e3, 1e4)
 TEMPERATURES = (1.0, 0.1, 0.05)
-BOUNDS = {"log Z": 1, "p": 4, "S": 8, "L": 2}
+BOUNDS = {"log Z": 1, "p": 4, "S": 8, "L": 4}  # the claims of docs/guide.md and tests/test_gibbs.py
 
 
 def worst_errors(n, k):
