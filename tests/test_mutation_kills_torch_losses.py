@@ -501,3 +501,71 @@ def test_dino_recorder_through_both_routes_and_autocast():
     expected = by_hand.feedback(t[:B] * 1.01)
     for field, value in expected.items():
         assert rows[0][field] == pytest.approx(value, rel=1e-5, abs=1e-7), field
+
+
+# ----------------------------------------------------------------------------- round 7 kills
+def test_op_outputs_other_than_the_loss_carry_no_gradient():
+    """The registered ops mark every output but the loss non-differentiable: the gradient buffer,
+    the codes or labels, mu, charge errors and log Z are data, not functions of the scores."""
+    B, K = 6, 5
+    x = scores(2 * B, K, seed=31).requires_grad_()
+    out = torch.ops.thermossl.swav_loss(x, (0, 1), 2, 0.05, 3, 10.0, None, True)
+    assert out[0].requires_grad
+    assert [t.requires_grad for t in out[1:]] == [False] * 5
+    s = scores(2 * B, K, seed=32).requires_grad_()
+    t = scores(2 * B, K, seed=33)
+    out = torch.ops.thermossl.dino_loss(s, t, torch.zeros(1, K), 0.05, 2, 10.0, True)
+    assert out[0].requires_grad
+    assert [t.requires_grad for t in out[1:]] == [False] * 3
+
+
+@pytest.mark.parametrize("make", ["swav", "dino"])
+def test_second_backward_through_one_forward_is_refused_by_name(make):
+    B, K = 6, 5
+    x = scores(2 * B, K, seed=34).requires_grad_()
+    if make == "swav":
+        loss = tt.SwAVLoss()(x)
+    else:
+        loss = tt.DINOLoss(K, 2, 0.04, 0.07, 1, 2)(x, scores(2 * B, K, seed=35), 0)
+    loss.backward(retain_graph=True)
+    raises(RuntimeError, "thermossl losses support one backward per forward (their gradient buffer is "
+           "scaled in place by the first); run the forward again", loss.backward)
+
+
+def test_without_torchs_dispatch_probes_every_call_takes_the_registered_op(monkeypatch):
+    """Where this torch lacks one of its private probes (a tracing dispatch mode, a functorch
+    transform), the eager path cannot tell it is safe: every call takes the registered op."""
+    B, K = 6, 5
+    x = scores(2 * B, K, seed=36)
+    assert losses._eager(x)
+    expected = tt.SwAVLoss()(x).item()
+    ops_called = []
+    swav_op = losses._swav_loss
+
+    def recording(*args):
+        ops_called.append(True)
+        return swav_op(*args)
+
+    monkeypatch.setattr(losses, "_swav_loss", recording)
+    for probe in ("_DISPATCH_DEPTH", "_TRANSFORMS"):
+        with monkeypatch.context() as m:
+            m.setattr(losses, probe, None)
+            assert losses._eager(x) is False
+            ops_called.clear()
+            assert tt.SwAVLoss()(x).item() == pytest.approx(expected, rel=1e-6)
+            assert ops_called == [True], probe
+    ops_called.clear()
+    tt.SwAVLoss()(x)
+    assert ops_called == []
+
+
+def test_a_wrapper_subclass_queue_alone_takes_the_registered_op():
+    """A plain output with a wrapper-subclass queue: the eager path reads raw addresses, which a
+    wrapper without storage does not have, so the queue alone sends the call to the registered
+    op (which dispatches to the subclass)."""
+    B, K, L = 8, 6, 10
+    x = scores(2 * B, K, seed=37)
+    queue = scores(2 * L, K, seed=38).reshape(2, L, K)
+    loss = tt.SwAVLoss()(x, queue=Wrapped(queue))
+    assert type(loss) is Wrapped
+    assert loss.inner.item() == pytest.approx(tt.SwAVLoss()(x, queue=queue).item(), rel=1e-6)

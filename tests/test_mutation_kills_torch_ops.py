@@ -392,3 +392,15 @@ def test_sinkhorn_vectors_that_require_grad_give_results_without_a_graph():
     for field in r._fields:
         assert not getattr(r, field).requires_grad, field
         torch.testing.assert_close(getattr(r, field), getattr(ref, field), rtol=1e-14, atol=0)
+
+
+# ----------------------------------------------------------------------------- round 7 kills
+@pytest.mark.parametrize("T,shown", [(0.0, "0.0"), (-1.0, "-1.0"), (math.inf, "inf"), (math.nan, "nan")])
+@pytest.mark.parametrize("op", ["log_partition", "gibbs", "gibbs_entropy", "cross_entropy", "sinkhorn"])
+def test_number_T_is_refused_before_dispatch(op, T, shown):
+    """A temperature given as a number is checked before the op is dispatched, so tensors without
+    data (meta here; fake tensors under torch.compile) get the error a CPU tensor gets."""
+    E = torch.zeros(4, 3, device="meta")
+    fn = getattr(tt, op)
+    args = (torch.zeros(4, 3, device="meta"), E, T) if op == "cross_entropy" else (E, T)
+    raises_exactly(ValueError, f"T must be finite and > 0, got {shown}", fn, *args)

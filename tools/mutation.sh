@@ -70,7 +70,12 @@ group_tests() {
     physics) echo "tests/test_thermo.py tests/test_demon.py tests/test_analysis.py tests/test_balancing.py
                    tests/test_reference_ledger.py tests/test_physics_contract.py tests/test_ledger_files.py $kills" ;;
     compat) echo "tests/test_compat_pot.py $kills" ;;
-    torch) echo "tests/test_torch_ops.py tests/test_torch_losses.py tests/test_torch_recorder.py $kills" ;;
+    # test_torch_compile.py: the registered ops' route under torch.compile (the losses' compiled
+    # backward branch); test_torch_distributed.py is not here: its workers import the installed
+    # thermossl, not the staged mutants (the kills file for the losses' distributed branch passes
+    # PYTHONPATH on)
+    torch) echo "tests/test_torch_ops.py tests/test_torch_losses.py tests/test_torch_recorder.py
+                 tests/test_torch_compile.py $kills" ;;
   esac
 }
 toml_list() { local sep=""; for x in "$@"; do printf '%s"%s"' "$sep" "$x"; sep=", "; done; }
