@@ -569,3 +569,26 @@ def test_a_wrapper_subclass_queue_alone_takes_the_registered_op():
     loss = tt.SwAVLoss()(x, queue=Wrapped(queue))
     assert type(loss) is Wrapped
     assert loss.inner.item() == pytest.approx(tt.SwAVLoss()(x, queue=queue).item(), rel=1e-6)
+
+
+def test_multicrop_sums_its_float32_loss_rows_in_float64(monkeypatch):
+    """_multicrop_into's total is accumulated in float64 (its docstring): float32 loss rows of
+    2^24 and fifteen 1.0 sum to the odd 2^24 + 15 exactly, which no float32 sum can give (every
+    float32 in [2^24, 2^25) is even)."""
+    from thermossl.torch import _kernels
+
+    block = _kernels.row_cross_entropy_block
+
+    def crafted(target, first, scores_, row0, batch, scale, loss_rows, grad, log_z):
+        block(target, first, scores_, row0, batch, scale, loss_rows, grad, log_z)
+        loss_rows[row0:row0 + batch] = 1.0
+        if row0 == 0:
+            loss_rows[0] = 2.0 ** 24
+
+    monkeypatch.setattr(_kernels, "row_cross_entropy_block", crafted)
+    B, K = 8, 5
+    s = scores(2 * B, K, seed=39)
+    labels = torch.softmax(scores(2 * B, K, seed=40), 1)
+    grad = torch.empty(2 * B, K)
+    total = losses._multicrop_into(s, labels, (0, 1), 2, 10.0, grad)
+    assert total == 2.0 ** 24 + 15
