@@ -15,8 +15,10 @@ namespace {
 // pass is a vector max, one instruction per vector (double rows too: the max of a, not of
 // scale * a, see with_row_frame); an online max-and-sum would fold it into pass 2 but rescale the
 // sums whenever a lane's max grows, and memory traffic is one read either way. Pass 2 per vector
-// at AVX-512 (objdump of the loop): float 24 instructions per 16 elements (the exp 12, the count
-// at the max and the sum one merge-masked add each), double 31 per 8 (the table exp 18).
+// (objdump of the loops): float rows in the pivot frame take the base-2 forms below, 19
+// instructions per 16 elements at AVX-512 and 23 per 8 at AVX2; other float rows 24 per 16 at
+// AVX-512 (the exp 12, the count at the max and the sum one merge-masked add each); double 31
+// per 8 at AVX-512 (the table exp 18), fewer for unshifted rows (vscalefpd's mask, below).
 #if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
 /// Pass 2 of a float row at AVX-512 in the pivot frame (with_row_frame's PivotArg: scale a
 /// moderate normal number, max finite), with the exponent in base 2: d = a - a* (exact max/min
