@@ -242,7 +242,7 @@ class LedgerRecorder:
             allowed (q > 0); where codes are 0 the mean runs over the finite terms only, and the
             estimate is approximate.
             Whatever their source (given, estimated or the reservoir's), the books take mu in the
-            gauge sum_y mu_y = 0 (mu is defined up to a common constant, THEORY.md §3): where a
+            gauge sum_y mu_y = 0 (mu is defined up to a common constant): where a
             reservoir keeps another gauge (centering's mu = -C), ``mu_min``, ``mu_max`` and
             ``mu_mean`` differ from the numpy Demon's by that constant, and every other field agrees.
         T_label : float, optional
