@@ -156,3 +156,30 @@ def stand_in_device(monkeypatch):
     monkeypatch.setattr(cuda_backend, "_cuda", _StandInCuda)
     monkeypatch.setattr(cuda_backend, "_stream", lambda like: 0)
     return torch
+
+
+def run_gloo_ranks(argv, world: int, timeout: float, env=None, cwd=None) -> None:
+    """Run ``argv`` once per rank as torch.distributed workers rendezvousing over loopback
+    (RANK, WORLD_SIZE, MASTER_ADDR and a free MASTER_PORT set on top of ``env``, default the
+    test's environment); fail the test when they hang past ``timeout`` seconds (killing them) or
+    one exits non-zero (with its output)."""
+    import socket
+    import subprocess
+
+    import pytest
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = {**(os.environ if env is None else env), "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port)}
+    procs = [subprocess.Popen([str(a) for a in argv], env={**base, "RANK": str(r)}, cwd=cwd,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(world)]
+    try:
+        outputs = [p.communicate(timeout=timeout) for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        pytest.fail("torch.distributed workers hung")
+    for rank, (p, (out, err)) in enumerate(zip(procs, outputs)):
+        assert p.returncode == 0, f"rank {rank} failed ({p.returncode}):\n{out}\n{err[-3000:]}"

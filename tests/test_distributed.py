@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ from thermossl import demon, distributed, reservoirs
 from thermossl.distributed.abort import _REPORT_GRACE
 
 import distributed_worker as worker
+from helpers import run_gloo_ranks
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 TIMEOUT = 240  # seconds for a whole multi-process run (3 ranks on 2 cores included)
@@ -377,34 +377,11 @@ needs_torch = pytest.mark.skipif(
 )
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.requires("torch")
 @needs_torch
 def test_torch_gloo_matches_single_process(tmp_path):
     size = 2
-    env = worker_env()
-    env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), WORLD_SIZE=str(size))
-    procs = []
-    for r in range(size):
-        procs.append(subprocess.Popen(
-            [sys.executable, str(WORKER), "torch", str(tmp_path)], env={**env, "RANK": str(r)}, cwd=tmp_path,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))
-    outputs = []
-    try:
-        for p in procs:
-            outputs.append(p.communicate(timeout=TIMEOUT))
-    except subprocess.TimeoutExpired:
-        for p in procs:
-            p.kill()
-        pytest.fail("torch.distributed workers hung")
-    for p, (out, err) in zip(procs, outputs):
-        assert p.returncode == 0, f"torch worker failed ({p.returncode}):\n{out}\n{err}"
+    run_gloo_ranks([sys.executable, WORKER, "torch", tmp_path], size, timeout=TIMEOUT, env=worker_env(), cwd=tmp_path)
     results, errors = load(tmp_path, size)
     check_ranks(results, size, errors)
 

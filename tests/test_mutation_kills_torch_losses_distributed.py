@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 import torch.distributed as dist  # noqa: E402
+from helpers import run_gloo_ranks  # noqa: E402
 
 WORLD, B, K, L = 2, 16, 10, 24  # ranks, per-rank batch, prototypes, per-rank queue rows
 
@@ -98,28 +98,13 @@ def worker(out_dir: str) -> None:
 
 
 def run_ranks(out: Path):
-    import socket
-
     import thermossl
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     # the workers import the thermossl this process imported (under mutation testing: the mutants)
     path = os.pathsep.join([str(Path(thermossl.__file__).parents[1]), str(Path(__file__).parent),
                             os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "WORLD_SIZE": str(WORLD), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-           "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
-    procs = [subprocess.Popen([sys.executable, __file__, str(out)], env={**env, "RANK": str(r)},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(WORLD)]
-    try:
-        outputs = [p.communicate(timeout=180) for p in procs]
-    except subprocess.TimeoutExpired:
-        for p in procs:
-            p.kill()
-        pytest.fail("torch.distributed workers hung")
-    for p, (o, e) in zip(procs, outputs):
-        assert p.returncode == 0, f"worker failed ({p.returncode}):\n{o}\n{e[-3000:]}"
+    run_gloo_ranks([sys.executable, __file__, out], WORLD, timeout=180,
+                   env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path})
     return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
 
 

@@ -3,8 +3,6 @@ the whole global batch, and the published algorithms run with torch.distributed.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,33 +15,17 @@ if not torch.distributed.is_available():  # pragma: no cover
     pytest.skip("torch.distributed is not available", allow_module_level=True)
 
 import thermossl.torch as tt  # noqa: E402
+from helpers import run_gloo_ranks  # noqa: E402
 from torch_losses_worker import B, K, NCROPS, SELA_ROWS, global_batches, local_rows, sela_scores  # noqa: E402
 
 WORKER = Path(__file__).with_name("torch_losses_worker.py")
 WORLD = 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("torch_losses")
-    env = {**os.environ, "WORLD_SIZE": str(WORLD), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
-           "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(out)], env={**env, "RANK": str(r)},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(WORLD)]
-    try:
-        outputs = [p.communicate(timeout=240) for p in procs]
-    except subprocess.TimeoutExpired:
-        for p in procs:
-            p.kill()
-        pytest.fail("torch.distributed workers hung")
-    for p, (o, e) in zip(procs, outputs):
-        assert p.returncode == 0, f"worker failed ({p.returncode}):\n{o}\n{e}"
+    run_gloo_ranks([sys.executable, WORKER, out], WORLD, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
     return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
 
 
