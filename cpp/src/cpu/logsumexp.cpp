@@ -19,6 +19,52 @@ namespace {
 // instructions per 16 elements at AVX-512 and 23 per 8 at AVX2; other float rows 24 per 16 at
 // AVX-512 (the exp 12, the count at the max and the sum one merge-masked add each); double 31
 // per 8 at AVX-512 (the table exp 18), fewer for unshifted rows (vscalefpd's mask, below).
+#if (defined(THERMOSSL_ISA_AVX512) || defined(THERMOSSL_ISA_AVX2)) && THERMOSSL_VECTOR_EXT
+/// The chunk loop of the explicit-vector pass-2 forms below (one read of the row): the full
+/// vectors of kL lanes in chunks of LaneSums<T, 1>::kChunkVectors, each chunk's lanes summed into
+/// `part` by `add(j, part)` and flushed to the double sums once, the next row prefetched a chunk
+/// ahead when `next` is given; then the partial last vector (k - j < kL elements) by
+/// `add_tail(j, part)`, a chunk of its own.
+template <class T, std::int64_t kL, class Part, class Add, class AddTail>
+inline void chunked_lane_sums(const std::int64_t k, const T* next, LaneSums<T, 1>& sums, const Add& add,
+                              const AddTail& add_tail) {
+    constexpr std::int64_t kChunkElems = kL * LaneSums<T, 1>::kChunkVectors;
+    const std::int64_t full = k - k % kL;
+    const char* const ahead = reinterpret_cast<const char*>(next);
+    for (std::int64_t j0 = 0; j0 < full; j0 += kChunkElems) {
+        const std::int64_t j1 = j0 + kChunkElems < full ? j0 + kChunkElems : full;
+        if (ahead != nullptr) prefetch_bytes<kChunkElems * sizeof(T)>(ahead + j0 * sizeof(T));
+        Part part{};  // zeros
+        for (std::int64_t j = j0; j < j1; j += kL) add(j, part);
+        sums.part[0] = (vec_t<T>)part;
+        sums.flush();
+    }
+    if (full < k) {
+        if (ahead != nullptr) prefetch_bytes<kL * sizeof(T)>(ahead + full * sizeof(T));
+        Part part{};
+        add_tail(full, part);
+        sums.part[0] = (vec_t<T>)part;
+        sums.flush();
+    }
+}
+
+/// The frame of the base-2 float forms (with_row_frame's PivotArg): false where it does not apply
+/// (scale not a moderate normal number, or m = scale * a* not finite); else the pivot a* (max a
+/// for scale > 0, min a for scale < 0), m, and c = float(-scale log2 e), the factor of d = a* - a.
+inline bool base2_pivot_frame(const float* a, const std::int64_t k, const Exponent ex, float& pivot, double& m,
+                              float& c) {
+    const double mag = std::fabs(ex.scale);
+    if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
+    pivot = ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
+    m = ex.scale * static_cast<double>(pivot);
+    c = static_cast<float>(-ex.scale * 1.4426950408889634074);
+    return std::isfinite(m);
+}
+// The flush of the base-2 forms, 2^kBase2Lowest: float products, as y at scale 1, so the same t as
+// exp_nonpositive_f32's flush at -86.9.
+constexpr float kBase2Lowest = -86.9f * 1.44269504f;
+#endif
+
 #if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
 /// Pass 2 of a float row at AVX-512 in the pivot frame (with_row_frame's PivotArg: scale a
 /// moderate normal number, max finite), with the exponent in base 2: d = a - a* (exact max/min
@@ -34,16 +80,12 @@ namespace {
 /// vscalefps, add, count. Returns false (nothing done) where PivotArg does not apply.
 inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exponent ex, const float* next,
                                  double& m, double& weight_at_max, double& rest) {
-    const double mag = std::fabs(ex.scale);
-    if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
-    const float pivot = ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
-    m = ex.scale * static_cast<double>(pivot);
-    if (!std::isfinite(m)) return false;
-    constexpr float kLowest = -86.9f * 1.44269504f;  // float products, as y at scale 1
+    float pivot, c;
+    if (!base2_pivot_frame(a, k, ex, pivot, m, c)) return false;
     const __m512 pv = _mm512_set1_ps(pivot);
     // d is formed as a* - a (the load folds into the subtraction), so the constant is negated
-    const __m512 cv = _mm512_set1_ps(static_cast<float>(-ex.scale * 1.4426950408889634074));
-    const __m512 low = _mm512_set1_ps(kLowest);
+    const __m512 cv = _mm512_set1_ps(c);
+    const __m512 low = _mm512_set1_ps(kBase2Lowest);
     std::int64_t below_count = 0;  // how many terms are not at the max
     LaneSums<float, 1> sums;
     const auto term = [&](const __m512 d, __m512& part) {
@@ -53,27 +95,13 @@ inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exp
         part = _mm512_add_ps(part, exp2_nonpositive_f32_scalef(y, keep));
         below_count += __builtin_popcount(static_cast<unsigned>(not_max));
     };
-    constexpr std::int64_t kL = 16;
-    constexpr std::int64_t kChunkElems = kL * LaneSums<float, 1>::kChunkVectors;  // 8 terms per lane
-    const std::int64_t full = k - k % kL;
-    const char* const ahead = reinterpret_cast<const char*>(next);
-    for (std::int64_t j0 = 0; j0 < full; j0 += kChunkElems) {
-        const std::int64_t j1 = j0 + kChunkElems < full ? j0 + kChunkElems : full;
-        if (ahead != nullptr) prefetch_bytes<kChunkElems * sizeof(float)>(ahead + j0 * sizeof(float));
-        __m512 part = _mm512_setzero_ps();
-        for (std::int64_t j = j0; j < j1; j += kL) term(_mm512_sub_ps(pv, _mm512_loadu_ps(a + j)), part);
-        sums.part[0] = (vec_t<float>)part;
-        sums.flush();
-    }
-    if (full < k) {
-        if (ahead != nullptr) prefetch_bytes<kL * sizeof(float)>(ahead + full * sizeof(float));
-        // lanes past the row load the pivot: d = 0, neither counted nor summed
-        const __mmask16 valid = static_cast<__mmask16>((1u << (k - full)) - 1u);
-        __m512 part = _mm512_setzero_ps();
-        term(_mm512_sub_ps(pv, _mm512_mask_loadu_ps(pv, valid, a + full)), part);
-        sums.part[0] = (vec_t<float>)part;
-        sums.flush();
-    }
+    chunked_lane_sums<float, 16, __m512>(
+        k, next, sums, [&](const std::int64_t j, __m512& part) { term(_mm512_sub_ps(pv, _mm512_loadu_ps(a + j)), part); },
+        [&](const std::int64_t j, __m512& part) {
+            // lanes past the row load the pivot: d = 0, neither counted nor summed
+            const __mmask16 valid = static_cast<__mmask16>((1u << (k - j)) - 1u);
+            term(_mm512_sub_ps(pv, _mm512_mask_loadu_ps(pv, valid, a + j)), part);
+        });
     weight_at_max = static_cast<double>(k - below_count);
     rest = sums[0];
     return true;
@@ -87,15 +115,11 @@ inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exp
 /// multiply, add, 2 subtractions, 6 FMA, shift, add, 2 compares, or, and-not, add, count.
 inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exponent ex, const float* next,
                                  double& m, double& weight_at_max, double& rest) {
-    const double mag = std::fabs(ex.scale);
-    if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
-    const float pivot = ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
-    m = ex.scale * static_cast<double>(pivot);
-    if (!std::isfinite(m)) return false;
-    constexpr float kLowest = -86.9f * 1.44269504f;  // as at AVX-512
+    float pivot, c;
+    if (!base2_pivot_frame(a, k, ex, pivot, m, c)) return false;
     const __m256 pv = _mm256_set1_ps(pivot);
-    const __m256 cv = _mm256_set1_ps(static_cast<float>(-ex.scale * 1.4426950408889634074));
-    const __m256 low = _mm256_set1_ps(kLowest);
+    const __m256 cv = _mm256_set1_ps(c);
+    const __m256 low = _mm256_set1_ps(kBase2Lowest);
     __m256i minus_at_max = _mm256_setzero_si256();
     LaneSums<float, 1> sums;
     const auto term = [&](const __m256 d, __m256& part) {
@@ -106,27 +130,14 @@ inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exp
         minus_at_max = _mm256_add_epi32(minus_at_max, _mm256_castps_si256(at_max));
     };
     constexpr std::int64_t kL = 8;
-    constexpr std::int64_t kChunkElems = kL * LaneSums<float, 1>::kChunkVectors;
-    const std::int64_t full = k - k % kL;
-    const char* const ahead = reinterpret_cast<const char*>(next);
-    for (std::int64_t j0 = 0; j0 < full; j0 += kChunkElems) {
-        const std::int64_t j1 = j0 + kChunkElems < full ? j0 + kChunkElems : full;
-        if (ahead != nullptr) prefetch_bytes<kChunkElems * sizeof(float)>(ahead + j0 * sizeof(float));
-        __m256 part = _mm256_setzero_ps();
-        for (std::int64_t j = j0; j < j1; j += kL) term(_mm256_sub_ps(pv, _mm256_loadu_ps(a + j)), part);
-        sums.part[0] = (vec_t<float>)part;
-        sums.flush();
-    }
-    if (full < k) {
-        if (ahead != nullptr) prefetch_bytes<kL * sizeof(float)>(ahead + full * sizeof(float));
-        // the lanes past the row are zeroed after the term (they hold the pivot: d = 0, at the
-        // max, so they add -1 to the count, taken back below)
-        const TailLanes<float> tail(k - full);
-        __m256 part = _mm256_setzero_ps();
-        term(_mm256_sub_ps(pv, (__m256)tail.load(a + full, pivot)), part);
-        sums.part[0] = (vec_t<float>)part;
-        sums.flush();
-    }
+    chunked_lane_sums<float, kL, __m256>(
+        k, next, sums, [&](const std::int64_t j, __m256& part) { term(_mm256_sub_ps(pv, _mm256_loadu_ps(a + j)), part); },
+        [&](const std::int64_t j, __m256& part) {
+            // the lanes past the row are zeroed after the term (they hold the pivot: d = 0, at the
+            // max, so they add -1 to the count, taken back below)
+            const TailLanes<float> tail(k - j);
+            term(_mm256_sub_ps(pv, (__m256)tail.load(a + j, pivot)), part);
+        });
     const std::int64_t padded = (k + kL - 1) / kL * kL;
     std::int64_t at_max = 0;
     alignas(32) std::int32_t lanes[8];
@@ -163,27 +174,13 @@ inline bool exact_row_sums_f64(const double* a, const std::int64_t k, const Expo
         part = _mm512_add_pd(part, exp_nonpositive_f64_table_where(t, keep));
         below_count += __builtin_popcount(static_cast<unsigned>(not_max));
     };
-    constexpr std::int64_t kL = 8;
-    constexpr std::int64_t kChunkElems = kL * LaneSums<double, 1>::kChunkVectors;
-    const std::int64_t full = k - k % kL;
-    const char* const ahead = reinterpret_cast<const char*>(next);
-    for (std::int64_t j0 = 0; j0 < full; j0 += kChunkElems) {
-        const std::int64_t j1 = j0 + kChunkElems < full ? j0 + kChunkElems : full;
-        if (ahead != nullptr) prefetch_bytes<kChunkElems * sizeof(double)>(ahead + j0 * sizeof(double));
-        __m512d part = _mm512_setzero_pd();
-        for (std::int64_t j = j0; j < j1; j += kL) term(_mm512_mul_pd(sv, _mm512_loadu_pd(a + j)), part);
-        sums.part[0] = (vec_t<double>)part;
-        sums.flush();
-    }
-    if (full < k) {
-        if (ahead != nullptr) prefetch_bytes<kL * sizeof(double)>(ahead + full * sizeof(double));
-        // lanes past the row load the pivot: x = m, neither counted nor summed
-        const __mmask8 valid = static_cast<__mmask8>((1u << (k - full)) - 1u);
-        __m512d part = _mm512_setzero_pd();
-        term(_mm512_mul_pd(sv, _mm512_mask_loadu_pd(_mm512_set1_pd(pivot), valid, a + full)), part);
-        sums.part[0] = (vec_t<double>)part;
-        sums.flush();
-    }
+    chunked_lane_sums<double, 8, __m512d>(
+        k, next, sums, [&](const std::int64_t j, __m512d& part) { term(_mm512_mul_pd(sv, _mm512_loadu_pd(a + j)), part); },
+        [&](const std::int64_t j, __m512d& part) {
+            // lanes past the row load the pivot: x = m, neither counted nor summed
+            const __mmask8 valid = static_cast<__mmask8>((1u << (k - j)) - 1u);
+            term(_mm512_mul_pd(sv, _mm512_mask_loadu_pd(_mm512_set1_pd(pivot), valid, a + j)), part);
+        });
     weight_at_max = static_cast<double>(k - below_count);
     rest = sums[0];
     return true;
