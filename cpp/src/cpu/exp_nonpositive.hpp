@@ -3,11 +3,13 @@
 // AVX-512/AVX2/SSE2), so the row kernels' explicit vector loops and the scalar
 // exp_nonpositive(float/double) that `omp simd` loops vectorise compute the same bits, without
 // -ffast-math and without libmvec. Per vector: 2 for n, 1-2 FMA for r, 6 (float) or 11 (double)
-// FMA, then the scale by 2^n: float, 2 integer ops (2^n added to the exponent bits of the
-// polynomial; at AVX-512 one vscalefps), double, 2 integer ops and 1 multiply; and 1 select
-// (underflow; at AVX-512 float the zeroing mask of vscalefps). No clamp of the float argument
-// (nor at the AVX-512 double table): the lanes below the flush compute garbage that the select
-// discards (the integer steps wrap); the generic double form keeps its clamp (1 max).
+// FMA, then the scale by 2^n: float, 1 shift and 1 multiply (2^n built from the bits of the
+// rounding sum; at AVX-512 one vscalefps), double, 2 integer ops and 1 multiply; and 1 select
+// (underflow; at AVX-512 float the zeroing mask of vscalefps). The scale is a multiply, never an
+// integer add into the polynomial's exponent bits, so a nan argument (any payload) stays nan.
+// No clamp of the float argument (nor at the AVX-512 double table): the lanes below the flush
+// compute garbage that the select discards (the integer steps wrap); the generic double form
+// keeps its clamp (1 max).
 // The logsumexp kernel's float rows at AVX2 and AVX-512 take their own base-2 forms
 // (exp2_nonpositive_f32_unmasked, exp2_nonpositive_f32_scalef below; logsumexp.cpp).
 // One exception to "the same bits": double vectors of 8 lanes at AVX-512 take a table of
@@ -96,18 +98,18 @@ inline I add_wrapping(const I a, const I b) {
 /// scalar function below and the explicit vector loops compute the same bits.
 template <class V>
 inline V exp_nonpositive_f32(const V x) {
-    using I = decltype(bits_of_lanes(x));
     const V lowest = lane_splat<V>(-86.9f);  // keeps the result normal (n >= -125, see below)
-    const V round = lane_splat<V>(12582912.0f);  // 1.5 * 2^23
+    // 1.5 * 2^23 + 127: t = round + n for n = round-to-nearest(x log2 e) (the ulp of t is 1; no
+    // ties occur for float x with |x log2 e| <= 126), and the low 9 bits of t's mantissa are
+    // n + 127, 2^n's biased exponent (bits(1.5 * 2^23) = 0x4B400000 has 0x400000 there).
+    const V round = lane_splat<V>(12583039.0f);
     // No clamp of the argument: the lanes with x < lowest (and -inf, whose r is nan) compute
     // garbage that the final select (or vscalefps's zeroing mask) replaces by 0, and the integer
-    // steps wrap (add_wrapping, shift_left_wrapping) instead of overflowing. A nan passes
-    // through every step. The kept lanes are the same bits as with the clamp (one max fewer).
+    // shift wraps (shift_left_wrapping) instead of overflowing. The kept lanes are the same bits
+    // as with the clamp (one max fewer).
     const V xc = x;
     const V t = lane_fma(xc, lane_splat<V>(1.44269504088896341f), round);
     const V n = t - round;
-    // 2^n: bits(t) - bits(round) = n, so bits(t) + kBias = n + 127, the biased exponent.
-    constexpr std::int32_t kBias = 127 - 0x4B400000;  // 0x4B400000 = bits of round
 #if THERMOSSL_HAS_FMA
     const V r = lane_fma(n, lane_splat<V>(-0.693147182f), xc);  // ln2 rounded to float
 #else
@@ -128,12 +130,13 @@ inline V exp_nonpositive_f32(const V x) {
         return (V)_mm512_maskz_scalef_ps(keep, (__m512)poly, (__m512)n);
     }
 #endif
-    (void)kBias;
-    // 2^n placed in the exponent bits of poly by one integer add: bits(t) << 23 = n << 23 (the
-    // bits of `round` shift out), and poly in [0.70, 1.42] has biased exponent 126 or 127, so
-    // the sum stays a normal float for n >= -125 (x >= lowest = -86.9).
-    const I scaled = add_wrapping(bits_of_lanes(poly), shift_left_wrapping<23>(bits_of_lanes(t)));
-    const V result = floats_of_lanes<V>(scaled);
+    // 2^n from bits(t) << 23 = (n + 127) << 23 (the other bits of t shift out), a normal float
+    // for n >= -126; poly in [0.70, 1.42] times 2^n is exact and normal for n >= -125 (x >=
+    // lowest = -86.9). A multiply, not an integer add of n << 23 into poly's exponent bits: a nan
+    // x carries its payload into t, and the add would move those bits into the exponent (a nan
+    // with payload 1 came out as a finite number); poly is nan there and so is the product.
+    const V two_n = floats_of_lanes<V>(shift_left_wrapping<23>(bits_of_lanes(t)));
+    const V result = poly * two_n;
     return x < lowest ? lane_splat<V>(0.0f) : result;  // nan < lowest is false: result is nan
 }
 
@@ -142,11 +145,13 @@ inline V exp_nonpositive_f32(const V x) {
 /// (logsumexp.cpp, exponent already in base 2): n = round(y) by the 1.5 * 2^23 trick, f = y - n in
 /// [-1/2, 1/2] (exact), 2^f by a degree-6 polynomial (Chebyshev interpolation of (2^f - 1)/f on
 /// [-1/2, 1/2], coefficients rounded to float, c0 = 1; 1.19 units of 2^-24 worst with the float
-/// Horner steps) and 2^n added to its exponent bits (n >= -125 keeps the result normal). Lanes
-/// below -125.37, -inf and the caller's excluded lanes are garbage here (the integer add wraps):
-/// the caller masks them. A nan stays nan. Per 8 lanes: add, 2 subtractions, 6 FMA, shift, add.
+/// Horner steps) times 2^n (n >= -125 keeps the result normal). Lanes
+/// below -125.37, -inf and the caller's excluded lanes are garbage here (the shift wraps): the
+/// caller masks them. A nan stays nan. Per 8 lanes: add, 2 subtractions, 6 FMA, shift, multiply.
 inline __m256 exp2_nonpositive_f32_unmasked(const __m256 y) {
-    const __m256 round = _mm256_set1_ps(12582912.0f);  // 1.5 * 2^23
+    // 1.5 * 2^23 + 127: s = round + n and the low 9 bits of s's mantissa are n + 127 (as in
+    // exp_nonpositive_f32)
+    const __m256 round = _mm256_set1_ps(12583039.0f);
     const __m256 s = _mm256_add_ps(y, round);
     const __m256 f = _mm256_sub_ps(y, _mm256_sub_ps(s, round));
     __m256 p = _mm256_set1_ps(0x1.44138ap-13f);
@@ -156,8 +161,9 @@ inline __m256 exp2_nonpositive_f32_unmasked(const __m256 y) {
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0x1.ebfbe0p-3f));
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0x1.62e430p-1f));
     p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
-    // bits(s) << 23 = n << 23 (the bits of `round` shift out); epi32 adds wrap
-    return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), _mm256_slli_epi32(_mm256_castps_si256(s), 23)));
+    // p * 2^n, 2^n from bits(s) << 23 = (n + 127) << 23: a multiply keeps a nan y nan (an
+    // integer add into p's exponent bits would move a nan payload there, see exp_nonpositive_f32)
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(s), 23)));
 }
 #endif
 
