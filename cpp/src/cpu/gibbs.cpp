@@ -103,10 +103,11 @@ void entropy_impl(const MatrixView<In>& a, const Exponent ex_shared, T* entropy,
             using V = vec_t<T>;
             m = m_row;
             LaneSums<T, 2> sums;
+            using Arg = decltype(arg);
             row_sweep(k, arg, sums, [&](std::int64_t, const V t, const mask_t<T> at_max, const auto& lanes) {
-                const V e = lanes.keep(select(at_max, splat<V>(1), exp_lanes(t)));  // as in row_exp_sum
+                const V e = frame_exp<Arg>(t, at_max, lanes);  // as in row_exp_sum
                 sums.part[0] += e;
-                sums.part[1] += select(e > splat<V>(0), e * t, splat<V>(0));
+                sums.part[1] = add_exp_times_t<Arg>(sums.part[1], e, t);
             }, next);
             z = sums[0];
             ez = sums[1];
@@ -145,14 +146,24 @@ void cross_entropy_impl(const MatrixView<InQ>& q, const MatrixView<InA>& a, cons
                     using V = vec_t<T>;
                     m = m_row;
                     LaneSums<T, 3> sums;  // z, sum q, sum q t
+                    using Arg = decltype(arg);
+                    // locals: the vector stores cannot alias them (with_row_frame calls this
+                    // body out of line, where the captured pointers are references)
+                    T* const e_out = e_row;
+                    const T* const q_in = q_row;
                     row_sweep(k, arg, sums, [&](std::int64_t j, const V t, const mask_t<T> at_max,
                                                 const auto& lanes) {
-                        const V e = lanes.keep(select(at_max, splat<V>(1), exp_lanes(t)));  // as in row_exp_sum
-                        const V qj = lanes.load(q_row + j, T(0));
-                        lanes.store(e_row + j, e);
+                        const V e = frame_exp<Arg>(t, at_max, lanes);  // as in row_exp_sum
+                        const V qj = lanes.load(q_in + j, T(0));
+                        lanes.store(e_out + j, e);
                         sums.part[0] += e;
                         sums.part[1] += qj;
-                        sums.part[2] += select(qj != splat<V>(0), qj * t, splat<V>(0));
+                        // q t, 0 where q = 0 (t may be -inf); an in-range frame's t is finite
+                        if constexpr (in_range_v<Arg>) {
+                            sums.part[2] += qj * t;
+                        } else {
+                            sums.part[2] += select(qj != splat<V>(0), qj * t, splat<V>(0));
+                        }
                     }, ra.next_row(i), rq.next_row(i));
                     z = sums[0];
                     q_sum = sums[1];
@@ -192,12 +203,15 @@ void entropy_grad_impl(const MatrixView<In>& a, const Exponent ex_shared, T* gra
             using V = vec_t<T>;
             m = m_row;
             LaneSums<T, 2> sums;
+            using Arg = decltype(arg);
+            T* const g_out = g_row;  // a local: the vector stores cannot alias it (with_row_frame
+                                     // calls this body out of line, where g_row is a reference)
             row_sweep(k, arg, sums, [&](std::int64_t j, const V t, const mask_t<T> at_max, const auto& lanes) {
-                const V e = lanes.keep(select(at_max, splat<V>(1), exp_lanes(t)));  // as in row_exp_sum
-                lanes.store(g_row + j, e);
+                const V e = frame_exp<Arg>(t, at_max, lanes);  // as in row_exp_sum
+                lanes.store(g_out + j, e);
                 sums.part[0] += e;
-                sums.part[1] += select(e > splat<V>(0), e * t, splat<V>(0));
-            }, next, next_out_row<T>(g_row, i, a.rows, k));
+                sums.part[1] = add_exp_times_t<Arg>(sums.part[1], e, t);
+            }, next, next_out_row<T>(g_out, i, a.rows, k));
             z = sums[0];
             ez = sums[1];
             if (!std::isfinite(m)) return;
@@ -209,9 +223,11 @@ void entropy_grad_impl(const MatrixView<In>& a, const Exponent ex_shared, T* gra
             const V minus_scale = splat<V>(static_cast<T>(-ex.scale));
             LaneSums<T, 1> unused;
             row_sweep(k, arg, unused, [&](std::int64_t j, const V t, const mask_t<T>, const auto& lanes) {
-                const V p = lanes.load(g_row + j, T(0)) * inv_z;
-                const V log_p = select(p > splat<V>(0), t - log_zr, splat<V>(0));  // p log p -> 0 where p = 0
-                lanes.store(g_row + j, minus_scale * p * (log_p + entropy_row));
+                const V p = lanes.load(g_out + j, T(0)) * inv_z;
+                // p log p -> 0 where p = 0 (t may be -inf there); an in-range frame's t is finite
+                V log_p = t - log_zr;
+                if constexpr (!in_range_v<Arg>) log_p = select(p > splat<V>(0), log_p, splat<V>(0));
+                lanes.store(g_out + j, minus_scale * p * (log_p + entropy_row));
             });
         });
         const double log_zr = std::log(z);

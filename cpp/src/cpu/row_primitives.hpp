@@ -109,6 +109,20 @@ struct PivotArg {
     }
 };
 
+/// PivotArg on a row whose every t_j lies in [-86.9, 0] (with_row_frame checks the far end of
+/// the row): t_j is finite, exp(t_j) needs no underflow flush, and t_j = 0 exactly where x_j is at
+/// the max, where exp gives 1 exactly (exp_nonpositive.hpp: c0 = 1). So sweep bodies may take
+/// exp_lanes_in_range(t) without the select at the max, and products e t, q t without the selects
+/// that keep 0 * inf out: the same bits as the masked form on such rows, a few instructions fewer
+/// per vector. A nan entry (the max and min pass over it) gives t = nan, which stays nan through
+/// the exp and the products, as in the masked form. lanes() still returns the at-max mask for
+/// the bodies that count those lanes.
+struct InRangePivotArg : PivotArg {};
+
+/// Whether every t of the frame is known to be in the exp's range (InRangePivotArg).
+template <class Arg>
+inline constexpr bool in_range_v = std::is_same<std::remove_cv_t<Arg>, InRangePivotArg>::value;
+
 /// max_j a_j and min_j a_j of a row (float or double), ignoring nan (all nan: -inf / +inf):
 /// one pass in lanes of T.
 template <class T>
@@ -146,20 +160,77 @@ inline T row_min_raw(const T* a, std::int64_t k) {
     return lane_min(min_lanes(min_lanes(m0, m1), min_lanes(m2, m3)), infinity<T>());
 }
 
+/// max_j a_j and min_j a_j of a float row in one pass (nan ignored: all nan gives -inf, +inf),
+/// for with_row_frame: the pivot and the far end of the row. Four independent pairs of lanes
+/// (one load, a max and a min per vector; 4 vectors per loop trip to spread its 3 instructions).
+/// Not inlined: in a caller's row loop its accumulators and constants would share the vector
+/// registers with the sweep's.
+[[gnu::noinline]] inline void row_max_min_raw(const float* a, std::int64_t k, float& max_out, float& min_out) {
+    using V = vec_t<float>;
+    constexpr int kL = Vec<float>::kLanes;
+    V hi0 = splat<V>(-infinity<float>()), hi1 = hi0, hi2 = hi0, hi3 = hi0;
+    V lo0 = splat<V>(infinity<float>()), lo1 = lo0, lo2 = lo0, lo3 = lo0;
+    std::int64_t j = 0;
+    for (; j + 4 * kL <= k; j += 4 * kL) {
+        const V v0 = load<V>(a + j), v1 = load<V>(a + j + kL);
+        const V v2 = load<V>(a + j + 2 * kL), v3 = load<V>(a + j + 3 * kL);
+        hi0 = max_lanes(v0, hi0);
+        lo0 = min_lanes(v0, lo0);
+        hi1 = max_lanes(v1, hi1);
+        lo1 = min_lanes(v1, lo1);
+        hi2 = max_lanes(v2, hi2);
+        lo2 = min_lanes(v2, lo2);
+        hi3 = max_lanes(v3, hi3);
+        lo3 = min_lanes(v3, lo3);
+    }
+    for (; j + kL <= k; j += kL) {
+        const V v = load<V>(a + j);
+        hi0 = max_lanes(v, hi0);
+        lo0 = min_lanes(v, lo0);
+    }
+    if (j < k) {
+        hi1 = max_lanes(load_partial<float>(a + j, k - j, -infinity<float>()), hi1);
+        lo1 = min_lanes(load_partial<float>(a + j, k - j, infinity<float>()), lo1);
+    }
+    max_out = lane_max(max_lanes(max_lanes(hi0, hi1), max_lanes(hi2, hi3)), -infinity<float>());
+    min_out = lane_min(min_lanes(min_lanes(lo0, lo1), min_lanes(lo2, lo3)), infinity<float>());
+}
+
+/// body(m, arg) compiled on its own: each float frame's sweep gets the vector registers to itself.
+/// Inlined side by side into one caller, the sweeps of two frames share the registers of their
+/// hoisted constants, and at AVX2 (16 ymm registers) the out-of-range sweep spilled to the stack
+/// (+5 instructions per vector, callgrind). One call per row.
+template <class Body, class Arg>
+[[gnu::noinline]] void call_frame_body(Body& body, const double m, const Arg arg) {
+    body(m, arg);
+}
+
 /// Finds the max m of the exponents x_j of a row (k >= 1) and calls body(m, arg) with the
 /// evaluator of t_j = x_j - m that fits the row: PivotArg for float rows without a shift whose
-/// scale is a normal float of moderate size and whose max is finite, ExactArg otherwise (double
-/// data, shifted exponents, rows whose max is +-inf or that are all nan). `body` is a generic
-/// lambda, compiled once per evaluator.
+/// scale is a normal float of moderate size and whose max is finite (InRangePivotArg where the
+/// whole row is within the exp's range, the common case of scores over a temperature), ExactArg
+/// otherwise (double data, shifted exponents, rows whose max is +-inf or that are all nan).
+/// `body` is a generic lambda, compiled once per evaluator.
 template <class T, bool kShift, class Body>
 inline void with_row_frame(const T* a, std::int64_t k, const Exponent ex, Body&& body) {
     if constexpr (std::is_same<T, float>::value && !kShift) {
         const double mag = std::fabs(ex.scale);
         if (mag >= 0x1p-60 && mag <= 0x1p60) {
-            const float pivot = ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
+            // one pass for the pivot and the far end of the row, whose t = s (far - pivot) is the
+            // lowest of the row (rounding is monotone): at or above the exp's flush (-86.9, as
+            // exp_nonpositive_f32; a nan or -inf far end fails the test) every t is in range
+            float top = 0.0f, bottom = 0.0f;
+            row_max_min_raw(a, k, top, bottom);
+            const float pivot = ex.scale > 0 ? top : bottom;
+            const float far = ex.scale > 0 ? bottom : top;
             const double m = ex.scale * static_cast<double>(pivot);
             if (std::isfinite(m)) {
-                body(m, PivotArg{a, pivot, static_cast<float>(ex.scale)});
+                const float s = static_cast<float>(ex.scale);
+                if (s * (far - pivot) >= -86.9f) {
+                    call_frame_body(body, m, InRangePivotArg{{a, pivot, s}});
+                } else {
+                    call_frame_body(body, m, PivotArg{a, pivot, s});
+                }
                 return;
             }
         }
@@ -303,6 +374,30 @@ inline void row_sweep(std::int64_t k, const Arg& arg, Sums& sums, Body&& body, c
 /// exp(t) for the lanes of T.
 inline vec_t<float> exp_lanes(const vec_t<float> t) { return exp_nonpositive_f32(t); }
 inline vec_t<double> exp_lanes(const vec_t<double> t) { return exp_nonpositive_f64(t); }
+/// exp(t) for float lanes all in [-86.9, 0]: exp_lanes without the underflow flush (same bits).
+inline vec_t<float> exp_lanes_in_range(const vec_t<float> t) { return exp_nonpositive_f32<vec_t<float>, false>(t); }
+
+/// The exp of a row_sweep body at t for the frame Arg: exp(t), 1 at the max, 0 past the row.
+template <class Arg, class V, class M, class Lanes>
+inline V frame_exp(const V t, const M at_max, const Lanes& lanes) {
+    if constexpr (in_range_v<Arg>) {
+        (void)at_max;
+        return lanes.keep(exp_lanes_in_range(t));
+    } else {
+        return lanes.keep(select(at_max, splat<V>(1), exp_lanes(t)));
+    }
+}
+
+/// acc + (e > 0 ? e t : 0): the entropy terms e t with 0 log 0 = 0 (e = 0 where t = -inf); in an
+/// in-range frame t is finite and the product alone gives the same sum.
+template <class Arg, class V>
+inline V add_exp_times_t(const V acc, const V e, const V t) {
+    if constexpr (in_range_v<Arg>) {
+        return acc + e * t;
+    } else {
+        return acc + select(e > splat<V>(0), e * t, splat<V>(0));
+    }
+}
 
 /// log(q) for the lanes of T, for terms q f(log q) whose callers drop q = 0 (log_positive.hpp:
 /// the float form skips the subnormal scaling and the q = 0 and q = inf results).
@@ -319,13 +414,13 @@ inline double row_exp_sum(std::int64_t k, const Arg arg, T* e_out, const void* a
     LaneSums<T, 1> sums;
     if (e_out != nullptr) {
         row_sweep(k, arg, sums, [&](std::int64_t j, const V t, const mask_t<T> at_max, const auto& lanes) {
-            const V e = lanes.keep(select(at_max, splat<V>(1), exp_lanes(t)));
+            const V e = frame_exp<Arg>(t, at_max, lanes);
             lanes.store(e_out + j, e);
             sums.part[0] += e;
         }, ahead, ahead2);
     } else {
         row_sweep(k, arg, sums, [&](std::int64_t, const V t, const mask_t<T> at_max, const auto& lanes) {
-            sums.part[0] += lanes.keep(select(at_max, splat<V>(1), exp_lanes(t)));
+            sums.part[0] += frame_exp<Arg>(t, at_max, lanes);
         }, ahead, ahead2);
     }
     return sums[0];
