@@ -1,14 +1,14 @@
 // thermossl — a plain driver of the CPU kernels for instruction counts and bitwise checks
 // (built with the benchmarks, -DTHERMOSSL_BENCH=ON; needs no Google Benchmark).
 //
-//   kernel_profile run KERNEL DTYPE ROWS COLS
+//   kernel_profile run KERNEL DTYPE ROWS COLS [SCALE]
 //       runs one kernel once on deterministic data; under callgrind, count only the kernel with
-//         OMP_NUM_THREADS=1 valgrind --tool=callgrind --toggle-collect='run_kernel*' \
+//         OMP_NUM_THREADS=1 valgrind --tool=callgrind --toggle-collect='*run_kernel*' \
 //             build/bench/bench/kernel_profile run logsumexp float 256 3000
 //       KERNEL: logsumexp, softmax, log_softmax, entropy, xent (cross-entropy + gradient),
 //       entropy_grad, col_logsumexp, ledger, label, swav (SwAV Sinkhorn, T' = 0.05, 3 fixed
 //       iterations, q written), sela (Sinkhorn to tolerance 1e-6, T' = 0.05); DTYPE: float, double.
-//   kernel_profile time KERNEL DTYPE ROWS COLS REPEATS
+//   kernel_profile time KERNEL DTYPE ROWS COLS REPEATS [SCALE]
 //       the median CPU time per element of REPEATS samples (after a warm-up call), each sample
 //       the process CPU time of enough calls for >= 5 M elements, for A/B runs of two builds
 //       alternated in one session on a loaded machine (use OMP_NUM_THREADS=1).
@@ -94,6 +94,11 @@ double cpu_seconds() {
 template <class T>
 double scale_of(double temperature) { return -1.0 / temperature; }
 
+// The exponent scale of the row kernels (x = scale * a): T = 0.1 by default, so the rows of
+// sigma = 3 data span ~200 units of x and reach the exp's flush; `time ... SCALE` and the second
+// round of `dump` take a smaller one, whose rows stay in range (with_row_frame's in-range frame).
+double g_scale = -10.0;
+
 // The outputs of a kernel, allocated (and touched) before it runs so that callgrind counts the
 // kernel only.
 template <class T>
@@ -115,7 +120,7 @@ __attribute__((noinline)) void run_kernel(const std::string& kernel, const Data<
     const auto n = d.n, k = d.k;
     const auto a = MatrixView<T>::contiguous(d.e.data(), n, k);
     const auto q = MatrixView<T>::contiguous(d.q.data(), n, k);
-    const double scale = -10.0;  // T = 0.1
+    const double scale = g_scale;
     const double* shift = w != nullptr ? d.shift.data() : nullptr;
     auto& rows = o.rows;
     auto& rows2 = o.rows2;
@@ -211,6 +216,14 @@ void dump_all(Writer& w) {
         Outputs<T> o(d.n, d.k);
         for (const char* kernel : kernels) run_kernel<T>(kernel, d, o, &w);
     }
+    // The same rows at scale -0.5: the rows without edge values span ~10 units of x (in range).
+    g_scale = -0.5;
+    for (auto k : {std::int64_t(7), std::int64_t(64), std::int64_t(257)}) {
+        const auto d = make_data<T>(67, k, 3.0, true);
+        Outputs<T> o(d.n, d.k);
+        for (const char* kernel : kernels) run_kernel<T>(kernel, d, o, &w);
+    }
+    g_scale = -10.0;
     // Balancing on finite, moderate energies (the solver rejects the edge rows).
     const auto d = make_data<T>(300, 129, 0.25, false);
     Outputs<T> o(d.n, d.k);
@@ -222,7 +235,8 @@ void dump_all(Writer& w) {
 
 int main(int argc, char** argv) {
     const std::string mode = argc > 1 ? argv[1] : "";
-    if (mode == "run" && argc == 6) {
+    if (mode == "run" && (argc == 6 || argc == 7)) {
+        if (argc == 7) g_scale = std::atof(argv[6]);
         const std::string kernel = argv[2], dtype = argv[3];
         const std::int64_t n = std::atoll(argv[4]), k = std::atoll(argv[5]);
         const double sigma = (kernel == "swav" || kernel == "sela") ? 0.25 : 3.0;
@@ -239,7 +253,8 @@ int main(int argc, char** argv) {
                     static_cast<long long>(k), thermossl::simd_level_name(thermossl::simd_level()));
         return 0;
     }
-    if (mode == "time" && argc == 7) {
+    if (mode == "time" && (argc == 7 || argc == 8)) {
+        if (argc == 8) g_scale = std::atof(argv[7]);
         // median CPU time per element over REPEATS calls (process CPU time: run with
         // OMP_NUM_THREADS=1 on a loaded machine, and alternate two builds for an A/B)
         const std::string kernel = argv[2], dtype = argv[3];
@@ -280,6 +295,6 @@ int main(int argc, char** argv) {
         std::printf("outputs at %s written to %s\n", thermossl::simd_level_name(thermossl::simd_level()), argv[2]);
         return 0;
     }
-    std::fprintf(stderr, "usage: kernel_profile run KERNEL DTYPE ROWS COLS | time KERNEL DTYPE ROWS COLS REPEATS | dump FILE\n");
+    std::fprintf(stderr, "usage: kernel_profile run KERNEL DTYPE ROWS COLS [SCALE] | time KERNEL DTYPE ROWS COLS REPEATS [SCALE] | dump FILE\n");
     return 2;
 }
