@@ -112,7 +112,7 @@ inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exp
 /// the rounding trick, no reduction multiply-adds, no clamp), and the terms at the max (d == 0)
 /// and below 2^ly zeroed by one and-not with the or of two compares. The count at the max stays
 /// in integer lanes (one subtraction of the compare mask). Per 8 elements: load-subtract,
-/// multiply, add, 2 subtractions, 6 FMA, shift, add, 2 compares, or, and-not, add, count.
+/// multiply, 2 conversions, subtraction, 6 FMA, shift, add, 2 compares, or, and-not, add, count.
 inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exponent ex, const float* next,
                                  double& m, double& weight_at_max, double& rest) {
     float pivot, c;
