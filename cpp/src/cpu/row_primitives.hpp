@@ -160,16 +160,17 @@ inline T row_min_raw(const T* a, std::int64_t k) {
     return lane_min(min_lanes(min_lanes(m0, m1), min_lanes(m2, m3)), infinity<T>());
 }
 
-/// max_j a_j and min_j a_j of a float row in one pass (nan ignored: all nan gives -inf, +inf),
-/// for with_row_frame: the pivot and the far end of the row. Four independent pairs of lanes
-/// (one load, a max and a min per vector; 4 vectors per loop trip to spread its 3 instructions).
-/// Not inlined: in a caller's row loop its accumulators and constants would share the vector
-/// registers with the sweep's.
-[[gnu::noinline]] inline void row_max_min_raw(const float* a, std::int64_t k, float& max_out, float& min_out) {
-    using V = vec_t<float>;
-    constexpr int kL = Vec<float>::kLanes;
-    V hi0 = splat<V>(-infinity<float>()), hi1 = hi0, hi2 = hi0, hi3 = hi0;
-    V lo0 = splat<V>(infinity<float>()), lo1 = lo0, lo2 = lo0, lo3 = lo0;
+/// min_j a_j and max_j a_j of a row (float or double) in one pass (nan ignored: all nan gives
+/// +inf / -inf): with_row_frame's pivot and far end, the frame of the ledger's unmasked form.
+/// Four independent pairs of lanes (one load, a min and a max per vector; 4 vectors per loop trip
+/// to spread its 3 instructions). Not inlined: in a caller's row loop its accumulators and
+/// constants would share the vector registers with the sweep's.
+template <class T>
+[[gnu::noinline]] void row_min_max_raw(const T* a, std::int64_t k, T& lo, T& hi) {
+    using V = vec_t<T>;
+    constexpr int kL = Vec<T>::kLanes;
+    V hi0 = splat<V>(-infinity<T>()), hi1 = hi0, hi2 = hi0, hi3 = hi0;
+    V lo0 = splat<V>(infinity<T>()), lo1 = lo0, lo2 = lo0, lo3 = lo0;
     std::int64_t j = 0;
     for (; j + 4 * kL <= k; j += 4 * kL) {
         const V v0 = load<V>(a + j), v1 = load<V>(a + j + kL);
@@ -189,11 +190,11 @@ inline T row_min_raw(const T* a, std::int64_t k) {
         lo0 = min_lanes(v, lo0);
     }
     if (j < k) {
-        hi1 = max_lanes(load_partial<float>(a + j, k - j, -infinity<float>()), hi1);
-        lo1 = min_lanes(load_partial<float>(a + j, k - j, infinity<float>()), lo1);
+        hi1 = max_lanes(load_partial<T>(a + j, k - j, -infinity<T>()), hi1);
+        lo1 = min_lanes(load_partial<T>(a + j, k - j, infinity<T>()), lo1);
     }
-    max_out = lane_max(max_lanes(max_lanes(hi0, hi1), max_lanes(hi2, hi3)), -infinity<float>());
-    min_out = lane_min(min_lanes(min_lanes(lo0, lo1), min_lanes(lo2, lo3)), infinity<float>());
+    hi = lane_max(max_lanes(max_lanes(hi0, hi1), max_lanes(hi2, hi3)), -infinity<T>());
+    lo = lane_min(min_lanes(min_lanes(lo0, lo1), min_lanes(lo2, lo3)), infinity<T>());
 }
 
 /// body(m, arg) compiled on its own: each float frame's sweep gets the vector registers to itself.
@@ -220,7 +221,7 @@ inline void with_row_frame(const T* a, std::int64_t k, const Exponent ex, Body&&
             // lowest of the row (rounding is monotone): at or above the exp's flush (-86.9, as
             // exp_nonpositive_f32; a nan or -inf far end fails the test) every t is in range
             float top = 0.0f, bottom = 0.0f;
-            row_max_min_raw(a, k, top, bottom);
+            row_min_max_raw(a, k, bottom, top);
             const float pivot = ex.scale > 0 ? top : bottom;
             const float far = ex.scale > 0 ? bottom : top;
             const double m = ex.scale * static_cast<double>(pivot);

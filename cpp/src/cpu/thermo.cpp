@@ -9,35 +9,6 @@ namespace THERMOSSL_ISA_NS {
 namespace detail {
 namespace {
 
-/// min_j a_j and max_j a_j of a row in one pass (nan ignored; all nan: +inf / -inf), in lanes of
-/// T with two independent minima and maxima: the frame of the ledger's unmasked form.
-template <class T>
-inline void row_min_max_raw(const T* a, std::int64_t k, T& lo, T& hi) {
-    using V = vec_t<T>;
-    constexpr int kL = Vec<T>::kLanes;
-    V hi0 = splat<V>(-infinity<T>()), hi1 = hi0;
-    V lo0 = splat<V>(infinity<T>()), lo1 = lo0;
-    std::int64_t j = 0;
-    for (; j + 2 * kL <= k; j += 2 * kL) {
-        const V v0 = load<V>(a + j), v1 = load<V>(a + j + kL);
-        hi0 = max_lanes(v0, hi0);
-        lo0 = min_lanes(v0, lo0);
-        hi1 = max_lanes(v1, hi1);
-        lo1 = min_lanes(v1, lo1);
-    }
-    for (; j + kL <= k; j += kL) {
-        const V v = load<V>(a + j);
-        hi0 = max_lanes(v, hi0);
-        lo0 = min_lanes(v, lo0);
-    }
-    if (j < k) {
-        hi1 = max_lanes(load_partial<T>(a + j, k - j, -infinity<T>()), hi1);
-        lo1 = min_lanes(load_partial<T>(a + j, k - j, infinity<T>()), lo1);
-    }
-    hi = lane_max(max_lanes(hi0, hi1), -infinity<T>());
-    lo = lane_min(min_lanes(lo0, lo1), infinity<T>());
-}
-
 /// The per-row sums of the ledger (the outputs are formed from them, see ledger_rows_impl).
 struct LedgerSums {
     double m = 0.0;  // max_j x_j
