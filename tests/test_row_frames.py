@@ -4,9 +4,9 @@ in-range sweep (no selects at the max, at the flush or around e t and q t); a wi
 masked sweep. Both must give the stated accuracy, at every SIMD level, on either side of the
 boundary, with ties at the max and every tail length.
 
-And nan arguments of any bit pattern: the float exp builds 2^n from the bits of its rounding sum,
-where a nan carries its payload; a nan entry must still make its row nan (or be refused by name),
-never vanish into a finite result.
+And nan arguments of any bit pattern: a nan carries its payload through the float exp's
+reduction, and an exp that builds 2^n from those bits (as it once did) turns some nans finite; a
+nan entry must make its row nan (or be refused by name), never vanish into a finite result.
 """
 from __future__ import annotations
 

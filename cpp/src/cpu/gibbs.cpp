@@ -107,7 +107,7 @@ void entropy_impl(const MatrixView<In>& a, const Exponent ex_shared, T* entropy,
             row_sweep(k, arg, sums, [&](std::int64_t, const V t, const mask_t<T> at_max, const auto& lanes) {
                 const V e = frame_exp<Arg>(t, at_max, lanes);  // as in row_exp_sum
                 sums.part[0] += e;
-                sums.part[1] = add_exp_times_t<Arg>(sums.part[1], e, t);
+                sums.part[1] = madd_in_frame<Arg>(sums.part[1], e > splat<V>(0), e, t);  // 0 log 0 = 0
             }, next);
             z = sums[0];
             ez = sums[1];
@@ -158,12 +158,7 @@ void cross_entropy_impl(const MatrixView<InQ>& q, const MatrixView<InA>& a, cons
                         lanes.store(e_out + j, e);
                         sums.part[0] += e;
                         sums.part[1] += qj;
-                        // q t, 0 where q = 0 (t may be -inf); an in-range frame's t is finite
-                        if constexpr (in_range_v<Arg>) {
-                            sums.part[2] += qj * t;
-                        } else {
-                            sums.part[2] += select(qj != splat<V>(0), qj * t, splat<V>(0));
-                        }
+                        sums.part[2] = madd_in_frame<Arg>(sums.part[2], qj != splat<V>(0), qj, t);  // 0 where q = 0
                     }, ra.next_row(i), rq.next_row(i));
                     z = sums[0];
                     q_sum = sums[1];
@@ -210,7 +205,7 @@ void entropy_grad_impl(const MatrixView<In>& a, const Exponent ex_shared, T* gra
                 const V e = frame_exp<Arg>(t, at_max, lanes);  // as in row_exp_sum
                 lanes.store(g_out + j, e);
                 sums.part[0] += e;
-                sums.part[1] = add_exp_times_t<Arg>(sums.part[1], e, t);
+                sums.part[1] = madd_in_frame<Arg>(sums.part[1], e > splat<V>(0), e, t);  // 0 log 0 = 0
             }, next, next_out_row<T>(g_out, i, a.rows, k));
             z = sums[0];
             ez = sums[1];

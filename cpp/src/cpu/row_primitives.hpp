@@ -389,14 +389,20 @@ inline V frame_exp(const V t, const M at_max, const Lanes& lanes) {
     }
 }
 
-/// acc + (e > 0 ? e t : 0): the entropy terms e t with 0 log 0 = 0 (e = 0 where t = -inf); in an
-/// in-range frame t is finite and the product alone gives the same sum.
-template <class Arg, class V>
-inline V add_exp_times_t(const V acc, const V e, const V t) {
+/// madd_where(acc, mask, a, b) = acc + (mask ? a b : 0) in a sweep body of the frame Arg, for
+/// terms a t whose weight a is 0 where t may be -inf (mask: a > 0 or a != 0; 0 * inf is nan). In
+/// an in-range frame t is finite, so the same sum needs no mask: a b + acc rounded once where
+/// madd_where fuses it (AVX-512 vectors), a b rounded then added elsewhere, as madd_where does.
+template <class Arg, class M, class V>
+inline V madd_in_frame(const V acc, const M mask, const V a, const V b) {
     if constexpr (in_range_v<Arg>) {
-        return acc + e * t;
+        (void)mask;
+#if THERMOSSL_VECTOR_EXT && defined(THERMOSSL_ISA_AVX512)
+        if constexpr (sizeof(V) == 64) return fmadd(a, b, acc);
+#endif
+        return acc + a * b;
     } else {
-        return acc + select(e > splat<V>(0), e * t, splat<V>(0));
+        return madd_where(acc, mask, a, b);
     }
 }
 
