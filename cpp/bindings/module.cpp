@@ -23,6 +23,7 @@
 #include "thermossl/thermo.hpp"
 
 #include "ledger_fields.hpp"
+#include "output_pool.hpp"
 
 namespace py = pybind11;
 using thermossl::MatrixView;
@@ -568,6 +569,41 @@ void def_pointer_sinkhorn(py::module_& m) {
        py::arg("q"), py::arg("charges"), py::arg("relaxation") = 1.0, py::arg("energy_sign") = 1.0);
 }
 
+/// The process's output pool (output_pool.hpp), 1 GiB by default. Never destroyed: arrays that
+/// hold its blocks may outlive the module's static objects at interpreter exit.
+thermossl_bindings::OutputPool& output_pool() {
+    static auto* pool = new thermossl_bindings::OutputPool(std::size_t(1) << 30);
+    return *pool;
+}
+
+/// A block of the pool owned by the capsule that is the base of the array built on it.
+struct PooledBlock {
+    void* data;
+    std::size_t bytes;
+};
+
+/// An uninitialised C-contiguous array of `shape` and `dtype`: from the output pool when it
+/// takes that many bytes, else numpy's own allocation.
+py::array pooled_empty(const std::vector<py::ssize_t>& shape, const py::dtype& dtype) {
+    std::size_t bytes = static_cast<std::size_t>(dtype.itemsize());
+    for (const py::ssize_t extent : shape) {
+        if (extent < 0) throw py::value_error("pooled_empty: negative dimension");
+        if (extent != 0 && bytes > static_cast<std::size_t>(PY_SSIZE_T_MAX) / static_cast<std::size_t>(extent))
+            throw py::value_error("pooled_empty: array is too big");
+        bytes *= static_cast<std::size_t>(extent);
+    }
+    auto& pool = output_pool();
+    if (!pool.takes(bytes)) return py::array(dtype, shape);
+    auto* block = new PooledBlock{pool.acquire(bytes), bytes};
+    // the capsule owns the block from here on: if building the array throws, it goes back
+    py::capsule owner(block, [](void* p) {
+        auto* b = static_cast<PooledBlock*>(p);
+        output_pool().release(b->data, b->bytes);
+        delete b;
+    });
+    return py::array(dtype, shape, std::vector<py::ssize_t>{}, block->data, owner);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -632,6 +668,22 @@ PYBIND11_MODULE(_core, m) {
             throw py::value_error("SIMD level '" + name + "' is not supported by this build or CPU");
         thermossl::set_simd_level(level);
     }, py::arg("name"), "Switch the SIMD level for the whole process (for tests and benchmarks).");
+    m.def("pooled_empty", &pooled_empty, py::arg("shape"), py::arg("dtype"),
+          "An uninitialised C-contiguous array, its memory from the output pool when the pool takes its size "
+          "(reused memory: no page faults).");
+    m.def("set_output_pool_limit", [](std::size_t limit) { return output_pool().set_limit(limit); },
+          py::arg("limit"), "Bytes the output pool keeps at most (0: off, its blocks freed); returns the old limit.");
+    m.def("output_pool_stats", [] {
+        const auto st = output_pool().stats();
+        py::dict d;
+        d["limit"] = st.limit;
+        d["cached_bytes"] = st.cached_bytes;
+        d["cached_blocks"] = st.cached_blocks;
+        d["hits"] = st.hits;
+        d["misses"] = st.misses;
+        d["min_bytes"] = thermossl_bindings::OutputPool::kMinBytes;
+        return d;
+    }, "The output pool's limit, what it holds, its hits and misses, and the smallest size it takes.");
     def_pointer_kernels(m);
     def_pointer_sinkhorn(m);
     def_pointer_ledger_rows(m.attr("pointers").cast<py::module_>());

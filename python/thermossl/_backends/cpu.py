@@ -90,6 +90,23 @@ def first_off_one(v: np.ndarray, tolerance: float):
 
 
 # ---------------------------------------------------------------------------------------------
+# Outputs
+
+_POOL_MIN_BYTES = int(_core.output_pool_stats()["min_bytes"])
+
+
+def empty_matrix(shape, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous output matrix. A large one (>= 4 MiB) comes from the output
+    pool (``thermossl.set_output_pool_limit``): the memory of an earlier output of that size,
+    released, instead of fresh pages that the OS faults in and zeroes on the kernel's first
+    write."""
+    dtype = np.dtype(dtype)
+    if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize >= _POOL_MIN_BYTES:
+        return _core.pooled_empty(list(shape), dtype)
+    return np.empty(shape, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------------------------
 # Kernels
 
 def row_logsumexp(E, scale: float, shift=None, b=None, return_sign: bool = False):
@@ -102,14 +119,14 @@ def row_logsumexp(E, scale: float, shift=None, b=None, return_sign: bool = False
 
 def row_softmax(E, scale: float, shift=None, log_z: bool = True):
     """(p, log Z) with p_iy = softmax_y(scale E_iy + shift_y); log Z None unless asked."""
-    p = np.empty(E.shape, dtype=E.dtype)
+    p = empty_matrix(E.shape, E.dtype)
     lz = np.empty(E.shape[0], dtype=E.dtype) if log_z else None
     _core.row_softmax(E, scale, shift, p, lz)
     return p, lz
 
 
 def row_log_softmax(E, scale: float, shift=None):
-    out = np.empty(E.shape, dtype=E.dtype)
+    out = empty_matrix(E.shape, E.dtype)
     _core.row_log_softmax(E, scale, shift, out)
     return out
 
@@ -126,14 +143,14 @@ def row_cross_entropy(q, E, scale: float, grad: bool, shift=None):
     """(L, dL/dE or None, log Z) with L_i = -sum_y q_iy log softmax_y(scale E_iy + shift_y)."""
     loss = np.empty(E.shape[0], dtype=E.dtype)
     log_z = np.empty_like(loss)
-    gradient = np.empty(E.shape, dtype=E.dtype) if grad else None
+    gradient = empty_matrix(E.shape, E.dtype) if grad else None
     _core.row_cross_entropy(q, E, scale, shift, loss, gradient, log_z)
     return loss, gradient, log_z
 
 
 def row_entropy_grad(E, scale: float, shift=None):
     """(dS/dE, log Z) of each row's softmax."""
-    gradient = np.empty(E.shape, dtype=E.dtype)
+    gradient = empty_matrix(E.shape, E.dtype)
     log_z = np.empty(E.shape[0], dtype=E.dtype)
     _core.row_entropy_grad(E, scale, shift, gradient, None, log_z)
     return gradient, log_z
@@ -160,7 +177,7 @@ def sinkhorn(E, T: float, w, c, mu0, fixed: int, tol: float, limit: int, omega: 
         mu0 = np.ascontiguousarray(mu0, dtype=dtype)
     f = np.empty(n, dtype=dtype)
     mu = np.empty(k, dtype=dtype)
-    q = np.empty((n, k), dtype=dtype) if return_q else None
+    q = empty_matrix((n, k), dtype) if return_q else None
     charges = np.empty(k, dtype=np.float64)
     iterations, err, converged, status, index = _core.sinkhorn(
         E, T, w, c, mu0, fixed, tol, limit, f, mu, q, charges, relaxation=omega
@@ -177,7 +194,7 @@ def sinkhorn_pot(E, reg: float, w, c, stop_threshold: float, limit: int, u_start
     n, k = E.shape
     f = np.empty(n, dtype=E.dtype)
     mu = np.empty(k, dtype=E.dtype)
-    q = np.empty((n, k), dtype=E.dtype)
+    q = empty_matrix((n, k), E.dtype)
     errors: list = []
     iterations, _, _, status, index = _core.sinkhorn(
         E, reg, w, c, None, 0, stop_threshold, limit, f, mu, q, None,
