@@ -9,7 +9,9 @@ Data: E = -(X @ P.T), the negative cosine similarity of random unit embeddings X
 prototypes P (K x 128), float32. POT is slow at these sizes, so its timings are the median of
 ``--slow-repeats`` calls, fewer when one call is long (so that its calls of a row fit in
 ``--pot-budget`` seconds). Bytes: E read once, K = exp(x - row max) written into q, one pass over
-K per iteration (the scaled form); "% of read bw" is over the best read yardstick on E.
+K per iteration (the scaled form); "% of read bw" is over the best read yardstick on E. q comes
+from thermossl's output pool (reused memory from the second call on); "pool off" times the same
+call with the pool off (fresh pages every call), in rounds of its own beside torch.
 
     python bench/compare_swav.py [--quick] [--swav-sizes 4096x3000] [--repeats 7] [--slow-repeats 1]
     python bench/compare.py --kernels swav ...     # the same section, from compare.py
@@ -104,6 +106,17 @@ def run_swav(rows: int, cols: int, repeats: int, slow_repeats: int, budget_s: fl
         "torch": (lambda: swav_torch(ts)) if ts is not None else None,
         **harness.read_contenders(E, t_read),
     }, repeats)
+    # thermossl with its output pool off (q in fresh pages from numpy, faulted in and zeroed by
+    # the OS on the first write, as every call paid before the pool), in rounds of its own beside
+    # torch: toggling the pool inside the rounds above would empty it for the pooled calls.
+    limit = thermossl.set_output_pool_limit(0)
+    try:
+        off = harness.interleaved_ms({
+            "pool_off": lambda: thermossl.sinkhorn(E, SWAV_T, n_iter=SWAV_ITERS),
+            "torch": (lambda: swav_torch(ts)) if ts is not None else None,
+        }, repeats)
+    finally:
+        thermossl.set_output_pool_limit(limit)
     read_ms, torch_read_ms = ms["read"], ms["read_torch"]
     n_pot = {}
     for method in ("sinkhorn_log", "sinkhorn"):
@@ -123,10 +136,12 @@ def run_swav(rows: int, cols: int, repeats: int, slow_repeats: int, budget_s: fl
         "size": f"{rows}x{cols}",
         "dtype": "float32",
         "thermossl ms (3 it)": fmt_ms(ms["thermossl"]),
+        "thermossl, pool off ms": fmt_ms(off["pool_off"]),
         f"torch SwAV ({TORCH_THREADS} thr) ms": fmt_ms(ms["torch"]),
         "POT sinkhorn_log f64 ms": fmt_ms_n(ms["sinkhorn_log"], n_pot.get("sinkhorn_log")),
         "POT sinkhorn f64 ms": fmt_ms_n(ms["sinkhorn"], n_pot.get("sinkhorn")),
         "torch / thermossl": fmt_x(ms["torch"], ms["thermossl"]),
+        "torch / pool off": fmt_x(off["torch"], off["pool_off"]),
         "POT log / thermossl": fmt_x(ms["sinkhorn_log"], ms["thermossl"]),
         "POT sinkhorn / thermossl": fmt_x(ms["sinkhorn"], ms["thermossl"]),
         "thermossl GB/s": fmt_num(th_gbs, 2),
@@ -146,6 +161,10 @@ def section(opts) -> None:
           f"method=..., numItermax={SWAV_ITERS}, stopThr=0); torch on the float32 scores -E")
     print(f"- {harness.COSINE_DATA_TEXT}; float32")
     print(f"- {harness.slow_peer_text(opts.repeats, opts.slow_repeats, opts.pot_budget)}")
+    print("- thermossl's q comes from its output pool (thermossl.set_output_pool_limit): from the second call on, the "
+          "memory of the q released by the call before, instead of fresh pages the OS faults in and zeroes; "
+          "'pool off': the same call with the pool off (q from numpy's np.empty, fresh pages every call), "
+          "timed in rounds of its own beside torch again ('torch / pool off' is over that torch time)")
     print(f"- checked first: thermossl's q vs torch's Q and vs POT's plan * N, max |diff| / row max <= {SWAV_AGREEMENT:g}")
     print(f"- thermossl GB/s: bytes = E read once + K = exp(x - row max) written into q + {SWAV_ITERS} passes "
           "over K (the scaled form; the last rewrites K as q); % of read bw: over the best read yardstick on E below; "
