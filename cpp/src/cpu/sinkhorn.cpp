@@ -92,9 +92,17 @@ struct NoArg {
 /// in double and split it; the same K to first order without the conversions: 7.1 -> 6.4
 /// instructions per element at avx2. The baseline level, without FMA, keeps that double form.)
 /// A +inf energy gives x_hi = -inf and K = 0; a nan energy gives a nan K.
+/// kInRange: the caller knows every x_hi of the row is in [-86.9, 0] (the far end of the row
+/// checked, as with_row_frame does): the exp without its underflow flush and x_lo without the
+/// clamp that keeps an infinite or nan d out (the same bits for such rows: the flush and the clamp
+/// change nothing there; at avx2 5 of the loop's 40 instructions per vector).
 /// Writes K to `out`, returns sum_j K_j (float lanes of 8 terms, then double lanes); prefetches
-/// `ahead` (the next row of E, whose pivot pass then reads from cache).
-inline double kernel_row(std::int64_t k, const float* a, float pivot, double scale, float* out, const void* ahead) {
+/// `ahead` (the next row of E, whose pivot pass then reads from cache). Not inlined: the two
+/// forms side by side in build_kernel's row loop would share (and at avx2 spill) the registers of
+/// their hoisted constants.
+template <bool kInRange>
+[[gnu::noinline]] double kernel_row(std::int64_t k, const float* a, float pivot, double scale, float* out,
+                                    const void* ahead) {
     using V = vec_t<float>;
 #if THERMOSSL_HAS_FMA
     const float s_hi = static_cast<float>(scale);
@@ -116,17 +124,20 @@ inline double kernel_row(std::int64_t k, const float* a, float pivot, double sca
         const V back = d_hi - e_in;
         const V d_lo = (e_in - (d_hi - back)) - (p + back);
         const V x_hi = S * d_hi;
+        const V x_err = fmadd(S_lo, d_hi, fmadd(S, d_lo, fmadd(S, d_hi, -x_hi)));
         // max then min: a nan (infinite d) becomes -1, an infinite x_lo (x_hi overflowed to
         // -inf) +-1; either way exp(x_hi) = 0 and so is K
-        const V x_lo = min_lanes(max_lanes(fmadd(S_lo, d_hi, fmadd(S, d_lo, fmadd(S, d_hi, -x_hi))), minus_one), one);
+        const V x_lo = kInRange ? x_err : min_lanes(max_lanes(x_err, minus_one), one);
 #else
         // without FMA the product's rounding error is not free: x in double and split (one
         // rounding by the scale; clamped at -1000, a nan passes through)
+        // (kInRange is not used here: the caller's float test of the far end need not round as
+        // this double x does, so the flush stays)
         const W x = clamp_below(s * (widen<float>(e_in) - p), floor);
         const V x_hi = narrow<float>(x);
         const V x_lo = narrow<float>(x - widen<float>(x_hi));
 #endif
-        const V e_hi = exp_lanes(x_hi);
+        const V e_hi = kInRange && THERMOSSL_HAS_FMA ? exp_lanes_in_range(x_hi) : exp_lanes(x_hi);
         const V e = lanes.keep(fmadd(e_hi, x_lo, e_hi));
         lanes.store(out + j, e);
         sums.part[0] += e;
@@ -623,8 +634,12 @@ public:
                     for (std::int64_t i = i0; i < i1; ++i) {
                         const float* row = reader.row(i);
                         float* out = buf + i * k;
-                        // the pivot: where s a is largest (min a for s < 0, max a for s > 0)
-                        const float pivot = scale_ < 0 ? row_min_raw(row, k) : row_max_raw(row, k);
+                        // the pivot, where s a is largest (min a for s < 0, max a for s > 0), and
+                        // the far end, where it is lowest, in one pass
+                        float bottom = 0.0f, top = 0.0f;
+                        row_min_max_raw(row, k, bottom, top);
+                        const float pivot = scale_ < 0 ? bottom : top;
+                        const float far = scale_ < 0 ? top : bottom;
                         const double m = scale_ * static_cast<double>(pivot);
                         if (!std::isfinite(m) || failed) {
                             failed = true;
@@ -633,8 +648,14 @@ public:
                         row_max_[i] = m;
                         low = std::min(low, m);
                         // K (computed once) and its row sum, prefetching the next row of E so
-                        // that the pivot pass of the next row reads from cache.
-                        const double total = kernel_row(k, row, pivot, scale, out, reader.next_row(i));
+                        // that the pivot pass of the next row reads from cache. x_hi = S (a - pivot)
+                        // rounded is monotone in a, so the far end's is the row's lowest: at or
+                        // above the exp's flush (a nan or +-inf far end fails the test) the whole
+                        // row is in range -- scores over a temperature (cosine / 0.05 spans <= 40).
+                        const float s_f = static_cast<float>(scale);
+                        const double total = s_f * (far - pivot) >= -86.9f
+                                                 ? kernel_row<true>(k, row, pivot, scale, out, reader.next_row(i))
+                                                 : kernel_row<false>(k, row, pivot, scale, out, reader.next_row(i));
                         if (!std::isfinite(total)) {  // a nan
                             failed = true;
                             continue;
