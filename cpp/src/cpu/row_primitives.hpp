@@ -316,14 +316,20 @@ struct LaneSums {
 
 /// Asks the cache for kBytes bytes of a row from `begin` on, that a later pass will read (one
 /// prefetch per 64-byte line, unrolled; a prefetch never faults, so the range may run past the
-/// row and the matrix).
+/// row and the matrix). Into L2 (prefetcht1), not L1 (prefetcht0): the row is read a whole
+/// row's pass later, from L2 as fast as from L1 once the L1 streamer runs, and an L1 prefetch
+/// holds one of the core's few L1 miss buffers for a whole memory latency, which the demand loads
+/// of the current row then wait for. Measured on a 2-core Xeon VM (65536x3000, two threads,
+/// alternated processes): logsumexp float32 45.47 -> 35.34 ms at avx512 and 48.63 -> 39.54 ms at
+/// avx2, SwAV 4096x3000 12.68 -> 12.50 ms, softmax, entropy gradient, cross-entropy and ledger
+/// within +-2%.
 template <std::int64_t kBytes>
 inline void prefetch_bytes(const char* begin) {
 #if defined(__GNUC__) || defined(__clang__)
 #pragma GCC unroll 16
-    for (std::int64_t off = 0; off < kBytes; off += 64) __builtin_prefetch(begin + off, 0, 3);
+    for (std::int64_t off = 0; off < kBytes; off += 64) __builtin_prefetch(begin + off, 0, 2);
 #elif defined(_M_X64)
-    for (std::int64_t off = 0; off < kBytes; off += 64) _mm_prefetch(begin + off, _MM_HINT_T0);
+    for (std::int64_t off = 0; off < kBytes; off += 64) _mm_prefetch(begin + off, _MM_HINT_T1);
 #else
     (void)begin;
 #endif
