@@ -634,12 +634,10 @@ public:
                     for (std::int64_t i = i0; i < i1; ++i) {
                         const float* row = reader.row(i);
                         float* out = buf + i * k;
-                        // the pivot, where s a is largest (min a for s < 0, max a for s > 0), and
-                        // the far end, where it is lowest, in one pass
-                        float bottom = 0.0f, top = 0.0f;
-                        row_min_max_raw(row, k, bottom, top);
-                        const float pivot = scale_ < 0 ? bottom : top;
-                        const float far = scale_ < 0 ? top : bottom;
+                        // the pivot, where s a is largest, and whether the row is in the exp's
+                        // range (scores over a temperature: cosine / 0.05 spans <= 40)
+                        const FloatRowFrame frame = float_row_frame(row, k, scale);
+                        const float pivot = frame.pivot;
                         const double m = scale_ * static_cast<double>(pivot);
                         if (!std::isfinite(m) || failed) {
                             failed = true;
@@ -648,12 +646,9 @@ public:
                         row_max_[i] = m;
                         low = std::min(low, m);
                         // K (computed once) and its row sum, prefetching the next row of E so
-                        // that the pivot pass of the next row reads from cache. x_hi = S (a - pivot)
-                        // rounded is monotone in a, so the far end's is the row's lowest: at or
-                        // above the exp's flush (a nan or +-inf far end fails the test) the whole
-                        // row is in range -- scores over a temperature (cosine / 0.05 spans <= 40).
-                        const float s_f = static_cast<float>(scale);
-                        const double total = s_f * (far - pivot) >= -86.9f
+                        // that the pivot pass of the next row reads from cache (x_hi is the t of
+                        // float_row_frame: the same float product S (a - pivot)).
+                        const double total = frame.in_range
                                                  ? kernel_row<true>(k, row, pivot, scale, out, reader.next_row(i))
                                                  : kernel_row<false>(k, row, pivot, scale, out, reader.next_row(i));
                         if (!std::isfinite(total)) {  // a nan
