@@ -19,6 +19,7 @@
 #include "thermossl/gibbs.hpp"
 #include "thermossl/logsumexp.hpp"
 #include "thermossl/simd.hpp"
+#include "thermossl/stores.hpp"
 #include "thermossl/sinkhorn.hpp"
 #include "thermossl/thermo.hpp"
 
@@ -668,6 +669,28 @@ PYBIND11_MODULE(_core, m) {
             throw py::value_error("SIMD level '" + name + "' is not supported by this build or CPU");
         thermossl::set_simd_level(level);
     }, py::arg("name"), "Switch the SIMD level for the whole process (for tests and benchmarks).");
+    m.def("set_streaming_stores", [](const std::string& mode) {
+        thermossl::StreamingStores value;
+        if (mode == "auto") {
+            value = thermossl::StreamingStores::kAuto;
+        } else if (mode == "on") {
+            value = thermossl::StreamingStores::kOn;
+        } else if (mode == "off") {
+            value = thermossl::StreamingStores::kOff;
+        } else {
+            throw py::value_error("mode must be 'auto', 'on' or 'off', got '" + mode + "'");
+        }
+        const std::string previous = thermossl::streaming_stores_name(thermossl::streaming_stores());
+        thermossl::set_streaming_stores(value);
+        return previous;
+    }, py::arg("mode"), "Set how the N x K outputs are written ('auto', 'on', 'off'); returns the old mode.");
+    m.def("streaming_stores_info", [] {
+        py::dict d;
+        d["mode"] = std::string(thermossl::streaming_stores_name(thermossl::streaming_stores()));
+        d["last_level_cache_bytes"] = thermossl::last_level_cache_bytes();
+        d["auto_threshold_bytes"] = 2 * thermossl::last_level_cache_bytes();
+        return d;
+    }, "The streaming-store mode, the last-level cache size it was measured against, and auto's threshold.");
     m.def("pooled_empty", &pooled_empty, py::arg("shape"), py::arg("dtype"),
           "An uninitialised C-contiguous array, its memory from the output pool when the pool takes its size "
           "(reused memory: no page faults).");

@@ -14,7 +14,7 @@ from .balancing import SinkhornResult, sinkhorn
 from .gibbs import column_log_partition, cross_entropy, entropy_grad, gibbs, gibbs_entropy, log_partition
 from .special import log_softmax, logsumexp, softmax
 from ._threads import get_num_threads, set_num_threads
-from ._memory import output_pool_info, set_output_pool_limit
+from ._memory import output_pool_info, set_output_pool_limit, set_streaming_stores, streaming_stores_info
 
 from . import _core
 
@@ -61,6 +61,8 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "set_output_pool_limit",
+    "set_streaming_stores",
+    "streaming_stores_info",
     "output_pool_info",
     "logsumexp",
     "softmax",

@@ -12,6 +12,13 @@ that do not own their memory (``a.base`` holds it; ``a.resize`` refuses, as for 
 
 The limit is 1 GiB by default, or the environment variable ``THERMOSSL_OUTPUT_POOL_BYTES``
 (bytes; 0 turns the pool off) read at import, or ``set_output_pool_limit``.
+
+Streaming stores: a plain store to memory that is not in cache reads the line first and writes it
+back later, two memory transfers per output byte. Softmax (``gibbs``) and the gradient of
+``cross_entropy`` compute each output row in cache and write it with non-temporal stores when the
+output is larger than twice the last-level cache ("auto", the default), one transfer per byte;
+``set_streaming_stores`` turns that on or off for every output (environment variable
+``THERMOSSL_STREAMING_STORES``, read at import). The results are the same bits either way.
 """
 from __future__ import annotations
 
@@ -21,9 +28,11 @@ import warnings
 
 from . import _core
 
-__all__ = ["set_output_pool_limit", "output_pool_info"]
+__all__ = ["set_output_pool_limit", "output_pool_info", "set_streaming_stores", "streaming_stores_info"]
 
 _ENV = "THERMOSSL_OUTPUT_POOL_BYTES"
+_STREAMING_ENV = "THERMOSSL_STREAMING_STORES"
+_STREAMING_MODES = ("auto", "on", "off")
 
 
 def set_output_pool_limit(nbytes: int) -> int:
@@ -73,6 +82,46 @@ def output_pool_info() -> dict[str, int]:
     return {key: int(value) for key, value in _core.output_pool_stats().items()}
 
 
+def set_streaming_stores(mode: str) -> str:
+    """Choose how softmax and the cross-entropy gradient write their N x K outputs.
+
+    Parameters
+    ----------
+    mode : {"auto", "on", "off"}
+        "auto" (the default): non-temporal (streaming) stores for outputs larger than twice the
+        last-level cache, which would leave the cache anyway, plain stores otherwise; "on": always;
+        "off": never. The outputs are the same bits in every mode; only the speed differs.
+
+    Returns
+    -------
+    str
+        The previous mode.
+
+    Raises
+    ------
+    ValueError
+        If ``mode`` is not one of the three.
+    """
+    if not isinstance(mode, str) or mode not in _STREAMING_MODES:
+        raise ValueError(f"mode must be one of {_STREAMING_MODES}, got {mode!r}")
+    return str(_core.set_streaming_stores(mode))
+
+
+def streaming_stores_info() -> dict[str, str | int]:
+    """The streaming-store mode and what "auto" decides by.
+
+    Returns
+    -------
+    dict
+        ``mode`` ("auto", "on" or "off"), ``last_level_cache_bytes`` (the largest cache of the
+        core's hierarchy, as the operating system reports it) and ``auto_threshold_bytes`` (the
+        output size above which "auto" streams: twice that cache).
+    """
+    info = _core.streaming_stores_info()
+    return {"mode": str(info["mode"]), "last_level_cache_bytes": int(info["last_level_cache_bytes"]),
+            "auto_threshold_bytes": int(info["auto_threshold_bytes"])}
+
+
 def _limit_from_environment() -> None:
     text = os.environ.get(_ENV)
     if text is None or text.strip() == "":
@@ -92,4 +141,16 @@ def _limit_from_environment() -> None:
     _core.set_output_pool_limit(limit)
 
 
+def _streaming_from_environment() -> None:
+    # the C++ core reads the variable itself (C++ hosts too); this only reports a bad value
+    text = os.environ.get(_STREAMING_ENV)
+    if text is not None and text not in _STREAMING_MODES:
+        warnings.warn(
+            f"{_STREAMING_ENV}={text!r} is not one of {_STREAMING_MODES}; streaming stores stay 'auto'",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 _limit_from_environment()
+_streaming_from_environment()

@@ -26,7 +26,9 @@
 
 namespace thermossl {
 
-/// p_iy = exp(x_iy - log Z_i). Passes per row: max, exp+sum (writes p), scale p.
+/// p_iy = exp(x_iy - log Z_i). Passes per row: max, exp+sum (writes p), scale p; where p streams
+/// (thermossl/stores.hpp) the exp goes to a staging row in cache and the scale pass writes p by
+/// streaming stores. One read of a, one write of p.
 template <class T>
 void row_softmax(const MatrixView<T>& a, double scale, const double* shift, Real<T>* p, Real<T>* log_z);
 
@@ -44,7 +46,8 @@ void row_entropy(const MatrixView<T>& a, double scale, const double* shift, Real
 /// q_iy = 0 even for forbidden states, +inf where q_iy > 0 on a forbidden state).
 /// grad (optional, N x K) = d loss_i / d a_iy = -scale * (q_iy - p_iy * sum_y q_iy), i.e.
 /// (q - p)/T for a row-stochastic q and a = E, scale = -1/T — computed in the same pass.
-/// Passes per row: max, exp+sums (stores exp in grad), gradient.
+/// Passes per row: max, exp+sums (stores exp in grad, or in a staging row in cache where grad
+/// streams, thermossl/stores.hpp), gradient.
 template <class T>
 void row_cross_entropy(const MatrixView<T>& q, const MatrixView<T>& a, double scale, const double* shift,
                        Real<T>* loss, Real<T>* grad, Real<T>* log_z);

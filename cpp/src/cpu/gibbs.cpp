@@ -35,26 +35,50 @@ const T* next_out_row(const T* out_row, std::int64_t i, std::int64_t n, std::int
     return i + 1 < n ? out_row + k : nullptr;
 }
 
-// Passes: max; exp and sum (e written into p); p *= 1/Z.
+/// Whether a kernel's N x K output of T streams to memory (thermossl/stores.hpp): then each row is
+/// computed in a per-thread staging row in cache and written out by store_row_streaming.
+template <class T>
+bool stream_rows_of(std::int64_t rows, std::int64_t cols) {
+    return streams_output(rows * cols * static_cast<std::int64_t>(sizeof(T)));
+}
+
+// Passes: max; exp and sum (e written into p, or into the staging row); p = e * (1/Z).
 template <class T, bool kShift, class In>
 void softmax_impl(const MatrixView<In>& a, const Exponent ex_shared, T* p, T* log_z) {
     const std::int64_t k = a.cols;
-    for_each_row<T>(a, [&](std::int64_t i, const T* row, const T* next) {
-        const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
-        T* p_row = p + i * k;
-        double m = 0.0, z = 0.0;
-        with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
-            m = m_row;
-            z = row_exp_sum<T>(k, arg, p_row, next, next_out_row<T>(p_row, i, a.rows, k));
-        });
-        if (log_z != nullptr) log_z[i] = static_cast<T>(m + std::log(z));
-        if (!std::isfinite(m)) {
-            fill_row(p_row, k, quiet_nan<T>());
-            return;
-        }
-        const T inv_z = static_cast<T>(1.0 / z);  // nan when the row holds a nan
+    const bool stream = stream_rows_of<T>(a.rows, k);
+    parallel_row_tiles(a.rows, tile_rows<T>(k), a.rows * k, [&] {
+        return [&, reader = RowReader<T, In>(a), staging = std::vector<T>()](std::int64_t i0, std::int64_t i1) mutable {
+            const Exponent ex = ex_shared;  // a local copy: stores to outputs cannot alias it
+            reader.load(i0, i1);
+            if (stream) staging.resize(static_cast<std::size_t>(k));
+            for (std::int64_t i = i0; i < i1; ++i) {
+                T* p_row = p + i * k;
+                T* e_row = stream ? staging.data() : p_row;
+                double m = 0.0, z = 0.0;
+                with_row_frame<T, kShift>(reader.row(i), k, ex, [&](const double m_row, const auto arg) {
+                    m = m_row;
+                    // the next output row is prefetched only where it is written by plain stores
+                    z = row_exp_sum<T>(k, arg, e_row, reader.next_row(i),
+                                       stream ? nullptr : next_out_row<T>(p_row, i, a.rows, k));
+                });
+                if (log_z != nullptr) log_z[i] = static_cast<T>(m + std::log(z));
+                if (!std::isfinite(m)) {
+                    fill_row(p_row, k, quiet_nan<T>());
+                    continue;
+                }
+                const T inv_z = static_cast<T>(1.0 / z);  // nan when the row holds a nan
+                if (stream) {
+                    const T* const e = e_row;
+                    store_row_streaming(p_row, k, [&](std::int64_t j) { return load<vec_t<T>>(e + j) * splat<vec_t<T>>(inv_z); },
+                                        [&](std::int64_t j) { return e[j] * inv_z; });
+                } else {
 #pragma omp simd
-        for (std::int64_t j = 0; j < k; ++j) p_row[j] *= inv_z;
+                    for (std::int64_t j = 0; j < k; ++j) p_row[j] *= inv_z;
+                }
+            }
+            if (stream) streaming_stores_done();
+        };
     });
 }
 
@@ -117,13 +141,15 @@ void entropy_impl(const MatrixView<In>& a, const Exponent ex_shared, T* entropy,
     });
 }
 
-// Passes over the row of a: max; exp and sums (e stored in grad); gradient (reads q again).
+// Passes over the row of a: max; exp and sums (e stored in grad, or in scratch where the
+// gradient streams); gradient (reads q again).
 // InQ, InA: the stored element types of the labels and the scores (each T or a half type; half
 // scores with float labels: row_cross_entropy_float_labels), converted as each tile is read.
 template <class T, bool kShift, class InQ, class InA>
 void cross_entropy_impl(const MatrixView<InQ>& q, const MatrixView<InA>& a, const Exponent ex_shared,
                         T* loss, T* grad, T* log_z) {
     const std::int64_t k = a.cols;
+    const bool stream = grad != nullptr && stream_rows_of<T>(a.rows, k);
     parallel_row_tiles(a.rows, tile_rows<T>(k), a.rows * k, [&] {
         return [&, ra = RowReader<T, InA>(a), rq = RowReader<T, InQ>(q),
                 scratch = std::vector<T>()](std::int64_t i0, std::int64_t i1) mutable {
@@ -134,10 +160,12 @@ void cross_entropy_impl(const MatrixView<InQ>& q, const MatrixView<InA>& a, cons
                 const T* row = ra.row(i);
                 const T* q_row = rq.row(i);
                 T* g_row = grad != nullptr ? grad + i * k : nullptr;
-                // exp(x - max) goes to the gradient row, or to scratch when there is none, so the
-                // store in the loop below is unconditional (a conditional one blocks vectorising).
-                if (g_row == nullptr && scratch.size() < static_cast<std::size_t>(k)) scratch.resize(k);
-                T* e_row = g_row != nullptr ? g_row : scratch.data();
+                // exp(x - max) goes to the gradient row, or to scratch when there is none or the
+                // gradient streams, so the store in the loop below is unconditional (a
+                // conditional one blocks vectorising).
+                const bool e_in_scratch = g_row == nullptr || stream;
+                if (e_in_scratch && scratch.size() < static_cast<std::size_t>(k)) scratch.resize(k);
+                T* e_row = e_in_scratch ? scratch.data() : g_row;
                 double m = 0.0;
                 double z = 0.0;
                 double q_sum = 0.0;
@@ -176,9 +204,18 @@ void cross_entropy_impl(const MatrixView<InQ>& q, const MatrixView<InA>& a, cons
                 // d loss / d x_y = p_y * sum(q) - q_y; d x / d a = scale.
                 const T p_weight = static_cast<T>(q_sum / z);
                 const T minus_scale = static_cast<T>(-ex.scale);
+                if (stream) {
+                    using V = vec_t<T>;
+                    const T* const e = e_row;
+                    store_row_streaming(g_row, k, [&](std::int64_t j) {
+                        return splat<V>(minus_scale) * (load<V>(q_row + j) - load<V>(e + j) * splat<V>(p_weight));
+                    }, [&](std::int64_t j) { return minus_scale * (q_row[j] - e[j] * p_weight); });
+                    continue;
+                }
 #pragma omp simd
                 for (std::int64_t j = 0; j < k; ++j) g_row[j] = minus_scale * (q_row[j] - g_row[j] * p_weight);
             }
+            if (stream) streaming_stores_done();
         };
     });
 }

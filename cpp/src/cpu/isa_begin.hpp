@@ -34,6 +34,7 @@
 #include "thermossl/gibbs.hpp"
 #include "thermossl/logsumexp.hpp"
 #include "thermossl/sinkhorn.hpp"
+#include "thermossl/stores.hpp"
 #include "thermossl/thermo.hpp"
 #include "thermossl/view.hpp"
 

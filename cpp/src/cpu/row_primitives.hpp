@@ -390,6 +390,61 @@ inline void row_sweep(std::int64_t k, const Arg& arg, Sums& sums, Body&& body, c
     }
 }
 
+/// Writes an output row dst[j], j < k, that is not in cache and will not be read soon
+/// (thermossl/stores.hpp): the whole 64-byte lines of dst by non-temporal vector stores of
+/// vec_at(j) (the value of the full vector of lanes from j; its operands are read from cache),
+/// the elements before dst's first line boundary and after its last by plain stores of
+/// scalar_at(j). Whole lines, so each line is written to memory once and never read: a line
+/// shared with the row before or after takes plain stores from both (at AVX2, vector-aligned
+/// streaming stores of the half lines at the row ends measured slower than plain stores). vec_at
+/// and scalar_at must compute the same bits. Call streaming_stores_done() before another thread
+/// reads the output. One write of dst to memory.
+template <class T, class VecAt, class ScalarAt>
+inline void store_row_streaming(T* dst, const std::int64_t k, const VecAt& vec_at, const ScalarAt& scalar_at) {
+#if THERMOSSL_VECTOR_EXT && (defined(__x86_64__) || defined(_M_X64))
+    constexpr std::uintptr_t kLine = 64;
+    constexpr std::int64_t kL = Vec<T>::kLanes;
+    constexpr std::int64_t kLineElems = static_cast<std::int64_t>(kLine / sizeof(T));
+    const std::uintptr_t address = reinterpret_cast<std::uintptr_t>(dst);
+    std::int64_t head = static_cast<std::int64_t>(((kLine - address % kLine) % kLine) / sizeof(T));
+    if (address % sizeof(T) != 0 || head > k) head = k;  // no whole line: plain stores
+    for (std::int64_t j = 0; j < head; ++j) dst[j] = scalar_at(j);
+    const std::int64_t body_end = head + (k - head) / kLineElems * kLineElems;
+    for (std::int64_t j = head; j < body_end; j += kL) {
+        const vec_t<T> v = vec_at(j);
+        if constexpr (std::is_same<T, float>::value) {
+#if defined(THERMOSSL_ISA_AVX512)
+            _mm512_stream_ps(dst + j, (__m512)v);
+#elif defined(THERMOSSL_ISA_AVX2)
+            _mm256_stream_ps(dst + j, (__m256)v);
+#else
+            _mm_stream_ps(dst + j, (__m128)v);
+#endif
+        } else {
+#if defined(THERMOSSL_ISA_AVX512)
+            _mm512_stream_pd(dst + j, (__m512d)v);
+#elif defined(THERMOSSL_ISA_AVX2)
+            _mm256_stream_pd(dst + j, (__m256d)v);
+#else
+            _mm_stream_pd(dst + j, (__m128d)v);
+#endif
+        }
+    }
+    for (std::int64_t j = body_end; j < k; ++j) dst[j] = scalar_at(j);
+#else
+    (void)vec_at;
+    for (std::int64_t j = 0; j < k; ++j) dst[j] = scalar_at(j);
+#endif
+}
+
+/// Orders this thread's non-temporal stores (weakly ordered) before its later stores, so the
+/// barrier at the end of a parallel pass publishes them: called once per tile of rows.
+inline void streaming_stores_done() {
+#if defined(__x86_64__) || defined(_M_X64)
+    _mm_sfence();
+#endif
+}
+
 /// exp(t) for the lanes of T.
 inline vec_t<float> exp_lanes(const vec_t<float> t) { return exp_nonpositive_f32(t); }
 inline vec_t<double> exp_lanes(const vec_t<double> t) { return exp_nonpositive_f64(t); }
