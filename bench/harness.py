@@ -407,8 +407,12 @@ def machine_report(clock: Clock, peer_names: tuple[str, ...] = ("torch",)) -> st
         f"counting any time the threads waited for a core ({threads} threads; 1 below {PARALLEL_MIN_ELEMENTS} "
         "elements, as thermossl's passes)",
     ]
-    env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "THERMOSSL_SIMD")
-           if k in os.environ}
+    stores = thermossl.streaming_stores_info()
+    lines.append(f"- N x K outputs of softmax and the cross-entropy gradient: streaming stores '{stores['mode']}' "
+                 f"(last-level cache {stores['last_level_cache_bytes'] / 2**20:g} MiB; 'auto' streams outputs above "
+                 f"{stores['auto_threshold_bytes'] / 2**20:g} MiB)")
+    env = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "THERMOSSL_SIMD",
+                                      "THERMOSSL_STREAMING_STORES") if k in os.environ}
     if env:
         lines.append("- env: " + ", ".join(f"{k}={v}" for k, v in env.items()))
     return "\n".join(lines)
