@@ -44,9 +44,10 @@ def labels(rows, cols, dtype, seed=1):
 
 
 def output(rows, cols, dtype, offset):
-    """An uninitialised C-contiguous (rows, cols) array `offset` elements past a 64-byte line."""
+    """A C-contiguous (rows, cols) array `offset` elements past a 64-byte line, its bytes 0xA5 (not
+    left over from the run before: an element a mode fails to write shows)."""
     item = np.dtype(dtype).itemsize
-    raw = np.empty(rows * cols * item + 128 + offset * item, np.uint8)
+    raw = np.full(rows * cols * item + 128 + offset * item, 0xA5, np.uint8)
     start = (-raw.ctypes.data) % 64 + offset * item
     return raw[start:start + rows * cols * item].view(dtype).reshape(rows, cols)
 
