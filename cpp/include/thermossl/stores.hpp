@@ -3,12 +3,12 @@
 // A plain store to a line that is not in cache first reads the line from memory ("read for
 // ownership") and writes it back when it is evicted: two memory transfers per output byte. A
 // non-temporal ("streaming") store writes whole lines to memory without reading them: one
-// transfer, but the output is not left in cache for whoever reads it next. The kernels that write
-// an N x K matrix (softmax, log_softmax, the gradients of cross-entropy and of the entropy)
-// compute each output row in a per-thread staging row in cache and stream it out when the
-// output is too large to stay in the last-level cache anyway: by default ("auto") when it is
-// larger than twice the last-level cache of the core running the call. The outputs are the same
-// bits either way.
+// transfer, but the output is not left in cache for whoever reads it next. row_softmax (and so
+// gibbs_state) and the gradient of row_cross_entropy compute each output row in a per-thread
+// staging row in cache and stream it out when the output is too large to stay in the last-level
+// cache anyway: by default ("auto") when it is larger than twice the last-level cache of the core
+// running the call. The outputs are the same bits either way. (log_softmax and the entropy
+// gradient keep plain stores: streamed, they measured slower; docs/kernels.md, Round 9.)
 //
 // The mode is process-wide: "auto", "on" (every N x K output) or "off" (never); the environment
 // variable THERMOSSL_STREAMING_STORES sets it at start ("auto" for a missing or unknown value).
