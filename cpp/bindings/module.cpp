@@ -671,15 +671,8 @@ PYBIND11_MODULE(_core, m) {
     }, py::arg("name"), "Switch the SIMD level for the whole process (for tests and benchmarks).");
     m.def("set_streaming_stores", [](const std::string& mode) {
         thermossl::StreamingStores value;
-        if (mode == "auto") {
-            value = thermossl::StreamingStores::kAuto;
-        } else if (mode == "on") {
-            value = thermossl::StreamingStores::kOn;
-        } else if (mode == "off") {
-            value = thermossl::StreamingStores::kOff;
-        } else {
+        if (!thermossl::streaming_stores_from_name(mode.c_str(), value))
             throw py::value_error("mode must be 'auto', 'on' or 'off', got '" + mode + "'");
-        }
         const std::string previous = thermossl::streaming_stores_name(thermossl::streaming_stores());
         thermossl::set_streaming_stores(value);
         return previous;
@@ -688,7 +681,7 @@ PYBIND11_MODULE(_core, m) {
         py::dict d;
         d["mode"] = std::string(thermossl::streaming_stores_name(thermossl::streaming_stores()));
         d["last_level_cache_bytes"] = thermossl::last_level_cache_bytes();
-        d["auto_threshold_bytes"] = 2 * thermossl::last_level_cache_bytes();
+        d["auto_threshold_bytes"] = thermossl::auto_streaming_threshold_bytes();
         return d;
     }, "The streaming-store mode, the last-level cache size it was measured against, and auto's threshold.");
     m.def("pooled_empty", &pooled_empty, py::arg("shape"), py::arg("dtype"),

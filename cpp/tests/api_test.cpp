@@ -90,6 +90,14 @@ int main() {
         thermossl::set_streaming_stores(thermossl::StreamingStores::kAuto);
         check(!thermossl::streams_output(2 * llc) && thermossl::streams_output(2 * llc + 1), "auto threshold",
               static_cast<double>(llc), 0.0);
+        check(thermossl::auto_streaming_threshold_bytes() == 2 * llc, "auto threshold reported",
+              static_cast<double>(thermossl::auto_streaming_threshold_bytes()), 2.0 * static_cast<double>(llc));
+        thermossl::StreamingStores parsed = thermossl::StreamingStores::kAuto;
+        for (const auto mode : {thermossl::StreamingStores::kOn, thermossl::StreamingStores::kOff, thermossl::StreamingStores::kAuto})
+            check(thermossl::streaming_stores_from_name(thermossl::streaming_stores_name(mode), parsed) && parsed == mode,
+                  "mode name round trip", static_cast<double>(parsed), static_cast<double>(mode));
+        check(!thermossl::streaming_stores_from_name("ON", parsed) && parsed == thermossl::StreamingStores::kAuto,
+              "unknown mode name refused", static_cast<double>(parsed), 0.0);
         thermossl::set_streaming_stores(thermossl::StreamingStores::kOn);
         check(thermossl::streaming_stores() == thermossl::StreamingStores::kOn && thermossl::streams_output(1),
               "mode on", 0.0, 1.0);

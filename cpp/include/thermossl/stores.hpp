@@ -30,9 +30,14 @@ StreamingStores streaming_stores();
 void set_streaming_stores(StreamingStores mode);
 /// "auto", "on" or "off".
 const char* streaming_stores_name(StreamingStores mode);
+/// The mode named "auto", "on" or "off" into `mode`; false (mode untouched) for any other name.
+bool streaming_stores_from_name(const char* name, StreamingStores& mode);
 /// The size in bytes of the largest cache of the core's hierarchy (Linux: sysfs, the highest
 /// level cache of cpu0; else the C library's report; 32 MiB where neither says).
 std::int64_t last_level_cache_bytes();
+/// The output size above which "auto" streams: twice last_level_cache_bytes() (an output about the
+/// cache's size still leaves much of itself there for the reader that follows).
+std::int64_t auto_streaming_threshold_bytes();
 /// Whether an output of `bytes` is written by streaming stores in the mode in force.
 bool streams_output(std::int64_t bytes);
 

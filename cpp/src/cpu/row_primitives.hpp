@@ -411,24 +411,15 @@ inline void store_row_streaming(T* dst, const std::int64_t k, const VecAt& vec_a
     for (std::int64_t j = 0; j < head; ++j) dst[j] = scalar_at(j);
     const std::int64_t body_end = head + (k - head) / kLineElems * kLineElems;
     for (std::int64_t j = head; j < body_end; j += kL) {
+        // the integer form for float and double lanes alike: a non-temporal store moves bits
         const vec_t<T> v = vec_at(j);
-        if constexpr (std::is_same<T, float>::value) {
 #if defined(THERMOSSL_ISA_AVX512)
-            _mm512_stream_ps(dst + j, (__m512)v);
+        _mm512_stream_si512(reinterpret_cast<__m512i*>(dst + j), (__m512i)v);
 #elif defined(THERMOSSL_ISA_AVX2)
-            _mm256_stream_ps(dst + j, (__m256)v);
+        _mm256_stream_si256(reinterpret_cast<__m256i*>(dst + j), (__m256i)v);
 #else
-            _mm_stream_ps(dst + j, (__m128)v);
+        _mm_stream_si128(reinterpret_cast<__m128i*>(dst + j), (__m128i)v);
 #endif
-        } else {
-#if defined(THERMOSSL_ISA_AVX512)
-            _mm512_stream_pd(dst + j, (__m512d)v);
-#elif defined(THERMOSSL_ISA_AVX2)
-            _mm256_stream_pd(dst + j, (__m256d)v);
-#else
-            _mm_stream_pd(dst + j, (__m128d)v);
-#endif
-        }
     }
     for (std::int64_t j = body_end; j < k; ++j) dst[j] = scalar_at(j);
 #else

@@ -16,11 +16,9 @@ namespace {
 
 StreamingStores initial_mode() {
     const char* requested = std::getenv("THERMOSSL_STREAMING_STORES");
-    if (requested != nullptr) {
-        if (std::strcmp(requested, "on") == 0) return StreamingStores::kOn;
-        if (std::strcmp(requested, "off") == 0) return StreamingStores::kOff;
-    }
-    return StreamingStores::kAuto;
+    StreamingStores mode = StreamingStores::kAuto;
+    if (requested != nullptr) streaming_stores_from_name(requested, mode);  // unknown: auto
+    return mode;
 }
 
 std::atomic<int>& mode_store() {
@@ -88,10 +86,22 @@ const char* streaming_stores_name(StreamingStores mode) {
     }
 }
 
+bool streaming_stores_from_name(const char* name, StreamingStores& mode) {
+    for (const auto candidate : {StreamingStores::kAuto, StreamingStores::kOn, StreamingStores::kOff}) {
+        if (std::strcmp(name, streaming_stores_name(candidate)) == 0) {
+            mode = candidate;
+            return true;
+        }
+    }
+    return false;
+}
+
 std::int64_t last_level_cache_bytes() {
     static const std::int64_t bytes = detect_last_level_cache();
     return bytes;
 }
+
+std::int64_t auto_streaming_threshold_bytes() { return 2 * last_level_cache_bytes(); }
 
 bool streams_output(std::int64_t bytes) {
     switch (streaming_stores()) {
@@ -100,10 +110,9 @@ bool streams_output(std::int64_t bytes) {
         case StreamingStores::kOff:
             return false;
         default:
-            // Twice the cache: an output about the cache's size still leaves much of itself
-            // there for the reader that follows (a 2-core Intel Xeon VM with 480 MiB of L3 wrote a
-            // 786 MB softmax faster with plain stores).
-            return bytes > 2 * last_level_cache_bytes();
+            // twice the cache: a 2-core Intel Xeon VM with 480 MiB of L3 wrote a 786 MB softmax
+            // faster with plain stores
+            return bytes > auto_streaming_threshold_bytes();
     }
 }
 
