@@ -166,3 +166,61 @@ def test_logsumexp_rows_every_length_ties_and_scale_signs(simd_level, dtype):
     assert np.isnan(thermossl.logsumexp(nan_row, axis=1)[0])
     with pytest.raises(ValueError, match="NaN"):
         thermossl.log_partition(nan_row, 0.3)  # energies refuse nan by name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["contiguous", "strided rows"])
+def test_logsumexp_pivot_carried_to_the_next_row(simd_level, dtype, layout):
+    """The float32 base-2 loops (avx512, avx2) gather the next row's pivot (its max; its min for
+    log_partition's negative scale) during the current row's pass and hand it on, across tiles
+    and threads (300 rows of 1003: 5 tiles, the parallel pass, a partial last vector at both
+    levels), where the rows are contiguous. Row offsets jump by 60-300 units, and rows whose
+    frame does not apply (+inf, all nan, all -inf) come just before rows at +300, so a pivot
+    handed on from them (0) would overflow the next row's sum; every 7th row peaks 200 units
+    above (energies: below) the rest in its last partial vector, which the gathered pivot must
+    include. Rows with an excluded or flushed term too; against long double, with a strided view
+    (no carried pivot) as the other layout. Bound as above."""
+    rng = np.random.default_rng(17)
+    n, k = 300, 1003
+    eps = float(np.finfo(dtype).eps)
+    tol = eps if dtype == np.float32 else 4 * eps
+
+    def laid_out(m):
+        if layout == "contiguous":
+            return np.ascontiguousarray(m, dtype=dtype)
+        wide = np.zeros((n, k + 3), dtype)
+        wide[:, :k] = m
+        return wide[:, :k]
+
+    offsets = 60.0 * np.where(np.arange(n) % 3 == 0, 1.0, -1.0) * (1 + np.arange(n) % 5)
+    assert offsets[69] == offsets[129] == offsets[189] == 300.0
+    base = rng.normal(size=(n, k)) * 3 + offsets[:, None]
+    peaks = np.arange(1, n, 7)
+    # logsumexp, scale +1: the pivot is the row max
+    a = base.copy()
+    a[peaks, -3] += 200.0  # the row max in the last partial vector
+    a[68] = np.nan         # all nan: result nan
+    a[128, 7] = np.inf     # max +inf: the generic frame, result +inf
+    a[188] = -np.inf       # all -inf: result -inf
+    a[191, 7] = -3e38      # a term far below the flush
+    got = np.asarray(thermossl.logsumexp(laid_out(a), axis=1), dtype=np.float64)
+    assert np.isnan(got[68]) and got[128] == np.inf and got[188] == -np.inf
+    plain = [i for i in range(n) if i not in (68, 128, 188)]
+    x = laid_out(a).astype(LD)[plain]
+    m = x.max(axis=1, keepdims=True)
+    ref = np.asarray(m[:, 0] + np.log(np.exp(x - m).sum(axis=1)), dtype=np.float64)
+    err = np.abs(got[plain] - ref) / np.maximum(np.abs(ref), 1)
+    assert err.max() <= tol, f"logsumexp: {err.max() / eps:.3f} eps (row {plain[int(np.argmax(err))]})"
+    # log_partition, scale -1/T: the pivot is the row min of the energies
+    T = 0.7
+    e = base.copy()
+    e[peaks, -3] -= 200.0  # the row min in the last partial vector
+    e[64, 7] = np.inf      # an excluded state
+    e[191, 7] = 3e30       # a term far below the flush
+    e = laid_out(e)
+    got = np.asarray(thermossl.log_partition(e, T), dtype=np.float64)
+    x = -e.astype(LD) / LD(T)
+    m = x.max(axis=1, keepdims=True)
+    ref = np.asarray(m[:, 0] + np.log(np.exp(x - m).sum(axis=1)), dtype=np.float64)
+    err = np.abs(got - ref) / np.maximum(np.abs(ref), 1)
+    assert err.max() <= tol, f"log_partition: {err.max() / eps:.3f} eps (row {int(np.argmax(err))})"

@@ -13,7 +13,7 @@
 // compute garbage that the select discards (the integer steps wrap); the generic double form
 // keeps its clamp (1 max).
 // The logsumexp kernel's float rows at AVX2 and AVX-512 take their own base-2 forms
-// (exp2_nonpositive_f32_unmasked, exp2_nonpositive_f32_scalef below; logsumexp.cpp).
+// (exp2_nonpositive_f32_unmasked, exp2_nonpositive_f32_table below; logsumexp.cpp).
 // One exception to "the same bits": double vectors of 8 lanes at AVX-512 take a table of
 // 2^(j/16) and a degree-7 polynomial (exp_nonpositive_f64_table below, 18 instructions per
 // vector against 21); the scalar double form at that level keeps the degree-11 polynomial, so an
@@ -224,25 +224,44 @@ inline __m256 exp2_nonpositive_f32_unmasked(const __m256 y) {
 
 #if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
 /// 2^y for y <= 0 on 16 float lanes at AVX-512, the lanes not in `keep` set to 0: the exp of the
-/// logsumexp kernel's pivot rows, whose argument arrives already in base 2 (y = (a - a*) *
-/// float(scale log2 e), logsumexp.cpp), so there is no reduction multiply-add and no clamp.
-/// f = y - floor(y) in [0, 1] by vreduceps (exact), 2^f by a degree-6 polynomial (Chebyshev
-/// interpolation of (2^f - 1)/f on [0, 1], coefficients rounded to float, c0 = 1 so 2^0 = 1
-/// exactly; truncation 0.2 units of 2^-24, 1.05 units worst with the float Horner steps), and
-/// 2^floor(y) by vscalefps, whose zeroing mask drops the lanes outside `keep` (the caller's
-/// underflow flush and the terms at the max). Special values: vreduceps(-inf) = 0 and vscalefps
-/// of -inf gives 0; a nan stays nan; below 2^-126 vscalefps rounds to the subnormal (no garbage
-/// exponent: there are no integer bit operations). Per 16 lanes: 1 vreduceps, 6 FMA, 1 vscalefps.
-inline __m512 exp2_nonpositive_f32_scalef(const __m512 y, const __mmask16 keep) {
-    const __m512 f = _mm512_reduce_ps(y, 0x09);  // M = 0 fraction bits kept, round down, no #PE
-    __m512 p = _mm512_set1_ps(0x1.b49554p-13f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0x1.4cb7b0p-10f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0x1.3c487cp-7f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0x1.c69f98p-5f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0x1.ebfc3ep-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0x1.62e430p-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    return _mm512_maskz_scalef_ps(keep, p, y);  // p * 2^floor(y), 0 outside keep
+/// logsumexp kernel's pivot rows, whose argument arrives already in base 2 (y = (a* - a) *
+/// float(-scale log2 e), logsumexp.cpp), so there is no reduction multiply-add and no clamp.
+/// y = floor(y) + j/16 + f with j = floor(16 y) mod 16 and f in [0, 1/16): f by vreduceps (exact),
+/// j from the low 4 mantissa bits of y + 1.5 * 2^19 rounded down (embedded rounding: the ulp of
+/// that sum is 1/16, so the sum is exactly 1.5 * 2^19 + floor(16 y)/16, the same floor as
+/// vreduceps's), 2^(j/16) from a 16-entry table held in one register (vpermps reads the low 4
+/// bits of each index lane), 2^f - 1 = f (c1 + c2 f + c3 f^2) (Chebyshev interpolation of
+/// (2^f - 1)/f on [0, 1/16], coefficients rounded to float: truncation 0.09 units of 2^-24),
+/// 2^(j/16 + f) = T + T (2^f - 1) in one FMA, and 2^floor(y) by vscalefps, whose zeroing mask
+/// drops the lanes outside `keep`. Error: the table entries carry <= 0.79 units of 2^-24, the
+/// last FMA one rounding: worst 1.83 units of 2^-24 relative, mean 0.47, over 4.2 M arguments in
+/// [-3, 0] (a numpy emulation of these steps against float64 exp2), against 1.05 worst for the
+/// degree-6 polynomial over [0, 1) this replaces; logsumexp's log Z stays at 0.50 eps32 worst
+/// (bench/float32_accuracy.py). That polynomial (6 FMA) took 2 more FMA-pipe operations than
+/// the table's 3 FMA + 1 multiply (the table adds an add and a vpermps on other pipes); on an AMD Zen 4, which runs 512-bit FMAs at one per
+/// cycle and 512-bit adds, compares, vreduceps and vscalefps on the other pipes (the last two at
+/// one per two cycles), the exp pass of logsumexp float32 took 9.44 cycles per 16 elements
+/// before and 8.81 after (a stand-alone copy of the loop over one row in L1, 3.6 GHz).
+/// No flush of its own: below 2^-126 vscalefps rounds to the subnormal and below 2^-149 to 0
+/// (exact scaling, no integer exponent arithmetic to overflow); the caller's `keep` holds its
+/// flush (logsumexp: the natural-base forms' e^-86.9, so every level flushes the same terms).
+/// Special values: y = -inf gives 0 (vscalefps by -inf), a nan y stays nan (vreduceps, the FMA
+/// and vscalefps propagate it; the table index of a nan lane is garbage but multiplies a nan).
+/// Per 16 lanes: 1 add, 1 vreduceps, 2 FMA, 1 multiply, 1 vpermps, 1 FMA, 1 vscalefps.
+inline __m512 exp2_nonpositive_f32_table(const __m512 y, const __mmask16 keep) {
+    const __m512 s = _mm512_add_round_ps(y, _mm512_set1_ps(0x1.8p19f), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_reduce_ps(y, 0x49);  // M = 4 fraction bits kept, round down, no #PE
+    __m512 p = _mm512_set1_ps(0x1.ce2620p-5f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0x1.ebf0a8p-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0x1.62e432p-1f));
+    const __m512 expm1_f = _mm512_mul_ps(p, f);
+    // 2^(j/16), j = 0..15, each rounded to float
+    const __m512 table = _mm512_permutexvar_ps(
+        _mm512_castps_si512(s),
+        _mm512_setr_ps(0x1.000000p+0f, 0x1.0b5586p+0f, 0x1.172b84p+0f, 0x1.2387a6p+0f, 0x1.306fe0p+0f, 0x1.3dea64p+0f,
+                       0x1.4bfdaep+0f, 0x1.5ab07ep+0f, 0x1.6a09e6p+0f, 0x1.7a1148p+0f, 0x1.8ace54p+0f, 0x1.9c4918p+0f,
+                       0x1.ae89fap+0f, 0x1.c199bep+0f, 0x1.d5818ep+0f, 0x1.ea4afap+0f));
+    return _mm512_maskz_scalef_ps(keep, _mm512_fmadd_ps(table, expm1_f, table), y);  // * 2^floor(y)
 }
 #endif
 

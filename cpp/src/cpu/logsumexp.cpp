@@ -14,11 +14,14 @@ namespace {
 // from cache while memory streams during the exp: the passes overlap memory and compute. The max
 // pass is a vector max, one instruction per vector (double rows too: the max of a, not of
 // scale * a, see with_row_frame); an online max-and-sum would fold it into pass 2 but rescale the
-// sums whenever a lane's max grows, and memory traffic is one read either way. Pass 2 per vector
-// (objdump of the loops): float rows in the pivot frame take the base-2 forms below, 19
-// instructions per 16 elements at AVX-512 and 23 per 8 at AVX2; other float rows 24 per 16 at
-// AVX-512 (the exp 12, the count at the max and the sum one merge-masked add each); double 31
-// per 8 at AVX-512 (the table exp 18), fewer for unshifted rows (vscalefpd's mask, below).
+// sums whenever a lane's max grows, and memory traffic is one read either way. Float rows in the
+// pivot frame at AVX2 and AVX-512 fold pass 1 of the next row into pass 2 instead (NextRowPivot:
+// one more load and max per vector, from L2) and prefetch the row after it, so each row is one
+// pass. Pass 2 per vector (objdump of the loops): float rows in the pivot frame take the base-2
+// forms below, 22 instructions per 16 elements at AVX-512 (the table exp 8) and 26 per 8 at AVX2,
+// loop control and the next row's load and max included; other float rows 24 per 16 at AVX-512 (the exp 12, the count at the
+// max and the sum one merge-masked add each); double 31 per 8 at AVX-512 (the table exp 18),
+// fewer for unshifted rows (vscalefpd's mask, below).
 #if (defined(THERMOSSL_ISA_AVX512) || defined(THERMOSSL_ISA_AVX2)) && THERMOSSL_VECTOR_EXT
 /// The chunk loop of the explicit-vector pass-2 forms below (one read of the row): the full
 /// vectors of kL lanes in chunks of LaneSums<T, 1>::kChunkVectors, each chunk's lanes summed into
@@ -50,60 +53,99 @@ inline void chunked_lane_sums(const std::int64_t k, const T* next, LaneSums<T, 1
 
 /// The frame of the base-2 float forms (with_row_frame's PivotArg): false where it does not apply
 /// (scale not a moderate normal number, or m = scale * a* not finite); else the pivot a* (max a
-/// for scale > 0, min a for scale < 0), m, and c = float(-scale log2 e), the factor of d = a* - a.
-inline bool base2_pivot_frame(const float* a, const std::int64_t k, const Exponent ex, float& pivot, double& m,
-                              float& c) {
+/// for scale > 0, min a for scale < 0: `*known_pivot` where the previous row's pass gathered it,
+/// NextRowPivot, else a pivot pass over the row), m, and c = float(-scale log2 e), the factor of
+/// d = a* - a.
+inline bool base2_pivot_frame(const float* a, const std::int64_t k, const Exponent ex, const float* known_pivot,
+                              float& pivot, double& m, float& c) {
     const double mag = std::fabs(ex.scale);
     if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
-    pivot = ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
+    pivot = known_pivot != nullptr ? *known_pivot : ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
     m = ex.scale * static_cast<double>(pivot);
     c = static_cast<float>(-ex.scale * 1.4426950408889634074);
     return std::isfinite(m);
 }
-// The flush of the base-2 forms, 2^kBase2Lowest: float products, as y at scale 1, so the same t as
-// exp_nonpositive_f32's flush at -86.9.
+
+/// The pivot of the next row (its max for kDir > 0, its min for kDir < 0; kDir = 0: nothing),
+/// gathered vector by vector during this row's exp pass: one load (the row is in L2, prefetched
+/// a row earlier) and one max or min per vector, so the next row needs no pivot pass of its own,
+/// which read it from L2 at about 2 cycles per 16 floats on an AMD Zen 4 while the FMA pipes
+/// idled. The same value as row_max_raw / row_min_raw: max and min are exact, and a nan lane is
+/// skipped as there (max_lanes(v, m) keeps m where v is nan).
+template <int kDir>
+struct NextRowPivot {
+    using V = vec_t<float>;
+    static constexpr float kFill = kDir > 0 ? -infinity<float>() : infinity<float>();
+    const float* row = nullptr;
+    V acc = splat<V>(kFill);
+    void add(const std::int64_t j) {
+        if constexpr (kDir != 0) fold(load<V>(row + j));
+    }
+    // the r < kLanes elements from j on
+    void add_tail(const std::int64_t j, const std::int64_t r) {
+        if constexpr (kDir != 0) fold(load_partial<float>(row + j, r, kFill));
+    }
+    float value() const { return kDir > 0 ? lane_max(acc, kFill) : lane_min(acc, kFill); }
+
+private:
+    void fold(const V v) { acc = kDir > 0 ? max_lanes(v, acc) : min_lanes(v, acc); }
+};
+// The flush of the AVX2 base-2 form (its integer scale needs a normal result), 2^kBase2Lowest:
+// float products, as y at scale 1, so the same t as exp_nonpositive_f32's flush at -86.9.
 constexpr float kBase2Lowest = -86.9f * 1.44269504f;
 #endif
 
 #if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
 /// Pass 2 of a float row at AVX-512 in the pivot frame (with_row_frame's PivotArg: scale a
-/// moderate normal number, max finite), with the exponent in base 2: d = a - a* (exact max/min
-/// pivot, one rounding), y = d * c with c = float(scale log2 e), and e = 2^y by vreduceps /
-/// vscalefps (exp2_nonpositive_f32_scalef), so the natural-log reduction (a multiply-add for n,
+/// moderate normal number, max finite), with the exponent in base 2: d = a* - a (exact max/min
+/// pivot, one rounding), y = d * c with c = float(-scale log2 e), and e = 2^y by the 16-entry
+/// table form (exp2_nonpositive_f32_table), so the natural-log reduction (a multiply-add for n,
 /// a subtraction, a multiply-add for r) and the clamp are gone. y carries the same three
 /// roundings as PivotArg's t (d, the constant, the product: <= 3 2^-24 |y|, i.e. a relative error
-/// <= 3 2^-24 |t| of e^t, as before) and no reduction error. Terms at the max (d == 0) and
-/// terms below 2^ly (ly = float(-86.9) * float(log2 e): the flush of exp_nonpositive_f32, at the
-/// same t when scale = 1) are zeroed by vscalefps's mask, built by one compare and one masked
-/// compare; the count at the max is k less the count of the other lanes (one masked integer
-/// add). Per 16 elements: load, subtract, multiply, 2 compares, vreduceps, 6 FMA,
-/// vscalefps, add, count. Returns false (nothing done) where PivotArg does not apply.
-inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exponent ex, const float* next,
-                                 double& m, double& weight_at_max, double& rest) {
+/// <= 3 2^-24 |t| of e^t, as before) and no reduction error. The terms at the max (d == 0) are
+/// zeroed by vscalefps's mask (one compare); the count at the max is k less the count of the
+/// other lanes (a popcount, scalar pipes). There is no flush: vscalefps takes terms below
+/// 2^-126 to the subnormal or 0 (the natural-base forms flush below e^-86.9, a term < 2^-125
+/// beside the term 1 at the max, which no float sum can show). kDir != 0: the pivot of
+/// `next_row` (NextRowPivot) is gathered on the way and returned in next_pivot. Per 16
+/// elements: load-subtract, multiply, compare, add, vreduceps, 3 FMA, multiply, vpermps,
+/// vscalefps, add, count (+ load, max with kDir). Returns false (nothing done, no next pivot)
+/// where PivotArg does not apply.
+template <int kDir>
+inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exponent ex, const float* ahead,
+                                 const float* known_pivot, const float* next_row, float& next_pivot, double& m,
+                                 double& weight_at_max, double& rest) {
     float pivot, c;
-    if (!base2_pivot_frame(a, k, ex, pivot, m, c)) return false;
+    if (!base2_pivot_frame(a, k, ex, known_pivot, pivot, m, c)) return false;
     const __m512 pv = _mm512_set1_ps(pivot);
     // d is formed as a* - a (the load folds into the subtraction), so the constant is negated
     const __m512 cv = _mm512_set1_ps(c);
     const __m512 low = _mm512_set1_ps(kBase2Lowest);
     std::int64_t below_count = 0;  // how many terms are not at the max
     LaneSums<float, 1> sums;
+    NextRowPivot<kDir> next{next_row};
     const auto term = [&](const __m512 d, __m512& part) {
         const __m512 y = _mm512_mul_ps(d, cv);
         const __mmask16 not_max = _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_NEQ_UQ);  // nan: set
         const __mmask16 keep = _mm512_mask_cmp_ps_mask(not_max, y, low, _CMP_NLT_UQ);     // nan: set
-        part = _mm512_add_ps(part, exp2_nonpositive_f32_scalef(y, keep));
+        part = _mm512_add_ps(part, exp2_nonpositive_f32_table(y, keep));
         below_count += __builtin_popcount(static_cast<unsigned>(not_max));
     };
     chunked_lane_sums<float, 16, __m512>(
-        k, next, sums, [&](const std::int64_t j, __m512& part) { term(_mm512_sub_ps(pv, _mm512_loadu_ps(a + j)), part); },
+        k, ahead, sums,
+        [&](const std::int64_t j, __m512& part) {
+            term(_mm512_sub_ps(pv, _mm512_loadu_ps(a + j)), part);
+            next.add(j);
+        },
         [&](const std::int64_t j, __m512& part) {
             // lanes past the row load the pivot: d = 0, neither counted nor summed
             const __mmask16 valid = static_cast<__mmask16>((1u << (k - j)) - 1u);
             term(_mm512_sub_ps(pv, _mm512_mask_loadu_ps(pv, valid, a + j)), part);
+            next.add_tail(j, k - j);
         });
     weight_at_max = static_cast<double>(k - below_count);
     rest = sums[0];
+    next_pivot = next.value();
     return true;
 }
 #elif defined(THERMOSSL_ISA_AVX2) && THERMOSSL_VECTOR_EXT
@@ -112,16 +154,20 @@ inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exp
 /// the rounding trick, no reduction multiply-adds, no clamp), and the terms at the max (d == 0)
 /// and below 2^ly zeroed by one and-not with the or of two compares. The count at the max stays
 /// in integer lanes (one subtraction of the compare mask). Per 8 elements: load-subtract,
-/// multiply, 2 conversions, subtraction, 6 FMA, shift, add, 2 compares, or, and-not, add, count.
-inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exponent ex, const float* next,
-                                 double& m, double& weight_at_max, double& rest) {
+/// multiply, 2 conversions, subtraction, 6 FMA, shift, add, 2 compares, or, and-not, add, count
+/// (+ load, max with kDir: the next row's pivot, NextRowPivot, as at AVX-512).
+template <int kDir>
+inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exponent ex, const float* ahead,
+                                 const float* known_pivot, const float* next_row, float& next_pivot, double& m,
+                                 double& weight_at_max, double& rest) {
     float pivot, c;
-    if (!base2_pivot_frame(a, k, ex, pivot, m, c)) return false;
+    if (!base2_pivot_frame(a, k, ex, known_pivot, pivot, m, c)) return false;
     const __m256 pv = _mm256_set1_ps(pivot);
     const __m256 cv = _mm256_set1_ps(c);
     const __m256 low = _mm256_set1_ps(kBase2Lowest);
     __m256i minus_at_max = _mm256_setzero_si256();
     LaneSums<float, 1> sums;
+    NextRowPivot<kDir> next{next_row};
     const auto term = [&](const __m256 d, __m256& part) {
         const __m256 y = _mm256_mul_ps(d, cv);
         const __m256 at_max = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_EQ_OQ);
@@ -131,12 +177,17 @@ inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exp
     };
     constexpr std::int64_t kL = 8;
     chunked_lane_sums<float, kL, __m256>(
-        k, next, sums, [&](const std::int64_t j, __m256& part) { term(_mm256_sub_ps(pv, _mm256_loadu_ps(a + j)), part); },
+        k, ahead, sums,
+        [&](const std::int64_t j, __m256& part) {
+            term(_mm256_sub_ps(pv, _mm256_loadu_ps(a + j)), part);
+            next.add(j);
+        },
         [&](const std::int64_t j, __m256& part) {
             // the lanes past the row are zeroed after the term (they hold the pivot: d = 0, at the
             // max, so they add -1 to the count, taken back below)
             const TailLanes<float> tail(k - j);
             term(_mm256_sub_ps(pv, (__m256)tail.load(a + j, pivot)), part);
+            next.add_tail(j, k - j);
         });
     const std::int64_t padded = (k + kL - 1) / kL * kL;
     std::int64_t at_max = 0;
@@ -145,6 +196,7 @@ inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exp
     for (int l = 0; l < 8; ++l) at_max -= lanes[l];
     weight_at_max = static_cast<double>(at_max - (padded - k));
     rest = sums[0];
+    next_pivot = next.value();
     return true;
 }
 #endif
@@ -194,8 +246,11 @@ void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const Mat
     const std::int64_t k = a.cols;
     const MatrixView<In> no_weights{};
     parallel_row_tiles(a.rows, tile_rows<T>(k), a.rows * k, [&] {
-        return [&, ra = RowReader<T, In>(a), rb = RowReader<T, In>(b ? *b : no_weights)](
-                   std::int64_t i0, std::int64_t i1) mutable {
+        // The pivot of the row at pivot_row, gathered by the base-2 float forms during the pass
+        // over the row before it (NextRowPivot); kept across this thread's tiles (a thread takes
+        // consecutive tiles), used only for that row.
+        return [&, ra = RowReader<T, In>(a), rb = RowReader<T, In>(b ? *b : no_weights),
+                pivot_row = static_cast<const T*>(nullptr), carried_pivot = T(0)](std::int64_t i0, std::int64_t i1) mutable {
             const Exponent ex = ex_shared;  // a local copy: the compiler need not reload it
             ra.load(i0, i1);
             if (b != nullptr) rb.load(i0, i1);
@@ -213,7 +268,25 @@ void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const Mat
                 bool summed = false;
 #if (defined(THERMOSSL_ISA_AVX512) || defined(THERMOSSL_ISA_AVX2)) && THERMOSSL_VECTOR_EXT
                 if constexpr (std::is_same<T, float>::value && !kShift) {
-                    if (b == nullptr) summed = pivot_row_sums_base2(row, k, ex, next, m, weight_at_max, rest);
+                    if (b == nullptr) {
+                        // the next row (contiguous rows only) is read during this row's pass for its
+                        // pivot, so the prefetch reaches one row further
+                        const float* known = pivot_row == row ? &carried_pivot : nullptr;
+                        const float* ahead = next != nullptr ? ra.next_row(i + 1) : nullptr;
+                        float next_pivot = 0.0f;
+                        if (next == nullptr) {
+                            summed = pivot_row_sums_base2<0>(row, k, ex, nullptr, known, nullptr, next_pivot, m,
+                                                             weight_at_max, rest);
+                        } else if (ex.scale > 0) {
+                            summed = pivot_row_sums_base2<1>(row, k, ex, ahead, known, next, next_pivot, m,
+                                                             weight_at_max, rest);
+                        } else {
+                            summed = pivot_row_sums_base2<-1>(row, k, ex, ahead, known, next, next_pivot, m,
+                                                              weight_at_max, rest);
+                        }
+                        pivot_row = summed ? next : nullptr;
+                        carried_pivot = next_pivot;
+                    }
                 }
 #if defined(THERMOSSL_ISA_AVX512)
                 if constexpr (std::is_same<T, double>::value && !kShift) {
