@@ -69,27 +69,52 @@ inline bool base2_pivot_frame(const float* a, const std::int64_t k, const Expone
 /// The pivot of the next row (its max for kDir > 0, its min for kDir < 0; kDir = 0: nothing),
 /// gathered vector by vector during this row's exp pass: one load (the row is in L2, prefetched
 /// a row earlier) and one max or min per vector, so the next row needs no pivot pass of its own,
-/// which read it from L2 at about 2 cycles per 16 floats on an AMD Zen 4 while the FMA pipes
+/// which read it from L2 at about 2 cycles per 64 bytes on an AMD Zen 4 while the FMA pipes
 /// idled. The same value as row_max_raw / row_min_raw: max and min are exact, and a nan lane is
 /// skipped as there (max_lanes(v, m) keeps m where v is nan).
-template <int kDir>
+template <class T, int kDir>
 struct NextRowPivot {
-    using V = vec_t<float>;
-    static constexpr float kFill = kDir > 0 ? -infinity<float>() : infinity<float>();
-    const float* row = nullptr;
+    using V = vec_t<T>;
+    static constexpr T kFill = kDir > 0 ? -infinity<T>() : infinity<T>();
+    const T* row = nullptr;
     V acc = splat<V>(kFill);
     void add(const std::int64_t j) {
         if constexpr (kDir != 0) fold(load<V>(row + j));
     }
     // the r < kLanes elements from j on
     void add_tail(const std::int64_t j, const std::int64_t r) {
-        if constexpr (kDir != 0) fold(load_partial<float>(row + j, r, kFill));
+        if constexpr (kDir != 0) fold(load_partial<T>(row + j, r, kFill));
     }
-    float value() const { return kDir > 0 ? lane_max(acc, kFill) : lane_min(acc, kFill); }
+    T value() const { return kDir > 0 ? lane_max(acc, kFill) : lane_min(acc, kFill); }
 
 private:
     void fold(const V v) { acc = kDir > 0 ? max_lanes(v, acc) : min_lanes(v, acc); }
 };
+
+/// Runs sums_of(direction, known_pivot, next_pivot) for `row` (one of the row-sum forms below,
+/// taking std::integral_constant<int, kDir>) and hands the next row's pivot on: `known_pivot`
+/// is `carried` where pivot_row == row (the previous call gathered it), and the call gathers the
+/// pivot of `next` (the next row, nullptr where the rows are not contiguous or this is the last)
+/// into `carried`, its max for scale > 0 and its min for scale < 0. pivot_row is left at `next`
+/// only where the call summed the row (a form that returns false gathers nothing). Returns what
+/// sums_of returns.
+template <class T, class SumsOf>
+inline bool sums_carrying_pivot(const T* row, const T* next, const double scale, const T*& pivot_row, T& carried,
+                                const SumsOf& sums_of) {
+    const T* known = pivot_row == row ? &carried : nullptr;
+    T next_pivot = T(0);
+    bool summed;
+    if (next == nullptr) {
+        summed = sums_of(std::integral_constant<int, 0>{}, known, next_pivot);
+    } else if (scale > 0) {
+        summed = sums_of(std::integral_constant<int, 1>{}, known, next_pivot);
+    } else {
+        summed = sums_of(std::integral_constant<int, -1>{}, known, next_pivot);
+    }
+    pivot_row = summed ? next : nullptr;
+    carried = next_pivot;
+    return summed;
+}
 // The flush of the AVX2 base-2 form (its integer scale needs a normal result), 2^kBase2Lowest:
 // float products, as y at scale 1, so the same t as exp_nonpositive_f32's flush at -86.9.
 constexpr float kBase2Lowest = -86.9f * 1.44269504f;
@@ -123,7 +148,7 @@ inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exp
     const __m512 low = _mm512_set1_ps(kBase2Lowest);
     std::int64_t below_count = 0;  // how many terms are not at the max
     LaneSums<float, 1> sums;
-    NextRowPivot<kDir> next{next_row};
+    NextRowPivot<float, kDir> next{next_row};
     const auto term = [&](const __m512 d, __m512& part) {
         const __m512 y = _mm512_mul_ps(d, cv);
         const __mmask16 not_max = _mm512_cmp_ps_mask(d, _mm512_setzero_ps(), _CMP_NEQ_UQ);  // nan: set
@@ -167,7 +192,7 @@ inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exp
     const __m256 low = _mm256_set1_ps(kBase2Lowest);
     __m256i minus_at_max = _mm256_setzero_si256();
     LaneSums<float, 1> sums;
-    NextRowPivot<kDir> next{next_row};
+    NextRowPivot<float, kDir> next{next_row};
     const auto term = [&](const __m256 d, __m256& part) {
         const __m256 y = _mm256_mul_ps(d, cv);
         const __m256 at_max = _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_EQ_OQ);
@@ -208,10 +233,12 @@ inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exp
 /// plain add and the count at the max is k less a popcount of the other lanes (scalar pipes). The
 /// same terms, added in the same order and chunks, as the generic sweep (ExactArg and add_where):
 /// the same bits. Returns false where the generic frame's max is not finite.
-inline bool exact_row_sums_f64(const double* a, const std::int64_t k, const Exponent ex, const double* next,
-                               double& m, double& weight_at_max, double& rest) {
+template <int kDir>
+inline bool exact_row_sums_f64(const double* a, const std::int64_t k, const Exponent ex, const double* ahead,
+                               const double* known_pivot, const double* next_row, double& next_pivot, double& m,
+                               double& weight_at_max, double& rest) {
     if (!(ex.scale != 0.0 && std::isfinite(ex.scale))) return false;
-    const double pivot = ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
+    const double pivot = known_pivot != nullptr ? *known_pivot : ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
     m = ex.scale * pivot;
     if (!std::isfinite(m)) return false;
     const __m512d sv = _mm512_set1_pd(ex.scale);
@@ -219,6 +246,7 @@ inline bool exact_row_sums_f64(const double* a, const std::int64_t k, const Expo
     const __m512d low = _mm512_set1_pd(-708.0);
     std::int64_t below_count = 0;
     LaneSums<double, 1> sums;
+    NextRowPivot<double, kDir> next{next_row};
     const auto term = [&](const __m512d x, __m512d& part) {
         const __m512d t = _mm512_sub_pd(x, mv);
         const __mmask8 not_max = _mm512_cmp_pd_mask(x, mv, _CMP_NGE_UQ);             // nan: set
@@ -227,12 +255,18 @@ inline bool exact_row_sums_f64(const double* a, const std::int64_t k, const Expo
         below_count += __builtin_popcount(static_cast<unsigned>(not_max));
     };
     chunked_lane_sums<double, 8, __m512d>(
-        k, next, sums, [&](const std::int64_t j, __m512d& part) { term(_mm512_mul_pd(sv, _mm512_loadu_pd(a + j)), part); },
+        k, ahead, sums,
+        [&](const std::int64_t j, __m512d& part) {
+            term(_mm512_mul_pd(sv, _mm512_loadu_pd(a + j)), part);
+            next.add(j);
+        },
         [&](const std::int64_t j, __m512d& part) {
             // lanes past the row load the pivot: x = m, neither counted nor summed
             const __mmask8 valid = static_cast<__mmask8>((1u << (k - j)) - 1u);
             term(_mm512_mul_pd(sv, _mm512_mask_loadu_pd(_mm512_set1_pd(pivot), valid, a + j)), part);
+            next.add_tail(j, k - j);
         });
+    next_pivot = next.value();
     weight_at_max = static_cast<double>(k - below_count);
     rest = sums[0];
     return true;
@@ -246,9 +280,10 @@ void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const Mat
     const std::int64_t k = a.cols;
     const MatrixView<In> no_weights{};
     parallel_row_tiles(a.rows, tile_rows<T>(k), a.rows * k, [&] {
-        // The pivot of the row at pivot_row, gathered by the base-2 float forms during the pass
-        // over the row before it (NextRowPivot); kept across this thread's tiles (a thread takes
-        // consecutive tiles), used only for that row.
+        // The pivot of the row at pivot_row, gathered during the pass over the row before it
+        // (sums_carrying_pivot: the float base-2 forms at AVX2 / AVX-512, the double form at
+        // AVX-512); kept across this thread's tiles (a thread takes consecutive tiles), used only
+        // for that row.
         return [&, ra = RowReader<T, In>(a), rb = RowReader<T, In>(b ? *b : no_weights),
                 pivot_row = static_cast<const T*>(nullptr), carried_pivot = T(0)](std::int64_t i0, std::int64_t i1) mutable {
             const Exponent ex = ex_shared;  // a local copy: the compiler need not reload it
@@ -256,7 +291,7 @@ void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const Mat
             if (b != nullptr) rb.load(i0, i1);
             for (std::int64_t i = i0; i < i1; ++i) {
                 const T* row = ra.row(i);
-                const T* next = ra.next_row(i);  // prefetched during this row's exp pass
+                const T* next = ra.next_row(i);  // read (its pivot) or prefetched during this row's pass
                 if (k == 0) {
                     out[i] = -infinity<T>();
                     if (sign != nullptr) sign[i] = T(-1);  // scipy: sign(-inf) for empty input
@@ -267,30 +302,29 @@ void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const Mat
                 double m;
                 bool summed = false;
 #if (defined(THERMOSSL_ISA_AVX512) || defined(THERMOSSL_ISA_AVX2)) && THERMOSSL_VECTOR_EXT
+                // the next row (contiguous rows only) is read during this row's pass for its pivot,
+                // so the prefetch reaches one row further
+                const T* ahead = next != nullptr ? ra.next_row(i + 1) : nullptr;
                 if constexpr (std::is_same<T, float>::value && !kShift) {
                     if (b == nullptr) {
-                        // the next row (contiguous rows only) is read during this row's pass for its
-                        // pivot, so the prefetch reaches one row further
-                        const float* known = pivot_row == row ? &carried_pivot : nullptr;
-                        const float* ahead = next != nullptr ? ra.next_row(i + 1) : nullptr;
-                        float next_pivot = 0.0f;
-                        if (next == nullptr) {
-                            summed = pivot_row_sums_base2<0>(row, k, ex, nullptr, known, nullptr, next_pivot, m,
+                        summed = sums_carrying_pivot(row, next, ex.scale, pivot_row, carried_pivot,
+                                                     [&](auto dir, const float* known, float& next_pivot) {
+                                                         return pivot_row_sums_base2<decltype(dir)::value>(
+                                                             row, k, ex, ahead, known, next, next_pivot, m,
                                                              weight_at_max, rest);
-                        } else if (ex.scale > 0) {
-                            summed = pivot_row_sums_base2<1>(row, k, ex, ahead, known, next, next_pivot, m,
-                                                             weight_at_max, rest);
-                        } else {
-                            summed = pivot_row_sums_base2<-1>(row, k, ex, ahead, known, next, next_pivot, m,
-                                                              weight_at_max, rest);
-                        }
-                        pivot_row = summed ? next : nullptr;
-                        carried_pivot = next_pivot;
+                                                     });
                     }
                 }
 #if defined(THERMOSSL_ISA_AVX512)
                 if constexpr (std::is_same<T, double>::value && !kShift) {
-                    if (b == nullptr) summed = exact_row_sums_f64(row, k, ex, next, m, weight_at_max, rest);
+                    if (b == nullptr) {
+                        summed = sums_carrying_pivot(row, next, ex.scale, pivot_row, carried_pivot,
+                                                     [&](auto dir, const double* known, double& next_pivot) {
+                                                         return exact_row_sums_f64<decltype(dir)::value>(
+                                                             row, k, ex, ahead, known, next, next_pivot, m,
+                                                             weight_at_max, rest);
+                                                     });
+                    }
                 }
 #endif
 #endif
