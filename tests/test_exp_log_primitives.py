@@ -60,7 +60,7 @@ def test_exp_against_mpmath_at_every_level(simd_level, dtype):
     # float (exp_nonpositive.hpp): |n| (float(ln2) - ln2) = 2.7e-9 |t| relative, 0.045 |t| units
     # (5% of the 2^-24 |t| that t itself carries in the kernels).
     # float32 logsumexp at avx512 and avx2 takes its exponent in base 2, y = fl(t * fl(log2 e))
-    # (logsumexp.cpp, pivot_row_sums_base2): at scale 1 that is two roundings t does not have
+    # (logsumexp.cpp, pivot_row_sums): at scale 1 that is two roundings t does not have
     # here, fl(log2 e) (1.3e-8 relative: 0.22 |t| units) and the product (<= 2^-24 |y|: |t|
     # units), so 1.25 |t| units. In the kernel at any other scale the argument carries three
     # roundings either way (a - a*, the constant, the product; PivotArg: 3 2^-24 |t|).

@@ -137,9 +137,9 @@ constexpr float kBase2Lowest = -86.9f * 1.44269504f;
 /// vscalefps, add, count (+ load, max with kDir). Returns false (nothing done, no next pivot)
 /// where PivotArg does not apply.
 template <int kDir>
-inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exponent ex, const float* ahead,
-                                 const float* known_pivot, const float* next_row, float& next_pivot, double& m,
-                                 double& weight_at_max, double& rest) {
+inline bool pivot_row_sums(const float* a, const std::int64_t k, const Exponent ex, const float* ahead,
+                           const float* known_pivot, const float* next_row, float& next_pivot, double& m,
+                           double& weight_at_max, double& rest) {
     float pivot, c;
     if (!base2_pivot_frame(a, k, ex, known_pivot, pivot, m, c)) return false;
     const __m512 pv = _mm512_set1_ps(pivot);
@@ -182,9 +182,9 @@ inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exp
 /// multiply, 2 conversions, subtraction, 6 FMA, shift, add, 2 compares, or, and-not, add, count
 /// (+ load, max with kDir: the next row's pivot, NextRowPivot, as at AVX-512).
 template <int kDir>
-inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exponent ex, const float* ahead,
-                                 const float* known_pivot, const float* next_row, float& next_pivot, double& m,
-                                 double& weight_at_max, double& rest) {
+inline bool pivot_row_sums(const float* a, const std::int64_t k, const Exponent ex, const float* ahead,
+                           const float* known_pivot, const float* next_row, float& next_pivot, double& m,
+                           double& weight_at_max, double& rest) {
     float pivot, c;
     if (!base2_pivot_frame(a, k, ex, known_pivot, pivot, m, c)) return false;
     const __m256 pv = _mm256_set1_ps(pivot);
@@ -234,9 +234,9 @@ inline bool pivot_row_sums_base2(const float* a, const std::int64_t k, const Exp
 /// same terms, added in the same order and chunks, as the generic sweep (ExactArg and add_where):
 /// the same bits. Returns false where the generic frame's max is not finite.
 template <int kDir>
-inline bool exact_row_sums_f64(const double* a, const std::int64_t k, const Exponent ex, const double* ahead,
-                               const double* known_pivot, const double* next_row, double& next_pivot, double& m,
-                               double& weight_at_max, double& rest) {
+inline bool pivot_row_sums(const double* a, const std::int64_t k, const Exponent ex, const double* ahead,
+                           const double* known_pivot, const double* next_row, double& next_pivot, double& m,
+                           double& weight_at_max, double& rest) {
     if (!(ex.scale != 0.0 && std::isfinite(ex.scale))) return false;
     const double pivot = known_pivot != nullptr ? *known_pivot : ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
     m = ex.scale * pivot;
@@ -273,6 +273,18 @@ inline bool exact_row_sums_f64(const double* a, const std::int64_t k, const Expo
 }
 #endif
 
+/// Whether this level has a pivot_row_sums form for T (float rows at AVX2 and AVX-512, double
+/// rows at AVX-512); the other rows take with_row_frame and the generic sweep.
+template <class T>
+inline constexpr bool has_pivot_row_sums =
+#if (defined(THERMOSSL_ISA_AVX512) || defined(THERMOSSL_ISA_AVX2)) && THERMOSSL_VECTOR_EXT
+    std::is_same<T, float>::value ||
+#endif
+#if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
+    std::is_same<T, double>::value ||
+#endif
+    false;
+
 // T: the compute type; In: the stored element type of a and b (T, or a half type).
 template <class T, bool kShift, class In>
 void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const MatrixView<In>* b, T* out,
@@ -305,28 +317,16 @@ void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const Mat
                 // the next row (contiguous rows only) is read during this row's pass for its pivot,
                 // so the prefetch reaches one row further
                 const T* ahead = next != nullptr ? ra.next_row(i + 1) : nullptr;
-                if constexpr (std::is_same<T, float>::value && !kShift) {
+                if constexpr (!kShift && has_pivot_row_sums<T>) {
                     if (b == nullptr) {
                         summed = sums_carrying_pivot(row, next, ex.scale, pivot_row, carried_pivot,
-                                                     [&](auto dir, const float* known, float& next_pivot) {
-                                                         return pivot_row_sums_base2<decltype(dir)::value>(
+                                                     [&](auto dir, const T* known, T& next_pivot) {
+                                                         return pivot_row_sums<decltype(dir)::value>(
                                                              row, k, ex, ahead, known, next, next_pivot, m,
                                                              weight_at_max, rest);
                                                      });
                     }
                 }
-#if defined(THERMOSSL_ISA_AVX512)
-                if constexpr (std::is_same<T, double>::value && !kShift) {
-                    if (b == nullptr) {
-                        summed = sums_carrying_pivot(row, next, ex.scale, pivot_row, carried_pivot,
-                                                     [&](auto dir, const double* known, double& next_pivot) {
-                                                         return exact_row_sums_f64<decltype(dir)::value>(
-                                                             row, k, ex, ahead, known, next, next_pivot, m,
-                                                             weight_at_max, rest);
-                                                     });
-                    }
-                }
-#endif
 #endif
                 if (b == nullptr) {
                     if (!summed) with_row_frame<T, kShift>(row, k, ex, [&](const double m_row, const auto arg) {
