@@ -137,11 +137,11 @@ def test_logsumexp_rows_every_length_ties_and_scale_signs(simd_level, dtype):
     logsumexp.cpp; the generic sweep elsewhere): lengths around the vector (8 / 16 lanes) and the
     chunk (128 elements), ties at the max (the count at the max is k less the other lanes), -inf
     and nan entries, and both signs of the scale (log_partition: scale -1/T, the pivot is the row
-    min), against long double. Bound: log Z within 1 eps32 (float32) or 4 eps64 (float64) of
+    min), against long double. Bound: log Z within 2 eps32 (float32) or 4 eps64 (float64) of
     max(|log Z|, 1), the stated accuracy."""
     rng = np.random.default_rng(16)
     eps = float(np.finfo(dtype).eps)
-    tol = eps if dtype == np.float32 else 4 * eps
+    tol = 2 * eps if dtype == np.float32 else 4 * eps
     for k in [1, 2, 7, 15, 16, 17, 31, 127, 128, 129, 255, 257, 1000, 3001]:
         a = (rng.normal(size=(6, k)) * 3).astype(dtype)
         top = np.argmax(a, axis=1)
@@ -183,7 +183,7 @@ def test_logsumexp_pivot_carried_to_the_next_row(simd_level, dtype, layout):
     rng = np.random.default_rng(17)
     n, k = 300, 1003
     eps = float(np.finfo(dtype).eps)
-    tol = eps if dtype == np.float32 else 4 * eps
+    tol = 2 * eps if dtype == np.float32 else 4 * eps
 
     def laid_out(m):
         if layout == "contiguous":

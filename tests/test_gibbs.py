@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
 import thermossl
-from helpers import EPS32, EPS64, LAYOUTS, backend, with_layout  # noqa: F401 (backend: a fixture)
+from helpers import EPS32, EPS64, LAYOUTS, LOG_Z_BOUND32, backend, with_layout  # noqa: F401 (backend: a fixture)
 
 inf = np.inf
 
@@ -314,14 +314,20 @@ def test_integer_energies_compute_in_float64():
 @pytest.mark.parametrize("scale", [1.0, 10.0, 1e2, 1e3, 1e4])
 def test_float32_accuracy_claim(scale, T):
     """The accuracy stated in the README, against float64 on the same float32 inputs:
-    log Z: 1 eps32 relative; p: 4 eps32 absolute; S: 8 eps32 and L: 2 eps32 relative to
-    max(|value|, 1)."""
+    log Z: 2 eps32 relative; p: 4 eps32 absolute; S: 8 eps32 and L: 4 eps32 relative to
+    max(|value|, 1). Then the rows shifted so that log Z lands in [1, 1.15] (checked for log Z,
+    the one quantity a row shift moves), where max(|log Z|, 1) = 1 while the argument's
+    roundings stay: the hardest place for the log Z claim."""
     rng = np.random.default_rng(int(scale))
     E32 = (rng.normal(size=(1000, 3000)) * scale).astype(np.float32)
     E64 = E32.astype(np.float64)
     q32 = random_labels(rng, 1000, 3000).astype(np.float32)
     lz = ref_log_z(E64, T)
-    assert np.all(np.abs(thermossl.log_partition(E32, T) - lz) <= EPS32 * np.maximum(np.abs(lz), 1))
+    assert np.all(np.abs(thermossl.log_partition(E32, T) - lz) <= LOG_Z_BOUND32 * np.maximum(np.abs(lz), 1))
+    target = np.random.default_rng(int(scale) + 7).uniform(1.0, 1.15, size=E64.shape[0])
+    S32 = (E64 + T * (ref_log_z(E64, T) - target)[:, None]).astype(np.float32)
+    lz_s = ref_log_z(S32.astype(np.float64), T)
+    assert np.all(np.abs(thermossl.log_partition(S32, T) - lz_s) <= LOG_Z_BOUND32 * np.maximum(np.abs(lz_s), 1))
     p = ref_p(E64, T)
     assert np.max(np.abs(thermossl.gibbs(E32, T) - p)) <= 4 * EPS32
     s = ref_entropy(p)

@@ -111,7 +111,7 @@ def log_z_ld(E, T):
 @example(case=(np.random.default_rng(2).normal(size=(300, 2000)) * 3, np.float64, []), T=0.1)
 @example(case=(np.random.default_rng(3).normal(size=(257, 1999)).astype(np.float32) * 30, np.float32, []), T=0.05)
 def test_gibbs_kernels_long_rows_with_forbidden_states(case, T):
-    """log Z, p, S, L and dL/dE against long double, at the README's float32 bounds (log Z 1 eps,
+    """log Z, p, S, L and dL/dE against long double, at the README's float32 bounds (log Z 2 eps,
     p 4 eps, S 8 eps, L 4 eps relative to max(value, 1)) and a few ulp in float64."""
     E, dtype, _ = case
     E64 = E.astype(np.float64)
@@ -132,7 +132,8 @@ def test_gibbs_kernels_long_rows_with_forbidden_states(case, T):
     else:  # float64: a few ulp of the exponent x = -E/T, which carries |x| eps of its own rounding
         eps, cond = 16 * EPS64, 1 + np.max(np.where(np.isfinite(x), np.abs(x), 0), axis=1).astype(np.float64)
     got_lz = thermossl.log_partition(E, T)
-    assert np.all(np.abs(got_lz - lz) <= eps * np.maximum(np.abs(lz), 1))
+    lz_bound = 2 * eps if dtype == np.float32 else eps  # the float32 claim is 2 eps (guide.md)
+    assert np.all(np.abs(got_lz - lz) <= lz_bound * np.maximum(np.abs(lz), 1))
     got_p = thermossl.gibbs(E, T)
     assert np.all(got_p[~np.isfinite(E64)] == 0)
     assert np.all(np.abs(got_p - p) <= 4 * eps * cond[:, None])

@@ -15,7 +15,7 @@ import pytest
 
 import thermossl
 
-from helpers import EPS32
+from helpers import EPS32, LOG_Z_BOUND32
 
 # spreads (max - min of x = -E / T over a row) around the exp's flush at -86.9
 SPREADS = [5.0, 60.0, 86.5, 86.89, 86.91, 87.5, 150.0, 400.0]
@@ -55,7 +55,7 @@ def references(E32, q32, T):
 @pytest.mark.parametrize("k", LENGTHS)
 @pytest.mark.parametrize("T", [1.0, 0.25])
 def test_float32_rows_on_both_sides_of_the_flush(simd_level, k, T):
-    """log Z 1 eps32 (relative to max(|log Z|, 1)), p 4 eps32, S 8 eps32 and L 4 eps32 (relative
+    """log Z 2 eps32 (relative to max(|log Z|, 1)), p 4 eps32, S 8 eps32 and L 4 eps32 (relative
     to max(value, 1)), log p 2 eps32 relative to max(|log p|, 1); the gradients within the
     tolerance of test_gibbs (16 eps32 times the row's exponent scale) for dS, 4 eps32 / T for dL."""
     rng = np.random.default_rng(k * 10 + int(T * 4))
@@ -70,7 +70,7 @@ def test_float32_rows_on_both_sides_of_the_flush(simd_level, k, T):
     got_L, got_dL = thermossl.cross_entropy(q32, E32, T, grad=True)
     got_dS = thermossl.entropy_grad(E32, T)
     per_row = {
-        "log Z": np.abs(got_lz - lz) / np.maximum(np.abs(lz), 1) / EPS32,
+        "log Z": np.abs(got_lz - lz) / np.maximum(np.abs(lz), 1) / LOG_Z_BOUND32,
         "p": np.max(np.abs(got_p - p), axis=1) / (4 * EPS32),
         "S": np.abs(got_S - S) / np.maximum(S, 1) / (8 * EPS32),
         "L": np.abs(got_L - L) / np.maximum(L, 1) / (4 * EPS32),

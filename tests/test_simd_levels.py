@@ -14,7 +14,7 @@ import scipy.special as sp
 import thermossl
 from thermossl import _core
 
-from helpers import EPS32, EPS64
+from helpers import EPS32, EPS64, LOG_Z_BOUND32
 
 LEVELS = _core.simd_levels()
 
@@ -66,7 +66,7 @@ def ref_parts(E64, q64, T):
 
 @pytest.mark.parametrize("scale,T", [(1.0, 1.0), (10.0, 0.1), (1e3, 1.0), (1e4, 0.1)])
 def test_float32_accuracy_claim_at_every_level(simd_level, scale, T):
-    """README "Accuracy" (float32, against float64 on the same float32 inputs): log Z 1 eps32
+    """README "Accuracy" (float32, against float64 on the same float32 inputs): log Z 2 eps32
     relative to max(|log Z|, 1), p 4 eps32 absolute, S 8 eps32 and L 4 eps32 relative to
     max(value, 1)."""
     rng = np.random.default_rng(int(scale * 7 + T * 100))
@@ -77,7 +77,7 @@ def test_float32_accuracy_claim_at_every_level(simd_level, scale, T):
     err_p = np.max(np.abs(thermossl.gibbs(E32, T) - p))
     err_S = np.max(np.abs(thermossl.gibbs_entropy(E32, T) - S) / np.maximum(S, 1))
     err_L = np.max(np.abs(thermossl.cross_entropy(q32, E32, T) - L) / np.maximum(L, 1))
-    assert err_lz <= EPS32, f"log Z: {err_lz / EPS32:.2f} eps32"
+    assert err_lz <= LOG_Z_BOUND32, f"log Z: {err_lz / EPS32:.2f} eps32"
     assert err_p <= 4 * EPS32, f"p: {err_p / EPS32:.2f} eps32"
     assert err_S <= 8 * EPS32, f"S: {err_S / EPS32:.2f} eps32"
     assert err_L <= 4 * EPS32, f"L: {err_L / EPS32:.2f} eps32"
@@ -115,3 +115,32 @@ def test_exp_special_values_at_every_level(simd_level, dtype):
     assert p[1, 3] == p[1, 4]
     assert p[2, 0] == 1 and np.all(p[2, 1:] == 0)
     assert np.all(p[3] == dtype(1) / dtype(37))
+
+
+@pytest.mark.parametrize("spread", [1.0, 2.0, 3.0])
+def test_float32_log_z_just_above_one(simd_level, spread):
+    """The float32 log Z claim where it is hardest: rows of spread * N(0, 1) shifted so that
+    log Z lands in [1, 1.15] (max(|log Z|, 1) = 1, the result's own rounding half an eps, and the
+    argument's roundings, ~2^-24 |t| per term, not smaller for it), lengths 40, 328 and 3000,
+    logsumexp (scale +1) and log_partition (scale -1/T, T = 1 and 0.1), against long double.
+    The claim was 1 eps32 until this case measured up to 1.51 eps32 (docs/guide.md); it is
+    2 eps32 at every level."""
+    rng = np.random.default_rng(int(spread * 10))
+    worst = 0.0
+    for k in (40, 328, 3000):
+        n = 600_000 // k
+        a = rng.normal(size=(n, k)) * spread
+        a -= (sp.logsumexp(a, axis=1) - rng.uniform(1.0, 1.15, size=n))[:, None]
+        a32 = a.astype(np.float32)
+        e32 = (-0.1 * a).astype(np.float32)  # energies at T = 0.1: -E/T = a up to E's rounding
+        cases = (
+            (thermossl.logsumexp(a32, axis=1), a32.astype(np.longdouble)),
+            (thermossl.log_partition(-a32, 1.0), a32.astype(np.longdouble)),
+            (thermossl.log_partition(e32, 0.1), -e32.astype(np.longdouble) / np.longdouble(np.float32(0.1))),
+        )
+        for got, x in cases:
+            m = x.max(axis=1, keepdims=True)
+            ref = m[:, 0] + np.log(np.exp(x - m).sum(axis=1))
+            err = np.asarray(np.abs(got.astype(np.longdouble) - ref) / np.maximum(np.abs(ref), 1), np.float64)
+            worst = max(worst, float(err.max()))
+    assert worst <= LOG_Z_BOUND32, f"log Z: {worst / EPS32:.3f} eps32 at {simd_level}"

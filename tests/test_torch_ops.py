@@ -384,7 +384,7 @@ def _kernel_rows(x, scale, q=None):
 def test_half_input_in_the_kernel_at_every_level(simd_level, dtype, layout):
     """The kernels read bfloat16/float16 matrices themselves: their float32 results equal the
     float32 kernels' on the same values to the bit, and are within the float32 bounds of
-    test_simd_levels (log Z 1 eps, p 4 eps, S 8 eps, L 4 eps) of numpy in float64 on the half
+    test_simd_levels (log Z 2 eps, p 4 eps, S 8 eps, L 4 eps) of numpy in float64 on the half
     values converted exactly."""
     import numpy as np
 
@@ -413,7 +413,7 @@ def test_half_input_in_the_kernel_at_every_level(simd_level, dtype, layout):
         L = -np.where(q64 > 0, q64 * log_p, 0).sum(1)
     lz = (m + log_z1)[:, 0]
     eps = float(np.finfo(np.float32).eps)
-    assert np.max(np.abs(half["log_z"].numpy() - lz) / np.maximum(np.abs(lz), 1)) <= eps
+    assert np.max(np.abs(half["log_z"].numpy() - lz) / np.maximum(np.abs(lz), 1)) <= 2 * eps
     assert np.max(np.abs(half["p"].numpy() - p)) <= 4 * eps
     assert np.max(np.abs(half["entropy"].numpy() - S) / np.maximum(S, 1)) <= 8 * eps
     assert np.max(np.abs(half["loss"].numpy() - L) / np.maximum(L, 1)) <= 4 * eps

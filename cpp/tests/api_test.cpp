@@ -115,7 +115,7 @@ int main() {
         thermossl::set_streaming_stores(before);
     }
 
-    // float32 data: log Z within the README's bound, 1 eps32 x max(|log Z|, 1), of the long double
+    // float32 data: log Z within the README's bound, 2 eps32 x max(|log Z|, 1), of the long double
     // value on the same (rounded) float32 inputs.
     std::vector<float> energy32(n * k);
     for (std::int64_t j = 0; j < n * k; ++j) energy32[j] = static_cast<float>(energy[j] * 100.0);
@@ -131,7 +131,7 @@ int main() {
         long double s = 0;
         for (std::int64_t y = 0; y < k; ++y) s += std::exp(-static_cast<long double>(energy32[i * k + y]) / t32 - top);
         const long double lz = top + std::log(s);
-        check(std::fabs(log_z32[i] - static_cast<double>(lz)) <= eps32 * std::fmax(1.0, std::fabs(static_cast<double>(lz))),
+        check(std::fabs(log_z32[i] - static_cast<double>(lz)) <= 2 * eps32 * std::fmax(1.0, std::fabs(static_cast<double>(lz))),
               "float32 log_partition vs long double", log_z32[i], static_cast<double>(lz));
         for (std::int64_t y = 0; y < k; ++y) {
             const double want = static_cast<double>(std::exp(-static_cast<long double>(energy32[i * k + y]) / t32 - lz));
