@@ -225,30 +225,31 @@ inline __m256 exp2_nonpositive_f32_unmasked(const __m256 y) {
 #if defined(THERMOSSL_ISA_AVX512) && THERMOSSL_VECTOR_EXT
 /// 2^y for y <= 0 on 16 float lanes at AVX-512, the lanes not in `keep` set to 0: the exp of the
 /// logsumexp kernel's pivot rows, whose argument arrives already in base 2 (y = (a* - a) *
-/// float(-scale log2 e), logsumexp.cpp), so there is no reduction multiply-add and no clamp.
-/// y = floor(y) + j/16 + f with j = floor(16 y) mod 16 and f in [0, 1/16): f by vreduceps (exact),
-/// j from the low 4 mantissa bits of y + 1.5 * 2^19 rounded down (embedded rounding: the ulp of
-/// that sum is 1/16, so the sum is exactly 1.5 * 2^19 + floor(16 y)/16, the same floor as
-/// vreduceps's), 2^(j/16) from a 16-entry table held in one register (vpermps reads the low 4
-/// bits of each index lane), 2^f - 1 = f (c1 + c2 f + c3 f^2) (Chebyshev interpolation of
-/// (2^f - 1)/f on [0, 1/16], coefficients rounded to float: truncation 0.09 units of 2^-24),
-/// 2^(j/16 + f) = T + T (2^f - 1) in one FMA, and 2^floor(y) by vscalefps, whose zeroing mask
-/// drops the lanes outside `keep`. Error: the table entries carry <= 0.79 units of 2^-24, the
-/// last FMA one rounding: worst 1.83 units of 2^-24 relative, mean 0.47, over 4.2 M arguments in
-/// [-3, 0] (a numpy emulation of these steps against float64 exp2), against 1.05 worst for the
-/// degree-6 polynomial over [0, 1) this replaces; logsumexp's log Z stays at 0.50 eps32 worst on
-/// bench/float32_accuracy.py's rows as drawn, and moved from 1.57 to 1.77 eps32 on the hardest
-/// rows (log Z just above 1, test_float32_log_z_just_above_one; the claim is 2 eps32). That polynomial (6 FMA) took 2 more FMA-pipe operations than
-/// the table's 3 FMA + 1 multiply (the table adds an add and a vpermps on other pipes); on an AMD Zen 4, which runs 512-bit FMAs at one per
-/// cycle and 512-bit adds, compares, vreduceps and vscalefps on the other pipes (the last two at
-/// one per two cycles), the exp pass of logsumexp float32 took 9.44 cycles per 16 elements
-/// before and 8.81 after (a stand-alone copy of the loop over one row in L1, 3.6 GHz).
-/// No flush of its own: below 2^-126 vscalefps rounds to the subnormal and below 2^-149 to 0
-/// (exact scaling, no integer exponent arithmetic to overflow); the caller's `keep` holds its
-/// flush (logsumexp: the natural-base forms' e^-86.9, so every level flushes the same terms).
-/// Special values: y = -inf gives 0 (vscalefps by -inf), a nan y stays nan (vreduceps, the FMA
-/// and vscalefps propagate it; the table index of a nan lane is garbage but multiplies a nan).
-/// Per 16 lanes: 1 add, 1 vreduceps, 2 FMA, 1 multiply, 1 vpermps, 1 FMA, 1 vscalefps.
+/// float(-scale log2 e), logsumexp.cpp), so there is no reduction multiply-add and no clamp. y =
+/// floor(y) + j/16 + f with j = floor(16 y) mod 16 and f in [0, 1/16): f by vreduceps (exact), j
+/// from the low 4 mantissa bits of y + 1.5 * 2^19 rounded down (embedded rounding: the ulp of that
+/// sum is 1/16, so the sum is exactly 1.5 * 2^19 + floor(16 y)/16, the same floor as vreduceps's),
+/// 2^(j/16) from a 16-entry table held in one register (vpermps reads the low 4 bits of each index
+/// lane), 2^f - 1 = f (c1 + c2 f + c3 f^2) (Chebyshev interpolation of (2^f - 1)/f on [0, 1/16],
+/// coefficients rounded to float: truncation 0.09 units of 2^-24), 2^(j/16 + f) = T + T (2^f - 1)
+/// in one FMA, and 2^floor(y) by vscalefps, whose zeroing mask drops the lanes outside `keep`.
+/// Error: the table entries carry <= 0.79 units of 2^-24, the last FMA one rounding: worst 1.83
+/// units of 2^-24 relative, mean 0.47, over 4.2 M arguments in [-3, 0] (a numpy emulation of these
+/// steps against float64 exp2), against 1.05 worst for the degree-6 polynomial over [0, 1) this
+/// replaces; logsumexp's log Z stays at 0.50 eps32 worst on bench/float32_accuracy.py's rows as
+/// drawn, and moved from 1.57 to 1.77 eps32 on the hardest rows (log Z just above 1,
+/// test_float32_log_z_just_above_one; the claim is 2 eps32). That polynomial (6 FMA) took 2 more
+/// FMA-pipe operations than the table's 3 FMA + 1 multiply (the table adds an add and a vpermps on
+/// other pipes); on an AMD Zen 4, which runs 512-bit FMAs at one per cycle and 512-bit adds,
+/// compares, vreduceps and vscalefps on the other pipes (the last two at one per two cycles), the
+/// exp pass of logsumexp float32 took 9.44 cycles per 16 elements before and 8.81 after (a
+/// stand-alone copy of the loop over one row in L1, 3.6 GHz). No flush of its own: below 2^-126
+/// vscalefps rounds to the subnormal and below 2^-149 to 0 (exact scaling, no integer exponent
+/// arithmetic to overflow); the caller's `keep` holds its flush (logsumexp: the natural-base forms'
+/// e^-86.9, so every level flushes the same terms). Special values: y = -inf gives 0 (vscalefps by
+/// -inf), a nan y stays nan (vreduceps, the FMA and vscalefps propagate it; the table index of a
+/// nan lane is garbage but multiplies a nan). Per 16 lanes: 1 add, 1 vreduceps, 2 FMA, 1 multiply,
+/// 1 vpermps, 1 FMA, 1 vscalefps.
 inline __m512 exp2_nonpositive_f32_table(const __m512 y, const __mmask16 keep) {
     const __m512 s = _mm512_add_round_ps(y, _mm512_set1_ps(0x1.8p19f), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
     const __m512 f = _mm512_reduce_ps(y, 0x49);  // M = 4 fraction bits kept, round down, no #PE

@@ -14,14 +14,15 @@ namespace {
 // from cache while memory streams during the exp: the passes overlap memory and compute. The max
 // pass is a vector max, one instruction per vector (double rows too: the max of a, not of
 // scale * a, see with_row_frame); an online max-and-sum would fold it into pass 2 but rescale the
-// sums whenever a lane's max grows, and memory traffic is one read either way. Float rows in the
-// pivot frame at AVX2 and AVX-512 fold pass 1 of the next row into pass 2 instead (NextRowPivot:
-// one more load and max per vector, from L2) and prefetch the row after it, so each row is one
-// pass. Pass 2 per vector (objdump of the loops): float rows in the pivot frame take the base-2
-// forms below, 22 instructions per 16 elements at AVX-512 (the table exp 8) and 26 per 8 at AVX2,
-// loop control and the next row's load and max included; other float rows 24 per 16 at AVX-512 (the exp 12, the count at the
-// max and the sum one merge-masked add each); double 31 per 8 at AVX-512 (the table exp 18),
-// fewer for unshifted rows (vscalefpd's mask, below).
+// sums whenever a lane's max grows, and memory traffic is one read either way. The pivot-frame
+// forms below (float rows at AVX2 and AVX-512, unshifted double rows at AVX-512) fold pass 1 of
+// the next row into pass 2 instead (NextRowPivot: one more load and max per vector, from L2) and
+// prefetch the row after it, so each row is one pass. Pass 2 per vector (objdump of the loops):
+// float rows in the pivot frame take the base-2 forms below, 22 instructions per 16 elements at
+// AVX-512 (the table exp 8) and 26 per 8 at AVX2, loop control and the next row's load and max
+// included; other float rows 24 per 16 at AVX-512 (the exp 12, the count at the max and the sum
+// one merge-masked add each); double 31 per 8 at AVX-512 (the table exp 18), fewer for unshifted
+// rows (vscalefpd's mask, below).
 #if (defined(THERMOSSL_ISA_AVX512) || defined(THERMOSSL_ISA_AVX2)) && THERMOSSL_VECTOR_EXT
 /// The chunk loop of the explicit-vector pass-2 forms below (one read of the row): the full
 /// vectors of kL lanes in chunks of LaneSums<T, 1>::kChunkVectors, each chunk's lanes summed into
@@ -115,8 +116,9 @@ inline bool sums_carrying_pivot(const T* row, const T* next, const double scale,
     carried = next_pivot;
     return summed;
 }
-// The flush of the AVX2 base-2 form (its integer scale needs a normal result), 2^kBase2Lowest:
-// float products, as y at scale 1, so the same t as exp_nonpositive_f32's flush at -86.9.
+// The flush of the base-2 forms, 2^kBase2Lowest: float products, as y at scale 1, so the same t as
+// exp_nonpositive_f32's flush at -86.9 (AVX2: its integer scale needs a normal result; AVX-512:
+// vscalefps would scale to the subnormals, but every level flushes the same terms).
 constexpr float kBase2Lowest = -86.9f * 1.44269504f;
 #endif
 
@@ -127,15 +129,14 @@ constexpr float kBase2Lowest = -86.9f * 1.44269504f;
 /// table form (exp2_nonpositive_f32_table), so the natural-log reduction (a multiply-add for n,
 /// a subtraction, a multiply-add for r) and the clamp are gone. y carries the same three
 /// roundings as PivotArg's t (d, the constant, the product: <= 3 2^-24 |y|, i.e. a relative error
-/// <= 3 2^-24 |t| of e^t, as before) and no reduction error. The terms at the max (d == 0) are
-/// zeroed by vscalefps's mask (one compare); the count at the max is k less the count of the
-/// other lanes (a popcount, scalar pipes). There is no flush: vscalefps takes terms below
-/// 2^-126 to the subnormal or 0 (the natural-base forms flush below e^-86.9, a term < 2^-125
-/// beside the term 1 at the max, which no float sum can show). kDir != 0: the pivot of
-/// `next_row` (NextRowPivot) is gathered on the way and returned in next_pivot. Per 16
-/// elements: load-subtract, multiply, compare, add, vreduceps, 3 FMA, multiply, vpermps,
-/// vscalefps, add, count (+ load, max with kDir). Returns false (nothing done, no next pivot)
-/// where PivotArg does not apply.
+/// <= 3 2^-24 |t| of e^t, as before) and no reduction error. Terms at the max (d == 0) and
+/// terms below 2^ly (ly = float(-86.9) * float(log2 e): the flush of exp_nonpositive_f32, at the
+/// same t when scale = 1) are zeroed by vscalefps's mask, built by one compare and one masked
+/// compare; the count at the max is k less the count of the other lanes (a popcount, scalar
+/// pipes). kDir != 0: the pivot of `next_row` (NextRowPivot) is gathered on the way and returned
+/// in next_pivot. Per 16 elements: load-subtract, multiply, 2 compares, add, vreduceps, 3 FMA,
+/// multiply, vpermps, vscalefps, add, count (+ load, max with kDir). Returns false (nothing
+/// done, no next pivot) where PivotArg does not apply.
 template <int kDir>
 inline bool pivot_row_sums(const float* a, const std::int64_t k, const Exponent ex, const float* ahead,
                            const float* known_pivot, const float* next_row, float& next_pivot, double& m,
@@ -297,7 +298,8 @@ void logsumexp_rows(const MatrixView<In>& a, const Exponent ex_shared, const Mat
         // AVX-512); kept across this thread's tiles (a thread takes consecutive tiles), used only
         // for that row.
         return [&, ra = RowReader<T, In>(a), rb = RowReader<T, In>(b ? *b : no_weights),
-                pivot_row = static_cast<const T*>(nullptr), carried_pivot = T(0)](std::int64_t i0, std::int64_t i1) mutable {
+                pivot_row = static_cast<const T*>(nullptr),
+                carried_pivot = T(0)](std::int64_t i0, std::int64_t i1) mutable {
             const Exponent ex = ex_shared;  // a local copy: the compiler need not reload it
             ra.load(i0, i1);
             if (b != nullptr) rb.load(i0, i1);
