@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.special as sp
 
 import thermossl
+from thermossl import _core
 
 from helpers import EPS32, LOG_Z_BOUND32
 
@@ -143,3 +145,30 @@ def test_nan_of_any_payload_stays_nan(simd_level, dtype, patterns, k, spread):
         row_is_nan_or_refused(lambda: thermossl.cross_entropy(with_nan(q, pattern), x, 1.0, grad=True))
         # the weighted and signed forms take the masked paths
         row_is_nan_or_refused(lambda: thermossl.logsumexp(xn, axis=1, b=np.ones_like(xn)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_entropy_gradient_special_entries(simd_level, dtype):
+    """The entropy gradient's last pass, g = e (a1 t + b1) (gibbs.cpp): an excluded state
+    (scale * E = -inf, e = 0) gets exactly 0, the others their finite value against float64; a
+    nan anywhere in a row makes the whole row nan (Z' is nan), terms that underflowed included;
+    rows in the exp's range and rows reaching the flush, both signs of the scale."""
+    rng = np.random.default_rng(23)
+    for scale in (-10.0, -0.5, 3.0):
+        E = (rng.normal(size=(6, 77)) * 4).astype(dtype)
+        E[1, 5] = np.inf if scale < 0 else -np.inf    # excluded: scale * E = -inf
+        E[2, 9] = np.nan
+        E[3, :40] = E[3, :40] * 0                     # ties
+        g = np.full(E.shape, 7.0, dtype)
+        _core.row_entropy_grad(E, scale, None, g)
+        assert np.all(np.isnan(g[2]))
+        assert g[1, 5] == 0
+        ok = [0, 1, 3, 4, 5]
+        x = scale * E[ok].astype(np.float64)
+        with np.errstate(invalid="ignore"):  # 0 * -inf at the excluded state, masked below
+            lp = sp.log_softmax(x, axis=1)
+            p = np.exp(lp)
+            S = -np.sum(np.where(p > 0, p * lp, 0), axis=1)
+            ref = np.where(p > 0, -scale * p * (lp + S[:, None]), 0)
+        tol = (16 * EPS32 if dtype == np.float32 else 1e-12) * abs(scale)
+        assert np.max(np.abs(g[ok] - ref)) <= tol

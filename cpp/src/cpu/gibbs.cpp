@@ -247,19 +247,26 @@ void entropy_grad_impl(const MatrixView<In>& a, const Exponent ex_shared, T* gra
             z = sums[0];
             ez = sums[1];
             if (!std::isfinite(m)) return;
-            // Pass 3: the gradient from e (in g_row) and t, with log p = t - log Z' in T lanes
-            // (float rows: t carries <= 3 2^-24 |t|, see PivotArg, well inside the stated bound).
-            const V inv_z = splat<V>(static_cast<T>(1.0 / z));
-            const V log_zr = splat<V>(static_cast<T>(std::log(z)));
-            const V entropy_row = splat<V>(static_cast<T>(std::log(z) - ez / z));
-            const V minus_scale = splat<V>(static_cast<T>(-ex.scale));
+            // Pass 3: the gradient -scale p (log p + S) from e (in g_row) and t. With p = e / Z',
+            // log p = t - log Z' and S = log Z' - sum(e t) / Z', log p + S = t - sum(e t) / Z', so
+            // g = e (a1 t + b1), a1 = -scale / Z', b1 = scale sum(e t) / Z'^2: one FMA and one
+            // multiply per vector (the form before took p, log p, log p + S and two multiplies,
+            // and its log Z' cancelled in float). Float rows: t carries <= 3 2^-24 |t| (PivotArg)
+            // and a1, b1 one rounding each, well inside the stated bound.
+            const T a1_scalar = static_cast<T>(-ex.scale / z);
+            const V a1 = splat<V>(a1_scalar);
+            const V b1 = splat<V>(static_cast<T>(ex.scale * (ez / z) / z));
+            // what a term with e = 0 gets: 0, or nan where Z' is nan (a nan in the row makes the
+            // whole row's gradient nan, as p = e / Z' did)
+            const V dead = splat<V>(a1_scalar - a1_scalar);
             LaneSums<T, 1> unused;
             row_sweep(k, arg, unused, [&](std::int64_t j, const V t, const mask_t<T>, const auto& lanes) {
-                const V p = lanes.load(g_out + j, T(0)) * inv_z;
-                // p log p -> 0 where p = 0 (t may be -inf there); an in-range frame's t is finite
-                V log_p = t - log_zr;
-                if constexpr (!in_range_v<Arg>) log_p = select(p > splat<V>(0), log_p, splat<V>(0));
-                lanes.store(g_out + j, minus_scale * p * (log_p + entropy_row));
+                const V e = lanes.load(g_out + j, T(0));
+                V g = e * fmadd(a1, t, b1);
+                // `dead` where e = 0 (t may be -inf there: 0 * inf; a nan e stays nan); an
+                // in-range frame's t is finite
+                if constexpr (!in_range_v<Arg>) g = select(e != splat<V>(0), g, dead);
+                lanes.store(g_out + j, g);
             });
         });
         const double log_zr = std::log(z);
