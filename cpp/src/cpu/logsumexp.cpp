@@ -61,7 +61,7 @@ inline bool base2_pivot_frame(const float* a, const std::int64_t k, const Expone
                               float& pivot, double& m, float& c) {
     const double mag = std::fabs(ex.scale);
     if (!(mag >= 0x1p-60 && mag <= 0x1p60)) return false;
-    pivot = known_pivot != nullptr ? *known_pivot : ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
+    pivot = row_pivot_raw(a, k, ex.scale, known_pivot);
     m = ex.scale * static_cast<double>(pivot);
     c = static_cast<float>(-ex.scale * 1.4426950408889634074);
     return std::isfinite(m);
@@ -239,7 +239,7 @@ inline bool pivot_row_sums(const double* a, const std::int64_t k, const Exponent
                            const double* known_pivot, const double* next_row, double& next_pivot, double& m,
                            double& weight_at_max, double& rest) {
     if (!(ex.scale != 0.0 && std::isfinite(ex.scale))) return false;
-    const double pivot = known_pivot != nullptr ? *known_pivot : ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
+    const double pivot = row_pivot_raw(a, k, ex.scale, known_pivot);
     m = ex.scale * pivot;
     if (!std::isfinite(m)) return false;
     const __m512d sv = _mm512_set1_pd(ex.scale);

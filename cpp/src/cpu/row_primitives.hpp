@@ -160,6 +160,15 @@ inline T row_min_raw(const T* a, std::int64_t k) {
     return lane_min(min_lanes(min_lanes(m0, m1), min_lanes(m2, m3)), infinity<T>());
 }
 
+/// The pivot a* of a row for x = scale * a (scale != 0): the a with the largest x, i.e. max a for
+/// scale > 0 and min a for scale < 0 (x is monotone in a); *known where the caller already has it
+/// (logsumexp gathers it during the previous row's pass), else one pass over the row.
+template <class T>
+inline T row_pivot_raw(const T* a, std::int64_t k, double scale, const T* known = nullptr) {
+    if (known != nullptr) return *known;
+    return scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
+}
+
 /// min_j a_j and max_j a_j of a row (float or double) in one pass (nan ignored: all nan gives
 /// +inf / -inf): with_row_frame's pivot and far end, the frame of the ledger's unmasked form.
 /// Four independent pairs of lanes (one load, a min and a max per vector; 4 vectors per loop trip
@@ -255,7 +264,7 @@ inline void with_row_frame(const T* a, std::int64_t k, const Exponent ex, Body&&
         // row_max, from a max pass without the multiply and the widening (nan ignored as there;
         // scale 0, inf or nan keeps row_max, where 0 * inf would differ)
         if (ex.scale != 0.0 && std::isfinite(ex.scale)) {
-            const T pivot = ex.scale > 0 ? row_max_raw(a, k) : row_min_raw(a, k);
+            const T pivot = row_pivot_raw(a, k, ex.scale);
             m = ex.scale * static_cast<double>(pivot);
         } else {
             m = row_max<T, kShift>(a, k, ex);
